@@ -1,0 +1,54 @@
+"""Root `echoops` command: mounts one sub-app per command module.
+
+Exit codes: 0 ok, 1 a domain failure you can act on (gate closed, cap hit, delivery
+failed), 2 bad usage or configuration.
+"""
+
+from __future__ import annotations
+
+import typer
+from typer.core import TyperGroup
+
+from echoops.commands import config_cmd, costs, demo, page, portal, scale, scheduler, serve, slo
+from echoops.core.errors import EchoopsError
+
+
+class EchoopsGroup(TyperGroup):
+    """Maps every EchoopsError to `Error: …` on stderr and its exit code, in one place."""
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except EchoopsError as exc:
+            from echoops.commands.render import error
+
+            error(exc.detail)
+            raise typer.Exit(exc.exit_code) from None
+
+
+app = typer.Typer(
+    cls=EchoopsGroup,
+    name="echoops",
+    help="SLOs, incident pager, customer portal, cost guardrails and autoscale for one app.\n\n"
+    "Exit codes: 0 ok, 1 domain failure (gate closed, cap hit), 2 bad usage or config.\n\n"
+    "Example: echoops up --demo",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+)
+
+app.command("config")(config_cmd.config)
+app.command("serve")(serve.serve)
+app.command("up")(serve.up)
+app.add_typer(scheduler.app, name="scheduler")
+app.add_typer(demo.app, name="demo")
+app.add_typer(slo.app, name="slo")
+app.add_typer(page.app, name="page")
+app.add_typer(portal.app, name="portal")
+app.add_typer(costs.app, name="costs")
+app.add_typer(scale.app, name="scale")
+
+
+def main() -> None:
+    app()

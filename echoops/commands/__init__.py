@@ -1,0 +1,1 @@
+"""Thin Typer sub-apps: parse, make one core call, render."""

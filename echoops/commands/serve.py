@@ -1,0 +1,52 @@
+"""`echoops serve` (the shim on gunicorn) and `echoops up` (serve + scheduler)."""
+
+from __future__ import annotations
+
+import typer
+
+from echoops.core import config
+from echoops.core.errors import NotConfigured
+
+
+def serve(
+    host: str = typer.Option(None, help="Bind address (default ECHOOPS_HOST)."),
+    port: int = typer.Option(None, min=1, max=65535, help="Port (default ECHOOPS_PORT)."),
+    workers: int = typer.Option(None, min=1, max=64, help="gunicorn workers (default ECHOOPS_WORKERS)."),
+    demo: bool = typer.Option(False, "--demo", help="Start even without DASHBOARD_KEY (admin routes answer 503)."),
+) -> None:
+    """Serve the dashboard and /api on gunicorn. Refuses to start without DASHBOARD_KEY unless --demo.
+
+    Example: DASHBOARD_KEY=$(openssl rand -hex 16) echoops serve --port 5000 --workers 2
+    """
+    s = config.settings()
+    if not s.dashboard_key and not demo:
+        raise NotConfigured("DASHBOARD_KEY is not set: set it (admin routes need it) or pass --demo")
+    s.log_dir.mkdir(parents=True, exist_ok=True)
+    import bottle
+
+    from shim.app import app
+    from shim.server import gunicorn_options
+
+    bottle.run(
+        app=app,
+        server="gunicorn",
+        host=host or s.host,
+        port=port or s.port,
+        quiet=True,
+        **gunicorn_options(s, workers or s.workers),
+    )
+
+
+def up(
+    demo: bool = typer.Option(False, "--demo", help="Demo log dir, demo data, generated key."),
+    host: str = typer.Option(None, help="Bind address (default ECHOOPS_HOST)."),
+    port: int = typer.Option(None, min=1, max=65535, help="Port (default ECHOOPS_PORT)."),
+) -> None:
+    """Run the whole thing: the server and the scheduler as child processes.
+
+    Exits non-zero when either child dies; SIGINT/SIGTERM stop both.
+    Example: echoops up --demo
+    """
+    from echoops.core.supervisor import run_up
+
+    raise typer.Exit(run_up(demo=demo, host=host, port=port))

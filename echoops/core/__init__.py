@@ -1,0 +1,1 @@
+"""All echoops logic. Nothing here imports typer, rich or bottle."""

@@ -1,0 +1,106 @@
+"""Atomic JSON snapshots and flag files: a reader never sees a half-written file."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+
+def dumps(obj: Any, *, indent: bool = False) -> bytes:
+    """orjson with echoops' defaults (non-str keys allowed, Decimal/Path/set handled)."""
+    option = orjson.OPT_NON_STR_KEYS | (orjson.OPT_INDENT_2 if indent else 0)
+    return orjson.dumps(obj, default=_default, option=option)
+
+
+def _default(obj: Any) -> Any:
+    from decimal import Decimal
+
+    if isinstance(obj, Decimal):
+        return float(obj)
+    if isinstance(obj, Path):
+        return str(obj)
+    if isinstance(obj, (set, frozenset, tuple)):
+        return list(obj)
+    raise TypeError(f"cannot serialise {type(obj).__name__}")
+
+
+def write_json(path: Path, obj: Any) -> None:
+    """Replace `path` with `obj` as JSON: temp file in the same dir, fsync, rename, fsync dir."""
+    write_bytes(path, dumps(obj, indent=True) + b"\n")
+
+
+def write_bytes(path: Path, data: bytes) -> None:
+    """Atomically replace `path` with `data`."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+    _fsync_dir(path.parent)
+
+
+def _fsync_dir(directory: Path) -> None:
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def read_json(path: Path, default: Any = None) -> Any:
+    """Parsed JSON at `path`, or `default` when it is missing or not JSON."""
+    try:
+        return orjson.loads(Path(path).read_bytes())
+    except (FileNotFoundError, orjson.JSONDecodeError, IsADirectoryError):
+        return default
+
+
+def set_flag(path: Path, info: dict[str, Any]) -> None:
+    """Create or replace a flag file holding `info` as JSON (atomic)."""
+    write_json(path, info)
+
+
+def read_flag(path: Path) -> dict[str, Any] | None:
+    """The flag's JSON, None when absent. A flag an operator made by hand (`touch`) still counts."""
+    path = Path(path)
+    if not path.exists():
+        return None
+    data = read_json(path)
+    if isinstance(data, dict):
+        return data
+    text = ""
+    try:
+        text = path.read_text(errors="replace").strip()[:500]
+    except OSError:
+        pass
+    return {"reason": text or "flag file present (no reason recorded)"}
+
+
+def clear_flag(path: Path) -> bool:
+    """Remove a flag file; True when one was there."""
+    try:
+        Path(path).unlink()
+    except FileNotFoundError:
+        return False
+    _fsync_dir(Path(path).parent)
+    return True

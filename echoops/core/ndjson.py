@@ -1,0 +1,227 @@
+"""The NDJSON logger helper (append) and the incremental reader (cursors in the store).
+
+append: one JSON object per line with `ts` (UTC ISO-8601) and `event`, written with a
+single write() under a lock (threads) and flock (processes), so lines never interleave.
+
+Reader: reads only what was appended since the last commit of the same consumer. A cursor
+is (inode, offset, size); a new inode means rotation (the rest of the old file is read first
+when it is still beside it as `<name>.1`), a size below the offset means truncation (start
+again at 0). A last line without its newline is never consumed. Bad lines (not JSON, not
+an object, not UTF-8, longer than 64 KiB) are skipped and counted.
+
+Consumers call `commit()` inside the same store transaction that saves what they derived
+from the lines, so a crash never loses or double counts a line.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import sqlite3
+import threading
+import time
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from echoops.core.clock import iso
+from echoops.core.files import _default
+
+MAX_LINE = 64 * 1024
+CHUNK = 4 * 1024 * 1024
+
+_lock = threading.Lock()
+
+
+def append(path: Path, event: str, *, now: float | None = None, **fields: Any) -> dict[str, Any]:
+    """Append `{"ts":…, "event": event, **fields}` to `path` as one line; returns the record."""
+    record = {"ts": iso(time.time() if now is None else now), "event": event, **fields}
+    line = orjson.dumps(record, default=_default, option=orjson.OPT_NON_STR_KEYS) + b"\n"
+    path = Path(path)
+    with _lock:
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        except FileNotFoundError:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            os.write(fd, line)
+        finally:
+            os.close(fd)  # closing releases the flock
+    return record
+
+
+def _classify(line: bytes) -> str:
+    """Why a line that failed to parse as an object is bad (for the counters)."""
+    try:
+        line.decode("utf-8")
+    except UnicodeDecodeError:
+        return "not_utf8"
+    try:
+        orjson.loads(line)
+    except orjson.JSONDecodeError:
+        return "not_json"
+    return "not_object"
+
+
+def pending(conn: sqlite3.Connection, path: Path, consumer: str) -> bool:
+    """Cheap check (one stat, one indexed row): is there anything past `consumer`'s cursor?"""
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        return False
+    row = conn.execute(
+        "SELECT inode, offset FROM cursors WHERE consumer=? AND source=?", (consumer, str(Path(path).absolute()))
+    ).fetchone()
+    return row is None or st.st_ino != row[0] or st.st_size != row[1]
+
+
+class Reader:
+    """Incremental reader of one NDJSON file for one consumer.
+
+    Iterate it for dicts (or `batches()` for lists of dicts, the fast path), then call
+    `commit()` inside the transaction that stores the results. `bad` counts skipped lines
+    by reason; `count_bad(reason)` lets a consumer add lines it rejects (missing fields).
+    """
+
+    def __init__(self, conn: sqlite3.Connection, path: Path, consumer: str, *, chunk: int = CHUNK):
+        self.conn = conn
+        self.path = Path(path)
+        self.source = str(self.path.absolute())
+        self.consumer = consumer
+        self.chunk = chunk
+        self.lines = 0
+        self.bad: Counter[str] = Counter()
+        self.events: list[str] = []  # "rotated", "truncated": what the cursor noticed
+        if not conn.in_transaction:
+            # Two consumers reading the same cursor outside a write lock would both count
+            # the same lines; inside BEGIN IMMEDIATE the second waits for the first.
+            raise RuntimeError("ndjson.Reader must be created inside store.transaction()")
+        row = conn.execute(
+            "SELECT inode, offset, size FROM cursors WHERE consumer=? AND source=?", (consumer, self.source)
+        ).fetchone()
+        self._saved = (row[0], row[1], row[2]) if row else None
+        self._inode, self._offset = (row[0], row[1]) if row else (0, 0)
+        self._size = row[2] if row else 0
+
+    @property
+    def offset(self) -> int:
+        return self._offset
+
+    def count_bad(self, reason: str, n: int = 1) -> None:
+        self.bad[reason] += n
+
+    def _plan(self) -> list[tuple[Path, int, int]]:
+        """(file, start offset, inode) segments to read, oldest first."""
+        try:
+            st = os.stat(self.path)
+        except FileNotFoundError:
+            return []
+        if self._saved is None:
+            return [(self.path, 0, st.st_ino)]
+        if st.st_ino != self._inode:
+            self.events.append("rotated")
+            plan = []
+            rotated = self.path.with_name(self.path.name + ".1")
+            try:
+                if os.stat(rotated).st_ino == self._inode:
+                    plan.append((rotated, self._offset, self._inode))
+            except FileNotFoundError:
+                pass
+            plan.append((self.path, 0, st.st_ino))
+            return plan
+        if st.st_size < self._offset:
+            self.events.append("truncated")
+            return [(self.path, 0, st.st_ino)]
+        return [(self.path, self._offset, st.st_ino)]
+
+    def batches(self) -> Iterator[list[dict[str, Any]]]:
+        """Yield lists of parsed objects, one list per chunk read, advancing the cursor."""
+        loads = orjson.loads
+        decode_error = orjson.JSONDecodeError
+        for path, start, inode in self._plan():
+            try:
+                fh = open(path, "rb")
+            except FileNotFoundError:
+                continue
+            with fh:
+                if os.fstat(fh.fileno()).st_ino != inode:
+                    continue  # replaced between stat and open; the next run picks it up
+                fh.seek(start)
+                offset = start
+                carry = b""
+                skipping = False  # inside a line longer than MAX_LINE
+                while True:
+                    data = fh.read(self.chunk)
+                    if not data:
+                        break
+                    buf = carry + data if carry else data
+                    end = buf.rfind(b"\n")
+                    if end < 0:
+                        carry = buf
+                        if len(carry) > MAX_LINE:
+                            # drop the oversized head; the line is bad whatever follows
+                            offset += len(carry)
+                            carry = b""
+                            if not skipping:
+                                self.bad["too_long"] += 1
+                            skipping = True
+                        continue
+                    carry = buf[end + 1 :]
+                    out: list[dict[str, Any]] = []
+                    lines = buf[:end].split(b"\n")
+                    if skipping:
+                        lines = lines[1:]  # the tail of the oversized line
+                        skipping = False
+                    for line in lines:
+                        if len(line) > MAX_LINE:
+                            self.bad["too_long"] += 1
+                            continue
+                        try:
+                            obj = loads(line)
+                        except decode_error:
+                            if line.strip():
+                                self.bad[_classify(line)] += 1
+                            continue
+                        if type(obj) is dict:
+                            out.append(obj)
+                        else:
+                            self.bad["not_object"] += 1
+                    self.lines += len(lines)
+                    offset += end + 1
+                    self._inode, self._offset = inode, offset
+                    if out:
+                        yield out
+                # a partial last line stays unread: the cursor stops before it
+                self._inode, self._offset = inode, offset
+        try:
+            self._size = os.stat(self.path).st_size
+        except FileNotFoundError:
+            self._size = 0
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        for batch in self.batches():
+            yield from batch
+
+    def commit(self, now: float | None = None) -> None:
+        """Save the cursor (call inside the transaction that stores what was derived)."""
+        self.conn.execute(
+            "INSERT INTO cursors(consumer, source, inode, offset, size, lines, bad, updated_at) "
+            "VALUES(?,?,?,?,?,?,?,?) ON CONFLICT(consumer, source) DO UPDATE SET "
+            "inode=excluded.inode, offset=excluded.offset, size=excluded.size, "
+            "lines=cursors.lines+excluded.lines, bad=cursors.bad+excluded.bad, updated_at=excluded.updated_at",
+            (
+                self.consumer,
+                self.source,
+                self._inode,
+                self._offset,
+                self._size,
+                self.lines,
+                sum(self.bad.values()),
+                time.time() if now is None else now,
+            ),
+        )

@@ -1,0 +1,170 @@
+"""SQLite state store: `echoops.db` in the log dir, WAL, busy timeout, per-feature schemas.
+
+`PRAGMA user_version` holds the version of the store's own meta schema (cursors and the
+feature version table). Each feature owns its tables and declares them as a Schema: an
+ordered list of migration scripts; `schema_versions` records how many have run. Migrations
+run inside BEGIN IMMEDIATE, so the scheduler and several gunicorn workers opening a new
+database at once apply each step exactly once.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from echoops.core.config import Settings
+
+META_VERSION = 1
+_META = [
+    """
+    CREATE TABLE IF NOT EXISTS schema_versions (
+        feature TEXT PRIMARY KEY,
+        version INTEGER NOT NULL,
+        updated_at REAL NOT NULL
+    );
+    CREATE TABLE IF NOT EXISTS cursors (
+        consumer TEXT NOT NULL,
+        source TEXT NOT NULL,
+        inode INTEGER NOT NULL,
+        offset INTEGER NOT NULL,
+        size INTEGER NOT NULL,
+        lines INTEGER NOT NULL DEFAULT 0,
+        bad INTEGER NOT NULL DEFAULT 0,
+        updated_at REAL NOT NULL,
+        PRIMARY KEY (consumer, source)
+    );
+    """,
+]
+
+BUSY_TIMEOUT_MS = 15000
+
+
+@dataclass(frozen=True)
+class Schema:
+    """A feature's tables: `feature` name and its migrations, oldest first (never edit one that shipped)."""
+
+    feature: str
+    migrations: tuple[str, ...]
+
+
+_local = threading.local()
+
+
+class Connection(sqlite3.Connection):
+    """sqlite3 connection that remembers which feature schemas it has ensured."""
+
+    ensured: set[str]
+
+
+def _open(path: Path) -> sqlite3.Connection:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    conn = sqlite3.connect(
+        path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None, check_same_thread=True, factory=Connection
+    )
+    conn.ensured = set()
+    conn.row_factory = sqlite3.Row
+    conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+    # WAL lets readers (the dashboard) run while the scheduler writes; NORMAL is durable at
+    # each checkpoint and safe against corruption in WAL mode.
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("PRAGMA synchronous=NORMAL")
+    conn.execute("PRAGMA foreign_keys=ON")
+    _migrate_meta(conn)
+    return conn
+
+
+def _migrate_meta(conn: sqlite3.Connection) -> None:
+    if conn.execute("PRAGMA user_version").fetchone()[0] >= META_VERSION:
+        return
+    with transaction(conn):
+        current = conn.execute("PRAGMA user_version").fetchone()[0]
+        for step, script in enumerate(_META[current:], start=current + 1):
+            for stmt in _statements(script):
+                conn.execute(stmt)
+            conn.execute(f"PRAGMA user_version={step}")
+
+
+def _statements(script: str) -> list[str]:
+    return [s.strip() for s in script.split(";") if s.strip()]
+
+
+def connect(s: Settings) -> sqlite3.Connection:
+    """This thread's connection to the store of `s.log_dir` (opened once per thread and process)."""
+    path = s.db_path.resolve() if s.db_path.parent.exists() else s.db_path.absolute()
+    key = (str(path), os.getpid())
+    conns: dict = getattr(_local, "conns", None) or {}
+    _local.conns = conns
+    conn = conns.get(key)
+    if conn is None:
+        conn = conns[key] = _open(path)
+    return conn
+
+
+def close_all() -> None:
+    """Close this thread's connections (tests, forked children)."""
+    for conn in (getattr(_local, "conns", None) or {}).values():
+        try:
+            conn.close()
+        except sqlite3.Error:
+            pass
+    _local.conns = {}
+
+
+def ensure(conn: sqlite3.Connection, schema: Schema) -> None:
+    """Apply `schema`'s pending migrations (once per connection; cheap afterwards)."""
+    ensured: set = conn.ensured
+    if schema.feature in ensured:
+        return
+    row = conn.execute("SELECT version FROM schema_versions WHERE feature=?", (schema.feature,)).fetchone()
+    if row is None or row[0] < len(schema.migrations):
+        with transaction(conn):
+            row = conn.execute("SELECT version FROM schema_versions WHERE feature=?", (schema.feature,)).fetchone()
+            current = row[0] if row else 0
+            if current > len(schema.migrations):
+                raise RuntimeError(f"{schema.feature} schema v{current} is newer than this echoops")
+            for script in schema.migrations[current:]:
+                for stmt in _statements(script):
+                    conn.execute(stmt)
+            conn.execute(
+                "INSERT INTO schema_versions(feature, version, updated_at) VALUES(?,?,?) "
+                "ON CONFLICT(feature) DO UPDATE SET version=excluded.version, updated_at=excluded.updated_at",
+                (schema.feature, len(schema.migrations), time.time()),
+            )
+    ensured.add(schema.feature)
+
+
+def db(s: Settings, *schemas: Schema) -> sqlite3.Connection:
+    """Connection with `schemas` ensured: what a feature calls first."""
+    conn = connect(s)
+    for schema in schemas:
+        ensure(conn, schema)
+    return conn
+
+
+@contextmanager
+def transaction(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
+    """BEGIN IMMEDIATE ... COMMIT (ROLLBACK on error). Nested use joins the outer transaction."""
+    if conn.in_transaction:
+        yield conn
+        return
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        yield conn
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")
+
+
+def health(s: Settings) -> bool:
+    """True when the store opens and answers a query."""
+    try:
+        return connect(s).execute("SELECT 1").fetchone()[0] == 1
+    except (sqlite3.Error, OSError):
+        return False

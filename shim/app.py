@@ -1,0 +1,125 @@
+"""The Bottle app: one auth hook, one error hook, security headers; routes live in shim/routes/.
+
+Every `/api/*` path needs `X-Dash-Key` equal to DASHBOARD_KEY (constant-time compare), except
+the paths route modules mark public (where a signed token is the credential). Nothing here
+consults cost state: admin routes are never degraded.
+"""
+
+from __future__ import annotations
+
+import hmac
+import importlib
+
+from bottle import Bottle, HTTPError, JSONPlugin, request, response
+
+from echoops.core import config
+from echoops.core.errors import EchoopsError
+from echoops.core.files import dumps
+from shim.http import MAX_BODY, from_domain, json_error
+
+ROUTE_MODULES = ("health", "dashboard", "slo", "incidents", "portal", "costs", "scale")
+
+# Paths under /api/ that carry their own credential (a signed token); registered by routes.
+PUBLIC_API: set[str] = set()
+
+CSP = (
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+    "connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'; object-src 'none'"
+)
+
+_STATUS_CODES = {
+    400: "bad_request",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    413: "too_large",
+    500: "internal",
+    503: "unavailable",
+}
+
+
+def mark_public(path: str) -> None:
+    """Exempt one /api path from the X-Dash-Key check (its token is the credential)."""
+    PUBLIC_API.add(path)
+
+
+def _check_access() -> None:
+    length = request.content_length
+    if length and length > MAX_BODY:
+        raise json_error(413, "too_large", f"request body is larger than {MAX_BODY} bytes")
+    path = request.path
+    if not (path == "/api" or path.startswith("/api/")) or path in PUBLIC_API:
+        return
+    key = config.settings().dashboard_key
+    if not key:
+        raise json_error(503, "not_configured", "DASHBOARD_KEY is not set on the server; admin routes are off")
+    given = request.get_header("X-Dash-Key", "")
+    if not hmac.compare_digest(given.encode("utf-8", "replace"), key.encode("utf-8")):
+        raise json_error(401, "unauthorized", "missing or wrong X-Dash-Key header")
+
+
+def _domain_errors(callback):
+    """Bottle plugin: a route's EchoopsError becomes `{"error","detail"}` with its status."""
+
+    def wrapper(*args, **kwargs):
+        try:
+            return callback(*args, **kwargs)
+        except EchoopsError as exc:
+            return from_domain(exc)
+
+    return wrapper
+
+
+def _error_page(err: HTTPError) -> bytes:
+    # Never a traceback or exception text: 500s say only that something failed.
+    status = err.status_code
+    code = _STATUS_CODES.get(status, "error")
+    detail = "internal server error" if status >= 500 and status != 503 else str(err.body or code)
+    if status == 404:
+        detail = f"no route for {request.method} {request.path}"
+    elif status == 405:
+        detail = f"method {request.method} not allowed on {request.path}"
+    response.content_type = "application/json"
+    return dumps({"error": code, "detail": detail})
+
+
+def create_app() -> Bottle:
+    """Build the app with every route module installed."""
+    app = Bottle(catchall=True)
+    app.uninstall(JSONPlugin)
+    app.install(JSONPlugin(json_dumps=lambda obj: dumps(obj).decode()))
+    app.install(_domain_errors)
+    app.add_hook("before_request", _check_access)
+    app.default_error_handler = _error_page
+    for name in ROUTE_MODULES:
+        importlib.import_module(f"shim.routes.{name}").install(app)
+    return app
+
+
+class SecurityHeaders:
+    """WSGI middleware: headers on every response, errors included."""
+
+    def __init__(self, app):
+        self.app = app
+
+    def __call__(self, environ, start_response):
+        path = environ.get("PATH_INFO", "")
+
+        def start(status, headers, exc_info=None):
+            names = {h[0].lower() for h in headers}
+            headers.append(("X-Content-Type-Options", "nosniff"))
+            if "referrer-policy" not in names:
+                headers.append(("Referrer-Policy", "no-referrer"))
+            if path.startswith("/api") and "cache-control" not in names:
+                headers.append(("Cache-Control", "no-store"))
+            if not path.startswith("/api"):
+                headers.append(("Content-Security-Policy", CSP))
+                headers.append(("X-Frame-Options", "DENY"))
+            return start_response(status, headers, exc_info)
+
+        return self.app(environ, start)
+
+
+bottle_app = create_app()
+app = SecurityHeaders(bottle_app)

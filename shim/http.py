@@ -1,0 +1,68 @@
+"""Request parsing and JSON responses shared by every route module."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+from bottle import HTTPResponse, request
+
+from echoops.core.errors import EchoopsError, ValidationError
+from echoops.core.files import dumps
+
+MAX_BODY = 64 * 1024
+
+
+def json_response(obj: Any, status: int = 200, headers: dict[str, str] | None = None) -> HTTPResponse:
+    """A JSON HTTPResponse (use for non-200 answers or lists; routes may also return dicts)."""
+    resp = HTTPResponse(dumps(obj), status=status, headers=headers)
+    resp.content_type = "application/json"
+    return resp
+
+
+def json_error(status: int, code: str, detail: str) -> HTTPResponse:
+    """The one error shape: `{"error": code, "detail": text}`."""
+    return json_response({"error": code, "detail": detail}, status)
+
+
+def from_domain(exc: EchoopsError) -> HTTPResponse:
+    body = {"error": exc.code, "detail": exc.detail}
+    if exc.field:
+        body["field"] = exc.field
+    return json_response(body, exc.status)
+
+
+def json_body(required: bool = True) -> dict[str, Any]:
+    """The request body as a JSON object; ValidationError (400) on anything else.
+
+    Bodies over 64 KiB never get here: the shim answers 413 before routing.
+    """
+    raw = request.body.read(MAX_BODY + 1)
+    if len(raw) > MAX_BODY:
+        raise HTTPTooLarge()
+    if not raw.strip():
+        if required:
+            raise ValidationError("request body must be a JSON object", field="body")
+        return {}
+    try:
+        data = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        raise ValidationError("request body is not valid JSON", field="body") from None
+    if not isinstance(data, dict):
+        raise ValidationError("request body must be a JSON object", field="body")
+    return data
+
+
+class HTTPTooLarge(EchoopsError):
+    code = "too_large"
+    status = 413
+    exit_code = 2
+
+    def __init__(self) -> None:
+        super().__init__(f"request body is larger than {MAX_BODY} bytes")
+
+
+def query(name: str, default: str | None = None) -> str | None:
+    """A query parameter (decoded as UTF-8), or `default`."""
+    value = request.query.getunicode(name)
+    return default if value is None else value

@@ -1,0 +1,31 @@
+"""gunicorn settings for `echoops serve` (served through Bottle's gunicorn adapter)."""
+
+from __future__ import annotations
+
+from echoops.core.config import Settings
+
+# Hooks that features add to the server's lifecycle (e.g. the pager's background drain):
+# callables taking (settings) run in each worker after fork.
+POST_FORK: list = []
+
+
+def gunicorn_options(s: Settings, workers: int) -> dict:
+    def post_fork(server, worker):  # noqa: ARG001 (gunicorn's hook signature)
+        from echoops.core import store
+
+        store.close_all()  # never share a SQLite connection across fork
+        for hook in POST_FORK:
+            hook(s)
+
+    return {
+        "workers": workers,
+        "worker_class": "sync",
+        "timeout": 30,
+        "graceful_timeout": 10,
+        "keepalive": 2,
+        "accesslog": None,
+        "errorlog": "-",
+        "loglevel": "warning",
+        "post_fork": post_fork,
+        "proc_name": "echoops",
+    }

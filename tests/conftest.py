@@ -1,0 +1,137 @@
+"""Shared fixtures. Every test runs against its own log dir under tmp_path (no ./logs, no $HOME)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+from typer.testing import CliRunner
+
+from echoops.core import config, store
+
+TEST_KEY = "test-dash-key-0123456789abcdef"
+
+
+@pytest.fixture(autouse=True)
+def isolated_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Clear every echoops variable, point the log dir and schedule at tmp_path, set a key."""
+    for var in config.VARS:
+        monkeypatch.delenv(var.env, raising=False)
+    log_dir = tmp_path / "logs"
+    log_dir.mkdir()
+    monkeypatch.setenv("ECHOOPS_LOG_DIR", str(log_dir))
+    monkeypatch.setenv("ECHOOPS_SCHEDULE", str(tmp_path / "schedule.cron"))
+    monkeypatch.setenv("DASHBOARD_KEY", TEST_KEY)
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    store.close_all()
+    yield log_dir
+    store.close_all()
+
+
+@pytest.fixture
+def log_dir(isolated_env: Path) -> Path:
+    return isolated_env
+
+
+@pytest.fixture
+def settings(isolated_env: Path) -> config.Settings:
+    return config.settings()
+
+
+@pytest.fixture
+def cli():
+    """Run the echoops CLI in process: cli("slo", "status", "--json") -> Result."""
+    from echoops.cli import app
+
+    runner = CliRunner()
+
+    def invoke(*args: str, input: str | None = None, env: dict | None = None):
+        return runner.invoke(app, list(args), input=input, env=env, catch_exceptions=False)
+
+    return invoke
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@dataclass
+class LiveServer:
+    url: str
+    key: str
+    proc: subprocess.Popen
+    log_dir: Path
+
+    def client(self, key: str | None = "default") -> httpx.Client:
+        headers = {} if key is None else {"X-Dash-Key": self.key if key == "default" else key}
+        return httpx.Client(base_url=self.url, headers=headers, timeout=10)
+
+
+def start_server(env: dict[str, str], workers: int = 2, extra_args: tuple[str, ...] = ()) -> LiveServer:
+    """`echoops serve` on gunicorn on a free port with `env`; waits for /healthz."""
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "echoops", "serve", "--port", str(port), "--workers", str(workers), *extra_args],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        start_new_session=True,
+    )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"server exited {proc.returncode}: {proc.stderr.read().decode()[-2000:]}")
+        try:
+            httpx.get(url + "/healthz", timeout=0.5)
+            break
+        except httpx.HTTPError:
+            time.sleep(0.1)
+    else:
+        stop_server(proc)
+        raise RuntimeError("server did not answer /healthz within 20 s")
+    return LiveServer(url, env.get("DASHBOARD_KEY", ""), proc, Path(env["ECHOOPS_LOG_DIR"]))
+
+
+def stop_server(proc: subprocess.Popen) -> None:
+    if proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+
+
+@pytest.fixture
+def live_server(isolated_env: Path) -> Iterator:
+    """Factory: live_server(**extra_env) starts gunicorn with the test env (plus extras)."""
+    procs: list[subprocess.Popen] = []
+
+    def start(workers: int = 2, **extra: str) -> LiveServer:
+        env = dict(os.environ)
+        env.update({k: str(v) for k, v in extra.items()})
+        server = start_server(env, workers)
+        procs.append(server.proc)
+        return server
+
+    yield start
+    for proc in procs:
+        stop_server(proc)
+
+
+@pytest.fixture
+def server(live_server) -> LiveServer:
+    """A live server with the default test env."""
+    return live_server()
