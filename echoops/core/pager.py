@@ -1,0 +1,238 @@
+"""Incident inbox: the one way incidents enter echoops (validation, fingerprint, dedup, outbox).
+
+An incident row groups every occurrence of one fingerprint inside one repeat window
+(PAGER_REPEAT_MIN, default 60 min, anchored at the row's first occurrence). The first
+CRITICAL occurrence opens a row and enqueues one outbox delivery per channel; later ones
+inside the window only bump `count`/`last_seen` (deduped). Delivery lives in pager_outbox.py.
+"""
+
+from __future__ import annotations
+
+import secrets
+import sqlite3
+from typing import Any
+
+import orjson
+
+from echoops.core import clock, config, ndjson, store
+from echoops.core.config import Settings
+from echoops.core.errors import ValidationError
+from echoops.core.fingerprint import fingerprint as make_fingerprint
+
+SEVERITIES = ("CRITICAL", "ERROR", "WARNING", "INFO")
+PAGED_SEVERITIES = frozenset({"CRITICAL"})
+CHANNELS = ("telegram", "email")
+MAX_MSG_BYTES = 4 * 1024
+MAX_SOURCE_CHARS = 100
+MAX_META_BYTES = 16 * 1024
+MAX_FINGERPRINT_CHARS = 200
+
+INCIDENTS_LOG = "incidents.ndjson"
+SUMMARY_FILE = "incident_summary.json"
+
+SCHEMA = store.Schema(
+    "pager",
+    (
+        """
+        CREATE TABLE pager_incidents (
+            id TEXT PRIMARY KEY,
+            fingerprint TEXT NOT NULL,
+            severity TEXT NOT NULL,
+            source TEXT NOT NULL,
+            msg TEXT NOT NULL,
+            meta TEXT,
+            first_seen REAL NOT NULL,
+            last_seen REAL NOT NULL,
+            count INTEGER NOT NULL,
+            paged INTEGER NOT NULL
+        );
+        CREATE INDEX pager_incidents_fp ON pager_incidents(fingerprint, first_seen);
+        CREATE INDEX pager_incidents_last ON pager_incidents(last_seen);
+        CREATE TABLE pager_outbox (
+            incident_id TEXT NOT NULL REFERENCES pager_incidents(id),
+            channel TEXT NOT NULL,
+            state TEXT NOT NULL,
+            attempts INTEGER NOT NULL DEFAULT 0,
+            next_attempt_at REAL,
+            last_status TEXT,
+            last_error TEXT,
+            claimed_by TEXT,
+            claimed_until REAL,
+            created_at REAL NOT NULL,
+            updated_at REAL NOT NULL,
+            PRIMARY KEY (incident_id, channel)
+        );
+        CREATE INDEX pager_outbox_due ON pager_outbox(state, next_attempt_at);
+        """,
+    ),
+)
+
+# Called (no arguments) after a transaction enqueued deliveries: the server's drain thread
+# registers its wake-up here so a CRITICAL goes out at once, not at the next poll.
+ENQUEUE_LISTENERS: list = []
+
+
+def db(s: Settings) -> sqlite3.Connection:
+    """The store connection with the pager tables ensured."""
+    return store.db(s, SCHEMA)
+
+
+# --- validation ---------------------------------------------------------------------------
+
+
+def validate(
+    severity: object, msg: object, source: object, meta: object = None, fingerprint: object = None
+) -> tuple[str, str, str, dict | None, str | None]:
+    """Checked (severity upper-cased, msg, source, meta, fingerprint); ValidationError names the field."""
+    if not isinstance(severity, str) or severity.strip().upper() not in SEVERITIES:
+        raise ValidationError(f"severity must be one of {', '.join(SEVERITIES)}", field="severity")
+    if not isinstance(msg, str) or not msg.strip():
+        raise ValidationError("msg must be a non-empty string", field="msg")
+    if len(msg.encode("utf-8", "surrogatepass")) > MAX_MSG_BYTES:
+        raise ValidationError(f"msg must be at most {MAX_MSG_BYTES} bytes", field="msg")
+    if not isinstance(source, str) or not source.strip():
+        raise ValidationError("source must be a non-empty string", field="source")
+    if len(source.strip()) > MAX_SOURCE_CHARS:
+        raise ValidationError(f"source must be at most {MAX_SOURCE_CHARS} characters", field="source")
+    if meta is not None:
+        if not isinstance(meta, dict):
+            raise ValidationError("meta must be a JSON object", field="meta")
+        try:
+            size = len(orjson.dumps(meta))
+        except TypeError:
+            raise ValidationError("meta must be a JSON object", field="meta") from None
+        if size > MAX_META_BYTES:
+            raise ValidationError(f"meta must be at most {MAX_META_BYTES} bytes as JSON", field="meta")
+    if fingerprint is not None:
+        if not isinstance(fingerprint, str) or not fingerprint.strip():
+            raise ValidationError("fingerprint must be a non-empty string", field="fingerprint")
+        if len(fingerprint.strip()) > MAX_FINGERPRINT_CHARS:
+            raise ValidationError(
+                f"fingerprint must be at most {MAX_FINGERPRINT_CHARS} characters", field="fingerprint"
+            )
+        fingerprint = fingerprint.strip()
+    return severity.strip().upper(), msg, source.strip(), meta, fingerprint
+
+
+def configured_channels(s: Settings) -> dict[str, bool]:
+    """Which channels have the settings they need (a channel without them is `skipped`)."""
+    return {
+        "telegram": bool(s.telegram_bot_token and s.telegram_chat_id),
+        "email": bool(s.smtp_host and s.smtp_from and s.smtp_to),
+    }
+
+
+def _new_id(now: float) -> str:
+    # Sortable by time, unique across processes without coordination.
+    return f"inc_{int(now * 1000):012x}{secrets.token_hex(5)}"
+
+
+# --- raising --------------------------------------------------------------------------------
+
+
+def raise_incident(
+    severity: str,
+    msg: str,
+    source: str,
+    meta: dict | None = None,
+    fingerprint: str | None = None,
+    *,
+    now: float | None = None,
+    s: Settings | None = None,
+) -> dict[str, Any]:
+    """Record an incident; page CRITICAL ones at most once per fingerprint per PAGER_REPEAT_MIN.
+
+    Returns `{"id", "fingerprint", "deduped", "channels"}`: `channels` maps each channel to
+    the state this call enqueued (`pending` or `skipped`); empty when nothing was paged.
+    """
+    s = s or config.settings()
+    severity, msg, source, meta, fingerprint = validate(severity, msg, source, meta, fingerprint)
+    fp = fingerprint or make_fingerprint(source, msg)
+    result = record(s, [(severity, msg, source, meta, fp, 1)], now=clock.now_s(now))
+    return result[0]
+
+
+def record(
+    s: Settings, items: list[tuple[str, str, str, dict | None, str, int]], *, now: float
+) -> list[dict[str, Any]]:
+    """Store validated incidents `(severity, msg, source, meta, fingerprint, count)` in one
+    transaction, enqueue their pages, then append one `incident` event each."""
+    conn = db(s)
+    window = s.pager_repeat_min * 60
+    enabled = configured_channels(s)
+    results: list[dict[str, Any]] = []
+    events: list[dict[str, Any]] = []
+    enqueued = False
+    with store.transaction(conn):
+        for severity, msg, source, meta, fp, count in items:
+            row = conn.execute(
+                "SELECT id, paged, count FROM pager_incidents WHERE fingerprint=? AND first_seen>? "
+                "ORDER BY first_seen DESC LIMIT 1",
+                (fp, now - window),
+            ).fetchone()
+            pages = severity in PAGED_SEVERITIES
+            if row is not None and (row["paged"] or not pages):
+                conn.execute(
+                    "UPDATE pager_incidents SET count=count+?, last_seen=max(last_seen, ?) WHERE id=?",
+                    (count, now, row["id"]),
+                )
+                incident_id, deduped, channels, total = row["id"], True, {}, row["count"] + count
+            else:
+                incident_id, deduped, total = _new_id(now), False, count
+                conn.execute(
+                    "INSERT INTO pager_incidents(id, fingerprint, severity, source, msg, meta, first_seen, "
+                    "last_seen, count, paged) VALUES(?,?,?,?,?,?,?,?,?,?)",
+                    (
+                        incident_id,
+                        fp,
+                        severity,
+                        source,
+                        msg,
+                        orjson.dumps(meta).decode() if meta is not None else None,
+                        now,
+                        now,
+                        count,
+                        int(pages),
+                    ),
+                )
+                channels = {}
+                if pages:
+                    for channel in CHANNELS:
+                        state = "pending" if enabled[channel] else "skipped"
+                        conn.execute(
+                            "INSERT INTO pager_outbox(incident_id, channel, state, next_attempt_at, "
+                            "last_status, created_at, updated_at) VALUES(?,?,?,?,?,?,?)",
+                            (
+                                incident_id,
+                                channel,
+                                state,
+                                now if state == "pending" else None,
+                                None if state == "pending" else "not_configured",
+                                now,
+                                now,
+                            ),
+                        )
+                        channels[channel] = state
+                        enqueued = enqueued or state == "pending"
+            results.append({"id": incident_id, "fingerprint": fp, "deduped": deduped, "channels": channels})
+            events.append(
+                {
+                    "id": incident_id,
+                    "fingerprint": fp,
+                    "severity": severity,
+                    "source": source,
+                    "msg": msg,
+                    "meta": meta,
+                    "occurrences": count,
+                    "count": total,
+                    "deduped": deduped,
+                    "channels": channels,
+                }
+            )
+    path = s.log_path(INCIDENTS_LOG)
+    for event in events:
+        ndjson.append(path, "incident", now=now, **event)
+    if enqueued:
+        for listener in list(ENQUEUE_LISTENERS):
+            listener()
+    return results

@@ -1,0 +1,137 @@
+"""raise_incident: validation, fingerprints, dedup windows, the outbox rows and the event log."""
+
+from __future__ import annotations
+
+import orjson
+import pytest
+
+from echoops.core import pager
+from echoops.core.errors import ValidationError
+from echoops.core.fingerprint import fingerprint, normalize
+
+T0 = 1_800_000_000.0
+
+
+def events(log_dir, name="incidents.ndjson"):
+    path = log_dir / name
+    return [orjson.loads(line) for line in path.read_bytes().splitlines()] if path.exists() else []
+
+
+def outbox(settings):
+    rows = pager.db(settings).execute("SELECT incident_id, channel, state FROM pager_outbox ORDER BY rowid")
+    return [tuple(r) for r in rows]
+
+
+def test_volatile_parts_group_together():
+    assert normalize("timeout after 31s") == normalize("timeout after 29s") == "timeout after <n>s"
+    assert normalize("req 3f2a9c1b77 failed for 550e8400-e29b-41d4-a716-446655440000 at 0xDEADBEEF") == (
+        "req <hex> failed for <uuid> at <hex>"
+    )
+    assert normalize("deadline facade") == "deadline facade"  # hex-looking words stay words
+    assert fingerprint("api", "timeout after 31s") == fingerprint("api", "timeout after 29s")
+    assert fingerprint("api", "timeout after 31s") != fingerprint("worker", "timeout after 31s")
+    assert len(fingerprint("api", "x")) == 64
+
+
+@pytest.mark.parametrize(
+    ("args", "field"),
+    [
+        (("BOGUS", "m", "s"), "severity"),
+        ((None, "m", "s"), "severity"),
+        (("CRITICAL", "", "s"), "msg"),
+        (("CRITICAL", "   ", "s"), "msg"),
+        (("CRITICAL", 5, "s"), "msg"),
+        (("CRITICAL", "x" * 4097, "s"), "msg"),
+        (("CRITICAL", "é" * 2049, "s"), "msg"),  # 4098 bytes: the limit is bytes, not chars
+        (("CRITICAL", "m", ""), "source"),
+        (("CRITICAL", "m", "s" * 101), "source"),
+        (("CRITICAL", "m", "s", []), "meta"),
+        (("CRITICAL", "m", "s", "{}"), "meta"),
+        (("CRITICAL", "m", "s", {"k": "v" * 16400}), "meta"),
+        (("CRITICAL", "m", "s", None, ""), "fingerprint"),
+        (("CRITICAL", "m", "s", None, 7), "fingerprint"),
+    ],
+)
+def test_invalid_input_names_the_field(settings, log_dir, args, field):
+    with pytest.raises(ValidationError) as exc:
+        pager.raise_incident(*args, now=T0, s=settings)
+    assert exc.value.field == field
+    assert not (log_dir / "incidents.ndjson").exists()
+
+
+def test_limits_are_inclusive(settings):
+    out = pager.raise_incident("info", "x" * 4096, "s" * 100, {"k": "v" * 16000}, now=T0, s=settings)
+    assert out["deduped"] is False and out["channels"] == {}
+
+
+def test_critical_without_credentials_is_skipped_visibly(settings, log_dir):
+    out = pager.raise_incident("critical", "SLO burn", "slo", {"burn": 14.4}, now=T0, s=settings)
+    assert set(out) == {"id", "fingerprint", "deduped", "channels"}
+    assert out["deduped"] is False
+    assert out["fingerprint"] == fingerprint("slo", "SLO burn")
+    assert out["channels"] == {"telegram": "skipped", "email": "skipped"}
+    assert outbox(settings) == [(out["id"], "telegram", "skipped"), (out["id"], "email", "skipped")]
+    [event] = events(log_dir)
+    assert event["event"] == "incident" and event["ts"] == "2027-01-15T08:00:00.000Z"
+    assert {k: event[k] for k in ("id", "severity", "source", "msg", "meta", "count", "deduped")} == {
+        "id": out["id"],
+        "severity": "CRITICAL",
+        "source": "slo",
+        "msg": "SLO burn",
+        "meta": {"burn": 14.4},
+        "count": 1,
+        "deduped": False,
+    }
+
+
+def test_configured_channels_are_pending(monkeypatch, log_dir):
+    from echoops.core import config
+
+    monkeypatch.setenv("TELEGRAM_BOT_TOKEN", "123:abc")
+    monkeypatch.setenv("TELEGRAM_CHAT_ID", "42")
+    monkeypatch.setenv("SMTP_HOST", "127.0.0.1")
+    monkeypatch.setenv("SMTP_FROM", "pager@example.com")
+    monkeypatch.setenv("SMTP_TO", "a@example.com,b@example.com")
+    s = config.settings()
+    out = pager.raise_incident("CRITICAL", "disk full", "host1", now=T0, s=s)
+    assert out["channels"] == {"telegram": "pending", "email": "pending"}
+
+
+def test_dedup_across_the_one_hour_boundary(settings, log_dir):
+    first = pager.raise_incident("CRITICAL", "timeout after 31s", "api", now=T0, s=settings)
+    again = pager.raise_incident("CRITICAL", "timeout after 29s", "api", now=T0 + 3599, s=settings)
+    assert again == {"id": first["id"], "fingerprint": first["fingerprint"], "deduped": True, "channels": {}}
+    later = pager.raise_incident("CRITICAL", "timeout after 30s", "api", now=T0 + 3600, s=settings)
+    assert later["deduped"] is False and later["id"] != first["id"]
+    assert later["channels"] == {"telegram": "skipped", "email": "skipped"}
+    rows = pager.db(settings).execute(
+        "SELECT id, count, first_seen, last_seen FROM pager_incidents ORDER BY first_seen"
+    )
+    assert [tuple(r) for r in rows] == [(first["id"], 2, T0, T0 + 3599), (later["id"], 1, T0 + 3600, T0 + 3600)]
+    assert len(outbox(settings)) == 4  # two pages (two channels each), not three
+    assert [e["count"] for e in events(log_dir)] == [1, 2, 1]
+
+
+def test_warning_then_critical_still_pages(settings):
+    warn = pager.raise_incident("WARNING", "queue slow", "worker", now=T0, s=settings)
+    assert warn["channels"] == {} and warn["deduped"] is False
+    crit = pager.raise_incident("CRITICAL", "queue slow", "worker", now=T0 + 60, s=settings)
+    assert crit["deduped"] is False and crit["channels"] == {"telegram": "skipped", "email": "skipped"}
+    warn2 = pager.raise_incident("WARNING", "queue slow", "worker", now=T0 + 120, s=settings)
+    assert warn2 == {"id": crit["id"], "fingerprint": crit["fingerprint"], "deduped": True, "channels": {}}
+
+
+def test_explicit_fingerprint_groups_different_messages(settings):
+    a = pager.raise_incident("CRITICAL", "burn 14x", "slo", fingerprint="slo-burn", now=T0, s=settings)
+    b = pager.raise_incident("CRITICAL", "other words", "slo", fingerprint="slo-burn", now=T0 + 5, s=settings)
+    assert a["fingerprint"] == "slo-burn" and b["deduped"] is True and b["id"] == a["id"]
+
+
+def test_repeat_window_follows_config(monkeypatch, log_dir):
+    from echoops.core import config
+
+    monkeypatch.setenv("PAGER_REPEAT_MIN", "5")
+    s = config.settings()
+    pager.raise_incident("CRITICAL", "x", "y", now=T0, s=s)
+    assert pager.raise_incident("CRITICAL", "x", "y", now=T0 + 299, s=s)["deduped"] is True
+    assert pager.raise_incident("CRITICAL", "x", "y", now=T0 + 300, s=s)["deduped"] is False
