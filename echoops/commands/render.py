@@ -39,10 +39,12 @@ def err_console():
 
 
 def error(message: str) -> None:
-    """`Error: …` on stderr (no markup interpretation of user text)."""
+    """`Error: …` on stderr as one line (no markup interpretation of user text, no wrapping)."""
     from rich.markup import escape
 
-    err_console().print(f"[bold red]Error:[/] {escape(message)}", highlight=False)
+    # soft_wrap: rich would otherwise break long messages at the terminal width (80 columns
+    # when piped), splitting `VAR='value'` across lines for anyone grepping stderr.
+    err_console().print(f"[bold red]Error:[/] {escape(message)}", highlight=False, soft_wrap=True)
 
 
 def state_text(state: str) -> str:

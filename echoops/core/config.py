@@ -22,12 +22,19 @@ from echoops.core.errors import ConfigError
 # --- parsers: raw string -> typed value; raise ValueError with a human reason -------------
 
 
+# Plain ASCII decimal only: Python's int()/float() also take "1_000", "٥" and " 0x" forms
+# nobody means in an env var.
+_INT_TEXT = re.compile(r"[+-]?[0-9]+\Z")
+_NUMBER_TEXT = re.compile(r"[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?\Z")
+_NON_FINITE_TEXT = re.compile(r"[+-]?(nan|inf|infinity)\Z", re.IGNORECASE)
+
+
 def _int(lo: int | None = None, hi: int | None = None) -> Callable[[str], int]:
     def parse(raw: str) -> int:
-        try:
-            value = int(raw.strip(), 10)
-        except ValueError:
-            raise ValueError("not a whole number") from None
+        text = raw.strip()
+        if not _INT_TEXT.match(text):
+            raise ValueError("not a whole number")
+        value = int(text, 10)
         if lo is not None and value < lo:
             raise ValueError(f"must be >= {lo}")
         if hi is not None and value > hi:
@@ -52,10 +59,12 @@ def check_number(raw: object, *, lo: float = 0.0, hi: float | None = None, lo_op
     if isinstance(raw, bool):
         raise ValueError("not a number")
     if isinstance(raw, str):
-        try:
-            value = float(raw.strip())
-        except ValueError:
-            raise ValueError("not a number") from None
+        text = raw.strip()
+        if _NON_FINITE_TEXT.match(text):
+            raise ValueError("must be a finite number")
+        if not _NUMBER_TEXT.match(text):
+            raise ValueError("not a number")
+        value = float(text)
     elif isinstance(raw, (int, float)):
         value = float(raw)
     else:
@@ -84,6 +93,15 @@ def _str(raw: str) -> str:
 
 def _opt_str(raw: str) -> str | None:
     return raw.strip() or None
+
+
+def _header_secret(raw: str) -> str | None:
+    # The key travels in an HTTP header (latin-1 on the wire): anything but printable ASCII
+    # could never match, and every request would fail with 401.
+    v = raw.strip()
+    if any(not (32 <= ord(c) < 127) for c in v):
+        raise ValueError("must be printable ASCII (it is sent in the X-Dash-Key header)")
+    return v or None
 
 
 def _path(raw: str) -> Path:
@@ -208,7 +226,9 @@ VARS: tuple[Var, ...] = (
     Var("ECHOOPS_WORKERS", "workers", _int(1, 64), "2", "count", "gunicorn worker processes"),
     Var("ECHOOPS_SCHEDULE", "schedule_file", _path, "schedule.cron", "path", "Scheduler job file (crontab syntax)"),
     Var("ECHOOPS_JOB_TIMEOUT_S", "job_timeout_s", _int(1, 86400), "600", "s", "Per-job timeout of the scheduler"),
-    Var("DASHBOARD_KEY", "dashboard_key", _opt_str, "", "secret", "Key every /api route needs in X-Dash-Key", True),
+    Var(
+        "DASHBOARD_KEY", "dashboard_key", _header_secret, "", "secret", "Key every /api route needs in X-Dash-Key", True
+    ),
     # 76 SLO
     Var(
         "SLO_LAT_P95_MS",
