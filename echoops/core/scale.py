@@ -1,0 +1,372 @@
+"""Predictive worker autoscale: ingest queue samples, decide, log, and (real mode) actuate.
+
+Signals: `logs/queue.ndjson` read incrementally (consumer "scale") into a rolling
+forecaster state (core/forecast.py), p95 latency from the SLO core, the deploy gate flag.
+The decision is core/scale_policy.decide, the same function `scale simulate` replays.
+
+`actual`: the workers of the latest queue sample (SCALE_MIN before any sample), except
+that a successful actuation newer than that sample wins until a later sample arrives.
+Dry run (SCALE_DRY_RUN=true, the default) decides, logs and reports; it never runs the
+actuator and never starts a cooldown. Real mode runs SCALE_CMD ({n} = target workers, no
+shell, SCALE_CMD_TIMEOUT_S) and records the new `actual` only when it exits 0; a failure
+leaves `actual` as it was and raises a WARNING incident.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import subprocess
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import orjson
+
+from echoops.core import clock, config, files, ndjson, store
+from echoops.core.config import Settings
+from echoops.core.errors import EchoopsError, NotConfigured, ValidationError
+from echoops.core.forecast import Forecaster, parse_sample
+from echoops.core.scale_policy import Decision, PolicyConfig, decide
+
+SCHEMA = store.Schema(
+    "scale",
+    (
+        """
+        CREATE TABLE scale_state (
+            id INTEGER PRIMARY KEY CHECK (id = 1),
+            forecaster TEXT NOT NULL,
+            bad INTEGER NOT NULL DEFAULT 0,
+            applied_workers INTEGER,
+            applied_at REAL,
+            updated_at REAL NOT NULL
+        );
+        CREATE TABLE scale_decisions (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            ts REAL NOT NULL,
+            desired INTEGER NOT NULL,
+            recommended INTEGER NOT NULL,
+            target INTEGER NOT NULL,
+            actual INTEGER NOT NULL,
+            backlog INTEGER NOT NULL,
+            action TEXT NOT NULL,
+            dry_run INTEGER NOT NULL,
+            applied INTEGER NOT NULL,
+            reason TEXT NOT NULL
+        );
+        CREATE INDEX scale_decisions_ts ON scale_decisions(ts);
+        """,
+    ),
+)
+
+CONSUMER = "scale"
+HISTORY = 48  # decisions in status (8 hours at the scheduler's 10 minutes)
+
+
+class ActuatorFailed(EchoopsError):
+    """SCALE_CMD exited non-zero, timed out or could not start; `actual` is unchanged."""
+
+    code = "actuator_failed"
+    status = 502
+    exit_code = 1
+
+
+def _conn(s: Settings):
+    return store.db(s, SCHEMA)
+
+
+def _load(conn) -> tuple[Forecaster, int, int | None, float | None]:
+    row = conn.execute("SELECT forecaster, bad, applied_workers, applied_at FROM scale_state WHERE id=1").fetchone()
+    if row is None:
+        return Forecaster(), 0, None, None
+    return Forecaster.from_dict(orjson.loads(row[0])), row[1], row[2], row[3]
+
+
+def _save(conn, fc: Forecaster, bad: int, now: float) -> None:
+    conn.execute(
+        "INSERT INTO scale_state(id, forecaster, bad, updated_at) VALUES(1,?,?,?) ON CONFLICT(id) DO UPDATE SET "
+        "forecaster=excluded.forecaster, bad=excluded.bad, updated_at=excluded.updated_at",
+        (orjson.dumps(fc.to_dict()).decode(), bad, now),
+    )
+
+
+def ingest(*, s: Settings | None = None, now: float | None = None) -> dict[str, int]:
+    """Read new queue samples into the forecaster; returns {"samples", "bad"} for this call."""
+    s = s or config.settings()
+    now = clock.now_s(now)
+    conn = _conn(s)
+    path = s.log_path("queue.ndjson")
+    if not ndjson.pending(conn, path, CONSUMER):
+        return {"samples": 0, "bad": 0}
+    fallback = s.scale_jobs_per_worker_min
+    with store.transaction(conn):
+        fc, bad_total, _, _ = _load(conn)
+        reader = ndjson.Reader(conn, path, CONSUMER)
+        taken = 0
+        for batch in reader.batches():
+            for obj in batch:
+                parsed = parse_sample(obj)
+                if isinstance(parsed, str):
+                    reader.count_bad(parsed)
+                elif fc.observe(*parsed, fallback):
+                    taken += 1
+                else:
+                    reader.count_bad("out_of_order")
+        bad = sum(reader.bad.values())
+        _save(conn, fc, bad_total + bad, now)
+        reader.commit(now)
+    return {"samples": taken, "bad": bad}
+
+
+def _actual(s: Settings, fc: Forecaster, applied: int | None, applied_at: float | None) -> tuple[int, str]:
+    if applied is not None and applied_at is not None and (fc.last_ts is None or applied_at >= fc.last_ts):
+        return applied, "applied"
+    if fc.last_ts is not None:
+        return fc.workers, "sample"
+    return s.scale_min, "scale_min"
+
+
+def _p95(s: Settings, now: float) -> float | None:
+    try:
+        from echoops.core.slo import recent_p95_ms
+    except ImportError:  # SLO core not installed in this build
+        return None
+    try:
+        return recent_p95_ms(s=s, now=now)
+    except EchoopsError:
+        return None
+
+
+def _evaluate(conn, s: Settings, now: float) -> tuple[Decision, dict[str, Any]]:
+    """The decision for `now` from stored state (records nothing)."""
+    fc, bad, applied, applied_at = _load(conn)
+    cfg = PolicyConfig.from_settings(s)
+    actual, actual_source = _actual(s, fc, applied, applied_at)
+    tpw, tpw_source = fc.throughput(s.scale_jobs_per_worker_min)
+    horizon = s.scale_horizon_min
+    arrivals = fc.arrivals_over(horizon)
+    window_start = now - cfg.cooldown_s
+    recent = conn.execute("SELECT ts, recommended FROM scale_decisions WHERE ts>=?", (window_start,)).fetchall()
+    gate = files.read_flag(s.log_path("deploy_gate.flag"))
+    p95 = _p95(s, now)
+    decision = decide(
+        backlog=fc.depth,
+        forecast_arrivals=arrivals,
+        jobs_per_worker_min=tpw,
+        actual=actual,
+        cfg=cfg,
+        recent=[(r[0], r[1]) for r in recent],
+        last_change_at=applied_at,
+        gate=gate is not None,
+        p95_ms=p95,
+        now=now,
+    )
+    context = {
+        "actual_source": actual_source,
+        "forecast": {
+            "backlog": fc.depth,
+            "rate_now_per_min": round(fc.rate_now(), 2),
+            "rate_in_horizon_per_min": round(fc.rate_in(horizon), 2),
+            "arrivals_over_horizon": round(arrivals, 1),
+            "horizon_min": horizon,
+            "trend_per_min2": round(fc.trend, 4),
+            "jobs_per_worker_min": round(tpw, 2),
+            "throughput_source": tpw_source,
+        },
+        "gate": {"set": gate is not None, "reason": (gate or {}).get("reason")},
+        "p95_ms": None if p95 is None else round(p95, 1),
+        "p95_target_ms": s.slo_lat_p95_ms,
+        "last_change_at": None if applied_at is None else clock.iso(applied_at),
+        "samples": {
+            "ingested": fc.samples,
+            "bad": bad,
+            "last_sample_at": None if fc.last_ts is None else clock.iso(fc.last_ts),
+        },
+        "bounds": {"min": s.scale_min, "max": s.scale_max},
+        "cooldown_min": s.scale_cooldown_min,
+    }
+    return decision, context
+
+
+def _history(conn, limit: int = HISTORY) -> list[dict[str, Any]]:
+    rows = conn.execute(
+        "SELECT ts, desired, target, actual, backlog, action, dry_run, applied FROM scale_decisions "
+        "ORDER BY id DESC LIMIT ?",
+        (limit,),
+    ).fetchall()
+    return [
+        {
+            "ts": clock.iso(r[0]),
+            "desired": r[1],
+            "target": r[2],
+            "actual": r[3],
+            "backlog": r[4],
+            "action": r[5],
+            "dry_run": bool(r[6]),
+            "applied": bool(r[7]),
+        }
+        for r in reversed(rows)
+    ]
+
+
+def _body(decision: Decision, context: dict[str, Any], dry_run: bool, history: list[dict[str, Any]]) -> dict:
+    d = decision.as_dict()
+    return {
+        "desired": d.pop("desired"),
+        "actual": d.pop("actual"),
+        "reason": d.pop("reason"),
+        "dry_run": dry_run,
+        **d,
+        **context,
+        "history": history,
+    }
+
+
+def status(*, s: Settings | None = None, now: float | None = None) -> dict[str, Any]:
+    """`GET /api/scale/status`: the decision for now (not recorded), forecast, gate, cooldown, history."""
+    s = s or config.settings()
+    now = clock.now_s(now)
+    ingest(s=s, now=now)
+    conn = _conn(s)
+    decision, context = _evaluate(conn, s, now)
+    return _body(decision, context, s.scale_dry_run, _history(conn))
+
+
+def apply_options(body: dict[str, Any]) -> bool | None:
+    """Validate a `POST /api/scale/apply` body: only `dry_run`, a JSON boolean (absent = SCALE_DRY_RUN)."""
+    extra = sorted(set(body) - {"dry_run"})
+    if extra:
+        raise ValidationError(f"unknown field {extra[0]!r} (only dry_run is accepted)", field=extra[0])
+    value = body.get("dry_run")
+    if value is not None and not isinstance(value, bool):
+        raise ValidationError("dry_run must be true or false", field="dry_run")
+    return value
+
+
+@contextmanager
+def _apply_lock(s: Settings) -> Iterator[None]:
+    # One decide-actuate-record at a time across the scheduler and every gunicorn worker,
+    # without holding a SQLite write lock while the actuator runs.
+    path = s.log_path("scale.lock")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
+
+
+def _actuate(s: Settings, n: int) -> dict[str, Any]:
+    argv = [a.replace("{n}", str(n)) for a in s.scale_cmd or ()]
+    try:
+        proc = subprocess.run(argv, capture_output=True, timeout=s.scale_cmd_timeout_s, check=False, shell=False)
+    except subprocess.TimeoutExpired:
+        return {"argv": argv, "ok": False, "rc": None, "error": f"timed out after {s.scale_cmd_timeout_s}s"}
+    except OSError as exc:
+        return {"argv": argv, "ok": False, "rc": None, "error": f"could not start: {exc.strerror or exc}"}
+    out = {"argv": argv, "ok": proc.returncode == 0, "rc": proc.returncode}
+    if proc.returncode != 0:
+        tail = (proc.stderr or proc.stdout or b"").decode("utf-8", "replace").strip()[-300:]
+        out["error"] = f"exited {proc.returncode}" + (f": {tail}" if tail else "")
+    return out
+
+
+def _raise_incident(s: Settings, msg: str, meta: dict[str, Any], now: float) -> dict[str, Any] | None:
+    try:
+        from echoops.core.pager import raise_incident
+    except ImportError:  # pager core not installed in this build
+        return None
+    return raise_incident("WARNING", msg, "scale", meta, "scale-actuator-failed", now=now, s=s)
+
+
+def apply(dry_run: bool | None = None, *, s: Settings | None = None, now: float | None = None) -> dict[str, Any]:
+    """Decide now, record and log the decision; in real mode run SCALE_CMD for a change.
+
+    `dry_run=None` follows SCALE_DRY_RUN. Real mode without SCALE_CMD is a ValidationError
+    (field dry_run). Returns the status body plus `applied` and `actuator` (None when not run);
+    raises ActuatorFailed after recording when the command fails.
+    """
+    s = s or config.settings()
+    now = clock.now_s(now)
+    dry = s.scale_dry_run if dry_run is None else dry_run
+    if not dry and not s.scale_cmd:
+        raise ValidationError("dry_run=false needs SCALE_CMD (the actuator command) to be set", field="dry_run")
+    with _apply_lock(s):
+        ingest(s=s, now=now)
+        conn = _conn(s)
+        decision, context = _evaluate(conn, s, now)
+        actuator = None
+        applied = False
+        reason = decision.reason
+        if decision.target != decision.actual:
+            if dry:
+                reason += "; dry run: not applied"
+            else:
+                actuator = _actuate(s, decision.target)
+                applied = actuator["ok"]
+                reason += "; applied" if applied else f"; actuator failed ({actuator['error']}), actual stays"
+        with store.transaction(conn):
+            conn.execute(
+                "INSERT INTO scale_decisions(ts, desired, recommended, target, actual, backlog, action, dry_run, "
+                "applied, reason) VALUES(?,?,?,?,?,?,?,?,?,?)",
+                (
+                    now,
+                    decision.desired,
+                    decision.recommended,
+                    decision.target,
+                    decision.actual,
+                    context["forecast"]["backlog"],
+                    decision.action,
+                    int(dry),
+                    int(applied),
+                    reason,
+                ),
+            )
+            if applied:
+                conn.execute(
+                    "INSERT INTO scale_state(id, forecaster, applied_workers, applied_at, updated_at) "
+                    "VALUES(1,?,?,?,?) ON CONFLICT(id) DO UPDATE SET "
+                    "applied_workers=excluded.applied_workers, applied_at=excluded.applied_at",
+                    (orjson.dumps(Forecaster().to_dict()).decode(), decision.target, now, now),
+                )
+        body = _body(decision, context, dry, _history(conn))
+    body["reason"] = reason
+    body["applied"] = applied
+    body["actuator"] = actuator
+    if applied:
+        body["actual"] = decision.target
+        body["last_change_at"] = clock.iso(now)
+        body["cooldown_remaining_s"] = int(s.scale_cooldown_min * 60)
+    event = {k: body[k] for k in ("desired", "target", "actual", "action", "held_by", "reason", "dry_run", "applied")}
+    event["previous"] = decision.actual
+    event["forecast"] = context["forecast"]
+    event["gate"] = context["gate"]["set"]
+    if actuator is not None:
+        event["actuator"] = {"rc": actuator["rc"], "ok": actuator["ok"]}
+    ndjson.append(s.log_path("scale.ndjson"), "scale_decision", now=now, **event)
+    if actuator is not None and not applied:
+        incident = _raise_incident(
+            s,
+            f"scale actuator failed setting {decision.target} workers: {actuator['error']}",
+            {"target": decision.target, "actual": decision.actual, "rc": actuator["rc"]},
+            now,
+        )
+        detail = (
+            f"actuator failed setting {decision.target} workers ({actuator['error']}); actual stays {decision.actual}"
+        )
+        if incident is not None:
+            detail += f"; incident {incident['id']}"
+        raise ActuatorFailed(detail)
+    return body
+
+
+def tick(*, s: Settings | None = None, now: float | None = None) -> dict[str, Any]:
+    """Scheduler entry (every 10 min): ingest, decide, log; apply when SCALE_DRY_RUN=false.
+
+    Real mode without SCALE_CMD is NotConfigured (nothing decided).
+    """
+    s = s or config.settings()
+    if not s.scale_dry_run and not s.scale_cmd:
+        raise NotConfigured("SCALE_DRY_RUN=false needs SCALE_CMD (the actuator command)")
+    return apply(None, s=s, now=now)

@@ -1,0 +1,224 @@
+"""Backtest: replay a queue history through the production policy and a reactive baseline.
+
+Model. The trace gives the arrivals per interval (its `arrivals`, or the derivation in
+core/forecast.py) and the real per-worker capacity: the median of completed/(workers x min)
+over intervals that ended with a backlog, else SCALE_JOBS_PER_WORKER_MIN (or
+`jobs_per_worker`). Each policy starts from the first sample's depth and workers, then for
+every interval: served = min(backlog + arrivals, workers x capacity x dt), backlog carries
+the rest; the policy's own forecaster sees the simulated samples exactly as `scale tick`
+would. Every `tick_min` minutes (the scheduler's 10 by default) it calls
+scale_policy.decide and a change takes effect at once (real mode, no actuator failures,
+no gate, no p95 signal in a trace).
+
+Policies. "predictive" is production: backlog + Holt forecast of arrivals over the horizon.
+"reactive" is the HPA ratio with no forecast: desired = ceil(actual x load / target), with
+load per worker = (backlog + latest arrival rate x horizon) / (actual x horizon) and target =
+the per-worker throughput, i.e. the same formula fed the current rate instead of the
+forecast, under the same tolerance, bounds, stabilisation and cooldown.
+
+Summary per policy: changes, backlog-minutes (sum of backlog x minutes: job-minutes spent
+waiting beyond each interval), worker-minutes, peak backlog.
+"""
+
+from __future__ import annotations
+
+import statistics
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from echoops.core import clock, config
+from echoops.core.config import Settings
+from echoops.core.errors import NotFound, ValidationError
+from echoops.core.forecast import Forecaster, parse_sample
+from echoops.core.scale_policy import PolicyConfig, decide
+
+POLICIES = ("predictive", "reactive")
+
+
+def load_trace(
+    path: Path, fallback_tpw: float
+) -> tuple[list[tuple[float, float, float]], dict[str, Any], float | None]:
+    """(intervals [(ts, dt_min, arrivals)], trace info, observed capacity per worker or None)."""
+    path = Path(path)
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        raise NotFound(f"trace {path} does not exist") from None
+    except (IsADirectoryError, PermissionError) as exc:
+        raise ValidationError(f"cannot read trace {path}: {exc.strerror}", field="file") from None
+    fc = Forecaster()
+    intervals: list[tuple[float, float, float]] = []
+    caps: list[float] = []
+    bad = 0
+    first: tuple | None = None
+    loads = orjson.loads
+    for line in raw.split(b"\n"):
+        if not line.strip():
+            continue
+        try:
+            obj = loads(line)
+        except orjson.JSONDecodeError:
+            bad += 1
+            continue
+        parsed = parse_sample(obj) if type(obj) is dict else "not_object"
+        if isinstance(parsed, str):
+            bad += 1
+            continue
+        ts, depth, workers, _arrivals, completed = parsed
+        prev_ts = fc.last_ts
+        if not fc.observe(*parsed, fallback_tpw):
+            bad += 1
+            continue
+        if prev_ts is None:
+            first = parsed
+            continue
+        dt = (ts - prev_ts) / 60.0
+        rate = fc.last_rate
+        intervals.append((ts, dt, 0.0 if rate is None else rate * dt))
+        if completed is not None and workers > 0 and depth > 0:
+            caps.append(completed / (workers * dt))
+    if first is None or not intervals:
+        raise ValidationError(f"trace {path} has fewer than two usable samples", field="file")
+    info = {
+        "file": str(path),
+        "samples": len(intervals) + 1,
+        "bad": bad,
+        "start": clock.iso(first[0]),
+        "end": clock.iso(intervals[-1][0]),
+        "minutes": round((intervals[-1][0] - first[0]) / 60.0, 1),
+        "first_depth": first[1],
+        "first_workers": first[2],
+        "arrivals": round(sum(a for _, _, a in intervals), 1),
+    }
+    return intervals, info, (statistics.median(caps) if caps else None)
+
+
+def _replay(
+    policy: str,
+    intervals: list[tuple[float, float, float]],
+    info: dict[str, Any],
+    capacity: float,
+    cfg: PolicyConfig,
+    fallback_tpw: float,
+    tick_s: float,
+    start_ts: float,
+) -> dict[str, Any]:
+    fc = Forecaster()
+    backlog = float(info["first_depth"])
+    workers = int(info["first_workers"])
+    fc.observe(start_ts, backlog, workers, None, None, fallback_tpw)
+    horizon = cfg.horizon_min
+    predictive = policy == "predictive"
+    label = "forecast" if predictive else "current rate"
+    recent: list[tuple[float, int]] = []
+    window = cfg.cooldown_s
+    last_change: float | None = None
+    next_tick = start_ts + tick_s
+    backlog_min = worker_min = 0.0
+    peak_backlog = backlog
+    changes: list[dict[str, Any]] = []
+    decisions = 0
+    observe = fc.observe
+    for ts, dt, arrivals in intervals:
+        cap = workers * capacity * dt
+        total = backlog + arrivals
+        served = cap if cap < total else total
+        backlog = total - served
+        if backlog < 1e-9:
+            backlog = 0.0
+        observe(ts, backlog, workers, arrivals, served, fallback_tpw)
+        backlog_min += backlog * dt
+        worker_min += workers * dt
+        if backlog > peak_backlog:
+            peak_backlog = backlog
+        if ts < next_tick:
+            continue
+        while next_tick <= ts:
+            next_tick += tick_s
+        tpw, _ = fc.throughput(fallback_tpw)
+        ahead = fc.arrivals_over(horizon) if predictive else (fc.last_rate or 0.0) * horizon
+        if recent and recent[0][0] < ts - window:
+            recent = [r for r in recent if r[0] >= ts - window]
+        d = decide(
+            backlog=backlog,
+            forecast_arrivals=ahead,
+            jobs_per_worker_min=tpw,
+            actual=workers,
+            cfg=cfg,
+            recent=recent,
+            last_change_at=last_change,
+            now=ts,
+            forecast_label=label,
+        )
+        decisions += 1
+        recent.append((ts, d.recommended))
+        if d.target != workers:
+            changes.append(
+                {"ts": clock.iso(ts), "from": workers, "to": d.target, "backlog": round(backlog), "reason": d.reason}
+            )
+            workers = d.target
+            last_change = ts
+    return {
+        "summary": {
+            "changes": len(changes),
+            "decisions": decisions,
+            "backlog_minutes": round(backlog_min, 1),
+            "worker_minutes": round(worker_min, 1),
+            "peak_backlog": round(peak_backlog),
+            "end_backlog": round(backlog),
+            "end_workers": workers,
+        },
+        "changes": changes,
+    }
+
+
+def simulate(
+    path: Path,
+    *,
+    tick_min: float = 10.0,
+    jobs_per_worker: float | None = None,
+    s: Settings | None = None,
+) -> dict[str, Any]:
+    """Replay `path` (queue.ndjson format) through both policies; the `scale simulate --json` body."""
+    s = s or config.settings()
+    try:
+        tick_min = config.check_number(tick_min, lo=0, lo_open=True, hi=1440)
+    except ValueError as exc:
+        raise ValidationError(f"tick_min: {exc}", field="tick_min") from None
+    if jobs_per_worker is not None:
+        try:
+            jobs_per_worker = config.check_number(jobs_per_worker, lo=0, lo_open=True)
+        except ValueError as exc:
+            raise ValidationError(f"jobs_per_worker: {exc}", field="jobs_per_worker") from None
+    fallback = s.scale_jobs_per_worker_min
+    intervals, info, observed = load_trace(path, fallback)
+    capacity = jobs_per_worker or observed or fallback
+    cfg = PolicyConfig(s.scale_min, s.scale_max, s.scale_cooldown_min * 60.0, float(s.scale_horizon_min), None)
+    start_ts = intervals[0][0] - intervals[0][1] * 60.0
+    results = {
+        name: _replay(name, intervals, info, capacity, cfg, fallback, tick_min * 60.0, start_ts) for name in POLICIES
+    }
+    p, r = results["predictive"]["summary"], results["reactive"]["summary"]
+    return {
+        "trace": info,
+        "model": {
+            "jobs_per_worker_min": round(capacity, 3),
+            "capacity_source": "option" if jobs_per_worker else "trace" if observed else "SCALE_JOBS_PER_WORKER_MIN",
+            "tick_min": tick_min,
+            "horizon_min": s.scale_horizon_min,
+            "cooldown_min": s.scale_cooldown_min,
+            "bounds": {"min": s.scale_min, "max": s.scale_max},
+        },
+        "predictive": results["predictive"],
+        "reactive": results["reactive"],
+        "comparison": {
+            "backlog_minutes_change_pct": _pct(p["backlog_minutes"], r["backlog_minutes"]),
+            "worker_minutes_change_pct": _pct(p["worker_minutes"], r["worker_minutes"]),
+        },
+    }
+
+
+def _pct(value: float, base: float) -> float | None:
+    return None if base == 0 else round((value - base) / base * 100.0, 1)
