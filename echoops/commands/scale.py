@@ -1,5 +1,152 @@
-"""`echoops scale` (filled by its phase)."""
+"""`echoops scale`: predictive worker autoscale (status, tick, apply, simulate)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
 
 import typer
 
-app = typer.Typer(help="scale commands.", no_args_is_help=True)
+from echoops.commands.render import console, emit_json
+
+app = typer.Typer(
+    help="Predictive worker autoscale: forecast 30 min ahead within bounds, cooldown and the deploy gate.\n\n"
+    "Exit codes: 0 ok, 1 actuator failed, 2 bad usage or config.\n\n"
+    "Example: echoops scale status --json | jq '{desired, actual, reason}'",
+    no_args_is_help=True,
+)
+
+JSON_OPT = typer.Option(False, "--json", help="Print JSON for jq (the endpoint's body).")
+NOW_OPT = typer.Option(None, "--now", help="Pretend the time is this (ISO-8601 or epoch s).")
+
+
+def _show(body: dict[str, Any]) -> None:
+    out = console()
+    mode = "[yellow]DRY RUN[/]" if body["dry_run"] else "[green]LIVE[/]"
+    f = body["forecast"]
+    out.print(f"{mode}  desired [bold]{body['desired']}[/]  actual [bold]{body['actual']}[/]  ({body['action']})")
+    out.print(f"reason: {body['reason']}", highlight=False, markup=False)
+    out.print(
+        f"backlog {f['backlog']}, arrivals {f['rate_now_per_min']}/min now -> {f['rate_in_horizon_per_min']}/min "
+        f"in {f['horizon_min']}m, {f['jobs_per_worker_min']} jobs/min per worker ({f['throughput_source']})",
+        highlight=False,
+    )
+    gate = body["gate"]
+    out.print(
+        f"cooldown {body['cooldown_remaining_s']}s left, gate {'SET' if gate['set'] else 'clear'}, "
+        f"bounds {body['bounds']['min']}..{body['bounds']['max']}, last change {body['last_change_at'] or 'never'}",
+        highlight=False,
+    )
+    if body.get("actuator"):
+        a = body["actuator"]
+        out.print(f"actuator: {' '.join(a['argv'])} -> rc {a['rc']}", highlight=False, markup=False)
+
+
+@app.command("status")
+def status_cmd(json_out: bool = JSON_OPT, now: str | None = NOW_OPT) -> None:
+    """Show desired vs actual workers, the forecast and why (decides, records nothing).
+
+    Example: echoops scale status --json | jq .forecast
+    """
+    from echoops.core import clock, scale
+
+    body = scale.status(now=clock.parse_cli_time(now))
+    if json_out:
+        emit_json(body)
+    else:
+        _show(body)
+
+
+@app.command("tick")
+def tick_cmd(json_out: bool = JSON_OPT, now: str | None = NOW_OPT) -> None:
+    """Ingest queue samples, decide and log; applies only when SCALE_DRY_RUN=false (the scheduler's job).
+
+    Example: echoops scale tick   (schedule.cron: */10 * * * * echoops scale tick)
+    """
+    from echoops.core import clock, scale
+
+    body = scale.tick(now=clock.parse_cli_time(now))
+    if json_out:
+        emit_json(body)
+    else:
+        _show(body)
+
+
+@app.command("apply")
+def apply_cmd(
+    dry_run: bool | None = typer.Option(
+        None, "--dry-run/--no-dry-run", help="Override SCALE_DRY_RUN; --no-dry-run runs SCALE_CMD."
+    ),
+    json_out: bool = JSON_OPT,
+    now: str | None = NOW_OPT,
+) -> None:
+    """Decide now and (with --no-dry-run) run the actuator, within cooldown, bounds and the gate.
+
+    Exits 1 when the actuator fails (actual is unchanged), 2 when --no-dry-run lacks SCALE_CMD.
+
+    Example: SCALE_CMD='kubectl scale deploy/worker --replicas={n}' echoops scale apply --no-dry-run
+    """
+    from echoops.core import clock, scale
+
+    body = scale.apply(dry_run, now=clock.parse_cli_time(now))
+    if json_out:
+        emit_json(body)
+    else:
+        _show(body)
+
+
+@app.command("simulate")
+def simulate_cmd(
+    file: Path = typer.Argument(..., help="Queue history, NDJSON like logs/queue.ndjson."),
+    tick_min: float = typer.Option(10.0, "--tick-min", help="Minutes between decisions (the scheduler's 10)."),
+    jobs_per_worker: float | None = typer.Option(
+        None, "--jobs-per-worker", help="Real jobs/min per worker (default: measured from the trace)."
+    ),
+    json_out: bool = JSON_OPT,
+) -> None:
+    """Backtest the policy on a queue history next to a reactive HPA-style baseline.
+
+    Prints every change each policy makes, then changes, backlog-minutes and worker-minutes.
+
+    Example: echoops scale simulate logs/queue.ndjson --json | jq .comparison
+    """
+    from echoops.core import scale_sim
+
+    result = scale_sim.simulate(file, tick_min=tick_min, jobs_per_worker=jobs_per_worker)
+    if json_out:
+        emit_json(result)
+        return
+    events = [(c["ts"], name, c) for name in scale_sim.POLICIES for c in result[name]["changes"]]
+    events.sort(key=lambda e: e[0])
+    write = sys.stdout.write
+    for ts, name, c in events:
+        write(f"{ts}  {name:<10}  {c['from']:>3} -> {c['to']:<3}  backlog {c['backlog']:<6}  {c['reason']}\n")
+    m, t = result["model"], result["trace"]
+    write(
+        f"\ntrace {t['samples']} samples ({t['bad']} bad), {t['minutes']:g} min, {t['arrivals']:g} arrivals; "
+        f"{m['jobs_per_worker_min']:g} jobs/min per worker ({m['capacity_source']}), decision every "
+        f"{m['tick_min']:g} min\n"
+    )
+    from rich.table import Table
+
+    table = Table(title="summary")
+    for col in ("policy", "changes", "backlog-minutes", "worker-minutes", "peak backlog"):
+        table.add_column(col, justify="right" if col != "policy" else "left")
+    for name in scale_sim.POLICIES:
+        s = result[name]["summary"]
+        table.add_row(
+            name, str(s["changes"]), f"{s['backlog_minutes']:g}", f"{s['worker_minutes']:g}", str(s["peak_backlog"])
+        )
+    out = console()
+    out.print(table)
+    c = result["comparison"]
+    out.print(
+        f"predictive vs reactive: backlog-minutes {_signed(c['backlog_minutes_change_pct'])}, "
+        f"worker-minutes {_signed(c['worker_minutes_change_pct'])}",
+        highlight=False,
+    )
+
+
+def _signed(pct: float | None) -> str:
+    return "n/a" if pct is None else f"{pct:+g}%"

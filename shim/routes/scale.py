@@ -1,5 +1,16 @@
-"""Routes of the scale feature (filled by its phase)."""
+"""Routes of the scale feature: status and apply (X-Dash-Key, like every /api route)."""
+
+from __future__ import annotations
+
+from echoops.core import scale
+from shim.http import json_body
 
 
 def install(app) -> None:
-    pass
+    @app.get("/api/scale/status")
+    def scale_status():
+        return scale.status()
+
+    @app.post("/api/scale/apply")
+    def scale_apply():
+        return scale.apply(scale.apply_options(json_body(required=False)))
