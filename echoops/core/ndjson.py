@@ -32,6 +32,10 @@ from echoops.core.files import _default
 
 MAX_LINE = 64 * 1024
 CHUNK = 4 * 1024 * 1024
+# The cursor also keeps the file's first bytes (up to HEAD, never past the offset): a file
+# deleted and re-created under the same inode number, or truncated and refilled past the
+# offset before a tick, no longer starts with them and is read again from 0.
+HEAD = 64
 
 _lock = threading.Lock()
 
@@ -102,11 +106,12 @@ class Reader:
             # the same lines; inside BEGIN IMMEDIATE the second waits for the first.
             raise RuntimeError("ndjson.Reader must be created inside store.transaction()")
         row = conn.execute(
-            "SELECT inode, offset, size FROM cursors WHERE consumer=? AND source=?", (consumer, self.source)
+            "SELECT inode, offset, size, head FROM cursors WHERE consumer=? AND source=?", (consumer, self.source)
         ).fetchone()
         self._saved = (row[0], row[1], row[2]) if row else None
         self._inode, self._offset = (row[0], row[1]) if row else (0, 0)
         self._size = row[2] if row else 0
+        self._head = bytes(row[3]) if row else b""
 
     @property
     def offset(self) -> int:
@@ -151,10 +156,18 @@ class Reader:
             with fh:
                 if os.fstat(fh.fileno()).st_ino != inode:
                     continue  # replaced between stat and open; the next run picks it up
+                if start and self._head and os.pread(fh.fileno(), len(self._head), 0) != self._head:
+                    if path != self.path:
+                        continue  # not the file the cursor was in after all
+                    self.events.append("replaced")
+                    start = 0
                 fh.seek(start)
-                offset = start
+                offset = start  # file position of the first byte not yet consumed (or dropped)
                 carry = b""
-                skipping = False  # inside a line longer than MAX_LINE
+                # >= 0 while inside a line longer than MAX_LINE: where that line began. Its head
+                # is dropped as it streams by (bounded memory); it is counted, and the cursor
+                # moves past it, only once its newline arrives, like any other partial line.
+                skip_start = -1
                 while True:
                     data = fh.read(self.chunk)
                     if not data:
@@ -162,21 +175,22 @@ class Reader:
                     buf = carry + data if carry else data
                     end = buf.rfind(b"\n")
                     if end < 0:
-                        carry = buf
-                        if len(carry) > MAX_LINE:
-                            # drop the oversized head; the line is bad whatever follows
-                            offset += len(carry)
+                        if len(buf) > MAX_LINE:
+                            if skip_start < 0:
+                                skip_start = offset
+                            offset += len(buf)
                             carry = b""
-                            if not skipping:
-                                self.bad["too_long"] += 1
-                            skipping = True
+                        else:
+                            carry = buf
                         continue
                     carry = buf[end + 1 :]
                     out: list[dict[str, Any]] = []
                     lines = buf[:end].split(b"\n")
-                    if skipping:
-                        lines = lines[1:]  # the tail of the oversized line
-                        skipping = False
+                    if skip_start >= 0:
+                        del lines[0]  # the tail of the oversized line
+                        skip_start = -1
+                        self.bad["too_long"] += 1
+                        self.lines += 1
                     for line in lines:
                         if len(line) > MAX_LINE:
                             self.bad["too_long"] += 1
@@ -197,7 +211,8 @@ class Reader:
                     if out:
                         yield out
                 # a partial last line stays unread: the cursor stops before it
-                self._inode, self._offset = inode, offset
+                self._inode, self._offset = inode, (skip_start if skip_start >= 0 else offset)
+                self._head = os.pread(fh.fileno(), min(self._offset, HEAD), 0)
         try:
             self._size = os.stat(self.path).st_size
         except FileNotFoundError:
@@ -210,9 +225,9 @@ class Reader:
     def commit(self, now: float | None = None) -> None:
         """Save the cursor (call inside the transaction that stores what was derived)."""
         self.conn.execute(
-            "INSERT INTO cursors(consumer, source, inode, offset, size, lines, bad, updated_at) "
-            "VALUES(?,?,?,?,?,?,?,?) ON CONFLICT(consumer, source) DO UPDATE SET "
-            "inode=excluded.inode, offset=excluded.offset, size=excluded.size, "
+            "INSERT INTO cursors(consumer, source, inode, offset, size, lines, bad, updated_at, head) "
+            "VALUES(?,?,?,?,?,?,?,?,?) ON CONFLICT(consumer, source) DO UPDATE SET "
+            "inode=excluded.inode, offset=excluded.offset, size=excluded.size, head=excluded.head, "
             "lines=cursors.lines+excluded.lines, bad=cursors.bad+excluded.bad, updated_at=excluded.updated_at",
             (
                 self.consumer,
@@ -223,5 +238,6 @@ class Reader:
                 self.lines,
                 sum(self.bad.values()),
                 time.time() if now is None else now,
+                self._head,
             ),
         )

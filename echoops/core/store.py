@@ -19,8 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from echoops.core.config import Settings
+from echoops.core.errors import EchoopsError
 
-META_VERSION = 1
 _META = [
     """
     CREATE TABLE IF NOT EXISTS schema_versions (
@@ -40,9 +40,23 @@ _META = [
         PRIMARY KEY (consumer, source)
     );
     """,
+    # v2: the first bytes of a source at its cursor, so a file replaced under a reused inode
+    # number (delete + create, or copytruncate refilled past the offset) is read from 0.
+    """
+    ALTER TABLE cursors ADD COLUMN head BLOB NOT NULL DEFAULT x'';
+    """,
 ]
+META_VERSION = len(_META)
 
 BUSY_TIMEOUT_MS = 15000
+
+
+class SchemaTooNew(EchoopsError, RuntimeError):
+    """The database was written by a newer echoops; refusing to use it beats corrupting it."""
+
+    code = "schema_too_new"
+    status = 503
+    exit_code = 2
 
 
 @dataclass(frozen=True)
@@ -75,12 +89,19 @@ def _open(path: Path) -> sqlite3.Connection:
     conn.execute("PRAGMA journal_mode=WAL")
     conn.execute("PRAGMA synchronous=NORMAL")
     conn.execute("PRAGMA foreign_keys=ON")
-    _migrate_meta(conn)
+    try:
+        _migrate_meta(conn)
+    except BaseException:
+        conn.close()
+        raise
     return conn
 
 
 def _migrate_meta(conn: sqlite3.Connection) -> None:
-    if conn.execute("PRAGMA user_version").fetchone()[0] >= META_VERSION:
+    version = conn.execute("PRAGMA user_version").fetchone()[0]
+    if version > META_VERSION:
+        raise SchemaTooNew(f"{conn_path(conn)} has store schema v{version}; this echoops knows v{META_VERSION}")
+    if version == META_VERSION:
         return
     with transaction(conn):
         current = conn.execute("PRAGMA user_version").fetchone()[0]
@@ -88,6 +109,12 @@ def _migrate_meta(conn: sqlite3.Connection) -> None:
             for stmt in _statements(script):
                 conn.execute(stmt)
             conn.execute(f"PRAGMA user_version={step}")
+
+
+def conn_path(conn: sqlite3.Connection) -> str:
+    """The file behind a connection (for messages)."""
+    row = conn.execute("PRAGMA database_list").fetchone()
+    return row[2] if row else "?"
 
 
 def _statements(script: str) -> list[str]:
@@ -122,12 +149,17 @@ def ensure(conn: sqlite3.Connection, schema: Schema) -> None:
     if schema.feature in ensured:
         return
     row = conn.execute("SELECT version FROM schema_versions WHERE feature=?", (schema.feature,)).fetchone()
+    if row is not None and row[0] > len(schema.migrations):
+        raise SchemaTooNew(
+            f"{schema.feature} schema v{row[0]} in {conn_path(conn)} is newer than this echoops "
+            f"(v{len(schema.migrations)})"
+        )
     if row is None or row[0] < len(schema.migrations):
         with transaction(conn):
             row = conn.execute("SELECT version FROM schema_versions WHERE feature=?", (schema.feature,)).fetchone()
             current = row[0] if row else 0
             if current > len(schema.migrations):
-                raise RuntimeError(f"{schema.feature} schema v{current} is newer than this echoops")
+                raise SchemaTooNew(f"{schema.feature} schema v{current} is newer than this echoops")
             for script in schema.migrations[current:]:
                 for stmt in _statements(script):
                     conn.execute(stmt)
