@@ -103,6 +103,7 @@ def simulate_cmd(
     jobs_per_worker: float | None = typer.Option(
         None, "--jobs-per-worker", help="Real jobs/min per worker (default: measured from the trace)."
     ),
+    all_decisions: bool = typer.Option(False, "--all", help="Print every decision, not only the changes."),
     json_out: bool = JSON_OPT,
 ) -> None:
     """Backtest the policy on a queue history next to a reactive HPA-style baseline.
@@ -113,15 +114,17 @@ def simulate_cmd(
     """
     from echoops.core import scale_sim
 
-    result = scale_sim.simulate(file, tick_min=tick_min, jobs_per_worker=jobs_per_worker)
+    result = scale_sim.simulate(file, tick_min=tick_min, jobs_per_worker=jobs_per_worker, all_decisions=all_decisions)
     if json_out:
         emit_json(result)
         return
-    events = [(c["ts"], name, c) for name in scale_sim.POLICIES for c in result[name]["changes"]]
+    key = "decisions" if all_decisions else "changes"
+    events = [(c["ts"], name, c) for name in scale_sim.POLICIES for c in result[name][key]]
     events.sort(key=lambda e: e[0])
     write = sys.stdout.write
     for ts, name, c in events:
-        write(f"{ts}  {name:<10}  {c['from']:>3} -> {c['to']:<3}  backlog {c['backlog']:<6}  {c['reason']}\n")
+        was, now_ = c.get("from", c.get("actual")), c.get("to", c.get("target"))
+        write(f"{ts}  {name:<10}  {was:>3} -> {now_:<3}  backlog {c['backlog']:<6}  {c['reason']}\n")
     m, t = result["model"], result["trace"]
     write(
         f"\ntrace {t['samples']} samples ({t['bad']} bad), {t['minutes']:g} min, {t['arrivals']:g} arrivals; "

@@ -104,6 +104,7 @@ def _replay(
     fallback_tpw: float,
     tick_s: float,
     start_ts: float,
+    all_decisions: bool = False,
 ) -> dict[str, Any]:
     fc = Forecaster()
     backlog = float(info["first_depth"])
@@ -120,6 +121,7 @@ def _replay(
     peak_backlog = backlog
     changes: list[dict[str, Any]] = []
     decisions = 0
+    log: list[dict[str, Any]] = []
     observe = fc.observe
     for ts, dt, arrivals in intervals:
         cap = workers * capacity * dt
@@ -153,6 +155,17 @@ def _replay(
             forecast_label=label,
         )
         decisions += 1
+        if all_decisions:
+            log.append(
+                {
+                    "ts": clock.iso(ts),
+                    "actual": workers,
+                    "desired": d.desired,
+                    "target": d.target,
+                    "backlog": round(backlog),
+                    "reason": d.reason,
+                }
+            )
         recent.append((ts, d.recommended))
         if d.target != workers:
             changes.append(
@@ -160,7 +173,7 @@ def _replay(
             )
             workers = d.target
             last_change = ts
-    return {
+    out = {
         "summary": {
             "changes": len(changes),
             "decisions": decisions,
@@ -172,6 +185,9 @@ def _replay(
         },
         "changes": changes,
     }
+    if all_decisions:
+        out["decisions"] = log
+    return out
 
 
 def simulate(
@@ -179,9 +195,13 @@ def simulate(
     *,
     tick_min: float = 10.0,
     jobs_per_worker: float | None = None,
+    all_decisions: bool = False,
     s: Settings | None = None,
 ) -> dict[str, Any]:
-    """Replay `path` (queue.ndjson format) through both policies; the `scale simulate --json` body."""
+    """Replay `path` (queue.ndjson format) through both policies; the `scale simulate --json` body.
+
+    `changes` lists the decisions that changed the workers; `all_decisions` adds every decision.
+    """
     s = s or config.settings()
     try:
         tick_min = config.check_number(tick_min, lo=0, lo_open=True, hi=1440)
@@ -198,7 +218,8 @@ def simulate(
     cfg = PolicyConfig(s.scale_min, s.scale_max, s.scale_cooldown_min * 60.0, float(s.scale_horizon_min), None)
     start_ts = intervals[0][0] - intervals[0][1] * 60.0
     results = {
-        name: _replay(name, intervals, info, capacity, cfg, fallback, tick_min * 60.0, start_ts) for name in POLICIES
+        name: _replay(name, intervals, info, capacity, cfg, fallback, tick_min * 60.0, start_ts, all_decisions)
+        for name in POLICIES
     }
     p, r = results["predictive"]["summary"], results["reactive"]["summary"]
     return {
