@@ -1,0 +1,192 @@
+"""The live decision in front of every AI call: allow, switch to a cheaper model, or throttle.
+
+`guard(model)` reads `logs/cost_state.json` (written atomically by `costs tick` and
+`set-cap`) and caches the parsed decisions in memory, keyed by the file's identity
+(inode, mtime, size) and the UTC day. A call costs one stat() and a dict lookup, so it can
+sit in front of every AI call (p99 well under 50 µs). When the UTC day rolls over the cached
+spend no longer applies: decisions reset to "nothing spent yet" (caps of 0 stay closed).
+
+The same `decide()` builds the decisions written into cost_state.json, so the file, the CLI,
+the endpoint and in-process callers always agree.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from echoops.core import config, prices
+from echoops.core.config import Settings
+
+STATE_FILE = "cost_state.json"
+DAY_S = 86400
+
+
+def known_models(doc: dict[str, Any]) -> set[str]:
+    known = set(prices.BUILTIN)
+    known.update(doc.get("caps", {}).get("models", {}))
+    known.update(doc.get("fallbacks", {}))
+    known.update(doc.get("models", {}))
+    return known
+
+
+def _throttle(model: str, reason: str) -> dict[str, Any]:
+    return {"action": "throttle", "model": model, "reason": reason}
+
+
+def _over(entry: dict[str, Any] | None) -> bool:
+    return entry is not None and entry.get("state") == "throttle"
+
+
+def decide(model: str, doc: dict[str, Any], known: set[str] | None = None) -> dict[str, Any]:
+    """Decision for one AI call on `model` given a state document (the cost_state.json shape).
+
+    Global cap hit -> throttle. The model's cap (own or group) hit -> first fallback along
+    MODEL_FALLBACKS_JSON whose cap still has headroom (switch), else throttle. Otherwise allow.
+    Returns `{action, model, reason}` (retry_after_s is added per call by `guard`).
+    """
+    known = known_models(doc) if known is None else known
+    name = prices.canonical(model, known)
+    glob = doc["global"]
+    if glob.get("state") == "throttle":
+        return _throttle(model, f"global daily AI cap reached ({_usage(glob)})")
+    scopes: dict[str, Any] = doc.get("models", {})
+    cap_keys = doc.get("caps", {}).get("models", {})
+    fallbacks: dict[str, str] = doc.get("fallbacks", {})
+    scope = prices.cap_scope(name, cap_keys)
+    entry = scopes.get(scope)
+    if not _over(entry):
+        if entry is not None and entry.get("state") == "warn":
+            reason = f"{scope} near its daily cap ({_usage(entry)})"
+        elif glob.get("state") == "warn":
+            reason = f"global near its daily cap ({_usage(glob)})"
+        else:
+            reason = "within caps"
+        return {"action": "allow", "model": model, "reason": reason}
+    seen = {model, name}
+    candidate = fallbacks.get(model) or fallbacks.get(name) or fallbacks.get(scope)
+    while candidate and candidate not in seen:
+        seen.add(candidate)
+        cand_name = prices.canonical(candidate, known)
+        cand_scope = prices.cap_scope(cand_name, cap_keys)
+        if not _over(scopes.get(cand_scope)):
+            return {
+                "action": "switch",
+                "model": candidate,
+                "reason": f"{scope} daily cap reached ({_usage(entry)}); {candidate} has headroom",
+            }
+        candidate = fallbacks.get(candidate) or fallbacks.get(cand_name) or fallbacks.get(cand_scope)
+    tail = "no fallback has headroom" if len(seen) > 2 or fallbacks.get(model) else "no fallback configured"
+    return _throttle(model, f"{scope} daily cap reached ({_usage(entry)}); {tail}")
+
+
+def _usage(entry: dict[str, Any]) -> str:
+    cap = entry.get("cap_usd")
+    spent = entry.get("spent_usd", 0)
+    if cap is None:
+        return f"${spent:g} spent, no cap"
+    if not cap:
+        return "cap is $0"
+    return f"${spent:g} of ${cap:g}"
+
+
+def reset_for_new_day(doc: dict[str, Any], day: str) -> dict[str, Any]:
+    """The document as it stands at the start of `day`: caps kept, nothing spent yet."""
+
+    def fresh(entry: dict[str, Any]) -> dict[str, Any]:
+        cap = entry.get("cap_usd")
+        state = "throttle" if cap == 0 else "ok"
+        return {**entry, "spent_usd": 0.0, "pct": 0.0 if cap else None, "state": state}
+
+    return {
+        **doc,
+        "day": day,
+        "global": fresh(doc.get("global", {})),
+        "models": {k: fresh(v) for k, v in doc.get("models", {}).items()},
+        "decisions": {},
+    }
+
+
+def empty_doc(day: str) -> dict[str, Any]:
+    """What guard assumes before the first tick ever wrote a state file: no spend, no caps known."""
+    return {"day": day, "global": {"state": "ok"}, "models": {}, "caps": {"models": {}}, "fallbacks": {}}
+
+
+def day_of(ts: float) -> str:
+    return time.strftime("%Y-%m-%d", time.gmtime(ts))
+
+
+def seconds_to_midnight(now: float) -> int:
+    """Whole seconds until the next UTC midnight (at least 1)."""
+    return max(1, int(-(-(DAY_S - now % DAY_S) // 1)))
+
+
+MEMO_MAX = 4096  # distinct model names remembered per state version (junk names are decided, not kept)
+
+# (key, decisions memo, document, known model names): replaced as one tuple so a thread never
+# sees a new key with an old memo.
+_cache: tuple[tuple | None, dict[str, dict[str, Any]], dict[str, Any], set[str]] = (None, {}, {}, set())
+# config.settings() re-reads ~50 env vars (tens of µs); guard only needs the log dir, so it
+# asks config again only when ECHOOPS_LOG_DIR itself changes.
+_settings_memo: tuple[str | None, Path] | None = None
+
+
+def _state_path(s: Settings | None) -> Path:
+    global _settings_memo
+    if s is not None:
+        return s.log_path(STATE_FILE)
+    raw = os.environ.get("ECHOOPS_LOG_DIR")
+    memo = _settings_memo
+    if memo is None or memo[0] != raw:
+        memo = _settings_memo = (raw, config.settings().log_path(STATE_FILE))
+    return memo[1]
+
+
+def _load(path: Path, key: tuple, dayno: int) -> tuple:
+    global _cache
+    day = day_of(dayno * DAY_S)
+    try:
+        doc = orjson.loads(path.read_bytes())
+        if not isinstance(doc, dict) or not isinstance(doc.get("global"), dict):
+            doc = empty_doc(day)
+    except (FileNotFoundError, orjson.JSONDecodeError, IsADirectoryError):
+        doc = empty_doc(day)
+    memo: dict[str, dict[str, Any]] = {}
+    if doc.get("day") != day:
+        doc = reset_for_new_day(doc, day)
+    else:
+        memo.update(doc.get("decisions") or {})
+    _cache = (key, memo, doc, known_models(doc))
+    return _cache
+
+
+def guard(model: str, *, s: Settings | None = None, now: float | None = None) -> dict[str, Any]:
+    """Decision for one AI call: `{action: allow|switch|throttle, model, reason, retry_after_s}`.
+
+    `model` is what the caller wants; on `switch`, `model` is the one to call instead. When
+    throttled, `retry_after_s` counts the seconds to the next UTC midnight (0 otherwise).
+    """
+    path = _state_path(s)
+    t = time.time() if now is None else now
+    dayno = int(t // DAY_S)
+    try:
+        st = os.stat(path)
+        key = (path, st.st_ino, st.st_mtime_ns, st.st_size, dayno)
+    except OSError:
+        key = (path, None, None, None, dayno)
+    cache = _cache
+    if key != cache[0]:
+        cache = _load(path, key, dayno)
+    memo = cache[1]
+    decision = memo.get(model)
+    if decision is None:
+        decision = decide(model, cache[2], cache[3])
+        if len(memo) < MEMO_MAX:
+            memo[model] = decision
+    out = dict(decision)
+    out["retry_after_s"] = seconds_to_midnight(t) if out["action"] == "throttle" else 0
+    return out

@@ -1,0 +1,255 @@
+"""Inputs of the cost guardrails: AI usage lines (incremental) and Stripe fees (per day).
+
+`logs/ai_usage.ndjson`, one line per AI call:
+    {"ts": "2026-11-27T10:00:00Z", "model": "gpt-4o-mini", "input_tokens": 812, "output_tokens": 95}
+    {"ts": 1795000000, "model": "gpt-4o", "usd": 0.0123}
+Spend lands per (UTC day, model) in `costs_spend`, in the same transaction that moves the
+reader's cursor, so racing ticks never count a line twice. Tokens are summed per (day, model)
+and priced once per tick (price x tokens is linear, so this is exact and keeps the per-line
+work to a few dict operations).
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections import Counter
+from collections.abc import Iterator
+from typing import Any
+
+from echoops.core import clock, files, ndjson, prices, store
+from echoops.core.config import Settings
+from echoops.core.cost_guard import day_of
+from echoops.core.errors import EchoopsError
+
+SOURCE = "ai_usage.ndjson"
+CONSUMER = "costs"
+MAX_TOKENS = 10**9  # per call; more is a broken line, not a call
+MAX_USD = 10**6  # per call
+MAX_MODEL_CHARS = 200
+_MISSING = object()
+
+
+def _valid_day(prefix: str) -> str | None:
+    """`YYYY-MM-DD` when it is a real date within the clock's sane range, else None."""
+    ts = clock.parse_ts(prefix + "T00:00:00+00:00")
+    return prefix if ts is not None and len(prefix) == 10 else None
+
+
+def _slow_day(ts: object) -> str | None:
+    parsed = clock.parse_ts(ts)
+    return None if parsed is None else day_of(parsed)
+
+
+def _tokens(value: object) -> int | None:
+    """A token count from a line: missing -> 0, whole non-negative number -> int, else None."""
+    if value is None:
+        return 0
+    if type(value) is float and value.is_integer():
+        value = int(value)
+    if type(value) is int and 0 <= value <= MAX_TOKENS:
+        return value
+    return None
+
+
+def _usd_pico(value: object) -> int | None:
+    if type(value) not in (int, float):
+        return None
+    if not (0 <= value <= MAX_USD):  # NaN fails this too
+        return None
+    return prices.usd_to_pico(value)
+
+
+def aggregate(batches: Iterator[list[dict[str, Any]]], bad: Counter) -> dict[tuple[str, str], list[int]]:
+    """Sum lines per (day, logged model): [calls, priced in, priced out, usd pico, tokens in, tokens out].
+
+    The hot loop of the ingest: an ISO stamp ending in `Z` is bucketed by its date prefix
+    (validated once per distinct date); anything else goes through clock.parse_ts.
+    """
+    agg: dict[tuple[str, str], list[int]] = {}
+    days: dict[Any, str | None] = {}
+    get_day = days.get
+    get_acc = agg.get
+    for batch in batches:
+        for obj in batch:
+            ts = obj.get("ts")
+            if type(ts) is str and len(ts) >= 20 and ts[-1] == "Z" and ts[10] == "T":
+                prefix = ts[:10]
+                day = get_day(prefix, _MISSING)
+                if day is _MISSING:
+                    day = days[prefix] = _valid_day(prefix)
+            else:
+                day = _slow_day(ts)
+            if day is None:
+                bad["bad_ts"] += 1
+                continue
+            model = obj.get("model")
+            if type(model) is not str:
+                bad["bad_model"] += 1
+                continue
+            key = (day, model)
+            acc = get_acc(key)
+            if acc is None:
+                if not model.strip() or len(model) > MAX_MODEL_CHARS or not model.isprintable():
+                    bad["bad_model"] += 1
+                    continue
+                acc = agg[key] = [0, 0, 0, 0, 0, 0]
+            it = obj.get("input_tokens")
+            ot = obj.get("output_tokens")
+            usd = obj.get("usd")
+            if usd is None:
+                if type(it) is int and type(ot) is int and 0 <= it <= MAX_TOKENS and 0 <= ot <= MAX_TOKENS:
+                    acc[0] += 1
+                    acc[1] += it
+                    acc[2] += ot
+                    continue
+                if it is None and ot is None:
+                    bad["no_cost"] += 1
+                    continue
+                it, ot = _tokens(it), _tokens(ot)
+                if it is None or ot is None:
+                    bad["bad_tokens"] += 1
+                    continue
+                acc[0] += 1
+                acc[1] += it
+                acc[2] += ot
+            else:
+                pico = _usd_pico(usd)
+                if pico is None:
+                    bad["bad_usd"] += 1
+                    continue
+                acc[0] += 1
+                acc[3] += pico
+                # tokens beside a usd figure are kept for the record, not priced again
+                it, ot = _tokens(it), _tokens(ot)
+                acc[4] += it or 0
+                acc[5] += ot or 0
+    return agg
+
+
+def price(agg: dict[tuple[str, str], list[int]], table: dict[str, tuple[int, int]]) -> dict[tuple[str, str], list[int]]:
+    """Per (day, canonical model): [calls, input tokens, output tokens, cost pico, unpriced calls]."""
+    out: dict[tuple[str, str], list[int]] = {}
+    for (day, logged), (calls, pin_tok, pout_tok, usd_p, in_x, out_x) in agg.items():
+        if not calls:
+            continue
+        name = prices.canonical(logged, table)
+        p_in, p_out, priced = prices.price_of(name, table)
+        row = out.setdefault((day, name), [0, 0, 0, 0, 0])
+        row[0] += calls
+        row[1] += pin_tok + in_x
+        row[2] += pout_tok + out_x
+        row[3] += usd_p + pin_tok * p_in + pout_tok * p_out
+        if not priced and (pin_tok or pout_tok):
+            row[4] += calls  # at most: usd lines of the same model were priced by the app
+    return out
+
+
+def _add_rows(conn: sqlite3.Connection, rows: dict[tuple[str, str], list[int]]) -> None:
+    for (day, model), (calls, tin, tout, cost, unpriced) in rows.items():
+        old = conn.execute(
+            "SELECT calls, input_tokens, output_tokens, cost_p, unpriced_calls FROM costs_spend "
+            "WHERE day=? AND model=?",
+            (day, model),
+        ).fetchone()
+        if old is not None:
+            calls, tin, tout = calls + old[0], tin + old[1], tout + old[2]
+            cost, unpriced = cost + old[3], unpriced + old[4]
+        top = prices.MAX_PICO
+        conn.execute(
+            "INSERT OR REPLACE INTO costs_spend(day, model, calls, input_tokens, output_tokens, cost_p, "
+            "unpriced_calls) VALUES(?,?,?,?,?,?,?)",
+            (day, model, min(calls, top), min(tin, top), min(tout, top), min(cost, top), min(unpriced, top)),
+        )
+
+
+def ingest_usage(conn: sqlite3.Connection, s: Settings, now: float) -> dict[str, Any]:
+    """Read new ai_usage.ndjson lines into costs_spend; the report counts lines, calls and bad lines."""
+    path = s.log_path(SOURCE)
+    report: dict[str, Any] = {"lines": 0, "calls": 0, "bad": {}, "events": []}
+    if not ndjson.pending(conn, path, CONSUMER):
+        return report
+    table = prices.price_table(s.model_prices)
+    bad: Counter[str] = Counter()
+    with store.transaction(conn):
+        # Created inside the transaction: a second tick waits here, then sees the moved cursor.
+        reader = ndjson.Reader(conn, path, CONSUMER)
+        agg = aggregate(reader.batches(), bad)
+        rows = price(agg, table)
+        _add_rows(conn, rows)
+        for reason, n in bad.items():
+            reader.count_bad(reason, n)
+        reader.commit(now)
+    all_bad = dict(reader.bad)
+    report.update(
+        lines=reader.lines,
+        calls=sum(r[0] for r in rows.values()),
+        bad=all_bad,
+        events=list(reader.events),
+    )
+    return report
+
+
+# --- Stripe fees ------------------------------------------------------------------------------
+
+
+def _fees_from_stripe(s: Settings, since: float) -> tuple[dict[str, list[int]], dict[str, int]]:
+    """Balance transactions since `since`: per day [fee cents (USD), count], plus other currencies."""
+    from echoops.core import stripe_api
+
+    per_day: dict[str, list[int]] = {}
+    other: Counter[str] = Counter()
+    for txn in stripe_api.iter_list("/v1/balance_transactions", {"created[gte]": int(since)}, s=s):
+        created, fee, currency = txn.get("created"), txn.get("fee"), txn.get("currency")
+        if type(created) is not int or type(fee) is not int or created < since:
+            continue
+        if currency != "usd":
+            other[str(currency)] += fee  # no FX here: reported apart, never mixed into USD
+            continue
+        row = per_day.setdefault(day_of(created), [0, 0])
+        row[0] += fee
+        row[1] += 1
+    return per_day, dict(other)
+
+
+def _fees_from_ledger(s: Settings, since: float, now: float) -> dict[str, list[int]] | None:
+    try:
+        from echoops.core import portal
+    except ImportError:
+        return None
+    data = portal.fees_by_day(s=s, since=since, until=now)
+    out: dict[str, list[int]] = {}
+    for day, value in (data or {}).items():
+        cents = value.get("usd") if isinstance(value, dict) else None
+        if type(cents) is int:
+            out[str(day)] = [cents, 0]
+    return out
+
+
+def sync_fees(conn: sqlite3.Connection, s: Settings, now: float) -> dict[str, Any]:
+    """Refresh yesterday's and today's Stripe fees (Stripe when keyed, else the portal ledger)."""
+    today = clock.day_start(now)
+    since = today - 86400
+    days = (day_of(since), day_of(today))
+    other: dict[str, int] = {}
+    try:
+        if s.stripe_api_key:
+            source = "stripe"
+            per_day, other = _fees_from_stripe(s, since)
+        else:
+            source = "ledger"
+            ledger = _fees_from_ledger(s, since, now)
+            if ledger is None:
+                return {"source": None}
+            per_day = ledger
+    except EchoopsError as exc:
+        return {"source": source, "error": exc.detail}
+    with store.transaction(conn):
+        for day in days:
+            cents, count = per_day.get(day, [0, 0])
+            detail = {"other_currencies": other} if other and day == days[1] else None
+            conn.execute(
+                "INSERT OR REPLACE INTO costs_fees(day, source, fee_cents, count, detail, updated_at) "
+                "VALUES(?,?,?,?,?,?)",
+                (day, source, cents, count, None if detail is None else files.dumps(detail).decode(), now),
+            )
+    return {"source": source, "today_cents": per_day.get(days[1], [0, 0])[0], "other_currencies": other}

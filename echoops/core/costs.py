@@ -1,0 +1,381 @@
+"""Cost guardrails: AI spend and Stripe fees per UTC day against caps; degrade AI calls, never admin.
+
+- `tick()` ingests new AI usage lines and today's Stripe fees, recomputes the decisions,
+  writes `logs/cost_state.json` atomically, raises incidents once per scope per day and
+  appends a `cost_tick` event to `logs/costs.ndjson`.
+- `status()` is the `/api/costs/status` document; `set_cap()` stores a cap that overrides
+  the environment until changed and recomputes the decisions at once.
+- `guard(model)` (from cost_guard) is the live decision in front of an AI call.
+
+States per scope (global and each capped model): ok < 90% <= warn < 100% <= throttle.
+Stripe fees have their own optional cap and only warn/page (state ok|warn|over): throttling
+AI because sales grew would punish success. Money is integers: spend in pico-dollars, caps
+in micro-dollars (see prices.py); floats appear only in the returned JSON.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from typing import Any
+
+from echoops.core import clock, config, files, ndjson, prices, store
+from echoops.core.config import Settings
+from echoops.core.cost_guard import STATE_FILE, day_of, decide, guard, known_models
+from echoops.core.cost_ingest import ingest_usage, sync_fees
+from echoops.core.errors import EchoopsError, ValidationError
+
+__all__ = ["SCHEMA", "guard", "set_cap", "status", "tick", "state_document"]
+
+EVENTS_LOG = "costs.ndjson"
+WARN_RATIO = (9, 10)  # warn at spent * 10 >= cap * 9
+MIN_FORECAST_S = 3600  # extrapolate from at least an hour, so 00:05's first call is not x288
+MAX_API_CAP_USD = 1e9
+MAX_KEY_CHARS = 200
+
+SCHEMA = store.Schema(
+    "costs",
+    (
+        """
+        CREATE TABLE costs_spend (
+            day TEXT NOT NULL,
+            model TEXT NOT NULL,
+            calls INTEGER NOT NULL,
+            input_tokens INTEGER NOT NULL,
+            output_tokens INTEGER NOT NULL,
+            cost_p INTEGER NOT NULL,
+            unpriced_calls INTEGER NOT NULL DEFAULT 0,
+            PRIMARY KEY (day, model)
+        );
+        CREATE TABLE costs_caps (
+            scope TEXT NOT NULL,
+            key TEXT NOT NULL,
+            cap_micro INTEGER NOT NULL,
+            set_at REAL NOT NULL,
+            PRIMARY KEY (scope, key)
+        );
+        CREATE TABLE costs_fees (
+            day TEXT PRIMARY KEY,
+            source TEXT NOT NULL,
+            fee_cents INTEGER NOT NULL,
+            count INTEGER NOT NULL,
+            detail TEXT,
+            updated_at REAL NOT NULL
+        );
+        CREATE TABLE costs_alerts (
+            day TEXT NOT NULL,
+            scope TEXT NOT NULL,
+            kind TEXT NOT NULL,
+            fingerprint TEXT NOT NULL,
+            incident_id TEXT,
+            at REAL NOT NULL,
+            PRIMARY KEY (day, scope, kind)
+        );
+        CREATE TABLE costs_meta (k TEXT PRIMARY KEY, v REAL NOT NULL);
+        """,
+    ),
+)
+
+
+def db(s: Settings) -> sqlite3.Connection:
+    return store.db(s, SCHEMA)
+
+
+# --- caps ----------------------------------------------------------------------------------
+
+
+def effective_caps(conn: sqlite3.Connection, s: Settings) -> tuple[tuple[int, str], dict[str, tuple[int, str]]]:
+    """((daily µ$, source), {model: (µ$, source)}): API caps override the environment."""
+    daily = (prices.usd_to_micro(s.cost_cap_daily_usd), "env")
+    models = {k: (prices.usd_to_micro(v), "env") for k, v in s.model_caps.items()}
+    for scope, key, micro in conn.execute("SELECT scope, key, cap_micro FROM costs_caps"):
+        if scope == "daily":
+            daily = (micro, "api")
+        else:
+            models[key] = (micro, "api")
+    return daily, models
+
+
+def validate_cap(scope: object, key: object, usd_cap: object) -> tuple[str, str, float]:
+    """Check a set-cap request; ValidationError names the field (scope, key or usd_cap)."""
+    if scope not in ("daily", "model"):
+        raise ValidationError('scope must be "daily" or "model"', field="scope")
+    if usd_cap is None:
+        raise ValidationError("usd_cap is required", field="usd_cap")
+    try:
+        usd = config.check_number(usd_cap, hi=MAX_API_CAP_USD)
+    except ValueError as exc:
+        raise ValidationError(f"usd_cap {exc}", field="usd_cap") from None
+    if scope == "model":
+        if not isinstance(key, str) or not key.strip():
+            raise ValidationError("key (the model name) is required for scope model", field="key")
+        key = key.strip()
+        if len(key) > MAX_KEY_CHARS or not key.isprintable():
+            raise ValidationError(f"key must be a printable model name of at most {MAX_KEY_CHARS} chars", field="key")
+    else:
+        if key not in (None, ""):
+            raise ValidationError("key is only allowed with scope model", field="key")
+        key = ""
+    return scope, key, usd
+
+
+def set_cap(
+    scope: object, key: object, usd_cap: object, *, s: Settings | None = None, now: float | None = None
+) -> dict[str, Any]:
+    """Store a cap (`daily` or per `model`) overriding the environment; logs `cap_set` with the old value.
+
+    Returns `{"cap": {scope, key, usd_cap, old_usd_cap, old_source}, "status": <status document>}`.
+    """
+    s = s or config.settings()
+    now = clock.now_s(now)
+    scope, key, usd = validate_cap(scope, key, usd_cap)
+    micro = prices.usd_to_micro(usd)
+    conn = db(s)
+    with store.transaction(conn):
+        daily, models = effective_caps(conn, s)
+        old = daily if scope == "daily" else models.get(key)
+        conn.execute(
+            "INSERT OR REPLACE INTO costs_caps(scope, key, cap_micro, set_at) VALUES(?,?,?,?)",
+            (scope, key, micro, now),
+        )
+    cap = {
+        "scope": scope,
+        "key": key or None,
+        "usd_cap": prices.micro_to_usd(micro),
+        "old_usd_cap": None if old is None else prices.micro_to_usd(old[0]),
+        "old_source": None if old is None else old[1],
+    }
+    ndjson.append(s.log_path(EVENTS_LOG), "cap_set", now=now, **cap)
+    doc = _publish(conn, s, now)
+    _alert(conn, s, doc, now)
+    return {"cap": cap, "status": _public(doc)}
+
+
+# --- the status document -----------------------------------------------------------------
+
+
+def _entry(spent_p: int, cap_micro: int | None, elapsed: float) -> dict[str, Any]:
+    forecast_p = spent_p * 86400 // max(int(elapsed), MIN_FORECAST_S)
+    out: dict[str, Any] = {"spent_usd": prices.pico_to_usd(spent_p), "cap_usd": None, "pct": None, "state": "ok"}
+    if cap_micro is not None:
+        cap_p = cap_micro * prices.PICO_PER_MICRO
+        out["cap_usd"] = prices.micro_to_usd(cap_micro)
+        out["pct"] = round(spent_p * 100 / cap_p, 2) if cap_p else None
+        if spent_p >= cap_p:
+            out["state"] = "throttle"
+        elif spent_p * WARN_RATIO[1] >= cap_p * WARN_RATIO[0]:
+            out["state"] = "warn"
+        out["forecast_over"] = bool(cap_p) and forecast_p >= cap_p
+    out["forecast_usd"] = prices.pico_to_usd(min(forecast_p, prices.MAX_PICO))
+    return out
+
+
+def _fees(conn: sqlite3.Connection, s: Settings, day: str) -> dict[str, Any]:
+    row = conn.execute("SELECT source, fee_cents, count FROM costs_fees WHERE day=?", (day,)).fetchone()
+    cents = row["fee_cents"] if row else 0
+    out: dict[str, Any] = {"spent_usd": round(cents / 100, 2), "source": row["source"] if row else None}
+    if row:
+        out["count"] = row["count"]
+    if s.stripe_fees_cap_usd is not None:
+        cap_cents = round(s.stripe_fees_cap_usd * 100)
+        out["cap_usd"] = round(cap_cents / 100, 2)
+        out["pct"] = round(cents * 100 / cap_cents, 2) if cap_cents else None
+        if cents >= cap_cents and (cents or cap_cents):
+            out["state"] = "over"
+        elif cents * WARN_RATIO[1] >= cap_cents * WARN_RATIO[0] and cents:
+            out["state"] = "warn"
+        else:
+            out["state"] = "ok"
+    return out
+
+
+def state_document(conn: sqlite3.Connection, s: Settings, now: float) -> dict[str, Any]:
+    """The full state (status plus caps, fallbacks and decisions): what cost_state.json holds."""
+    day = day_of(now)
+    elapsed = now - clock.day_start(now)
+    (daily_micro, daily_src), caps = effective_caps(conn, s)
+    rows = conn.execute(
+        "SELECT model, cost_p, unpriced_calls FROM costs_spend WHERE day=? ORDER BY model", (day,)
+    ).fetchall()
+    spent: dict[str, int] = {key: 0 for key in caps}
+    members: dict[str, list[str]] = {}
+    for row in rows:
+        scope = prices.cap_scope(row["model"], caps)
+        spent[scope] = spent.get(scope, 0) + row["cost_p"]
+        if scope != row["model"]:
+            members.setdefault(scope, []).append(row["model"])
+    models: dict[str, Any] = {}
+    for scope in sorted(spent):
+        entry = _entry(spent[scope], caps[scope][0] if scope in caps else None, elapsed)
+        if scope in members:
+            entry["members"] = members[scope]
+        models[scope] = entry
+    meta = dict(conn.execute("SELECT k, v FROM costs_meta").fetchall())
+    doc: dict[str, Any] = {
+        "day": day,
+        "global": _entry(sum(row["cost_p"] for row in rows), daily_micro, elapsed),
+        "models": models,
+        "stripe_fees": _fees(conn, s, day),
+        "unpriced": sorted(row["model"] for row in rows if row["unpriced_calls"]),
+        "updated_at": clock.iso(meta["last_tick"]) if "last_tick" in meta else None,
+        "caps": {
+            "daily_usd": prices.micro_to_usd(daily_micro),
+            "daily_source": daily_src,
+            "models": {k: prices.micro_to_usd(v[0]) for k, v in sorted(caps.items())},
+            "sources": {k: v[1] for k, v in sorted(caps.items())},
+        },
+        "fallbacks": dict(s.model_fallbacks),
+    }
+    names = set(prices.price_table(s.model_prices)) | set(models) | set(caps)
+    names |= set(s.model_fallbacks) | set(s.model_fallbacks.values())
+    names |= {row["model"] for row in rows}
+    known = known_models(doc)
+    decisions = {name: decide(name, doc, known) for name in sorted(names)}
+    for scope, entry in models.items():
+        entry["action"] = decisions[scope]["action"]
+    doc["decisions"] = decisions
+    return doc
+
+
+_PUBLIC = ("day", "global", "models", "stripe_fees", "unpriced", "updated_at")
+
+
+def _public(doc: dict[str, Any]) -> dict[str, Any]:
+    """The /api/costs/status body: the state document without its lookup tables."""
+    out = {k: doc[k] for k in _PUBLIC}
+    out["global"] = {k: v for k, v in doc["global"].items() if k != "forecast_over"}
+    out["models"] = {n: {k: v for k, v in e.items() if k != "forecast_over"} for n, e in doc["models"].items()}
+    return out
+
+
+def status(*, s: Settings | None = None, now: float | None = None) -> dict[str, Any]:
+    """Today's spend, caps, utilisation, states and forecast (the `/api/costs/status` document)."""
+    s = s or config.settings()
+    return _public(state_document(db(s), s, clock.now_s(now)))
+
+
+def _publish(conn: sqlite3.Connection, s: Settings, now: float) -> dict[str, Any]:
+    """Recompute the decisions and write cost_state.json, under the store's write lock so the
+    last writer always holds the newest data."""
+    with store.transaction(conn):
+        doc = state_document(conn, s, now)
+        row = conn.execute("SELECT v FROM costs_meta WHERE k='version'").fetchone()
+        version = int(row[0]) + 1 if row else 1
+        conn.execute("INSERT OR REPLACE INTO costs_meta(k, v) VALUES('version', ?)", (version,))
+        files.write_json(s.log_path(STATE_FILE), {**doc, "version": version, "written_at": clock.iso(now)})
+    return doc
+
+
+# --- alerts --------------------------------------------------------------------------------
+
+
+def _candidates(doc: dict[str, Any]) -> list[tuple[str, str, str, str, dict[str, Any]]]:
+    """(scope, kind, severity, event, entry) for each alert the document calls for."""
+    out = []
+    scopes = [("global", doc["global"])] + [(k, v) for k, v in doc["models"].items() if v.get("cap_usd") is not None]
+    for scope, entry in scopes:
+        if entry["state"] == "throttle" and entry["spent_usd"] > 0:
+            out.append((scope, "throttle", "CRITICAL", "cost_throttle", entry))
+        elif entry["state"] == "warn":
+            out.append((scope, "warn", "WARNING", "cost_warn", entry))
+        elif entry.get("forecast_over") and entry["spent_usd"] > 0:
+            out.append((scope, "forecast", "WARNING", "cost_forecast", entry))
+    fees = doc["stripe_fees"]
+    if fees.get("state") == "over":
+        out.append(("stripe_fees", "fee_over", "CRITICAL", "fee_over", fees))
+    elif fees.get("state") == "warn":
+        out.append(("stripe_fees", "fee_warn", "WARNING", "fee_warn", fees))
+    for model in doc["unpriced"]:
+        out.append((model, "unpriced", "", "cost_unpriced", {}))
+    return out
+
+
+def _message(scope: str, kind: str, entry: dict[str, Any], day: str) -> str:
+    what = "global AI spend" if scope == "global" else ("Stripe fees" if scope == "stripe_fees" else f"{scope} spend")
+    if kind == "forecast":
+        return f"{what} forecast ${entry['forecast_usd']:g} exceeds the ${entry['cap_usd']:g} daily cap ({day})"
+    if kind == "unpriced":
+        return f"model {scope} has no price: counted at the conservative default ({day})"
+    action = {"throttle": "cap reached: AI calls throttled", "fee_over": "cap reached (no throttling)"}.get(
+        kind, "near its daily cap"
+    )
+    return f"{what} ${entry['spent_usd']:g} of ${entry['cap_usd']:g} ({entry['pct']}%): {action} ({day})"
+
+
+def _alert(conn: sqlite3.Connection, s: Settings, doc: dict[str, Any], now: float) -> list[dict[str, Any]]:
+    """Fire each alert at most once per scope, kind and UTC day (recorded before paging)."""
+    day = doc["day"]
+    fresh = []
+    with store.transaction(conn):
+        for scope, kind, severity, event, entry in _candidates(doc):
+            fp = f"costs:{kind}:{scope}:{day}"
+            cur = conn.execute(
+                "INSERT OR IGNORE INTO costs_alerts(day, scope, kind, fingerprint, at) VALUES(?,?,?,?,?)",
+                (day, scope, kind, fp, now),
+            )
+            if kind == "throttle":  # a warn after the page would be noise
+                conn.execute(
+                    "INSERT OR IGNORE INTO costs_alerts(day, scope, kind, fingerprint, at) VALUES(?,?,?,?,?)",
+                    (day, scope, "warn", f"costs:warn:{scope}:{day}", now),
+                )
+            if cur.rowcount == 1:
+                fresh.append((scope, kind, severity, event, entry, fp))
+    fired = []
+    log = s.log_path(EVENTS_LOG)
+    for scope, kind, severity, event, entry, fp in fresh:
+        msg = _message(scope, kind, entry, day)
+        fields = {"scope": scope, "day": day, "level": "WARN" if severity != "CRITICAL" else "ERROR", "msg": msg}
+        fields.update({k: entry[k] for k in ("spent_usd", "cap_usd", "pct", "forecast_usd") if k in entry})
+        incident = None
+        if severity:
+            try:
+                from echoops.core.pager import raise_incident
+
+                incident = raise_incident(severity, msg, "costs", {"scope": scope, "day": day}, fp, now=now, s=s)
+            except (ImportError, EchoopsError, sqlite3.Error) as exc:
+                # Forget the record so the next tick tries again; say why in the log.
+                with store.transaction(conn):
+                    conn.execute("DELETE FROM costs_alerts WHERE day=? AND scope=? AND kind=?", (day, scope, kind))
+                ndjson.append(log, "cost_alert_failed", now=now, kind=kind, scope=scope, error=str(exc)[:300])
+                continue
+            with store.transaction(conn):
+                conn.execute(
+                    "UPDATE costs_alerts SET incident_id=? WHERE day=? AND scope=? AND kind=?",
+                    (incident["id"], day, scope, kind),
+                )
+            fields["incident"] = incident["id"]
+            fields["severity"] = severity
+        ndjson.append(log, event, now=now, fingerprint=fp, **fields)
+        fired.append({"kind": kind, "scope": scope, "fingerprint": fp, "incident": fields.get("incident")})
+    return fired
+
+
+# --- the tick ------------------------------------------------------------------------------
+
+
+def tick(*, s: Settings | None = None, now: float | None = None) -> dict[str, Any]:
+    """Ingest new usage and today's fees, recompute decisions, write cost_state.json, alert, log `cost_tick`."""
+    s = s or config.settings()
+    now = clock.now_s(now)
+    started = time.perf_counter()
+    conn = db(s)
+    usage = ingest_usage(conn, s, now)
+    fees = sync_fees(conn, s, now)
+    with store.transaction(conn):
+        conn.execute("INSERT OR REPLACE INTO costs_meta(k, v) VALUES('last_tick', ?)", (now,))
+    doc = _publish(conn, s, now)
+    alerts = _alert(conn, s, doc, now)
+    summary = {
+        "day": doc["day"],
+        "lines": usage["lines"],
+        "calls": usage["calls"],
+        "bad": usage["bad"],
+        "unpriced": doc["unpriced"],
+        "global": {k: doc["global"][k] for k in ("spent_usd", "cap_usd", "pct", "state", "forecast_usd")},
+        "throttled": sorted(k for k, v in doc["models"].items() if v["state"] == "throttle"),
+        "stripe_fees": {"spent_usd": doc["stripe_fees"]["spent_usd"], **fees},
+        "alerts": alerts,
+        "duration_ms": round((time.perf_counter() - started) * 1000, 1),
+    }
+    ndjson.append(s.log_path(EVENTS_LOG), "cost_tick", now=now, **summary)
+    return summary
