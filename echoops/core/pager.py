@@ -14,9 +14,9 @@ from typing import Any
 
 import orjson
 
-from echoops.core import clock, config, ndjson, store
+from echoops.core import clock, config, files, ndjson, store
 from echoops.core.config import Settings
-from echoops.core.errors import ValidationError
+from echoops.core.errors import NotConfigured, ValidationError
 from echoops.core.fingerprint import fingerprint as make_fingerprint
 
 SEVERITIES = ("CRITICAL", "ERROR", "WARNING", "INFO")
@@ -53,11 +53,14 @@ SCHEMA = store.Schema(
             channel TEXT NOT NULL,
             state TEXT NOT NULL,
             attempts INTEGER NOT NULL DEFAULT 0,
+            round_attempts INTEGER NOT NULL DEFAULT 0,
+            rounds INTEGER NOT NULL DEFAULT 0,
             next_attempt_at REAL,
             last_status TEXT,
             last_error TEXT,
             claimed_by TEXT,
             claimed_until REAL,
+            delivered_at REAL,
             created_at REAL NOT NULL,
             updated_at REAL NOT NULL,
             PRIMARY KEY (incident_id, channel)
@@ -158,81 +161,217 @@ def record(
     """Store validated incidents `(severity, msg, source, meta, fingerprint, count)` in one
     transaction, enqueue their pages, then append one `incident` event each."""
     conn = db(s)
+    with store.transaction(conn):
+        results, events, enqueued = store_incidents(conn, s, items, now=now)
+    publish(s, events, enqueued, now=now)
+    return results
+
+
+def store_incidents(
+    conn: sqlite3.Connection, s: Settings, items: list[tuple[str, str, str, dict | None, str, int]], *, now: float
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]], bool]:
+    """The in-transaction half of record(): (results, events to publish, anything enqueued)."""
     window = s.pager_repeat_min * 60
     enabled = configured_channels(s)
     results: list[dict[str, Any]] = []
     events: list[dict[str, Any]] = []
     enqueued = False
-    with store.transaction(conn):
-        for severity, msg, source, meta, fp, count in items:
-            row = conn.execute(
-                "SELECT id, paged, count FROM pager_incidents WHERE fingerprint=? AND first_seen>? "
-                "ORDER BY first_seen DESC LIMIT 1",
-                (fp, now - window),
-            ).fetchone()
-            pages = severity in PAGED_SEVERITIES
-            if row is not None and (row["paged"] or not pages):
-                conn.execute(
-                    "UPDATE pager_incidents SET count=count+?, last_seen=max(last_seen, ?) WHERE id=?",
-                    (count, now, row["id"]),
-                )
-                incident_id, deduped, channels, total = row["id"], True, {}, row["count"] + count
-            else:
-                incident_id, deduped, total = _new_id(now), False, count
-                conn.execute(
-                    "INSERT INTO pager_incidents(id, fingerprint, severity, source, msg, meta, first_seen, "
-                    "last_seen, count, paged) VALUES(?,?,?,?,?,?,?,?,?,?)",
-                    (
-                        incident_id,
-                        fp,
-                        severity,
-                        source,
-                        msg,
-                        orjson.dumps(meta).decode() if meta is not None else None,
-                        now,
-                        now,
-                        count,
-                        int(pages),
-                    ),
-                )
-                channels = {}
-                if pages:
-                    for channel in CHANNELS:
-                        state = "pending" if enabled[channel] else "skipped"
-                        conn.execute(
-                            "INSERT INTO pager_outbox(incident_id, channel, state, next_attempt_at, "
-                            "last_status, created_at, updated_at) VALUES(?,?,?,?,?,?,?)",
-                            (
-                                incident_id,
-                                channel,
-                                state,
-                                now if state == "pending" else None,
-                                None if state == "pending" else "not_configured",
-                                now,
-                                now,
-                            ),
-                        )
-                        channels[channel] = state
-                        enqueued = enqueued or state == "pending"
-            results.append({"id": incident_id, "fingerprint": fp, "deduped": deduped, "channels": channels})
-            events.append(
-                {
-                    "id": incident_id,
-                    "fingerprint": fp,
-                    "severity": severity,
-                    "source": source,
-                    "msg": msg,
-                    "meta": meta,
-                    "occurrences": count,
-                    "count": total,
-                    "deduped": deduped,
-                    "channels": channels,
-                }
+    for severity, msg, source, meta, fp, count in items:
+        row = conn.execute(
+            "SELECT id, paged, count FROM pager_incidents WHERE fingerprint=? AND first_seen>? "
+            "ORDER BY first_seen DESC LIMIT 1",
+            (fp, now - window),
+        ).fetchone()
+        pages = severity in PAGED_SEVERITIES
+        channels: dict[str, str] = {}
+        if row is not None and (row["paged"] or not pages):
+            conn.execute(
+                "UPDATE pager_incidents SET count=count+?, last_seen=max(last_seen, ?) WHERE id=?",
+                (count, now, row["id"]),
             )
+            incident_id, deduped, total = row["id"], True, row["count"] + count
+        else:
+            incident_id, deduped, total = _new_id(now), False, count
+            conn.execute(
+                "INSERT INTO pager_incidents(id, fingerprint, severity, source, msg, meta, first_seen, "
+                "last_seen, count, paged) VALUES(?,?,?,?,?,?,?,?,?,?)",
+                (
+                    incident_id,
+                    fp,
+                    severity,
+                    source,
+                    msg,
+                    orjson.dumps(meta).decode() if meta is not None else None,
+                    now,
+                    now,
+                    count,
+                    int(pages),
+                ),
+            )
+            if pages:
+                for channel in CHANNELS:
+                    state = "pending" if enabled[channel] else "skipped"
+                    conn.execute(
+                        "INSERT INTO pager_outbox(incident_id, channel, state, next_attempt_at, "
+                        "last_status, created_at, updated_at) VALUES(?,?,?,?,?,?,?)",
+                        (
+                            incident_id,
+                            channel,
+                            state,
+                            now if state == "pending" else None,
+                            None if state == "pending" else "not_configured",
+                            now,
+                            now,
+                        ),
+                    )
+                    channels[channel] = state
+                    enqueued = enqueued or state == "pending"
+        results.append({"id": incident_id, "fingerprint": fp, "deduped": deduped, "channels": channels})
+        events.append(
+            {
+                "id": incident_id,
+                "fingerprint": fp,
+                "severity": severity,
+                "source": source,
+                "msg": msg,
+                "meta": meta,
+                "occurrences": count,
+                "count": total,
+                "deduped": deduped,
+                "channels": channels,
+            }
+        )
+    return results, events, enqueued
+
+
+def publish(s: Settings, events: list[dict[str, Any]], enqueued: bool, *, now: float) -> None:
+    """After the commit: one `incident` line per stored incident, then wake local drainers."""
     path = s.log_path(INCIDENTS_LOG)
     for event in events:
         ndjson.append(path, "incident", now=now, **event)
     if enqueued:
         for listener in list(ENQUEUE_LISTENERS):
             listener()
-    return results
+
+
+# --- running, summarising, testing ------------------------------------------------------------
+
+
+def run(*, s: Settings | None = None, now: float | None = None, drain: bool = True, budget_s: float = 60.0) -> dict:
+    """Consume new CRITICAL log lines into incidents, then drain the outbox (the scheduler's job).
+
+    Returns `{"ingest": {...counts, incidents}, "deliveries": {state: attempts}}`.
+    """
+    from echoops.core import pager_logs, pager_outbox
+
+    s = s or config.settings()
+    t = clock.now_s(now)
+    ingest = pager_logs.ingest(s, now=t)
+    deliveries = pager_outbox.drain(s, now=now, budget_s=budget_s) if drain else {}
+    return {"ingest": ingest, "deliveries": deliveries}
+
+
+SEVERITY_RANK = {name: rank for rank, name in enumerate(reversed(SEVERITIES))}
+MAX_SUMMARY_HOURS = 24 * 31
+
+
+def summarize(*, hours: float = 24, s: Settings | None = None, now: float | None = None) -> dict[str, Any]:
+    """Incidents seen in the last `hours` grouped by fingerprint, newest first, with the delivery
+    state of each group's latest page per channel; also written to logs/incident_summary.json."""
+    s = s or config.settings()
+    try:
+        hours = config.check_number(hours, hi=MAX_SUMMARY_HOURS, lo_open=True)
+    except ValueError as exc:
+        raise ValidationError(f"hours: {exc}", field="hours") from None
+    t = clock.now_s(now)
+    since = t - hours * 3600
+    conn = db(s)
+    rows = conn.execute(
+        "SELECT id, fingerprint, severity, source, msg, first_seen, last_seen, count, paged "
+        "FROM pager_incidents WHERE last_seen >= ? AND first_seen <= ? ORDER BY first_seen",
+        (since, t),
+    ).fetchall()
+    latest_paged: dict[str, str] = {}
+    groups: dict[str, dict[str, Any]] = {}
+    for r in rows:
+        g = groups.get(r["fingerprint"])
+        if g is None:
+            g = groups[r["fingerprint"]] = {
+                "fingerprint": r["fingerprint"],
+                "severity": r["severity"],
+                "source": r["source"],
+                "msg": r["msg"],
+                "count": 0,
+                "first_seen": r["first_seen"],
+                "last_seen": r["last_seen"],
+                "paged": False,
+                "pages": 0,
+                "latest_id": r["id"],
+                "deliveries": {},
+            }
+        g["count"] += r["count"]
+        g["last_seen"] = max(g["last_seen"], r["last_seen"])
+        g["msg"], g["latest_id"] = r["msg"], r["id"]
+        if SEVERITY_RANK[r["severity"]] > SEVERITY_RANK[g["severity"]]:
+            g["severity"] = r["severity"]
+        if r["paged"]:
+            g["paged"] = True
+            g["pages"] += 1
+            latest_paged[r["fingerprint"]] = r["id"]
+    totals: dict[str, Any] = {
+        "groups": len(groups),
+        "incidents": 0,
+        "pages": 0,
+        "by_severity": {name: 0 for name in SEVERITIES},
+        "deliveries": {state: 0 for state in ("ok", "failed", "pending", "skipped")},
+    }
+    states: dict[str, dict[str, str]] = {}
+    if latest_paged:
+        ids = list(latest_paged.values())
+        marks = ",".join("?" * len(ids))
+        for d in conn.execute(
+            f"SELECT incident_id, channel, state FROM pager_outbox WHERE incident_id IN ({marks})", ids
+        ):
+            states.setdefault(d["incident_id"], {})[d["channel"]] = d["state"]
+    for g in groups.values():
+        incident_id = latest_paged.get(g["fingerprint"])
+        g["deliveries"] = states.get(incident_id, {}) if incident_id else {}
+        for state in g["deliveries"].values():
+            totals["deliveries"][state] = totals["deliveries"].get(state, 0) + 1
+        totals["incidents"] += g["count"]
+        totals["pages"] += g["pages"]
+        totals["by_severity"][g["severity"]] += g["count"]
+        g["first_seen"], g["last_seen"] = clock.iso(g["first_seen"]), clock.iso(g["last_seen"])
+    ordered = sorted(groups.values(), key=lambda g: g["last_seen"], reverse=True)
+    body = {"generated_at": clock.iso(t), "hours": hours, "groups": ordered, "totals": totals}
+    files.write_json(s.log_path(SUMMARY_FILE), body)
+    return body
+
+
+def send_test(channel: str | None = None, *, s: Settings | None = None, now: float | None = None) -> dict:
+    """Send a test message now through `channel` (or every configured one), outside the outbox.
+
+    Returns `{"results": {channel: {"ok", "status", "detail"}}}`; NotConfigured when the
+    asked channel (or, without one, every channel) lacks its settings.
+    """
+    from echoops.core import pager_outbox
+    from echoops.core.channels import Page
+
+    s = s or config.settings()
+    t = clock.now_s(now)
+    if channel is not None and channel not in CHANNELS:
+        raise ValidationError(f"channel must be one of {', '.join(CHANNELS)}", field="channel")
+    enabled = configured_channels(s)
+    wanted = [channel] if channel else [c for c in CHANNELS if enabled[c]]
+    missing = [c for c in wanted if not enabled[c]]
+    if missing or not wanted:
+        need = {"telegram": "TELEGRAM_BOT_TOKEN and TELEGRAM_CHAT_ID", "email": "SMTP_HOST, SMTP_FROM and SMTP_TO"}
+        names = missing or list(CHANNELS)
+        raise NotConfigured("; ".join(f"{c} needs {need[c]}" for c in names))
+    page = Page(_new_id(t), "INFO", "echoops", "Test page from echoops: delivery works.", "test", 1, t, test=True)
+    results = {}
+    for name in wanted:
+        outcome = pager_outbox.send_once(name, page, s)
+        results[name] = {"ok": outcome.ok, "status": outcome.status, "detail": outcome.detail}
+        ndjson.append(s.log_path(INCIDENTS_LOG), "page_test", now=t, channel=name, status=outcome.status, ok=outcome.ok)
+    return {"results": results}

@@ -1,0 +1,49 @@
+"""Delivery channels. Each module's `send(page, s)` makes one delivery attempt and returns
+the Outcomes of the requests it made (usually one); retries and backoff live in the outbox.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from echoops.core import clock
+
+
+@dataclass(frozen=True)
+class Page:
+    """What a channel delivers: one incident, as of the moment of sending."""
+
+    incident_id: str
+    severity: str
+    source: str
+    msg: str
+    fingerprint: str
+    count: int
+    first_seen: float
+    test: bool = False
+
+    @property
+    def headline(self) -> str:
+        """One line: `[CRITICAL] source: first line of msg` (no newlines, for subjects)."""
+        first = " ".join(self.msg.split())
+        prefix = "[TEST] " if self.test else ""
+        return f"{prefix}[{self.severity}] {self.source}: {first}"
+
+    def details(self) -> str:
+        """The lines after the message: when, how often, which incident."""
+        return (
+            f"first seen {clock.iso(self.first_seen)}, count {self.count}\n"
+            f"incident {self.incident_id}\nfingerprint {self.fingerprint[:16]}"
+        )
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """One request's result. `status` is the HTTP status, the SMTP reply code or the error
+    class name; `retry` says whether another attempt can help; `detail` is already redacted."""
+
+    ok: bool
+    status: int | str
+    retry: bool
+    retry_after: float | None = None
+    detail: str = ""

@@ -1,0 +1,102 @@
+"""Email delivery with smtplib: one attempt per call, certificates verified, timeouts set.
+
+TLS per Settings.smtp_tls_mode: `ssl` (SMTPS, implicit TLS), `starttls` (upgrade required:
+a server that does not offer it is an error, never a silent plain-text fallback) or `none`.
+Done only when the DATA reply is 250. Timeouts, disconnects and 4xx replies retry;
+5xx replies, refused logins and certificate failures do not.
+"""
+
+from __future__ import annotations
+
+import smtplib
+import ssl
+from email.message import EmailMessage
+from email.utils import formatdate
+
+from echoops.core.channels import Outcome, Page
+from echoops.core.config import Settings
+from echoops.core.redact import redact
+
+MAX_SUBJECT = 180
+
+
+def compose(page: Page, s: Settings) -> EmailMessage:
+    """The page as a plain-text email (Message-ID from the incident, so receivers can dedup)."""
+    msg = EmailMessage()
+    subject = page.headline
+    msg["Subject"] = subject if len(subject) <= MAX_SUBJECT else subject[: MAX_SUBJECT - 1] + "…"
+    msg["From"] = s.smtp_from
+    msg["To"] = ", ".join(s.smtp_to)
+    msg["Date"] = formatdate(usegmt=True)
+    kind = "test" if page.test else "page"
+    msg["Message-ID"] = f"<{page.incident_id}.{kind}@echoops>"
+    msg["X-Echoops-Fingerprint"] = page.fingerprint
+    msg.set_content(f"{page.severity} from {page.source}\n\n{page.msg}\n\n{page.details()}\n")
+    return msg
+
+
+def _open(s: Settings, context: ssl.SSLContext) -> smtplib.SMTP:
+    mode = s.smtp_tls_mode
+    if mode == "ssl":
+        return smtplib.SMTP_SSL(s.smtp_host, s.smtp_port, timeout=s.smtp_timeout_s, context=context)
+    conn = smtplib.SMTP(s.smtp_host, s.smtp_port, timeout=s.smtp_timeout_s)
+    try:
+        conn.ehlo()
+        if mode == "starttls":
+            if not conn.has_extn("starttls"):
+                raise smtplib.SMTPNotSupportedError("server does not offer STARTTLS (set SMTP_TLS=none to allow plain)")
+            conn.starttls(context=context)
+            conn.ehlo()
+    except BaseException:
+        conn.close()
+        raise
+    return conn
+
+
+def _reply(code: int, text: bytes | str, s: Settings) -> str:
+    raw = text.decode("utf-8", "replace") if isinstance(text, bytes) else str(text)
+    return redact(f"{code} {raw}"[:300], s)
+
+
+def send(page: Page, s: Settings) -> list[Outcome]:
+    """One delivery attempt of `page` to SMTP_TO through SMTP_HOST."""
+    message = compose(page, s)
+    context = ssl.create_default_context()
+    conn = None
+    try:
+        conn = _open(s, context)
+        if s.smtp_user and s.smtp_pass:
+            conn.login(s.smtp_user, s.smtp_pass)
+        code, text = conn.mail(s.smtp_from)
+        if code != 250:
+            return [Outcome(False, code, 400 <= code < 500, detail=_reply(code, text, s))]
+        accepted = 0
+        last = (0, b"")
+        for rcpt in s.smtp_to:
+            code, text = conn.rcpt(rcpt)
+            last = (code, text)
+            accepted += code in (250, 251)
+        if not accepted:
+            conn.rset()
+            return [Outcome(False, last[0], 400 <= last[0] < 500, detail=_reply(*last, s))]
+        code, text = conn.data(message.as_bytes())  # raises SMTPDataError unless 250
+        detail = _reply(code, text, s)
+        if accepted < len(s.smtp_to):
+            detail += f" ({len(s.smtp_to) - accepted} recipient(s) refused)"
+        return [Outcome(code == 250, code, 400 <= code < 500, detail=detail)]
+    except smtplib.SMTPResponseException as exc:  # data/login/helo errors carry a code
+        code = exc.smtp_code
+        return [Outcome(False, code, 400 <= code < 500, detail=_reply(code, exc.smtp_error, s))]
+    except smtplib.SMTPNotSupportedError as exc:
+        return [Outcome(False, type(exc).__name__, False, detail=redact(exc, s))]
+    except ssl.SSLCertVerificationError as exc:
+        return [Outcome(False, type(exc).__name__, False, detail=redact(exc, s))]
+    except (smtplib.SMTPServerDisconnected, TimeoutError, OSError, smtplib.SMTPException) as exc:
+        # Timeouts, resets, refused connections, TLS handshakes cut short: worth another try.
+        return [Outcome(False, type(exc).__name__, True, detail=redact(exc, s))]
+    finally:
+        if conn is not None:
+            try:
+                conn.quit()
+            except (smtplib.SMTPException, OSError):
+                conn.close()

@@ -1,0 +1,99 @@
+"""Log consumption for the pager: CRITICAL lines of any logs/*.ndjson become incidents.
+
+Each file is read incrementally through ndjson.Reader (consumer "pager", one cursor per
+file); the incidents a batch yields are stored in the same transaction as the cursor, so a
+crash never loses or doubles a line. Lines of one run that share a fingerprint are folded
+into one incident with their count (a 1,000-line flood is one page, one event line).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from echoops.core import clock, ndjson, store
+from echoops.core.config import Settings
+from echoops.core.fingerprint import fingerprint as make_fingerprint
+
+CONSUMER = "pager"
+
+# Every NDJSON file echoops itself writes: never read back as input (the pager's own
+# incident lines carry `severity` and would page forever). The one list, kept here.
+ECHOOPS_OUTPUT_LOGS = frozenset(
+    {
+        "incidents.ndjson",
+        "slo_budget.ndjson",
+        "costs.ndjson",
+        "scale.ndjson",
+        "scheduler.ndjson",
+        "portal_access.ndjson",
+    }
+)
+
+# A CRITICAL line stamped longer ago than this is history, not an emergency: counted, not paged.
+STALE_S = 24 * 3600
+
+
+def input_logs(s: Settings) -> list[Path]:
+    """The log files the pager reads: logs/*.ndjson minus echoops' own outputs."""
+    return [p for p in sorted(s.log_dir.glob("*.ndjson")) if p.name not in ECHOOPS_OUTPUT_LOGS]
+
+
+def _candidate(obj: dict[str, Any], stem: str) -> tuple[str, str, str] | str:
+    """(msg, source, fingerprint) of a CRITICAL line, or the reason it is skipped."""
+    msg = obj.get("msg")
+    if not isinstance(msg, str) or not msg.strip():
+        msg = obj.get("message")
+    if not isinstance(msg, str) or not msg.strip():
+        return "no_msg"
+    raw = msg.encode("utf-8", "replace")
+    if len(raw) > 4096:
+        msg = raw[:4096].decode("utf-8", "ignore")
+    source = obj.get("source")
+    source = source.strip()[:100] if isinstance(source, str) and source.strip() else stem[:100]
+    fp = obj.get("fingerprint")
+    if not (isinstance(fp, str) and fp.strip() and len(fp.strip()) <= 200):
+        fp = make_fingerprint(source, msg)
+    return msg, source, fp.strip()
+
+
+def ingest(s: Settings, *, now: float) -> dict[str, Any]:
+    """Read new lines of every input log; returns counts and the incidents raised."""
+    from echoops.core import pager
+
+    conn = pager.db(s)
+    stats: dict[str, Any] = {"files": 0, "lines": 0, "critical": 0, "stale": 0, "bad": 0, "incidents": []}
+    for path in input_logs(s):
+        if not ndjson.pending(conn, path, CONSUMER):
+            continue
+        groups: dict[str, list] = {}
+        with store.transaction(conn):
+            reader = ndjson.Reader(conn, path, CONSUMER)
+            for batch in reader.batches():
+                for obj in batch:
+                    sev = obj.get("severity", obj.get("level"))
+                    if type(sev) is not str or sev.strip().upper() != "CRITICAL":
+                        continue
+                    ts = clock.parse_ts(obj.get("ts"))
+                    if ts is not None and ts < now - STALE_S:
+                        stats["stale"] += 1
+                        continue
+                    found = _candidate(obj, path.stem)
+                    if isinstance(found, str):
+                        reader.count_bad(found)
+                        continue
+                    msg, source, fp = found
+                    stats["critical"] += 1
+                    group = groups.get(fp)
+                    if group is None:
+                        groups[fp] = ["CRITICAL", msg, source, {"log": path.name}, fp, 1]
+                    else:
+                        group[5] += 1
+            results, events, enqueued = pager.store_incidents(conn, s, [tuple(g) for g in groups.values()], now=now)
+            reader.commit(now)
+        pager.publish(s, events, enqueued, now=now)
+        stats["files"] += 1
+        stats["lines"] += reader.lines
+        stats["bad"] += sum(reader.bad.values())
+        stats["incidents"].extend(results)
+    return stats
