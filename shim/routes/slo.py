@@ -1,5 +1,20 @@
-"""Routes of the slo feature (filled by its phase)."""
+"""GET /api/slo/status and POST /api/slo/rebaseline (parse, one core call, return)."""
+
+from __future__ import annotations
+
+from echoops.core import slo
+from shim.http import json_body
+
+
+def slo_status():
+    return slo.status()
+
+
+def slo_rebaseline():
+    body = json_body(required=False)
+    return slo.rebaseline(body.get("reason"))
 
 
 def install(app) -> None:
-    pass
+    app.route("/api/slo/status", "GET", slo_status)
+    app.route("/api/slo/rebaseline", "POST", slo_rebaseline)

@@ -1,0 +1,360 @@
+"""SLOs and error budgets: tick (ingest, windows, state, gate, outputs), status, rebaseline, gate.
+
+Windows are minute ranges ending at the minute of `now` (inclusive), computed from the
+events' own timestamps; a rebaseline instant R (stored) moves every window's start to the
+first whole minute at or after R; nothing is deleted. Budget maths and state rules live in
+`slo_rules`; aggregates and the sketch in `slo_data` and `sketch`.
+
+Outputs of each tick: `slo_status.json` (atomic; the same document as `status()` and
+`GET /api/slo/status`), one `slo_tick` event in `slo_budget.ndjson`, a row in `slo_ticks`
+(the `history`), and when the gate condition first holds `deploy_gate.flag` plus one
+CRITICAL incident. A transition into red raises a CRITICAL incident (the pager dedups).
+"""
+
+from __future__ import annotations
+
+import math
+import sqlite3
+from typing import Any
+
+import orjson
+
+from echoops.core import clock, config, files, ndjson, sketch, slo_data, slo_rules, store
+from echoops.core.config import Settings
+from echoops.core.errors import EchoopsError, ValidationError
+
+STATUS_FILE = "slo_status.json"
+BUDGET_LOG = "slo_budget.ndjson"
+GATE_FLAG = "deploy_gate.flag"
+HISTORY_POINTS = 288
+MAX_REASON = 500
+
+
+class DeployGateSet(EchoopsError):
+    """The deploy gate flag is present: deploys should wait (exit 1, HTTP 409)."""
+
+    code = "deploy_gate_set"
+    status = 409
+    exit_code = 1
+
+
+# --- meta -------------------------------------------------------------------------------
+
+
+def _meta(conn: sqlite3.Connection, key: str) -> str | None:
+    row = conn.execute("SELECT value FROM slo_meta WHERE key=?", (key,)).fetchone()
+    return row[0] if row else None
+
+
+def _set_meta(conn: sqlite3.Connection, key: str, value: str) -> None:
+    conn.execute("INSERT OR REPLACE INTO slo_meta(key, value) VALUES(?,?)", (key, value))
+
+
+def _rebaseline_minute(conn: sqlite3.Connection) -> tuple[float | None, int | None]:
+    raw = _meta(conn, "rebaseline_at")
+    if raw is None:
+        return None, None
+    at = float(raw)
+    return at, math.ceil(at / 60)
+
+
+# --- the computation ----------------------------------------------------------------------
+
+
+def _r(x: float | None, digits: int) -> float | None:
+    return None if x is None else round(x, digits)
+
+
+def compute(s: Settings, *, now: float) -> dict[str, Any]:
+    """The SLO document (without `gate` and `history`) from stored aggregates as of `now`."""
+    conn = slo_data.db(s)
+    cur = int(now // 60)
+    rb_at, rb_min = _rebaseline_minute(conn)
+    budget_minutes = s.slo_window_days * 1440
+    span = max(budget_minutes, max(slo_rules.WINDOWS.values()))
+    floor = cur - span + 1 if rb_min is None else max(cur - span + 1, rb_min)
+    wins = slo_data.Windows(conn, floor, cur)
+    budget = s.slo_err_budget_pct
+    minimum = s.slo_min_requests
+
+    def start(minutes: int) -> int:
+        return max(cur - minutes + 1, floor)
+
+    windows: dict[str, dict[str, Any]] = {}
+    for name, minutes in slo_rules.WINDOWS.items():
+        t, e, sl = wins.sums(start(minutes), cur)
+        windows[name] = {
+            "requests": t,
+            "errors": e,
+            "slow": sl,
+            "error_rate": round(slo_rules.ratio(e, t), 6),
+            "burn": round(slo_rules.burn_rate(e, t, budget), 4),
+            "enough_traffic": t >= minimum,
+        }
+    bt, be, _ = wins.sums(start(budget_minutes), cur)
+    remaining = round(slo_rules.remaining_budget_pct(be, bt, budget), 3)
+    period = windows[slo_rules.PERIOD]
+    p95, p99 = sketch.quantiles(wins.merged(start(slo_rules.WINDOWS[slo_rules.PERIOD]), cur), (0.95, 0.99))
+    p95, p99 = _r(p95, 2), _r(p99, 2)
+    verdict = slo_rules.evaluate(
+        windows,
+        p95_ms=p95,
+        period_enough=period["enough_traffic"],
+        remaining_pct=remaining,
+        target_ms=s.slo_lat_p95_ms,
+    )
+    notes = []
+    thin = [name for name, w in windows.items() if not w["enough_traffic"]]
+    if thin:
+        notes.append(
+            f"insufficient traffic (< {minimum} requests) in {', '.join(thin)}: those windows raise no burn alarm"
+        )
+    if not period["enough_traffic"]:
+        notes.append(f"insufficient traffic in {slo_rules.PERIOD}: p95 is not judged against the target")
+    return {
+        "state": verdict["state"],
+        "reasons": verdict["reasons"],
+        "p95_ms": p95,
+        "p99_ms": p99,
+        "error_rate": period["error_rate"],
+        "period": slo_rules.PERIOD,
+        "requests": period["requests"],
+        "errors": period["errors"],
+        "remaining_budget_pct": remaining,
+        "budget": {
+            "window": f"{s.slo_window_days}d",
+            "requests": bt,
+            "errors": be,
+            "allowed_errors": round(budget / 100.0 * bt, 3),
+            "remaining_budget_pct": remaining,
+        },
+        "burn_alert": verdict["burn_alert"],
+        "alerts": verdict["alerts"],
+        "burn": {name: w["burn"] for name, w in windows.items()},
+        "windows": windows,
+        "gate_condition": verdict["gate_condition"],
+        "target": {
+            "p95_ms": s.slo_lat_p95_ms,
+            "error_budget_pct": budget,
+            "window_days": s.slo_window_days,
+            "min_requests": minimum,
+        },
+        "rebaseline_at": None if rb_at is None else clock.iso(rb_at),
+        "notes": notes,
+        "updated_at": clock.iso(now),
+    }
+
+
+# --- gate -------------------------------------------------------------------------------
+
+
+def gate_path(s: Settings):
+    """`logs/deploy_gate.flag`."""
+    return s.log_path(GATE_FLAG)
+
+
+def gate(*, s: Settings | None = None) -> dict[str, Any]:
+    """The deploy gate: `{"set": bool, "reason", "burn_2h", "burn_10m", "since", "set_at"}`."""
+    s = s or config.settings()
+    flag = files.read_flag(gate_path(s))
+    out: dict[str, Any] = {"set": flag is not None, "reason": None, "burn_2h": None, "burn_10m": None}
+    out.update({"since": None, "set_at": None})
+    if flag is not None:
+        out.update({k: flag.get(k) for k in ("reason", "burn_2h", "burn_10m", "since", "set_at")})
+        out["reason"] = out["reason"] or "flag file present (no reason recorded)"
+    return out
+
+
+def require_gate_open(*, s: Settings | None = None) -> dict[str, Any]:
+    """The gate when it is open; DeployGateSet (exit 1) with the reason when it is set."""
+    g = gate(s=s)
+    if g["set"]:
+        since = f" since {g['since']}" if g.get("since") else ""
+        raise DeployGateSet(f"deploy gate is set{since}: {g['reason']}")
+    return g
+
+
+def clear_gate(reason: str, *, s: Settings | None = None, now: float | None = None) -> dict[str, Any]:
+    """Remove the gate flag (operator action), logging who-knows-why as `reason`."""
+    s = s or config.settings()
+    reason = _reason(reason, required=True)
+    before = gate(s=s)
+    cleared = files.clear_flag(gate_path(s))
+    ndjson.append(s.log_path(BUDGET_LOG), "slo_gate_cleared", now=now, reason=reason, cleared=cleared, gate=before)
+    return {"cleared": cleared, "reason": reason, "gate": before}
+
+
+def _reason(reason: object, *, required: bool) -> str | None:
+    if reason is None or (isinstance(reason, str) and not reason.strip()):
+        if required:
+            raise ValidationError("reason: give a reason (it is logged)", field="reason")
+        return None
+    if not isinstance(reason, str):
+        raise ValidationError("reason must be a string", field="reason")
+    if len(reason) > MAX_REASON:
+        raise ValidationError(f"reason is longer than {MAX_REASON} characters", field="reason")
+    return reason.strip()
+
+
+def _set_gate(s: Settings, doc: dict[str, Any], now: float, floor_iso: str | None) -> dict[str, Any]:
+    w2, w10 = doc["windows"]["2h"], doc["windows"]["10m"]
+    since = max(now - 2 * 3600, clock.parse_ts(floor_iso) or 0.0)
+    info = {
+        "reason": (
+            f"error budget burn {w2['burn']:.2f}x over 2h and {w10['burn']:.2f}x over 10m (> 2x the daily budget "
+            f"of {s.slo_err_budget_pct:g}%): {w2['errors']} of {w2['requests']} requests failed in 2h"
+        ),
+        "burn_2h": w2["burn"],
+        "burn_10m": w10["burn"],
+        "since": clock.iso(since),
+        "set_at": clock.iso(now),
+    }
+    files.set_flag(gate_path(s), info)
+    return info
+
+
+# --- tick / status --------------------------------------------------------------------------
+
+
+def _history(conn: sqlite3.Connection) -> list[dict[str, Any]]:
+    last = conn.execute("SELECT max(ts) FROM slo_ticks").fetchone()[0]
+    if last is None:
+        return []
+    rows = conn.execute(
+        "SELECT ts, state, p95_ms, p99_ms, error_rate, burn_1h, burn_24h, remaining_budget_pct FROM slo_ticks "
+        "WHERE ts > ? ORDER BY ts",
+        (last - 86400,),
+    ).fetchall()
+    if len(rows) > HISTORY_POINTS:
+        step = len(rows) / HISTORY_POINTS
+        picked = [rows[int(i * step)] for i in range(HISTORY_POINTS - 1)]
+        rows = picked + [rows[-1]]
+    keys = ("state", "p95_ms", "p99_ms", "error_rate", "burn_1h", "burn_24h", "remaining_budget_pct")
+    return [{"ts": clock.iso(r[0]), **dict(zip(keys, tuple(r)[1:], strict=True))} for r in rows]
+
+
+def _finish(conn: sqlite3.Connection, s: Settings, doc: dict[str, Any]) -> dict[str, Any]:
+    out = dict(doc)
+    out["gate"] = {**gate(s=s), "condition": doc["gate_condition"]}
+    out["history"] = _history(conn)
+    return out
+
+
+def status(*, s: Settings | None = None, now: float | None = None) -> dict[str, Any]:
+    """The SLO status as of the last tick (the `GET /api/slo/status` body), gate read live.
+
+    Before the first tick it is computed from whatever is stored, with a note saying so.
+    """
+    s = s or config.settings()
+    conn = slo_data.db(s)
+    raw = _meta(conn, "status")
+    if raw is None:
+        doc = compute(s, now=clock.now_s(now))
+        doc["updated_at"] = None
+        doc["notes"] = ["no tick has run yet: run `echoops slo tick`", *doc["notes"]]
+    else:
+        doc = orjson.loads(raw)
+    return _finish(conn, s, doc)
+
+
+def tick(*, s: Settings | None = None, now: float | None = None) -> dict[str, Any]:
+    """Ingest new request lines, recompute every window, update state/gate, write the outputs.
+
+    Returns `{"status": <status document>, "ingest": {...}, "gate_set": bool, "incident": dict|None}`.
+    """
+    s = s or config.settings()
+    now = clock.now_s(now)
+    report = slo_data.ingest(s, now=now)
+    conn = slo_data.db(s)
+    slo_data.prune(conn, s, now=now)
+    doc = compute(s, now=now)
+    gate_now = gate(s=s)
+    gate_set = False
+    info: dict[str, Any] = {}
+    if doc["gate_condition"] and not gate_now["set"]:
+        info = _set_gate(s, doc, now, doc["rebaseline_at"])
+        gate_set = True
+    with store.transaction(conn):
+        previous = _meta(conn, "state")
+        _set_meta(conn, "state", doc["state"])
+        _set_meta(conn, "status", orjson.dumps(doc).decode())
+        conn.execute(
+            "INSERT OR REPLACE INTO slo_ticks(ts, state, p95_ms, p99_ms, error_rate, burn_1h, burn_24h, "
+            "remaining_budget_pct) VALUES(?,?,?,?,?,?,?,?)",
+            (
+                now,
+                doc["state"],
+                doc["p95_ms"],
+                doc["p99_ms"],
+                doc["error_rate"],
+                doc["burn"]["1h"],
+                doc["burn"]["24h"],
+                doc["remaining_budget_pct"],
+            ),
+        )
+    incident = None
+    meta = {k: doc[k] for k in ("state", "p95_ms", "error_rate", "burn", "remaining_budget_pct", "burn_alert")}
+    if gate_set:
+        # One page for the tick that both turns red and sets the gate.
+        incident = _raise(s, f"SLO deploy gate set: {info['reason']}", {**meta, "gate": info}, "slo:deploy_gate", now)
+    elif doc["state"] == "red" and previous != "red":
+        incident = _raise(s, "SLO state red: " + "; ".join(doc["reasons"][:3]), meta, "slo:red", now)
+    full = _finish(conn, s, doc)
+    files.write_json(s.log_path(STATUS_FILE), full)
+    ndjson.append(
+        s.log_path(BUDGET_LOG),
+        "slo_tick",
+        now=now,
+        p95=doc["p95_ms"],
+        p99=doc["p99_ms"],
+        err_rate=doc["error_rate"],
+        burn=doc["burn"]["24h"],
+        burn_windows=doc["burn"],
+        period=doc["period"],
+        state=doc["state"],
+        burn_alert=doc["burn_alert"],
+        remaining_budget_pct=doc["remaining_budget_pct"],
+        requests=doc["requests"],
+        lines=report["lines"],
+        bad=report["bad"],
+        bad_reasons=report["bad_reasons"],
+        too_old=report["too_old"],
+        gate_set=gate_set,
+        gate=full["gate"]["set"],
+        incident=None if incident is None else incident["id"],
+    )
+    return {"status": full, "ingest": report, "gate_set": gate_set, "incident": incident}
+
+
+def _raise(s: Settings, msg: str, meta: dict, fingerprint: str, now: float) -> dict[str, Any]:
+    from echoops.core.pager import raise_incident
+
+    return raise_incident("CRITICAL", msg, "slo", meta, fingerprint, now=now, s=s)
+
+
+def rebaseline(reason: object = None, *, s: Settings | None = None, now: float | None = None) -> dict[str, Any]:
+    """Restart every window at `now` (older data excluded from then on, nothing deleted); logs it, ticks."""
+    s = s or config.settings()
+    now = clock.now_s(now)
+    text = _reason(reason, required=False)
+    conn = slo_data.db(s)
+    with store.transaction(conn):
+        _set_meta(conn, "rebaseline_at", repr(now))
+    ndjson.append(s.log_path(BUDGET_LOG), "slo_rebaseline", now=now, reason=text, rebaseline_at=clock.iso(now))
+    result = tick(s=s, now=now)
+    return {"rebaseline_at": clock.iso(now), "reason": text, "status": result["status"]}
+
+
+def recent_p95_ms(*, s: Settings | None = None, now: float | None = None, minutes: int = 15) -> float | None:
+    """p95 latency (ms) over the last `minutes` minutes (ingests new lines first); None without traffic.
+
+    Not clipped by a rebaseline: it describes the service now, not the SLO windows.
+    """
+    s = s or config.settings()
+    if isinstance(minutes, bool) or not isinstance(minutes, int) or not 1 <= minutes <= 1440:
+        raise ValidationError("minutes must be a whole number from 1 to 1440", field="minutes")
+    now = clock.now_s(now)
+    slo_data.ingest(s, now=now)
+    cur = int(now // 60)
+    wins = slo_data.Windows(slo_data.db(s), cur - minutes + 1, cur)
+    return _r(sketch.quantiles(wins.merged(cur - minutes + 1, cur), (0.95,))[0], 2)

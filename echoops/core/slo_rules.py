@@ -1,0 +1,109 @@
+"""SLO budget maths and the one place that decides state, alert tier and the deploy-gate condition.
+
+Budget ratio b = SLO_ERR_BUDGET_DAILY_PCT / 100 (the share of requests allowed to fail).
+burn(window) = (errors / requests in the window) / b; 1.0 spends the budget exactly on time.
+remaining_budget_pct over SLO_WINDOW_DAYS = 100 * (1 - errors / (b * requests)); it may go
+below zero. A window with no requests has error rate 0, burn 0 and p95 None; a window with
+fewer than SLO_MIN_REQUESTS requests never raises an alarm and says so in `notes`.
+
+Alert tiers (Google SRE Workbook, multiwindow multi-burn-rate; each pair needs both windows
+above the threshold and both with enough traffic):
+  page   burn(1h) > 14.4 and burn(5m) > 14.4, or burn(6h) > 6 and burn(30m) > 6
+  gate   burn(2h) > 2 and burn(10m) > 2     (sustained: sets logs/deploy_gate.flag)
+  ticket burn(24h) > 3 and burn(2h) > 3, or burn(7d) > 1 and burn(6h) > 1
+`burn_alert` names the highest tier firing, in the order none < ticket < page < gate.
+
+State:
+  red    the gate condition holds, the page tier fires, or p95 (period) > SLO_LAT_P95_MS
+  yellow burn(1h) > 1, the ticket tier fires, p95 > 80% of the target, or remaining budget < 25%
+  green  otherwise
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+# name -> minutes; the order is the order shown everywhere
+WINDOWS: dict[str, int] = {
+    "5m": 5,
+    "10m": 10,
+    "30m": 30,
+    "1h": 60,
+    "2h": 120,
+    "6h": 360,
+    "24h": 1440,
+    "7d": 10080,
+}
+PERIOD = "24h"  # the window p95_ms, p99_ms and error_rate cover
+
+PAGE_PAIRS = (("1h", "5m", 14.4), ("6h", "30m", 6.0))
+GATE_PAIR = ("2h", "10m", 2.0)
+TICKET_PAIRS = (("24h", "2h", 3.0), ("7d", "6h", 1.0))
+TIER_ORDER = ("none", "ticket", "page", "gate")
+YELLOW_BURN_1H = 1.0
+YELLOW_P95_SHARE = 0.8
+YELLOW_REMAINING_PCT = 25.0
+
+
+def ratio(part: int, whole: int) -> float:
+    """part / whole, 0.0 when whole is 0 (no division by zero, no NaN)."""
+    return part / whole if whole > 0 else 0.0
+
+
+def burn_rate(errors: int, requests: int, budget_pct: float) -> float:
+    """Burn rate: error ratio / budget ratio (1.0 = on budget); 0.0 without traffic."""
+    return ratio(errors, requests) / (budget_pct / 100.0)
+
+
+def remaining_budget_pct(errors: int, requests: int, budget_pct: float) -> float:
+    """100 * (1 - errors / allowed errors) over the budget window; 100.0 without traffic; may be < 0."""
+    allowed = (budget_pct / 100.0) * requests
+    return 100.0 * (1.0 - errors / allowed) if allowed > 0 else 100.0
+
+
+def _pair(windows: dict[str, dict[str, Any]], long: str, short: str, threshold: float) -> bool:
+    a, b = windows[long], windows[short]
+    return a["enough_traffic"] and b["enough_traffic"] and a["burn"] > threshold and b["burn"] > threshold
+
+
+def evaluate(
+    windows: dict[str, dict[str, Any]],
+    *,
+    p95_ms: float | None,
+    period_enough: bool,
+    remaining_pct: float,
+    target_ms: float,
+) -> dict[str, Any]:
+    """State, reasons, firing tiers and the gate condition from window figures (the one place)."""
+    alerts: list[str] = []
+    reasons: list[str] = []
+    gate = _pair(windows, *GATE_PAIR)
+    page = [f"burn {lw} > {t:g} and {sw} > {t:g}" for lw, sw, t in PAGE_PAIRS if _pair(windows, lw, sw, t)]
+    ticket = [f"burn {lw} > {t:g} and {sw} > {t:g}" for lw, sw, t in TICKET_PAIRS if _pair(windows, lw, sw, t)]
+    if ticket:
+        alerts.append("ticket")
+    if page:
+        alerts.append("page")
+    if gate:
+        alerts.append("gate")
+    red: list[str] = []
+    yellow: list[str] = []
+    if gate:
+        red.append(
+            f"deploy gate condition: burn 2h {windows['2h']['burn']:.2f} > 2 and 10m {windows['10m']['burn']:.2f} > 2"
+        )
+    red.extend(f"page tier: {p}" for p in page)
+    p95_known = p95_ms is not None and period_enough
+    if p95_known and p95_ms > target_ms:
+        red.append(f"p95 {p95_ms:.0f} ms > target {target_ms:g} ms")
+    if windows["1h"]["enough_traffic"] and windows["1h"]["burn"] > YELLOW_BURN_1H:
+        yellow.append(f"burn 1h {windows['1h']['burn']:.2f} > 1")
+    yellow.extend(f"ticket tier: {t}" for t in ticket)
+    if p95_known and YELLOW_P95_SHARE * target_ms < p95_ms <= target_ms:
+        yellow.append(f"p95 {p95_ms:.0f} ms > 80% of target {target_ms:g} ms")
+    if remaining_pct < YELLOW_REMAINING_PCT:
+        yellow.append(f"remaining budget {remaining_pct:.1f}% < 25%")
+    state = "red" if red else ("yellow" if yellow else "green")
+    reasons = red + yellow
+    burn_alert = max(alerts, key=TIER_ORDER.index) if alerts else "none"
+    return {"state": state, "reasons": reasons, "burn_alert": burn_alert, "alerts": alerts, "gate_condition": gate}
