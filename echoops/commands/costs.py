@@ -1,5 +1,145 @@
-"""`echoops costs` (filled by its phase)."""
+"""`echoops costs`: AI spend and Stripe fees against daily caps (status, tick, set-cap, check)."""
+
+from __future__ import annotations
+
+from typing import Any
 
 import typer
 
-app = typer.Typer(help="costs commands.", no_args_is_help=True)
+from echoops.commands.render import console, emit_json
+
+app = typer.Typer(
+    help="Cost guardrails: AI spend and Stripe fees per UTC day against caps; degrade AI calls, never admin.\n\n"
+    "Exit codes: 0 ok, 1 throttled (costs check), 2 bad usage or config.\n\n"
+    "Example: echoops costs status --json | jq .global",
+    no_args_is_help=True,
+)
+
+JSON_OPT = typer.Option(False, "--json", help="Print JSON for jq (the endpoint's body).")
+NOW_OPT = typer.Option(None, "--now", help="Pretend the time is this (ISO-8601 or epoch s).")
+
+_STYLE = {"ok": "green", "warn": "yellow", "throttle": "bold red", "over": "bold red"}
+
+
+def _bar(pct: float | None, width: int = 10) -> str:
+    if pct is None:
+        return " " * width
+    filled = min(width, int(round(min(pct, 100) * width / 100)))
+    return "█" * filled + "░" * (width - filled)
+
+
+def _usd(value: float | None) -> str:
+    return "-" if value is None else f"${value:,.2f}"
+
+
+def _row(table, name: str, entry: dict[str, Any]) -> None:
+    state = entry.get("state", "ok")
+    style = _STYLE.get(state, "white")
+    pct = entry.get("pct")
+    table.add_row(
+        name,
+        _usd(entry.get("spent_usd")),
+        _usd(entry.get("cap_usd")),
+        f"[{style}]{_bar(pct)}[/]",
+        "-" if pct is None else f"{pct:.1f}%",
+        f"[{style}]{state.upper()}[/]",
+        _usd(entry.get("forecast_usd")),
+        entry.get("action", ""),
+    )
+
+
+def _show(body: dict[str, Any]) -> None:
+    from rich.markup import escape
+    from rich.table import Table
+
+    table = Table(title=f"AI spend on {body['day']} (UTC)")
+    for col in ("scope", "spent", "cap", "used", "pct", "state", "forecast", "action"):
+        table.add_column(col)
+    _row(table, "global", body["global"])
+    for name, entry in body["models"].items():
+        _row(table, escape(name), entry)
+    out = console()
+    out.print(table)
+    fees = body["stripe_fees"]
+    cap = f" of {_usd(fees['cap_usd'])} ({fees.get('state', 'ok').upper()})" if "cap_usd" in fees else ""
+    out.print(f"Stripe fees today: {_usd(fees['spent_usd'])}{cap} (source: {fees.get('source') or 'none'})")
+    if body["unpriced"]:
+        out.print(f"[yellow]unpriced models (counted at the default price):[/] {escape(', '.join(body['unpriced']))}")
+    out.print(f"updated {body['updated_at'] or 'never (run: echoops costs tick)'}", highlight=False)
+
+
+@app.command("status")
+def status_cmd(json_out: bool = JSON_OPT, now: str | None = NOW_OPT) -> None:
+    """Show today's spend, caps, utilisation bars, forecast and Stripe fees (reads; ingests nothing).
+
+    Example: echoops costs status --json | jq '.models["gpt-4o-mini"]'
+    """
+    from echoops.core import clock, costs
+
+    body = costs.status(now=clock.parse_cli_time(now))
+    if json_out:
+        emit_json(body)
+    else:
+        _show(body)
+
+
+@app.command("tick")
+def tick_cmd(json_out: bool = JSON_OPT, now: str | None = NOW_OPT) -> None:
+    """Ingest new AI usage and Stripe fees, recompute decisions, alert, log cost_tick (the scheduler's job).
+
+    Example: echoops costs tick   (schedule.cron: 0 * * * * echoops costs tick)
+    """
+    from echoops.core import clock, costs
+
+    body = costs.tick(now=clock.parse_cli_time(now))
+    if json_out:
+        emit_json(body)
+        return
+    g = body["global"]
+    console().print(
+        f"{body['day']}: {body['lines']} new lines, {body['calls']} calls; global {_usd(g['spent_usd'])} of "
+        f"{_usd(g['cap_usd'])} ({g['state'].upper()}); alerts: {len(body['alerts'])}",
+        highlight=False,
+        markup=False,
+    )
+
+
+@app.command("set-cap")
+def set_cap_cmd(
+    scope: str = typer.Option(..., "--scope", help="daily (global AI cap) or model."),
+    key: str | None = typer.Option(None, "--key", help="The model name (required with --scope model)."),
+    usd: str = typer.Option(..., "--usd", help="Cap in USD per UTC day, a finite number >= 0."),
+    json_out: bool = JSON_OPT,
+) -> None:
+    """Set a daily cap that overrides the environment until changed (logged as cap_set). Exit 2 when invalid.
+
+    Example: echoops costs set-cap --scope model --key gpt-4o-mini --usd 20
+    """
+    from echoops.core import costs
+
+    body = costs.set_cap(scope, key, usd)
+    if json_out:
+        emit_json(body)
+        return
+    cap = body["cap"]
+    what = "global daily" if cap["scope"] == "daily" else f"{cap['key']}"
+    console().print(
+        f"{what} cap: {_usd(cap['old_usd_cap'])} ({cap['old_source'] or 'unset'}) -> {_usd(cap['usd_cap'])}",
+        highlight=False,
+        markup=False,
+    )
+
+
+@app.command("check")
+def check_cmd(model: str = typer.Argument(..., help="The model the app wants to call."), now: str | None = NOW_OPT):
+    """Print the guard decision for one AI call as JSON; exit 0 allow/switch, 1 throttle.
+
+    Example: echoops costs check gpt-4o || echo "AI throttled until UTC midnight"
+    """
+    from echoops.core import clock
+    from echoops.core.cost_guard import guard
+
+    decision = guard(model, now=clock.parse_cli_time(now))
+    emit_json(decision)
+    if decision["action"] == "throttle":
+        raise typer.Exit(1)

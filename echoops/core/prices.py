@@ -71,12 +71,12 @@ def usd_to_pico(usd: float | int) -> int:
 
 
 def pico_to_usd(pico: int) -> float:
-    """Pico-dollars -> USD float rounded to the micro-dollar (the JSON edge only)."""
-    return round(pico / PICO_PER_USD, 6)
+    """Pico-dollars -> USD float rounded half-up to the micro-dollar in integers (the JSON edge only)."""
+    return ((pico + PICO_PER_MICRO // 2) // PICO_PER_MICRO) / MICRO_PER_USD
 
 
 def micro_to_usd(micro: int) -> float:
-    return round(micro / MICRO_PER_USD, 6)
+    return micro / MICRO_PER_USD
 
 
 def _table() -> dict[str, tuple[int, int]]:

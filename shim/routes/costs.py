@@ -1,5 +1,30 @@
-"""Routes of the costs feature (filled by its phase)."""
+"""Routes of the costs feature: status, set-cap and the guard decision (X-Dash-Key, like every /api route).
+
+Nothing here (or in the shim's auth) throttles a request: cost state only shapes the
+answers of /api/costs/check, which the app asks before an AI call.
+"""
+
+from __future__ import annotations
+
+from echoops.core import costs
+from echoops.core.cost_guard import guard
+from echoops.core.errors import ValidationError
+from shim.http import json_body, query
 
 
 def install(app) -> None:
-    pass
+    @app.get("/api/costs/status")
+    def costs_status():
+        return costs.status()
+
+    @app.post("/api/costs/set-cap")
+    def costs_set_cap():
+        body = json_body()
+        return costs.set_cap(body.get("scope"), body.get("key"), body.get("usd_cap"))
+
+    @app.get("/api/costs/check")
+    def costs_check():
+        model = (query("model") or "").strip()
+        if not model or len(model) > costs.MAX_KEY_CHARS or not model.isprintable():
+            raise ValidationError("model query parameter is required (a printable model name)", field="model")
+        return guard(model)

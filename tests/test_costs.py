@@ -1,0 +1,390 @@
+"""Cost guardrails core: exact ingest, caps, decisions, alerts once per day, rollover, guard cache."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+import orjson
+import pytest
+from hypothesis import given
+from hypothesis import settings as hsettings
+from hypothesis import strategies as st
+
+from echoops.core import config, cost_guard, costs, files, prices, store
+from echoops.core.errors import ValidationError
+
+DAY = 1795737600  # 2026-11-27T00:00:00Z
+NOON = DAY + 12 * 3600
+
+
+def write_usage(log_dir, *lines: dict | str) -> None:
+    with open(log_dir / "ai_usage.ndjson", "ab") as fh:
+        for line in lines:
+            fh.write((line if isinstance(line, str) else orjson.dumps(line).decode()).encode() + b"\n")
+
+
+def mini(usd_in_tokens: int, ts: float = NOON - 60, model: str = "gpt-4o-mini", out: int = 0) -> dict:
+    return {"ts": ts, "model": model, "input_tokens": usd_in_tokens, "output_tokens": out}
+
+
+def incidents(s, scope: str | None = None) -> list[tuple[str, str]]:
+    """(severity, fingerprint) of the incidents raised, optionally only those of one scope."""
+    from echoops.core import pager
+
+    rows = pager.db(s).execute("SELECT severity, fingerprint FROM pager_incidents ORDER BY first_seen, id")
+    return [(r[0], r[1]) for r in rows if scope is None or r[1].split(":")[2] == scope]
+
+
+def events(log_dir, name: str) -> list[dict]:
+    path = log_dir / "costs.ndjson"
+    if not path.exists():
+        return []
+    return [e for e in map(orjson.loads, path.read_bytes().splitlines()) if e["event"] == name]
+
+
+# --- prices and money ----------------------------------------------------------------------
+
+
+def test_builtin_prices_in_micro_dollars_per_mtok():
+    assert prices.BUILTIN["gpt-4o-mini"] == (150_000, 600_000)
+    assert prices.BUILTIN["text-embedding-3-small"] == (20_000, 0)
+    assert prices.BUILTIN["embeddings"] == prices.BUILTIN["text-embedding-3-small"]
+    assert prices.BUILTIN["gpt-4o"] == (2_500_000, 10_000_000)
+    # the default for unknown models is the dearest rate in the table, never zero
+    assert prices.UNPRICED_DEFAULT == (15_000_000, 60_000_000)
+
+
+def test_price_overrides_merge_and_extend():
+    table = prices.price_table({"gpt-4o-mini": {"input": 0.1}, "my-model": {"input": 1, "output": 2}})
+    assert table["gpt-4o-mini"] == (100_000, 600_000)
+    assert table["my-model"] == (1_000_000, 2_000_000)
+
+
+def test_dated_snapshot_names_resolve_to_the_base_model():
+    assert prices.canonical("gpt-4o-mini-2024-07-18", prices.BUILTIN) == "gpt-4o-mini"
+    assert prices.canonical("gpt-9-2030-01-01", prices.BUILTIN) == "gpt-9-2030-01-01"
+    assert prices.cap_scope("text-embedding-3-large", {"embeddings": 2}) == "embeddings"
+    assert prices.cap_scope("text-embedding-3-large", {"embeddings": 2, "text-embedding-3-large": 1}) == (
+        "text-embedding-3-large"
+    )
+
+
+def test_ingest_prices_tokens_usd_lines_and_counts_bad_lines(log_dir, settings):
+    write_usage(
+        log_dir,
+        {"ts": "2026-11-27T10:00:00Z", "model": "gpt-4o-mini", "input_tokens": 1_000_000, "output_tokens": 1_000_000},
+        {"ts": "2026-11-27T10:00:00+00:00", "model": "gpt-4o", "usd": 0.0012},
+        {"ts": "2026-11-27T01:00:00+05:00", "model": "gpt-4o", "usd": 1},  # 2026-11-26 in UTC
+        {"ts": DAY + 5, "model": "gpt-4o-mini-2024-07-18", "input_tokens": 10},
+        "not json",
+        "[1, 2]",
+        {"ts": "yesterday", "model": "gpt-4o", "usd": 1},
+        {"ts": NOON, "model": "", "usd": 1},
+        {"ts": NOON, "model": "gpt-4o", "usd": -1},
+        {"ts": NOON, "model": "gpt-4o", "usd": True},
+        {"ts": NOON, "model": "gpt-4o", "input_tokens": -5},
+        {"ts": NOON, "model": "gpt-4o"},
+    )
+    report = costs.tick(s=settings, now=NOON)
+    assert report["lines"] == 12
+    assert report["calls"] == 4
+    assert report["bad"] == {
+        "not_json": 1,
+        "not_object": 1,
+        "bad_ts": 1,
+        "bad_model": 1,
+        "bad_usd": 2,
+        "bad_tokens": 1,
+        "no_cost": 1,
+    }
+    rows = {
+        (r["day"], r["model"]): r["cost_p"]
+        for r in store.db(settings, costs.SCHEMA).execute("SELECT day, model, cost_p FROM costs_spend")
+    }
+    assert rows == {
+        ("2026-11-27", "gpt-4o-mini"): 750_000_000_000 + 10 * 150_000,
+        ("2026-11-27", "gpt-4o"): 1_200_000_000,
+        ("2026-11-26", "gpt-4o"): 10**12,
+    }
+    body = costs.status(s=settings, now=NOON)
+    assert body["global"]["spent_usd"] == 0.751202
+    assert body["unpriced"] == []
+
+
+def test_unknown_model_priced_conservatively_and_reported_with_a_warn(log_dir, settings):
+    write_usage(log_dir, mini(1000, model="mystery-llm"))
+    costs.tick(s=settings, now=NOON)
+    body = costs.status(s=settings, now=NOON)
+    assert body["unpriced"] == ["mystery-llm"]
+    assert body["models"]["mystery-llm"]["spent_usd"] == 0.015  # 1000 tokens at $15/Mtok
+    warn = events(log_dir, "cost_unpriced")
+    assert [(e["scope"], e["level"]) for e in warn] == [("mystery-llm", "WARN")]
+    costs.tick(s=settings, now=NOON + 60)
+    assert len(events(log_dir, "cost_unpriced")) == 1  # once per model per day
+
+
+def test_a_million_mini_calls_sum_exactly(log_dir, settings):
+    # 1,000,000 calls of 812 in / 95 out tokens: 812e6 * $0.15/M + 95e6 * $0.60/M = $178.80 exactly.
+    line = orjson.dumps(
+        {"ts": "2026-11-27T11:00:00.000Z", "model": "gpt-4o-mini", "input_tokens": 812, "output_tokens": 95}
+    )
+    (log_dir / "ai_usage.ndjson").write_bytes((line + b"\n") * 1_000_000)
+    report = costs.tick(s=settings, now=NOON)
+    assert report["calls"] == 1_000_000
+    row = store.db(settings, costs.SCHEMA).execute("SELECT cost_p FROM costs_spend").fetchone()
+    assert row[0] == 178_800_000 * 10**6  # pico-dollars
+    assert costs.status(s=settings, now=NOON)["models"]["gpt-4o-mini"]["spent_usd"] == 178.8
+
+
+@hsettings(max_examples=40, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 10**6), st.integers(0, 10**6)), min_size=1, max_size=40))
+def test_token_sums_match_decimal_arithmetic(tmp_path_factory, calls):
+    log_dir = tmp_path_factory.mktemp("logs")
+    s = config.load_settings({"ECHOOPS_LOG_DIR": str(log_dir)})
+    write_usage(log_dir, *[mini(i, out=o) for i, o in calls])
+    costs.tick(s=s, now=NOON)
+    got = store.db(s, costs.SCHEMA).execute("SELECT cost_p FROM costs_spend").fetchone()[0]
+    want = sum(Decimal(i) * Decimal("0.15") + Decimal(o) * Decimal("0.60") for i, o in calls) / Decimal(10**6)
+    assert Decimal(got) / Decimal(10**12) == want
+    store.close_all()
+
+
+def test_usd_lines_sum_exactly():
+    # ten thousand $0.1 lines are $1000 exactly in pico-dollars (floats would give 1000.0000000001588)
+    assert sum(prices.usd_to_pico(0.1) for _ in range(10_000)) == 1000 * 10**12
+    assert prices.usd_to_pico(1234.5678) == 1_234_567_800_000_000
+
+
+def test_ingest_is_incremental(log_dir, settings):
+    write_usage(log_dir, mini(1_000_000))
+    costs.tick(s=settings, now=NOON)
+    write_usage(log_dir, mini(1_000_000))
+    assert costs.tick(s=settings, now=NOON + 60)["lines"] == 1
+    assert costs.tick(s=settings, now=NOON + 120)["lines"] == 0
+    assert costs.status(s=settings, now=NOON)["models"]["gpt-4o-mini"]["spent_usd"] == 0.3
+
+
+# --- caps and decisions --------------------------------------------------------------------
+
+
+def test_warn_at_90_percent_once_per_day(log_dir, settings):
+    write_usage(log_dir, mini(90_000_000))  # $13.50 of the $15 gpt-4o-mini cap = 90%
+    costs.tick(s=settings, now=NOON)
+    entry = costs.status(s=settings, now=NOON)["models"]["gpt-4o-mini"]
+    assert (entry["pct"], entry["state"], entry["action"]) == (90.0, "warn", "allow")
+    assert costs.guard("gpt-4o-mini", s=settings, now=NOON) == {
+        "action": "allow",
+        "model": "gpt-4o-mini",
+        "reason": "gpt-4o-mini near its daily cap ($13.5 of $15)",
+        "retry_after_s": 0,
+    }
+    assert incidents(settings, "gpt-4o-mini") == [("WARNING", "costs:warn:gpt-4o-mini:2026-11-27")]
+    # $13.50 by noon extrapolates to $27 > the $25 global cap: a forecast warning, not a WARN
+    assert incidents(settings, "global") == [("WARNING", "costs:forecast:global:2026-11-27")]
+    assert [e["scope"] for e in events(log_dir, "cost_warn")] == ["gpt-4o-mini"]
+    costs.tick(s=settings, now=NOON + 3600)
+    assert len(events(log_dir, "cost_warn")) == 1
+    assert len(incidents(settings)) == 2
+
+
+def test_just_under_90_percent_is_ok(log_dir, settings):
+    write_usage(log_dir, mini(89_999_999))
+    costs.tick(s=settings, now=NOON)
+    assert costs.status(s=settings, now=NOON)["models"]["gpt-4o-mini"]["state"] == "ok"
+
+
+def test_at_100_percent_throttles_and_raises_a_critical_incident(log_dir, settings):
+    write_usage(log_dir, mini(100_000_000))  # exactly $15.00
+    costs.tick(s=settings, now=NOON)
+    body = costs.status(s=settings, now=NOON)
+    assert body["models"]["gpt-4o-mini"] | {} == {
+        "spent_usd": 15.0,
+        "cap_usd": 15.0,
+        "pct": 100.0,
+        "state": "throttle",
+        "forecast_usd": 30.0,
+        "action": "throttle",
+    }
+    decision = costs.guard("gpt-4o-mini", s=settings, now=NOON)
+    assert decision == {
+        "action": "throttle",
+        "model": "gpt-4o-mini",
+        "reason": "gpt-4o-mini daily cap reached ($15 of $15); no fallback configured",
+        "retry_after_s": 12 * 3600,
+    }
+    assert incidents(settings, "gpt-4o-mini") == [("CRITICAL", "costs:throttle:gpt-4o-mini:2026-11-27")]
+    (event,) = events(log_dir, "cost_throttle")
+    assert event["severity"] == "CRITICAL" and event["level"] == "ERROR"
+    costs.tick(s=settings, now=NOON + 3600)
+    assert len(incidents(settings, "gpt-4o-mini")) == 1  # once per scope per day
+
+
+def test_switch_to_fallback_with_headroom_then_throttle_when_none(log_dir, monkeypatch):
+    monkeypatch.setenv("MODEL_CAPS_JSON", '{"gpt-4o":5,"gpt-4o-mini":15,"embeddings":2}')
+    monkeypatch.setenv("MODEL_FALLBACKS_JSON", '{"gpt-4o":"gpt-4o-mini"}')
+    s = config.settings()
+    write_usage(log_dir, mini(2_000_000, model="gpt-4o"))  # $5 of gpt-4o's $5
+    costs.tick(s=s, now=NOON)
+    assert costs.guard("gpt-4o", s=s, now=NOON) == {
+        "action": "switch",
+        "model": "gpt-4o-mini",
+        "reason": "gpt-4o daily cap reached ($5 of $5); gpt-4o-mini has headroom",
+        "retry_after_s": 0,
+    }
+    assert costs.status(s=s, now=NOON)["models"]["gpt-4o"]["action"] == "switch"
+    assert ("CRITICAL", "costs:throttle:gpt-4o:2026-11-27") in incidents(s)
+    write_usage(log_dir, mini(100_000_000))  # the fallback is now at its cap too
+    costs.tick(s=s, now=NOON + 60)
+    decision = costs.guard("gpt-4o", s=s, now=NOON + 60)
+    assert decision["action"] == "throttle"
+    assert decision["reason"] == "gpt-4o daily cap reached ($5 of $5); no fallback has headroom"
+
+
+def test_global_cap_throttles_every_model(log_dir, monkeypatch):
+    monkeypatch.setenv("COST_CAP_DAILY_USD", "1")
+    s = config.settings()
+    write_usage(log_dir, {"ts": NOON - 5, "model": "gpt-4o", "usd": 1.0})
+    costs.tick(s=s, now=NOON)
+    for model in ("gpt-4o", "gpt-4o-mini", "anything"):
+        d = costs.guard(model, s=s, now=NOON)
+        assert (d["action"], d["reason"]) == ("throttle", "global daily AI cap reached ($1 of $1)")
+    assert ("CRITICAL", "costs:throttle:global:2026-11-27") in incidents(s)
+
+
+def test_embeddings_cap_covers_embedding_models(log_dir, settings):
+    write_usage(log_dir, mini(100_000_000, model="text-embedding-3-small"))  # $2
+    costs.tick(s=settings, now=NOON)
+    body = costs.status(s=settings, now=NOON)
+    assert body["models"]["embeddings"]["state"] == "throttle"
+    assert body["models"]["embeddings"]["members"] == ["text-embedding-3-small"]
+    assert costs.guard("text-embedding-3-large", s=settings, now=NOON)["action"] == "throttle"
+    assert costs.guard("gpt-4o-mini", s=settings, now=NOON)["action"] == "allow"
+
+
+def test_day_rollover_at_utc_midnight_resets_decisions(log_dir, settings):
+    write_usage(log_dir, mini(100_000_000, ts=DAY + 86400 - 10))
+    costs.tick(s=settings, now=DAY + 86400 - 1)
+    assert costs.guard("gpt-4o-mini", s=settings, now=DAY + 86400 - 1) | {} == {
+        "action": "throttle",
+        "model": "gpt-4o-mini",
+        "reason": "gpt-4o-mini daily cap reached ($15 of $15); no fallback configured",
+        "retry_after_s": 1,
+    }
+    # no tick has run since midnight: the cached decisions must not carry over
+    assert costs.guard("gpt-4o-mini", s=settings, now=DAY + 86400)["action"] == "allow"
+    assert costs.status(s=settings, now=DAY + 86400)["models"]["gpt-4o-mini"]["state"] == "ok"
+    costs.tick(s=settings, now=DAY + 86400 + 60)
+    assert costs.guard("gpt-4o-mini", s=settings, now=DAY + 86400 + 60)["action"] == "allow"
+
+
+def test_forecast_warns_before_the_cap_is_near(log_dir, settings):
+    # $2.70 by 03:00 is 18% of the $15 cap, but at that rate the day ends at $21.60
+    write_usage(log_dir, mini(18_000_000, ts=DAY + 3 * 3600 - 60))
+    costs.tick(s=settings, now=DAY + 3 * 3600)
+    entry = costs.status(s=settings, now=DAY + 3 * 3600)["models"]["gpt-4o-mini"]
+    assert (entry["state"], entry["forecast_usd"]) == ("ok", 21.6)
+    assert ("WARNING", "costs:forecast:gpt-4o-mini:2026-11-27") in incidents(settings)
+    assert [e["forecast_usd"] for e in events(settings.log_dir, "cost_forecast")] == [21.6]
+
+
+def test_cap_of_zero_closes_a_model_without_paging(log_dir, settings):
+    costs.set_cap("model", "gpt-4o", 0, s=settings, now=NOON)
+    assert costs.guard("gpt-4o", s=settings, now=NOON)["action"] == "throttle"
+    assert incidents(settings) == []
+
+
+# --- set-cap --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("scope", "key", "usd", "field"),
+    [
+        ("daily", None, -1, "usd_cap"),
+        ("daily", None, float("nan"), "usd_cap"),
+        ("daily", None, float("inf"), "usd_cap"),
+        ("daily", None, "NaN", "usd_cap"),
+        ("daily", None, True, "usd_cap"),
+        ("daily", None, None, "usd_cap"),
+        ("daily", None, "ten", "usd_cap"),
+        ("model", None, 5, "key"),
+        ("model", "  ", 5, "key"),
+        ("model", 7, 5, "key"),
+        ("daily", "gpt-4o", 5, "key"),
+        ("weekly", None, 5, "scope"),
+        (None, None, 5, "scope"),
+    ],
+)
+def test_set_cap_validation_names_the_field(settings, scope, key, usd, field):
+    with pytest.raises(ValidationError) as err:
+        costs.set_cap(scope, key, usd, s=settings, now=NOON)
+    assert err.value.field == field
+
+
+def test_set_cap_overrides_env_logs_old_value_and_recomputes(log_dir, settings):
+    write_usage(log_dir, mini(40_000_000))  # $6
+    costs.tick(s=settings, now=NOON)
+    assert costs.guard("gpt-4o-mini", s=settings, now=NOON)["action"] == "allow"
+    out = costs.set_cap("model", "gpt-4o-mini", 6, s=settings, now=NOON + 1)
+    assert out["cap"] == {
+        "scope": "model",
+        "key": "gpt-4o-mini",
+        "usd_cap": 6.0,
+        "old_usd_cap": 15.0,
+        "old_source": "env",
+    }
+    assert out["status"]["models"]["gpt-4o-mini"]["state"] == "throttle"
+    # the guard sees the change at once (new cost_state.json), no tick needed
+    assert costs.guard("gpt-4o-mini", s=settings, now=NOON + 1)["action"] == "throttle"
+    assert ("CRITICAL", "costs:throttle:gpt-4o-mini:2026-11-27") in incidents(settings)
+    costs.set_cap("daily", None, 40, s=settings, now=NOON + 2)
+    logged = [
+        (e["scope"], e["key"], e["usd_cap"], e["old_usd_cap"], e["old_source"]) for e in events(log_dir, "cap_set")
+    ]
+    assert logged == [("model", "gpt-4o-mini", 6.0, 15.0, "env"), ("daily", None, 40.0, 25.0, "env")]
+    state = files.read_json(log_dir / "cost_state.json")
+    assert state["caps"]["daily_usd"] == 40.0 and state["caps"]["daily_source"] == "api"
+    costs.set_cap("model", "gpt-4o-mini", 20, s=settings, now=NOON + 3)
+    assert events(log_dir, "cap_set")[-1]["old_source"] == "api"
+    assert costs.guard("gpt-4o-mini", s=settings, now=NOON + 3)["action"] == "allow"
+
+
+def test_state_file_is_written_for_other_languages(log_dir, settings):
+    write_usage(log_dir, mini(1_000_000))
+    costs.tick(s=settings, now=NOON)
+    state = files.read_json(log_dir / "cost_state.json")
+    assert state["day"] == "2026-11-27"
+    assert state["decisions"]["gpt-4o-mini"] == {"action": "allow", "model": "gpt-4o-mini", "reason": "within caps"}
+    assert state["global"]["spent_usd"] == 0.15
+    assert state["version"] >= 1
+
+
+def test_guard_before_any_tick_allows(settings):
+    assert costs.guard("gpt-4o", s=settings, now=NOON) == {
+        "action": "allow",
+        "model": "gpt-4o",
+        "reason": "within caps",
+        "retry_after_s": 0,
+    }
+
+
+def test_guard_without_settings_follows_the_log_dir_env(log_dir, monkeypatch, tmp_path):
+    write_usage(log_dir, mini(100_000_000))
+    costs.tick(now=NOON)
+    assert costs.guard("gpt-4o-mini", now=NOON)["action"] == "throttle"
+    other = tmp_path / "other"
+    other.mkdir()
+    monkeypatch.setenv("ECHOOPS_LOG_DIR", str(other))
+    assert costs.guard("gpt-4o-mini", now=NOON)["action"] == "allow"
+
+
+def test_tick_event_and_stripe_fees_absent(log_dir, settings):
+    costs.tick(s=settings, now=NOON)
+    (event,) = events(log_dir, "cost_tick")
+    assert event["stripe_fees"] == {"spent_usd": 0.0, "source": event["stripe_fees"]["source"]}
+    assert costs.status(s=settings, now=NOON)["stripe_fees"]["spent_usd"] == 0.0
+
+
+def test_seconds_to_midnight():
+    assert cost_guard.seconds_to_midnight(DAY) == 86400
+    assert cost_guard.seconds_to_midnight(DAY + 86399.5) == 1
+    assert cost_guard.seconds_to_midnight(NOON) == 43200
