@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hmac
 import importlib
+from io import BytesIO
 
 from bottle import Bottle, HTTPError, JSONPlugin, request, response
 
@@ -121,5 +122,39 @@ class SecurityHeaders:
         return self.app(environ, start)
 
 
+class ChunkedBody:
+    """WSGI middleware: a chunked request body the server already decoded becomes a sized one.
+
+    gunicorn de-chunks `wsgi.input` (and says so with `wsgi.input_terminated`) but leaves the
+    Transfer-Encoding header, which makes Bottle parse the chunks a second time and answer
+    400 to every chunked request. Without a Content-Length the 64 KiB limit is enforced here
+    too, before auth and routing, exactly like the Content-Length check in the auth hook.
+    """
+
+    def __init__(self, app):
+        self.app = app
+
+    def __call__(self, environ, start_response):
+        if "chunked" in environ.get("HTTP_TRANSFER_ENCODING", "").lower() and environ.get("wsgi.input_terminated"):
+            stream = environ["wsgi.input"]
+            data = b""
+            while len(data) <= MAX_BODY:
+                part = stream.read(MAX_BODY + 1 - len(data))
+                if not part:
+                    break
+                data += part
+            if len(data) > MAX_BODY:
+                body = dumps({"error": "too_large", "detail": f"request body is larger than {MAX_BODY} bytes"})
+                start_response(
+                    "413 Request Entity Too Large",
+                    [("Content-Type", "application/json"), ("Content-Length", str(len(body))), ("Connection", "close")],
+                )
+                return [body]
+            del environ["HTTP_TRANSFER_ENCODING"]
+            environ["CONTENT_LENGTH"] = str(len(data))
+            environ["wsgi.input"] = BytesIO(data)
+        return self.app(environ, start_response)
+
+
 bottle_app = create_app()
-app = SecurityHeaders(bottle_app)
+app = SecurityHeaders(ChunkedBody(bottle_app))
