@@ -1,0 +1,95 @@
+#!/usr/bin/env python3
+"""Bench: `echoops scale simulate` over a 30-day trace of one-minute samples (43,200).
+
+Target (issue 7): the whole process under 2 s. Baselines in the same run: the bare CLI
+start-up (`echoops scale --help`) and, in process, each policy's replay on its own (the
+reactive baseline replay next to the predictive one) plus the trace parse.
+
+Usage: .venv/bin/python bench/scale_simulate.py [--runs 5] [--days 30]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from tests.test_scale_sim import diurnal_rate, trace  # noqa: E402  (the test trace generator)
+
+
+def wall(argv: list[str], env: dict[str, str], runs: int) -> list[float]:
+    times = []
+    for _ in range(runs):
+        t = time.perf_counter()
+        subprocess.run(argv, env=env, check=True, stdout=subprocess.DEVNULL)
+        times.append(time.perf_counter() - t)
+    return times
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--runs", type=int, default=5)
+    ap.add_argument("--days", type=int, default=30)
+    args = ap.parse_args()
+    minutes = args.days * 1440
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "queue_30d.ndjson"
+        path.write_bytes(trace(diurnal_rate, minutes, workers=3, cap=25.0, seed=11))
+        env = dict(os.environ, ECHOOPS_LOG_DIR=str(Path(tmp) / "logs"), SCALE_MAX="12")
+        exe = [sys.executable, "-m", "echoops"]
+        startup = wall([*exe, "scale", "--help"], env, args.runs)
+        sim_json = wall([*exe, "scale", "simulate", str(path), "--json"], env, args.runs)
+        sim_text = wall([*exe, "scale", "simulate", str(path)], env, args.runs)
+        sim_1min = wall([*exe, "scale", "simulate", str(path), "--json", "--tick-min", "1"], env, args.runs)
+
+        os.environ.update(env)
+        from echoops.core import config, scale_sim
+        from echoops.core.scale_policy import PolicyConfig
+
+        s = config.settings()
+        t = time.perf_counter()
+        intervals, info, observed = scale_sim.load_trace(path, s.scale_jobs_per_worker_min)
+        parse_s = time.perf_counter() - t
+        cfg = PolicyConfig(s.scale_min, s.scale_max, s.scale_cooldown_min * 60.0, float(s.scale_horizon_min))
+        start = intervals[0][0] - intervals[0][1] * 60
+        replay = {}
+        for name in scale_sim.POLICIES:
+            t = time.perf_counter()
+            out = scale_sim._replay(name, intervals, info, observed or 20.0, cfg, 20.0, 600.0, start)
+            replay[name] = (time.perf_counter() - t, out["summary"])
+
+    med = statistics.median
+    print(f"machine: {platform.node()} {platform.machine()} {os.cpu_count()} cpu, Python {platform.python_version()}")
+    print(f"trace: {info['samples']} one-minute samples ({args.days} days), tick 10 min, SCALE_MAX=12")
+    print(f"whole process, median of {args.runs} (min..max):")
+    for label, times in (
+        ("echoops scale --help (start-up baseline)", startup),
+        ("echoops scale simulate FILE --json", sim_json),
+        ("echoops scale simulate FILE (table)", sim_text),
+        ("... --json --tick-min 1 (43,199 decisions x2)", sim_1min),
+    ):
+        print(f"  {label:<48} {med(times):.3f} s ({min(times):.3f}..{max(times):.3f})")
+    print("in process:")
+    print(f"  parse + derive arrivals                      {parse_s:.3f} s")
+    for name, (secs, summary) in replay.items():
+        print(
+            f"  replay {name:<10} ({summary['decisions']} decisions)   {secs:.3f} s  "
+            f"changes {summary['changes']}, backlog-min {summary['backlog_minutes']:g}, "
+            f"worker-min {summary['worker_minutes']:g}"
+        )
+    ok = max(med(sim_json), med(sim_text), med(sim_1min)) < 2.0
+    print("target < 2 s:", "met" if ok else "MISSED")
+    sys.exit(0 if ok else 1)
+
+
+if __name__ == "__main__":
+    main()
