@@ -54,7 +54,7 @@ def _show(body: dict[str, Any]) -> None:
 
     table = Table(title=f"AI spend on {body['day']} (UTC)")
     for col in ("scope", "spent", "cap", "used", "pct", "state", "forecast", "action"):
-        table.add_column(col)
+        table.add_column(col, no_wrap=col in ("scope", "used"))
     _row(table, "global", body["global"])
     for name, entry in body["models"].items():
         _row(table, escape(name), entry)

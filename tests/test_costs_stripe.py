@@ -1,0 +1,73 @@
+"""Stripe fees for the cost guardrails, against the loopback fake Stripe (paging, 429s)."""
+
+from __future__ import annotations
+
+import orjson
+import pytest
+
+from echoops.core import config, costs
+from tests.fakes_stripe import FakeStripe, balance_transaction
+
+DAY = 1795737600  # 2026-11-27T00:00:00Z
+NOON = DAY + 12 * 3600
+
+
+@pytest.fixture
+def fake(monkeypatch):
+    with FakeStripe({"balance_transactions": []}) as fake:
+        monkeypatch.setenv("STRIPE_API_BASE", fake.url)
+        monkeypatch.setenv("STRIPE_API_KEY", fake.key)
+        yield fake
+
+
+def test_fees_per_day_across_pages_with_429s(fake, log_dir):
+    # 250 of today's charges at 30 cents fee, 3 of yesterday's, one EUR fee kept apart, one too old
+    fake.add("balance_transactions", *[balance_transaction(f"txn_{i:03d}", 1000, 30, NOON - i) for i in range(250)])
+    fake.add("balance_transactions", *[balance_transaction(f"txn_y{i}", 1000, 59, DAY - 100 - i) for i in range(3)])
+    fake.add("balance_transactions", balance_transaction("txn_eur", 1000, 41, NOON, currency="eur"))
+    fake.add("balance_transactions", balance_transaction("txn_old", 1000, 999, DAY - 2 * 86400))
+    fake.rate_limit_every(2)
+    report = costs.tick(now=NOON + 60)
+    assert report["stripe_fees"] == {
+        "spent_usd": 75.0,
+        "source": "stripe",
+        "today_cents": 7500,
+        "other_currencies": {"eur": 41},
+    }
+    assert {p for p, _, _ in fake.requests} == {"/v1/balance_transactions"}
+    assert any("starting_after" in q for _, q, _ in fake.requests)  # paged
+    assert all(q["created[gte]"] == [str(DAY - 86400)] for _, q, _ in fake.requests)
+    body = costs.status(now=NOON + 60)
+    assert body["stripe_fees"] == {"spent_usd": 75.0, "source": "stripe", "count": 250}
+    # refetching is idempotent: the day's row is replaced, not added to
+    costs.tick(now=NOON + 120)
+    assert costs.status(now=NOON + 120)["stripe_fees"]["spent_usd"] == 75.0
+
+
+def test_fee_cap_warns_and_pages_but_never_throttles_ai(fake, log_dir, monkeypatch):
+    monkeypatch.setenv("STRIPE_FEES_CAP_DAILY_USD", "5")
+    fake.add("balance_transactions", *[balance_transaction(f"txn_{i}", 10000, 320, NOON - i) for i in range(2)])
+    costs.tick(now=NOON)  # $6.40 of $5
+    fees = costs.status(now=NOON)["stripe_fees"]
+    assert (fees["spent_usd"], fees["cap_usd"], fees["pct"], fees["state"]) == (6.4, 5.0, 128.0, "over")
+    assert costs.guard("gpt-4o-mini", now=NOON)["action"] == "allow"
+    events = [orjson.loads(line) for line in (log_dir / "costs.ndjson").read_bytes().splitlines()]
+    over = [e for e in events if e["event"] == "fee_over"]
+    assert len(over) == 1 and over[0]["severity"] == "CRITICAL"
+    from echoops.core import pager
+
+    fps = [r[0] for r in pager.db(config.settings()).execute("SELECT fingerprint FROM pager_incidents")]
+    assert fps == ["costs:fee_over:stripe_fees:2026-11-27"]
+
+
+def test_stripe_down_does_not_stop_the_tick(fake, log_dir, monkeypatch):
+    monkeypatch.setattr("echoops.core.stripe_api.MAX_ATTEMPTS", 2)
+    fake.fail_next(10, status=500)
+    (log_dir / "ai_usage.ndjson").write_bytes(
+        orjson.dumps({"ts": NOON - 5, "model": "gpt-4o-mini", "input_tokens": 1_000_000}) + b"\n"
+    )
+    report = costs.tick(now=NOON)
+    assert report["calls"] == 1
+    assert report["stripe_fees"]["source"] == "stripe"
+    assert "500" in report["stripe_fees"]["error"]
+    assert fake.key not in orjson.dumps(report).decode()
