@@ -60,8 +60,23 @@ def test_status_shows_desired_above_actual_when_backlog_grows(log_dir, settings)
     assert body["forecast"]["backlog"] == 600
     assert body["forecast"]["rate_now_per_min"] == 60.0
     assert body["forecast"]["throughput_source"] == "observed"
-    assert body["samples"] == {"ingested": 31, "bad": 0, "last_sample_at": "2026-09-21T14:43:20.000Z"}
+    assert body["samples"] == {"ingested": 31, "bad": 0, "last_sample_at": "2026-09-21T14:43:20.000Z", "age_s": 0}
     assert body["history"] == []  # status records nothing
+
+
+def test_stale_samples_hold_and_p95_over_target_adds_a_worker(log_dir, settings):
+    write_queue(log_dir, growing_backlog(T0))
+    stale = scale.status(now=T0 + 1800 + 31 * 60)
+    assert (stale["desired"], stale["target"], stale["held_by"]) == (4, 2, "stale")
+    assert "latest queue sample is 31m old: holding 2" in stale["reason"]
+    # requests in the last 15 minutes with p95 of ~1200 ms against the 800 ms objective
+    now = T0 + 1800
+    lines = [{"ts": now - 600 + i, "status": 200, "latency_ms": 1200.0} for i in range(200)]
+    (log_dir / "requests.ndjson").write_bytes(b"".join(orjson.dumps(x) + b"\n" for x in lines))
+    body = scale.status(now=now)
+    assert body["p95_ms"] == pytest.approx(1200, rel=0.1)
+    assert body["desired"] == 5
+    assert f"p95 {body['p95_ms']:.0f}ms > 800ms target: +1" in body["reason"]  # SLO buckets: ~1210
 
 
 def test_bad_lines_are_counted_not_fatal(log_dir, settings):

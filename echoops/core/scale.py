@@ -159,6 +159,7 @@ def _evaluate(conn, s: Settings, now: float) -> tuple[Decision, dict[str, Any]]:
         last_change_at=applied_at,
         gate=gate is not None,
         p95_ms=p95,
+        sample_age_s=0.0 if fc.last_ts is None else max(0.0, now - fc.last_ts),
         now=now,
     )
     context = {
@@ -181,6 +182,7 @@ def _evaluate(conn, s: Settings, now: float) -> tuple[Decision, dict[str, Any]]:
             "ingested": fc.samples,
             "bad": bad,
             "last_sample_at": None if fc.last_ts is None else clock.iso(fc.last_ts),
+            "age_s": None if fc.last_ts is None else round(max(0.0, now - fc.last_ts)),
         },
         "bounds": {"min": s.scale_min, "max": s.scale_max},
         "cooldown_min": s.scale_cooldown_min,

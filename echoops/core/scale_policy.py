@@ -10,8 +10,10 @@ Rules, in order:
 4. Clamp to [SCALE_MIN, SCALE_MAX] -> the recommendation (stored for rule 5).
 5. Scale-down stabilisation (HPA): going down only as far as the highest recommendation
    seen over the last cooldown window -> `desired`.
-6. Holds that leave `target` at the current workers: the deploy gate blocks scale-up only;
-   the cooldown (SCALE_COOLDOWN_MIN since the last applied change) blocks both ways.
+6. Holds that leave `target` at the current workers: queue samples older than the horizon
+   (the app stopped reporting: the numbers are not the queue any more); the deploy gate
+   blocks scale-up only; the cooldown (SCALE_COOLDOWN_MIN since the last applied change)
+   blocks both ways.
 `target` is what an apply would set now; `desired` is what the policy wants.
 """
 
@@ -46,7 +48,7 @@ class Decision:
     actual: int
     need: float  # fractional workers before rounding
     action: str  # "scale_up" | "scale_down" | "hold"
-    held_by: str | None  # "cooldown" | "gate" | None
+    held_by: str | None  # "stale" | "gate" | "cooldown" | None
     cooldown_remaining_s: int
     reason: str
 
@@ -79,6 +81,7 @@ def decide(
     last_change_at: float | None = None,
     gate: bool = False,
     p95_ms: float | None = None,
+    sample_age_s: float = 0.0,
     now: float,
     forecast_label: str = "forecast",
 ) -> Decision:
@@ -119,7 +122,10 @@ def decide(
     if last_change_at is not None and cfg.cooldown_s > 0:
         remaining = max(0, math.ceil(last_change_at + cfg.cooldown_s - now))
     target, held_by = desired, None
-    if desired > actual and gate:
+    if desired != actual and sample_age_s > horizon * 60:
+        target, held_by = actual, "stale"
+        parts.append(f"latest queue sample is {sample_age_s / 60:.0f}m old: holding {actual}")
+    elif desired > actual and gate:
         target, held_by = actual, "gate"
         parts.append(f"deploy gate set: no scale-up, stays {actual}")
     elif desired != actual and remaining > 0:
