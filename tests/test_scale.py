@@ -149,6 +149,23 @@ def test_failing_actuator_keeps_actual_and_raises_warning_incident(log_dir, monk
     assert rows == [("WARNING", "scale")]
 
 
+@pytest.mark.parametrize(
+    ("argv", "error"),
+    [
+        (["/nonexistent/echoops-actuator", "{n}"], "could not start"),
+        ([sys.executable, "-c", "import time; time.sleep(10)", "{n}"], "timed out after 1s"),
+    ],
+)
+def test_actuator_that_cannot_start_or_hangs_keeps_actual(log_dir, monkeypatch, argv, error):
+    monkeypatch.setenv("SCALE_CMD", shlex.join(argv))
+    monkeypatch.setenv("SCALE_CMD_TIMEOUT_S", "1")
+    write_queue(log_dir, growing_backlog(T0))
+    with pytest.raises(scale.ActuatorFailed) as err:
+        scale.apply(False, now=T0 + 1800)
+    assert error in err.value.detail
+    assert scale.status(now=T0 + 1801)["actual"] == 2
+
+
 def test_gate_blocks_scale_up_but_not_down(log_dir, monkeypatch, actuator):
     monkeypatch.setenv("SCALE_DRY_RUN", "false")
     (log_dir / "deploy_gate.flag").touch()  # a hand-made flag counts

@@ -32,6 +32,8 @@ def _show(body: dict[str, Any]) -> None:
         f"in {f['horizon_min']}m, {f['jobs_per_worker_min']} jobs/min per worker ({f['throughput_source']})",
         highlight=False,
     )
+    p95 = "no data" if body["p95_ms"] is None else f"{body['p95_ms']:g} ms"
+    out.print(f"p95 {p95} (target {body['p95_target_ms']:g} ms)", highlight=False)
     gate = body["gate"]
     out.print(
         f"cooldown {body['cooldown_remaining_s']}s left, gate {'SET' if gate['set'] else 'clear'}, "
