@@ -1,8 +1,9 @@
 """SLOs and error budgets: tick (ingest, windows, state, gate, outputs), status, rebaseline, gate.
 
-Windows are minute ranges ending at the minute of `now` (inclusive), computed from the
-events' own timestamps; a rebaseline instant R (stored) moves every window's start to the
-first whole minute at or after R; nothing is deleted. Budget maths and state rules live in
+Windows are whole minutes covering [now - W, now) (the minute holding `now` counts when
+`now` is inside it), computed from the events' own timestamps; a rebaseline instant R
+(stored) moves every window's start to the first whole minute at or after R; nothing is
+deleted. Budget maths and state rules live in
 `slo_rules`; aggregates and the sketch in `slo_data` and `sketch`.
 
 Outputs of each tick: `slo_status.json` (atomic; the same document as `status()` and
@@ -68,7 +69,7 @@ def _r(x: float | None, digits: int) -> float | None:
 def compute(s: Settings, *, now: float) -> dict[str, Any]:
     """The SLO document (without `gate` and `history`) from stored aggregates as of `now`."""
     conn = slo_data.db(s)
-    cur = int(now // 60)
+    cur = slo_data.last_minute(now)
     rb_at, rb_min = _rebaseline_minute(conn)
     budget_minutes = s.slo_window_days * 1440
     span = max(budget_minutes, max(slo_rules.WINDOWS.values()))
@@ -355,6 +356,6 @@ def recent_p95_ms(*, s: Settings | None = None, now: float | None = None, minute
         raise ValidationError("minutes must be a whole number from 1 to 1440", field="minutes")
     now = clock.now_s(now)
     slo_data.ingest(s, now=now)
-    cur = int(now // 60)
+    cur = slo_data.last_minute(now)
     wins = slo_data.Windows(slo_data.db(s), cur - minutes + 1, cur)
     return _r(sketch.quantiles(wins.merged(cur - minutes + 1, cur), (0.95,))[0], 2)

@@ -13,6 +13,7 @@ The hot loop is tuned: minutes come from a cache keyed by the first 16 character
 
 from __future__ import annotations
 
+import math
 import sqlite3
 from collections import defaultdict
 from collections.abc import Iterable
@@ -138,9 +139,9 @@ def _fold(batch: list[dict], agg: _Agg, mcache: dict, bcache: dict, target: floa
         try:
             ts = o["ts"]
             lat = o["latency_ms"]
-            e = o["status"] >= 500
+            st = o["status"]
             p = ts[:16]
-            if ts[-1] != "Z":
+            if ts[-1] != "Z" or st.__class__ is not int:  # bools, floats: the careful path
                 raise TypeError
             if p != cur_p:
                 m = mcache[p]
@@ -158,7 +159,7 @@ def _fold(batch: list[dict], agg: _Agg, mcache: dict, bcache: dict, target: floa
             cur_p = None  # the careful path may have added the minute this record named
             continue
         cd[k] += 1
-        if e:
+        if st >= 500:
             errs[m] += 1
         if lat > target:
             slows[m] += 1
@@ -232,6 +233,12 @@ def _flush(conn: sqlite3.Connection, agg: _Agg) -> int:
     agg.errors.clear()
     agg.slow.clear()
     return touched
+
+
+def last_minute(now: float) -> int:
+    """The last minute a window ending at `now` covers: windows are [now - W, now), so an
+    instant on a minute boundary closes the minute before it."""
+    return math.ceil(now / 60) - 1
 
 
 def retention_minute(s: Settings, now: float) -> int:

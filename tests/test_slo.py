@@ -1,0 +1,500 @@
+"""SLO core and CLI: ingest, budget maths, windows, state, deploy gate, incidents, rebaseline, outputs."""
+
+from __future__ import annotations
+
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import orjson
+import pytest
+
+from echoops.core import clock, files, pager, scheduler, slo, slo_data
+from echoops.core.clock import iso
+
+# 2026-11-27T12:00:00Z: every SLO test evaluates at or after this instant
+T0 = 1795780800.0
+
+
+# --- helpers (imported by the other test_slo_* modules) ------------------------------------
+
+
+def request_lines(
+    start: float, minutes: int, per_minute: int, err_pct: float, latency_ms: float = 120.0
+) -> list[bytes]:
+    """`per_minute` lines a minute from `start`; the first round(per_minute * err_pct / 100) are 503s."""
+    out = []
+    errors = round(per_minute * err_pct / 100)
+    for m in range(minutes):
+        base = start + m * 60
+        for i in range(per_minute):
+            status = 503 if i < errors else 200
+            out.append(
+                orjson.dumps({"ts": iso(base + i * 59.0 / per_minute), "status": status, "latency_ms": latency_ms})
+                + b"\n"
+            )
+    return out
+
+
+def write_requests(log_dir: Path, lines: list[bytes], name: str = "requests.ndjson") -> Path:
+    """Append `lines` to `log_dir/name`."""
+    path = log_dir / name
+    with open(path, "ab") as fh:
+        fh.write(b"".join(lines))
+    return path
+
+
+def history(log_dir: Path, *, end: float, minutes: int, per_minute: int = 20, err_pct: float = 0.0, latency_ms=120.0):
+    """`minutes` of requests in the minutes just before `end`."""
+    write_requests(log_dir, request_lines(end - minutes * 60, minutes, per_minute, err_pct, latency_ms))
+
+
+def finite_everywhere(obj) -> bool:
+    """True when no float in `obj` (nested) is NaN or infinite."""
+    if isinstance(obj, float):
+        return math.isfinite(obj)
+    if isinstance(obj, dict):
+        return all(finite_everywhere(v) for v in obj.values())
+    if isinstance(obj, list):
+        return all(finite_everywhere(v) for v in obj)
+    return True
+
+
+def events(log_dir: Path, name: str = "slo_budget.ndjson") -> list[dict]:
+    path = log_dir / name
+    return [orjson.loads(x) for x in path.read_bytes().splitlines()] if path.exists() else []
+
+
+def incidents(settings) -> list[dict]:
+    rows = pager.db(settings).execute("SELECT fingerprint, severity, source, msg, paged FROM pager_incidents")
+    return [dict(r) for r in rows]
+
+
+# --- acceptance: the brief's gate ----------------------------------------------------------
+
+
+def test_three_hours_at_5pct_errors_sets_the_gate_with_its_reason_and_pages_once(settings, log_dir):
+    now = T0 + 3 * 3600
+    history(log_dir, end=now, minutes=180, per_minute=20, err_pct=5)
+    result = slo.tick(s=settings, now=now)
+
+    assert result["gate_set"] is True
+    flag = files.read_flag(log_dir / "deploy_gate.flag")
+    assert set(flag) == {"reason", "burn_2h", "burn_10m", "since", "set_at"}
+    assert flag["burn_2h"] == 5.0 and flag["burn_10m"] == 5.0
+    assert flag["reason"].startswith("error budget burn 5.00x over 2h and 5.00x over 10m")
+    assert "120 of 2400 requests failed in 2h" in flag["reason"]
+    assert flag["since"] == iso(now - 7200) and flag["set_at"] == iso(now)
+    status = result["status"]
+    assert status["state"] == "red" and status["burn_alert"] == "gate"
+    assert status["gate"]["set"] is True and status["gate"]["condition"] is True
+    assert status["gate"]["reason"] == flag["reason"]
+    found = incidents(settings)
+    assert len(found) == 1
+    assert found[0]["severity"] == "CRITICAL" and found[0]["source"] == "slo" and found[0]["paged"] == 1
+    assert found[0]["msg"].startswith("SLO deploy gate set: error budget burn 5.00x")
+
+    # the next tick (still burning) neither re-sets nor pages again
+    history(log_dir, end=now + 600, minutes=10, per_minute=20, err_pct=5)
+    again = slo.tick(s=settings, now=now + 600)
+    assert again["gate_set"] is False and again["incident"] is None
+    assert files.read_flag(log_dir / "deploy_gate.flag") == flag
+    assert len(incidents(settings)) == 1
+    assert [e["gate_set"] for e in events(log_dir) if e["event"] == "slo_tick"] == [True, False]
+
+
+def test_a_30_minute_burst_alone_does_not_set_the_gate(settings, log_dir):
+    now = T0 + 3 * 3600
+    history(log_dir, end=now - 1800, minutes=150, per_minute=20, err_pct=0)
+    history(log_dir, end=now, minutes=30, per_minute=20, err_pct=5)
+    result = slo.tick(s=settings, now=now)
+
+    status = result["status"]
+    assert result["gate_set"] is False and not (log_dir / "deploy_gate.flag").exists()
+    assert status["burn"]["10m"] == 5.0 and status["burn"]["2h"] == 1.25  # 30 of 120 minutes at 5x
+    assert status["gate"]["condition"] is False
+    assert status["burn_alert"] == "none"
+    assert status["state"] == "yellow"  # burn 1h 2.5 > 1
+    assert "burn 1h 2.50 > 1" in status["reasons"]
+    assert incidents(settings) == []
+
+
+def test_gate_condition_needs_the_short_window_still_burning(settings, log_dir):
+    # 2h at 5% ended 15 minutes ago: burn 2h > 2 but the last 10 minutes are clean
+    now = T0 + 3 * 3600
+    history(log_dir, end=now - 900, minutes=120, per_minute=20, err_pct=5)
+    history(log_dir, end=now, minutes=15, per_minute=20, err_pct=0)
+    status = slo.tick(s=settings, now=now)["status"]
+    assert status["burn"]["2h"] > 2 and status["burn"]["10m"] == 0.0
+    assert status["gate"]["condition"] is False and not (log_dir / "deploy_gate.flag").exists()
+
+
+# --- the CLI gate --------------------------------------------------------------------------
+
+
+def test_gate_cli_exit_codes_and_logged_clear(cli, settings, log_dir):
+    r = cli("slo", "gate")
+    assert r.exit_code == 0 and r.stdout.strip() == "deploy gate open"
+
+    now = T0 + 3 * 3600
+    history(log_dir, end=now, minutes=180, per_minute=20, err_pct=5)
+    slo.tick(s=settings, now=now)
+    reason = files.read_flag(log_dir / "deploy_gate.flag")["reason"]
+
+    r = cli("slo", "gate")
+    assert r.exit_code == 1
+    assert "deploy gate is set since 2026-11-27T13:00:00.000Z" in r.stderr
+    assert reason[:60] in " ".join(r.stderr.split())
+
+    r = cli("slo", "gate", "--json")
+    assert r.exit_code == 1 and orjson.loads(r.stdout)["set"] is True
+
+    r = cli("slo", "gate", "--clear")
+    assert r.exit_code == 2 and "give a reason" in r.stderr
+    assert (log_dir / "deploy_gate.flag").exists()
+
+    r = cli("slo", "gate", "--clear", "--reason", "rolled back v42")
+    assert r.exit_code == 0 and "deploy gate cleared (reason: rolled back v42)" in r.stdout
+    assert not (log_dir / "deploy_gate.flag").exists()
+    cleared = [e for e in events(log_dir) if e["event"] == "slo_gate_cleared"]
+    assert len(cleared) == 1 and cleared[0]["reason"] == "rolled back v42" and cleared[0]["gate"]["reason"] == reason
+    assert cli("slo", "gate").exit_code == 0
+
+
+def test_a_hand_made_gate_flag_still_closes_the_gate(cli, log_dir):
+    (log_dir / "deploy_gate.flag").write_text("frozen for the launch\n")
+    r = cli("slo", "gate")
+    assert r.exit_code == 1 and "frozen for the launch" in r.stderr
+
+
+# --- state ---------------------------------------------------------------------------------
+
+
+def test_fast_burn_page_tier_turns_red_and_pages_once_per_transition(settings, log_dir):
+    now = T0 + 7 * 3600
+    history(log_dir, end=now - 3600, minutes=360, per_minute=20, err_pct=0)
+    history(log_dir, end=now, minutes=60, per_minute=20, err_pct=20)  # burn 20 over 1h and 5m
+    status = slo.tick(s=settings, now=now)["status"]
+    assert status["burn"]["1h"] == 20.0 and status["burn"]["5m"] == 20.0
+    assert "page" in status["alerts"] and status["state"] == "red"
+    assert any(r.startswith("page tier: burn 1h > 14.4 and 5m > 14.4") for r in status["reasons"])
+    # gate fires too (2h burn 10, 10m 20): one incident, the gate's
+    found = incidents(settings)
+    assert [i["msg"].split(":")[0] for i in found] == ["SLO deploy gate set"]
+
+
+def test_p95_over_target_is_red_and_the_transition_raises_one_incident(settings, log_dir):
+    now = T0 + 3600
+    history(log_dir, end=now, minutes=60, per_minute=20, err_pct=0, latency_ms=950.0)
+    first = slo.tick(s=settings, now=now)
+    status = first["status"]
+    assert status["state"] == "red" and status["p95_ms"] == pytest.approx(950.0, rel=0.01)
+    assert status["reasons"] == [f"p95 {status['p95_ms']:.0f} ms > target 800 ms"]
+    assert first["incident"]["deduped"] is False
+    found = incidents(settings)
+    assert len(found) == 1 and found[0]["msg"].startswith("SLO state red: p95 ")
+    # still red at the next tick: no new incident
+    history(log_dir, end=now + 300, minutes=5, per_minute=20, err_pct=0, latency_ms=950.0)
+    assert slo.tick(s=settings, now=now + 300)["incident"] is None
+    assert len(incidents(settings)) == 1
+
+
+def test_yellow_when_p95_above_80pct_of_target(settings, log_dir):
+    now = T0 + 3600
+    history(log_dir, end=now, minutes=60, per_minute=20, err_pct=0, latency_ms=700.0)
+    status = slo.tick(s=settings, now=now)["status"]
+    assert status["state"] == "yellow"
+    assert status["reasons"] == [f"p95 {status['p95_ms']:.0f} ms > 80% of target 800 ms"]
+
+
+def test_green_with_healthy_traffic(settings, log_dir):
+    now = T0 + 3600
+    history(log_dir, end=now, minutes=60, per_minute=20, err_pct=0)
+    status = slo.tick(s=settings, now=now)["status"]
+    assert (status["state"], status["reasons"], status["burn_alert"]) == ("green", [], "none")
+    assert status["remaining_budget_pct"] == 100.0 and status["error_rate"] == 0.0
+
+
+# --- budget maths --------------------------------------------------------------------------
+
+
+def test_budget_maths_remaining_and_burn(settings, log_dir):
+    now = T0 + 2 * 86400
+    # 1000 requests with 5 errors (0.5%): half the budget of 1% is spent
+    history(log_dir, end=now - 86400, minutes=50, per_minute=20, err_pct=0)
+    write_requests(
+        log_dir,
+        [orjson.dumps({"ts": iso(now - 86400 - 30 + i), "status": 500, "latency_ms": 5}) + b"\n" for i in range(5)],
+    )
+    status = slo.tick(s=settings, now=now)["status"]
+    assert status["budget"] == {
+        "window": "30d",
+        "requests": 1005,
+        "errors": 5,
+        "allowed_errors": 10.05,
+        "remaining_budget_pct": pytest.approx(100 * (1 - 5 / 10.05), abs=0.001),
+    }
+    assert status["burn"]["7d"] == pytest.approx((5 / 1005) / 0.01, abs=1e-4)
+    assert status["burn"]["24h"] == 0.0 and status["requests"] == 0  # all of it is older than 24h
+
+
+def test_remaining_budget_goes_below_zero(settings, log_dir):
+    now = T0 + 3600
+    history(log_dir, end=now, minutes=10, per_minute=20, err_pct=5)
+    status = slo.tick(s=settings, now=now)["status"]
+    assert status["remaining_budget_pct"] == -400.0  # 5% failed of a 1% budget
+
+
+def test_zero_traffic_has_no_nan_and_says_so(settings, log_dir):
+    result = slo.tick(s=settings, now=T0)
+    status = result["status"]
+    assert status["error_rate"] == 0.0 and status["p95_ms"] is None and status["p99_ms"] is None
+    assert set(status["burn"].values()) == {0.0} and status["remaining_budget_pct"] == 100.0
+    assert status["state"] == "green" and status["burn_alert"] == "none"
+    assert status["notes"][0].startswith("insufficient traffic (< 100 requests) in 5m, 10m, 30m, 1h, 2h, 6h, 24h, 7d")
+    assert finite_everywhere(status)
+    tick_event = events(log_dir)[-1]
+    assert tick_event["p95"] is None and tick_event["err_rate"] == 0.0 and tick_event["burn"] == 0.0
+    assert b"NaN" not in (log_dir / "slo_status.json").read_bytes()
+
+
+def test_low_traffic_windows_never_alarm(settings, log_dir):
+    now = T0 + 3 * 3600
+    # 5 requests a minute, every one failing: burn 100 everywhere but 10m has 50 requests
+    history(log_dir, end=now, minutes=12, per_minute=5, err_pct=100)
+    status = slo.tick(s=settings, now=now)["status"]
+    assert status["burn"]["10m"] == 100.0 and status["windows"]["10m"]["enough_traffic"] is False
+    assert status["burn_alert"] == "none" and status["alerts"] == []
+    assert status["gate"]["condition"] is False and not (log_dir / "deploy_gate.flag").exists()
+    assert "insufficient traffic" in status["notes"][0]
+    assert status["state"] == "yellow"  # only because the 30d budget is overspent
+    assert status["reasons"] == ["remaining budget -9900.0% < 25%"]
+    assert finite_everywhere(status)
+
+
+def test_min_requests_is_configurable(monkeypatch, log_dir):
+    monkeypatch.setenv("SLO_MIN_REQUESTS", "10")
+    now = T0 + 3 * 3600
+    history(log_dir, end=now, minutes=180, per_minute=2, err_pct=50)
+    status = slo.tick(now=now)["status"]
+    assert status["windows"]["10m"]["enough_traffic"] is True and status["gate"]["condition"] is True
+
+
+# --- ingest --------------------------------------------------------------------------------
+
+
+def test_bad_lines_are_skipped_and_counted_in_the_tick_event(settings, log_dir):
+    good = request_lines(T0 - 600, 1, 10, 0)
+    bad = [
+        b"not json\n",
+        b"[1, 2]\n",
+        b'{"ts": "2026-11-27T11:50:00Z", "status": 200}\n',  # no latency
+        b'{"ts": "yesterday", "status": 200, "latency_ms": 5}\n',
+        b'{"ts": "2026-11-27T11:50:00Z", "status": "ok", "latency_ms": 5}\n',
+        b'{"ts": "2026-11-27T11:50:00Z", "status": 200, "latency_ms": -1}\n',
+        b'{"ts": "2026-11-27T11:50:00Z", "status": 200, "latency_ms": "fast"}\n',
+        b'{"ts": "2026-11-27T11:50:00Z", "status": true, "latency_ms": 5}\n',
+        b"\xff\xfe\n",
+    ]
+    write_requests(log_dir, good[:5] + bad + good[5:])
+    result = slo.tick(s=settings, now=T0)
+    assert result["ingest"]["lines"] == 19 and result["ingest"]["bad"] == 9
+    event = events(log_dir)[-1]
+    assert event["bad"] == 9 and event["lines"] == 19
+    assert event["bad_reasons"] == {
+        "not_json": 1,
+        "not_object": 1,
+        "missing_field": 1,
+        "bad_ts": 1,
+        "bad_status": 2,
+        "bad_latency": 2,
+        "not_utf8": 1,
+    }
+    assert result["status"]["windows"]["24h"]["requests"] == 10
+
+
+def test_timestamps_as_epoch_seconds_and_offsets_land_in_the_right_minute(settings, log_dir):
+    lines = [
+        {"ts": T0 - 61, "status": 200, "latency_ms": 10},  # 11:58:59
+        {"ts": "2026-11-27T13:59:30+02:00", "status": 500, "latency_ms": 10},  # 11:59:30Z
+        {"ts": "2026-11-27T11:59:45Z", "status": 200, "latency_ms": 10},
+        {"ts": "2026-11-27T11:59:50", "status": 200, "latency_ms": 10},  # naive = UTC
+    ]
+    write_requests(log_dir, [orjson.dumps(x) + b"\n" for x in lines])
+    slo.tick(s=settings, now=T0)
+    rows = slo_data.db(settings).execute("SELECT minute, total, errors FROM slo_minute ORDER BY minute").fetchall()
+    assert [tuple(r) for r in rows] == [(int(T0 // 60) - 2, 1, 0), (int(T0 // 60) - 1, 3, 1)]
+
+
+def test_ingest_is_incremental_and_reads_every_source_file(settings, log_dir):
+    history(log_dir, end=T0, minutes=5, per_minute=10)
+    write_requests(log_dir, request_lines(T0 - 300, 5, 4, 50), name="requests-api2.ndjson")
+    write_requests(log_dir, request_lines(T0 - 300, 5, 4, 50), name="other.ndjson")  # not a source
+    first = slo.tick(s=settings, now=T0)
+    assert first["ingest"]["lines"] == 70 and first["ingest"]["sources"] == ["requests-api2.ndjson", "requests.ndjson"]
+    assert first["status"]["windows"]["10m"] == {
+        "requests": 70, "errors": 10, "slow": 0, "error_rate": round(10 / 70, 6),
+        "burn": round(10 / 70 / 0.01, 4), "enough_traffic": False,
+    }  # fmt: skip
+    second = slo.tick(s=settings, now=T0 + 1)
+    assert second["ingest"]["lines"] == 0 and second["status"]["windows"]["10m"]["requests"] == 70
+    history(log_dir, end=T0 + 60, minutes=1, per_minute=10)
+    third = slo.tick(s=settings, now=T0 + 60)
+    assert third["ingest"]["lines"] == 10 and third["status"]["windows"]["10m"]["requests"] == 80
+
+
+def test_slow_counts_latencies_above_the_target(settings, log_dir):
+    write_requests(log_dir, request_lines(T0 - 120, 1, 10, 0, latency_ms=800.0))  # equal: not slow
+    write_requests(log_dir, request_lines(T0 - 60, 1, 10, 0, latency_ms=800.5))
+    status = slo.tick(s=settings, now=T0)["status"]
+    assert status["windows"]["10m"]["slow"] == 10
+
+
+def test_old_minutes_are_pruned_and_old_lines_skipped(settings, log_dir):
+    history(log_dir, end=T0, minutes=3, per_minute=10)
+    slo.tick(s=settings, now=T0)
+    conn = slo_data.db(settings)
+    assert conn.execute("SELECT count(*) FROM slo_minute").fetchone()[0] == 3
+    later = T0 + 31 * 86400 + 3600  # past SLO_WINDOW_DAYS (30) + 1 day
+    history(log_dir, end=T0 + 2 * 86400, minutes=1, per_minute=10)  # inside the 30 days before `later`
+    result = slo.tick(s=settings, now=later)
+    assert conn.execute("SELECT count(*) FROM slo_minute").fetchone()[0] == 1
+    assert conn.execute("SELECT count(*) FROM slo_minute_sketch").fetchone()[0] == 1
+    assert conn.execute("SELECT count(*) FROM slo_hour").fetchone()[0] == 1
+    assert result["status"]["budget"]["requests"] == 10
+    # lines already older than the retention are not stored
+    history(log_dir, end=T0, minutes=2, per_minute=10)
+    assert slo.tick(s=settings, now=later)["ingest"]["too_old"] == 20
+    assert conn.execute("SELECT count(*) FROM slo_minute").fetchone()[0] == 1
+
+
+# --- rebaseline ----------------------------------------------------------------------------
+
+
+def test_rebaseline_excludes_older_data_from_every_window_without_deleting(cli, settings, log_dir):
+    now = T0 + 3 * 3600
+    history(log_dir, end=now, minutes=180, per_minute=20, err_pct=5)
+    assert slo.tick(s=settings, now=now)["status"]["state"] == "red"
+    result = slo.rebaseline("fixed the bad deploy", s=settings, now=now + 30)
+    status = result["status"]
+    assert result["rebaseline_at"] == iso(now + 30) and result["reason"] == "fixed the bad deploy"
+    assert status["rebaseline_at"] == iso(now + 30)
+    assert all(w["requests"] == 0 for w in status["windows"].values())
+    assert status["budget"]["requests"] == 0 and status["remaining_budget_pct"] == 100.0
+    assert status["state"] == "green" and status["p95_ms"] is None
+    assert slo_data.db(settings).execute("SELECT sum(total) FROM slo_minute").fetchone()[0] == 3600  # kept
+    logged = [e for e in events(log_dir) if e["event"] == "slo_rebaseline"]
+    assert logged == [
+        {
+            "ts": iso(now + 30),
+            "event": "slo_rebaseline",
+            "reason": "fixed the bad deploy",
+            "rebaseline_at": iso(now + 30),
+        }
+    ]
+    # windows restart at the next whole minute; new data counts again
+    history(log_dir, end=now + 300, minutes=4, per_minute=20, err_pct=0)
+    status = slo.tick(s=settings, now=now + 300)["status"]
+    assert status["windows"]["10m"]["requests"] == 80 and status["windows"]["7d"]["requests"] == 80
+    # the gate flag stays until an operator removes it
+    assert status["gate"]["set"] is True
+
+
+def test_rebaseline_cli_and_reason_validation(cli, settings, log_dir):
+    r = cli("slo", "rebaseline", "--reason", "new SLO period", "--json")
+    assert r.exit_code == 0 and orjson.loads(r.stdout)["reason"] == "new SLO period"
+    r = cli("slo", "rebaseline", "--reason", "x" * 501)
+    assert r.exit_code == 2 and "longer than 500" in r.stderr
+
+
+# --- outputs and the CLI -------------------------------------------------------------------
+
+
+def test_tick_writes_status_file_event_and_history(cli, settings, log_dir):
+    history(log_dir, end=T0, minutes=30, per_minute=20, err_pct=1)
+    for i in range(3):
+        slo.tick(s=settings, now=T0 + i * 900)
+    on_disk = orjson.loads((log_dir / "slo_status.json").read_bytes())
+    assert on_disk == slo.status(s=settings)
+    assert [h["ts"] for h in on_disk["history"]] == [iso(T0), iso(T0 + 900), iso(T0 + 1800)]
+    assert set(on_disk["history"][0]) == {
+        "ts", "state", "p95_ms", "p99_ms", "error_rate", "burn_1h", "burn_24h", "remaining_budget_pct",
+    }  # fmt: skip
+    for key in ("p95_ms", "p99_ms", "error_rate", "period", "remaining_budget_pct", "burn_alert"):
+        assert key in on_disk
+    assert set(on_disk["burn"]) >= {"10m", "1h", "2h", "6h", "24h", "7d"}
+    assert on_disk["period"] == "24h" and on_disk["updated_at"] == iso(T0 + 1800)
+    tick = events(log_dir)[-1]
+    assert tick["event"] == "slo_tick"
+    assert tick["p95"] == on_disk["p95_ms"] and tick["err_rate"] == on_disk["error_rate"]
+    assert tick["burn"] == on_disk["burn"]["24h"]
+    # the CLI prints the same document
+    r = cli("slo", "status", "--json")
+    assert r.exit_code == 0 and orjson.loads(r.stdout) == on_disk
+    r = cli("slo", "status")
+    assert r.exit_code == 0 and "SLO & Error Budget" in r.stdout and "GREEN" in r.stdout
+
+
+def test_history_keeps_the_last_24h_of_ticks(settings, log_dir):
+    for i in range(30):
+        slo.tick(s=settings, now=T0 + i * 3600)
+    hist = slo.status(s=settings)["history"]
+    assert len(hist) == 24 and hist[0]["ts"] == iso(T0 + 6 * 3600) and hist[-1]["ts"] == iso(T0 + 29 * 3600)
+
+
+def test_status_before_any_tick_says_so(settings):
+    status = slo.status(s=settings, now=T0)
+    assert status["updated_at"] is None and status["notes"][0] == "no tick has run yet: run `echoops slo tick`"
+    assert status["history"] == []
+
+
+def test_tick_cli_with_now(cli, log_dir):
+    history(log_dir, end=T0, minutes=10, per_minute=20, err_pct=0)
+    r = cli("slo", "tick", "--now", "2026-11-27T12:00:00Z", "--json")
+    assert r.exit_code == 0
+    body = orjson.loads(r.stdout)
+    assert body["ingest"]["lines"] == 200 and body["status"]["updated_at"] == iso(T0)
+    r = cli("slo", "tick", "--now", "soon")
+    assert r.exit_code == 2 and "--now" in r.stderr
+
+
+def test_every_slo_command_has_help_with_an_example(cli):
+    for cmd in ([], ["status"], ["tick"], ["rebaseline"], ["gate"]):
+        r = cli("slo", *cmd, "--help")
+        assert r.exit_code == 0 and "Example:" in r.stdout, cmd
+
+
+def test_recent_p95_ingests_and_covers_only_the_last_minutes(settings, log_dir):
+    assert slo.recent_p95_ms(s=settings, now=T0) is None
+    history(log_dir, end=T0 - 900, minutes=30, per_minute=20, latency_ms=100.0)
+    history(log_dir, end=T0, minutes=15, per_minute=20, latency_ms=400.0)
+    assert slo.recent_p95_ms(s=settings, now=T0) == pytest.approx(400.0, rel=0.01)
+    assert slo.recent_p95_ms(s=settings, now=T0, minutes=60) == pytest.approx(400.0, rel=0.01)
+    assert slo.recent_p95_ms(s=settings, now=T0 - 900, minutes=5) == pytest.approx(100.0, rel=0.01)
+    with pytest.raises(Exception, match="minutes"):
+        slo.recent_p95_ms(s=settings, now=T0, minutes=0)
+
+
+# --- the scheduler runs it -----------------------------------------------------------------
+
+
+def test_the_scheduled_job_updates_slo_status_json(settings, log_dir, tmp_path):
+    (tmp_path / "schedule.cron").write_text("*/15 * * * * echoops slo tick\n")
+    now = clock.now_s()
+    history(log_dir, end=now, minutes=20, per_minute=10, err_pct=0)
+    record = scheduler.run_once("slo tick", s=settings)
+    assert record["rc"] == 0
+    status = orjson.loads((log_dir / "slo_status.json").read_bytes())
+    assert status["windows"]["24h"]["requests"] == 200
+    assert now - 5 <= clock.parse_ts(status["updated_at"]) <= clock.now_s()
+
+
+@pytest.mark.slow
+def test_no_new_data_tick_process_is_fast(settings, log_dir):
+    history(log_dir, end=T0, minutes=5, per_minute=10)
+    slo.tick(s=settings, now=T0)
+    env = dict(os.environ)
+    proc = subprocess.run([sys.executable, "-m", "echoops", "slo", "tick"], env=env, capture_output=True, timeout=30)
+    assert proc.returncode == 0, proc.stderr
