@@ -16,6 +16,7 @@ import pytest
 
 from echoops.core import crontab, scheduler
 from echoops.core.scheduler import Scheduler
+from tests.conftest import TEST_KEY
 
 PY = shlex.quote(sys.executable)
 # 12:07 UTC: 7 minutes after a */15 slot, so a new job waits for its next slot.
@@ -212,8 +213,22 @@ def test_job_start_and_job_end_records_have_exact_fields(settings, log_dir):
         "timed_out": False,
     }
     assert isinstance(end["duration_ms"], int) and 0 <= end["duration_ms"] < 10_000
-    assert end["stderr_tail"] == "…" + ("x" * 3000 + "END\n")[-2048:].rstrip()
+    assert end["stderr_tail"] == "…" + ("x" * 3000 + "END")[-2048:]
     assert events(log_dir)[-2:] == [started[0], end]
+
+
+def test_stderr_tail_masks_secrets_even_when_cut(settings):
+    assert settings.dashboard_key == TEST_KEY
+    code = f"import sys; sys.stderr.write('GET /bot123:abc/sendMessage {TEST_KEY}' + 'y' * 2030)"
+    write_schedule(settings, py_job(code, "leaky"))
+    sched = Scheduler(s=settings)
+    sched.start(T0 + 1)
+    (end,) = drive_until_idle(sched, T0 + 2)
+    assert TEST_KEY[-8:] not in end["stderr_tail"] and "abc" not in end["stderr_tail"]
+    # Raw, the last 2048 characters would start inside the key; redacted, they start before it.
+    raw_tail = (f"GET /bot123:abc/sendMessage {TEST_KEY}" + "y" * 2030)[-2048:]
+    assert TEST_KEY not in raw_tail and TEST_KEY[-8:] in raw_tail
+    assert end["stderr_tail"] == "…" + ("GET /bot<redacted>/sendMessage <redacted>" + "y" * 2030)[-2048:]
 
 
 def test_no_overlap_slot_skipped_and_logged(settings, log_dir):

@@ -39,6 +39,7 @@ from echoops.core import clock, config, crontab, ndjson, store
 from echoops.core.config import Settings
 from echoops.core.crontab import Job, Schedule
 from echoops.core.errors import ValidationError
+from echoops.core.redact import redact
 
 SCHEMA = store.Schema(
     "scheduler",
@@ -61,7 +62,8 @@ SCHEMA = store.Schema(
 )
 
 LOG_NAME = "scheduler.ndjson"
-STDERR_TAIL_BYTES = 2048
+STDERR_TAIL_CHARS = 2048
+REDACT_MARGIN = 1024  # longer than any secret
 KILL_AFTER_S = 5.0
 DEFAULT_GRACE_S = 30.0
 MAX_MISSED_COUNT = 10_000  # counting missed slots stops here (a per-minute job down for a week)
@@ -292,7 +294,7 @@ class Scheduler:
                 pid=run.proc.pid,
                 rc=rc,
                 duration_ms=round((time.monotonic() - run.started_mono) * 1000),
-                tail=_tail(run.stderr),
+                tail=_tail(run.stderr, self.s),
                 killed=run.killed,
             )
 
@@ -384,16 +386,20 @@ def _count_between(job: Job, after: float, until: float) -> int:
     return count
 
 
-def _tail(fh: IO[bytes]) -> str:
-    """The last STDERR_TAIL_BYTES of a job's stderr (UTF-8, invalid bytes replaced); closes `fh`."""
+def _tail(fh: IO[bytes], s: Settings) -> str:
+    """The last STDERR_TAIL_CHARS of a job's stderr, secrets masked; closes `fh`.
+
+    A margin beyond the tail is read and redacted first, so a secret cut by the tail's
+    start is masked before the cut instead of leaking its end.
+    """
     try:
         size = fh.seek(0, os.SEEK_END)
-        fh.seek(max(0, size - STDERR_TAIL_BYTES))
+        fh.seek(max(0, size - STDERR_TAIL_CHARS - REDACT_MARGIN))
         data = fh.read()
     finally:
         fh.close()
-    text = data.decode("utf-8", errors="replace")
-    return ("…" + text if size > STDERR_TAIL_BYTES else text).rstrip()
+    text = redact(data.decode("utf-8", errors="replace"), s).rstrip()
+    return "…" + text[-STDERR_TAIL_CHARS:] if len(text) > STDERR_TAIL_CHARS else text
 
 
 def _signal_group(proc: subprocess.Popen, sig: int) -> None:
