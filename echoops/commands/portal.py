@@ -1,5 +1,245 @@
-"""`echoops portal` (filled by its phase)."""
+"""`echoops portal`: purchase ledger, signed receipt/invoice links, unsubscribe, access audit."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
 
 import typer
 
-app = typer.Typer(help="portal commands.", no_args_is_help=True)
+from echoops.commands.render import console, emit_json
+
+app = typer.Typer(
+    help="Customer portal: purchase ledger, signed 24h receipt/invoice links, unsubscribe, access audit.\n\n"
+    "Exit codes: 0 ok, 1 domain failure (token invalid, rows rejected, Stripe error), 2 bad usage or config.\n\n"
+    "Example: echoops portal receipts qa@echopilot.ai --json | jq '.purchases[0].receipt_url'",
+    no_args_is_help=True,
+)
+
+JSON_OPT = typer.Option(False, "--json", help="Print JSON for jq (the endpoint's body).")
+NOW_OPT = typer.Option(None, "--now", help="Pretend the time is this (ISO-8601 or epoch s).")
+
+
+def _now(value: str | None) -> float | None:
+    from echoops.core import clock
+
+    return clock.parse_cli_time(value)
+
+
+@app.command("receipts")
+def receipts_cmd(
+    email: str = typer.Argument(..., help="Customer email (case and spaces ignored)."),
+    limit: int = typer.Option(100, min=1, max=500, help="Newest purchases to list."),
+    json_out: bool = JSON_OPT,
+    now: str | None = NOW_OPT,
+) -> None:
+    """List a customer's purchases with signed receipt/invoice links (same body as GET /api/portal/receipts).
+
+    Example: echoops portal receipts qa@echopilot.ai --json | jq '.purchases[].receipt_url'
+    """
+    from rich.markup import escape
+    from rich.table import Table
+
+    from echoops.core import portal
+
+    body = portal.receipts(email, limit=limit, now=_now(now))
+    if json_out:
+        emit_json(body)
+        return
+    out = console()
+    state = "[bold red]UNSUBSCRIBED[/]" if body["unsubscribed"] else "[green]subscribed[/]"
+    out.print(f"{escape(body['email'])}: {len(body['purchases'])} purchase(s), {state}", highlight=False)
+    table = Table(show_lines=False)
+    for col in ("created", "id", "amount", "description", "invoice", "expires"):
+        table.add_column(col)
+    for p in body["purchases"]:
+        table.add_row(
+            p["created"][:16].replace("T", " "),
+            escape(p["id"]),
+            p["amount_display"],
+            escape(p["description"] or ""),
+            escape(p["invoice_number"] or ("yes" if p["invoice_url"] else "-")),
+            p["expires_at"][:16].replace("T", " "),
+        )
+    out.print(table)
+    for p in body["purchases"]:
+        out.print(f"{escape(p['id'])} receipt: {p['receipt_url']}", soft_wrap=True, highlight=False)
+        if p["invoice_url"]:
+            out.print(f"{escape(p['id'])} invoice: {p['invoice_url']}", soft_wrap=True, highlight=False)
+    out.print(f"unsubscribe: {body['unsubscribe_url']}", soft_wrap=True, highlight=False)
+
+
+@app.command("link")
+def link_cmd(
+    purchase_id: str = typer.Argument(..., help="Ledger id of the purchase."),
+    kind: str = typer.Option("receipt", "--kind", help="receipt or invoice."),
+    json_out: bool = JSON_OPT,
+    now: str | None = NOW_OPT,
+) -> None:
+    """Print a fresh signed download link for one purchase (valid PORTAL_LINK_TTL_HRS).
+
+    Example: echoops portal link ch_3PqK2 --kind invoice
+    """
+    from echoops.core import portal
+
+    body = portal.link(purchase_id, kind, now=_now(now))
+    if json_out:
+        emit_json(body)
+    else:
+        typer.echo(body["url"])
+
+
+@app.command("verify")
+def verify_cmd(
+    token: str = typer.Argument(..., help="A token, or a whole download/unsubscribe link."),
+    json_out: bool = JSON_OPT,
+    now: str | None = NOW_OPT,
+) -> None:
+    """Tell support why a link works or not: valid, expired at …, tampered, wrong purpose, unknown key.
+
+    Exits 0 when valid, 1 when not.
+    Example: echoops portal verify 'http://localhost:5000/api/portal/download?token=v1.eyJ...'
+    """
+    from echoops.core import portal
+
+    body = portal.verify(token, now=_now(now))
+    if json_out:
+        emit_json(body)
+    else:
+        line = "valid" if body["valid"] else f"invalid: {body['reason']}"
+        if "purpose" in body:
+            line += f" ({body['purpose']} {body['resource']} for {body['email']}, expires {body['expires_at']})"
+        typer.echo(line)
+    raise typer.Exit(0 if body["valid"] else 1)
+
+
+def _print_import(body: dict[str, Any]) -> None:
+    out = console()
+    out.print(
+        f"{body['rows']} row(s) read ({body['format']}), {body['landed']} landed, {body['bad']} bad"
+        + (" (strict: nothing landed)" if body["strict"] and body["bad"] else "")
+        + (f", {body['rows_per_s']:,} rows/s" if body["rows_per_s"] else ""),
+        highlight=False,
+    )
+    from rich.markup import escape
+
+    for err in body["errors"]:
+        out.print(f"  line {err['line']}: {escape(err['error'])}", highlight=False)
+    if body["errors_truncated"]:
+        out.print(f"  … and {body['bad'] - len(body['errors'])} more", highlight=False)
+
+
+@app.command("import")
+def import_cmd(
+    file: Path = typer.Argument(..., help="NDJSON or CSV: id,email,created,amount_cents,currency,description[,…]."),
+    strict: bool = typer.Option(False, "--strict", help="Land nothing when any row is bad."),
+    fmt: str = typer.Option("auto", "--format", help="auto (by extension/content), csv or ndjson."),
+    json_out: bool = JSON_OPT,
+) -> None:
+    """Upsert purchases by id from a file; bad rows are reported with line numbers.
+
+    Optional columns: invoice_number, fee_cents, document, invoice_document, status. A document
+    is a path relative to logs/receipts/ or an http(s) URL. Exits 1 when any row was bad.
+    Example: echoops portal import purchases.csv --strict
+    """
+    from echoops.core import portal
+
+    body = portal.import_purchases(file, strict=strict, fmt=fmt)
+    if json_out:
+        emit_json(body)
+    else:
+        _print_import(body)
+    raise typer.Exit(1 if body["bad"] else 0)
+
+
+@app.command("sync-stripe")
+def sync_stripe_cmd(
+    since: str | None = typer.Option(None, "--since", help="Only objects created at/after this (ISO or epoch s)."),
+    json_out: bool = JSON_OPT,
+) -> None:
+    """Pull charges (receipt_url) and invoices (invoice_pdf) from Stripe into the ledger (needs STRIPE_API_KEY).
+
+    Example: STRIPE_API_KEY=sk_live_... echoops portal sync-stripe --since 2026-11-01
+    """
+    from echoops.core import stripe_sync
+
+    body = stripe_sync.sync_stripe(since=_now(since))
+    if json_out:
+        emit_json(body)
+    else:
+        skipped = ", ".join(f"{k}: {v}" for k, v in body["skipped"].items()) or "none"
+        read = f"{body['invoices']} invoice(s), {body['charges']} charge(s) read"
+        typer.echo(f"{read}; {body['landed']} landed; skipped {skipped}")
+
+
+@app.command("audit")
+def audit_cmd(
+    email: str | None = typer.Option(None, "--email", help="Only this customer's attempts."),
+    limit: int = typer.Option(50, min=1, max=10000, help="Newest entries to show."),
+    json_out: bool = JSON_OPT,
+) -> None:
+    """List recent access attempts to signed links (logs/portal_access.ndjson), newest first.
+
+    Example: echoops portal audit --email qa@echopilot.ai --json | jq '.entries[] | select(.status==403)'
+    """
+    from rich.markup import escape
+    from rich.table import Table
+
+    from echoops.core import portal
+
+    body = portal.audit(email=email, limit=limit)
+    if json_out:
+        emit_json(body)
+        return
+    table = Table(title="Portal access (newest first)")
+    for col in ("ts", "status", "action", "email", "resource", "ip", "reason"):
+        table.add_column(col)
+    for e in body["entries"]:
+        status = e.get("status")
+        style = "green" if status in (200, 302) else "bold red"
+        table.add_row(
+            str(e.get("ts", ""))[:19].replace("T", " "),
+            f"[{style}]{status}[/]",
+            escape(str(e.get("action") or "")),
+            escape(str(e.get("email") or "-")),
+            escape(str(e.get("resource") or "-")),
+            escape(str(e.get("ip") or "-")),
+            escape(str(e.get("reason") or "")),
+        )
+    console().print(table)
+
+
+@app.command("unsubscribe")
+def unsubscribe_cmd(
+    email: str = typer.Argument(..., help="Customer email."),
+    json_out: bool = JSON_OPT,
+) -> None:
+    """Put an email on the suppression list (idempotent).
+
+    Example: echoops portal unsubscribe qa@echopilot.ai
+    """
+    from echoops.core import portal
+
+    body = portal.set_subscription(email, True)
+    if json_out:
+        emit_json(body)
+    else:
+        typer.echo(f"{body['email']} unsubscribed" + ("" if body["changed"] else " (already)"))
+
+
+@app.command("resubscribe")
+def resubscribe_cmd(
+    email: str = typer.Argument(..., help="Customer email."),
+    json_out: bool = JSON_OPT,
+) -> None:
+    """Take an email off the suppression list (idempotent).
+
+    Example: echoops portal resubscribe qa@echopilot.ai
+    """
+    from echoops.core import portal
+
+    body = portal.set_subscription(email, False)
+    if json_out:
+        emit_json(body)
+    else:
+        typer.echo(f"{body['email']} resubscribed" + ("" if body["changed"] else " (was not unsubscribed)"))

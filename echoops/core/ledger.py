@@ -69,7 +69,7 @@ COLUMNS = (
     "source",
     "updated_at",
 )
-_UPSERT = (
+UPSERT_SQL = (
     f"INSERT INTO portal_purchases({','.join(COLUMNS)}) VALUES({','.join('?' * len(COLUMNS))}) "
     "ON CONFLICT(id) DO UPDATE SET " + ",".join(f"{c}=excluded.{c}" for c in COLUMNS[1:])
 )
@@ -314,11 +314,11 @@ def import_purchases(
                             errors.append({"line": n, "error": str(exc)})
                         continue
                     if len(batch) >= BATCH:
-                        conn.executemany(_UPSERT, batch)
+                        conn.executemany(UPSERT_SQL, batch)
                         landed += len(batch)
                         batch.clear()
                 if batch:
-                    conn.executemany(_UPSERT, batch)
+                    conn.executemany(UPSERT_SQL, batch)
                     landed += len(batch)
                 if strict and bad:
                     raise _StrictAbort
@@ -350,7 +350,7 @@ def upsert(rows: Iterable[tuple], *, s: Settings | None = None) -> int:
     conn = conn_for(s or config.settings())
     rows = list(rows)
     with store.transaction(conn):
-        conn.executemany(_UPSERT, rows)
+        conn.executemany(UPSERT_SQL, rows)
     return len(rows)
 
 

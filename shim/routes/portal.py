@@ -1,5 +1,111 @@
-"""Routes of the portal feature (filled by its phase)."""
+"""Customer portal routes.
+
+Admin (X-Dash-Key): GET /api/portal/receipts?email=…, GET /api/portal/audit?email=…&limit=…
+Public (the signed token is the credential): GET /api/portal/download?token=…,
+GET and POST /api/portal/unsubscribe?token=… (RFC 8058 one-click on POST).
+Every public answer, errors included, carries `Cache-Control: private, no-store` and
+`Referrer-Policy: no-referrer` (the token sits in the URL).
+"""
+
+from __future__ import annotations
+
+from bottle import HTTPResponse, request
+
+from echoops.core import config, portal
+from echoops.core.errors import EchoopsError, ValidationError
+from shim.http import from_domain, json_response, query
+
+PRIVATE = {"Cache-Control": "private, no-store", "Referrer-Policy": "no-referrer", "X-Robots-Tag": "noindex"}
+
+
+def _int_param(name: str, default: int) -> int:
+    raw = query(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        return int(config.check_number(raw, lo=1))
+    except ValueError as exc:
+        raise ValidationError(f"{name}: {exc}", field=name) from None
+
+
+def _client_ip() -> str | None:
+    # the socket peer: X-Forwarded-For is whatever the client says unless a proxy we trust sets it
+    return request.environ.get("REMOTE_ADDR")
+
+
+def _private(resp: HTTPResponse) -> HTTPResponse:
+    for name, value in PRIVATE.items():
+        resp.set_header(name, value)
+    return resp
+
+
+def _public(fn):
+    """Token routes: domain errors become JSON with the private headers too."""
+
+    def wrapper(*args, **kwargs):
+        try:
+            return _private(fn(*args, **kwargs))
+        except EchoopsError as exc:
+            return _private(from_domain(exc))
+
+    wrapper.__name__ = fn.__name__
+    return wrapper
+
+
+def _document_response(doc: portal.Document) -> HTTPResponse:
+    if doc.kind == "redirect":
+        return HTTPResponse(status=302, headers={"Location": doc.location})
+    resp = HTTPResponse(doc.body, status=doc.status)
+    resp.content_type = doc.content_type
+    if doc.csp:
+        resp.set_header("Content-Security-Policy", doc.csp)
+    if doc.filename:
+        disposition = "inline" if doc.inline else "attachment"
+        resp.set_header("Content-Disposition", f'{disposition}; filename="{doc.filename}"')
+    resp.set_header("X-Frame-Options", "DENY")
+    return resp
+
+
+def receipts():
+    email = query("email")
+    if not email:
+        raise ValidationError("email query parameter is required", field="email")
+    return json_response(portal.receipts(email, limit=_int_param("limit", 100)), headers=dict(PRIVATE))
+
+
+def audit():
+    email = query("email") or None
+    return json_response(portal.audit(email=email, limit=_int_param("limit", 50)), headers=dict(PRIVATE))
+
+
+@_public
+def download():
+    return _document_response(portal.download(query("token") or "", ip=_client_ip()))
+
+
+@_public
+def unsubscribe_view():
+    return _document_response(portal.unsubscribe_view(query("token") or "", ip=_client_ip()))
+
+
+@_public
+def unsubscribe_post():
+    token = query("token") or request.forms.getunicode("token") or ""
+    result = portal.unsubscribe_one_click(token, request.forms.getunicode("List-Unsubscribe"), ip=_client_ip())
+    if "text/html" in (request.get_header("Accept") or ""):
+        s = config.settings()
+        page = portal.portal_docs.render_unsubscribed(result["email"], seller=s.portal_seller_name)
+        return _document_response(portal.Document(kind="html", body=page))
+    return json_response(result)
 
 
 def install(app) -> None:
-    pass
+    from shim.app import mark_public
+
+    app.route("/api/portal/receipts", "GET", receipts)
+    app.route("/api/portal/audit", "GET", audit)
+    app.route(portal.DOWNLOAD_PATH, "GET", download)
+    app.route(portal.UNSUBSCRIBE_PATH, "GET", unsubscribe_view)
+    app.route(portal.UNSUBSCRIBE_PATH, "POST", unsubscribe_post)
+    mark_public(portal.DOWNLOAD_PATH)
+    mark_public(portal.UNSUBSCRIBE_PATH)
