@@ -257,18 +257,41 @@ def publish(s: Settings, events: list[dict[str, Any]], enqueued: bool, *, now: f
 # --- running, summarising, testing ------------------------------------------------------------
 
 
-def run(*, s: Settings | None = None, now: float | None = None, drain: bool = True, budget_s: float = 60.0) -> dict:
-    """Consume new CRITICAL log lines into incidents, then drain the outbox (the scheduler's job).
-
-    Returns `{"ingest": {...counts, incidents}, "deliveries": {state: attempts}}`.
-    """
+def run(
+    *, s: Settings | None = None, now: float | None = None, ingest: bool = True, budget_s: float = 60.0
+) -> dict[str, Any]:
+    """Consume new CRITICAL log lines into incidents (unless `ingest` is False), then drain the
+    outbox (the scheduler's job). Returns `{"ingest": {...counts, incidents} | None,
+    "deliveries": {state: attempts}}`."""
     from echoops.core import pager_logs, pager_outbox
 
     s = s or config.settings()
     t = clock.now_s(now)
-    ingest = pager_logs.ingest(s, now=t)
-    deliveries = pager_outbox.drain(s, now=now, budget_s=budget_s) if drain else {}
-    return {"ingest": ingest, "deliveries": deliveries}
+    read = pager_logs.ingest(s, now=t) if ingest else None
+    return {"ingest": read, "deliveries": pager_outbox.drain(s, now=now, budget_s=budget_s)}
+
+
+def raise_and_send(
+    severity: str,
+    msg: str,
+    source: str,
+    meta: dict | None = None,
+    fingerprint: str | None = None,
+    *,
+    s: Settings | None = None,
+    now: float | None = None,
+    budget_s: float = 30.0,
+) -> dict[str, Any]:
+    """raise_incident, then drain the outbox now (the CLI's `page raise`): the raise result
+    plus `deliveries`, the state of each of this incident's deliveries afterwards."""
+    from echoops.core import pager_outbox
+
+    s = s or config.settings()
+    result = raise_incident(severity, msg, source, meta, fingerprint, now=now, s=s)
+    if any(state == "pending" for state in result["channels"].values()):
+        pager_outbox.drain(s, now=now, budget_s=budget_s)
+    rows = db(s).execute("SELECT channel, state FROM pager_outbox WHERE incident_id=?", (result["id"],))
+    return {**result, "deliveries": {r["channel"]: r["state"] for r in rows}}
 
 
 SEVERITY_RANK = {name: rank for rank, name in enumerate(reversed(SEVERITIES))}

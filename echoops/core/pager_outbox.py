@@ -16,6 +16,7 @@ PAGER_RETRY_HOURS after it was enqueued; after that it stays `failed`, visible.
 
 from __future__ import annotations
 
+import logging
 import os
 import random
 import socket
@@ -246,3 +247,53 @@ def drain(
         else:
             time.sleep(wait)
     return dict(counts)
+
+
+# --- the server's background drainer --------------------------------------------------------
+
+POLL_S = 2.0  # enqueues from other processes (CLI, scheduler) are picked up within this
+_log = logging.getLogger("echoops.pager")
+
+
+class BackgroundDrain:
+    """A daemon thread that drains the outbox when woken (an enqueue in this process) or
+    every POLL_S seconds, so a CRITICAL is delivered within seconds without the scheduler."""
+
+    def __init__(self, s: Settings):
+        self.s = s
+        self.wake = threading.Event()
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._loop, name="echoops-pager-drain", daemon=True)
+
+    def start(self) -> BackgroundDrain:
+        from echoops.core import pager
+
+        pager.ENQUEUE_LISTENERS.append(self.wake.set)
+        self.thread.start()
+        return self
+
+    def close(self, timeout: float = 5.0) -> None:
+        from echoops.core import pager
+
+        self.stop.set()
+        self.wake.set()
+        if self.wake.set in pager.ENQUEUE_LISTENERS:
+            pager.ENQUEUE_LISTENERS.remove(self.wake.set)
+        self.thread.join(timeout)
+
+    def _loop(self) -> None:
+        while not self.stop.is_set():
+            self.wake.wait(POLL_S)
+            self.wake.clear()
+            if self.stop.is_set():
+                break
+            try:
+                drain(self.s, budget_s=30.0, stop=self.stop)
+            except Exception as exc:  # keep draining after a store hiccup; never leak a secret
+                _log.warning("pager drain failed: %s", redact(f"{type(exc).__name__}: {exc}", self.s))
+                self.stop.wait(POLL_S)
+
+
+def start_background_drain(s: Settings) -> BackgroundDrain:
+    """Start this process's drainer (gunicorn POST_FORK hook: one per worker)."""
+    return BackgroundDrain(s).start()

@@ -1,0 +1,238 @@
+"""The pager's edges: `echoops page ...` in process, /api/incidents on a live gunicorn, the
+background drain, a SIGKILLed `page run`, and a grep of every output for the secrets."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import orjson
+import pytest
+
+from echoops.core import config, pager
+from tests.fakes_smtp import PASSWORD, USER, FakeSMTP
+from tests.fakes_telegram import FakeTelegram, blocked, hang
+
+
+@pytest.fixture
+def tg(monkeypatch):
+    with FakeTelegram() as fake:
+        monkeypatch.setenv("TELEGRAM_API_BASE", fake.url)
+        monkeypatch.setenv("TELEGRAM_BOT_TOKEN", fake.token)
+        monkeypatch.setenv("TELEGRAM_CHAT_ID", fake.chat_id)
+        yield fake
+
+
+def test_every_page_command_has_help_and_an_example(cli):
+    from echoops.commands.page import app
+
+    assert "Example:" in (app.info.help or "")
+    for command in app.registered_commands:
+        doc = command.callback.__doc__ or ""
+        assert doc.strip().splitlines()[0], command.name
+        assert "Example:" in doc, command.name
+        result = cli("page", command.name, "--help")
+        assert result.exit_code == 0 and "Example:" in result.stdout
+
+
+def test_cli_raise_delivers_now_and_dedups(cli, tg):
+    args = ("page", "raise", "--severity", "critical", "--msg", "SLO burn", "--source", "slo", "--json")
+    first = cli(*args, "--meta", '{"burn": 14.4}')
+    assert first.exit_code == 0, first.output
+    body = orjson.loads(first.stdout)
+    assert body["deduped"] is False and body["deliveries"] == {"telegram": "ok", "email": "skipped"}
+    assert len(tg.delivered) == 1
+    again = orjson.loads(cli(*args).stdout)
+    assert again["deduped"] is True and again["id"] == body["id"] and len(tg.delivered) == 1
+    human = cli("page", "raise", "--severity", "INFO", "--msg", "deploy done", "--source", "ci")
+    assert human.exit_code == 0 and "new incident inc_" in human.stdout and "not paged" in human.stdout
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("--severity", "LOUD", "--msg", "m", "--source", "s"), "severity must be one of"),
+        (("--severity", "INFO", "--msg", "", "--source", "s"), "msg must be a non-empty string"),
+        (("--severity", "INFO", "--msg", "m", "--source", "s", "--meta", "[1]"), "meta must be a JSON object"),
+        (("--severity", "INFO", "--msg", "m", "--source", "s", "--meta", "{"), "--meta is not valid JSON"),
+    ],
+)
+def test_cli_raise_rejects_bad_input_with_exit_2(cli, args, message):
+    result = cli("page", "raise", *args)
+    assert result.exit_code == 2
+    assert "Error:" in result.stderr and message in result.stderr
+
+
+def test_cli_summarize_table_json_and_file(cli, log_dir):
+    t0 = 1_800_000_000
+    for i, (sev, msg, src) in enumerate([("CRITICAL", "db down 1", "db"), ("WARNING", "slow 250ms", "web")]):
+        assert (
+            cli("page", "raise", "--severity", sev, "--msg", msg, "--source", src, "--now", str(t0 + i)).exit_code == 0
+        )
+    cli("page", "raise", "--severity", "CRITICAL", "--msg", "db down 2", "--source", "db", "--now", str(t0 + 5))
+    table = cli("page", "summarize", "--now", str(t0 + 10), env={"COLUMNS": "200"})
+    assert table.exit_code == 0 and "db down 1" in table.stdout and "SKIPPED" in table.stdout
+    body = orjson.loads(cli("page", "summarize", "--json", "--hours", "1", "--now", str(t0 + 10)).stdout)
+    assert [(g["source"], g["count"], g["paged"], g["deliveries"]) for g in body["groups"]] == [
+        ("db", 2, True, {"telegram": "skipped", "email": "skipped"}),
+        ("web", 1, False, {}),
+    ]
+    assert body["totals"]["incidents"] == 3 and body["totals"]["groups"] == 2
+    assert orjson.loads((log_dir / "incident_summary.json").read_bytes()) == body
+    bad = cli("page", "summarize", "--hours", "0")
+    assert bad.exit_code == 2 and "hours" in bad.stderr
+
+
+def test_cli_test_channel_reports_what_telegram_answered(cli, tg, monkeypatch):
+    result = cli("page", "test", "--channel", "telegram")
+    assert result.exit_code == 0 and "telegram: OK 200 ok" in result.stdout
+    assert tg.delivered[0]["text"].startswith("<b>[TEST] INFO")
+    tg.script(blocked())
+    refused = cli("page", "test", "--json")
+    assert refused.exit_code == 1
+    assert orjson.loads(refused.stdout) == {
+        "results": {"telegram": {"ok": False, "status": 403, "detail": "Forbidden: bot was blocked by the user"}}
+    }
+    missing = cli("page", "test", "--channel", "email")
+    assert missing.exit_code == 2 and "email needs SMTP_HOST, SMTP_FROM and SMTP_TO" in missing.stderr
+
+
+def test_http_raise_validates_and_summarize_groups(server):
+    c = server.client()
+    ok = c.post("/api/incidents/raise", json={"severity": "critical", "msg": "SLO burn", "source": "slo"})
+    assert ok.status_code == 200
+    body = ok.json()
+    assert set(body) == {"id", "fingerprint", "deduped", "channels"}
+    assert body["channels"] == {"telegram": "skipped", "email": "skipped"} and body["deduped"] is False
+    assert c.post("/api/incidents/raise", json={"severity": "CRITICAL", "msg": "SLO burn", "source": "slo"}).json()[
+        "deduped"
+    ]
+    cases = [
+        ({"severity": "nope", "msg": "m", "source": "s"}, "severity"),
+        ({"severity": "INFO", "source": "s"}, "msg"),
+        ({"severity": "INFO", "msg": "m", "source": "x" * 101}, "source"),
+        ({"severity": "INFO", "msg": "m", "source": "s", "meta": [1]}, "meta"),
+        ({"severity": "INFO", "msg": "m", "source": "s", "colour": "red"}, "colour"),
+    ]
+    for payload, field in cases:
+        r = c.post("/api/incidents/raise", json=payload)
+        assert r.status_code == 400 and r.json()["field"] == field and r.json()["error"] == "invalid", payload
+    r = c.post("/api/incidents/raise", content=b"[1,2]", headers={"Content-Type": "application/json"})
+    assert r.status_code == 400 and r.json()["field"] == "body"
+    summary = c.post("/api/incidents/summarize?hours=2").json()
+    [group] = summary["groups"]
+    assert (group["count"], group["source"], group["severity"], group["pages"]) == (2, "slo", "CRITICAL", 1)
+    assert summary["hours"] == 2
+    assert c.post("/api/incidents/summarize?hours=-1").json()["field"] == "hours"
+    assert server.client(None).post("/api/incidents/summarize").status_code == 401
+
+
+def test_http_critical_is_delivered_by_the_server_within_seconds(live_server, tg):
+    server = live_server()
+    c = server.client()
+    start = time.monotonic()
+    r = c.post("/api/incidents/raise", json={"severity": "CRITICAL", "msg": "checkout down", "source": "web"})
+    assert r.json()["channels"] == {"telegram": "pending", "email": "skipped"}
+    assert r.elapsed.total_seconds() < 1.0  # did not wait for Telegram
+    assert tg.wait_delivered(1, timeout=10), "not delivered by the server's drain within 10 s"
+    assert time.monotonic() - start < 10
+    # an enqueue by another process (the CLI, no drain) is picked up by the server's poll
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "echoops",
+            "page",
+            "raise",
+            "--no-send",
+            "--severity",
+            "CRITICAL",
+            "--msg",
+            "other",
+            "--source",
+            "cli",
+        ],
+        check=True,
+        capture_output=True,
+    )
+    assert tg.wait_delivered(2, timeout=10)
+    time.sleep(2.5)  # two workers polling: still exactly two messages
+    assert len(tg.delivered) == 2 and len(tg.requests) == 2
+
+
+def test_page_run_killed_mid_send_delivers_exactly_once_next_run(tg, log_dir):
+    (log_dir / "app.ndjson").write_bytes(orjson.dumps({"level": "CRITICAL", "msg": "disk full"}) + b"\n")
+    tg.script(hang())
+    cmd = [sys.executable, "-m", "echoops", "page", "run", "--json"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        assert tg.hanging.wait(20), "page run never reached Telegram"
+    finally:
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+    tg.release()
+    s = config.settings()
+    row = (
+        pager.db(s).execute("SELECT state, attempts, claimed_by FROM pager_outbox WHERE channel='telegram'").fetchone()
+    )
+    assert (row["state"], row["attempts"]) == ("pending", 0) and row["claimed_by"].split(":")[1] == str(proc.pid)
+    assert tg.delivered == []
+    second = subprocess.run(cmd, capture_output=True, check=True)
+    body = orjson.loads(second.stdout)
+    assert body["ingest"]["lines"] == 0  # the line was consumed once, by the killed run
+    assert body["deliveries"] == {"ok": 1}
+    subprocess.run(cmd, capture_output=True, check=True)
+    assert len(tg.delivered) == 1
+    assert pager.db(s).execute("SELECT count(*) FROM pager_incidents").fetchone()[0] == 1
+
+
+def test_secrets_never_reach_any_output(tg, monkeypatch, log_dir, cli, live_server):
+    import socket
+
+    from echoops.core import pager_outbox
+
+    monkeypatch.setattr(pager_outbox, "BACKOFF_BASE_S", 0.02)
+    with FakeSMTP(auth=True) as smtp:
+        monkeypatch.setenv("SMTP_HOST", "127.0.0.1")
+        monkeypatch.setenv("SMTP_PORT", str(smtp.port))
+        monkeypatch.setenv("SMTP_TLS", "none")
+        monkeypatch.setenv("SMTP_FROM", "echoops@example.com")
+        monkeypatch.setenv("SMTP_TO", "oncall@example.com")
+        monkeypatch.setenv("SMTP_USER", USER)
+        monkeypatch.setenv("SMTP_PASS", PASSWORD + "-wrong")  # a refused login quotes nothing back
+        outputs = []
+        outputs.append(cli("page", "raise", "--severity", "CRITICAL", "--msg", "one", "--source", "a").output)
+        # Telegram unreachable: the connect error must not carry the URL (token) anywhere
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            dead = sock.getsockname()[1]
+        monkeypatch.setenv("TELEGRAM_API_BASE", f"http://127.0.0.1:{dead}")
+        outputs.append(cli("page", "raise", "--severity", "CRITICAL", "--msg", "two", "--source", "b").output)
+        outputs.append(cli("page", "test").output)
+        outputs.append(cli("page", "run").output)
+        outputs.append(cli("page", "summarize", "--json").output)
+        outputs.append(cli("config").output)
+        monkeypatch.setenv("TELEGRAM_API_BASE", tg.url)
+        server = live_server()
+        c = server.client()
+        outputs.append(c.post("/api/incidents/raise", json={"severity": "CRITICAL", "msg": "3", "source": "c"}).text)
+        tg.wait_delivered(2, timeout=10)
+        outputs.append(c.post("/api/incidents/summarize").text)
+    from tests.conftest import stop_server
+
+    stop_server(server.proc)
+    outputs.append(server.proc.stderr.read().decode("utf-8", "replace"))
+    token = tg.token
+    secrets = [token, token.split(":")[1], PASSWORD]
+    assert any('"status":"ConnectError"' in line for line in (log_dir / "incidents.ndjson").read_text().splitlines())
+    for text in outputs:
+        for secret in secrets:
+            assert secret not in text
+    for path in log_dir.rglob("*"):
+        if path.is_file():
+            data = path.read_bytes()
+            for secret in secrets:
+                assert secret.encode() not in data, f"{secret[:6]}… leaked into {path.name}"
