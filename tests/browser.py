@@ -8,6 +8,9 @@ when a test takes `browser` as an argument), together with the helpers you use:
     from tests.browser import browser_fixture, dashboard_fixture  # noqa: F401 (fixtures)
     from tests.browser import DESKTOP, card, open_dashboard
 
+(`pytest_plugins = ["tests.browser"]` in the test module works too; pytest then warns that
+the module was imported before it could rewrite its asserts, which is harmless.)
+
 Fixtures:
 
 - `browser`: one Chromium for the whole session.

@@ -20,8 +20,9 @@ def seed(
 ) -> None:
     """Write three days of requests, today's AI usage, queue samples and app logs into ECHOOPS_LOG_DIR.
 
-    Refuses to overwrite existing inputs unless --force. Exit codes: 0 written, 2 inputs
-    already exist or bad --now.
+    Refuses to overwrite existing inputs unless --force. --force replaces the input files
+    but keeps what earlier ticks stored in echoops.db; to start over, use a fresh log dir.
+    Exit codes: 0 written, 2 inputs already exist or bad --now.
 
     Example: ECHOOPS_LOG_DIR=./logs/demo echoops demo seed --now 2026-11-27T12:00:00Z
     """
