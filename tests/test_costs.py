@@ -377,11 +377,12 @@ def test_guard_without_settings_follows_the_log_dir_env(log_dir, monkeypatch, tm
     assert costs.guard("gpt-4o-mini", now=NOON)["action"] == "allow"
 
 
-def test_tick_event_and_stripe_fees_absent(log_dir, settings):
+def test_tick_event_without_stripe_key_or_ledger_fees(log_dir, settings):
     costs.tick(s=settings, now=NOON)
     (event,) = events(log_dir, "cost_tick")
-    assert event["stripe_fees"] == {"spent_usd": 0.0, "source": event["stripe_fees"]["source"]}
-    assert costs.status(s=settings, now=NOON)["stripe_fees"]["spent_usd"] == 0.0
+    assert event["stripe_fees"] == {"spent_usd": 0.0, "source": "ledger", "today_cents": 0, "other_currencies": {}}
+    assert event["lines"] == 0 and event["alerts"] == []
+    assert costs.status(s=settings, now=NOON)["stripe_fees"] == {"spent_usd": 0.0, "source": "ledger"}
 
 
 def test_seconds_to_midnight():

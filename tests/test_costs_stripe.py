@@ -71,3 +71,57 @@ def test_stripe_down_does_not_stop_the_tick(fake, log_dir, monkeypatch):
     assert report["stripe_fees"]["source"] == "stripe"
     assert "500" in report["stripe_fees"]["error"]
     assert fake.key not in orjson.dumps(report).decode()
+
+
+def test_without_a_stripe_key_fees_come_from_the_portal_ledger(log_dir, tmp_path):
+    from echoops.core import portal
+
+    rows = [
+        {
+            "id": "p1",
+            "email": "a@example.com",
+            "created": NOON - 10,
+            "amount_cents": 1900,
+            "currency": "usd",
+            "description": "Pro",
+            "fee_cents": 85,
+        },
+        {
+            "id": "p2",
+            "email": "b@example.com",
+            "created": NOON - 20,
+            "amount_cents": 1900,
+            "currency": "usd",
+            "description": "Pro",
+            "fee_cents": 85,
+        },
+        {
+            "id": "p3",
+            "email": "c@example.com",
+            "created": NOON - 30,
+            "amount_cents": 500,
+            "currency": "eur",
+            "description": "Add-on",
+            "fee_cents": 30,
+        },
+        {
+            "id": "p4",
+            "email": "d@example.com",
+            "created": DAY - 3 * 86400,
+            "amount_cents": 500,
+            "currency": "usd",
+            "description": "Old",
+            "fee_cents": 999,
+        },
+    ]
+    src = tmp_path / "purchases.ndjson"
+    src.write_bytes(b"".join(orjson.dumps(r) + b"\n" for r in rows))
+    portal.import_purchases(src)
+    report = costs.tick(now=NOON)
+    assert report["stripe_fees"] == {
+        "spent_usd": 1.7,
+        "source": "ledger",
+        "today_cents": 170,
+        "other_currencies": {"eur": 30},
+    }
+    assert costs.status(now=NOON)["stripe_fees"] == {"spent_usd": 1.7, "source": "ledger"}

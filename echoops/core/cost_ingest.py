@@ -211,18 +211,23 @@ def _fees_from_stripe(s: Settings, since: float) -> tuple[dict[str, list[int]], 
     return per_day, dict(other)
 
 
-def _fees_from_ledger(s: Settings, since: float, now: float) -> dict[str, list[int]] | None:
+def _fees_from_ledger(s: Settings, since: float, now: float) -> tuple[dict[str, list[int]], dict[str, int]] | None:
+    """The portal ledger's fees per day (USD cents) and other currencies' totals; None without a portal."""
     try:
         from echoops.core import portal
     except ImportError:
         return None
-    data = portal.fees_by_day(s=s, since=since, until=now)
-    out: dict[str, list[int]] = {}
-    for day, value in (data or {}).items():
-        cents = value.get("usd") if isinstance(value, dict) else None
-        if type(cents) is int:
-            out[str(day)] = [cents, 0]
-    return out
+    per_day: dict[str, list[int]] = {}
+    other: Counter[str] = Counter()
+    for day, by_currency in (portal.fees_by_day(s=s, since=since, until=now + 1) or {}).items():
+        for currency, cents in (by_currency or {}).items():
+            if type(cents) is not int:
+                continue
+            if currency.lower() == "usd":
+                per_day[str(day)] = [cents, 0]
+            else:
+                other[currency.lower()] += cents
+    return per_day, dict(other)
 
 
 def sync_fees(conn: sqlite3.Connection, s: Settings, now: float) -> dict[str, Any]:
@@ -240,7 +245,7 @@ def sync_fees(conn: sqlite3.Connection, s: Settings, now: float) -> dict[str, An
             ledger = _fees_from_ledger(s, since, now)
             if ledger is None:
                 return {"source": None}
-            per_day = ledger
+            per_day, other = ledger
     except EchoopsError as exc:
         return {"source": source, "error": exc.detail}
     with store.transaction(conn):

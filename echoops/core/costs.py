@@ -174,8 +174,8 @@ def _fees(conn: sqlite3.Connection, s: Settings, day: str) -> dict[str, Any]:
     row = conn.execute("SELECT source, fee_cents, count FROM costs_fees WHERE day=?", (day,)).fetchone()
     cents = row["fee_cents"] if row else 0
     out: dict[str, Any] = {"spent_usd": round(cents / 100, 2), "source": row["source"] if row else None}
-    if row:
-        out["count"] = row["count"]
+    if row and row["source"] == "stripe":
+        out["count"] = row["count"]  # balance transactions; the ledger sums fees without counting
     if s.stripe_fees_cap_usd is not None:
         cap_cents = round(s.stripe_fees_cap_usd * 100)
         out["cap_usd"] = round(cap_cents / 100, 2)

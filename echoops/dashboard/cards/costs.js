@@ -1,1 +1,115 @@
-// Cost Guardrails card (Phase 79): not installed yet; its phase replaces this file with an echoops.registerCard({...}) call.
+// Cost Guardrails card (Phase 79): today's AI spend per scope (global and each capped model)
+// as utilisation bars with state colours, the end-of-day forecast, Stripe fees (which never
+// throttle AI), unpriced models, and a form to set a cap through POST /api/costs/set-cap.
+(function () {
+  "use strict";
+  if (!window.echoops) return;
+  var E = window.echoops;
+
+  function metric(label, value, id) {
+    return E.el("div", {class: "metric", dataset: {metric: id}},
+      E.el("span", {class: "metric-value"}, value),
+      E.el("span", {class: "metric-label"}, label));
+  }
+
+  function scopeRow(name, entry) {
+    var capped = typeof entry.cap_usd === "number";
+    var amount = E.fmt.usd(entry.spent_usd) + (capped ? " of " + E.fmt.usd(entry.cap_usd) : " (no cap)");
+    var action = entry.action && entry.action !== "allow"
+      ? E.el("span", {class: "costs-action", dataset: {action: entry.action}}, entry.action)
+      : null;
+    return E.el("li", {class: "costs-scope", dataset: {scope: name, state: entry.state}},
+      E.el("div", {class: "costs-scope-head"},
+        E.el("span", {class: "costs-scope-name"}, name),
+        E.stateBadge(entry.state), action,
+        E.el("span", {class: "costs-amount num"}, amount)),
+      capped ? E.meter(entry.pct, {label: name, state: entry.state})
+        : E.el("p", {class: "muted costs-uncapped"}, "counts toward the global cap only"),
+      entry.members ? E.el("p", {class: "muted costs-members"}, "covers " + entry.members.join(", ")) : null);
+  }
+
+  function feesLine(fees) {
+    var parts = [E.fmt.usd(fees.spent_usd) + " today"];
+    if (typeof fees.cap_usd === "number") parts.push("cap " + E.fmt.usd(fees.cap_usd) + " (" + E.fmt.pct(fees.pct) + ")");
+    parts.push("source: " + (fees.source || "none"));
+    var badge = fees.state
+      ? E.el("span", {class: ["badge", fees.state === "over" ? "badge-bad" : fees.state === "warn" ? "badge-warn" : "badge-good"],
+          dataset: {state: fees.state}}, fees.state.toUpperCase())
+      : null;
+    return E.el("p", {class: "costs-fees"}, E.el("strong", null, "Stripe fees: "), parts.join(" \u00b7 "), " ", badge,
+      E.el("span", {class: "muted costs-fees-note"}, " Fees warn and page only; they never throttle AI calls."));
+  }
+
+  // The outcome of the last set-cap survives the re-render that shows its effect.
+  var flash = null;
+
+  function capForm(models, ctx) {
+    var scope = E.el("select", {name: "scope", id: "costs-scope", "aria-label": "cap scope"},
+      E.el("option", {value: "daily"}, "global (daily)"),
+      E.el("option", {value: "model"}, "one model"));
+    var key = E.el("input", {type: "text", name: "key", id: "costs-key", placeholder: "model, e.g. gpt-4o-mini",
+      list: "costs-models", autocomplete: "off", "aria-label": "model", disabled: true});
+    var list = E.el("datalist", {id: "costs-models"}, models.map(function (m) { return E.el("option", {value: m}); }));
+    var usd = E.el("input", {type: "number", name: "usd_cap", id: "costs-usd", min: "0", step: "0.01",
+      placeholder: "USD per day", required: true, "aria-label": "cap in USD per day"});
+    var msg = E.el("p", {class: ["costs-form-msg", flash ? "tone-" + flash.tone : null], role: "status", hidden: !flash},
+      flash ? flash.text : "");
+    flash = null;
+    var submit = E.el("button", {class: "btn btn-primary", type: "submit"}, "Set cap");
+    scope.addEventListener("change", function () { key.disabled = scope.value !== "model"; });
+    var form = E.el("form", {class: "costs-form", novalidate: true, onsubmit: async function (ev) {
+      ev.preventDefault();
+      var body = {scope: scope.value, usd_cap: usd.value === "" ? null : Number(usd.value)};
+      if (scope.value === "model") body.key = key.value.trim();
+      submit.disabled = true;
+      msg.hidden = false;
+      msg.className = "costs-form-msg";
+      try {
+        var out = await ctx.api("/api/costs/set-cap", {method: "POST", body: body});
+        var cap = out.cap;
+        flash = {tone: "good", text: (cap.key || "global") + " cap set to " + E.fmt.usd(cap.usd_cap) +
+          " (was " + (cap.old_usd_cap === null ? "unset" : E.fmt.usd(cap.old_usd_cap)) + ")"};
+        await ctx.refresh();
+      } catch (err) {
+        var field = err.body && err.body.field;
+        msg.textContent = "Not saved: " + err.message;
+        msg.classList.add("tone-bad");
+        [key, usd].forEach(function (input) { input.setAttribute("aria-invalid", input.name === field ? "true" : "false"); });
+      } finally {
+        submit.disabled = false;
+      }
+    }},
+    E.el("fieldset", {class: "costs-fieldset"},
+      E.el("legend", null, "Set a daily cap (overrides the environment)"),
+      E.el("div", {class: "costs-form-row"}, scope, key, list, usd, submit)),
+    msg);
+    return form;
+  }
+
+  async function render(body, ctx) {
+    var s = await ctx.api("/api/costs/status");
+    var g = s.global;
+    ctx.setState(g.state);
+    var names = Object.keys(s.models);
+    var scopes = E.el("ul", {class: "costs-scopes"}, scopeRow("global", g),
+      names.map(function (n) { return scopeRow(n, s.models[n]); }));
+    var forecastOver = typeof g.cap_usd === "number" && g.forecast_usd >= g.cap_usd;
+    body.replaceChildren(
+      E.el("div", {class: "metrics"},
+        metric("spent today (UTC " + s.day + ")", E.fmt.usd(g.spent_usd), "spent"),
+        metric("global cap", E.fmt.usd(g.cap_usd), "cap"),
+        metric("end-of-day forecast", E.fmt.usd(g.forecast_usd), "forecast"),
+        metric("Stripe fees today", E.fmt.usd(s.stripe_fees.spent_usd), "fees")),
+      forecastOver ? E.el("p", {class: "costs-forecast-warn"}, E.stateBadge("warn"),
+        " At today's rate spend reaches " + E.fmt.usd(g.forecast_usd) + ", over the " + E.fmt.usd(g.cap_usd) + " cap.") : null,
+      scopes,
+      s.unpriced.length ? E.el("p", {class: "costs-unpriced"}, E.stateBadge("warn"),
+        " No price for " + s.unpriced.join(", ") + ": counted at a conservative default. Add it to MODEL_PRICES_JSON.") : null,
+      feesLine(s.stripe_fees),
+      capForm(names, ctx),
+      E.el("p", {class: "muted costs-updated"}, "Spend last ingested " + (s.updated_at ? E.fmt.ago(s.updated_at) : "never") +
+        " (echoops costs tick, hourly)."));
+  }
+
+  E.registerCard({id: "costs", title: "AI cost guardrails", order: 40, render: render});
+})();
