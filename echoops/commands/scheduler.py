@@ -28,6 +28,7 @@ def _event_line(record: dict) -> None:
         "job_end": lambda r: f"{r['job']}: {r['status']} rc={r['rc']} in {r['duration_ms']} ms",
         "schedule_reload": lambda r: f"{len(r['jobs'])} job(s) from {r['schedule']}",
         "schedule_invalid": lambda r: "; ".join(r["problems"]) + " (keeping the previous jobs)",
+        "scheduler_error": lambda r: f"{r['error']} (retrying)",
         "scheduler_stop": lambda r: f"{r['reason']}" + (f", killed {', '.join(r['killed'])}" if r["killed"] else ""),
     }.get(event, lambda _r: "")(record)
     sys.stderr.write(f"{record['ts']} {event} {detail}\n")

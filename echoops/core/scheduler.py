@@ -9,6 +9,7 @@ from __future__ import annotations
 import fcntl
 import os
 import signal
+import sqlite3
 import threading
 import time
 from collections.abc import Callable
@@ -18,6 +19,8 @@ from echoops.core import clock, config, crontab, store
 from echoops.core.config import Settings
 from echoops.core.errors import Conflict, ValidationError
 from echoops.core.scheduler_loop import DEFAULT_GRACE_S, LOG_NAME, SCHEMA, Scheduler
+
+ERROR_BACKOFF_S = 5.0
 
 __all__ = ["DEFAULT_GRACE_S", "LOG_NAME", "SCHEMA", "Scheduler", "check", "list_jobs", "run", "run_once"]
 
@@ -41,7 +44,15 @@ def run(
         sched = Scheduler(s=s, on_event=on_event)
         sched.start(time.time(), run_now=run_now)
         while not signals:
-            sched.step(time.time())
+            try:
+                sched.step(time.time())
+            except (OSError, sqlite3.Error) as exc:
+                # A full disk or a locked store must not take running jobs down with the
+                # loop: report it, back off, try again (timeouts and reaping resume).
+                record = {"ts": clock.iso(time.time()), "event": "scheduler_error", "error": str(exc)}
+                if on_event is not None:
+                    on_event(record)
+                time.sleep(ERROR_BACKOFF_S)
             time.sleep(sched.sleep_for(time.time()))
         reason = signal.Signals(signals[0]).name
         sched.shutdown(grace_s=grace_s, reason=reason, hurry=lambda: len(signals) > 1)

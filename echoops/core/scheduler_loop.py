@@ -250,17 +250,10 @@ class Scheduler:
             )
         except OSError as exc:
             proc, failure = None, f"cannot start {job.exec_argv()[0]!r}: {exc.strerror or exc}"
-        self._save(
-            job.name,
-            job,
-            now,
-            last_trigger=trigger,
-            last_start=now,
-            last_end=None,
-            last_rc=None,
-            last_duration_ms=None,
-            last_status="running",
-        )
+        else:  # tracked before anything else can fail, so the timeout always applies
+            self.running[job.name] = Run(job, proc, trigger, now, mono, now + float(self.timeout_s), stderr)
+        started = {"last_trigger": trigger, "last_start": now, "last_end": None, "last_rc": None}
+        self._save(job.name, job, now, **started, last_duration_ms=None, last_status="running")
         self._emit(
             events,
             now,
@@ -275,8 +268,6 @@ class Scheduler:
         if proc is None:  # 127: the shell's "command not found"
             stderr.close()
             self._finish(events, job, now, trigger=trigger, pid=None, rc=127, duration_ms=0, tail=failure)
-            return
-        self.running[job.name] = Run(job, proc, trigger, now, mono, now + float(self.timeout_s), stderr)
 
     def _reap(self, now: float, events: list[dict]) -> None:
         for name, run in list(self.running.items()):
