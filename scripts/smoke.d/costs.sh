@@ -1,0 +1,33 @@
+# Phase 79: cost guardrails. Sourced by scripts/smoke.sh (uses its `expect`, $ECHOOPS).
+# The demo seed wrote today's ai_usage.ndjson; one tick ingests it.
+$ECHOOPS costs tick >/dev/null
+
+# the brief's check: curl -s -H "X-Dash-Key:$DASHBOARD_KEY" http://localhost:5000/api/costs/status | jq .
+expect GET /api/costs/status 200 "" \
+  '.global.cap_usd == 25' \
+  '.global.spent_usd > 0' \
+  '(.global.pct | type) == "number"' \
+  '.global.state | IN("ok", "warn", "throttle")' \
+  '(.global.forecast_usd | type) == "number"' \
+  '.models["gpt-4o-mini"].cap_usd == 15' \
+  '(.models["gpt-4o-mini"].pct | type) == "number"' \
+  '.models["gpt-4o-mini"].action | IN("allow", "switch", "throttle")' \
+  '.models.embeddings.cap_usd == 2' \
+  '(.stripe_fees.spent_usd | type) == "number"' \
+  '(.unpriced | type) == "array"' \
+  '(.day | test("^[0-9]{4}-[0-9]{2}-[0-9]{2}$"))'
+
+expect GET '/api/costs/check?model=gpt-4o-mini' 200 "" \
+  '.action | IN("allow", "switch", "throttle")' '.model | type == "string"' '(.retry_after_s | type) == "number"'
+expect GET /api/costs/check 400 "" '.field == "model"'
+
+expect POST /api/costs/set-cap 200 '{"scope":"model","key":"gpt-4o","usd_cap":5}' \
+  '.cap.usd_cap == 5' '.cap.key == "gpt-4o"' '.status.models["gpt-4o"].cap_usd == 5'
+expect POST /api/costs/set-cap 400 '{"scope":"daily","usd_cap":-1}' '.field == "usd_cap"'
+expect POST /api/costs/set-cap 400 '{"scope":"model","usd_cap":3}' '.field == "key"'
+expect POST /api/costs/set-cap 400 '{"scope":"weekly","usd_cap":3}' '.field == "scope"'
+
+# the CLI agrees with the endpoint: exit 0 allow/switch, 1 throttle
+if $ECHOOPS costs check gpt-4o >/dev/null; then echo "ok   echoops costs check gpt-4o -> 0"; else
+  echo "FAIL echoops costs check gpt-4o exited $?"; failures=$((failures + 1)); fi
+checks=$((checks + 1))
