@@ -282,17 +282,19 @@ def test_timeout_kills_the_whole_process_group(settings, tmp_path):
     assert not alive(child)
 
 
-def test_timeout_escalates_to_sigkill_when_sigterm_is_ignored(settings):
+def test_timeout_escalates_to_sigkill_when_sigterm_is_ignored(settings, tmp_path):
+    ready = tmp_path / "ready"
     code = (
-        "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); print('ready', flush=True); time.sleep(60)"
+        "import pathlib, signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); "
+        f"pathlib.Path({str(ready)!r}).touch(); time.sleep(60)"
     )
     write_schedule(settings, py_job(code, "stubborn"))
     sched = Scheduler(s=settings, timeout_s=5, kill_after_s=1)
     sched.start(T0 + 1)
-    time.sleep(0.5)  # let it install the handler
+    wait_for(ready.exists, what="the job to ignore SIGTERM")
     sched.step(T0 + 6)  # SIGTERM (ignored)
     time.sleep(0.2)
-    assert sched.running, "SIGTERM should have been ignored"
+    assert sched.step(T0 + 6.5) == [], "SIGTERM should have been ignored"
     ended = drive_until_idle(sched, T0 + 7.5)  # kill_after_s passed: SIGKILL
     assert [(e["status"], e["rc"]) for e in ended] == [("timeout", -signal.SIGKILL)]
 
@@ -492,3 +494,13 @@ def test_sigterm_kills_jobs_that_outlive_the_grace(settings, log_dir):
     assert (log[-1]["reason"], log[-1]["killed"]) == ("SIGINT", ["long"])
     assert not alive(job_pid)
     assert proc.stderr.read() == b""
+
+
+def test_every_scheduler_command_has_help_with_an_example(cli):
+    for args in (("scheduler",), ("scheduler", "run"), ("scheduler", "list"), ("scheduler", "check"), ("up",)):
+        out = cli(*args, "--help")
+        assert out.exit_code == 0
+        assert "Example:" in out.stdout
+    assert "Exit codes: 0 ok, 1 another scheduler" in cli("scheduler", "--help").stdout
+    once = cli("scheduler", "once", "--help")
+    assert once.exit_code == 0 and "Example: echoops scheduler once slo tick" in once.stdout
