@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import sys
+
 import typer
 
-from echoops.commands.render import console, emit_json
+from echoops.commands.render import emit_json
 from echoops.core import config as core_config
+from echoops.core.files import dumps
 
 
 def config(json_out: bool = typer.Option(False, "--json", help="Print JSON for jq.")) -> None:
@@ -18,15 +21,18 @@ def config(json_out: bool = typer.Option(False, "--json", help="Print JSON for j
     if json_out:
         emit_json({"settings": values, "warnings": list(s.warnings)})
         return
-    from rich.table import Table
-
-    table = Table(title="echoops settings", show_lines=False)
-    for col in ("variable", "value", "unit", "meaning"):
-        table.add_column(col)
+    # A plain aligned table: rich's import and layout cost about 45 ms, a third of the whole
+    # start-up budget (bench/foundation_startup.py), for a dump people mostly pipe to grep.
+    rows = [("variable", "value", "unit", "meaning")]
     for var in core_config.VARS:
         value = values[var.env]
-        table.add_row(var.env, "-" if value is None else str(value), var.unit, var.doc)
-    out = console()
-    out.print(table)
-    for warning in s.warnings:
-        out.print(f"[yellow]warning:[/] {warning}")
+        shown = "-" if value is None else (dumps(value).decode() if isinstance(value, (dict, list)) else str(value))
+        rows.append((var.env, shown, var.unit, var.doc))
+    widths = [max(len(row[i]) for row in rows) for i in range(3)]
+    lines = [
+        "  ".join(cell.ljust(width) for cell, width in zip(row[:3], widths, strict=True)) + "  " + row[3]
+        for row in rows
+    ]
+    lines.insert(1, "  ".join("-" * width for width in widths) + "  " + "-" * len(rows[0][3]))
+    lines += [f"warning: {warning}" for warning in s.warnings]
+    sys.stdout.write("\n".join(lines) + "\n")
