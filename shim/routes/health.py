@@ -17,5 +17,11 @@ def healthz():
     return json_response(body, 200 if body["ok"] else 503, {"Cache-Control": "no-store"})
 
 
+def ping():
+    """Authenticated no-op: the dashboard checks a key with it (the auth hook answers 401 first)."""
+    return {"ok": True}
+
+
 def install(app) -> None:
     app.route("/healthz", "GET", healthz)
+    app.route("/api/ping", "GET", ping)
