@@ -159,7 +159,7 @@ def sync_stripe_cmd(
 ) -> None:
     """Pull charges (receipt_url) and invoices (invoice_pdf) from Stripe into the ledger (needs STRIPE_API_KEY).
 
-    Example: STRIPE_API_KEY=sk_live_... echoops portal sync-stripe --since 2026-11-01
+    Example: echoops portal sync-stripe --since 2026-11-01 --json
     """
     from echoops.core import stripe_sync
 
