@@ -168,17 +168,7 @@ class Scheduler:
             self._enforce_timeouts(wall())
             time.sleep(0.05)
         killed = sorted(self.running)
-        for run in self.running.values():
-            run.killed = run.killed or "shutdown"
-            _signal_group(run.proc, signal.SIGTERM)
-        deadline = time.monotonic() + self.kill_after_s
-        while self.running and time.monotonic() < deadline:
-            self._reap(wall(), events)
-            time.sleep(0.05)
-        for run in self.running.values():
-            _signal_group(run.proc, signal.SIGKILL)
-            run.proc.wait()
-        self._reap(wall(), events)
+        self._terminate_all(events, wall)
         self._emit(events, wall(), "scheduler_stop", reason=reason, killed=killed, pid=os.getpid())
         return events
 
@@ -200,11 +190,25 @@ class Scheduler:
                 self._enforce_timeouts(wall())
                 time.sleep(0.02)
         except KeyboardInterrupt:
-            self.shutdown(grace_s=0, reason="SIGINT", wall=wall)
+            self._terminate_all(events, wall)
             raise
         return next(e for e in reversed(events) if e["event"] == "job_end")
 
     # --- internals ------------------------------------------------------------------------
+
+    def _terminate_all(self, events: list[dict], wall: Callable[[], float]) -> None:
+        """SIGTERM every running job's group, SIGKILL what is left after `kill_after_s`, reap all."""
+        for run in self.running.values():
+            run.killed = run.killed or "shutdown"
+            _signal_group(run.proc, signal.SIGTERM)
+        deadline = time.monotonic() + self.kill_after_s
+        while self.running and time.monotonic() < deadline:
+            self._reap(wall(), events)
+            time.sleep(0.05)
+        for run in self.running.values():
+            _signal_group(run.proc, signal.SIGKILL)
+            run.proc.wait()
+        self._reap(wall(), events)
 
     def _consider(self, job: Job, now: float, events: list[dict]) -> None:
         st = self.state.get(job.name)
