@@ -135,3 +135,20 @@ def test_repeat_window_follows_config(monkeypatch, log_dir):
     pager.raise_incident("CRITICAL", "x", "y", now=T0, s=s)
     assert pager.raise_incident("CRITICAL", "x", "y", now=T0 + 299, s=s)["deduped"] is True
     assert pager.raise_incident("CRITICAL", "x", "y", now=T0 + 300, s=s)["deduped"] is False
+
+
+def test_redact_masks_bot_urls_and_configured_secrets(monkeypatch):
+    from echoops.core import config
+    from echoops.core.redact import redact
+
+    url = "https://api.telegram.org/bot123456:AAH-x_9/sendMessage"
+    assert redact(f"ConnectError for {url}") == "ConnectError for https://api.telegram.org/bot<redacted>/sendMessage"
+    assert redact("/bot42%3Aabc/sendMessage") == "/bot<redacted>/sendMessage"
+    assert redact("the bottom line, /bottles") == "the bottom line, /bottles"  # only token-shaped paths
+    monkeypatch.setenv("SMTP_PASS", "hunter2-long-pass")
+    monkeypatch.setenv("TELEGRAM_BOT_TOKEN", "999:zzzsecret")
+    s = config.settings()
+    assert redact("login hunter2-long-pass failed; token 999:zzzsecret", s) == (
+        "login <redacted> failed; token <redacted>"
+    )
+    assert redact("x abc123 y", extra=["abc123"]) == "x <redacted> y"

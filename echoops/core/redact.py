@@ -12,7 +12,8 @@ from collections.abc import Iterable
 from echoops.core.config import Settings
 
 # A bot token wherever it sits in a URL, even one this process was not configured with.
-_BOT_PATH = re.compile(r"/bot[^/\s?#\"']+")
+# Bot tokens are `<bot id>:<secret>`; the colon may arrive percent-encoded.
+_BOT_PATH = re.compile(r"/bot[0-9]+(?::|%3[aA])[A-Za-z0-9_-]+")
 MASK = "<redacted>"
 
 
