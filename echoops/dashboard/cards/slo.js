@@ -1,1 +1,88 @@
-// SLO & Error Budget card (Phase 76): not installed yet; its phase replaces this file with an echoops.registerCard({...}) call.
+// SLO & Error Budget card (Phase 76): state in colour and words, p95/p99/error rate against
+// target, remaining budget bar, burn per window, the deploy-gate banner with its reason, and
+// sparklines of p95 and 1h burn over the last 24h of ticks (`history`).
+(function () {
+  "use strict";
+  if (!window.echoops) return;
+  var E = window.echoops;
+  var SHOWN = ["10m", "1h", "2h", "6h", "24h", "7d"];
+
+  function metric(label, value, id, tone) {
+    return E.el("div", {class: ["metric", tone ? "slo-" + tone : null], dataset: {metric: id}},
+      E.el("span", {class: "metric-value"}, value),
+      E.el("span", {class: "metric-label"}, label));
+  }
+
+  function spark(title, values, opts) {
+    return E.el("figure", {class: "slo-spark"},
+      E.sparkline(values, Object.assign({width: 220, height: 40, label: title}, opts || {})),
+      E.el("figcaption", {class: "muted"}, title));
+  }
+
+  function burnRow(s) {
+    var w = s.windows || {};
+    return E.el("table", {class: "kv slo-burn"},
+      E.el("thead", null, E.el("tr", null,
+        E.el("th", {scope: "col"}, "window"),
+        SHOWN.map(function (name) { return E.el("th", {scope: "col"}, name); }))),
+      E.el("tbody", null, E.el("tr", null,
+        E.el("th", {scope: "row"}, "burn"),
+        SHOWN.map(function (name) {
+          var win = w[name] || {};
+          var burn = s.burn ? s.burn[name] : null;
+          var hot = typeof burn === "number" && burn > 1 && win.enough_traffic;
+          return E.el("td", {class: ["slo-burn-cell", hot ? "slo-hot" : null, win.enough_traffic ? null : "muted"],
+            dataset: {window: name},
+            title: (win.requests || 0) + " requests, " + (win.errors || 0) + " errors" +
+              (win.enough_traffic ? "" : " (too few to alarm)")},
+          typeof burn === "number" ? burn.toFixed(2) + "\u00d7" : "\u2013");
+        }))));
+  }
+
+  async function render(body, ctx) {
+    var s = await ctx.api("/api/slo/status");
+    var t = s.target || {};
+    ctx.setState(s.state);
+    var gate = s.gate || {};
+    var banner = gate.set
+      ? E.el("div", {class: "slo-gate", role: "alert"},
+          E.el("strong", null, "Deploy gate set"),
+          gate.since ? E.el("span", {class: "muted"}, " since " + E.fmt.time(gate.since)) : null,
+          E.el("p", {class: "slo-gate-reason"}, gate.reason || "no reason recorded"),
+          E.el("p", {class: "muted"}, "Clear it with: echoops slo gate --clear --reason \u2026"))
+      : null;
+    var p95Tone = typeof s.p95_ms === "number" && s.p95_ms > t.p95_ms ? "bad"
+      : typeof s.p95_ms === "number" && s.p95_ms > 0.8 * t.p95_ms ? "warn" : null;
+    var errTone = s.error_rate * 100 > t.error_budget_pct ? "bad" : null;
+    var remaining = s.remaining_budget_pct;
+    var budgetState = remaining < 0 ? "red" : remaining < 25 ? "yellow" : "green";
+    var hist = s.history || [];
+    body.replaceChildren(
+      E.el("div", {class: "slo-head"}, E.stateBadge(s.state),
+        E.el("span", {class: "slo-alert", dataset: {alert: s.burn_alert}}, "burn alert: " + s.burn_alert)),
+      banner,
+      E.el("div", {class: "metrics"},
+        metric("p95 (" + s.period + ", target " + E.fmt.ms(t.p95_ms) + ")", E.fmt.ms(s.p95_ms), "p95", p95Tone),
+        metric("p99 (" + s.period + ")", E.fmt.ms(s.p99_ms), "p99"),
+        metric("error rate (budget " + E.fmt.pct(t.error_budget_pct) + ")", E.fmt.ratio(s.error_rate), "error_rate", errTone),
+        metric("requests (" + s.period + ")", E.fmt.num(s.requests, 0), "requests")),
+      E.el("div", {class: "slo-budget"},
+        E.el("div", {class: "slo-budget-label"},
+          "Error budget left (" + (s.budget ? s.budget.window : "") + "): ",
+          E.el("strong", {class: "slo-remaining"}, E.fmt.pct(remaining))),
+        E.meter(remaining, {label: "remaining error budget", state: budgetState})),
+      burnRow(s),
+      (s.reasons && s.reasons.length)
+        ? E.el("ul", {class: "slo-reasons"}, s.reasons.map(function (r) { return E.el("li", null, r); }))
+        : null,
+      (s.notes || []).map(function (n) { return E.el("p", {class: "muted slo-note"}, n); }),
+      hist.length
+        ? E.el("div", {class: "slo-sparks"},
+            spark("p95 ms, last 24h", hist.map(function (h) { return h.p95_ms; }), {target: t.p95_ms, min: 0}),
+            spark("burn 1h, last 24h", hist.map(function (h) { return h.burn_1h; }), {target: 1, min: 0}))
+        : E.el("p", {class: "muted"}, "No ticks recorded yet: `echoops slo tick` runs every 15 minutes."),
+      E.el("p", {class: "muted slo-updated"}, s.updated_at ? "updated " + E.fmt.ago(s.updated_at) : "never updated"));
+  }
+
+  E.registerCard({id: "slo", title: "SLO & Error Budget", order: 10, render: render});
+})();
