@@ -254,6 +254,17 @@ def test_describe_masks_secrets():
     assert sorted(s.secrets()) == sorted(p for v in SECRETS.values() for p in v.split(","))
 
 
+def test_repr_masks_secrets():
+    s = load_settings(SECRETS)
+    text = repr(s) + str(s)
+    assert text.startswith("Settings(log_dir=PosixPath('logs'), host='127.0.0.1', port=5000")
+    assert "dashboard_key=***" in text and "smtp_pass=***" in text
+    for value in SECRETS.values():
+        for part in value.split(","):
+            assert part not in text
+    assert "smtp_pass=None" in repr(load_settings({}))
+
+
 def test_settings_cache_follows_environment(monkeypatch):
     monkeypatch.setenv("ECHOOPS_PORT", "6001")
     assert config.settings().port == 6001

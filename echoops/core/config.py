@@ -437,7 +437,7 @@ VARS: tuple[Var, ...] = (
 )
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, repr=False)
 class Settings:
     log_dir: Path
     host: str
@@ -484,6 +484,15 @@ class Settings:
     scale_jobs_per_worker_min: float
     scale_horizon_min: int
     warnings: tuple[str, ...] = field(default=(), compare=False)
+
+    def __repr__(self) -> str:
+        # Secrets masked: a Settings in a traceback, a log line or a test failure must not
+        # print the dashboard key, SMTP password or bot token.
+        parts = []
+        for var in VARS:
+            value = getattr(self, var.attr)
+            parts.append(f"{var.attr}=***" if var.secret and value else f"{var.attr}={value!r}")
+        return f"Settings({', '.join(parts)})"
 
     @property
     def smtp_tls_mode(self) -> str:
