@@ -320,6 +320,20 @@ def test_misfire_after_downtime_runs_once_and_state_survives_restart(settings, l
     assert len(starts) == 2
 
 
+def test_a_crashed_schedulers_running_job_shows_as_interrupted(settings):
+    write_schedule(settings, py_job("import time; time.sleep(30)", "orphan"))
+    crashed = Scheduler(s=settings)
+    crashed.start(T0 + 1)
+    assert scheduler.list_jobs(s=settings, now=T0 + 2)["jobs"][0]["last"]["status"] == "running"
+    os.killpg(crashed.running["orphan"].proc.pid, signal.SIGKILL)  # the crash took its job along
+    crashed.running["orphan"].proc.wait()
+    restarted = Scheduler(s=settings)
+    restarted.start(T0 + 30)  # same slot: nothing to run
+    assert restarted.running == {}
+    last = scheduler.list_jobs(s=settings, now=T0 + 31)["jobs"][0]["last"]
+    assert (last["status"], last["ended"], last["rc"]) == ("interrupted", None, None)
+
+
 def test_commented_job_is_not_run(settings, log_dir):
     write_schedule(settings, py_job("pass", "on") + "# " + py_job("pass", "off"))
     sched = Scheduler(s=settings)
