@@ -1,1 +1,125 @@
-// Customer Portal card (Phase 78): not installed yet; its phase replaces this file with an echoops.registerCard({...}) call.
+// Customer Portal card (Phase 78): look up a customer by email, list purchases with a copy-link
+// button per receipt and invoice (signed links from GET /api/portal/receipts), the unsubscribed
+// badge, and recent access attempts to signed links (GET /api/portal/audit).
+(function () {
+  "use strict";
+  if (!window.echoops) return;
+  var E = window.echoops;
+
+  // Survives the 30 s refresh: the email being looked at and the last copy message.
+  var state = {email: "", message: null};
+
+  function copyText(text) {
+    if (navigator.clipboard && window.isSecureContext) {
+      return navigator.clipboard.writeText(text);
+    }
+    // Plain-http deployments: select a hidden field and use the legacy copy command.
+    return new Promise(function (resolve, reject) {
+      var field = E.el("textarea", {class: "portal-copy-buffer", readonly: true, "aria-hidden": "true"});
+      field.value = text;
+      document.body.appendChild(field);
+      field.select();
+      var ok = false;
+      try { ok = document.execCommand("copy"); } catch (e) { ok = false; }
+      field.remove();
+      if (ok) { resolve(); } else { reject(new Error("copy refused by the browser")); }
+    });
+  }
+
+  function copyButton(label, url, what, status) {
+    var btn = E.el("button", {type: "button", class: "btn portal-copy", dataset: {kind: what},
+      "aria-label": label}, what === "invoice" ? "Copy invoice link" : "Copy receipt link");
+    btn.addEventListener("click", function () {
+      copyText(url).then(function () {
+        btn.dataset.copied = url;
+        status.textContent = label + " copied (valid until " + E.fmt.time(btn.dataset.expires) + ")";
+        status.className = "portal-status tone-good";
+      }, function (err) {
+        status.textContent = "Could not copy: " + err.message + ". Link: " + url;
+        status.className = "portal-status tone-bad";
+      });
+    });
+    return btn;
+  }
+
+  function subscriptionBadge(unsubscribed) {
+    return unsubscribed
+      ? E.el("span", {class: "badge badge-warn portal-sub", dataset: {state: "unsubscribed"}},
+        E.el("span", {class: "badge-icon", "aria-hidden": "true"}, "\u2715"), E.el("span", {class: "badge-word"}, "UNSUBSCRIBED"))
+      : E.el("span", {class: "badge badge-good portal-sub", dataset: {state: "subscribed"}},
+        E.el("span", {class: "badge-icon", "aria-hidden": "true"}, "\u2713"), E.el("span", {class: "badge-word"}, "SUBSCRIBED"));
+  }
+
+  function purchasesTable(body, status) {
+    if (!body.purchases.length) {
+      return E.el("p", {class: "muted portal-empty"}, "No purchases for " + body.email + ".");
+    }
+    var rows = body.purchases.map(function (p) {
+      var receipt = copyButton("Receipt link for " + p.id, p.receipt_url, "receipt", status);
+      receipt.dataset.expires = p.expires_at;
+      var invoice = null;
+      if (p.invoice_url) {
+        invoice = copyButton("Invoice link for " + p.id, p.invoice_url, "invoice", status);
+        invoice.dataset.expires = p.expires_at;
+      }
+      return E.el("tr", {dataset: {purchase: p.id}},
+        E.el("td", {class: "portal-date"}, String(p.created).slice(0, 10)),
+        E.el("td", null, E.el("span", {class: "portal-desc"}, p.description || "Purchase"),
+          E.el("span", {class: "muted portal-ref"}, p.invoice_number ? p.invoice_number + " \u00b7 " + p.id : p.id)),
+        E.el("td", {class: "num portal-amount"}, p.amount_display),
+        E.el("td", {class: "portal-links"}, receipt, invoice));
+    });
+    return E.el("div", {class: "table-scroll"},
+      E.el("table", {class: "kv portal-table"},
+        E.el("thead", null, E.el("tr", null,
+          E.el("th", {scope: "col"}, "Date"), E.el("th", {scope: "col"}, "Purchase"),
+          E.el("th", {scope: "col", class: "num"}, "Amount"), E.el("th", {scope: "col"}, "Links"))),
+        E.el("tbody", null, rows)));
+  }
+
+  function accessList(entries) {
+    if (!entries.length) return E.el("p", {class: "muted portal-empty"}, "No access attempts yet.");
+    return E.el("ul", {class: "portal-access"}, entries.map(function (e) {
+      var ok = e.status === 200 || e.status === 302;
+      return E.el("li", {dataset: {status: String(e.status)}},
+        E.el("span", {class: ["badge", ok ? "badge-good" : "badge-bad"]}, String(e.status)),
+        E.el("span", {class: "portal-access-what"}, (e.action || "") + " " + (e.resource || "")),
+        E.el("span", {class: "muted"}, (e.email || "unknown") + " \u00b7 " + (e.ip || "?") + " \u00b7 " + E.fmt.ago(e.ts)),
+        e.reason ? E.el("span", {class: "portal-reason"}, e.reason) : null);
+    }));
+  }
+
+  async function render(body, ctx) {
+    var input = E.el("input", {type: "email", id: "portal-email", name: "email", required: true,
+      placeholder: "customer@example.com", autocomplete: "off", spellcheck: "false", "aria-label": "customer email"});
+    input.value = state.email;
+    var status = E.el("p", {class: "portal-status", role: "status", "aria-live": "polite"});
+    var form = E.el("form", {class: "portal-form", novalidate: true, onsubmit: function (ev) {
+      ev.preventDefault();
+      state.email = input.value.trim();
+      state.message = null;
+      ctx.refresh();
+    }}, input, E.el("button", {type: "submit", class: "btn btn-primary"}, "Look up"));
+
+    var result = null;
+    if (state.email) {
+      try {
+        var data = await ctx.api("/api/portal/receipts?email=" + encodeURIComponent(state.email));
+        result = E.el("div", {class: "portal-result", dataset: {email: data.email}},
+          E.el("div", {class: "portal-who"}, E.el("strong", null, data.email), subscriptionBadge(data.unsubscribed),
+            E.el("span", {class: "muted"}, data.purchases.length + " purchase" + (data.purchases.length === 1 ? "" : "s"))),
+          purchasesTable(data, status));
+      } catch (err) {
+        if (!(err instanceof E.ApiError) || (err.status !== 400 && err.status !== 503)) throw err;
+        result = E.el("p", {class: "portal-error tone-bad", role: "alert"}, err.message);
+      }
+    }
+    var audit = await ctx.api("/api/portal/audit?limit=8" + (state.email && result && result.dataset.email
+      ? "&email=" + encodeURIComponent(result.dataset.email) : ""));
+    body.replaceChildren(form, status, result,
+      E.el("h3", {class: "portal-subhead"}, state.email ? "Recent access for this customer" : "Recent access attempts"),
+      accessList(audit.entries));
+  }
+
+  E.registerCard({id: "portal", title: "Customer Portal", order: 30, wide: true, render: render});
+})();
