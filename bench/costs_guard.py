@@ -1,0 +1,89 @@
+#!/usr/bin/env python3
+"""guard(model) in process: p50/p99 per call against the 50 µs target (issue 6).
+
+Sets up a log dir with a tick's cost_state.json (one model throttled with a fallback, one at
+WARN), then times every call individually with perf_counter_ns, cycling through allow,
+switch and throttle decisions, the way an app calls it (no `s`, reading ECHOOPS_LOG_DIR).
+Baseline in the same run: an empty function call and a bare os.stat of the state file.
+
+    .venv/bin/python bench/costs_guard.py [--calls 200000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import orjson
+
+TARGET_P99_US = 50.0
+
+
+def pct(values: list[int], q: float) -> float:
+    values = sorted(values)
+    return values[min(len(values) - 1, int(q * len(values)))] / 1000
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--calls", type=int, default=200_000)
+    args = ap.parse_args()
+    tmp = Path(tempfile.mkdtemp(prefix="echoops-bench-costs-"))
+    os.environ["ECHOOPS_LOG_DIR"] = str(tmp)
+    os.environ["MODEL_FALLBACKS_JSON"] = '{"gpt-4o":"gpt-4o-mini"}'
+    os.environ["MODEL_CAPS_JSON"] = '{"gpt-4o":5,"gpt-4o-mini":15,"embeddings":2}'
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+    from echoops.core import costs
+    from echoops.core.cost_guard import STATE_FILE, guard
+
+    now = time.time()
+    lines = [
+        {"ts": now - 5, "model": "gpt-4o", "usd": 6.0},  # over its cap: switch to gpt-4o-mini
+        {"ts": now - 5, "model": "text-embedding-3-small", "usd": 2.5},  # over: throttle
+        {"ts": now - 5, "model": "gpt-4o-mini", "usd": 13.6},  # 90.7%: warn, allow
+    ]
+    (tmp / "ai_usage.ndjson").write_bytes(b"".join(orjson.dumps(x) + b"\n" for x in lines))
+    costs.tick(now=now)
+    models = ["gpt-4o", "text-embedding-3-small", "gpt-4o-mini", "o3"]
+    actions = sorted({guard(m)["action"] for m in models})
+    path = tmp / STATE_FILE
+
+    def noop(model):
+        return model
+
+    clock = time.perf_counter_ns
+    runs: dict[str, list[int]] = {"noop()": [], "os.stat(state)": [], "guard(model)": []}
+    for _ in range(2000):  # warm up
+        guard(models[_ % 4])
+    for i in range(args.calls):
+        m = models[i & 3]
+        t0 = clock()
+        noop(m)
+        t1 = clock()
+        os.stat(path)
+        t2 = clock()
+        guard(m)
+        t3 = clock()
+        runs["noop()"].append(t1 - t0)
+        runs["os.stat(state)"].append(t2 - t1)
+        runs["guard(model)"].append(t3 - t2)
+    print(f"{args.calls} calls, decisions seen: {', '.join(actions)}")
+    print(f"{'':18} {'p50 µs':>8} {'p99 µs':>8} {'p99.9 µs':>9} {'mean µs':>8}")
+    for name, values in runs.items():
+        print(
+            f"{name:18} {pct(values, 0.5):8.2f} {pct(values, 0.99):8.2f} {pct(values, 0.999):9.2f} "
+            f"{statistics.fmean(values) / 1000:8.2f}"
+        )
+    p99 = pct(runs["guard(model)"], 0.99)
+    ok = p99 < TARGET_P99_US
+    print(f"guard p99 {p99:.2f} µs, target < {TARGET_P99_US:g} µs: {'PASS' if ok else 'FAIL'}")
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,91 @@
+#!/usr/bin/env python3
+"""Ingest of AI usage lines by `costs.tick()`: lines per second against the 500k/s target (issue 6).
+
+Writes --lines lines of ai_usage.ndjson (ISO `Z` stamps over the day, four models, ~5% in the
+`usd` form, as an app writes them), then times one `costs.tick()` that ingests them all
+(parse, day bucket, price, store, cursor, state file, alerts). Baseline in the same run: the
+bare `ndjson.Reader` pass over the same file (orjson parse only, no cost logic). Best of --repeat
+fresh log dirs.
+
+    .venv/bin/python bench/costs_ingest.py [--lines 1000000] [--repeat 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import orjson
+
+TARGET = 500_000
+
+
+def write_usage(path: Path, n: int, day0: float) -> int:
+    models = ("gpt-4o-mini", "gpt-4o", "text-embedding-3-small", "gpt-4o-mini-2024-07-18")
+    with open(path, "wb") as fh:
+        chunk = []
+        for i in range(n):
+            ts = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(day0 + (i * 43200) // n)) + f".{i % 1000:03d}Z"
+            if i % 20 == 0:
+                rec = {"ts": ts, "model": models[i & 3], "usd": 0.0012}
+            else:
+                rec = {"ts": ts, "model": models[i & 3], "input_tokens": 800 + i % 400, "output_tokens": 90 + i % 50}
+            chunk.append(orjson.dumps(rec))
+            if len(chunk) == 10000:
+                fh.write(b"\n".join(chunk) + b"\n")
+                chunk = []
+        if chunk:
+            fh.write(b"\n".join(chunk) + b"\n")
+    return path.stat().st_size
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--lines", type=int, default=1_000_000)
+    ap.add_argument("--repeat", type=int, default=3)
+    args = ap.parse_args()
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+    from echoops.core import config, costs, ndjson, store
+
+    now = time.time()
+    day0 = now - now % 86400
+    src = Path(tempfile.mkdtemp(prefix="echoops-bench-ingest-")) / "ai_usage.ndjson"
+    size = write_usage(src, args.lines, day0)
+    print(f"{args.lines} lines, {size / 1e6:.1f} MB")
+    best_reader = best_tick = float("inf")
+    for _ in range(args.repeat):
+        tmp = Path(tempfile.mkdtemp(prefix="echoops-bench-ingest-"))
+        shutil.copy(src, tmp / "ai_usage.ndjson")
+        os.environ["ECHOOPS_LOG_DIR"] = str(tmp)
+        s = config.settings()
+        conn = store.db(s, costs.SCHEMA)
+        t0 = time.perf_counter()
+        with store.transaction(conn):
+            reader = ndjson.Reader(conn, tmp / "ai_usage.ndjson", "baseline")
+            n = sum(len(batch) for batch in reader.batches())
+            conn.execute("ROLLBACK")
+            conn.execute("BEGIN")
+        best_reader = min(best_reader, time.perf_counter() - t0)
+        assert n == args.lines
+        t0 = time.perf_counter()
+        report = costs.tick(s=s, now=now)
+        best_tick = min(best_tick, time.perf_counter() - t0)
+        assert report["calls"] == args.lines, report
+        store.close_all()
+        shutil.rmtree(tmp)
+    shutil.rmtree(src.parent)
+    rate = args.lines / best_tick
+    print(f"ndjson.Reader only (baseline): {best_reader:.3f} s, {args.lines / best_reader:,.0f} lines/s")
+    print(f"costs.tick() ingest:           {best_tick:.3f} s, {rate:,.0f} lines/s")
+    ok = rate >= TARGET
+    print(f"target >= {TARGET:,} lines/s: {'PASS' if ok else 'FAIL'}")
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
