@@ -198,12 +198,89 @@ def seed_app_log(s: Settings, now: float) -> int:
     return _write(s.log_path("app.ndjson"), lines)
 
 
+# (id suffix, days ago, amount cents, description, invoice number or None, with a stored PDF)
+_PURCHASES = (
+    ("001", 58, 4900, "Team plan, monthly", "EP-2026-0041", False),
+    ("002", 28, 4900, "Team plan, monthly", "EP-2026-0077", True),
+    ("003", 12, 1500, "Extra seats x3", None, False),
+    ("004", 2, 900, "AI credits pack", None, False),
+)
+
+
+def _receipt_pdf(lines: list[str]) -> bytes:
+    """A one-page PDF with `lines` of text (no dependency; offsets computed for a valid xref)."""
+    text = (
+        "BT /F1 12 Tf 72 760 Td 16 TL "
+        + " ".join("(" + ln.replace("\\", "\\\\").replace("(", "\\(").replace(")", "\\)") + ") Tj T*" for ln in lines)
+        + " ET"
+    )
+    objs = [
+        b"<< /Type /Catalog /Pages 2 0 R >>",
+        b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
+        b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Contents 4 0 R "
+        b"/Resources << /Font << /F1 5 0 R >> >> >>",
+        b"<< /Length %d >>\nstream\n" % len(text) + text.encode("latin-1") + b"\nendstream",
+        b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>",
+    ]
+    out = bytearray(b"%PDF-1.4\n")
+    offsets = []
+    for n, body in enumerate(objs, start=1):
+        offsets.append(len(out))
+        out += b"%d 0 obj\n" % n + body + b"\nendobj\n"
+    xref = len(out)
+    out += b"xref\n0 %d\n0000000000 65535 f \n" % (len(objs) + 1)
+    out += b"".join(b"%010d 00000 n \n" % off for off in offsets)
+    out += b"trailer\n<< /Size %d /Root 1 0 R >>\nstartxref\n%d\n%%%%EOF\n" % (len(objs) + 1, xref)
+    return bytes(out)
+
+
+def seed_purchases(s: Settings, now: float) -> int:
+    """Purchases for qa@echopilot.ai (receipts, two invoices, one stored PDF under logs/receipts/) and a few others."""
+    from echoops.core import ledger
+
+    records = []
+    for suffix, days, cents, desc, number, stored in _PURCHASES:
+        rec = {
+            "id": f"demo_qa_{suffix}",
+            "email": "qa@echopilot.ai",
+            "created": now - days * 86400 - 3600,
+            "amount_cents": cents,
+            "currency": "usd",
+            "description": desc,
+            "invoice_number": number,
+            "fee_cents": round(cents * 0.029) + 30,
+        }
+        if stored:
+            rel = f"demo/{rec['id']}.pdf"
+            amount = f"USD {cents // 100}.{cents % 100:02d}"
+            pdf = _receipt_pdf([f"Invoice {number}", "Billed to qa@echopilot.ai", desc, f"Total {amount}", "Paid"])
+            files.write_bytes(ledger.receipts_dir(s) / rel, pdf)
+            rec["invoice_document"] = rel
+        records.append(rec)
+    rng = _rng(now, "purchases")
+    for i in range(12):
+        cents = rng.choice((900, 1500, 4900, 9900))
+        records.append(
+            {
+                "id": f"demo_cust_{i:03d}",
+                "email": f"customer{i % 5}@example.com",
+                "created": now - rng.uniform(0, 30) * 86400,
+                "amount_cents": cents,
+                "currency": "usd",
+                "description": "Team plan, monthly" if cents == 4900 else "Usage",
+                "fee_cents": round(cents * 0.029) + 30,
+            }
+        )
+    return ledger.upsert([ledger.purchase_row(r, source="demo", now=now) for r in records], s=s)
+
+
 # (name in the counts, step): called in this order by `seed`.
 STEPS: list[tuple[str, Callable[[Settings, float], int]]] = [
     ("requests", seed_requests),
     ("ai_usage", seed_ai_usage),
     ("queue", seed_queue),
     ("app", seed_app_log),
+    ("purchases", seed_purchases),
 ]
 
 
