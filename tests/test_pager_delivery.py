@@ -234,6 +234,24 @@ def test_log_flood_makes_one_page(tg, smtp, log_dir):
     assert len(tg.delivered) == 1 and pager.summarize(now=T0 + 62)["groups"][0]["count"] == 1001
 
 
+def test_a_big_backlog_is_read_in_short_transactions(tg, monkeypatch, log_dir):
+    from echoops.core import pager_logs
+
+    monkeypatch.setattr(pager_logs, "READ_CHUNK", 4096)
+    monkeypatch.setattr(pager_logs, "BATCHES_PER_TRANSACTION", 2)
+    with open(log_dir / "worker.ndjson", "wb") as fh:
+        for i in range(1000):
+            fh.write(orjson.dumps({"severity": "CRITICAL", "msg": f"job {i} crashed", "pad": "x" * 50}) + b"\n")
+        fh.write(b'{"severity":"CRITICAL","msg":"partial line without newline"')
+    result = pager.run(now=T0)
+    assert result["ingest"]["lines"] == 1000 and result["ingest"]["critical"] == 1000
+    assert len(result["ingest"]["incidents"]) > 5  # one per slice, all the same incident
+    assert {i["id"] for i in result["ingest"]["incidents"]} == {result["ingest"]["incidents"][0]["id"]}
+    assert len(tg.delivered) == 1
+    assert pager.summarize(now=T0)["groups"][0]["count"] == 1000
+    assert pager.run(now=T0 + 1)["ingest"]["lines"] == 0
+
+
 def test_two_drainers_never_send_a_delivery_twice(tg, smtp):
     import threading
 

@@ -32,6 +32,9 @@ ECHOOPS_OUTPUT_LOGS = frozenset(
 
 # A CRITICAL line stamped longer ago than this is history, not an emergency: counted, not paged.
 STALE_S = 24 * 3600
+# Reader chunks (4 MiB each) per transaction: ~32 MiB, well under a second of write lock.
+BATCHES_PER_TRANSACTION = 8
+READ_CHUNK = ndjson.CHUNK
 
 
 def input_logs(s: Settings) -> list[Path]:
@@ -57,6 +60,29 @@ def _candidate(obj: dict[str, Any], stem: str) -> tuple[str, str, str] | str:
     return msg, source, fp.strip()
 
 
+def _fold(batch: list[dict], path: Path, now: float, groups: dict[str, list], reader, stats: dict) -> None:
+    """Add the CRITICAL lines of `batch` to `groups` (fingerprint -> incident item with count)."""
+    for obj in batch:
+        sev = obj.get("severity", obj.get("level"))
+        if type(sev) is not str or sev.strip().upper() != "CRITICAL":
+            continue
+        ts = clock.parse_ts(obj.get("ts"))
+        if ts is not None and ts < now - STALE_S:
+            stats["stale"] += 1
+            continue
+        found = _candidate(obj, path.stem)
+        if isinstance(found, str):
+            reader.count_bad(found)
+            continue
+        msg, source, fp = found
+        stats["critical"] += 1
+        group = groups.get(fp)
+        if group is None:
+            groups[fp] = ["CRITICAL", msg, source, {"log": path.name}, fp, 1]
+        else:
+            group[5] += 1
+
+
 def ingest(s: Settings, *, now: float) -> dict[str, Any]:
     """Read new lines of every input log; returns counts and the incidents raised."""
     from echoops.core import pager
@@ -66,34 +92,23 @@ def ingest(s: Settings, *, now: float) -> dict[str, Any]:
     for path in input_logs(s):
         if not ndjson.pending(conn, path, CONSUMER):
             continue
-        groups: dict[str, list] = {}
-        with store.transaction(conn):
-            reader = ndjson.Reader(conn, path, CONSUMER)
-            for batch in reader.batches():
-                for obj in batch:
-                    sev = obj.get("severity", obj.get("level"))
-                    if type(sev) is not str or sev.strip().upper() != "CRITICAL":
-                        continue
-                    ts = clock.parse_ts(obj.get("ts"))
-                    if ts is not None and ts < now - STALE_S:
-                        stats["stale"] += 1
-                        continue
-                    found = _candidate(obj, path.stem)
-                    if isinstance(found, str):
-                        reader.count_bad(found)
-                        continue
-                    msg, source, fp = found
-                    stats["critical"] += 1
-                    group = groups.get(fp)
-                    if group is None:
-                        groups[fp] = ["CRITICAL", msg, source, {"log": path.name}, fp, 1]
-                    else:
-                        group[5] += 1
-            results, events, enqueued = pager.store_incidents(conn, s, [tuple(g) for g in groups.values()], now=now)
-            reader.commit(now)
-        pager.publish(s, events, enqueued, now=now)
         stats["files"] += 1
-        stats["lines"] += reader.lines
-        stats["bad"] += sum(reader.bad.values())
-        stats["incidents"].extend(results)
+        more = True
+        while more:  # bounded slices: a cold read of a big log never holds the write lock long
+            more = False
+            groups: dict[str, list] = {}
+            with store.transaction(conn):
+                reader = ndjson.Reader(conn, path, CONSUMER, chunk=READ_CHUNK)
+                for n, batch in enumerate(reader.batches(), start=1):
+                    _fold(batch, path, now, groups, reader, stats)
+                    if n >= BATCHES_PER_TRANSACTION:
+                        more = True
+                        break
+                items = [tuple(g) for g in groups.values()]
+                results, events, enqueued = pager.store_incidents(conn, s, items, now=now)
+                reader.commit(now)
+            pager.publish(s, events, enqueued, now=now)
+            stats["lines"] += reader.lines
+            stats["bad"] += sum(reader.bad.values())
+            stats["incidents"].extend(results)
     return stats
