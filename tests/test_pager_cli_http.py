@@ -236,3 +236,13 @@ def test_secrets_never_reach_any_output(tg, monkeypatch, log_dir, cli, live_serv
             data = path.read_bytes()
             for secret in secrets:
                 assert secret.encode() not in data, f"{secret[:6]}… leaked into {path.name}"
+
+
+def test_cli_run_exits_1_when_a_delivery_failed(cli, tg, log_dir):
+    (log_dir / "app.ndjson").write_bytes(orjson.dumps({"severity": "CRITICAL", "msg": "boom"}) + b"\n")
+    tg.script(blocked())
+    result = cli("page", "run")
+    assert result.exit_code == 1
+    assert "1 CRITICAL, 1 new incidents" in result.stdout and "1 FAILED" in result.stdout
+    quiet = cli("page", "run", "--drain-only", "--json")
+    assert quiet.exit_code == 0 and orjson.loads(quiet.stdout) == {"ingest": None, "deliveries": {}}

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import orjson
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from echoops.core import pager
 from echoops.core.errors import ValidationError
@@ -23,9 +25,9 @@ def outbox(settings):
 
 
 def test_volatile_parts_group_together():
-    assert normalize("timeout after 31s") == normalize("timeout after 29s") == "timeout after <n>s"
+    assert normalize("timeout after 31s") == normalize("timeout after 29s") == "timeout after #s"
     assert normalize("req 3f2a9c1b77 failed for 550e8400-e29b-41d4-a716-446655440000 at 0xDEADBEEF") == (
-        "req <hex> failed for <uuid> at <hex>"
+        "req # failed for # at #"
     )
     assert normalize("deadline facade") == "deadline facade"  # hex-looking words stay words
     assert fingerprint("api", "timeout after 31s") == fingerprint("api", "timeout after 29s")
@@ -152,3 +154,15 @@ def test_redact_masks_bot_urls_and_configured_secrets(monkeypatch):
         "login <redacted> failed; token <redacted>"
     )
     assert redact("x abc123 y", extra=["abc123"]) == "x <redacted> y"
+
+
+@given(
+    a=st.integers(min_value=0, max_value=10**12),
+    b=st.integers(min_value=0, max_value=10**12),
+    u=st.uuids(),
+    h=st.binary(min_size=4, max_size=16),
+)
+def test_fingerprint_ignores_numbers_uuids_and_hex_ids(a, b, u, h):
+    one = f"req {u} to shard {a} failed after {b}ms (trace {h.hex()}1)"
+    two = f"req 00000000-0000-0000-0000-000000000000 to shard {b} failed after {a}ms (trace 0f0f0f0f1)"
+    assert fingerprint("api", one) == fingerprint("api", two)

@@ -266,3 +266,22 @@ def test_two_drainers_never_send_a_delivery_twice(tg, smtp):
     assert len(tg.delivered) == 6 and len(smtp.messages) == 6
     assert len({m["text"] for m in tg.delivered}) == 6
     assert len(tg.requests) == 6
+
+
+def test_background_drain_sends_a_new_page_during_another_ones_backoff(tg, monkeypatch):
+    monkeypatch.setattr(pager_outbox, "BACKOFF_BASE_S", 20.0)  # the first page waits 20-30 s
+    tg.script(server_error())
+    drainer = pager_outbox.start_background_drain(config.settings())
+    try:
+        pager.raise_incident("CRITICAL", "first problem", "a")
+        deadline = time.monotonic() + 5
+        while len(tg.requests) < 1 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        start = time.monotonic()
+        pager.raise_incident("CRITICAL", "second problem", "b")
+        assert tg.wait_delivered(1, timeout=5)
+        assert time.monotonic() - start < 3
+        assert "second problem" in tg.delivered[0]["text"]
+    finally:
+        drainer.close()
+    assert not drainer.thread.is_alive()

@@ -16,11 +16,15 @@ _SPACE = re.compile(r"\s+")
 
 
 def normalize(msg: str) -> str:
-    """`msg` with UUIDs, hex ids and numbers replaced by placeholders and spaces collapsed."""
-    text = _UUID.sub("<uuid>", msg)
-    text = _HEX_PREFIXED.sub("<hex>", text)
-    text = _HEX_ID.sub("<hex>", text)
-    text = _NUMBER.sub("<n>", text)
+    """`msg` lower-cased, with UUIDs, hex ids and numbers replaced by `#`, spaces collapsed.
+
+    One placeholder for all three: an id that happens to be all digits ("000123") and one
+    with letters ("0f3a21") are the same kind of volatile part.
+    """
+    text = _UUID.sub("#", msg)
+    text = _HEX_PREFIXED.sub("#", text)
+    text = _HEX_ID.sub("#", text)
+    text = _NUMBER.sub("#", text)
     return _SPACE.sub(" ", text).strip().lower()
 
 

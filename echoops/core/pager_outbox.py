@@ -210,10 +210,12 @@ def drain(
     now: float | None = None,
     budget_s: float = 60.0,
     stop: threading.Event | None = None,
+    wake: threading.Event | None = None,
 ) -> dict[str, int]:
     """Attempt every due delivery; wait for short backoffs while within `budget_s` seconds.
 
-    `now` shifts the clock (tests): time still advances in real seconds from it.
+    `now` shifts the clock (tests): time still advances in real seconds from it. `wake`
+    cuts a backoff wait short (a new enqueue in this process goes out at once).
     Returns counts of attempts by resulting state.
     """
     from echoops.core.pager import db
@@ -242,7 +244,10 @@ def drain(
         if nxt is None or nxt - t > remaining:
             break
         wait = max(0.05, min(nxt - t, remaining))
-        if stop is not None:
+        if wake is not None:
+            wake.wait(wait)
+            wake.clear()
+        elif stop is not None:
             stop.wait(wait)
         else:
             time.sleep(wait)
@@ -288,7 +293,7 @@ class BackgroundDrain:
             if self.stop.is_set():
                 break
             try:
-                drain(self.s, budget_s=30.0, stop=self.stop)
+                drain(self.s, budget_s=30.0, stop=self.stop, wake=self.wake)
             except Exception as exc:  # keep draining after a store hiccup; never leak a secret
                 _log.warning("pager drain failed: %s", redact(f"{type(exc).__name__}: {exc}", self.s))
                 self.stop.wait(POLL_S)
