@@ -123,6 +123,7 @@ def test_unknown_model_priced_conservatively_and_reported_with_a_warn(log_dir, s
     assert len(events(log_dir, "cost_unpriced")) == 1  # once per model per day
 
 
+@pytest.mark.slow
 def test_a_million_mini_calls_sum_exactly(log_dir, settings):
     # 1,000,000 calls of 812 in / 95 out tokens: 812e6 * $0.15/M + 95e6 * $0.60/M = $178.80 exactly.
     line = orjson.dumps(

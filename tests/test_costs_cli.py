@@ -75,7 +75,7 @@ def test_every_costs_command_has_help_with_an_example(cli):
 
 @pytest.mark.slow
 def test_eight_racing_ticks_do_not_double_count(log_dir):
-    usage(log_dir, 20_000, tokens=1000)  # 20k calls x 1000 tokens x $0.15/M = $3.00
+    usage(log_dir, 20_000, tokens=5000)  # 20k calls x 5000 tokens x $0.15/M = $15.00: the gpt-4o-mini cap
     procs = [
         subprocess.Popen(
             [sys.executable, "-m", "echoops", "costs", "tick", "--json", "--now", str(NOON)],
@@ -91,5 +91,12 @@ def test_eight_racing_ticks_do_not_double_count(log_dir):
     assert lines == [0] * 7 + [20_000]  # exactly one tick read the lines
     settings = costs.config.settings()
     row = store.db(settings, costs.SCHEMA).execute("SELECT calls, cost_p FROM costs_spend").fetchone()
-    assert (row[0], row[1]) == (20_000, 3 * 10**12)
-    assert costs.status(now=NOON)["models"]["gpt-4o-mini"]["spent_usd"] == 3.0
+    assert (row[0], row[1]) == (20_000, 15 * 10**12)
+    assert costs.status(now=NOON)["models"]["gpt-4o-mini"]["spent_usd"] == 15.0
+    # eight processes saw the cap reached; one page and one event, not eight
+    from echoops.core import pager
+
+    fps = [r[0] for r in pager.db(settings).execute("SELECT fingerprint FROM pager_incidents")]
+    assert sorted(fps) == ["costs:forecast:global:2026-11-27", "costs:throttle:gpt-4o-mini:2026-11-27"]
+    events = [orjson.loads(x)["event"] for x in (log_dir / "costs.ndjson").read_bytes().splitlines()]
+    assert events.count("cost_throttle") == 1 and events.count("cost_tick") == 8
