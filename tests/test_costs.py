@@ -390,3 +390,10 @@ def test_seconds_to_midnight():
     assert cost_guard.seconds_to_midnight(DAY) == 86400
     assert cost_guard.seconds_to_midnight(DAY + 86399.5) == 1
     assert cost_guard.seconds_to_midnight(NOON) == 43200
+
+
+def test_a_mangled_state_file_reads_as_nothing_spent(log_dir, settings):
+    (log_dir / "cost_state.json").write_text('{"global": {"state": "throttle"}, "models": [1, 2]}')
+    assert costs.guard("gpt-4o", s=settings, now=NOON)["action"] == "allow"
+    (log_dir / "cost_state.json").write_text("not json")
+    assert costs.guard("gpt-4o", s=settings, now=NOON)["action"] == "allow"

@@ -146,12 +146,27 @@ def _state_path(s: Settings | None) -> Path:
     return memo[1]
 
 
+def _well_formed(doc: object) -> bool:
+    """A state file someone edited by hand into another shape counts as absent (nothing spent)."""
+    if not isinstance(doc, dict) or not isinstance(doc.get("global"), dict):
+        return False
+    caps = doc.get("caps", {})
+    return (
+        isinstance(doc.get("models", {}), dict)
+        and all(isinstance(v, dict) for v in doc.get("models", {}).values())
+        and isinstance(caps, dict)
+        and isinstance(caps.get("models", {}), dict)
+        and isinstance(doc.get("fallbacks", {}), dict)
+        and isinstance(doc.get("decisions", {}), dict)
+    )
+
+
 def _load(path: Path, key: tuple, dayno: int) -> tuple:
     global _cache
     day = day_of(dayno * DAY_S)
     try:
         doc = orjson.loads(path.read_bytes())
-        if not isinstance(doc, dict) or not isinstance(doc.get("global"), dict):
+        if not _well_formed(doc):
             doc = empty_doc(day)
     except (FileNotFoundError, orjson.JSONDecodeError, IsADirectoryError):
         doc = empty_doc(day)
