@@ -22,6 +22,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
+from itertools import chain
 from pathlib import Path
 from typing import Any
 
@@ -31,13 +32,17 @@ from echoops.core.clock import iso
 from echoops.core.files import _default
 
 MAX_LINE = 64 * 1024
-CHUNK = 4 * 1024 * 1024
+# Read size. Small on purpose: a chunk's bytes, its lines and their dicts stay in the CPU
+# caches (4 MiB chunks ran at half the speed of a bare `for line in f` loop, 48 KiB at about
+# its speed: bench/foundation_ndjson.py). Lines longer than a chunk still work (carried over).
+CHUNK = 48 * 1024
 # The cursor also keeps the file's first bytes (up to HEAD, never past the offset): a file
 # deleted and re-created under the same inode number, or truncated and refilled past the
 # offset before a tick, no longer starts with them and is read again from 0.
 HEAD = 64
 
 _lock = threading.Lock()
+_ONLY_DICT = {dict}
 
 
 def append(path: Path, event: str, *, now: float | None = None, **fields: Any) -> dict[str, Any]:
@@ -172,41 +177,40 @@ class Reader:
                     data = fh.read(self.chunk)
                     if not data:
                         break
-                    buf = carry + data if carry else data
-                    end = buf.rfind(b"\n")
-                    if end < 0:
-                        if len(buf) > MAX_LINE:
+                    lines = data.split(b"\n")
+                    if len(lines) == 1:  # no newline in this chunk: the line goes on
+                        carry += data
+                        if len(carry) > MAX_LINE:
                             if skip_start < 0:
                                 skip_start = offset
-                            offset += len(buf)
+                            offset += len(carry)
                             carry = b""
-                        else:
-                            carry = buf
                         continue
-                    carry = buf[end + 1 :]
-                    out: list[dict[str, Any]] = []
-                    lines = buf[:end].split(b"\n")
+                    consumed = len(data) + len(carry)
+                    if carry:
+                        lines[0] = carry + lines[0]
+                    carry = lines.pop()  # after the last newline: a partial line, or b""
+                    consumed -= len(carry)
                     if skip_start >= 0:
                         del lines[0]  # the tail of the oversized line
                         skip_start = -1
                         self.bad["too_long"] += 1
                         self.lines += 1
-                    for line in lines:
-                        if len(line) > MAX_LINE:
-                            self.bad["too_long"] += 1
-                            continue
+                    out = None
+                    # Fast path, all in C: every line short, every line an object. One bad line
+                    # sends the chunk to the per-line path, which says why it is bad.
+                    if consumed <= MAX_LINE or max(map(len, lines), default=0) <= MAX_LINE:
                         try:
-                            obj = loads(line)
+                            out = list(map(loads, lines))
                         except decode_error:
-                            if line.strip():
-                                self.bad[_classify(line)] += 1
-                            continue
-                        if type(obj) is dict:
-                            out.append(obj)
+                            pass
                         else:
-                            self.bad["not_object"] += 1
+                            if out and set(map(type, out)) != _ONLY_DICT:
+                                out = None
+                    if out is None:
+                        out = self._parse_lines(lines)
                     self.lines += len(lines)
-                    offset += end + 1
+                    offset += consumed
                     self._inode, self._offset = inode, offset
                     if out:
                         yield out
@@ -218,9 +222,30 @@ class Reader:
         except FileNotFoundError:
             self._size = 0
 
+    def _parse_lines(self, lines: list[bytes]) -> list[dict[str, Any]]:
+        """The objects among `lines`, counting each bad line by reason (blank lines are neither)."""
+        loads = orjson.loads
+        decode_error = orjson.JSONDecodeError
+        out: list[dict[str, Any]] = []
+        for line in lines:
+            if len(line) > MAX_LINE:
+                self.bad["too_long"] += 1
+                continue
+            try:
+                obj = loads(line)
+            except decode_error:
+                if line.strip():
+                    self.bad[_classify(line)] += 1
+                continue
+            if type(obj) is dict:
+                out.append(obj)
+            else:
+                self.bad["not_object"] += 1
+        return out
+
     def __iter__(self) -> Iterator[dict[str, Any]]:
-        for batch in self.batches():
-            yield from batch
+        # chain runs in C: no generator frame resumed per object (about 10% of a tick's time)
+        return chain.from_iterable(self.batches())
 
     def commit(self, now: float | None = None) -> None:
         """Save the cursor (call inside the transaction that stores what was derived)."""
