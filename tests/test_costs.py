@@ -397,3 +397,10 @@ def test_a_mangled_state_file_reads_as_nothing_spent(log_dir, settings):
     assert costs.guard("gpt-4o", s=settings, now=NOON)["action"] == "allow"
     (log_dir / "cost_state.json").write_text("not json")
     assert costs.guard("gpt-4o", s=settings, now=NOON)["action"] == "allow"
+
+
+def test_guard_sees_a_cap_change_made_milliseconds_later(log_dir, settings):
+    costs.set_cap("model", "gpt-4o", 20, s=settings, now=NOON)
+    assert costs.guard("gpt-4o", s=settings, now=NOON)["action"] == "allow"
+    costs.set_cap("model", "gpt-4o", 0, s=settings, now=NOON)  # same length document, a few ms later
+    assert costs.guard("gpt-4o", s=settings, now=NOON)["action"] == "throttle"

@@ -125,6 +125,10 @@ def seconds_to_midnight(now: float) -> int:
     return max(1, int(-(-(DAY_S - now % DAY_S) // 1)))
 
 
+# Two writes inside the file system's timestamp granularity (a few ms), with the freed inode
+# number reused and the same size, would look unchanged; so a file younger than this is
+# re-read on every call (git's "racy clean" rule). It costs nothing once the file settles.
+RACY_S = 0.02
 MEMO_MAX = 4096  # distinct model names remembered per state version (junk names are decided, not kept)
 
 # (key, decisions memo, document, known model names): replaced as one tuple so a thread never
@@ -191,6 +195,8 @@ def guard(model: str, *, s: Settings | None = None, now: float | None = None) ->
     try:
         st = os.stat(path)
         key = (path, st.st_ino, st.st_mtime_ns, st.st_size, dayno)
+        if time.time() - st.st_mtime < RACY_S:
+            key += (object(),)  # never equal: reload
     except OSError:
         key = (path, None, None, None, dayno)
     cache = _cache
