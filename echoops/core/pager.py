@@ -14,7 +14,7 @@ from typing import Any
 
 import orjson
 
-from echoops.core import clock, config, files, ndjson, store
+from echoops.core import clock, config, ndjson, store
 from echoops.core.config import Settings
 from echoops.core.errors import NotConfigured, ValidationError
 from echoops.core.fingerprint import fingerprint as make_fingerprint
@@ -294,81 +294,11 @@ def raise_and_send(
     return {**result, "deliveries": {r["channel"]: r["state"] for r in rows}}
 
 
-SEVERITY_RANK = {name: rank for rank, name in enumerate(reversed(SEVERITIES))}
-MAX_SUMMARY_HOURS = 24 * 31
+def summarize(*, hours: float | str = 24, s: Settings | None = None, now: float | None = None) -> dict[str, Any]:
+    """Incidents of the last `hours` grouped by fingerprint (see pager_summary.summarize)."""
+    from echoops.core import pager_summary
 
-
-def summarize(*, hours: float = 24, s: Settings | None = None, now: float | None = None) -> dict[str, Any]:
-    """Incidents seen in the last `hours` grouped by fingerprint, newest first, with the delivery
-    state of each group's latest page per channel; also written to logs/incident_summary.json."""
-    s = s or config.settings()
-    try:
-        hours = config.check_number(hours, hi=MAX_SUMMARY_HOURS, lo_open=True)
-    except ValueError as exc:
-        raise ValidationError(f"hours: {exc}", field="hours") from None
-    t = clock.now_s(now)
-    since = t - hours * 3600
-    conn = db(s)
-    rows = conn.execute(
-        "SELECT id, fingerprint, severity, source, msg, first_seen, last_seen, count, paged "
-        "FROM pager_incidents WHERE last_seen >= ? AND first_seen <= ? ORDER BY first_seen",
-        (since, t),
-    ).fetchall()
-    latest_paged: dict[str, str] = {}
-    groups: dict[str, dict[str, Any]] = {}
-    for r in rows:
-        g = groups.get(r["fingerprint"])
-        if g is None:
-            g = groups[r["fingerprint"]] = {
-                "fingerprint": r["fingerprint"],
-                "severity": r["severity"],
-                "source": r["source"],
-                "msg": r["msg"],
-                "count": 0,
-                "first_seen": r["first_seen"],
-                "last_seen": r["last_seen"],
-                "paged": False,
-                "pages": 0,
-                "latest_id": r["id"],
-                "deliveries": {},
-            }
-        g["count"] += r["count"]
-        g["last_seen"] = max(g["last_seen"], r["last_seen"])
-        g["msg"], g["latest_id"] = r["msg"], r["id"]
-        if SEVERITY_RANK[r["severity"]] > SEVERITY_RANK[g["severity"]]:
-            g["severity"] = r["severity"]
-        if r["paged"]:
-            g["paged"] = True
-            g["pages"] += 1
-            latest_paged[r["fingerprint"]] = r["id"]
-    totals: dict[str, Any] = {
-        "groups": len(groups),
-        "incidents": 0,
-        "pages": 0,
-        "by_severity": {name: 0 for name in SEVERITIES},
-        "deliveries": {state: 0 for state in ("ok", "failed", "pending", "skipped")},
-    }
-    states: dict[str, dict[str, str]] = {}
-    if latest_paged:
-        ids = list(latest_paged.values())
-        marks = ",".join("?" * len(ids))
-        for d in conn.execute(
-            f"SELECT incident_id, channel, state FROM pager_outbox WHERE incident_id IN ({marks})", ids
-        ):
-            states.setdefault(d["incident_id"], {})[d["channel"]] = d["state"]
-    for g in groups.values():
-        incident_id = latest_paged.get(g["fingerprint"])
-        g["deliveries"] = states.get(incident_id, {}) if incident_id else {}
-        for state in g["deliveries"].values():
-            totals["deliveries"][state] = totals["deliveries"].get(state, 0) + 1
-        totals["incidents"] += g["count"]
-        totals["pages"] += g["pages"]
-        totals["by_severity"][g["severity"]] += g["count"]
-        g["first_seen"], g["last_seen"] = clock.iso(g["first_seen"]), clock.iso(g["last_seen"])
-    ordered = sorted(groups.values(), key=lambda g: g["last_seen"], reverse=True)
-    body = {"generated_at": clock.iso(t), "hours": hours, "groups": ordered, "totals": totals}
-    files.write_json(s.log_path(SUMMARY_FILE), body)
-    return body
+    return pager_summary.summarize(hours=hours, s=s, now=now)
 
 
 def send_test(channel: str | None = None, *, s: Settings | None = None, now: float | None = None) -> dict:

@@ -154,7 +154,9 @@ def attempt(conn: sqlite3.Connection, row: sqlite3.Row, s: Settings, now: float)
     )
     # A new round after `failed` starts counting its attempts again.
     round_attempts = 0 if row["state"] == "failed" else row["round_attempts"]
+    started = time.monotonic()
     outcomes = _send(row["channel"], page, s) or [Outcome(False, "no_request", True)]
+    now += time.monotonic() - started  # backoff and records count from the answer, not the claim
     final = outcomes[-1]
     round_attempts += len(outcomes)
     state, next_at, rounds = _next_state(row, final, round_attempts, row["rounds"], s, now)
