@@ -27,6 +27,8 @@ CONSUMER = "slo"
 FLUSH_MINUTES = 240  # aggregates kept in memory before they are merged into the store
 _BCACHE_MAX = 300_000
 _IN_CHUNK = 500
+SLOW_FLAG = 1 << 12  # above every bucket key: marks a latency over SLO_LAT_P95_MS while folding
+assert sketch.NUM_BUCKETS < SLOW_FLAG
 
 SCHEMA = store.Schema(
     "slo",
@@ -81,12 +83,11 @@ def sources(s: Settings) -> list[Path]:
 
 
 class _Agg:
-    """In-memory aggregates of one ingest: minute -> {bucket: count}, errors, slow."""
+    """In-memory aggregates of one ingest: minute -> {bucket key (| SLOW_FLAG): count}, errors."""
 
     def __init__(self) -> None:
         self.per: dict[int, defaultdict[int, int]] = {}
         self.errors: defaultdict[int, int] = defaultdict(int)
-        self.slow: defaultdict[int, int] = defaultdict(int)
         self.old = 0
 
 
@@ -106,7 +107,7 @@ def _careful(o: dict, agg: _Agg, mcache: dict, target: float, oldest: int, reade
         return
     lat = o["latency_ms"]
     try:
-        key = sketch.bucket_of(lat)
+        key = _key(lat, target)
     except ValueError:
         reader.count_bad("bad_latency")
         return
@@ -122,16 +123,16 @@ def _careful(o: dict, agg: _Agg, mcache: dict, target: float, oldest: int, reade
     cd[key] += 1
     if status >= 500:
         agg.errors[minute] += 1
-    if lat > target:
-        agg.slow[minute] += 1
 
 
 def _fold(batch: list[dict], agg: _Agg, mcache: dict, bcache: dict, target: float, oldest: int, reader) -> None:
     """Add one batch of parsed lines to `agg` (the hot loop: ~0.3 us a line; nothing mutates until
-    every check of the line has passed, so a line that fails goes whole to the careful path)."""
-    per, errs, slows = agg.per, agg.errors, agg.slow
+    every check of the line has passed, so a line that fails goes whole to the careful path).
+
+    `bcache` maps a latency value to its bucket key, plus SLOW_FLAG when it is over the target,
+    so counting a line is one dict increment (slow counts are split out at flush)."""
+    per, errs = agg.per, agg.errors
     bget = bcache.get
-    bucket_of = sketch.bucket_of
     cur_p = None
     cd: defaultdict[int, int] = defaultdict(int)
     m = 0
@@ -153,7 +154,7 @@ def _fold(batch: list[dict], agg: _Agg, mcache: dict, bcache: dict, target: floa
                 cur_p = p
             k = bget(lat)
             if k is None:
-                k = bcache[lat] = bucket_of(lat)
+                k = bcache[lat] = _key(lat, target)
         except (KeyError, TypeError, ValueError, IndexError):
             _careful(o, agg, mcache, target, oldest, reader)
             cur_p = None  # the careful path may have added the minute this record named
@@ -161,8 +162,12 @@ def _fold(batch: list[dict], agg: _Agg, mcache: dict, bcache: dict, target: floa
         cd[k] += 1
         if st >= 500:
             errs[m] += 1
-        if lat > target:
-            slows[m] += 1
+
+
+def _key(lat: object, target: float) -> int:
+    """Bucket key of a latency, plus SLOW_FLAG when it is over the target (ValueError when junk)."""
+    k = sketch.bucket_of(lat)
+    return k | SLOW_FLAG if lat > target else k  # type: ignore[operator]
 
 
 def _rows_in(conn: sqlite3.Connection, sql: str, keys: list[int]) -> dict[int, sqlite3.Row]:
@@ -190,10 +195,16 @@ def _flush(conn: sqlite3.Connection, agg: _Agg) -> int:
     sketch_rows = []
     hours: dict[int, list] = {}
     for m in minutes:
-        delta = agg.per[m]
+        flagged = agg.per[m]
+        delta: dict[int, int] = {}
+        slow = 0
+        for k, c in flagged.items():
+            if k & SLOW_FLAG:
+                slow += c
+                k ^= SLOW_FLAG
+            delta[k] = delta.get(k, 0) + c
         total = sum(delta.values())
         errors = agg.errors.get(m, 0)
-        slow = agg.slow.get(m, 0)
         h = hours.get(m // 60)
         if h is None:
             h = hours[m // 60] = [0, 0, 0, {}]
@@ -231,7 +242,6 @@ def _flush(conn: sqlite3.Connection, agg: _Agg) -> int:
     touched = len(minutes)
     agg.per.clear()
     agg.errors.clear()
-    agg.slow.clear()
     return touched
 
 
