@@ -404,3 +404,38 @@ def test_guard_sees_a_cap_change_made_milliseconds_later(log_dir, settings):
     assert costs.guard("gpt-4o", s=settings, now=NOON)["action"] == "allow"
     costs.set_cap("model", "gpt-4o", 0, s=settings, now=NOON)  # same length document, a few ms later
     assert costs.guard("gpt-4o", s=settings, now=NOON)["action"] == "throttle"
+
+
+_MODELS = ["a", "b", "c", "d"]
+
+
+@hsettings(max_examples=200, deadline=None)
+@given(
+    states=st.dictionaries(st.sampled_from(_MODELS), st.sampled_from(["ok", "warn", "throttle"])),
+    fallbacks=st.dictionaries(st.sampled_from(_MODELS), st.sampled_from(_MODELS)),
+    global_state=st.sampled_from(["ok", "warn", "throttle"]),
+    model=st.sampled_from(_MODELS),
+)
+def test_decide_never_sends_a_call_to_a_model_without_headroom(states, fallbacks, global_state, model):
+    doc = {
+        "global": {"state": global_state, "spent_usd": 1, "cap_usd": 1},
+        "models": {m: {"state": s, "spent_usd": 1, "cap_usd": 1} for m, s in states.items()},
+        "caps": {"models": dict.fromkeys(states, 1)},
+        "fallbacks": fallbacks,
+    }
+    d = cost_guard.decide(model, doc)
+    if global_state == "throttle":
+        assert d["action"] == "throttle"
+    elif d["action"] == "allow":
+        assert d["model"] == model and states.get(model) != "throttle"
+    elif d["action"] == "switch":
+        assert states.get(model) == "throttle" and states.get(d["model"]) != "throttle"
+        assert d["model"] != model
+    else:
+        # throttled for the model's own cap: every model reachable along the fallbacks is at its cap
+        assert states.get(model) == "throttle"
+        seen, nxt = {model}, fallbacks.get(model)
+        while nxt and nxt not in seen:
+            assert states.get(nxt) == "throttle"
+            seen.add(nxt)
+            nxt = fallbacks.get(nxt)
