@@ -166,3 +166,51 @@ def test_fingerprint_ignores_numbers_uuids_and_hex_ids(a, b, u, h):
     one = f"req {u} to shard {a} failed after {b}ms (trace {h.hex()}1)"
     two = f"req 00000000-0000-0000-0000-000000000000 to shard {b} failed after {a}ms (trace 0f0f0f0f1)"
     assert fingerprint("api", one) == fingerprint("api", two)
+
+
+def test_summarize_groups_by_fingerprint_over_the_window(settings, log_dir):
+    from echoops.core import files
+
+    pager.raise_incident("CRITICAL", "timeout after 31s", "api", now=T0 - 25 * 3600)  # outside 24h
+    first = pager.raise_incident("CRITICAL", "timeout after 31s", "api", now=T0 - 7200)
+    pager.raise_incident("CRITICAL", "timeout after 29s", "api", now=T0 - 7000)  # deduped
+    second = pager.raise_incident("CRITICAL", "timeout after 5s", "api", now=T0 - 600)  # a new hour: paged again
+    pager.raise_incident("WARNING", "disk 91% full", "host1", now=T0 - 300)
+    pager.raise_incident("ERROR", "disk 95% full", "host1", now=T0 - 200)
+    pager.db(settings).execute(
+        "UPDATE pager_outbox SET state='failed' WHERE incident_id=? AND channel='telegram'", (first["id"],)
+    )
+    body = pager.summarize(now=T0, s=settings)
+    assert body["generated_at"] == "2027-01-15T08:00:00.000Z" and body["hours"] == 24
+    disk, api = body["groups"]  # newest last_seen first
+    assert (disk["source"], disk["severity"], disk["count"], disk["paged"], disk["pages"]) == (
+        "host1",
+        "ERROR",
+        2,
+        False,
+        0,
+    )
+    assert disk["deliveries"] == {} and disk["first_seen"] == "2027-01-15T07:55:00.000Z"
+    assert {k: api[k] for k in ("fingerprint", "severity", "count", "pages", "latest_id", "failed_deliveries")} == {
+        "fingerprint": first["fingerprint"],
+        "severity": "CRITICAL",
+        "count": 3,
+        "pages": 2,
+        "latest_id": second["id"],
+        "failed_deliveries": 1,
+    }
+    assert api["deliveries"] == {"telegram": "skipped", "email": "skipped"}  # the latest page's
+    assert api["first_seen"] == "2027-01-15T06:00:00.000Z" and api["last_seen"] == "2027-01-15T07:50:00.000Z"
+    assert body["totals"] == {
+        "groups": 2,
+        "incidents": 5,
+        "pages": 2,
+        "by_severity": {"CRITICAL": 3, "ERROR": 2, "WARNING": 0, "INFO": 0},
+        "deliveries": {"ok": 0, "failed": 1, "pending": 0, "skipped": 3},
+    }
+    assert files.read_json(log_dir / "incident_summary.json") == body
+    assert [g["source"] for g in pager.summarize(hours="0.1", now=T0, s=settings)["groups"]] == ["host1"]
+    for bad in (0, -1, "x", 745, float("nan")):
+        with pytest.raises(ValidationError) as exc:
+            pager.summarize(hours=bad, now=T0, s=settings)
+        assert exc.value.field == "hours"

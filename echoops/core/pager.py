@@ -178,16 +178,18 @@ def store_incidents(
     enqueued = False
     for severity, msg, source, meta, fp, count in items:
         row = conn.execute(
-            "SELECT id, paged, count FROM pager_incidents WHERE fingerprint=? AND first_seen>? "
+            "SELECT id, paged, count, severity FROM pager_incidents WHERE fingerprint=? AND first_seen>? "
             "ORDER BY first_seen DESC LIMIT 1",
             (fp, now - window),
         ).fetchone()
         pages = severity in PAGED_SEVERITIES
         channels: dict[str, str] = {}
         if row is not None and (row["paged"] or not pages):
+            # The row keeps the worst severity it has seen (an ERROR after a WARNING escalates).
+            worst = severity if SEVERITIES.index(severity) < SEVERITIES.index(row["severity"]) else row["severity"]
             conn.execute(
-                "UPDATE pager_incidents SET count=count+?, last_seen=max(last_seen, ?) WHERE id=?",
-                (count, now, row["id"]),
+                "UPDATE pager_incidents SET count=count+?, last_seen=max(last_seen, ?), severity=? WHERE id=?",
+                (count, now, worst, row["id"]),
             )
             incident_id, deduped, total = row["id"], True, row["count"] + count
         else:

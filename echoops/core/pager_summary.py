@@ -18,8 +18,9 @@ MAX_SUMMARY_HOURS = 24 * 31
 
 
 def summarize(*, hours: float | str = 24, s: Settings | None = None, now: float | None = None) -> dict[str, Any]:
-    """Incidents seen in the last `hours` grouped by fingerprint, newest first, with the delivery
-    state of each group's latest page per channel; also written to logs/incident_summary.json."""
+    """Incidents seen in the last `hours` grouped by fingerprint, newest first: counts, pages, the
+    delivery state of each group's latest page per channel and how many of its deliveries failed.
+    Also written to logs/incident_summary.json."""
     s = s or config.settings()
     try:
         hours = config.check_number(hours, hi=MAX_SUMMARY_HOURS, lo_open=True)
@@ -33,7 +34,15 @@ def summarize(*, hours: float | str = 24, s: Settings | None = None, now: float 
         "FROM pager_incidents WHERE last_seen >= ? AND first_seen <= ? ORDER BY first_seen",
         (since, t),
     ).fetchall()
+    totals: dict[str, Any] = {
+        "groups": 0,
+        "incidents": 0,
+        "pages": 0,
+        "by_severity": {name: 0 for name in SEVERITIES},
+        "deliveries": {state: 0 for state in ("ok", "failed", "pending", "skipped")},
+    }
     latest_paged: dict[str, str] = {}
+    group_of: dict[str, str] = {}
     groups: dict[str, dict[str, Any]] = {}
     for r in rows:
         g = groups.get(r["fingerprint"])
@@ -50,39 +59,38 @@ def summarize(*, hours: float | str = 24, s: Settings | None = None, now: float 
                 "pages": 0,
                 "latest_id": r["id"],
                 "deliveries": {},
+                "failed_deliveries": 0,
             }
         g["count"] += r["count"]
         g["last_seen"] = max(g["last_seen"], r["last_seen"])
         g["msg"], g["latest_id"] = r["msg"], r["id"]
         if SEVERITY_RANK[r["severity"]] > SEVERITY_RANK[g["severity"]]:
             g["severity"] = r["severity"]
+        totals["by_severity"][r["severity"]] += r["count"]
         if r["paged"]:
             g["paged"] = True
             g["pages"] += 1
             latest_paged[r["fingerprint"]] = r["id"]
-    totals: dict[str, Any] = {
-        "groups": len(groups),
-        "incidents": 0,
-        "pages": 0,
-        "by_severity": {name: 0 for name in SEVERITIES},
-        "deliveries": {state: 0 for state in ("ok", "failed", "pending", "skipped")},
-    }
-    states: dict[str, dict[str, str]] = {}
-    if latest_paged:
-        ids = list(latest_paged.values())
-        marks = ",".join("?" * len(ids))
-        for d in conn.execute(
-            f"SELECT incident_id, channel, state FROM pager_outbox WHERE incident_id IN ({marks})", ids
-        ):
-            states.setdefault(d["incident_id"], {})[d["channel"]] = d["state"]
+            group_of[r["id"]] = r["fingerprint"]
+    # Every delivery of every page in the window counts in the totals (an older page of a
+    # group can still be failing); a group shows the states of its latest page.
+    for d in conn.execute(
+        "SELECT o.incident_id, o.channel, o.state FROM pager_outbox o JOIN pager_incidents i ON i.id = o.incident_id "
+        "WHERE i.last_seen >= ? AND i.first_seen <= ?",
+        (since, t),
+    ):
+        fp = group_of.get(d["incident_id"])
+        if fp is None:
+            continue
+        totals["deliveries"][d["state"]] = totals["deliveries"].get(d["state"], 0) + 1
+        if d["state"] == "failed":
+            groups[fp]["failed_deliveries"] += 1
+        if latest_paged[fp] == d["incident_id"]:
+            groups[fp]["deliveries"][d["channel"]] = d["state"]
     for g in groups.values():
-        incident_id = latest_paged.get(g["fingerprint"])
-        g["deliveries"] = states.get(incident_id, {}) if incident_id else {}
-        for state in g["deliveries"].values():
-            totals["deliveries"][state] = totals["deliveries"].get(state, 0) + 1
+        totals["groups"] += 1
         totals["incidents"] += g["count"]
         totals["pages"] += g["pages"]
-        totals["by_severity"][g["severity"]] += g["count"]
         g["first_seen"], g["last_seen"] = clock.iso(g["first_seen"]), clock.iso(g["last_seen"])
     ordered = sorted(groups.values(), key=lambda g: g["last_seen"], reverse=True)
     body = {"generated_at": clock.iso(t), "hours": hours, "groups": ordered, "totals": totals}

@@ -15,7 +15,7 @@
   }
 
   function hasFailed(g) {
-    return CHANNELS.some(function (c) { return g.deliveries[c] === "failed"; });
+    return g.failed_deliveries > 0 || CHANNELS.some(function (c) { return g.deliveries[c] === "failed"; });
   }
 
   function delivery(g, channel) {
