@@ -121,6 +121,27 @@ def test_a_30_minute_burst_alone_does_not_set_the_gate(settings, log_dir):
     assert incidents(settings) == []
 
 
+def test_even_a_hot_30_minute_burst_does_not_set_the_gate(settings, log_dir):
+    # 30 minutes at 20x: the 2h average is 5x and the last 10 minutes burn, but only 3 of the
+    # twelve 10-minute slices of the 2h burned: not "for 2h"
+    now = T0 + 3 * 3600
+    history(log_dir, end=now - 1800, minutes=150, per_minute=20, err_pct=0)
+    history(log_dir, end=now, minutes=30, per_minute=20, err_pct=20)
+    status = slo.tick(s=settings, now=now)["status"]
+    assert status["burn"]["2h"] == 5.0 and status["burn"]["10m"] == 20.0
+    assert status["gate_slices_burning"] == 3 and status["gate"]["condition"] is False
+    assert not (log_dir / "deploy_gate.flag").exists()
+
+
+def test_gate_sets_once_an_hour_of_the_2h_has_burned(settings, log_dir):
+    now = T0 + 3 * 3600
+    history(log_dir, end=now - 3600, minutes=120, per_minute=20, err_pct=0)
+    history(log_dir, end=now, minutes=60, per_minute=20, err_pct=5)
+    status = slo.tick(s=settings, now=now)["status"]
+    assert status["burn"]["2h"] == 2.5 and status["gate_slices_burning"] == 6
+    assert status["gate"]["set"] is True and "6 of 12 10-minute slices above 2x" in status["gate"]["reason"]
+
+
 def test_gate_condition_needs_the_short_window_still_burning(settings, log_dir):
     # 2h at 5% ended 15 minutes ago: burn 2h > 2 but the last 10 minutes are clean
     now = T0 + 3 * 3600
@@ -418,9 +439,11 @@ def test_tick_writes_status_file_event_and_history(cli, settings, log_dir):
         slo.tick(s=settings, now=T0 + i * 900)
     on_disk = orjson.loads((log_dir / "slo_status.json").read_bytes())
     assert on_disk == slo.status(s=settings)
-    assert [h["ts"] for h in on_disk["history"]] == [iso(T0), iso(T0 + 900), iso(T0 + 1800)]
+    # the first tick replayed 11:45 from the aggregates (the data starts at 11:30)
+    assert [h["ts"] for h in on_disk["history"]] == [iso(T0 - 900), iso(T0), iso(T0 + 900), iso(T0 + 1800)]
+    assert [h["backfilled"] for h in on_disk["history"]] == [True, False, False, False]
     assert set(on_disk["history"][0]) == {
-        "ts", "state", "p95_ms", "p99_ms", "error_rate", "burn_1h", "burn_24h", "remaining_budget_pct",
+        "ts", "state", "p95_ms", "p99_ms", "error_rate", "burn_1h", "burn_24h", "remaining_budget_pct", "backfilled",
     }  # fmt: skip
     for key in ("p95_ms", "p99_ms", "error_rate", "period", "remaining_budget_pct", "burn_alert"):
         assert key in on_disk
@@ -435,6 +458,21 @@ def test_tick_writes_status_file_event_and_history(cli, settings, log_dir):
     assert r.exit_code == 0 and orjson.loads(r.stdout) == on_disk
     r = cli("slo", "status")
     assert r.exit_code == 0 and "SLO & Error Budget" in r.stdout and "GREEN" in r.stdout
+
+
+def test_first_tick_backfills_a_day_of_history_showing_the_burst(settings, log_dir):
+    now = T0 + 6 * 3600
+    history(log_dir, end=now - 1800, minutes=330, per_minute=20, err_pct=0)
+    history(log_dir, end=now, minutes=30, per_minute=20, err_pct=10)
+    hist = slo.tick(s=settings, now=now)["status"]["history"]
+    # every 15 minutes after the data starts (06:00), then the tick itself
+    assert [h["ts"] for h in hist[:2]] == [iso(T0 + 900), iso(T0 + 1800)] and hist[-1]["ts"] == iso(now)
+    assert len(hist) == 24 and [h["backfilled"] for h in hist].count(False) == 1
+    burns = [h["burn_1h"] for h in hist]
+    assert set(burns[:-2]) == {0.0} and burns[-2] == 2.5 and burns[-1] == 5.0  # 15 then 30 minutes at 10x
+    assert [h["state"] for h in hist[-2:]] == ["yellow", "yellow"]
+    # later ticks do not backfill again
+    assert len(slo.tick(s=settings, now=now + 900)["status"]["history"]) == 25
 
 
 def test_history_keeps_the_last_24h_of_ticks(settings, log_dir):

@@ -67,7 +67,7 @@ def test_slo_card_shows_green_yellow_and_red_with_the_gate(browser, live_server,
         expect(section.locator(".slo-gate-reason")).to_contain_text("error budget burn 5.00x over 2h")
         expect(section.locator(".slo-spark svg")).to_have_count(2)
         assert (
-            section.locator(".slo-spark svg").first.get_attribute("aria-label").startswith("p95 ms, last 24h: 3 points")
+            section.locator(".slo-spark svg").first.get_attribute("aria-label").startswith("p95 ms, last 24h: 6 points")
         )
         assert page.console_errors == [] and csp_violations(page) == []
     finally:

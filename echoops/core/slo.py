@@ -8,7 +8,8 @@ deleted. Budget maths and state rules live in
 
 Outputs of each tick: `slo_status.json` (atomic; the same document as `status()` and
 `GET /api/slo/status`), one `slo_tick` event in `slo_budget.ndjson`, a row in `slo_ticks`
-(the `history`), and when the gate condition first holds `deploy_gate.flag` plus one
+(the `history`; the first tick of a day without ticks replays the previous 24h from the
+aggregates every 15 minutes, marked `backfilled`), and when the gate condition first holds `deploy_gate.flag` plus one
 CRITICAL incident. A transition into red raises a CRITICAL incident (the pager dedups).
 """
 
@@ -28,6 +29,7 @@ STATUS_FILE = "slo_status.json"
 BUDGET_LOG = "slo_budget.ndjson"
 GATE_FLAG = "deploy_gate.flag"
 HISTORY_POINTS = 288
+BACKFILL_STEP_S = 900
 MAX_REASON = 500
 
 
@@ -92,6 +94,12 @@ def compute(s: Settings, *, now: float) -> dict[str, Any]:
             "burn": round(slo_rules.burn_rate(e, t, budget), 4),
             "enough_traffic": t >= minimum,
         }
+    slices = 0
+    _, _, threshold = slo_rules.GATE_PAIR
+    for i in range(slo_rules.GATE_SLICES):
+        hi = cur - i * slo_rules.GATE_SLICE_MIN
+        t, e, _ = wins.sums(max(hi - slo_rules.GATE_SLICE_MIN + 1, floor), hi)
+        slices += slo_rules.burn_rate(e, t, budget) > threshold
     bt, be, _ = wins.sums(start(budget_minutes), cur)
     remaining = round(slo_rules.remaining_budget_pct(be, bt, budget), 3)
     period = windows[slo_rules.PERIOD]
@@ -103,6 +111,7 @@ def compute(s: Settings, *, now: float) -> dict[str, Any]:
         period_enough=period["enough_traffic"],
         remaining_pct=remaining,
         target_ms=s.slo_lat_p95_ms,
+        slices_burning=slices,
     )
     notes = []
     thin = [name for name, w in windows.items() if not w["enough_traffic"]]
@@ -134,6 +143,7 @@ def compute(s: Settings, *, now: float) -> dict[str, Any]:
         "burn": {name: w["burn"] for name, w in windows.items()},
         "windows": windows,
         "gate_condition": verdict["gate_condition"],
+        "gate_slices_burning": slices,
         "target": {
             "p95_ms": s.slo_lat_p95_ms,
             "error_budget_pct": budget,
@@ -203,7 +213,8 @@ def _set_gate(s: Settings, doc: dict[str, Any], now: float, floor_iso: str | Non
     info = {
         "reason": (
             f"error budget burn {w2['burn']:.2f}x over 2h and {w10['burn']:.2f}x over 10m (> 2x the daily budget "
-            f"of {s.slo_err_budget_pct:g}%): {w2['errors']} of {w2['requests']} requests failed in 2h"
+            f"of {s.slo_err_budget_pct:g}%, {doc['gate_slices_burning']} of 12 10-minute slices above 2x): "
+            f"{w2['errors']} of {w2['requests']} requests failed in 2h"
         ),
         "burn_2h": w2["burn"],
         "burn_10m": w10["burn"],
@@ -217,21 +228,65 @@ def _set_gate(s: Settings, doc: dict[str, Any], now: float, floor_iso: str | Non
 # --- tick / status --------------------------------------------------------------------------
 
 
+_TICK_COLUMNS = ("state", "p95_ms", "p99_ms", "error_rate", "burn_1h", "burn_24h", "remaining_budget_pct")
+
+
+def _tick_row(ts: float, doc: dict[str, Any], backfilled: bool) -> tuple:
+    return (
+        ts,
+        doc["state"],
+        doc["p95_ms"],
+        doc["p99_ms"],
+        doc["error_rate"],
+        doc["burn"]["1h"],
+        doc["burn"]["24h"],
+        doc["remaining_budget_pct"],
+        int(backfilled),
+    )
+
+
+_INSERT_TICK = f"INSERT OR REPLACE INTO slo_ticks(ts, {', '.join(_TICK_COLUMNS)}, backfilled) VALUES(?,?,?,?,?,?,?,?,?)"
+
+
 def _history(conn: sqlite3.Connection) -> list[dict[str, Any]]:
     last = conn.execute("SELECT max(ts) FROM slo_ticks").fetchone()[0]
     if last is None:
         return []
     rows = conn.execute(
-        "SELECT ts, state, p95_ms, p99_ms, error_rate, burn_1h, burn_24h, remaining_budget_pct FROM slo_ticks "
-        "WHERE ts > ? ORDER BY ts",
+        f"SELECT ts, {', '.join(_TICK_COLUMNS)}, backfilled FROM slo_ticks WHERE ts > ? ORDER BY ts",
         (last - 86400,),
     ).fetchall()
     if len(rows) > HISTORY_POINTS:
         step = len(rows) / HISTORY_POINTS
         picked = [rows[int(i * step)] for i in range(HISTORY_POINTS - 1)]
         rows = picked + [rows[-1]]
-    keys = ("state", "p95_ms", "p99_ms", "error_rate", "burn_1h", "burn_24h", "remaining_budget_pct")
-    return [{"ts": clock.iso(r[0]), **dict(zip(keys, tuple(r)[1:], strict=True))} for r in rows]
+    out = []
+    for r in rows:
+        point = {"ts": clock.iso(r[0]), **dict(zip(_TICK_COLUMNS, tuple(r)[1:-1], strict=True))}
+        point["backfilled"] = bool(r[-1])
+        out.append(point)
+    return out
+
+
+def _backfill(conn: sqlite3.Connection, s: Settings, now: float) -> int:
+    """With no tick recorded in the 24h before `now`, replay the SLO every 15 minutes of that day
+    from the stored aggregates (points marked `backfilled`), so the sparklines have a past at once."""
+    if conn.execute("SELECT 1 FROM slo_ticks WHERE ts > ? AND ts < ? LIMIT 1", (now - 86400, now)).fetchone():
+        return 0
+    first = conn.execute(
+        "SELECT min(minute) FROM slo_minute WHERE minute >= ? AND total > 0", (int((now - 86400) // 60),)
+    ).fetchone()[0]
+    if first is None:
+        return 0
+    rows = []
+    t = math.floor((now - 86400) / BACKFILL_STEP_S) * BACKFILL_STEP_S + BACKFILL_STEP_S
+    while t < now:
+        if t > first * 60:
+            rows.append(_tick_row(t, compute(s, now=t), True))
+        t += BACKFILL_STEP_S
+    with store.transaction(conn):
+        conn.executemany(_INSERT_TICK, rows)
+    return len(rows)
 
 
 def _finish(conn: sqlite3.Connection, s: Settings, doc: dict[str, Any]) -> dict[str, Any]:
@@ -268,6 +323,7 @@ def tick(*, s: Settings | None = None, now: float | None = None) -> dict[str, An
     report = slo_data.ingest(s, now=now)
     conn = slo_data.db(s)
     slo_data.prune(conn, s, now=now)
+    _backfill(conn, s, now)
     doc = compute(s, now=now)
     gate_now = gate(s=s)
     gate_set = False
@@ -279,20 +335,7 @@ def tick(*, s: Settings | None = None, now: float | None = None) -> dict[str, An
         previous = _meta(conn, "state")
         _set_meta(conn, "state", doc["state"])
         _set_meta(conn, "status", orjson.dumps(doc).decode())
-        conn.execute(
-            "INSERT OR REPLACE INTO slo_ticks(ts, state, p95_ms, p99_ms, error_rate, burn_1h, burn_24h, "
-            "remaining_budget_pct) VALUES(?,?,?,?,?,?,?,?)",
-            (
-                now,
-                doc["state"],
-                doc["p95_ms"],
-                doc["p99_ms"],
-                doc["error_rate"],
-                doc["burn"]["1h"],
-                doc["burn"]["24h"],
-                doc["remaining_budget_pct"],
-            ),
-        )
+        conn.execute(_INSERT_TICK, _tick_row(now, doc, False))
     incident = None
     meta = {k: doc[k] for k in ("state", "p95_ms", "error_rate", "burn", "remaining_budget_pct", "burn_alert")}
     if gate_set:

@@ -66,6 +66,8 @@ SCHEMA = store.Schema(
             value TEXT NOT NULL
         );
         """,
+        # v2: history points replayed from stored aggregates (no tick ran then)
+        "ALTER TABLE slo_ticks ADD COLUMN backfilled INTEGER NOT NULL DEFAULT 0;",
     ),
 )
 

@@ -9,7 +9,9 @@ fewer than SLO_MIN_REQUESTS requests never raises an alarm and says so in `notes
 Alert tiers (Google SRE Workbook, multiwindow multi-burn-rate; each pair needs both windows
 above the threshold and both with enough traffic):
   page   burn(1h) > 14.4 and burn(5m) > 14.4, or burn(6h) > 6 and burn(30m) > 6
-  gate   burn(2h) > 2 and burn(10m) > 2     (sustained: sets logs/deploy_gate.flag)
+  gate   burn(2h) > 2 and burn(10m) > 2, and burn > 2 in at least 6 of the twelve 10-minute
+         slices of the 2h ("for 2h": a 30-minute burst, however hot, touches at most 4 slices,
+         so it never sets logs/deploy_gate.flag alone)
   ticket burn(24h) > 3 and burn(2h) > 3, or burn(7d) > 1 and burn(6h) > 1
 `burn_alert` names the highest tier firing, in the order none < ticket < page < gate.
 
@@ -38,6 +40,9 @@ PERIOD = "24h"  # the window p95_ms, p99_ms and error_rate cover
 
 PAGE_PAIRS = (("1h", "5m", 14.4), ("6h", "30m", 6.0))
 GATE_PAIR = ("2h", "10m", 2.0)
+GATE_SLICE_MIN = 10
+GATE_SLICES = 12  # 10-minute slices of the 2h window
+GATE_MIN_SLICES_BURNING = 6
 TICKET_PAIRS = (("24h", "2h", 3.0), ("7d", "6h", 1.0))
 TIER_ORDER = ("none", "ticket", "page", "gate")
 YELLOW_BURN_1H = 1.0
@@ -73,11 +78,14 @@ def evaluate(
     period_enough: bool,
     remaining_pct: float,
     target_ms: float,
+    slices_burning: int,
 ) -> dict[str, Any]:
-    """State, reasons, firing tiers and the gate condition from window figures (the one place)."""
+    """State, reasons, firing tiers and the gate condition from window figures (the one place).
+
+    `slices_burning`: how many 10-minute slices of the last 2h burned faster than 2x."""
     alerts: list[str] = []
     reasons: list[str] = []
-    gate = _pair(windows, *GATE_PAIR)
+    gate = _pair(windows, *GATE_PAIR) and slices_burning >= GATE_MIN_SLICES_BURNING
     page = [f"burn {lw} > {t:g} and {sw} > {t:g}" for lw, sw, t in PAGE_PAIRS if _pair(windows, lw, sw, t)]
     ticket = [f"burn {lw} > {t:g} and {sw} > {t:g}" for lw, sw, t in TICKET_PAIRS if _pair(windows, lw, sw, t)]
     if ticket:
@@ -91,6 +99,7 @@ def evaluate(
     if gate:
         red.append(
             f"deploy gate condition: burn 2h {windows['2h']['burn']:.2f} > 2 and 10m {windows['10m']['burn']:.2f} > 2"
+            f" ({slices_burning} of {GATE_SLICES} 10-minute slices > 2)"
         )
     red.extend(f"page tier: {p}" for p in page)
     p95_known = p95_ms is not None and period_enough
