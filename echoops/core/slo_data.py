@@ -347,7 +347,8 @@ class Windows:
 
     def _minute_sums(self, lo: int, hi: int) -> tuple[int, int, int]:
         if lo >= self.tail_lo:
-            rows: Iterable = (v for m, v in self.minutes.items() if lo <= m <= hi)
+            get = self.minutes.get
+            rows: Iterable = (v for v in map(get, range(lo, hi + 1)) if v is not None)
         else:
             rows = self.conn.execute(
                 "SELECT total, errors, slow FROM slo_minute WHERE minute BETWEEN ? AND ?", (lo, hi)
