@@ -110,7 +110,8 @@ def summarize_cmd(
 ) -> None:
     """Incidents of the last N hours grouped by fingerprint, with delivery state per channel.
 
-    Also writes logs/incident_summary.json. Example: echoops page summarize --hours 6 --json | jq .totals
+    Also writes logs/incident_summary.json.
+    Example: echoops page summarize --hours 6 --json | jq .totals
     """
     from rich.markup import escape
     from rich.table import Table
