@@ -6,6 +6,9 @@ from datetime import UTC, datetime
 
 import orjson
 import pytest
+from hypothesis import given
+from hypothesis import settings as hsettings
+from hypothesis import strategies as st
 
 from echoops.core import ledger, portal
 from echoops.core.errors import NotFound, ValidationError
@@ -187,3 +190,68 @@ def test_suppression_list_is_idempotent(settings):
     assert ledger.resubscribe("a@b.io", s=settings) is True
     assert ledger.resubscribe("a@b.io", s=settings) is False
     assert not ledger.is_unsubscribed("a@b.io", s=settings)
+
+
+_values = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(-5, 2 * 10**9),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.sampled_from(["", " ", "usd", "USD", "eu", "€ur", "1795000000", "2026-11-20T10:00:00Z", "12", "-3", " 7 ",
+                     "١٢", "1_000", "a@b.io", " QA@EchoPilot.ai ", "x@y", "receipts/a.pdf", "a.pdf", "../x", "paid",
+                     "K", "İ"]),
+    st.text(max_size=12),
+)  # fmt: skip
+
+
+@hsettings(max_examples=600, deadline=None)
+@given(
+    rec=st.fixed_dictionaries(
+        {},
+        optional={
+            k: _values
+            for k in ledger.REQUIRED + ("invoice_number", "fee_cents", "document", "invoice_document", "status")
+        },
+    ),
+    base=st.booleans(),
+)
+def test_fast_path_gives_the_same_answer_as_the_careful_path(rec, base):
+    if base:  # mostly-valid records, so the fast path is exercised, with the drawn fields on top
+        rec = {**GOOD[0], "fee_cents": 5, **rec}
+
+    def answer(fn):
+        try:
+            return fn(rec, source="t", now=1.0)
+        except ValueError as exc:
+            return ("error", type(exc))
+
+    assert answer(ledger.purchase_row) == answer(ledger.checked_row)
+
+
+def _indexes(settings) -> list[str]:
+    conn = ledger.conn_for(settings)
+    return [
+        r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='index' AND tbl_name='portal_purchases'")
+    ]
+
+
+def test_large_import_rebuilds_the_email_index_once_and_strict_rollback_keeps_it(tmp_path, settings, monkeypatch):
+    from echoops.core import ledger_import
+
+    monkeypatch.setattr(ledger_import, "REBUILD_MIN_ROWS", 1)
+    monkeypatch.setattr(ledger_import, "BATCH", 2)  # several batches through the writer thread
+    f = _ndjson(tmp_path / "p.ndjson", GOOD)
+    assert ledger_import._worth_rebuilding(ledger.conn_for(settings), f) is True
+    assert portal.import_purchases(f, s=settings)["landed"] == 3
+    assert "portal_purchases_email" in _indexes(settings)
+    plan = " ".join(
+        str(r[3])
+        for r in ledger.conn_for(settings).execute(
+            "EXPLAIN QUERY PLAN SELECT id FROM portal_purchases WHERE email=? ORDER BY created DESC LIMIT 5", ("x",)
+        )
+    )
+    assert "portal_purchases_email" in plan
+    bad = _ndjson(tmp_path / "bad.ndjson", [{**GOOD[0], "id": f"n{i}"} for i in range(5)], BAD_LINES[:1])
+    report = portal.import_purchases(bad, strict=True, s=settings)
+    assert report["landed"] == 0 and ledger.count(s=settings) == 3
+    assert "portal_purchases_email" in _indexes(settings)

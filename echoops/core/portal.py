@@ -10,7 +10,7 @@
 - Every access attempt appends `{email, ip, resource, status, reason?}` to
   `logs/portal_access.ndjson`; the token never is.
 
-The ledger and the importer live in core/ledger.py; `import_purchases` and `fees_by_day`
+The ledger lives in core/ledger.py, the importer in core/ledger_import.py; `import_purchases` and `fees_by_day`
 are re-exported here (the interface other features use).
 """
 
@@ -29,7 +29,8 @@ import orjson
 from echoops.core import clock, config, ledger, ndjson, portal_docs, signing
 from echoops.core.config import Settings
 from echoops.core.errors import EchoopsError, NotFound, ValidationError
-from echoops.core.ledger import fees_by_day, import_purchases  # noqa: F401 (the portal interface)
+from echoops.core.ledger import fees_by_day  # noqa: F401 (the portal interface)
+from echoops.core.ledger_import import import_purchases  # noqa: F401 (the portal interface)
 
 PURPOSE_DOWNLOAD = "portal.download"
 PURPOSE_UNSUBSCRIBE = "portal.unsubscribe"
