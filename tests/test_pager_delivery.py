@@ -6,6 +6,8 @@ import time
 
 import orjson
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from echoops.core import config, pager, pager_outbox
 from tests.fakes_smtp import PASSWORD, USER, FakeSMTP, make_cert
@@ -285,3 +287,29 @@ def test_background_drain_sends_a_new_page_during_another_ones_backoff(tg, monke
     finally:
         drainer.close()
     assert not drainer.thread.is_alive()
+
+
+def test_a_crash_right_after_a_successful_send_does_not_send_again(tg, log_dir):
+    pager.raise_incident("CRITICAL", "db down", "db", now=T0)
+    log = log_dir / "incidents.ndjson"
+    kept = log.read_bytes()
+    log.unlink()
+    log.mkdir()  # the event log cannot be written: the drainer dies right after the send
+    with pytest.raises(IsADirectoryError):
+        pager.run(now=T0)
+    assert len(tg.delivered) == 1
+    log.rmdir()
+    log.write_bytes(kept)
+    assert pager.run(now=T0 + 1)["deliveries"] == {}  # the store already said ok
+    assert len(tg.delivered) == 1 and len(tg.requests) == 1
+
+
+@given(msg=st.text(min_size=1, max_size=4096).filter(lambda m: m.strip() and len(m.encode()) <= 4096))
+def test_any_valid_msg_fits_one_telegram_message(msg):
+    from echoops.core.channels import Page
+    from echoops.core.channels.telegram import MAX_CHARS, compose
+
+    rich, plain = compose(Page("inc_x", "CRITICAL", "s" * 100, msg, "f" * 64, 10**9, T0))
+    assert len(rich.encode("utf-16-le")) // 2 <= MAX_CHARS
+    assert len(plain.encode("utf-16-le")) // 2 <= MAX_CHARS
+    assert plain.count("\n\n") >= 2
