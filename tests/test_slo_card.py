@@ -35,7 +35,7 @@ def test_slo_card_shows_green_yellow_and_red_with_the_gate(browser, live_server,
         expect(section.locator("[data-metric=error_rate] .metric-value")).to_have_text("0%")
         expect(section.locator(".slo-remaining")).to_have_text("100.0%")
         expect(section.locator("[role=meter]")).to_have_attribute("aria-valuenow", "100")
-        expect(section.locator(".slo-burn-cell")).to_have_count(6)
+        expect(section.locator(".slo-burn dt")).to_have_text(["10m", "1h", "2h", "6h", "24h", "7d"])
         expect(section.locator(".slo-gate")).to_have_count(0)
         expect(section.locator(".slo-spark svg")).to_have_count(2)
         assert page.console_errors == [] and csp_violations(page) == []
@@ -48,8 +48,9 @@ def test_slo_card_shows_green_yellow_and_red_with_the_gate(browser, live_server,
     page, section = shown(browser, server)
     try:
         expect(section.locator(".slo-head .badge")).to_have_text(re.compile("YELLOW"))
-        expect(section.locator(".slo-burn-cell[data-window='1h']")).to_have_text("2.50\u00d7")
-        expect(section.locator(".slo-burn-cell[data-window='1h']")).to_have_class(re.compile("slo-hot"))
+        expect(section.locator(".slo-burn-item[data-window='1h'] dd")).to_have_text("2.50\u00d7")
+        expect(section.locator(".slo-burn-item[data-window='1h']")).to_have_class(re.compile("slo-hot"))
+        expect(section.locator(".slo-burn-item[data-window='24h']")).not_to_have_class(re.compile("slo-hot"))
         expect(section.locator(".slo-reasons")).to_contain_text("burn 1h 2.50 > 1")
         expect(section.locator(".slo-gate")).to_have_count(0)
     finally:

@@ -19,24 +19,20 @@
       E.el("figcaption", {class: "muted"}, title));
   }
 
-  function burnRow(s) {
+  function burnGrid(s) {
     var w = s.windows || {};
-    return E.el("table", {class: "kv slo-burn"},
-      E.el("thead", null, E.el("tr", null,
-        E.el("th", {scope: "col"}, "window"),
-        SHOWN.map(function (name) { return E.el("th", {scope: "col"}, name); }))),
-      E.el("tbody", null, E.el("tr", null,
-        E.el("th", {scope: "row"}, "burn"),
-        SHOWN.map(function (name) {
-          var win = w[name] || {};
-          var burn = s.burn ? s.burn[name] : null;
-          var hot = typeof burn === "number" && burn > 1 && win.enough_traffic;
-          return E.el("td", {class: ["slo-burn-cell", hot ? "slo-hot" : null, win.enough_traffic ? null : "muted"],
-            dataset: {window: name},
-            title: (win.requests || 0) + " requests, " + (win.errors || 0) + " errors" +
-              (win.enough_traffic ? "" : " (too few to alarm)")},
-          typeof burn === "number" ? burn.toFixed(2) + "\u00d7" : "\u2013");
-        }))));
+    return E.el("dl", {class: "slo-burn", "aria-label": "error budget burn rate per window"},
+      SHOWN.map(function (name) {
+        var win = w[name] || {};
+        var burn = s.burn ? s.burn[name] : null;
+        var hot = typeof burn === "number" && burn > 1 && win.enough_traffic;
+        return E.el("div", {class: ["slo-burn-item", hot ? "slo-hot" : null, win.enough_traffic ? null : "slo-thin"],
+          dataset: {window: name},
+          title: (win.requests || 0) + " requests, " + (win.errors || 0) + " errors" +
+            (win.enough_traffic ? "" : " (too few to alarm)")},
+          E.el("dt", null, name),
+          E.el("dd", {class: "slo-burn-cell"}, typeof burn === "number" ? burn.toFixed(2) + "\u00d7" : "\u2013"));
+      }));
   }
 
   async function render(body, ctx) {
@@ -71,11 +67,12 @@
           "Error budget left (" + (s.budget ? s.budget.window : "") + "): ",
           E.el("strong", {class: "slo-remaining"}, E.fmt.pct(remaining))),
         E.meter(remaining, {label: "remaining error budget", state: budgetState})),
-      burnRow(s),
+      E.el("div", {class: "slo-burn-label muted"}, "burn rate (1\u00d7 = on budget)"),
+      burnGrid(s),
       (s.reasons && s.reasons.length)
         ? E.el("ul", {class: "slo-reasons"}, s.reasons.map(function (r) { return E.el("li", null, r); }))
         : null,
-      (s.notes || []).map(function (n) { return E.el("p", {class: "muted slo-note"}, n); }),
+      E.el("div", {class: "slo-notes"}, (s.notes || []).map(function (n) { return E.el("p", {class: "muted slo-note"}, n); })),
       hist.length
         ? E.el("div", {class: "slo-sparks"},
             spark("p95 ms, last 24h", hist.map(function (h) { return h.p95_ms; }), {target: t.p95_ms, min: 0}),
@@ -84,5 +81,5 @@
       E.el("p", {class: "muted slo-updated"}, s.updated_at ? "updated " + E.fmt.ago(s.updated_at) : "never updated"));
   }
 
-  E.registerCard({id: "slo", title: "SLO & Error Budget", order: 10, render: render});
+  E.registerCard({id: "slo", title: "SLO & Error Budget", order: 10, wide: true, render: render});
 })();
