@@ -529,10 +529,42 @@ def test_the_scheduled_job_updates_slo_status_json(settings, log_dir, tmp_path):
     assert now - 5 <= clock.parse_ts(status["updated_at"]) <= clock.now_s()
 
 
+def fill_30_days(settings, now: float) -> None:
+    """43,200 minute rows (40 requests, ~40 buckets each) and their hour rollups, written directly."""
+    from echoops.core import sketch, store
+
+    conn = slo_data.db(settings)
+    cur = slo_data.last_minute(now)
+    minute_sketch = sketch.encode({k: 1 for k in range(640, 680)})
+    hour_sketch = sketch.encode({k: 60 for k in range(600, 720)})
+    minutes = range(cur - 43_199, cur + 1)
+    with store.transaction(conn):
+        conn.executemany("INSERT OR REPLACE INTO slo_minute VALUES(?,?,?,?)", ((m, 40, m % 3 == 0, 0) for m in minutes))
+        conn.executemany("INSERT OR REPLACE INTO slo_minute_sketch VALUES(?,?)", ((m, minute_sketch) for m in minutes))
+        hours = sorted({m // 60 for m in minutes})
+        conn.executemany(
+            "INSERT OR REPLACE INTO slo_hour VALUES(?,?,?,?,?)", ((h, 2400, 20, 0, hour_sketch) for h in hours)
+        )
+
+
 @pytest.mark.slow
-def test_no_new_data_tick_process_is_fast(settings, log_dir):
-    history(log_dir, end=T0, minutes=5, per_minute=10)
-    slo.tick(s=settings, now=T0)
-    env = dict(os.environ)
-    proc = subprocess.run([sys.executable, "-m", "echoops", "slo", "tick"], env=env, capture_output=True, timeout=30)
+def test_no_new_data_tick_over_30_days_of_minutes_is_fast(settings, log_dir):
+    import statistics
+    import time
+
+    history(log_dir, end=T0, minutes=1, per_minute=10)
+    slo.tick(s=settings, now=T0 - 86400 * 2)  # reads the file once, records a tick (no backfill later)
+    fill_30_days(settings, T0)
+    times = []
+    for i in range(7):
+        t0 = time.perf_counter()
+        result = slo.tick(s=settings, now=T0 - 0.001 * i)
+        times.append(time.perf_counter() - t0)
+        assert result["ingest"]["lines"] == 0
+    assert result["status"]["budget"]["requests"] == 43_200 * 40
+    # the issue's target is 50 ms; allow the shared 2-core test machine some slack
+    assert statistics.median(times) < 0.1, times
+    proc_t0 = time.perf_counter()
+    proc = subprocess.run([sys.executable, "-m", "echoops", "slo", "tick"], env=dict(os.environ), capture_output=True)
     assert proc.returncode == 0, proc.stderr
+    assert time.perf_counter() - proc_t0 < 2.0
