@@ -23,22 +23,36 @@ import orjson
 
 from echoops.core import clock, config, files, ndjson, sketch, slo_data, slo_rules, store
 from echoops.core.config import Settings
-from echoops.core.errors import EchoopsError, ValidationError
+from echoops.core.errors import ValidationError
+from echoops.core.slo_gate import (  # re-exported: slo.gate() etc. are the public names
+    GATE_FLAG,
+    DeployGateSet,
+    clear_gate,
+    gate,
+    gate_path,
+    require_gate_open,
+    set_gate,
+    validate_reason,
+)
+
+__all__ = [
+    "GATE_FLAG",
+    "DeployGateSet",
+    "clear_gate",
+    "compute",
+    "gate",
+    "gate_path",
+    "rebaseline",
+    "recent_p95_ms",
+    "require_gate_open",
+    "status",
+    "tick",
+]
 
 STATUS_FILE = "slo_status.json"
 BUDGET_LOG = "slo_budget.ndjson"
-GATE_FLAG = "deploy_gate.flag"
 HISTORY_POINTS = 288
 BACKFILL_STEP_S = 900
-MAX_REASON = 500
-
-
-class DeployGateSet(EchoopsError):
-    """The deploy gate flag is present: deploys should wait (exit 1, HTTP 409)."""
-
-    code = "deploy_gate_set"
-    status = 409
-    exit_code = 1
 
 
 # --- meta -------------------------------------------------------------------------------
@@ -156,75 +170,6 @@ def compute(s: Settings, *, now: float) -> dict[str, Any]:
     }
 
 
-# --- gate -------------------------------------------------------------------------------
-
-
-def gate_path(s: Settings):
-    """`logs/deploy_gate.flag`."""
-    return s.log_path(GATE_FLAG)
-
-
-def gate(*, s: Settings | None = None) -> dict[str, Any]:
-    """The deploy gate: `{"set": bool, "reason", "burn_2h", "burn_10m", "since", "set_at"}`."""
-    s = s or config.settings()
-    flag = files.read_flag(gate_path(s))
-    out: dict[str, Any] = {"set": flag is not None, "reason": None, "burn_2h": None, "burn_10m": None}
-    out.update({"since": None, "set_at": None})
-    if flag is not None:
-        out.update({k: flag.get(k) for k in ("reason", "burn_2h", "burn_10m", "since", "set_at")})
-        out["reason"] = out["reason"] or "flag file present (no reason recorded)"
-    return out
-
-
-def require_gate_open(*, s: Settings | None = None) -> dict[str, Any]:
-    """The gate when it is open; DeployGateSet (exit 1) with the reason when it is set."""
-    g = gate(s=s)
-    if g["set"]:
-        since = f" since {g['since']}" if g.get("since") else ""
-        raise DeployGateSet(f"deploy gate is set{since}: {g['reason']}")
-    return g
-
-
-def clear_gate(reason: str, *, s: Settings | None = None, now: float | None = None) -> dict[str, Any]:
-    """Remove the gate flag (operator action), logging who-knows-why as `reason`."""
-    s = s or config.settings()
-    reason = _reason(reason, required=True)
-    before = gate(s=s)
-    cleared = files.clear_flag(gate_path(s))
-    ndjson.append(s.log_path(BUDGET_LOG), "slo_gate_cleared", now=now, reason=reason, cleared=cleared, gate=before)
-    return {"cleared": cleared, "reason": reason, "gate": before}
-
-
-def _reason(reason: object, *, required: bool) -> str | None:
-    if reason is None or (isinstance(reason, str) and not reason.strip()):
-        if required:
-            raise ValidationError("reason: give a reason (it is logged)", field="reason")
-        return None
-    if not isinstance(reason, str):
-        raise ValidationError("reason must be a string", field="reason")
-    if len(reason) > MAX_REASON:
-        raise ValidationError(f"reason is longer than {MAX_REASON} characters", field="reason")
-    return reason.strip()
-
-
-def _set_gate(s: Settings, doc: dict[str, Any], now: float, floor_iso: str | None) -> dict[str, Any]:
-    w2, w10 = doc["windows"]["2h"], doc["windows"]["10m"]
-    since = max(now - 2 * 3600, clock.parse_ts(floor_iso) or 0.0)
-    info = {
-        "reason": (
-            f"error budget burn {w2['burn']:.2f}x over 2h and {w10['burn']:.2f}x over 10m (> 2x the daily budget "
-            f"of {s.slo_err_budget_pct:g}%, {doc['gate_slices_burning']} of 12 10-minute slices above 2x): "
-            f"{w2['errors']} of {w2['requests']} requests failed in 2h"
-        ),
-        "burn_2h": w2["burn"],
-        "burn_10m": w10["burn"],
-        "since": clock.iso(since),
-        "set_at": clock.iso(now),
-    }
-    files.set_flag(gate_path(s), info)
-    return info
-
-
 # --- tick / status --------------------------------------------------------------------------
 
 
@@ -329,7 +274,7 @@ def tick(*, s: Settings | None = None, now: float | None = None) -> dict[str, An
     gate_set = False
     info: dict[str, Any] = {}
     if doc["gate_condition"] and not gate_now["set"]:
-        info = _set_gate(s, doc, now, doc["rebaseline_at"])
+        info = set_gate(s, doc, now, doc["rebaseline_at"])
         gate_set = True
     with store.transaction(conn):
         previous = _meta(conn, "state")
@@ -380,7 +325,7 @@ def rebaseline(reason: object = None, *, s: Settings | None = None, now: float |
     """Restart every window at `now` (older data excluded from then on, nothing deleted); logs it, ticks."""
     s = s or config.settings()
     now = clock.now_s(now)
-    text = _reason(reason, required=False)
+    text = validate_reason(reason, required=False)
     conn = slo_data.db(s)
     with store.transaction(conn):
         _set_meta(conn, "rebaseline_at", repr(now))
