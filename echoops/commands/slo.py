@@ -54,7 +54,9 @@ def _panel(doc: dict[str, Any]) -> None:
 
 @app.command("status")
 def status(json_out: bool = typer.Option(False, "--json", help="Print the GET /api/slo/status JSON.")) -> None:
-    """Show SLO state, p95/p99, error rate, burn per window and the gate as of the last tick.
+    """Show SLO state, latency, error rate, burn and the gate.
+
+    As of the last tick; --json prints exactly what GET /api/slo/status returns.
 
     Example: echoops slo status --json | jq '.burn'
     """
@@ -72,7 +74,10 @@ def tick(
     now: str = typer.Option(None, "--now", help="Evaluate as of this time (ISO-8601 or epoch s); default now."),
     json_out: bool = typer.Option(False, "--json", help="Print the tick result as JSON."),
 ) -> None:
-    """Ingest new request lines, update budgets, state and gate, write slo_status.json (the scheduler runs this).
+    """Ingest new requests; update budgets, state, gate, files.
+
+    Writes slo_status.json and a slo_tick event to slo_budget.ndjson; sets deploy_gate.flag
+    and pages when the error budget burns too fast. The scheduler runs it every 15 minutes.
 
     Example: echoops slo tick --now 2026-11-27T12:00:00Z
     """
@@ -99,7 +104,9 @@ def rebaseline(
     reason: str = typer.Option(None, "--reason", help="Why (logged in slo_budget.ndjson)."),
     json_out: bool = typer.Option(False, "--json", help="Print the result as JSON."),
 ) -> None:
-    """Restart the rolling windows now: older data is excluded from every window (nothing is deleted).
+    """Restart the rolling windows now (nothing is deleted).
+
+    Data before now is excluded from every window from then on; the event is logged.
 
     Example: echoops slo rebaseline --reason "fixed the bad deploy"
     """
@@ -121,7 +128,9 @@ def gate(
     reason: str = typer.Option(None, "--reason", help="Why the gate is cleared (logged)."),
     json_out: bool = typer.Option(False, "--json", help="Print the gate as JSON."),
 ) -> None:
-    """Check the deploy gate for CI: exit 0 when open, 1 when set (prints the reason); --clear removes it.
+    """Deploy gate for CI: exit 0 open, 1 set; --clear removes it.
+
+    When set, prints the reason on stderr.
 
     Exit codes: 0 open (or cleared), 1 gate set, 2 --clear without --reason.
 
