@@ -366,6 +366,19 @@ def test_ingest_is_incremental_and_reads_every_source_file(settings, log_dir):
     assert third["ingest"]["lines"] == 10 and third["status"]["windows"]["10m"]["requests"] == 80
 
 
+def test_rotation_reads_the_rest_of_the_old_file_then_the_new_one_once(settings, log_dir):
+    history(log_dir, end=T0 - 600, minutes=2, per_minute=10)
+    path = log_dir / "requests.ndjson"
+    assert slo.tick(s=settings, now=T0)["ingest"]["lines"] == 20
+    history(log_dir, end=T0 - 300, minutes=1, per_minute=10)  # appended before the rotation
+    path.rename(log_dir / "requests.ndjson.1")
+    history(log_dir, end=T0, minutes=1, per_minute=10)  # the new file
+    result = slo.tick(s=settings, now=T0)
+    assert result["ingest"]["lines"] == 20 and result["ingest"]["events"] == ["requests.ndjson: rotated"]
+    assert result["status"]["windows"]["1h"]["requests"] == 40
+    assert slo.tick(s=settings, now=T0)["ingest"]["lines"] == 0
+
+
 def test_slow_counts_latencies_above_the_target(settings, log_dir):
     write_requests(log_dir, request_lines(T0 - 120, 1, 10, 0, latency_ms=800.0))  # equal: not slow
     write_requests(log_dir, request_lines(T0 - 60, 1, 10, 0, latency_ms=800.5))
