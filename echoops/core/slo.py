@@ -124,6 +124,7 @@ def compute(s: Settings, *, now: float) -> dict[str, Any]:
         p95_ms=p95,
         period_enough=period["enough_traffic"],
         remaining_pct=remaining,
+        budget_enough=bt >= minimum,
         target_ms=s.slo_lat_p95_ms,
         slices_burning=slices,
     )
@@ -133,6 +134,8 @@ def compute(s: Settings, *, now: float) -> dict[str, Any]:
         notes.append(
             f"insufficient traffic (< {minimum} requests) in {', '.join(thin)}: those windows raise no burn alarm"
         )
+    if bt < minimum:
+        notes.append(f"insufficient traffic in the {s.slo_window_days}d budget window: the budget is not judged")
     if not period["enough_traffic"]:
         notes.append(f"insufficient traffic in {slo_rules.PERIOD}: p95 is not judged against the target")
     return {

@@ -18,6 +18,7 @@ above the threshold and both with enough traffic):
 State:
   red    the gate condition holds, the page tier fires, or p95 (period) > SLO_LAT_P95_MS
   yellow burn(1h) > 1, the ticket tier fires, p95 > 80% of the target, or remaining budget < 25%
+(p95 and the budget are judged only with at least SLO_MIN_REQUESTS requests in their window)
   green  otherwise
 """
 
@@ -77,6 +78,7 @@ def evaluate(
     p95_ms: float | None,
     period_enough: bool,
     remaining_pct: float,
+    budget_enough: bool,
     target_ms: float,
     slices_burning: int,
 ) -> dict[str, Any]:
@@ -110,7 +112,7 @@ def evaluate(
     yellow.extend(f"ticket tier: {t}" for t in ticket)
     if p95_known and YELLOW_P95_SHARE * target_ms < p95_ms <= target_ms:
         yellow.append(f"p95 {p95_ms:.0f} ms > 80% of target {target_ms:g} ms")
-    if remaining_pct < YELLOW_REMAINING_PCT:
+    if budget_enough and remaining_pct < YELLOW_REMAINING_PCT:
         yellow.append(f"remaining budget {remaining_pct:.1f}% < 25%")
     state = "red" if red else ("yellow" if yellow else "green")
     reasons = red + yellow
