@@ -111,6 +111,21 @@ def test_connection_is_reused_per_thread(settings):
     assert seen and seen[0] is not conn
 
 
+def test_relative_log_dir_follows_the_working_directory(tmp_path, monkeypatch):
+    s = load_settings({"ECHOOPS_LOG_DIR": "logs"})
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    monkeypatch.chdir(tmp_path / "a")
+    a = store.connect(s)
+    assert store.connect(s) is a
+    monkeypatch.chdir(tmp_path / "b")
+    b = store.connect(s)
+    assert b is not a
+    assert (tmp_path / "a" / "logs" / "echoops.db").exists() and (tmp_path / "b" / "logs" / "echoops.db").exists()
+    store.close_all()
+    assert store.connect(s) is not b
+
+
 def test_schema_ensure_and_versions(settings):
     v1 = store.Schema("feat", ("CREATE TABLE feat_a (x INTEGER)",))
     conn = store.db(settings, v1)

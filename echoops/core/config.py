@@ -551,12 +551,24 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
 
 
 _cache: tuple[tuple, Settings] | None = None
+_ENV_NAMES = tuple(v.env for v in VARS)
+_ENV_KEYS = tuple(os.fsencode(name) for name in _ENV_NAMES)
+
+
+def _env_snapshot() -> tuple:
+    # Called on every request (the auth hook, /healthz): os.environ.get encodes each name and
+    # decodes each value, ~45 x 0.7 us. os.environ._data is the bytes dict os.environ wraps
+    # (CPython on POSIX), so one C-level map over it gives the same answer in ~2 us.
+    data = getattr(os.environ, "_data", None)
+    if isinstance(data, dict) and os.name == "posix":
+        return tuple(map(data.get, _ENV_KEYS))
+    return tuple(map(os.environ.get, _ENV_NAMES))
 
 
 def settings() -> Settings:
     """Settings for the current process environment, re-read when a relevant variable changes."""
     global _cache
-    key = tuple(os.environ.get(v.env) for v in VARS)
+    key = _env_snapshot()
     if _cache is None or _cache[0] != key:
         _cache = (key, load_settings())
     return _cache[1]

@@ -123,6 +123,14 @@ def _statements(script: str) -> list[str]:
 
 def connect(s: Settings) -> sqlite3.Connection:
     """This thread's connection to the store of `s.log_dir` (opened once per thread and process)."""
+    # Fast path for the per-request callers (/healthz, routes): no path resolution, which
+    # costs a realpath (an lstat per component). A relative log dir is keyed by the cwd too.
+    log_dir = s.log_dir
+    fast_key = (log_dir, os.getpid(), None if log_dir.is_absolute() else os.getcwd())
+    fast: dict = getattr(_local, "fast", None) or {}
+    conn = fast.get(fast_key)
+    if conn is not None:
+        return conn
     path = s.db_path.resolve() if s.db_path.parent.exists() else s.db_path.absolute()
     key = (str(path), os.getpid())
     conns: dict = getattr(_local, "conns", None) or {}
@@ -130,6 +138,8 @@ def connect(s: Settings) -> sqlite3.Connection:
     conn = conns.get(key)
     if conn is None:
         conn = conns[key] = _open(path)
+    fast[fast_key] = conn
+    _local.fast = fast
     return conn
 
 
@@ -141,6 +151,7 @@ def close_all() -> None:
         except sqlite3.Error:
             pass
     _local.conns = {}
+    _local.fast = {}
 
 
 def ensure(conn: sqlite3.Connection, schema: Schema) -> None:

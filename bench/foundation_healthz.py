@@ -1,0 +1,174 @@
+#!/usr/bin/env python3
+"""/healthz benchmark: `echoops serve --workers 2` vs a one-line Bottle route on the same gunicorn.
+
+Target (issue 2): GET /healthz reaches >= 0.8x the requests/s of `bench/baselines/one_line_bottle.py`
+served through the same Bottle gunicorn adapter with the same `shim.server.gunicorn_options`
+(2 sync workers), same run, `wrk -t2 -c16 -d10s`, zero errors. Rounds alternate baseline,
+echoops, baseline, echoops ... after a warm-up of each; the figure is the median of the rounds.
+wrk runs on the same 2 cores as the servers, for both alike.
+
+    .venv/bin/python bench/foundation_healthz.py [--rounds 3] [--duration 10]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+TARGET = 0.8
+
+BASELINE = r"""
+import sys
+sys.path.insert(0, {root!r})
+sys.path.insert(0, {baselines!r})
+import bottle
+from echoops.core import config
+from shim.server import gunicorn_options
+from one_line_bottle import app
+bottle.run(app=app, server="gunicorn", host="127.0.0.1", port={port}, quiet=True,
+           **gunicorn_options(config.settings(), 2))
+"""
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def start(argv: list[str], env: dict, url: str) -> subprocess.Popen:
+    proc = subprocess.Popen(argv, env=env, cwd=ROOT, start_new_session=True, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise SystemExit(f"server exited {proc.returncode}: {proc.stderr.read().decode()[-2000:]}")
+        try:
+            with urllib.request.urlopen(url, timeout=1) as r:
+                r.read()
+            return proc
+        except OSError:
+            time.sleep(0.1)
+    stop(proc)
+    raise SystemExit(f"{argv} did not answer {url}")
+
+
+def stop(proc: subprocess.Popen) -> None:
+    if proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(15)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+
+
+def tree_cpu(pid: int) -> float:
+    """CPU seconds (user+sys) used so far by a process and its live descendants (the workers)."""
+    total = 0.0
+    todo = [pid]
+    tick = os.sysconf("SC_CLK_TCK")
+    while todo:
+        p = todo.pop()
+        try:
+            fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / tick
+            todo += [int(c) for c in Path(f"/proc/{p}/task/{p}/children").read_text().split()]
+        except (FileNotFoundError, ProcessLookupError):
+            pass
+    return total
+
+
+def wrk(url: str, duration: int) -> tuple[float, int, int]:
+    """(requests/s, requests, errors) from `wrk -t2 -c16`."""
+    out = subprocess.run(
+        ["wrk", "-t2", "-c16", f"-d{duration}s", url], capture_output=True, text=True, check=True
+    ).stdout
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+    total = int(re.search(r"(\d+) requests in", out).group(1))
+    errors = 0
+    m = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    if m:
+        errors += int(m.group(1))
+    m = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
+    if m:
+        errors += sum(int(x) for x in m.groups())
+    return rps, total, errors
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--duration", type=int, default=10)
+    args = ap.parse_args()
+    if not shutil.which("wrk"):
+        raise SystemExit("wrk not found (Debian: apt-get install wrk)")
+
+    tmp = Path(tempfile.mkdtemp(prefix="echoops-bench-healthz-"))
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("ECHOOPS_", "DASHBOARD_"))}
+    env.update({"ECHOOPS_LOG_DIR": str(tmp / "logs"), "DASHBOARD_KEY": "bench-key-0123456789abcdef"})
+    (tmp / "logs").mkdir()
+    bport, eport = free_port(), free_port()
+    base_url, echo_url = f"http://127.0.0.1:{bport}/", f"http://127.0.0.1:{eport}/healthz"
+    code = BASELINE.format(root=str(ROOT), baselines=str(ROOT / "bench" / "baselines"), port=bport)
+    procs = []
+    try:
+        procs.append(start([sys.executable, "-c", code], env, base_url))
+        echoops = [sys.executable, "-m", "echoops", "serve", "--port", str(eport), "--workers", "2"]
+        procs.append(start(echoops, env, echo_url))
+        with urllib.request.urlopen(echo_url) as r:
+            print("healthz:", r.read().decode())
+        wrk(base_url, 2)  # warm-up
+        wrk(echo_url, 2)
+        rows: dict[str, list[tuple[float, int, int]]] = {"baseline": [], "healthz": []}
+        per_cpu: dict[str, list[float]] = {"baseline": [], "healthz": []}
+        for _ in range(args.rounds):
+            for name, url, proc in (("baseline", base_url, procs[0]), ("healthz", echo_url, procs[1])):
+                c0 = tree_cpu(proc.pid)
+                rows[name].append(wrk(url, args.duration))
+                per_cpu[name].append(rows[name][-1][1] / max(tree_cpu(proc.pid) - c0, 1e-9))
+    finally:
+        for p in procs:
+            stop(p)
+        shutil.rmtree(tmp, ignore_errors=True)
+
+    load = os.getloadavg()
+    print(f"python {sys.version.split()[0]}, {os.cpu_count()} CPUs, load {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
+    print(f"wrk -t2 -c16 -d{args.duration}s, {args.rounds} alternating rounds, gunicorn 2 sync workers\n")
+    print("| server | requests/s per round | median | errors | requests per server CPU-second (median) |")
+    print("|---|---|---|---|---|")
+    med = {}
+    cpu_med = {}
+    errors = 0
+    for name, label in (("baseline", "one-line Bottle route `/`"), ("healthz", "`echoops serve` GET /healthz")):
+        rates = [r[0] for r in rows[name]]
+        med[name] = statistics.median(rates)
+        errs = sum(r[2] for r in rows[name])
+        errors += errs
+        cpu_med[name] = statistics.median(per_cpu[name])
+        print(
+            f"| {label} | {', '.join(f'{x:,.0f}' for x in rates)} | {med[name]:,.0f} | {errs} | {cpu_med[name]:,.0f} |"
+        )
+    ratio = med["healthz"] / med["baseline"]
+    print(f"\nper server CPU-second: /healthz at {cpu_med['healthz'] / cpu_med['baseline']:.2f}x the one-line route")
+    ok = ratio >= TARGET and errors == 0
+    print(
+        f"\n{'PASS' if ok else 'FAIL'}: /healthz at {ratio:.2f}x the one-line route, {errors} errors "
+        f"(target >= {TARGET}x, 0)"
+    )
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
