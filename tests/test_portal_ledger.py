@@ -255,3 +255,14 @@ def test_large_import_rebuilds_the_email_index_once_and_strict_rollback_keeps_it
     report = portal.import_purchases(bad, strict=True, s=settings)
     assert report["landed"] == 0 and ledger.count(s=settings) == 3
     assert "portal_purchases_email" in _indexes(settings)
+
+
+def test_reimport_leaves_unchanged_rows_alone(tmp_path, settings):
+    f = _ndjson(tmp_path / "p.ndjson", GOOD)
+    portal.import_purchases(f, s=settings, now=1_800_000_000)
+    _ndjson(f, [GOOD[0], {**GOOD[1], "description": "Add-on (renamed)"}, GOOD[2]])
+    report = portal.import_purchases(f, s=settings, now=1_800_000_100)
+    assert report["landed"] == 3
+    rows = _rows(settings)
+    assert {k: rows[k]["updated_at"] for k in rows} == {"p1": 1_800_000_000, "p2": 1_800_000_100, "p3": 1_800_000_000}
+    assert rows["p2"]["description"] == "Add-on (renamed)"

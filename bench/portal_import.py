@@ -1,0 +1,160 @@
+#!/usr/bin/env python3
+"""Import benchmark: `echoops portal import` of 1M purchases vs a bare sqlite executemany.
+
+Target (issue 5): >= 100k rows/s for `echoops portal import` of 1M rows, whole process.
+Baseline in the same run: the same rows, parsed with orjson into tuples with no validation,
+inserted into the same schema with one executemany in one transaction plus the email index
+(what SQLite alone costs on this machine). Runs alternate baseline and echoops so load hits
+both alike. Files and log dirs live in a temp dir that is deleted afterwards.
+
+    .venv/bin/python bench/portal_import.py [--rows 1000000] [--runs 3] [--csv]
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import os
+import random
+import shutil
+import sqlite3
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import orjson
+
+TARGET = 100_000
+
+
+def echoops_argv() -> list[str]:
+    script = Path(sys.executable).with_name("echoops")
+    return [str(script)] if script.exists() else [sys.executable, "-m", "echoops"]
+
+
+def generate(path: Path, rows: int, *, as_csv: bool) -> None:
+    """`rows` purchases by 200k customers, one in four with an invoice number; deterministic."""
+    rng = random.Random(78)
+    if as_csv:
+        with open(path, "w", newline="") as fh:
+            w = csv.writer(fh)
+            w.writerow(
+                ["id", "email", "created", "amount_cents", "currency", "description", "invoice_number", "fee_cents"]
+            )
+            for i in range(rows):
+                w.writerow([f"pur_{i:08d}", f"user{rng.randrange(200_000)}@example.com", 1_700_000_000 + i * 30,
+                            rng.randrange(100, 100_000), "usd", "Pro plan, monthly",
+                            f"INV-{i:08d}" if i % 4 == 0 else "", rng.randrange(30, 3000)])  # fmt: skip
+        return
+    with open(path, "wb") as fh:
+        for i in range(rows):
+            rec = {
+                "id": f"pur_{i:08d}",
+                "email": f"user{rng.randrange(200_000)}@example.com",
+                "created": 1_700_000_000 + i * 30,
+                "amount_cents": rng.randrange(100, 100_000),
+                "currency": "usd",
+                "description": "Pro plan, monthly",
+                "invoice_number": f"INV-{i:08d}" if i % 4 == 0 else None,
+                "fee_cents": rng.randrange(30, 3000),
+            }
+            fh.write(orjson.dumps(rec) + b"\n")
+
+
+def baseline(path: Path, db: Path) -> float:
+    """Seconds for parse (orjson, no checks) + executemany + index + commit into the same schema."""
+    from echoops.core import ledger, store
+
+    t0 = time.perf_counter()
+    conn = sqlite3.connect(db, isolation_level=None)
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("PRAGMA synchronous=NORMAL")
+    conn.execute("PRAGMA cache_size=-262144")
+    for stmt in store._statements(ledger.SCHEMA.migrations[0]):
+        if "INDEX" not in stmt:
+            conn.execute(stmt)
+    loads = orjson.loads
+    now = time.time()
+    with open(path, "rb") as fh:
+        rows = [
+            (r["id"], r["email"], float(r["created"]), r["amount_cents"], r["currency"], r["description"], "paid",
+             r.get("invoice_number"), r.get("fee_cents"), None, None, "import", now)
+            for r in map(loads, fh)
+        ]  # fmt: skip
+    conn.execute("BEGIN")
+    conn.executemany(ledger.UPSERT_SQL, rows)
+    conn.execute(ledger.EMAIL_INDEX_SQL)
+    conn.execute("COMMIT")
+    conn.close()
+    return time.perf_counter() - t0
+
+
+def run_echoops(path: Path, log_dir: Path, env: dict) -> tuple[float, dict]:
+    t0 = time.perf_counter()
+    out = subprocess.run(
+        [*echoops_argv(), "portal", "import", str(path), "--json"],
+        env={**env, "ECHOOPS_LOG_DIR": str(log_dir)},
+        capture_output=True,
+        check=False,
+    )
+    elapsed = time.perf_counter() - t0
+    if out.returncode != 0:
+        raise SystemExit(f"echoops portal import failed ({out.returncode}): {out.stderr.decode()[-500:]}")
+    return elapsed, orjson.loads(out.stdout)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--rows", type=int, default=1_000_000)
+    ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--csv", action="store_true", help="also time a CSV file of the same rows")
+    args = ap.parse_args()
+
+    tmp = Path(tempfile.mkdtemp(prefix="echoops-bench-portal-"))
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("ECHOOPS_", "PORTAL_", "STRIPE_"))}
+    try:
+        ndjson_file = tmp / "purchases.ndjson"
+        generate(ndjson_file, args.rows, as_csv=False)
+        files = [("ndjson", ndjson_file)]
+        if args.csv:
+            csv_file = tmp / "purchases.csv"
+            generate(csv_file, args.rows, as_csv=True)
+            files.append(("csv", csv_file))
+        print(f"{args.rows:,} rows; load average {os.getloadavg()[0]:.2f}; Python {sys.version.split()[0]}")
+        results: dict[str, list[float]] = {}
+        for run in range(args.runs):
+            db = tmp / f"bare{run}.db"
+            results.setdefault("baseline: bare executemany (no validation)", []).append(baseline(ndjson_file, db))
+            for name, f in files:
+                log_dir = tmp / f"logs-{name}-{run}"
+                elapsed, report = run_echoops(f, log_dir, env)
+                assert report["landed"] == args.rows and report["bad"] == 0, report
+                results.setdefault(f"echoops portal import ({name}, empty ledger)", []).append(elapsed)
+                if name == "ndjson":
+                    again, report = run_echoops(f, log_dir, env)  # every row an upsert of an existing id
+                    assert report["landed"] == args.rows, report
+                    results.setdefault("echoops portal import (ndjson, re-import: 1M upserts)", []).append(again)
+                shutil.rmtree(log_dir, ignore_errors=True)
+            for p in tmp.glob("bare*.db*"):
+                p.unlink()
+            print(f"run {run + 1}: load average {os.getloadavg()[0]:.2f}")
+        print()
+        print("| what | median s | rows/s (median) | best rows/s |")
+        print("|---|---|---|---|")
+        ok = True
+        for name, times in results.items():
+            med = statistics.median(times)
+            print(f"| {name} | {med:.2f} | {args.rows / med:,.0f} | {args.rows / min(times):,.0f} |")
+            if name.startswith("echoops") and "empty" in name and "ndjson" in name:
+                ok = args.rows / med >= TARGET
+        print(f"\ntarget >= {TARGET:,} rows/s (ndjson, empty ledger, median): {'PASS' if ok else 'MISS'}")
+        return 0 if ok else 1
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
