@@ -277,3 +277,24 @@ def test_verify_explains_links_for_support(s):
     late = portal.verify(url, s=s, now=T0 + 90000)
     assert late["valid"] is False and late["reason"] == "expired at 2026-11-19T11:06:40.000Z"
     assert portal.verify(url + "x", s=s, now=T0)["reason"] == "tampered: signature does not match"
+
+
+def test_any_single_character_change_of_a_download_link_is_403(s):
+    from hypothesis import HealthCheck, given
+    from hypothesis import settings as hsettings
+    from hypothesis import strategies as st
+
+    token = _token(portal.link("p2", s=s, now=T0)["url"])
+    assert portal.download(token, s=s, now=T0).status == 200
+
+    @hsettings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+    @given(pos=st.integers(0, len(token) - 1), char=st.sampled_from("AZaz09-_.=%+/ ~é"))
+    def changed(pos, char):
+        if token[pos] == char:
+            return
+        with pytest.raises(signing.BadToken) as info:
+            portal.download(token[:pos] + char + token[pos + 1 :], s=s, now=T0)
+        assert info.value.status == 403
+
+    changed()
+    assert all(e["status"] == 403 for e in _audit(s)[1:])
