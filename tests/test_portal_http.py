@@ -45,6 +45,9 @@ def test_receipts_download_and_audit_over_http(live_server, log_dir, monkeypatch
     bad = admin.get("/api/portal/receipts", params={"email": "not-an-email"})
     assert bad.status_code == 400 and bad.json()["field"] == "email"
     assert admin.get("/api/portal/receipts").status_code == 400
+    for limit in ("0", "1.5", "abc", "501"):
+        r = admin.get("/api/portal/receipts", params={"email": "qa@echopilot.ai", "limit": limit})
+        assert (r.status_code, r.json()["field"]) == (400, "limit"), limit
 
     r = admin.get("/api/portal/receipts", params={"email": "QA@echopilot.ai"})
     assert r.status_code == 200 and r.headers["cache-control"] == "private, no-store"
@@ -118,6 +121,8 @@ def test_one_click_unsubscribe_over_http(live_server, log_dir, monkeypatch):
     r2 = public.post(unsub, data={"List-Unsubscribe": "One-Click"})
     assert (r1.status_code, r1.json()) == (200, {"email": "qa@echopilot.ai", "unsubscribed": True, "changed": True})
     assert (r2.status_code, r2.json()["changed"]) == (200, False)  # idempotent, no redirect
+    multipart = public.post(unsub, files={"List-Unsubscribe": (None, "One-Click")})  # RFC 8058 allows both encodings
+    assert (multipart.status_code, multipart.json()["unsubscribed"]) == (200, True)
     html = public.post(unsub, data={"List-Unsubscribe": "One-Click"}, headers={"Accept": "text/html"})
     assert html.status_code == 200 and b"You are unsubscribed" in html.content
     assert admin.get("/api/portal/receipts", params={"email": "qa@echopilot.ai"}).json()["unsubscribed"] is True

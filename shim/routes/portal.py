@@ -23,9 +23,12 @@ def _int_param(name: str, default: int) -> int:
     if raw is None or raw == "":
         return default
     try:
-        return int(config.check_number(raw, lo=1))
+        value = config.check_number(raw, lo=1)
     except ValueError as exc:
         raise ValidationError(f"{name}: {exc}", field=name) from None
+    if not value.is_integer():
+        raise ValidationError(f"{name}: not a whole number", field=name)
+    return int(value)
 
 
 def _client_ip() -> str | None:
