@@ -28,7 +28,7 @@
 
   function copyButton(label, url, what, status) {
     var btn = E.el("button", {type: "button", class: "btn portal-copy", dataset: {kind: what},
-      "aria-label": label}, what === "invoice" ? "Copy invoice link" : "Copy receipt link");
+      "aria-label": label, title: label}, what === "invoice" ? "Copy invoice" : "Copy receipt");
     btn.addEventListener("click", function () {
       copyText(url).then(function () {
         btn.dataset.copied = url;
@@ -67,7 +67,7 @@
         E.el("td", null, E.el("span", {class: "portal-desc"}, p.description || "Purchase"),
           E.el("span", {class: "muted portal-ref"}, p.invoice_number ? p.invoice_number + " \u00b7 " + p.id : p.id)),
         E.el("td", {class: "num portal-amount"}, p.amount_display),
-        E.el("td", {class: "portal-links"}, receipt, invoice));
+        E.el("td", null, E.el("div", {class: "portal-links"}, receipt, invoice)));
     });
     return E.el("div", {class: "table-scroll"},
       E.el("table", {class: "kv portal-table"},
