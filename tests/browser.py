@@ -1,15 +1,11 @@
 """Browser fixtures for dashboard tests: Debian's headless Chromium driven by Playwright.
 
 Never downloads a browser: it launches `/usr/bin/chromium` with flags that keep it off the
-network (this machine has none). Import the fixtures into the test module (they are
-registered as `browser` and `dashboard`; the Python names differ so ruff's F811 stays quiet
-when a test takes `browser` as an argument), together with the helpers you use:
+network (this machine has none). tests/conftest.py registers this module as a plugin, so
+the fixtures `browser` and `dashboard` are available to every test (one Chromium for the
+whole session); import only the helpers you use:
 
-    from tests.browser import browser_fixture, dashboard_fixture  # noqa: F401 (fixtures)
     from tests.browser import DESKTOP, card, open_dashboard
-
-(`pytest_plugins = ["tests.browser"]` in the test module works too; pytest then warns that
-the module was imported before it could rewrite its asserts, which is harmless.)
 
 Fixtures:
 

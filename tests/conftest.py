@@ -18,6 +18,9 @@ from typer.testing import CliRunner
 
 from echoops.core import config, store
 
+# One session-wide Playwright/Chromium for every dashboard test (fixtures `browser`, `dashboard`).
+pytest_plugins = ["tests.browser"]
+
 TEST_KEY = "test-dash-key-0123456789abcdef"
 
 

@@ -10,8 +10,6 @@ from playwright.sync_api import expect
 
 from tests.browser import DESKTOP, card, csp_violations, open_dashboard, wait_ready
 
-pytest_plugins = ["tests.browser"]
-
 
 @pytest.mark.browser
 def test_costs_card_shows_bars_states_and_sets_a_cap(browser, live_server, log_dir, cli):

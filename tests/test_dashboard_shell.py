@@ -13,7 +13,6 @@ import echoops
 from tests.browser import (
     DESKTOP,
     PHONE,
-    browser_fixture,  # noqa: F401 (the `browser` fixture)
     card,
     csp_violations,
     enter_key,

@@ -11,8 +11,6 @@ from echoops.core import pager
 from tests.browser import DESKTOP, card, csp_violations, open_dashboard
 from tests.fakes_telegram import FakeTelegram, blocked
 
-pytest_plugins = ["tests.browser"]
-
 
 @pytest.mark.browser
 def test_incidents_card_shows_groups_and_highlights_failed_deliveries(browser, live_server, monkeypatch):

@@ -10,8 +10,6 @@ from playwright.sync_api import expect
 from echoops.core import portal
 from tests.browser import DESKTOP, card, csp_violations, open_dashboard
 
-pytest_plugins = ["tests.browser"]
-
 SECRET = "browser-test-signing-key-0123456789abcdef"
 
 

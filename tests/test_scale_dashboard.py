@@ -10,8 +10,6 @@ from playwright.sync_api import expect
 from tests.browser import DESKTOP, card, csp_violations, open_dashboard, wait_ready
 from tests.test_scale import growing_backlog, write_queue
 
-pytest_plugins = ["tests.browser"]
-
 
 @pytest.mark.browser
 def test_scale_card_shows_desired_vs_actual_and_records_a_dry_run(browser, live_server, log_dir):

@@ -11,8 +11,6 @@ from echoops.core import slo
 from tests.browser import DESKTOP, card, csp_violations, open_dashboard
 from tests.test_slo import T0, history
 
-pytest_plugins = ["tests.browser"]
-
 
 def shown(browser, server):
     page = open_dashboard(browser, server, viewport=DESKTOP)
