@@ -262,9 +262,11 @@ def test_healthz_fields(keyed, keyless):
 
 def test_healthz_reports_unwritable_log_dir(tmp_path, monkeypatch):
     monkeypatch.setenv("ECHOOPS_LOG_DIR", str(tmp_path / "missing" / "logs"))
-    status, headers, body = _call(_throwaway(), "GET", "/healthz")
-    assert status == 503
-    assert body == {"ok": False, "version": echoops.__version__, "log_dir_writable": False, "db_ok": False}
+    for app in (_throwaway(), shim_app.app):  # through Bottle, and through the /healthz fast path
+        status, headers, body = _call(app, "GET", "/healthz")
+        assert status == 503
+        assert body == {"ok": False, "version": echoops.__version__, "log_dir_writable": False, "db_ok": False}
+        assert headers["cache-control"] == "no-store"
 
 
 # --- serve --------------------------------------------------------------------------------------------
