@@ -31,6 +31,7 @@ SCHEMA = store.Schema("loadtest", (
     "ALTER TABLE rows ADD COLUMN pid INTEGER; INSERT INTO migration_log VALUES ('v2')",
 ))
 s = load_settings({"ECHOOPS_LOG_DIR": log_dir})
+open(f"{go}.{tag}.ready", "w").close()
 while not os.path.exists(go):
     time.sleep(0.001)
 conn = store.db(s, SCHEMA)
@@ -53,7 +54,10 @@ def run_workers(log_dir: Path, tags: list[str], n: int) -> list[subprocess.Compl
         )
         for tag in tags
     ]
-    time.sleep(0.5)  # let every interpreter start and wait on the go file
+    # start them all at once: wait until every interpreter has imported echoops and is polling
+    deadline = time.monotonic() + 60
+    while not all(Path(f"{go}.{tag}.ready").exists() for tag in tags) and time.monotonic() < deadline:
+        time.sleep(0.01)
     go.touch()
     out = []
     for p in procs:
