@@ -156,40 +156,5 @@ class ChunkedBody:
         return self.app(environ, start_response)
 
 
-class HealthFastPath:
-    """WSGI middleware: a plain `GET /healthz` runs the same handler without Bottle's request cycle.
-
-    Load balancers and probes hit /healthz hardest; going through Bottle (hooks, plugins,
-    routing, response objects) cost as much again as the checks themselves and held it under
-    0.8x of a one-line Bottle route (bench/foundation_healthz.py). Anything unusual (another
-    method, a body, an error in the handler) takes the normal path, so errors look the same.
-    Bottle hooks do not run for it: the only one, `_check_access`, has nothing to check on a
-    bodiless GET of a public path; a hook added later must be mirrored here or skip /healthz.
-    """
-
-    def __init__(self, app):
-        self.app = app
-
-    def __call__(self, environ, start_response):
-        if (
-            environ.get("PATH_INFO") == "/healthz"
-            and environ.get("REQUEST_METHOD") == "GET"
-            and environ.get("CONTENT_LENGTH") in (None, "", "0")
-            and "HTTP_TRANSFER_ENCODING" not in environ
-        ):
-            from shim.routes import health
-
-            try:
-                resp = health.healthz()
-                body = resp.body
-                headers = [*resp.headerlist, ("Content-Length", str(len(body)))]
-                status = resp.status_line
-            except Exception:  # Bottle's error page answers instead
-                return self.app(environ, start_response)
-            start_response(status, headers)
-            return [body]
-        return self.app(environ, start_response)
-
-
 bottle_app = create_app()
-app = SecurityHeaders(HealthFastPath(ChunkedBody(bottle_app)))
+app = SecurityHeaders(ChunkedBody(bottle_app))

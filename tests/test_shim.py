@@ -262,7 +262,7 @@ def test_healthz_fields(keyed, keyless):
 
 def test_healthz_reports_unwritable_log_dir(tmp_path, monkeypatch):
     monkeypatch.setenv("ECHOOPS_LOG_DIR", str(tmp_path / "missing" / "logs"))
-    for app in (_throwaway(), shim_app.app):  # through Bottle, and through the /healthz fast path
+    for app in (_throwaway(), shim_app.app):  # a throwaway app and the real middleware stack
         status, headers, body = _call(app, "GET", "/healthz")
         assert status == 503
         assert body == {"ok": False, "version": echoops.__version__, "log_dir_writable": False, "db_ok": False}
@@ -430,21 +430,3 @@ def test_mark_public_exempts_one_path():
         assert _call(_throwaway(), "GET", path + "/x")[0] == 401
     finally:
         shim_app.PUBLIC_API.discard(path)
-
-
-def test_healthz_fast_path_answers_like_bottle():
-    def not_bottle(environ, start_response):
-        raise AssertionError("GET /healthz went through Bottle")
-
-    assert _call(shim_app.HealthFastPath(not_bottle), "GET", "/healthz")[0] == 200
-    fast = _call(shim_app.app, "GET", "/healthz")
-    # the same request through Bottle (HEAD-less GET with an explicit empty body length)
-    slow = _call(shim_app.SecurityHeaders(shim_app.bottle_app), "GET", "/healthz")
-    assert fast[0] == slow[0] == 200
-    assert fast[2] == slow[2] == {"ok": True, "version": echoops.__version__, "log_dir_writable": True, "db_ok": True}
-    assert fast[1] == slow[1]
-    assert fast[1]["content-length"] == str(
-        len(b'{"ok":true,"version":"%s","log_dir_writable":true,"db_ok":true}' % echoops.__version__.encode())
-    )
-    # anything else about /healthz still goes through Bottle
-    assert _call(shim_app.app, "POST", "/healthz")[0] == 405
