@@ -1,0 +1,54 @@
+"""The README stays true: its env table, endpoint table and first commands match the code."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+from echoops.core import crontab
+from shim.app import bottle_app
+
+ROOT = Path(__file__).resolve().parent.parent
+README = (ROOT / "README.md").read_text()
+
+
+def test_first_two_commands_install_run_demo_and_test():
+    top = README.splitlines()[:20]
+    commands = [line for line in top if line.startswith("python3 -m venv")]
+    assert len(commands) == 2
+    assert commands[0].endswith("pip install -e . && echoops up --demo")
+    assert commands[1].endswith("pip install -e '.[test]' && pytest")
+    assert "bash .ci/run" not in commands[1]
+
+
+def test_env_table_is_generated_from_config():
+    generated = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "env_table.py")], capture_output=True, text=True, check=True
+    ).stdout.strip()
+    section = README.split("<!-- env-table:start -->\n", 1)[1].split("\n<!-- env-table:end -->", 1)[0]
+    assert section == generated, "run: python scripts/env_table.py --write"
+
+
+def test_every_route_is_in_the_endpoint_table():
+    table = README.split("## HTTP endpoints", 1)[1].split("\n## ", 1)[0]
+    rows = {}
+    for line in table.splitlines():
+        m = re.match(r"\| ([A-Z, ]+) \| `([^`?]+)", line)
+        if m:
+            rows[m.group(2)] = {method.strip() for method in m.group(1).split(",")}
+    for route in bottle_app.routes:
+        if route.rule.startswith("/static/"):
+            continue
+        assert route.rule in rows, f"{route.method} {route.rule} missing from the README endpoint table"
+        assert route.method in rows[route.rule], f"{route.method} {route.rule}: method not in the README row"
+
+
+def test_repo_schedule_lists_the_packaged_default_jobs():
+    repo = crontab.parse((ROOT / "schedule.cron").read_text(), path=ROOT / "schedule.cron")
+    packaged = crontab.parse(crontab.default_path().read_text(), path=crontab.default_path())
+    assert [(j.name, j.schedule, j.argv, j.enabled) for j in repo.jobs] == [
+        (j.name, j.schedule, j.argv, j.enabled) for j in packaged.jobs
+    ]
+    assert [j.name for j in repo.enabled] == ["slo tick", "page run", "costs tick", "scale tick"]
