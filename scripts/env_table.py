@@ -12,8 +12,14 @@ from pathlib import Path
 
 START = "<!-- env-table:start -->"
 END = "<!-- env-table:end -->"
-FEATURES = {"core": "core", "slo": "SLO (76)", "pager": "pager (77)", "portal": "portal (78)",
-            "costs": "costs (79)", "scale": "scale (80)"}
+FEATURES = {
+    "core": "core",
+    "slo": "SLO (76)",
+    "pager": "pager (77)",
+    "portal": "portal (78)",
+    "costs": "costs (79)",
+    "scale": "scale (80)",
+}
 
 
 def table() -> str:
