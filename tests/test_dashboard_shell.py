@@ -268,3 +268,19 @@ def test_helpers(browser, server):
     assert out["apiError"] == [True, "ApiError", 400, "bad cap"]
     assert page.console_errors == []
     page.context.close()
+
+
+def test_card_body_skips_null_children(browser, server):
+    """Cards write `cond ? node : null`; the card body must not print the word "null"."""
+    setup = """
+    window.echoops.registerCard({id: "nulls", title: "Nulls", order: 1, render: async (body, ctx) => {
+      body.replaceChildren(ctx.el("p", {class: "kept"}, "kept"), null, false, undefined, "text");
+    }});
+    """
+    page = open_dashboard(browser, server, setup_js=setup)
+    try:
+        section = card(page, "nulls")
+        wait_for(page, "() => document.querySelector('#card-nulls .kept') !== null")
+        assert section.locator(".card-body").inner_text().split() == ["kept", "text"]
+    finally:
+        page.context.close()

@@ -28,10 +28,14 @@ def test_scale_card_shows_desired_vs_actual_and_records_a_dry_run(browser, live_
         expect(section).to_contain_text("No decisions recorded yet")
         section.get_by_role("button", name="Decide now (dry run)").click()
         wait_ready(page)
+        expect(section).to_contain_text("One decision so far")  # a lone point is no sparkline
+        expect(section.locator(".scale-spark svg")).to_have_count(0)
+        section.get_by_role("button", name="Decide now (dry run)").click()
+        wait_ready(page)
         expect(section.locator(".scale-spark svg")).to_have_count(3)
         expect(section.locator("figcaption")).to_have_text(["desired workers", "actual workers", "backlog"])
         assert page.console_errors == []
         assert csp_violations(page) == []
     finally:
         page.context.close()
-    assert (log_dir / "scale.ndjson").read_text().count('"event":"scale_decision"') == 1
+    assert (log_dir / "scale.ndjson").read_text().count('"event":"scale_decision"') == 2

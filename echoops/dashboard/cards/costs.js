@@ -89,7 +89,12 @@
   async function render(body, ctx) {
     var s = await ctx.api("/api/costs/status");
     var g = s.global;
-    ctx.setState(g.state);
+    // The card's badge is the worst scope: a model at WARN must show even when global is ok.
+    var rank = {ok: 0, warn: 1, throttle: 2};
+    ctx.setState(Object.keys(s.models || {}).reduce(function (worst, name) {
+      var st = s.models[name].state;
+      return (rank[st] || 0) > (rank[worst] || 0) ? st : worst;
+    }, g.state));
     var names = Object.keys(s.models);
     var scopes = E.el("ul", {class: "costs-scopes"}, scopeRow("global", g),
       names.map(function (n) { return scopeRow(n, s.models[n]); }));

@@ -58,12 +58,13 @@
         row("throughput", E.fmt.num(f.jobs_per_worker_min, 1) + " jobs/min per worker (" + f.throughput_source + ")"),
         row("p95 latency", p95),
         row("bounds", s.bounds.min + "\u2013" + s.bounds.max + " workers"))),
-      hist.length
+      hist.length >= 2
         ? E.el("div", {class: "scale-sparks"},
             spark("desired workers", hist.map(function (h) { return h.desired; }), {min: 0, max: max}),
             spark("actual workers", hist.map(function (h) { return h.actual; }), {min: 0, max: max}),
             spark("backlog", hist.map(function (h) { return h.backlog; }), {min: 0}))
-        : E.el("p", {class: "muted"}, "No decisions recorded yet: `echoops scale tick` runs every 10 minutes."),
+        : E.el("p", {class: "muted"}, (hist.length ? "One decision so far" : "No decisions recorded yet") +
+            ": the sparklines fill in as `echoops scale tick` runs every 10 minutes."),
       E.el("div", {class: "scale-actions"}, button));
   }
 
