@@ -6,7 +6,7 @@ from typing import Any
 
 import typer
 
-from echoops.commands.render import console, emit_json
+from echoops.commands.render import JSON_OPT, NOW_OPT, console, emit_json
 
 app = typer.Typer(
     help="Cost guardrails: AI spend and Stripe fees per UTC day against caps; degrade AI calls, never admin.\n\n"
@@ -15,8 +15,6 @@ app = typer.Typer(
     no_args_is_help=True,
 )
 
-JSON_OPT = typer.Option(False, "--json", help="Print JSON for jq (the endpoint's body).")
-NOW_OPT = typer.Option(None, "--now", help="Pretend the time is this (ISO-8601 or epoch s).")
 
 _STYLE = {"ok": "green", "warn": "yellow", "throttle": "bold red", "over": "bold red"}
 

@@ -6,7 +6,7 @@ from typing import Any
 
 import typer
 
-from echoops.commands.render import console, emit_json, state_text
+from echoops.commands.render import JSON_OPT, NOW_OPT, console, emit_json, state_text
 
 app = typer.Typer(
     help="Incident inbox and pager: dedup by fingerprint, page CRITICAL to Telegram and email.\n\n"
@@ -14,9 +14,6 @@ app = typer.Typer(
     "Example: echoops page raise --severity CRITICAL --msg 'SLO burn' --source slo",
     no_args_is_help=True,
 )
-
-JSON_OPT = typer.Option(False, "--json", help="Print JSON for jq (the endpoint's body).")
-NOW_OPT = typer.Option(None, "--now", help="Pretend the time is this (ISO-8601 or epoch s).")
 
 
 def _meta(raw: str | None) -> Any:

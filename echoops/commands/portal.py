@@ -7,7 +7,7 @@ from typing import Any
 
 import typer
 
-from echoops.commands.render import console, emit_json
+from echoops.commands.render import JSON_OPT, NOW_OPT, console, emit_json
 
 app = typer.Typer(
     help="Customer portal: purchase ledger, signed 24h receipt/invoice links, unsubscribe, access audit.\n\n"
@@ -15,9 +15,6 @@ app = typer.Typer(
     "Example: echoops portal receipts qa@echopilot.ai --json | jq '.purchases[0].receipt_url'",
     no_args_is_help=True,
 )
-
-JSON_OPT = typer.Option(False, "--json", help="Print JSON for jq (the endpoint's body).")
-NOW_OPT = typer.Option(None, "--now", help="Pretend the time is this (ISO-8601 or epoch s).")
 
 
 def _now(value: str | None) -> float | None:

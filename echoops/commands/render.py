@@ -5,7 +5,13 @@ from __future__ import annotations
 import sys
 from typing import Any
 
+import typer
+
 from echoops.core.files import dumps
+
+# Options every feature command shares (one definition, one help text).
+JSON_OPT = typer.Option(False, "--json", help="Print JSON for jq (the endpoint's body).")
+NOW_OPT = typer.Option(None, "--now", help="Pretend the time is this (ISO-8601 or epoch s).")
 
 STATE_STYLE = {
     "green": "green",

@@ -8,7 +8,7 @@ from typing import Any
 
 import typer
 
-from echoops.commands.render import console, emit_json
+from echoops.commands.render import JSON_OPT, NOW_OPT, console, emit_json
 
 app = typer.Typer(
     help="Predictive worker autoscale: forecast 30 min ahead within bounds, cooldown and the deploy gate.\n\n"
@@ -16,9 +16,6 @@ app = typer.Typer(
     "Example: echoops scale status --json | jq '{desired, actual, reason}'",
     no_args_is_help=True,
 )
-
-JSON_OPT = typer.Option(False, "--json", help="Print JSON for jq (the endpoint's body).")
-NOW_OPT = typer.Option(None, "--now", help="Pretend the time is this (ISO-8601 or epoch s).")
 
 
 def _show(body: dict[str, Any]) -> None:

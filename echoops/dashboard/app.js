@@ -484,6 +484,13 @@
     },
   };
 
+  /** A big number with its label: the dashboard's metric tile (`data-metric=id`). */
+  function metric(label, value, id, extraClass) {
+    return el("div", {class: ["metric", extraClass || null], dataset: {metric: id}},
+      el("span", {class: "metric-value"}, value),
+      el("span", {class: "metric-label"}, label));
+  }
+
   window.echoops = Object.freeze({
     registerCard: registerCard,
     api: api,
@@ -492,6 +499,7 @@
     sparkline: sparkline,
     stateBadge: stateBadge,
     meter: meter,
+    metric: metric,
     fmt: Object.freeze(fmt),
     /** Re-render every card now (what the Refresh button does). */
     refresh: function () { return shell.refreshAll(); },

@@ -6,11 +6,7 @@
   if (!window.echoops) return;
   var E = window.echoops;
 
-  function metric(label, value, id) {
-    return E.el("div", {class: "metric", dataset: {metric: id}},
-      E.el("span", {class: "metric-value"}, value),
-      E.el("span", {class: "metric-label"}, label));
-  }
+  var metric = E.metric;
 
   function scopeRow(name, entry) {
     var capped = typeof entry.cap_usd === "number";

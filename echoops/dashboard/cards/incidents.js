@@ -9,9 +9,7 @@
   var SEV_TONE = {CRITICAL: "bad", ERROR: "bad", WARNING: "warn", INFO: "info"};
 
   function metric(label, value, id, tone) {
-    return E.el("div", {class: ["metric", tone ? "inc-metric-" + tone : null], dataset: {metric: id}},
-      E.el("span", {class: "metric-value"}, value),
-      E.el("span", {class: "metric-label"}, label));
+    return E.metric(label, value, id, tone ? "inc-metric-" + tone : null);
   }
 
   function hasFailed(g) {

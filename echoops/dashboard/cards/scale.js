@@ -5,11 +5,7 @@
   if (!window.echoops) return;
   var E = window.echoops;
 
-  function metric(label, value, id) {
-    return E.el("div", {class: "metric", dataset: {metric: id}},
-      E.el("span", {class: "metric-value"}, value),
-      E.el("span", {class: "metric-label"}, label));
-  }
+  var metric = E.metric;
 
   function row(label, value) {
     return E.el("tr", null, E.el("th", {scope: "row"}, label), E.el("td", null, value));

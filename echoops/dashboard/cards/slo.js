@@ -8,9 +8,7 @@
   var SHOWN = ["10m", "1h", "2h", "6h", "24h", "7d"];
 
   function metric(label, value, id, tone) {
-    return E.el("div", {class: ["metric", tone ? "slo-" + tone : null], dataset: {metric: id}},
-      E.el("span", {class: "metric-value"}, value),
-      E.el("span", {class: "metric-label"}, label));
+    return E.metric(label, value, id, tone ? "slo-" + tone : null);
   }
 
   function spark(title, values, opts) {
