@@ -337,6 +337,21 @@ def test_bad_lines_are_skipped_and_counted_in_the_tick_event(settings, log_dir):
     assert result["status"]["windows"]["24h"]["requests"] == 10
 
 
+def test_boolean_latency_is_bad_even_after_the_same_number_was_seen(settings, log_dir):
+    # True == 1 in Python: a bucket cache keyed by value must not let `true` pass as 1 ms
+    lines = [
+        b'{"ts": "2026-11-27T11:50:00Z", "status": 200, "latency_ms": 1}\n',  # careful path: fills the minute
+        b'{"ts": "2026-11-27T11:50:00Z", "status": 200, "latency_ms": 1}\n',  # fast path: caches bucket of 1
+        b'{"ts": "2026-11-27T11:50:01Z", "status": 200, "latency_ms": true}\n',
+        b'{"ts": "2026-11-27T11:50:02Z", "status": 200, "latency_ms": 1.0}\n',
+    ]
+    write_requests(log_dir, lines)
+    result = slo.tick(s=settings, now=T0)
+    assert result["ingest"]["bad"] == 1
+    assert events(log_dir)[-1]["bad_reasons"] == {"bad_latency": 1}
+    assert result["status"]["windows"]["24h"]["requests"] == 3
+
+
 def test_timestamps_as_epoch_seconds_and_offsets_land_in_the_right_minute(settings, log_dir):
     lines = [
         {"ts": T0 - 61, "status": 200, "latency_ms": 10},  # 11:58:59

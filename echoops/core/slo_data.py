@@ -144,7 +144,8 @@ def _fold(batch: list[dict], agg: _Agg, mcache: dict, bcache: dict, target: floa
             lat = o["latency_ms"]
             st = o["status"]
             p = ts[:16]
-            if ts[-1] != "Z" or st.__class__ is not int:  # bools, floats: the careful path
+            # bools and floats take the careful path (True == 1 would hit the bucket cache)
+            if ts[-1] != "Z" or st.__class__ is not int or lat.__class__ is bool:
                 raise TypeError
             if p != cur_p:
                 m = mcache[p]
