@@ -211,3 +211,17 @@ def test_health(settings, tmp_path):
     not_a_dir = tmp_path / "file"
     not_a_dir.write_text("x")
     assert store.health(load_settings({"ECHOOPS_LOG_DIR": str(not_a_dir)})) is False
+
+
+def test_many_processes_opening_a_fresh_db_at_once_all_get_in(tmp_path):
+    # `echoops up` starts gunicorn workers and the scheduler's jobs together; the first
+    # opener switches the file to WAL, which SQLite refuses "locked" without waiting.
+    for round_ in range(6):
+        log_dir = tmp_path / f"round{round_}" / "logs"
+        log_dir.parent.mkdir()
+        results = run_workers(log_dir, [f"p{i}" for i in range(8)], 50)
+        assert [r.returncode for r in results] == [0] * 8, [r.stderr for r in results if r.returncode]
+        conn = sqlite3.connect(log_dir / "echoops.db")
+        assert conn.execute("SELECT count(*) FROM rows").fetchone()[0] == 400
+        assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        conn.close()
