@@ -49,4 +49,10 @@ def up(
     """
     from echoops.core.supervisor import run_up
 
-    raise typer.Exit(run_up(demo=demo, host=host, port=port))
+    def say(text: str) -> None:
+        typer.echo(text)
+
+    def warn(text: str) -> None:
+        typer.echo(text, err=True)
+
+    raise typer.Exit(run_up(demo=demo, host=host, port=port, out=say, err=warn))

@@ -39,7 +39,8 @@ def run_up(
     port: int | None = None,
     *,
     env: Mapping[str, str] | None = None,
-    out: Callable[[str], None] | None = None,
+    out: Callable[[str], None],
+    err: Callable[[str], None],
     stop_timeout_s: float = STOP_TIMEOUT_S,
 ) -> int:
     """Run serve + scheduler until a signal (-> 0) or until one of them dies (-> non-zero).
@@ -47,7 +48,7 @@ def run_up(
     ConfigError / NotConfigured (exit 2) before anything starts when the settings are bad
     or, outside demo mode, DASHBOARD_KEY is unset.
     """
-    say = out or _stdout
+    say = out  # the command decides where the banner goes: core prints nothing itself
     child_env = dict(os.environ if env is None else env)
     generated_key = None
     if demo:
@@ -84,7 +85,7 @@ def run_up(
             + f"Schedule: {path}{' (packaged default)' if source == 'default' else ''}\n"
             + "Stop with Ctrl-C."
         )
-        return _supervise(children, received, ready=lambda: _answers(host, port), announce=lambda: say(banner))
+        return _supervise(children, received, ready=lambda: _answers(host, port), announce=lambda: say(banner), err=err)
     finally:
         _stop(children, received[0] if received else signal.SIGTERM, received, stop_timeout_s)
         for sig, handler in previous.items():
@@ -97,6 +98,7 @@ def _supervise(
     *,
     ready: Callable[[], bool],
     announce: Callable[[], None],
+    err: Callable[[str], None],
 ) -> int:
     """Poll the children: 0 once a signal arrived, non-zero when a child exits on its own."""
     started = time.monotonic()
@@ -105,7 +107,7 @@ def _supervise(
         for name, proc in children.items():
             rc = proc.poll()
             if rc is not None:
-                _stderr(f"echoops up: {name} exited with {_describe(rc)}; stopping the other process")
+                err(f"echoops up: {name} exited with {_describe(rc)}; stopping the other process")
                 return 128 - rc if rc < 0 else (rc or 1)
         if not announced and (ready() or time.monotonic() - started > ANNOUNCE_AFTER_S):
             announced = True
@@ -189,13 +191,3 @@ def _describe(rc: int) -> str:
         except ValueError:
             return f"signal {-rc}"
     return f"exit code {rc}"
-
-
-def _stdout(text: str) -> None:
-    sys.stdout.write(text + "\n")
-    sys.stdout.flush()
-
-
-def _stderr(text: str) -> None:
-    sys.stderr.write(text + "\n")
-    sys.stderr.flush()
