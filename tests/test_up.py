@@ -129,6 +129,14 @@ def test_up_demo_prints_a_working_key_and_sigterm_stops_both_children(up_env):
         assert with_key.status_code != 401
         assert with_key.json()["error"] == "not_found"
         assert httpx.get(url + "/api/no-such-route", timeout=5).status_code == 401
+        # the demo portal works out of the box: a signing key is generated, links point here
+        receipts = httpx.get(
+            url + "/api/portal/receipts", params={"email": "qa@echopilot.ai"}, headers={"X-Dash-Key": key}, timeout=10
+        )
+        assert receipts.status_code == 200, receipts.text
+        link = receipts.json()["purchases"][0]["receipt_url"]
+        assert link.startswith(url + "/api/portal/download?token=")
+        assert httpx.get(link, timeout=10).status_code == 200
         demo_dir = cwd / "logs" / "demo"
         assert (demo_dir / "requests.ndjson").stat().st_size > 0  # seeded
         assert up.wait_line("Log dir:") == str(demo_dir)

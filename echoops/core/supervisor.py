@@ -56,12 +56,17 @@ def run_up(
             child_env["ECHOOPS_LOG_DIR"] = str(DEMO_LOG_DIR.absolute())
         if not child_env.get("DASHBOARD_KEY", "").strip():
             generated_key = child_env["DASHBOARD_KEY"] = secrets.token_urlsafe(24)
+        # The demo portal needs a signing key (never printed; links die with the process).
+        if not child_env.get("PORTAL_SIGNING_SECRET", "").strip():
+            child_env["PORTAL_SIGNING_SECRET"] = secrets.token_urlsafe(48)
     s = config.load_settings(child_env)
     if not s.dashboard_key:
         raise NotConfigured(
             "DASHBOARD_KEY is not set: set it (the dashboard and /api need it) or run `echoops up --demo`"
         )
     host, port = host or s.host, port or s.port
+    if demo and not child_env.get("PORTAL_BASE_URL", "").strip():
+        child_env["PORTAL_BASE_URL"] = _url(host, port).rstrip("/")  # signed links point at this server
     s.log_dir.mkdir(parents=True, exist_ok=True)
     if demo:
         from echoops.core import demo as demo_data
