@@ -51,3 +51,18 @@ def test_incidents_card_shows_groups_and_highlights_failed_deliveries(browser, l
             assert csp_violations(page) == []
         finally:
             page.context.close()
+
+
+@pytest.mark.browser
+def test_pages_with_no_channel_configured_are_not_shown_as_ok(browser, live_server):
+    now = time.time()
+    pager.raise_incident("CRITICAL", "checkout down", "web", now=now - 5)
+    pager.run(now=now - 5)  # no Telegram, no SMTP: both deliveries are skipped
+    server = live_server()
+    page = open_dashboard(browser, server, viewport=DESKTOP)
+    try:
+        card(page, "incidents")
+        expect(page.locator("#card-incidents .card-state .badge")).to_have_text("\u2013SKIPPED")
+        assert page.console_errors == []
+    finally:
+        page.context.close()

@@ -38,7 +38,9 @@
     var s = await ctx.api("/api/incidents/summarize?hours=24", {method: "POST"});
     var t = s.totals || {};
     var d = t.deliveries || {};
-    ctx.setState(d.failed ? "failed" : d.pending ? "pending" : "ok");
+    // Pages that reached no channel at all (none configured) must not read as "ok".
+    var unrouted = (t.pages || 0) > 0 && !d.ok && !d.failed && !d.pending && d.skipped > 0;
+    ctx.setState(d.failed ? "failed" : d.pending ? "pending" : unrouted ? "skipped" : "ok");
     var groups = (s.groups || []).slice().sort(function (a, b) {
       return (hasFailed(b) ? 1 : 0) - (hasFailed(a) ? 1 : 0); // stable: newest first within each
     });
