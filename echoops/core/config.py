@@ -1,207 +1,20 @@
 """Environment -> one typed, validated Settings. The only place echoops reads its env vars.
 
-Every variable has a parser (the unit lives there), a default and a line of docs in VARS;
-`echoops config` and the README's env table are built from the same table.
+Every variable has a parser (the unit lives there, see core/parsers.py), a default and a line
+of docs in VARS; `echoops config` and the README's env table are built from the same table.
 """
 
 from __future__ import annotations
 
-import math
 import os
-import re
-import shlex
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-import orjson
-
+from echoops.core import parsers
 from echoops.core.errors import ConfigError
-
-# --- parsers: raw string -> typed value; raise ValueError with a human reason -------------
-
-
-# Plain ASCII decimal only: Python's int()/float() also take "1_000", "٥" and " 0x" forms
-# nobody means in an env var.
-_INT_TEXT = re.compile(r"[+-]?[0-9]+\Z")
-_NUMBER_TEXT = re.compile(r"[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?\Z")
-_NON_FINITE_TEXT = re.compile(r"[+-]?(nan|inf|infinity)\Z", re.IGNORECASE)
-
-
-def _int(lo: int | None = None, hi: int | None = None) -> Callable[[str], int]:
-    def parse(raw: str) -> int:
-        text = raw.strip()
-        if not _INT_TEXT.match(text):
-            raise ValueError("not a whole number")
-        value = int(text, 10)
-        if lo is not None and value < lo:
-            raise ValueError(f"must be >= {lo}")
-        if hi is not None and value > hi:
-            raise ValueError(f"must be <= {hi}")
-        return value
-
-    return parse
-
-
-def _number(lo: float = 0.0, hi: float | None = None, *, lo_open: bool = False) -> Callable[[str], float]:
-    def parse(raw: str) -> float:
-        return check_number(raw, lo=lo, hi=hi, lo_open=lo_open)
-
-    return parse
-
-
-def check_number(raw: object, *, lo: float = 0.0, hi: float | None = None, lo_open: bool = False) -> float:
-    """A finite number within bounds (negatives rejected by default); ValueError otherwise.
-
-    Shared by env parsing and HTTP/CLI validation so every edge rejects the same junk.
-    """
-    if isinstance(raw, bool):
-        raise ValueError("not a number")
-    if isinstance(raw, str):
-        text = raw.strip()
-        if _NON_FINITE_TEXT.match(text):
-            raise ValueError("must be a finite number")
-        if not _NUMBER_TEXT.match(text):
-            raise ValueError("not a number")
-        value = float(text)
-    elif isinstance(raw, (int, float)):
-        value = float(raw)
-    else:
-        raise ValueError("not a number")
-    if not math.isfinite(value):
-        raise ValueError("must be a finite number")
-    if value < lo or (lo_open and value == lo):
-        raise ValueError(f"must be > {lo:g}" if lo_open else f"must be >= {lo:g}")
-    if hi is not None and value > hi:
-        raise ValueError(f"must be <= {hi:g}")
-    return value
-
-
-def _bool(raw: str) -> bool:
-    v = raw.strip().lower()
-    if v in ("1", "true", "yes", "on"):
-        return True
-    if v in ("0", "false", "no", "off"):
-        return False
-    raise ValueError("not a boolean (use true/false)")
-
-
-def _str(raw: str) -> str:
-    return raw.strip()
-
-
-def _opt_str(raw: str) -> str | None:
-    return raw.strip() or None
-
-
-def _header_secret(raw: str) -> str | None:
-    # The key travels in an HTTP header (latin-1 on the wire): anything but printable ASCII
-    # could never match, and every request would fail with 401.
-    v = raw.strip()
-    if any(not (32 <= ord(c) < 127) for c in v):
-        raise ValueError("must be printable ASCII (it is sent in the X-Dash-Key header)")
-    return v or None
-
-
-def _path(raw: str) -> Path:
-    if not raw.strip():
-        raise ValueError("empty path")
-    return Path(raw.strip()).expanduser()
-
-
-def _url(raw: str) -> str:
-    v = raw.strip().rstrip("/")
-    if not re.match(r"^https?://[^\s/]+", v):
-        raise ValueError("not an http(s) URL")
-    return v
-
-
-def _host(raw: str) -> str:
-    v = raw.strip()
-    if not v or any(c.isspace() for c in v):
-        raise ValueError("not a host name or address")
-    return v
-
-
-def _json_object(raw: str) -> dict:
-    try:
-        value = orjson.loads(raw)
-    except orjson.JSONDecodeError:
-        raise ValueError("not valid JSON") from None
-    if not isinstance(value, dict):
-        raise ValueError("must be a JSON object")
-    return value
-
-
-def _usd_map(raw: str) -> dict[str, float]:
-    out: dict[str, float] = {}
-    for key, value in _json_object(raw).items():
-        if not key.strip():
-            raise ValueError("empty model name")
-        try:
-            out[key.strip()] = check_number(value)
-        except ValueError as exc:
-            raise ValueError(f"{key!r}: {exc}") from None
-    return out
-
-
-def _name_map(raw: str) -> dict[str, str]:
-    out: dict[str, str] = {}
-    for key, value in _json_object(raw).items():
-        if not isinstance(value, str) or not value.strip() or not key.strip():
-            raise ValueError(f"{key!r}: must map a model name to a model name")
-        out[key.strip()] = value.strip()
-    return out
-
-
-def _price_map(raw: str) -> dict[str, dict[str, float]]:
-    out: dict[str, dict[str, float]] = {}
-    for key, value in _json_object(raw).items():
-        if not isinstance(value, dict) or not set(value) <= {"input", "output"} or not value:
-            raise ValueError(f'{key!r}: must be {{"input": usd_per_mtok, "output": usd_per_mtok}}')
-        try:
-            out[key.strip()] = {k: check_number(v) for k, v in value.items()}
-        except ValueError as exc:
-            raise ValueError(f"{key!r}: {exc}") from None
-    return out
-
-
-def _csv(raw: str) -> tuple[str, ...]:
-    return tuple(p.strip() for p in raw.split(",") if p.strip())
-
-
-_EMAIL = re.compile(r"^[^@\s,]+@[^@\s,]+\.[^@\s,]+$")
-
-
-def _emails(raw: str) -> tuple[str, ...]:
-    items = _csv(raw)
-    for item in items:
-        if not _EMAIL.match(item):
-            raise ValueError(f"{item!r} is not an email address")
-    return items
-
-
-def _tls(raw: str) -> str | None:
-    v = raw.strip().lower()
-    if not v:
-        return None
-    if v not in ("starttls", "ssl", "none"):
-        raise ValueError("must be starttls, ssl or none")
-    return v
-
-
-def _argv_template(raw: str) -> tuple[str, ...] | None:
-    if not raw.strip():
-        return None
-    try:
-        argv = tuple(shlex.split(raw))
-    except ValueError as exc:
-        raise ValueError(f"cannot split into arguments ({exc})") from None
-    if not any("{n}" in a for a in argv):
-        raise ValueError("must contain {n} (the worker count)")
-    return argv
-
+from echoops.core.parsers import check_number  # noqa: F401 (re-exported: features validate with it)
 
 # --- the table ---------------------------------------------------------------------------
 
@@ -220,20 +33,40 @@ class Var:
 
 VARS: tuple[Var, ...] = (
     # core
-    Var("ECHOOPS_LOG_DIR", "log_dir", _path, "./logs", "path", "Data dir: inputs, outputs, echoops.db"),
-    Var("ECHOOPS_HOST", "host", _host, "127.0.0.1", "host", "Address `echoops serve` binds"),
-    Var("ECHOOPS_PORT", "port", _int(1, 65535), "5000", "port", "Port `echoops serve` binds"),
-    Var("ECHOOPS_WORKERS", "workers", _int(1, 64), "2", "count", "gunicorn worker processes"),
-    Var("ECHOOPS_SCHEDULE", "schedule_file", _path, "schedule.cron", "path", "Scheduler job file (crontab syntax)"),
-    Var("ECHOOPS_JOB_TIMEOUT_S", "job_timeout_s", _int(1, 86400), "600", "s", "Per-job timeout of the scheduler"),
+    Var("ECHOOPS_LOG_DIR", "log_dir", parsers.path, "./logs", "path", "Data dir: inputs, outputs, echoops.db"),
+    Var("ECHOOPS_HOST", "host", parsers.host, "127.0.0.1", "host", "Address `echoops serve` binds"),
+    Var("ECHOOPS_PORT", "port", parsers.int_range(1, 65535), "5000", "port", "Port `echoops serve` binds"),
+    Var("ECHOOPS_WORKERS", "workers", parsers.int_range(1, 64), "2", "count", "gunicorn worker processes"),
     Var(
-        "DASHBOARD_KEY", "dashboard_key", _header_secret, "", "secret", "Key every /api route needs in X-Dash-Key", True
+        "ECHOOPS_SCHEDULE",
+        "schedule_file",
+        parsers.path,
+        "schedule.cron",
+        "path",
+        "Scheduler job file (crontab syntax)",
+    ),
+    Var(
+        "ECHOOPS_JOB_TIMEOUT_S",
+        "job_timeout_s",
+        parsers.int_range(1, 86400),
+        "600",
+        "s",
+        "Per-job timeout of the scheduler",
+    ),
+    Var(
+        "DASHBOARD_KEY",
+        "dashboard_key",
+        parsers.header_secret,
+        "",
+        "secret",
+        "Key every /api route needs in X-Dash-Key",
+        True,
     ),
     # 76 SLO
     Var(
         "SLO_LAT_P95_MS",
         "slo_lat_p95_ms",
-        _number(0, 3_600_000, lo_open=True),
+        parsers.number(0, 3_600_000, lo_open=True),
         "800",
         "ms",
         "p95 latency objective",
@@ -242,17 +75,25 @@ VARS: tuple[Var, ...] = (
     Var(
         "SLO_ERR_BUDGET_DAILY_PCT",
         "slo_err_budget_pct",
-        _number(0, 100, lo_open=True),
+        parsers.number(0, 100, lo_open=True),
         "1.0",
         "pct",
         "Share of requests allowed to fail",
         feature="slo",
     ),
-    Var("SLO_WINDOW_DAYS", "slo_window_days", _int(1, 90), "30", "days", "Error-budget window", feature="slo"),
+    Var(
+        "SLO_WINDOW_DAYS",
+        "slo_window_days",
+        parsers.int_range(1, 90),
+        "30",
+        "days",
+        "Error-budget window",
+        feature="slo",
+    ),
     Var(
         "SLO_SOURCES",
         "slo_sources",
-        _str,
+        parsers.text,
         "requests*.ndjson",
         "glob",
         "Request logs (glob in the log dir)",
@@ -261,34 +102,36 @@ VARS: tuple[Var, ...] = (
     Var(
         "SLO_MIN_REQUESTS",
         "slo_min_requests",
-        _int(1, 10**9),
+        parsers.int_range(1, 10**9),
         "100",
         "count",
         "Fewest requests a window needs to alarm",
         feature="slo",
     ),
     # 77 pager
-    Var("TELEGRAM_BOT_TOKEN", "telegram_bot_token", _opt_str, "", "secret", "Telegram bot token", True, "pager"),
-    Var("TELEGRAM_CHAT_ID", "telegram_chat_id", _opt_str, "", "id", "Telegram chat to page", feature="pager"),
+    Var(
+        "TELEGRAM_BOT_TOKEN", "telegram_bot_token", parsers.opt_text, "", "secret", "Telegram bot token", True, "pager"
+    ),
+    Var("TELEGRAM_CHAT_ID", "telegram_chat_id", parsers.opt_text, "", "id", "Telegram chat to page", feature="pager"),
     Var(
         "TELEGRAM_API_BASE",
         "telegram_api_base",
-        _url,
+        parsers.url,
         "https://api.telegram.org",
         "url",
         "Bot API base (proxies, tests)",
         feature="pager",
     ),
-    Var("SMTP_HOST", "smtp_host", _opt_str, "", "host", "SMTP server for email pages", feature="pager"),
-    Var("SMTP_PORT", "smtp_port", _int(1, 65535), "587", "port", "SMTP port", feature="pager"),
-    Var("SMTP_USER", "smtp_user", _opt_str, "", "user", "SMTP login (optional)", feature="pager"),
-    Var("SMTP_PASS", "smtp_pass", _opt_str, "", "secret", "SMTP password", True, "pager"),
-    Var("SMTP_FROM", "smtp_from", _opt_str, "", "email", "Sender address", feature="pager"),
-    Var("SMTP_TO", "smtp_to", _emails, "", "emails", "Recipients, comma-separated", feature="pager"),
+    Var("SMTP_HOST", "smtp_host", parsers.opt_text, "", "host", "SMTP server for email pages", feature="pager"),
+    Var("SMTP_PORT", "smtp_port", parsers.int_range(1, 65535), "587", "port", "SMTP port", feature="pager"),
+    Var("SMTP_USER", "smtp_user", parsers.opt_text, "", "user", "SMTP login (optional)", feature="pager"),
+    Var("SMTP_PASS", "smtp_pass", parsers.opt_text, "", "secret", "SMTP password", True, "pager"),
+    Var("SMTP_FROM", "smtp_from", parsers.opt_text, "", "email", "Sender address", feature="pager"),
+    Var("SMTP_TO", "smtp_to", parsers.emails, "", "emails", "Recipients, comma-separated", feature="pager"),
     Var(
         "SMTP_TLS",
         "smtp_tls",
-        _tls,
+        parsers.tls_mode,
         "",
         "mode",
         "starttls|ssl|none (default: ssl on 465, else starttls)",
@@ -297,7 +140,7 @@ VARS: tuple[Var, ...] = (
     Var(
         "SMTP_TIMEOUT_S",
         "smtp_timeout_s",
-        _number(0, 300, lo_open=True),
+        parsers.number(0, 300, lo_open=True),
         "10",
         "s",
         "SMTP connect/command timeout",
@@ -306,7 +149,7 @@ VARS: tuple[Var, ...] = (
     Var(
         "PAGER_REPEAT_MIN",
         "pager_repeat_min",
-        _int(1, 10080),
+        parsers.int_range(1, 10080),
         "60",
         "min",
         "Page a fingerprint at most once per this",
@@ -315,7 +158,7 @@ VARS: tuple[Var, ...] = (
     Var(
         "PAGER_RETRY_HOURS",
         "pager_retry_hours",
-        _int(1, 168),
+        parsers.int_range(1, 168),
         "24",
         "h",
         "Keep retrying failed deliveries this long",
@@ -325,7 +168,7 @@ VARS: tuple[Var, ...] = (
     Var(
         "PORTAL_SIGNING_SECRET",
         "portal_signing_keys",
-        _csv,
+        parsers.csv_list,
         "",
         "secret",
         "HMAC keys, comma-separated; first signs, all verify (>= 32 bytes each)",
@@ -333,12 +176,18 @@ VARS: tuple[Var, ...] = (
         "portal",
     ),
     Var(
-        "PORTAL_LINK_TTL_HRS", "portal_link_ttl_hrs", _int(1, 168), "24", "h", "Signed link lifetime", feature="portal"
+        "PORTAL_LINK_TTL_HRS",
+        "portal_link_ttl_hrs",
+        parsers.int_range(1, 168),
+        "24",
+        "h",
+        "Signed link lifetime",
+        feature="portal",
     ),
     Var(
         "PORTAL_BASE_URL",
         "portal_base_url",
-        _url,
+        parsers.url,
         "http://localhost:5000",
         "url",
         "Base of signed links",
@@ -347,17 +196,26 @@ VARS: tuple[Var, ...] = (
     Var(
         "PORTAL_SELLER_NAME",
         "portal_seller_name",
-        _str,
+        parsers.text,
         "echoops",
         "text",
         "Seller shown on rendered receipts",
         feature="portal",
     ),
-    Var("STRIPE_API_KEY", "stripe_api_key", _opt_str, "", "secret", "Stripe secret key (sync, fees)", True, "portal"),
+    Var(
+        "STRIPE_API_KEY",
+        "stripe_api_key",
+        parsers.opt_text,
+        "",
+        "secret",
+        "Stripe secret key (sync, fees)",
+        True,
+        "portal",
+    ),
     Var(
         "STRIPE_API_BASE",
         "stripe_api_base",
-        _url,
+        parsers.url,
         "https://api.stripe.com",
         "url",
         "Stripe API base (tests)",
@@ -367,7 +225,7 @@ VARS: tuple[Var, ...] = (
     Var(
         "COST_CAP_DAILY_USD",
         "cost_cap_daily_usd",
-        _number(),
+        parsers.number(),
         "25",
         "usd",
         "Global AI spend cap per UTC day",
@@ -376,7 +234,7 @@ VARS: tuple[Var, ...] = (
     Var(
         "MODEL_CAPS_JSON",
         "model_caps",
-        _usd_map,
+        parsers.usd_map,
         '{"gpt-4o-mini":15,"embeddings":2}',
         "json usd",
         "Per-model daily caps",
@@ -385,7 +243,7 @@ VARS: tuple[Var, ...] = (
     Var(
         "MODEL_FALLBACKS_JSON",
         "model_fallbacks",
-        _name_map,
+        parsers.name_map,
         "{}",
         "json",
         "Cheaper model to switch to, per model",
@@ -394,7 +252,7 @@ VARS: tuple[Var, ...] = (
     Var(
         "MODEL_PRICES_JSON",
         "model_prices",
-        _price_map,
+        parsers.price_map,
         "{}",
         "json usd/Mtok",
         'Price overrides: {"model":{"input":0.15,"output":0.6}}',
@@ -410,30 +268,62 @@ VARS: tuple[Var, ...] = (
         feature="costs",
     ),
     # 80 scale
-    Var("SCALE_MIN", "scale_min", _int(0, 10000), "1", "workers", "Fewest workers", feature="scale"),
-    Var("SCALE_MAX", "scale_max", _int(1, 10000), "6", "workers", "Most workers", feature="scale"),
+    Var("SCALE_MIN", "scale_min", parsers.int_range(0, 10000), "1", "workers", "Fewest workers", feature="scale"),
+    Var("SCALE_MAX", "scale_max", parsers.int_range(1, 10000), "6", "workers", "Most workers", feature="scale"),
     Var(
         "SCALE_COOLDOWN_MIN",
         "scale_cooldown_min",
-        _int(0, 1440),
+        parsers.int_range(0, 1440),
         "10",
         "min",
         "Minimum time between applied changes",
         feature="scale",
     ),
-    Var("SCALE_DRY_RUN", "scale_dry_run", _bool, "true", "bool", "Decide and log only; apply nothing", feature="scale"),
-    Var("SCALE_CMD", "scale_cmd", _argv_template, "", "argv", "Actuator, {n} = workers (no shell)", feature="scale"),
-    Var("SCALE_CMD_TIMEOUT_S", "scale_cmd_timeout_s", _int(1, 3600), "60", "s", "Actuator timeout", feature="scale"),
+    Var(
+        "SCALE_DRY_RUN",
+        "scale_dry_run",
+        parsers.boolean,
+        "true",
+        "bool",
+        "Decide and log only; apply nothing",
+        feature="scale",
+    ),
+    Var(
+        "SCALE_CMD",
+        "scale_cmd",
+        parsers.argv_template,
+        "",
+        "argv",
+        "Actuator, {n} = workers (no shell)",
+        feature="scale",
+    ),
+    Var(
+        "SCALE_CMD_TIMEOUT_S",
+        "scale_cmd_timeout_s",
+        parsers.int_range(1, 3600),
+        "60",
+        "s",
+        "Actuator timeout",
+        feature="scale",
+    ),
     Var(
         "SCALE_JOBS_PER_WORKER_MIN",
         "scale_jobs_per_worker_min",
-        _number(0, 10**6, lo_open=True),
+        parsers.number(0, 10**6, lo_open=True),
         "20",
         "jobs/min",
         "Throughput per worker when there is no history",
         feature="scale",
     ),
-    Var("SCALE_HORIZON_MIN", "scale_horizon_min", _int(1, 1440), "30", "min", "Forecast horizon", feature="scale"),
+    Var(
+        "SCALE_HORIZON_MIN",
+        "scale_horizon_min",
+        parsers.int_range(1, 1440),
+        "30",
+        "min",
+        "Forecast horizon",
+        feature="scale",
+    ),
 )
 
 

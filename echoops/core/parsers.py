@@ -1,0 +1,195 @@
+"""Value parsers for settings and edge validation: raw text -> typed value, ValueError with a reason.
+
+`check_number` is what every edge (env, HTTP bodies, CLI options) uses for money, rates and
+durations, so they all refuse the same junk: booleans, NaN, infinity, negatives, "1_000".
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import shlex
+from collections.abc import Callable
+from pathlib import Path
+
+import orjson
+
+# Plain ASCII decimal only: Python's int()/float() also take "1_000", "٥" and " 0x" forms
+# nobody means in an env var.
+_INT_TEXT = re.compile(r"[+-]?[0-9]+\Z")
+_NUMBER_TEXT = re.compile(r"[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?\Z")
+_NON_FINITE_TEXT = re.compile(r"[+-]?(nan|inf|infinity)\Z", re.IGNORECASE)
+
+
+def int_range(lo: int | None = None, hi: int | None = None) -> Callable[[str], int]:
+    def parse(raw: str) -> int:
+        text = raw.strip()
+        if not _INT_TEXT.match(text):
+            raise ValueError("not a whole number")
+        value = int(text, 10)
+        if lo is not None and value < lo:
+            raise ValueError(f"must be >= {lo}")
+        if hi is not None and value > hi:
+            raise ValueError(f"must be <= {hi}")
+        return value
+
+    return parse
+
+
+def number(lo: float = 0.0, hi: float | None = None, *, lo_open: bool = False) -> Callable[[str], float]:
+    def parse(raw: str) -> float:
+        return check_number(raw, lo=lo, hi=hi, lo_open=lo_open)
+
+    return parse
+
+
+def check_number(raw: object, *, lo: float = 0.0, hi: float | None = None, lo_open: bool = False) -> float:
+    """A finite number within bounds (negatives rejected by default); ValueError otherwise.
+
+    Shared by env parsing and HTTP/CLI validation so every edge rejects the same junk.
+    """
+    if isinstance(raw, bool):
+        raise ValueError("not a number")
+    if isinstance(raw, str):
+        text = raw.strip()
+        if _NON_FINITE_TEXT.match(text):
+            raise ValueError("must be a finite number")
+        if not _NUMBER_TEXT.match(text):
+            raise ValueError("not a number")
+        value = float(text)
+    elif isinstance(raw, (int, float)):
+        value = float(raw)
+    else:
+        raise ValueError("not a number")
+    if not math.isfinite(value):
+        raise ValueError("must be a finite number")
+    if value < lo or (lo_open and value == lo):
+        raise ValueError(f"must be > {lo:g}" if lo_open else f"must be >= {lo:g}")
+    if hi is not None and value > hi:
+        raise ValueError(f"must be <= {hi:g}")
+    return value
+
+
+def boolean(raw: str) -> bool:
+    v = raw.strip().lower()
+    if v in ("1", "true", "yes", "on"):
+        return True
+    if v in ("0", "false", "no", "off"):
+        return False
+    raise ValueError("not a boolean (use true/false)")
+
+
+def text(raw: str) -> str:
+    return raw.strip()
+
+
+def opt_text(raw: str) -> str | None:
+    return raw.strip() or None
+
+
+def header_secret(raw: str) -> str | None:
+    # The key travels in an HTTP header (latin-1 on the wire): anything but printable ASCII
+    # could never match, and every request would fail with 401.
+    v = raw.strip()
+    if any(not (32 <= ord(c) < 127) for c in v):
+        raise ValueError("must be printable ASCII (it is sent in the X-Dash-Key header)")
+    return v or None
+
+
+def path(raw: str) -> Path:
+    if not raw.strip():
+        raise ValueError("empty path")
+    return Path(raw.strip()).expanduser()
+
+
+def url(raw: str) -> str:
+    v = raw.strip().rstrip("/")
+    if not re.match(r"^https?://[^\s/]+", v):
+        raise ValueError("not an http(s) URL")
+    return v
+
+
+def host(raw: str) -> str:
+    v = raw.strip()
+    if not v or any(c.isspace() for c in v):
+        raise ValueError("not a host name or address")
+    return v
+
+
+def json_object(raw: str) -> dict:
+    try:
+        value = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        raise ValueError("not valid JSON") from None
+    if not isinstance(value, dict):
+        raise ValueError("must be a JSON object")
+    return value
+
+
+def usd_map(raw: str) -> dict[str, float]:
+    out: dict[str, float] = {}
+    for key, value in json_object(raw).items():
+        if not key.strip():
+            raise ValueError("empty model name")
+        try:
+            out[key.strip()] = check_number(value)
+        except ValueError as exc:
+            raise ValueError(f"{key!r}: {exc}") from None
+    return out
+
+
+def name_map(raw: str) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for key, value in json_object(raw).items():
+        if not isinstance(value, str) or not value.strip() or not key.strip():
+            raise ValueError(f"{key!r}: must map a model name to a model name")
+        out[key.strip()] = value.strip()
+    return out
+
+
+def price_map(raw: str) -> dict[str, dict[str, float]]:
+    out: dict[str, dict[str, float]] = {}
+    for key, value in json_object(raw).items():
+        if not isinstance(value, dict) or not set(value) <= {"input", "output"} or not value:
+            raise ValueError(f'{key!r}: must be {{"input": usd_per_mtok, "output": usd_per_mtok}}')
+        try:
+            out[key.strip()] = {k: check_number(v) for k, v in value.items()}
+        except ValueError as exc:
+            raise ValueError(f"{key!r}: {exc}") from None
+    return out
+
+
+def csv_list(raw: str) -> tuple[str, ...]:
+    return tuple(p.strip() for p in raw.split(",") if p.strip())
+
+
+_EMAIL = re.compile(r"^[^@\s,]+@[^@\s,]+\.[^@\s,]+$")
+
+
+def emails(raw: str) -> tuple[str, ...]:
+    items = csv_list(raw)
+    for item in items:
+        if not _EMAIL.match(item):
+            raise ValueError(f"{item!r} is not an email address")
+    return items
+
+
+def tls_mode(raw: str) -> str | None:
+    v = raw.strip().lower()
+    if not v:
+        return None
+    if v not in ("starttls", "ssl", "none"):
+        raise ValueError("must be starttls, ssl or none")
+    return v
+
+
+def argv_template(raw: str) -> tuple[str, ...] | None:
+    if not raw.strip():
+        return None
+    try:
+        argv = tuple(shlex.split(raw))
+    except ValueError as exc:
+        raise ValueError(f"cannot split into arguments ({exc})") from None
+    if not any("{n}" in a for a in argv):
+        raise ValueError("must contain {n} (the worker count)")
+    return argv
