@@ -19,7 +19,6 @@ import fcntl
 import os
 import sqlite3
 import threading
-import time
 from collections import Counter
 from collections.abc import Iterator
 from itertools import chain
@@ -28,8 +27,8 @@ from typing import Any
 
 import orjson
 
-from echoops.core.clock import iso
-from echoops.core.files import _default
+from echoops.core.clock import iso, now_s
+from echoops.core.files import dumps
 
 MAX_LINE = 64 * 1024
 # Read size. Small on purpose: a chunk's bytes, its lines and their dicts stay in the CPU
@@ -47,8 +46,8 @@ _ONLY_DICT = {dict}
 
 def append(path: Path, event: str, *, now: float | None = None, **fields: Any) -> dict[str, Any]:
     """Append `{"ts":…, "event": event, **fields}` to `path` as one line; returns the record."""
-    record = {"ts": iso(time.time() if now is None else now), "event": event, **fields}
-    line = orjson.dumps(record, default=_default, option=orjson.OPT_NON_STR_KEYS) + b"\n"
+    record = {"ts": iso(now_s(now)), "event": event, **fields}
+    line = dumps(record) + b"\n"
     path = Path(path)
     with _lock:
         try:
@@ -262,7 +261,7 @@ class Reader:
                 self._size,
                 self.lines,
                 sum(self.bad.values()),
-                time.time() if now is None else now,
+                now_s(now),
                 self._head,
             ),
         )
