@@ -112,7 +112,7 @@ class Reader:
         row = conn.execute(
             "SELECT inode, offset, size, head FROM cursors WHERE consumer=? AND source=?", (consumer, self.source)
         ).fetchone()
-        self._saved = (row[0], row[1], row[2]) if row else None
+        self._fresh = row is None  # no cursor yet: the whole file is new
         self._inode, self._offset = (row[0], row[1]) if row else (0, 0)
         self._size = row[2] if row else 0
         self._head = bytes(row[3]) if row else b""
@@ -130,7 +130,7 @@ class Reader:
             st = os.stat(self.path)
         except FileNotFoundError:
             return []
-        if self._saved is None:
+        if self._fresh:
             return [(self.path, 0, st.st_ino)]
         if st.st_ino != self._inode:
             self.events.append("rotated")
