@@ -53,7 +53,7 @@ def _panel(doc: dict[str, Any]) -> None:
 
 
 @app.command("status")
-def status(json_out: bool = typer.Option(False, "--json", help="Print the GET /api/slo/status JSON.")) -> None:
+def status(json_out: bool = render.JSON_OPT) -> None:
     """Show SLO state, latency, error rate, burn and the gate.
 
     As of the last tick; --json prints exactly what GET /api/slo/status returns.
@@ -71,8 +71,8 @@ def status(json_out: bool = typer.Option(False, "--json", help="Print the GET /a
 
 @app.command("tick")
 def tick(
-    now: str = typer.Option(None, "--now", help="Evaluate as of this time (ISO-8601 or epoch s); default now."),
-    json_out: bool = typer.Option(False, "--json", help="Print the tick result as JSON."),
+    now: str | None = render.NOW_OPT,
+    json_out: bool = render.JSON_OPT,
 ) -> None:
     """Ingest new requests; update budgets, state, gate, files.
 
@@ -102,7 +102,7 @@ def tick(
 @app.command("rebaseline")
 def rebaseline(
     reason: str = typer.Option(None, "--reason", help="Why (logged in slo_budget.ndjson)."),
-    json_out: bool = typer.Option(False, "--json", help="Print the result as JSON."),
+    json_out: bool = render.JSON_OPT,
 ) -> None:
     """Restart the rolling windows now (nothing is deleted).
 
@@ -126,7 +126,7 @@ def rebaseline(
 def gate(
     clear: bool = typer.Option(False, "--clear", help="Remove the deploy gate flag (needs --reason)."),
     reason: str = typer.Option(None, "--reason", help="Why the gate is cleared (logged)."),
-    json_out: bool = typer.Option(False, "--json", help="Print the gate as JSON."),
+    json_out: bool = render.JSON_OPT,
 ) -> None:
     """Deploy gate for CI: exit 0 open, 1 set; --clear removes it.
 
