@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from echoops.core import parsers
 from echoops.core.errors import ConfigError
-from echoops.core.parsers import check_number  # noqa: F401 (re-exported: features validate with it)
+from echoops.core.parsers import check_number  # re-exported: features validate with config.check_number
 
 # --- the table ---------------------------------------------------------------------------
 
@@ -478,7 +478,3 @@ def describe(s: Settings) -> dict[str, Any]:
             value = list(value)
         out[var.env] = value
     return out
-
-
-def field_names() -> list[str]:
-    return [f.name for f in fields(Settings) if f.name != "warnings"]
