@@ -10,7 +10,7 @@ from hypothesis import given
 from hypothesis import settings as hsettings
 from hypothesis import strategies as st
 
-from echoops.core import config, cost_guard, costs, files, prices, store
+from echoops.core import clock, config, cost_guard, costs, files, prices, store
 from echoops.core.errors import ValidationError
 
 DAY = 1795737600  # 2026-11-27T00:00:00Z
@@ -384,6 +384,12 @@ def test_tick_event_without_stripe_key_or_ledger_fees(log_dir, settings):
     assert event["stripe_fees"] == {"spent_usd": 0.0, "source": "ledger", "today_cents": 0, "other_currencies": {}}
     assert event["lines"] == 0 and event["alerts"] == []
     assert costs.status(s=settings, now=NOON)["stripe_fees"] == {"spent_usd": 0.0, "source": "ledger"}
+
+
+def test_utc_day_of_a_timestamp():
+    assert clock.day_iso(DAY) == "2026-11-27"
+    assert clock.day_iso(DAY - 0.001) == "2026-11-26"
+    assert clock.day_iso(DAY + 86399.999) == "2026-11-27"
 
 
 def test_seconds_to_midnight():

@@ -6,7 +6,7 @@ import time
 
 import orjson
 
-from echoops.core.cost_guard import day_of
+from echoops.core import clock
 
 
 def spend(log_dir, tokens: int, model: str = "gpt-4o-mini") -> None:
@@ -23,7 +23,7 @@ def test_status_shows_caps_and_utilisation_and_check_throttles_at_the_cap(server
         assert r.status_code == 200
         body = r.json()
         assert set(body) == {"day", "global", "models", "stripe_fees", "unpriced", "updated_at"}
-        assert body["day"] == day_of(time.time())
+        assert body["day"] == clock.day_iso(time.time())
         assert body["global"]["spent_usd"] == 15.0
         assert body["global"]["cap_usd"] == 25.0
         assert body["global"]["pct"] == 60.0

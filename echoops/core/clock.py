@@ -63,6 +63,11 @@ def parse_cli_time(value: str | None) -> float | None:
     return ts
 
 
+def day_iso(ts: float) -> str:
+    """Epoch seconds -> the UTC day it falls in, `2026-11-27`."""
+    return time.strftime("%Y-%m-%d", time.gmtime(ts))
+
+
 def day_start(ts: float) -> float:
     """Start of the UTC day containing `ts`, in epoch seconds."""
     return ts - (ts % 86400)

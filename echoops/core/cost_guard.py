@@ -19,7 +19,7 @@ from typing import Any
 
 import orjson
 
-from echoops.core import config, prices
+from echoops.core import clock, config, prices
 from echoops.core.config import Settings
 
 STATE_FILE = "cost_state.json"
@@ -116,10 +116,6 @@ def empty_doc(day: str) -> dict[str, Any]:
     return {"day": day, "global": {"state": "ok"}, "models": {}, "caps": {"models": {}}, "fallbacks": {}}
 
 
-def day_of(ts: float) -> str:
-    return time.strftime("%Y-%m-%d", time.gmtime(ts))
-
-
 def seconds_to_midnight(now: float) -> int:
     """Whole seconds until the next UTC midnight (at least 1)."""
     return max(1, int(-(-(DAY_S - now % DAY_S) // 1)))
@@ -167,7 +163,7 @@ def _well_formed(doc: object) -> bool:
 
 def _load(path: Path, key: tuple, dayno: int) -> tuple:
     global _cache
-    day = day_of(dayno * DAY_S)
+    day = clock.day_iso(dayno * DAY_S)
     try:
         doc = orjson.loads(path.read_bytes())
         if not _well_formed(doc):

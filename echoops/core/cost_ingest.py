@@ -18,7 +18,6 @@ from typing import Any
 
 from echoops.core import clock, files, ndjson, prices, store
 from echoops.core.config import Settings
-from echoops.core.cost_guard import day_of
 from echoops.core.errors import EchoopsError
 
 SOURCE = "ai_usage.ndjson"
@@ -36,7 +35,7 @@ def _valid_day(prefix: str) -> str | None:
 
 def _slow_day(ts: object) -> str | None:
     parsed = clock.parse_ts(ts)
-    return None if parsed is None else day_of(parsed)
+    return None if parsed is None else clock.day_iso(parsed)
 
 
 def _tokens(value: object) -> int | None:
@@ -221,7 +220,7 @@ def _fees_from_stripe(s: Settings, since: float) -> tuple[dict[str, list[int]], 
         if currency != "usd":
             other[str(currency)] += fee  # no FX here: reported apart, never mixed into USD
             continue
-        row = per_day.setdefault(day_of(created), [0, 0])
+        row = per_day.setdefault(clock.day_iso(created), [0, 0])
         row[0] += fee
         row[1] += 1
     return per_day, dict(other)
@@ -250,7 +249,7 @@ def sync_fees(conn: sqlite3.Connection, s: Settings, now: float) -> dict[str, An
     """Refresh yesterday's and today's Stripe fees (Stripe when keyed, else the portal ledger)."""
     today = clock.day_start(now)
     since = today - 86400
-    days = (day_of(since), day_of(today))
+    days = (clock.day_iso(since), clock.day_iso(today))
     other: dict[str, int] = {}
     try:
         if s.stripe_api_key:

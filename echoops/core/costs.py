@@ -21,7 +21,7 @@ from typing import Any
 
 from echoops.core import clock, config, files, ndjson, prices, store
 from echoops.core.config import Settings
-from echoops.core.cost_guard import STATE_FILE, day_of, decide, guard, known_models
+from echoops.core.cost_guard import STATE_FILE, decide, guard, known_models
 from echoops.core.cost_ingest import ingest_usage, sync_fees
 from echoops.core.errors import EchoopsError, ValidationError
 
@@ -191,7 +191,7 @@ def _fees(conn: sqlite3.Connection, s: Settings, day: str) -> dict[str, Any]:
 
 def state_document(conn: sqlite3.Connection, s: Settings, now: float) -> dict[str, Any]:
     """The full state (status plus caps, fallbacks and decisions): what cost_state.json holds."""
-    day = day_of(now)
+    day = clock.day_iso(now)
     elapsed = now - clock.day_start(now)
     (daily_micro, daily_src), caps = effective_caps(conn, s)
     rows = conn.execute(
