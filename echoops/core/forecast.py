@@ -20,17 +20,18 @@ capacity). With no such interval yet, SCALE_JOBS_PER_WORKER_MIN is used.
 
 from __future__ import annotations
 
-import math
 from dataclasses import asdict, dataclass
 from typing import Any
 
 from echoops.core.clock import parse_ts
+from echoops.core.parsers import whole_count
 
 ALPHA = 0.3
 BETA = 0.05
 TPW_ALPHA = 0.2
 MAX_GAP_MIN = 120.0
 _FIELDS = ("depth", "workers", "arrivals", "completed")
+_REQUIRED = ("depth", "workers")
 
 
 def parse_sample(obj: dict[str, Any]) -> tuple[float, int, int, int | None, int | None] | str:
@@ -45,18 +46,14 @@ def parse_sample(obj: dict[str, Any]) -> tuple[float, int, int, int | None, int 
     for name in _FIELDS:
         value = obj.get(name)
         if value is None:
-            if name in ("depth", "workers"):
+            if name in _REQUIRED:
                 return f"missing_{name}"
             out.append(None)
             continue
-        if type(value) is int:
-            if value < 0:
-                return f"bad_{name}"
-            out.append(value)
-        elif type(value) is float and math.isfinite(value) and value >= 0 and value.is_integer():
-            out.append(int(value))
-        else:
+        count = whole_count(value)
+        if count is None:
             return f"bad_{name}"
+        out.append(count)
     return ts, out[0], out[1], out[2], out[3]  # type: ignore[return-value]
 
 

@@ -70,6 +70,19 @@ def check_number(raw: object, *, lo: float = 0.0, hi: float | None = None, lo_op
     return value
 
 
+def whole_count(value: object) -> int | None:
+    """A count from a JSON line: a non-negative int, or a float with no fraction (2.0 -> 2); else None.
+
+    Booleans, strings, fractions, NaN and infinity are None (`float("inf").is_integer()` is False).
+    Returns instead of raising: log readers call it per field on hot paths.
+    """
+    if type(value) is int:
+        return value if value >= 0 else None
+    if type(value) is float and value.is_integer() and value >= 0:
+        return int(value)
+    return None
+
+
 def boolean(raw: str) -> bool:
     v = raw.strip().lower()
     if v in ("1", "true", "yes", "on"):
@@ -163,13 +176,22 @@ def csv_list(raw: str) -> tuple[str, ...]:
     return tuple(p.strip() for p in raw.split(",") if p.strip())
 
 
-_EMAIL = re.compile(r"^[^@\s,]+@[^@\s,]+\.[^@\s,]+$")
+_LABEL = r"[a-z0-9](?:[a-z0-9-]*[a-z0-9])?"
+# Lower-case only: callers lower-case first (the ledger stores addresses lower-cased,
+# SMTP_TO keeps the case it was given).
+EMAIL_RE = re.compile(rf"[a-z0-9.!#$%&'*+/=?^_`{{|}}~-]+@{_LABEL}(?:\.{_LABEL})+\Z")
+MAX_EMAIL_CHARS = 254
+
+
+def is_email(text: str) -> bool:
+    """The one email check: lower-case `text` is `local@label.label…` (DNS labels), at most 254 chars."""
+    return len(text) <= MAX_EMAIL_CHARS and EMAIL_RE.match(text) is not None
 
 
 def emails(raw: str) -> tuple[str, ...]:
     items = csv_list(raw)
     for item in items:
-        if not _EMAIL.match(item):
+        if not is_email(item.lower()):
             raise ValueError(f"{item!r} is not an email address")
     return items
 
