@@ -183,6 +183,21 @@ def _rows_in(conn: sqlite3.Connection, sql: str, keys: list[int]) -> dict[int, s
     return out
 
 
+def _with_stored(
+    row: sqlite3.Row | None, total: int, errors: int, slow: int, counts: dict[int, int]
+) -> tuple[int, int, int, bytes]:
+    """(total, errors, slow, encoded sketch): new counts added to a stored `(key, total, errors, slow, sketch)`
+    row when there is one (the minute and the hour rollup merge the same way)."""
+    if row is not None:
+        merged = sketch.to_dict(row[4])
+        sketch.add_counts(merged, counts)
+        counts = merged
+        total += row[1]
+        errors += row[2]
+        slow += row[3]
+    return total, errors, slow, sketch.encode(counts)
+
+
 def _flush(conn: sqlite3.Connection, agg: _Agg) -> int:
     """Merge the in-memory aggregates into minute and hour rows; returns minutes touched."""
     if not agg.per:
@@ -215,32 +230,14 @@ def _flush(conn: sqlite3.Connection, agg: _Agg) -> int:
         h[1] += errors
         h[2] += slow
         sketch.add_counts(h[3], delta)
-        row = old.get(m)
-        if row is not None:
-            merged = sketch.to_dict(row[4])
-            sketch.add_counts(merged, delta)
-            delta = merged
-            total += row[1]
-            errors += row[2]
-            slow += row[3]
+        total, errors, slow, blob = _with_stored(old.get(m), total, errors, slow, delta)
         minute_rows.append((m, total, errors, slow))
-        sketch_rows.append((m, sketch.encode(delta)))
+        sketch_rows.append((m, blob))
     conn.executemany("INSERT OR REPLACE INTO slo_minute(minute, total, errors, slow) VALUES(?,?,?,?)", minute_rows)
     conn.executemany("INSERT OR REPLACE INTO slo_minute_sketch(minute, sketch) VALUES(?,?)", sketch_rows)
     hour_keys = sorted(hours)
     old_h = _rows_in(conn, "SELECT hour, total, errors, slow, sketch FROM slo_hour WHERE hour IN ({marks})", hour_keys)
-    hour_rows = []
-    for hk in hour_keys:
-        total, errors, slow, counts = hours[hk]
-        row = old_h.get(hk)
-        if row is not None:
-            merged = sketch.to_dict(row[4])
-            sketch.add_counts(merged, counts)
-            counts = merged
-            total += row[1]
-            errors += row[2]
-            slow += row[3]
-        hour_rows.append((hk, total, errors, slow, sketch.encode(counts)))
+    hour_rows = [(hk, *_with_stored(old_h.get(hk), *hours[hk])) for hk in hour_keys]
     conn.executemany("INSERT OR REPLACE INTO slo_hour(hour, total, errors, slow, sketch) VALUES(?,?,?,?,?)", hour_rows)
     touched = len(minutes)
     agg.per.clear()
