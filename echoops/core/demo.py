@@ -67,10 +67,6 @@ def _iso_minute(minute_start: float) -> str:
     return datetime.fromtimestamp(minute_start, UTC).strftime("%Y-%m-%dT%H:%M:")
 
 
-def _iso(ts: float) -> str:
-    return clock.iso(ts)
-
-
 def _write(path: Path, lines: list[bytes]) -> int:
     """Replace `path` with the lines in one atomic write; returns the line count."""
     files.write_bytes(path, b"".join(lines))
@@ -150,7 +146,7 @@ def seed_ai_usage(s: Settings, now: float) -> int:
                 (ts, {"model": model, "input_tokens": tokens_in, "output_tokens": tokens_out, "feature": feature})
             )
     calls.sort(key=lambda c: c[0])
-    lines = [orjson.dumps({"ts": _iso(ts), **call}) + b"\n" for ts, call in calls]
+    lines = [orjson.dumps({"ts": clock.iso(ts), **call}) + b"\n" for ts, call in calls]
     return _write(s.log_path("ai_usage.ndjson"), lines)
 
 
@@ -172,7 +168,7 @@ def seed_queue(s: Settings, now: float) -> int:
         arrivals = max(0, round(capacity * load * rng.uniform(0.85, 1.15)))
         completed = min(depth + arrivals, round(capacity * rng.uniform(0.92, 1.0)))
         depth = depth + arrivals - completed
-        sample = {"ts": _iso(ts), "depth": depth, "workers": workers, "arrivals": arrivals, "completed": completed}
+        sample = {"ts": clock.iso(ts), "depth": depth, "workers": workers, "arrivals": arrivals, "completed": completed}
         lines.append(orjson.dumps(sample) + b"\n")
     return _write(s.log_path("queue.ndjson"), lines)
 
@@ -192,7 +188,7 @@ _APP_LINES = (
 def seed_app_log(s: Settings, now: float) -> int:
     """A few INFO/WARNING app log lines and one CRITICAL (the pager turns it into an incident)."""
     lines = [
-        orjson.dumps({"ts": _iso(now + minutes * 60), "level": level, "source": source, "msg": msg}) + b"\n"
+        orjson.dumps({"ts": clock.iso(now + minutes * 60), "level": level, "source": source, "msg": msg}) + b"\n"
         for minutes, level, source, msg in _APP_LINES
     ]
     return _write(s.log_path("app.ndjson"), lines)
