@@ -64,7 +64,6 @@ class Forecaster:
     level: float | None = None  # arrivals/min
     trend: float = 0.0  # arrivals/min per minute
     tpw: float | None = None  # jobs/min per worker
-    tpw_samples: int = 0
     last_ts: float | None = None
     depth: int = 0
     workers: int = 0
@@ -93,11 +92,10 @@ class Forecaster:
             tpw = self.tpw
             if tpw is None:
                 if busy:
-                    self.tpw, self.tpw_samples = obs, 1
+                    self.tpw = obs
             elif busy:
                 w = 1.0 - (1.0 - TPW_ALPHA) ** dt if dt != 1.0 else TPW_ALPHA
                 self.tpw = tpw + w * (obs - tpw)
-                self.tpw_samples += 1
             elif obs > tpw:
                 self.tpw = obs
         if arrivals is None:
