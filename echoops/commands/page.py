@@ -51,10 +51,7 @@ def raise_cmd(
     from echoops.core import clock, pager
 
     t = clock.parse_cli_time(now)
-    if send:
-        body = pager.raise_and_send(severity, msg, source, _meta(meta), fingerprint, now=t)
-    else:
-        body = pager.raise_incident(severity, msg, source, _meta(meta), fingerprint, now=t)
+    body = pager.raise_incident(severity, msg, source, _meta(meta), fingerprint, now=t, send=send)
     if json_out:
         emit_json(body)
     else:

@@ -26,6 +26,7 @@ MAX_MSG_BYTES = 4 * 1024
 MAX_SOURCE_CHARS = 100
 MAX_META_BYTES = 16 * 1024
 MAX_FINGERPRINT_CHARS = 200
+SEND_BUDGET_S = 30.0  # how long `raise_incident(send=True)` may spend on retries before returning
 
 INCIDENTS_LOG = "incidents.ndjson"
 SUMMARY_FILE = "incident_summary.json"
@@ -142,17 +143,31 @@ def raise_incident(
     *,
     now: float | None = None,
     s: Settings | None = None,
+    send: bool = False,
 ) -> dict[str, Any]:
     """Record an incident; page CRITICAL ones at most once per fingerprint per PAGER_REPEAT_MIN.
 
     Returns `{"id", "fingerprint", "deduped", "channels"}`: `channels` maps each channel to
     the state this call enqueued (`pending` or `skipped`); empty when nothing was paged.
+    `send=True` (the CLI's `page raise`) also drains the outbox now, up to SEND_BUDGET_S
+    seconds, and adds `deliveries`: the state of each of this incident's deliveries afterwards.
     """
     s = s or config.settings()
     severity, msg, source, meta, fingerprint = validate(severity, msg, source, meta, fingerprint)
     fp = fingerprint or make_fingerprint(source, msg)
-    result = record(s, [(severity, msg, source, meta, fp, 1)], now=clock.now_s(now))
-    return result[0]
+    result = record(s, [(severity, msg, source, meta, fp, 1)], now=clock.now_s(now))[0]
+    if send:
+        result["deliveries"] = _send_now(s, result, now=now)
+    return result
+
+
+def _send_now(s: Settings, result: dict[str, Any], *, now: float | None) -> dict[str, str]:
+    from echoops.core import pager_outbox
+
+    if "pending" in result["channels"].values():
+        pager_outbox.drain(s, now=now, budget_s=SEND_BUDGET_S)
+    rows = db(s).execute("SELECT channel, state FROM pager_outbox WHERE incident_id=?", (result["id"],))
+    return {r["channel"]: r["state"] for r in rows}
 
 
 def record(
@@ -271,29 +286,6 @@ def run(
     t = clock.now_s(now)
     read = pager_logs.ingest(s, now=t) if ingest else None
     return {"ingest": read, "deliveries": pager_outbox.drain(s, now=now, budget_s=budget_s)}
-
-
-def raise_and_send(
-    severity: str,
-    msg: str,
-    source: str,
-    meta: dict | None = None,
-    fingerprint: str | None = None,
-    *,
-    s: Settings | None = None,
-    now: float | None = None,
-    budget_s: float = 30.0,
-) -> dict[str, Any]:
-    """raise_incident, then drain the outbox now (the CLI's `page raise`): the raise result
-    plus `deliveries`, the state of each of this incident's deliveries afterwards."""
-    from echoops.core import pager_outbox
-
-    s = s or config.settings()
-    result = raise_incident(severity, msg, source, meta, fingerprint, now=now, s=s)
-    if any(state == "pending" for state in result["channels"].values()):
-        pager_outbox.drain(s, now=now, budget_s=budget_s)
-    rows = db(s).execute("SELECT channel, state FROM pager_outbox WHERE incident_id=?", (result["id"],))
-    return {**result, "deliveries": {r["channel"]: r["state"] for r in rows}}
 
 
 def summarize(*, hours: float | str = 24, s: Settings | None = None, now: float | None = None) -> dict[str, Any]:
