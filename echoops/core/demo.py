@@ -19,7 +19,7 @@ from pathlib import Path
 
 import orjson
 
-from echoops.core import clock, config, files
+from echoops.core import clock, config, files, prices
 from echoops.core.config import Settings
 from echoops.core.errors import ValidationError
 
@@ -40,12 +40,6 @@ _ROUTES = (
     ("GET", "/static/app.js", 10, 0.25),
 )
 
-# USD per million tokens (input, output): the public list prices the cost guardrails use.
-_PRICES = {
-    "gpt-4o-mini": (0.15, 0.60),
-    "gpt-4o": (2.50, 10.00),
-    "text-embedding-3-small": (0.02, 0.0),
-}
 # Today's spend targets with the default caps (global 25, gpt-4o-mini 15, embeddings 2):
 # gpt-4o-mini at ~92% of its cap (a WARN), embeddings at ~45%, global at ~71%.
 _SPEND_TARGET_USD = {"gpt-4o-mini": 13.8, "gpt-4o": 3.0, "text-embedding-3-small": 0.9}
@@ -134,13 +128,13 @@ def seed_ai_usage(s: Settings, now: float) -> int:
     day0 = clock.day_start(now)
     calls: list[tuple[float, dict]] = []
     for model, target in _SPEND_TARGET_USD.items():
-        price_in, price_out = _PRICES[model]
+        price_in, price_out = prices.BUILTIN[model]  # the cost guardrails' list prices, µ$/Mtok
         spent = 0.0
         while spent < target:
             mu_in, sigma_in, mu_out, sigma_out, feature = _CALL_SHAPE[model]
             tokens_in = int(rng.lognormvariate(mu_in, sigma_in))
             tokens_out = int(rng.lognormvariate(mu_out, sigma_out)) if mu_out else 0
-            spent += (tokens_in * price_in + tokens_out * price_out) / 1e6
+            spent += (tokens_in * price_in + tokens_out * price_out) / prices.PICO_PER_USD
             ts = day0 + rng.random() * (now - day0)
             calls.append(
                 (ts, {"model": model, "input_tokens": tokens_in, "output_tokens": tokens_out, "feature": feature})
