@@ -27,7 +27,9 @@ from echoops.core import clock, config, files, ndjson, store
 from echoops.core.config import Settings
 from echoops.core.errors import EchoopsError, NotConfigured, ValidationError
 from echoops.core.forecast import Forecaster, parse_sample
+from echoops.core.pager import raise_incident
 from echoops.core.scale_policy import Decision, PolicyConfig, decide
+from echoops.core.slo import recent_p95_ms
 
 SCHEMA = store.Schema(
     "scale",
@@ -126,17 +128,6 @@ def _actual(s: Settings, fc: Forecaster, applied: int | None, applied_at: float 
     return s.scale_min, "scale_min"
 
 
-def _p95(s: Settings, now: float) -> float | None:
-    try:
-        from echoops.core.slo import recent_p95_ms
-    except ImportError:  # SLO core not installed in this build
-        return None
-    try:
-        return recent_p95_ms(s=s, now=now)
-    except EchoopsError:
-        return None
-
-
 def _evaluate(conn, s: Settings, now: float) -> tuple[Decision, dict[str, Any]]:
     """The decision for `now` from stored state (records nothing)."""
     fc, bad, applied, applied_at = _load(conn)
@@ -148,7 +139,7 @@ def _evaluate(conn, s: Settings, now: float) -> tuple[Decision, dict[str, Any]]:
     window_start = now - cfg.cooldown_s
     recent = conn.execute("SELECT ts, recommended FROM scale_decisions WHERE ts>=?", (window_start,)).fetchall()
     gate = files.read_flag(s.log_path("deploy_gate.flag"))
-    p95 = _p95(s, now)
+    p95 = recent_p95_ms(s=s, now=now)
     decision = decide(
         backlog=fc.depth,
         forecast_arrivals=arrivals,
@@ -274,14 +265,6 @@ def _actuate(s: Settings, n: int) -> dict[str, Any]:
     return out
 
 
-def _raise_incident(s: Settings, msg: str, meta: dict[str, Any], now: float) -> dict[str, Any] | None:
-    try:
-        from echoops.core.pager import raise_incident
-    except ImportError:  # pager core not installed in this build
-        return None
-    return raise_incident("WARNING", msg, "scale", meta, "scale-actuator-failed", now=now, s=s)
-
-
 def apply(dry_run: bool | None = None, *, s: Settings | None = None, now: float | None = None) -> dict[str, Any]:
     """Decide now, record and log the decision; in real mode run SCALE_CMD for a change.
 
@@ -348,18 +331,19 @@ def apply(dry_run: bool | None = None, *, s: Settings | None = None, now: float 
         event["actuator"] = {"rc": actuator["rc"], "ok": actuator["ok"]}
     ndjson.append(s.log_path("scale.ndjson"), "scale_decision", now=now, **event)
     if actuator is not None and not applied:
-        incident = _raise_incident(
-            s,
+        incident = raise_incident(
+            "WARNING",
             f"scale actuator failed setting {decision.target} workers: {actuator['error']}",
+            "scale",
             {"target": decision.target, "actual": decision.actual, "rc": actuator["rc"]},
-            now,
+            "scale-actuator-failed",
+            now=now,
+            s=s,
         )
-        detail = (
-            f"actuator failed setting {decision.target} workers ({actuator['error']}); actual stays {decision.actual}"
+        raise ActuatorFailed(
+            f"actuator failed setting {decision.target} workers ({actuator['error']}); "
+            f"actual stays {decision.actual}; incident {incident['id']}"
         )
-        if incident is not None:
-            detail += f"; incident {incident['id']}"
-        raise ActuatorFailed(detail)
     return body
 
 
