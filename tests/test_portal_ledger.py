@@ -10,7 +10,7 @@ from hypothesis import given
 from hypothesis import settings as hsettings
 from hypothesis import strategies as st
 
-from echoops.core import ledger, portal
+from echoops.core import ledger, parsers, portal
 from echoops.core.errors import NotFound, ValidationError
 
 GOOD = [
@@ -266,3 +266,18 @@ def test_reimport_leaves_unchanged_rows_alone(tmp_path, settings):
     rows = _rows(settings)
     assert {k: rows[k]["updated_at"] for k in rows} == {"p1": 1_800_000_000, "p2": 1_800_000_100, "p3": 1_800_000_000}
     assert rows["p2"]["description"] == "Add-on (renamed)"
+
+
+@pytest.mark.parametrize("bad", ["qa@echopilot", "a b@c.io", "qa@-x.io", "qa@x..io", "qa@x_y.io"])
+def test_one_email_check_for_the_ledger_and_smtp_to(bad):
+    # the ledger's strict rule lives in parsers.is_email; SMTP_TO (parsers.emails) uses the same one
+    assert parsers.is_email(bad) is False
+    with pytest.raises(ValidationError):
+        ledger.normalize_email(bad)
+    with pytest.raises(ValueError, match="is not an email address"):
+        parsers.emails(f"ops@example.com,{bad}")
+
+
+def test_smtp_to_accepts_mixed_case_and_keeps_it():
+    assert parsers.emails("Ops@Example.COM, b@example.org") == ("Ops@Example.COM", "b@example.org")
+    assert ledger.normalize_email(" Ops@Example.COM ") == "ops@example.com"

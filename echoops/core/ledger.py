@@ -10,13 +10,12 @@ Stripe sync, demo seed) can be re-run safely. Importing files lives in core/ledg
 from __future__ import annotations
 
 import posixpath
-import re
 import sqlite3
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from echoops.core import clock, config, store
+from echoops.core import clock, config, parsers, store
 from echoops.core.config import Settings
 from echoops.core.errors import NotFound, ValidationError
 
@@ -82,10 +81,6 @@ RECEIPTS_DIR = "receipts"
 MAX_CENTS = 10**15
 _MIN_TS, _MAX_TS = 946684800.0, 7258118400.0  # clock.parse_ts's range: 2000..2200
 
-_LABEL = r"[a-z0-9](?:[a-z0-9-]*[a-z0-9])?"
-EMAIL_RE = re.compile(rf"^[a-z0-9.!#$%&'*+/=?^_`{{|}}~-]+@{_LABEL}(?:\.{_LABEL})+$")
-_email_match = EMAIL_RE.match
-
 
 def conn_for(s: Settings) -> sqlite3.Connection:
     return store.db(s, SCHEMA)
@@ -99,7 +94,7 @@ def normalize_email(value: object, *, field: str = "email") -> str:
     if not isinstance(value, str):
         raise ValidationError("email must be a string", field=field)
     email = value.strip().lower()
-    if len(email) > 254 or not EMAIL_RE.match(email):
+    if not parsers.is_email(email):
         raise ValidationError(f"{value[:80]!r} is not a valid email address", field=field)
     return email
 
@@ -227,8 +222,7 @@ def purchase_row(rec: dict[str, Any], *, source: str, now: float) -> tuple:
         and currency.isalpha()
         and currency.isascii()
         and len(description) <= MAX_TEXT
-        and len(email) <= 254
-        and _email_match(email)
+        and parsers.is_email(email)
     ):
         if number is not None:
             number = number.strip() or None
