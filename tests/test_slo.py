@@ -452,6 +452,17 @@ def test_rebaseline_excludes_older_data_from_every_window_without_deleting(cli, 
     assert status["gate"]["set"] is True
 
 
+def test_gate_set_after_a_rebaseline_dates_the_burn_from_the_rebaseline(settings, log_dir):
+    # an hour of 5% right after a rebaseline: the 2h window starts at the rebaseline, and so does `since`
+    slo.rebaseline("new service version", s=settings, now=T0)
+    history(log_dir, end=T0 + 3600, minutes=60, per_minute=20, err_pct=5)
+    result = slo.tick(s=settings, now=T0 + 3600)
+    assert result["gate_set"] is True and result["status"]["gate_slices_burning"] == 6
+    flag = files.read_flag(log_dir / "deploy_gate.flag")
+    assert flag["since"] == iso(T0) and flag["set_at"] == iso(T0 + 3600)
+    assert "60 of 1200 requests failed in 2h" in flag["reason"]
+
+
 def test_rebaseline_cli_and_reason_validation(cli, settings, log_dir):
     r = cli("slo", "rebaseline", "--reason", "new SLO period", "--json")
     assert r.exit_code == 0 and orjson.loads(r.stdout)["reason"] == "new SLO period"
