@@ -25,6 +25,7 @@ from echoops.core import clock, config, files, ndjson, sketch, slo_data, slo_rul
 from echoops.core.config import Settings
 from echoops.core.errors import ValidationError
 from echoops.core.slo_gate import (  # re-exported: slo.gate() etc. are the public names
+    BUDGET_LOG,
     GATE_FLAG,
     DeployGateSet,
     clear_gate,
@@ -50,7 +51,6 @@ __all__ = [
 ]
 
 STATUS_FILE = "slo_status.json"
-BUDGET_LOG = "slo_budget.ndjson"
 HISTORY_POINTS = 288
 BACKFILL_STEP_S = 900
 
@@ -277,7 +277,7 @@ def tick(*, s: Settings | None = None, now: float | None = None) -> dict[str, An
     gate_set = False
     info: dict[str, Any] = {}
     if doc["gate_condition"] and not gate_now["set"]:
-        info = set_gate(s, doc, now, doc["rebaseline_at"])
+        info = set_gate(s, doc, now)
         gate_set = True
     with store.transaction(conn):
         previous = _meta(conn, "state")

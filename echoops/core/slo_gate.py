@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from echoops.core import clock, config, files, ndjson
+from echoops.core import clock, config, files, ndjson, slo_rules
 from echoops.core.config import Settings
 from echoops.core.errors import EchoopsError, ValidationError
 
@@ -76,15 +76,17 @@ def validate_reason(reason: object, *, required: bool) -> str | None:
     return reason.strip()
 
 
-def set_gate(s: Settings, doc: dict[str, Any], now: float, floor_iso: str | None) -> dict[str, Any]:
-    """Write the flag from a status document whose gate condition holds; returns what was written."""
+def set_gate(s: Settings, doc: dict[str, Any], now: float) -> dict[str, Any]:
+    """Write the flag from a status document whose gate condition holds; returns what was written.
+
+    `since` is when the 2h window began: 2h before `now`, or the rebaseline when that is later."""
     w2, w10 = doc["windows"]["2h"], doc["windows"]["10m"]
-    since = max(now - 2 * 3600, clock.parse_ts(floor_iso) or 0.0)
+    since = max(now - 2 * 3600, clock.parse_ts(doc["rebaseline_at"]) or 0.0)
     info = {
         "reason": (
             f"error budget burn {w2['burn']:.2f}x over 2h and {w10['burn']:.2f}x over 10m (> 2x the daily budget "
-            f"of {s.slo_err_budget_pct:g}%, {doc['gate_slices_burning']} of 12 10-minute slices above 2x): "
-            f"{w2['errors']} of {w2['requests']} requests failed in 2h"
+            f"of {s.slo_err_budget_pct:g}%, {doc['gate_slices_burning']} of {slo_rules.GATE_SLICES} 10-minute "
+            f"slices above 2x): {w2['errors']} of {w2['requests']} requests failed in 2h"
         ),
         "burn_2h": w2["burn"],
         "burn_10m": w10["burn"],
