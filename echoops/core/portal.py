@@ -263,49 +263,30 @@ def download(token: str, *, ip: str | None = None, s: Settings | None = None, no
     """The document a download token names; audited. BadToken (403, generic) / NotFound otherwise."""
     s = s or config.settings()
     claims: signing.Claims | None = None
+    refusal: EchoopsError | None = None
+    reason: str | None = None
     try:
         claims = signing.verify(token or "", PURPOSE_DOWNLOAD, s=s, now=now)
         doc, how = _document(s, claims, now)
-    except signing.BadToken as exc:
-        c = exc.claims
-        _audit(
-            s,
-            email=c and c.email,
-            ip=ip,
-            resource=c and c.resource,
-            status=403,
-            action="download",
-            reason=exc.reason,
-            now=now,
-        )
-        raise
-    except _Refused as exc:
-        _audit(
-            s,
-            email=claims.email,
-            ip=ip,
-            resource=claims.resource,
-            status=exc.status,
-            action="download",
-            reason=exc.reason,
-            now=now,
-        )
-        if exc.status == 404:
-            raise NotFound("this document is not available") from None
-        raise signing.BadToken(exc.reason) from None
-    except EchoopsError as exc:
-        _audit(
-            s,
-            email=claims and claims.email,
-            ip=ip,
-            resource=claims and claims.resource,
-            status=exc.status,
-            action="download",
-            reason=exc.detail,
-            now=now,
-        )
-        raise
-    _audit(s, email=claims.email, ip=ip, resource=claims.resource, status=doc.status, action=f"download:{how}", now=now)
+        status, action = doc.status, f"download:{how}"
+    except _Refused as exc:  # the token verified: the audit gets the precise reason, the public less
+        status, action, reason = exc.status, "download", exc.reason
+        refusal = NotFound("this document is not available") if status == 404 else signing.BadToken(reason)
+    except EchoopsError as exc:  # BadToken (claims only when the signature checked out), NotConfigured
+        status, action, reason, refusal = exc.status, "download", getattr(exc, "reason", exc.detail), exc
+        claims = claims or getattr(exc, "claims", None)
+    _audit(
+        s,
+        email=claims and claims.email,
+        ip=ip,
+        resource=claims and claims.resource,
+        status=status,
+        action=action,
+        reason=reason,
+        now=now,
+    )
+    if refusal is not None:
+        raise refusal from None
     return doc
 
 
