@@ -69,6 +69,23 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+def alive(pid: int) -> bool:
+    """True while `pid` exists and is not a zombie (an orphan may wait for init to reap it)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] not in ("Z", "X")
+
+
+def wait_for(predicate, timeout: float = 10.0, what: str = "condition") -> None:
+    """Poll `predicate` until it is true; fail the test after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.02)
+
+
 @dataclass
 class LiveServer:
     url: str

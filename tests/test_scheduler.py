@@ -16,7 +16,7 @@ import pytest
 
 from echoops.core import crontab, scheduler
 from echoops.core.scheduler import Scheduler
-from tests.conftest import TEST_KEY
+from tests.conftest import TEST_KEY, alive, wait_for
 
 PY = shlex.quote(sys.executable)
 # 12:07 UTC: 7 minutes after a */15 slot, so a new job waits for its next slot.
@@ -50,22 +50,6 @@ def drive_until_idle(sched: Scheduler, now: float, timeout: float = 15) -> list[
         out += sched.step(now)
         time.sleep(0.02)
     return out
-
-
-def alive(pid: int) -> bool:
-    """True while `pid` exists and is not a zombie (an orphan may wait for init to reap it)."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except FileNotFoundError:
-        return False
-    return stat.rsplit(")", 1)[1].split()[0] not in ("Z", "X")
-
-
-def wait_for(predicate, timeout: float = 10.0, what: str = "condition") -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.02)
 
 
 # --- the job file ------------------------------------------------------------------------

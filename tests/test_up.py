@@ -15,17 +15,9 @@ import httpx
 import orjson
 import pytest
 
-from tests.conftest import TEST_KEY, free_port
+from tests.conftest import TEST_KEY, alive, free_port, wait_for
 
 PY = shlex.quote(sys.executable)
-
-
-def alive(pid: int) -> bool:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except FileNotFoundError:
-        return False
-    return stat.rsplit(")", 1)[1].split()[0] not in ("Z", "X")
 
 
 def children_of(pid: int) -> dict[str, int]:
@@ -141,10 +133,7 @@ def test_up_demo_prints_a_working_key_and_sigterm_stops_both_children(up_env):
         assert (demo_dir / "requests.ndjson").stat().st_size > 0  # seeded
         assert up.wait_line("Log dir:") == str(demo_dir)
         log = demo_dir / "scheduler.ndjson"
-        deadline = time.monotonic() + 15
-        while not (log.exists() and b'"job_end"' in log.read_bytes()):
-            assert time.monotonic() < deadline, "the --run-now job never ended"
-            time.sleep(0.1)
+        wait_for(lambda: log.exists() and b'"job_end"' in log.read_bytes(), timeout=15, what="the --run-now job to end")
         first = [orjson.loads(line) for line in log.read_bytes().splitlines()][:2]
         assert [(e["event"], e.get("trigger")) for e in first] == [("scheduler_start", None), ("job_start", "run_now")]
         kids = children_of(up.proc.pid)
