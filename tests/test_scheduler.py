@@ -458,16 +458,22 @@ def start_scheduler(*args: str) -> subprocess.Popen:
     )
 
 
-def test_sigterm_waits_for_the_running_job_then_exits_0(settings, log_dir):
-    write_schedule(settings, py_job("import time; time.sleep(2)", "two"))
-    proc = start_scheduler("--run-now")
+def signal_once_a_job_started(log_dir: Path, sig: int, *args: str) -> subprocess.Popen:
+    """Run `scheduler run --run-now *args`, send `sig` once a job has started; the process, exited 0."""
+    proc = start_scheduler("--run-now", *args)
     try:
         wait_for(lambda: any(e["event"] == "job_start" for e in events(log_dir)), timeout=15, what="job_start")
-        proc.send_signal(signal.SIGTERM)
+        proc.send_signal(sig)
         assert proc.wait(15) == 0
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
+    return proc
+
+
+def test_sigterm_waits_for_the_running_job_then_exits_0(settings, log_dir):
+    write_schedule(settings, py_job("import time; time.sleep(2)", "two"))
+    proc = signal_once_a_job_started(log_dir, signal.SIGTERM)
     log = events(log_dir)
     assert [e["event"] for e in log] == ["scheduler_start", "job_start", "job_end", "scheduler_stop"]
     assert (log[2]["status"], log[2]["rc"]) == ("ok", 0)
@@ -478,16 +484,9 @@ def test_sigterm_waits_for_the_running_job_then_exits_0(settings, log_dir):
 
 def test_sigterm_kills_jobs_that_outlive_the_grace(settings, log_dir):
     write_schedule(settings, py_job("import time; time.sleep(60)", "long"))
-    proc = start_scheduler("--run-now", "--grace", "0.5", "--quiet")
-    try:
-        wait_for(lambda: any(e["event"] == "job_start" for e in events(log_dir)), timeout=15, what="job_start")
-        job_pid = next(e["pid"] for e in events(log_dir) if e["event"] == "job_start")
-        proc.send_signal(signal.SIGINT)
-        assert proc.wait(15) == 0
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
+    proc = signal_once_a_job_started(log_dir, signal.SIGINT, "--grace", "0.5", "--quiet")
     log = events(log_dir)
+    job_pid = next(e["pid"] for e in log if e["event"] == "job_start")
     assert [(e["event"], e.get("status")) for e in log[-2:]] == [("job_end", "killed"), ("scheduler_stop", None)]
     assert (log[-1]["reason"], log[-1]["killed"]) == ("SIGINT", ["long"])
     assert not alive(job_pid)
