@@ -82,6 +82,15 @@ class FakeSMTP:
                 return AuthResult(success=True)
         return AuthResult(success=False, handled=False)
 
+    def configure(self, monkeypatch, tls: str = "none") -> None:
+        """Point the pager's SMTP_* settings at this server (two recipients, 2 s timeout)."""
+        monkeypatch.setenv("SMTP_HOST", "127.0.0.1")
+        monkeypatch.setenv("SMTP_PORT", str(self.port))
+        monkeypatch.setenv("SMTP_FROM", "echoops@example.com")
+        monkeypatch.setenv("SMTP_TO", "oncall@example.com,backup@example.com")
+        monkeypatch.setenv("SMTP_TLS", tls)
+        monkeypatch.setenv("SMTP_TIMEOUT_S", "2")
+
     def script_data(self, *replies: str) -> None:
         self._data.extend(replies)
 

@@ -2,9 +2,7 @@
 that pages through Telegram.
 
     with FakeTelegram() as tg:
-        monkeypatch.setenv("TELEGRAM_API_BASE", tg.url)
-        monkeypatch.setenv("TELEGRAM_BOT_TOKEN", tg.token)
-        monkeypatch.setenv("TELEGRAM_CHAT_ID", tg.chat_id)
+        tg.configure(monkeypatch)   # TELEGRAM_API_BASE, _BOT_TOKEN, _CHAT_ID point here
         tg.script(too_many(1), server_error(), ok())   # answers for the next requests
         ...
         tg.delivered   # payloads answered with ok: true (what a chat would show)
@@ -89,6 +87,12 @@ class FakeTelegram:
         self._server.daemon_threads = True
         self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+
+    def configure(self, monkeypatch) -> None:
+        """Point the pager's TELEGRAM_* settings at this server."""
+        monkeypatch.setenv("TELEGRAM_API_BASE", self.url)
+        monkeypatch.setenv("TELEGRAM_BOT_TOKEN", self.token)
+        monkeypatch.setenv("TELEGRAM_CHAT_ID", self.chat_id)
 
     def script(self, *answers) -> None:
         with self._lock:

@@ -20,9 +20,7 @@ from tests.fakes_telegram import FakeTelegram, blocked, hang
 @pytest.fixture
 def tg(monkeypatch):
     with FakeTelegram() as fake:
-        monkeypatch.setenv("TELEGRAM_API_BASE", fake.url)
-        monkeypatch.setenv("TELEGRAM_BOT_TOKEN", fake.token)
-        monkeypatch.setenv("TELEGRAM_CHAT_ID", fake.chat_id)
+        fake.configure(monkeypatch)
         yield fake
 
 
@@ -196,11 +194,7 @@ def test_secrets_never_reach_any_output(tg, monkeypatch, log_dir, cli, live_serv
 
     monkeypatch.setattr(pager_outbox, "BACKOFF_BASE_S", 0.02)
     with FakeSMTP(auth=True) as smtp:
-        monkeypatch.setenv("SMTP_HOST", "127.0.0.1")
-        monkeypatch.setenv("SMTP_PORT", str(smtp.port))
-        monkeypatch.setenv("SMTP_TLS", "none")
-        monkeypatch.setenv("SMTP_FROM", "echoops@example.com")
-        monkeypatch.setenv("SMTP_TO", "oncall@example.com")
+        smtp.configure(monkeypatch)
         monkeypatch.setenv("SMTP_USER", USER)
         monkeypatch.setenv("SMTP_PASS", PASSWORD + "-wrong")  # a refused login quotes nothing back
         outputs = []

@@ -15,9 +15,7 @@ from tests.fakes_telegram import FakeTelegram, blocked
 @pytest.mark.browser
 def test_incidents_card_shows_groups_and_highlights_failed_deliveries(browser, live_server, monkeypatch):
     with FakeTelegram() as tg:
-        monkeypatch.setenv("TELEGRAM_API_BASE", tg.url)
-        monkeypatch.setenv("TELEGRAM_BOT_TOKEN", tg.token)
-        monkeypatch.setenv("TELEGRAM_CHAT_ID", tg.chat_id)
+        tg.configure(monkeypatch)
         tg.script(blocked())
         now = time.time()
         pager.raise_incident("CRITICAL", "checkout <b>down</b>", "web", now=now - 60)

@@ -25,26 +25,15 @@ def fast_backoff(monkeypatch):
 @pytest.fixture
 def tg(monkeypatch):
     with FakeTelegram() as fake:
-        monkeypatch.setenv("TELEGRAM_API_BASE", fake.url)
-        monkeypatch.setenv("TELEGRAM_BOT_TOKEN", fake.token)
-        monkeypatch.setenv("TELEGRAM_CHAT_ID", fake.chat_id)
+        fake.configure(monkeypatch)
         yield fake
 
 
 @pytest.fixture
 def smtp(monkeypatch):
     with FakeSMTP() as fake:
-        set_smtp(monkeypatch, fake, "none")
+        fake.configure(monkeypatch)
         yield fake
-
-
-def set_smtp(monkeypatch, fake, tls):
-    monkeypatch.setenv("SMTP_HOST", "127.0.0.1")
-    monkeypatch.setenv("SMTP_PORT", str(fake.port))
-    monkeypatch.setenv("SMTP_FROM", "echoops@example.com")
-    monkeypatch.setenv("SMTP_TO", "oncall@example.com,backup@example.com")
-    monkeypatch.setenv("SMTP_TLS", tls)
-    monkeypatch.setenv("SMTP_TIMEOUT_S", "2")
 
 
 def page_events(log_dir, channel=None):
@@ -199,7 +188,7 @@ def test_email_timeout_is_retried(smtp, monkeypatch, log_dir):
 def test_email_tls_verifies_certificates(tmp_path, monkeypatch, log_dir, tls):
     cert, key, ca = make_cert(tmp_path / "pki")
     with FakeSMTP(tls=tls, cert=(cert, key), auth=True) as fake:
-        set_smtp(monkeypatch, fake, tls)
+        fake.configure(monkeypatch, tls)
         monkeypatch.setenv("SMTP_USER", USER)
         monkeypatch.setenv("SMTP_PASS", PASSWORD)
         # an untrusted certificate is refused (no retry in the round), nothing is sent
