@@ -18,7 +18,11 @@ app = typer.Typer(
 )
 
 
-def _show(body: dict[str, Any]) -> None:
+def _emit(body: dict[str, Any], json_out: bool) -> None:
+    """status, tick and apply print the same document: JSON for jq or the human summary."""
+    if json_out:
+        emit_json(body)
+        return
     out = console()
     mode = "[yellow]DRY RUN[/]" if body["dry_run"] else "[green]LIVE[/]"
     f = body["forecast"]
@@ -50,11 +54,7 @@ def status_cmd(json_out: bool = JSON_OPT, now: str | None = NOW_OPT) -> None:
     """
     from echoops.core import clock, scale
 
-    body = scale.status(now=clock.parse_cli_time(now))
-    if json_out:
-        emit_json(body)
-    else:
-        _show(body)
+    _emit(scale.status(now=clock.parse_cli_time(now)), json_out)
 
 
 @app.command("tick")
@@ -65,11 +65,7 @@ def tick_cmd(json_out: bool = JSON_OPT, now: str | None = NOW_OPT) -> None:
     """
     from echoops.core import clock, scale
 
-    body = scale.tick(now=clock.parse_cli_time(now))
-    if json_out:
-        emit_json(body)
-    else:
-        _show(body)
+    _emit(scale.tick(now=clock.parse_cli_time(now)), json_out)
 
 
 @app.command("apply")
@@ -88,11 +84,7 @@ def apply_cmd(
     """
     from echoops.core import clock, scale
 
-    body = scale.apply(dry_run, now=clock.parse_cli_time(now))
-    if json_out:
-        emit_json(body)
-    else:
-        _show(body)
+    _emit(scale.apply(dry_run, now=clock.parse_cli_time(now)), json_out)
 
 
 @app.command("simulate")
