@@ -109,13 +109,11 @@ def simulate_cmd(
     if json_out:
         emit_json(result)
         return
-    key = "decisions" if all_decisions else "changes"
-    events = [(c["ts"], name, c) for name in scale_sim.POLICIES for c in result[name][key]]
-    events.sort(key=lambda e: e[0])
     write = sys.stdout.write
-    for ts, name, c in events:
-        was, now_ = c.get("from", c.get("actual")), c.get("to", c.get("target"))
-        write(f"{ts}  {name:<10}  {was:>3} -> {now_:<3}  backlog {c['backlog']:<6}  {c['reason']}\n")
+    for e in scale_sim.timeline(result):
+        write(
+            f"{e['ts']}  {e['policy']:<10}  {e['from']:>3} -> {e['to']:<3}  backlog {e['backlog']:<6}  {e['reason']}\n"
+        )
     m, t = result["model"], result["trace"]
     write(
         f"\ntrace {t['samples']} samples ({t['bad']} bad), {t['minutes']:g} min, {t['arrivals']:g} arrivals; "

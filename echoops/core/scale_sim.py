@@ -243,3 +243,30 @@ def simulate(
 
 def _pct(value: float, base: float) -> float | None:
     return None if base == 0 else round((value - base) / base * 100.0, 1)
+
+
+def timeline(result: dict[str, Any]) -> list[dict[str, Any]]:
+    """Both policies' rows of a `simulate` result in time order, as {ts, policy, from, to, backlog, reason}.
+
+    The rows are every decision when the result has them (`all_decisions`), else the changes;
+    at the same minute "predictive" comes first.
+    """
+    rows = []
+    for policy in POLICIES:
+        part = result[policy]
+        if "decisions" in part:
+            rows += [
+                {
+                    "ts": d["ts"],
+                    "policy": policy,
+                    "from": d["actual"],
+                    "to": d["target"],
+                    "backlog": d["backlog"],
+                    "reason": d["reason"],
+                }
+                for d in part["decisions"]
+            ]
+        else:
+            rows += [{"policy": policy, **c} for c in part["changes"]]
+    rows.sort(key=lambda r: r["ts"])
+    return rows
