@@ -45,6 +45,11 @@ def test_check_exit_codes(cli, log_dir):
         "retry_after_s": 43200,
     }
     assert cli("costs", "check", "gpt-4o", "--now", str(NOON)).exit_code == 0
+    # a name the endpoint refuses is bad usage here too, not a decision about model " "
+    for junk in (" ", "x" * 201, "gpt\n4o"):
+        bad = cli("costs", "check", junk, "--now", str(NOON))
+        assert (bad.exit_code, bad.stdout) == (2, ""), junk
+        assert "model" in bad.stderr
 
 
 def test_set_cap_cli(cli, log_dir):

@@ -45,6 +45,11 @@ def test_status_shows_caps_and_utilisation_and_check_throttles_at_the_cap(server
         assert c.get("/api/costs/check", params={"model": "gpt-4o"}).json()["action"] == "allow"
         missing = c.get("/api/costs/check")
         assert (missing.status_code, missing.json()["field"]) == (400, "model")
+        for junk in (" ", "x" * 201, "gpt\u00004o"):
+            bad = c.get("/api/costs/check", params={"model": junk})
+            assert (bad.status_code, bad.json()["field"]) == (400, "model"), junk
+        padded = c.get("/api/costs/check", params={"model": " gpt-4o-mini "}).json()
+        assert (padded["action"], padded["model"]) == ("throttle", "gpt-4o-mini")
 
 
 def test_set_cap_over_http(server, log_dir):

@@ -134,10 +134,9 @@ def check_cmd(model: str = typer.Argument(..., help="The model the app wants to 
 
     Example: echoops costs check gpt-4o || echo "AI throttled until UTC midnight"
     """
-    from echoops.core import clock
-    from echoops.core.cost_guard import guard
+    from echoops.core import clock, costs
 
-    decision = guard(model, now=clock.parse_cli_time(now))
+    decision = costs.check(model, now=clock.parse_cli_time(now))
     emit_json(decision)
     if decision["action"] == "throttle":
         raise typer.Exit(1)

@@ -25,7 +25,7 @@ from echoops.core.cost_guard import STATE_FILE, decide, guard, known_models
 from echoops.core.cost_ingest import ingest_usage, sync_fees
 from echoops.core.errors import EchoopsError, ValidationError
 
-__all__ = ["SCHEMA", "guard", "set_cap", "status", "tick", "state_document"]
+__all__ = ["SCHEMA", "check", "guard", "set_cap", "status", "tick", "state_document"]
 
 EVENTS_LOG = "costs.ndjson"
 WARN_RATIO = (9, 10)  # warn at spent * 10 >= cap * 9
@@ -96,6 +96,17 @@ def effective_caps(conn: sqlite3.Connection, s: Settings) -> tuple[tuple[int, st
     return daily, models
 
 
+def model_name(value: object, field: str, when: str = "") -> str:
+    """A model name from outside (HTTP, CLI), stripped; ValidationError naming `field` when it is
+    missing, blank, longer than MAX_KEY_CHARS or unprintable."""
+    name = value.strip() if isinstance(value, str) else ""
+    if not name:
+        raise ValidationError(f"{field} (the model name) is required {when}".rstrip(), field=field)
+    if len(name) > MAX_KEY_CHARS or not name.isprintable():
+        raise ValidationError(f"{field} must be a printable model name of at most {MAX_KEY_CHARS} chars", field=field)
+    return name
+
+
 def validate_cap(scope: object, key: object, usd_cap: object) -> tuple[str, str, float]:
     """Check a set-cap request; ValidationError names the field (scope, key or usd_cap)."""
     if scope not in ("daily", "model"):
@@ -107,11 +118,7 @@ def validate_cap(scope: object, key: object, usd_cap: object) -> tuple[str, str,
     except ValueError as exc:
         raise ValidationError(f"usd_cap {exc}", field="usd_cap") from None
     if scope == "model":
-        if not isinstance(key, str) or not key.strip():
-            raise ValidationError("key (the model name) is required for scope model", field="key")
-        key = key.strip()
-        if len(key) > MAX_KEY_CHARS or not key.isprintable():
-            raise ValidationError(f"key must be a printable model name of at most {MAX_KEY_CHARS} chars", field="key")
+        key = model_name(key, "key", "for scope model")
     else:
         if key not in (None, ""):
             raise ValidationError("key is only allowed with scope model", field="key")
@@ -235,6 +242,12 @@ def state_document(conn: sqlite3.Connection, s: Settings, now: float) -> dict[st
         entry["action"] = decisions[scope]["action"]
     doc["decisions"] = decisions
     return doc
+
+
+def check(model: object, *, s: Settings | None = None, now: float | None = None) -> dict[str, Any]:
+    """guard() for a model name from outside (`costs check`, `/api/costs/check`): the name is
+    validated first (ValidationError naming `model`); in-process callers use guard() directly."""
+    return guard(model_name(model, "model"), s=s, now=now)
 
 
 _PUBLIC = ("day", "global", "models", "stripe_fees", "unpriced", "updated_at")

@@ -7,8 +7,6 @@ answers of /api/costs/check, which the app asks before an AI call.
 from __future__ import annotations
 
 from echoops.core import costs
-from echoops.core.cost_guard import guard
-from echoops.core.errors import ValidationError
 from shim.http import json_body, query
 
 
@@ -24,7 +22,4 @@ def install(app) -> None:
 
     @app.get("/api/costs/check")
     def costs_check():
-        model = (query("model") or "").strip()
-        if not model or len(model) > costs.MAX_KEY_CHARS or not model.isprintable():
-            raise ValidationError("model query parameter is required (a printable model name)", field="model")
-        return guard(model)
+        return costs.check(query("model"))
