@@ -50,6 +50,12 @@ def ids(objs) -> list[int]:
     return [o["i"] for o in objs]
 
 
+def tick(conn, path) -> tuple[list[int], list[str]]:
+    """One read: (ids of the objects, what the cursor noticed: "rotated", "truncated", ...)."""
+    objs, reader = read(conn, path)
+    return ids(objs), reader.events
+
+
 # --- append ------------------------------------------------------------------------------
 
 
@@ -165,13 +171,9 @@ def test_rotation_reads_rest_of_old_file_then_new_file(conn, log_dir):
     write(path, line(3) + line(4))  # written before rotation, not yet read
     path.rename(path.with_name("requests.ndjson.1"))
     write(path, line(5))
-    objs, reader = read(conn, path)
-    assert ids(objs) == [3, 4, 5]
-    assert reader.events == ["rotated"]
+    assert tick(conn, path) == ([3, 4, 5], ["rotated"])
     write(path, line(6))
-    objs, reader = read(conn, path)
-    assert ids(objs) == [6]
-    assert reader.events == []
+    assert tick(conn, path) == ([6], [])
 
 
 def test_rotation_with_old_file_gone_reads_new_file_from_start(conn, log_dir):
@@ -195,13 +197,9 @@ def test_truncated_and_refilled_past_the_offset_is_read_from_zero(conn, log_dir)
         fh.truncate(0)
     write(path, b"".join(line(i) for i in range(10, 20)))  # bigger than before the truncation
     assert path.stat().st_ino == inode
-    objs, reader = read(conn, path)
-    assert ids(objs) == list(range(10, 20))
-    assert reader.events == ["replaced"]
+    assert tick(conn, path) == (list(range(10, 20)), ["replaced"])
     write(path, line(20))
-    objs, reader = read(conn, path)
-    assert ids(objs) == [20]
-    assert reader.events == []
+    assert tick(conn, path) == ([20], [])
 
 
 def test_rotation_partial_line_in_new_file(conn, log_dir):
@@ -221,13 +219,9 @@ def test_copytruncate_starts_again_at_zero(conn, log_dir):
     assert ids(read(conn, path)[0]) == [1, 2, 3]
     shutil.copyfile(path, path.with_name("requests.ndjson.1"))  # logrotate copytruncate
     os.truncate(path, 0)
-    objs, reader = read(conn, path)
-    assert objs == []
-    assert reader.events == ["truncated"]
+    assert tick(conn, path) == ([], ["truncated"])
     write(path, line(4))
-    objs, reader = read(conn, path)
-    assert ids(objs) == [4]
-    assert reader.events == []
+    assert tick(conn, path) == ([4], [])
     write(path, line(5))
     assert ids(read(conn, path)[0]) == [5]
 
@@ -239,9 +233,7 @@ def test_truncated_then_partly_refilled(conn, log_dir):
     with open(path, "r+b") as fh:
         fh.truncate(0)
     write(path, line(100) + line(101))  # smaller than the old offset: detected as truncation
-    objs, reader = read(conn, path)
-    assert ids(objs) == [100, 101]
-    assert reader.events == ["truncated"]
+    assert tick(conn, path) == ([100, 101], ["truncated"])
 
 
 # --- reader: garbage ---------------------------------------------------------------------------
