@@ -19,7 +19,7 @@ from __future__ import annotations
 import mimetypes
 import os
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -48,18 +48,20 @@ INLINE_TYPES = frozenset(("application/pdf", "image/png", "image/jpeg", "image/g
 class Document:
     """What a download or unsubscribe request answers with; the shim turns it into HTTP.
 
-    kind: "file" / "html" (body bytes) or "redirect" (location). `status` is 200 or 302.
+    kind: "file" / "html" (body bytes) or "redirect" (location, answered 302).
     """
 
     kind: str
-    status: int = 200
     body: bytes = b""
     content_type: str = "text/html; charset=utf-8"
     filename: str | None = None
     inline: bool = True
     location: str | None = None
     csp: str | None = portal_docs.PAGE_CSP
-    headers: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def status(self) -> int:
+        return 302 if self.kind == "redirect" else 200
 
 
 def _check_email(email: str) -> str:
@@ -233,7 +235,7 @@ def _document(s: Settings, claims: signing.Claims, now: float | None) -> tuple[D
         raise _Refused(403, "purchase belongs to another email")
     doc = row["invoice_doc"] if kind == "invoice" else row["receipt_doc"]
     if doc and doc.startswith(("https://", "http://")):
-        return Document(kind="redirect", status=302, location=doc, csp=None), "redirect"
+        return Document(kind="redirect", location=doc, csp=None), "redirect"
     if doc:
         path = _stored_file(s, doc)
         if path.stat().st_size > MAX_DOCUMENT_BYTES:

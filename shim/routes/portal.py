@@ -57,7 +57,7 @@ def _public(fn):
 
 def _document_response(doc: portal.Document) -> HTTPResponse:
     if doc.kind == "redirect":
-        return HTTPResponse(status=302, headers={"Location": doc.location})
+        return HTTPResponse(status=doc.status, headers={"Location": doc.location})
     resp = HTTPResponse(doc.body, status=doc.status)
     resp.content_type = doc.content_type
     if doc.csp:
