@@ -23,6 +23,7 @@ waiting beyond each interval), worker-minutes, peak backlog.
 from __future__ import annotations
 
 import statistics
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -215,7 +216,7 @@ def simulate(
     fallback = s.scale_jobs_per_worker_min
     intervals, info, observed = load_trace(path, fallback)
     capacity = jobs_per_worker or observed or fallback
-    cfg = PolicyConfig(s.scale_min, s.scale_max, s.scale_cooldown_min * 60.0, float(s.scale_horizon_min), None)
+    cfg = replace(PolicyConfig.from_settings(s), p95_target_ms=None)  # a trace has no latency signal
     start_ts = intervals[0][0] - intervals[0][1] * 60.0
     results = {
         name: _replay(name, intervals, info, capacity, cfg, fallback, tick_min * 60.0, start_ts, all_decisions)
