@@ -343,6 +343,12 @@ def unsubscribe_one_click(
     return {"email": claims.email, "unsubscribed": True, "changed": changed}
 
 
+def unsubscribed_page(email: str, *, s: Settings | None = None) -> Document:
+    """The page a person sees after pressing the one-click button (the POST asked for HTML)."""
+    s = s or config.settings()
+    return Document(kind="html", body=portal_docs.render_unsubscribed(email, seller=s.portal_seller_name))
+
+
 def set_subscription(
     email: str, unsubscribed: bool, *, s: Settings | None = None, now: float | None = None
 ) -> dict[str, Any]:

@@ -96,9 +96,7 @@ def unsubscribe_post():
     token = query("token") or request.forms.getunicode("token") or ""
     result = portal.unsubscribe_one_click(token, request.forms.getunicode("List-Unsubscribe"), ip=_client_ip())
     if "text/html" in (request.get_header("Accept") or ""):
-        s = config.settings()
-        page = portal.portal_docs.render_unsubscribed(result["email"], seller=s.portal_seller_name)
-        return _document_response(portal.Document(kind="html", body=page))
+        return _document_response(portal.unsubscribed_page(result["email"]))
     return json_response(result)
 
 
