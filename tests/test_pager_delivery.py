@@ -67,11 +67,12 @@ def test_critical_reaches_telegram_and_email_once(tg, smtp, log_dir):
     assert mail["Message-ID"] == f"<{out['id']}.page@echoops>"
     assert "SLO burn <fast> & 14x" in mail.get_content()
     assert smtp.envelopes == [("echoops@example.com", ["oncall@example.com", "backup@example.com"])]
+    # Both deliveries are due at the same instant, so their order in the log is not fixed.
     events = page_events(log_dir)
-    assert [(e["channel"], e["attempt"], e["status"], e["ok"], e["sev"], e["id"]) for e in events] == [
-        ("telegram", 1, 200, True, "CRITICAL", out["id"]),
+    assert sorted((e["channel"], e["attempt"], e["status"], e["ok"], e["sev"], e["id"]) for e in events) == [
         ("email", 1, 250, True, "CRITICAL", out["id"]),
-    ] or sorted(e["channel"] for e in events) == ["email", "telegram"]
+        ("telegram", 1, 200, True, "CRITICAL", out["id"]),
+    ]
     assert outbox_row(out["id"], "telegram")["state"] == "ok"
     assert outbox_row(out["id"], "email")["state"] == "ok"
     # a second run (and a deduped raise) sends nothing more
