@@ -11,7 +11,7 @@ from pathlib import Path
 import orjson
 import pytest
 
-from echoops.core import clock, files, pager, scheduler, slo, slo_data
+from echoops.core import clock, files, pager, scheduler, slo, slo_data, slo_rules
 from echoops.core.clock import iso
 
 # 2026-11-27T12:00:00Z: every SLO test evaluates at or after this instant
@@ -236,6 +236,56 @@ def test_green_with_healthy_traffic(settings, log_dir):
     status = slo.tick(s=settings, now=now)["status"]
     assert (status["state"], status["reasons"], status["burn_alert"]) == ("green", [], "none")
     assert status["remaining_budget_pct"] == 100.0 and status["error_rate"] == 0.0
+
+
+def test_slow_burn_page_pair_6h_and_30m_turns_red(settings, log_dir):
+    # 6h at 10x: under the 14.4 of the 1h/5m pair, over the 6 of the 6h/30m pair
+    now = T0 + 7 * 3600
+    history(log_dir, end=now - 6 * 3600, minutes=60, per_minute=20, err_pct=0)
+    history(log_dir, end=now, minutes=360, per_minute=20, err_pct=10)
+    status = slo.tick(s=settings, now=now)["status"]
+    assert status["burn"]["1h"] == 10.0 and status["burn"]["6h"] == 10.0 and status["burn"]["30m"] == 10.0
+    assert "page" in status["alerts"] and status["state"] == "red"
+    assert "page tier: burn 6h > 6 and 30m > 6" in status["reasons"]
+    assert not any(r.startswith("page tier: burn 1h") for r in status["reasons"])
+
+
+def test_remaining_budget_below_25pct_alone_is_yellow(settings, log_dir):
+    # an hour at 5% two days ago, a clean hour now: no window burns today, the 30d budget is spent
+    now = T0 + 3 * 86400
+    history(log_dir, end=now - 2 * 86400, minutes=60, per_minute=20, err_pct=5)
+    history(log_dir, end=now, minutes=60, per_minute=20, err_pct=0)
+    status = slo.tick(s=settings, now=now)["status"]
+    assert status["remaining_budget_pct"] == -150.0  # 60 errors of 24 allowed in 2400 requests
+    assert status["burn"]["1h"] == 0.0 and status["alerts"] == []
+    assert (status["state"], status["reasons"]) == ("yellow", ["remaining budget -150.0% < 25%"])
+
+
+@pytest.mark.parametrize(
+    ("burns", "reason"),
+    [
+        ({"24h": 4.0, "2h": 4.0}, "ticket tier: burn 24h > 3 and 2h > 3"),
+        ({"7d": 1.5, "6h": 1.5}, "ticket tier: burn 7d > 1 and 6h > 1"),
+    ],
+)
+def test_ticket_tier_alone_is_yellow(burns, reason):
+    windows = {name: {"burn": burns.get(name, 0.0), "enough_traffic": True} for name in slo_rules.WINDOWS}
+    verdict = slo_rules.evaluate(
+        windows,
+        p95_ms=100.0,
+        period_enough=True,
+        remaining_pct=90.0,
+        budget_enough=True,
+        target_ms=800.0,
+        slices_burning=0,
+    )
+    assert verdict == {
+        "state": "yellow",
+        "reasons": [reason],
+        "burn_alert": "ticket",
+        "alerts": ["ticket"],
+        "gate_condition": False,
+    }
 
 
 # --- budget maths --------------------------------------------------------------------------
