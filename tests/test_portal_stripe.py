@@ -91,3 +91,10 @@ def test_stripe_down_is_exit_1_and_lands_nothing(fake, cli, monkeypatch):
     result = cli("portal", "sync-stripe")
     assert result.exit_code == 1 and "gave up" in result.output and fake.key not in result.output
     assert ledger.count() == 0
+
+
+def test_bad_since_names_the_option_and_calls_no_one(cli, monkeypatch):
+    monkeypatch.setenv("STRIPE_API_KEY", "sk_test_never_used_0123456789")
+    result = cli("portal", "sync-stripe", "--since", "last tuesday")
+    assert result.exit_code == 2
+    assert "Error: --since: 'last tuesday' is not an ISO-8601 time or epoch seconds" in result.output

@@ -17,12 +17,6 @@ app = typer.Typer(
 )
 
 
-def _now(value: str | None) -> float | None:
-    from echoops.core import clock
-
-    return clock.parse_cli_time(value)
-
-
 @app.command("receipts")
 def receipts_cmd(
     email: str = typer.Argument(..., help="Customer email (case and spaces ignored)."),
@@ -37,9 +31,9 @@ def receipts_cmd(
     from rich.markup import escape
     from rich.table import Table
 
-    from echoops.core import portal
+    from echoops.core import clock, portal
 
-    body = portal.receipts(email, limit=limit, now=_now(now))
+    body = portal.receipts(email, limit=limit, now=clock.parse_cli_time(now))
     if json_out:
         emit_json(body)
         return
@@ -77,9 +71,9 @@ def link_cmd(
 
     Example: echoops portal link ch_3PqK2 --kind invoice
     """
-    from echoops.core import portal
+    from echoops.core import clock, portal
 
-    body = portal.link(purchase_id, kind, now=_now(now))
+    body = portal.link(purchase_id, kind, now=clock.parse_cli_time(now))
     if json_out:
         emit_json(body)
     else:
@@ -97,9 +91,9 @@ def verify_cmd(
     Exits 0 when valid, 1 when not.
     Example: echoops portal verify 'http://localhost:5000/api/portal/download?token=v1.eyJ...'
     """
-    from echoops.core import portal
+    from echoops.core import clock, portal
 
-    body = portal.verify(token, now=_now(now))
+    body = portal.verify(token, now=clock.parse_cli_time(now))
     if json_out:
         emit_json(body)
     else:
@@ -158,9 +152,14 @@ def sync_stripe_cmd(
 
     Example: echoops portal sync-stripe --since 2026-11-01 --json
     """
-    from echoops.core import stripe_sync
+    from echoops.core import clock, stripe_sync
+    from echoops.core.errors import ValidationError
 
-    body = stripe_sync.sync_stripe(since=_now(since))
+    try:
+        since_ts = clock.parse_cli_time(since)
+    except ValidationError:  # parse_cli_time names --now; this option is --since
+        raise ValidationError(f"--since: {since!r} is not an ISO-8601 time or epoch seconds", field="since") from None
+    body = stripe_sync.sync_stripe(since=since_ts)
     if json_out:
         emit_json(body)
     else:
