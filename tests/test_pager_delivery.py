@@ -303,3 +303,15 @@ def test_any_valid_msg_fits_one_telegram_message(msg):
     assert len(rich.encode("utf-16-le")) // 2 <= MAX_CHARS
     assert len(plain.encode("utf-16-le")) // 2 <= MAX_CHARS
     assert plain.count("\n\n") >= 2
+
+
+def test_request_logging_never_shows_the_bot_token(tg, caplog):
+    # httpx logs each request URL at INFO, and the token sits in the URL path: a host app
+    # (or gunicorn) that turns on INFO logging must still not see it.
+    import logging
+
+    caplog.set_level(logging.DEBUG)
+    pager.raise_incident("CRITICAL", "db down", "db", now=T0)
+    assert pager.run(now=T0)["deliveries"] == {"ok": 1}
+    assert len(tg.delivered) == 1
+    assert tg.token.split(":")[1] not in caplog.text
