@@ -64,10 +64,6 @@ class Document:
         return 302 if self.kind == "redirect" else 200
 
 
-def _check_email(email: str) -> str:
-    return ledger.normalize_email(email, field="email")
-
-
 def _download_url(s: Settings, purchase_id: str, kind: str, email: str, now: float | None) -> tuple[str, int]:
     token, expires = signing.sign(PURPOSE_DOWNLOAD, f"{kind}:{purchase_id}", email, s=s, now=now)
     return f"{s.portal_base_url}{DOWNLOAD_PATH}?token={token}", expires
@@ -88,7 +84,7 @@ def receipts(email: str, *, limit: int = 100, s: Settings | None = None, now: fl
     """`{email, unsubscribed, unsubscribe_url, purchases:[{id, created, amount, currency, ..., receipt_url,
     invoice_url, expires_at}]}`, newest first; amounts in minor units. ValidationError on a bad email."""
     s = s or config.settings()
-    email = _check_email(email)
+    email = ledger.normalize_email(email)
     if not 1 <= limit <= MAX_LIMIT:
         raise ValidationError(f"limit must be 1..{MAX_LIMIT}", field="limit")
     signing.keys(s)  # NotConfigured before touching the ledger
@@ -181,7 +177,7 @@ def audit(*, email: str | None = None, limit: int = 50, s: Settings | None = Non
     """The newest `limit` access attempts (optionally for one email), newest first."""
     s = s or config.settings()
     if email is not None:
-        email = _check_email(email)
+        email = ledger.normalize_email(email)
     if not 1 <= limit <= 10_000:
         raise ValidationError("limit must be 1..10000", field="limit")
     entries: list[dict[str, Any]] = []
@@ -354,7 +350,7 @@ def set_subscription(
 ) -> dict[str, Any]:
     """Operator unsubscribe/resubscribe: `{email, unsubscribed, changed}`."""
     s = s or config.settings()
-    email = _check_email(email)
+    email = ledger.normalize_email(email)
     if unsubscribed:
         changed = ledger.unsubscribe(email, source="operator", s=s, now=now)
     else:
