@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from contextlib import contextmanager
 
 import pytest
 from playwright.sync_api import expect
@@ -12,9 +13,14 @@ from tests.browser import DESKTOP, card, csp_violations, open_dashboard
 from tests.test_slo import T0, history
 
 
+@contextmanager
 def shown(browser, server):
+    """The dashboard on a fresh page -> (page, the SLO card); the page closes afterwards."""
     page = open_dashboard(browser, server, viewport=DESKTOP)
-    return page, card(page, "slo")
+    try:
+        yield page, card(page, "slo")
+    finally:
+        page.context.close()
 
 
 @pytest.mark.browser
@@ -22,8 +28,7 @@ def test_slo_card_shows_green_yellow_and_red_with_the_gate(browser, live_server,
     server = live_server()
     history(log_dir, end=T0 + 3600, minutes=60, per_minute=20)
     slo.tick(s=settings, now=T0 + 3600)
-    page, section = shown(browser, server)
-    try:
+    with shown(browser, server) as (page, section):
         expect(section.locator(".card-head .badge")).to_have_text(re.compile("GREEN"))
         expect(section.locator(".slo-head .badge")).to_have_attribute("data-state", "green")
         expect(section.locator("[data-metric=p95] .metric-value")).to_have_text(
@@ -37,27 +42,21 @@ def test_slo_card_shows_green_yellow_and_red_with_the_gate(browser, live_server,
         expect(section.locator(".slo-gate")).to_have_count(0)
         expect(section.locator(".slo-spark svg")).to_have_count(2)
         assert page.console_errors == [] and csp_violations(page) == []
-    finally:
-        page.context.close()
 
     # a 30-minute burst at 5%: yellow, burn 1h 2.5, no gate
     history(log_dir, end=T0 + 5400, minutes=30, per_minute=20, err_pct=5)
     slo.tick(s=settings, now=T0 + 5400)
-    page, section = shown(browser, server)
-    try:
+    with shown(browser, server) as (page, section):
         expect(section.locator(".slo-head .badge")).to_have_text(re.compile("YELLOW"))
         expect(section.locator(".slo-burn-item[data-window='1h'] dd")).to_have_text("2.50\u00d7")
         expect(section.locator(".slo-burn-item[data-window='1h']")).to_have_class(re.compile("slo-hot"))
         expect(section.locator(".slo-reasons")).to_contain_text("burn 1h 2.50 > 1")
         expect(section.locator(".slo-gate")).to_have_count(0)
-    finally:
-        page.context.close()
 
     # sustained: red, the gate banner with its reason
     history(log_dir, end=T0 + 10800, minutes=90, per_minute=20, err_pct=5)
     slo.tick(s=settings, now=T0 + 10800)
-    page, section = shown(browser, server)
-    try:
+    with shown(browser, server) as (page, section):
         expect(section.locator(".slo-head .badge")).to_have_text(re.compile("RED"))
         expect(section.locator(".card-head .badge")).to_have_attribute("data-state", "red")
         expect(section.locator(".slo-alert")).to_have_text("burn alert: gate")
@@ -68,5 +67,3 @@ def test_slo_card_shows_green_yellow_and_red_with_the_gate(browser, live_server,
             section.locator(".slo-spark svg").first.get_attribute("aria-label").startswith("p95 ms, last 24h: 6 points")
         )
         assert page.console_errors == [] and csp_violations(page) == []
-    finally:
-        page.context.close()
