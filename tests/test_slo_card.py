@@ -66,4 +66,11 @@ def test_slo_card_shows_green_yellow_and_red_with_the_gate(browser, live_server,
         assert (
             section.locator(".slo-spark svg").first.get_attribute("aria-label").startswith("p95 ms, last 24h: 6 points")
         )
+        # the burn sparkline plots burn 1h (5x over the last hour; burn 24h would end at 3.33)
+        assert (
+            section.locator(".slo-spark svg")
+            .nth(1)
+            .get_attribute("aria-label")
+            .startswith("burn 1h, last 24h: 6 points, last 5, min 0,")
+        )
         assert page.console_errors == [] and csp_violations(page) == []
