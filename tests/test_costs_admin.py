@@ -57,7 +57,11 @@ def test_spend_at_500_percent_of_every_cap_blocks_no_admin_endpoint(live_server,
     server = live_server()  # ...admin endpoints are not
     answers = {}
     with server.client() as c:
+        # the server itself sees every cap at 500% (else a hook that blocked admin would not fire here)
+        check = c.get("/api/costs/check", params={"model": "gpt-4o"}).json()
+        assert (check["action"], check["retry_after_s"] > 0) == ("throttle", True)
         receipts = c.get("/api/portal/receipts", params={"email": "buyer@example.com"})
+        assert receipts.status_code == 200, receipts.text[:300]
         answers["GET /api/portal/receipts"] = receipts
         url = urlsplit(receipts.json()["purchases"][0]["receipt_url"])
         answers["GET /api/portal/download"] = c.get(f"{url.path}?{url.query}")
@@ -79,6 +83,21 @@ def test_spend_at_500_percent_of_every_cap_blocks_no_admin_endpoint(live_server,
         assert "retry-after" not in {h.lower() for h in r.headers}, name
         if r.headers.get("content-type", "").startswith("application/json"):
             assert "error" not in r.json(), (name, r.text[:300])
+    # each answered with its normal document, not a degraded placeholder
+    normal = {
+        "GET /api/portal/receipts": lambda r: r.json()["purchases"][0]["id"] == "pur_1",
+        "GET /api/portal/download": lambda r: "pur_1" in r.text and "USD 100.00" in r.text,
+        "GET /api/slo/status": lambda r: "remaining_budget_pct" in r.json(),
+        "POST /api/slo/rebaseline": lambda r: r.json()["reason"] == "costs admin test",
+        "POST /api/incidents/raise": lambda r: r.json()["deduped"] is False and r.json()["id"],
+        "POST /api/incidents/summarize": lambda r: len(r.json()["groups"]) >= 5,
+        "GET /api/costs/status": lambda r: r.json()["global"]["pct"] == 500.0,
+        "POST /api/costs/set-cap": lambda r: r.json()["cap"]["usd_cap"] == 2.0,
+        "GET /api/scale/status": lambda r: r.json()["dry_run"] is True,
+        "POST /api/scale/apply": lambda r: r.json()["dry_run"] is True and "desired" in r.json(),
+    }
+    assert set(normal) == set(answers)
+    assert [n for n, ok in normal.items() if not ok(answers[n])] == []
     # the pages did go out: the summary groups the cost incidents raised at 500%
     fingerprints = {g["fingerprint"] for g in answers["POST /api/incidents/summarize"].json()["groups"]}
     day = body["day"]
