@@ -24,7 +24,9 @@ def test_scale_card_shows_desired_vs_actual_and_records_a_dry_run(browser, live_
         expect(section.locator("[data-metric=actual] .metric-value")).to_have_text("2")
         expect(section.locator(".scale-reason")).to_contain_text("backlog 600 + forecast 1800 in 30m needs 4 workers")
         expect(section.locator(".scale-reason")).to_contain_text("deploy gate set: no scale-up, stays 2")
-        expect(section).to_contain_text("set: no scale-up")
+        # the kv rows themselves: the reason above also says "deploy gate set: no scale-up"
+        expect(section.locator("tr", has_text="deploy gate").locator("td")).to_contain_text("set: no scale-up")
+        expect(section.locator("tr", has_text="cooldown").locator("td")).to_have_text("none")  # dry run: no change
         expect(section).to_contain_text("No decisions recorded yet")
         section.get_by_role("button", name="Decide now (dry run)").click()
         wait_ready(page)
