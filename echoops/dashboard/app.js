@@ -314,10 +314,11 @@
     var titleId = "card-title-" + def.id;
     var headState = el("span", {class: "card-state"});
     var body = el("div", {class: "card-body"}, el("p", {class: "muted loading"}, "Loading\u2026"));
-    // Cards build their content with `cond ? node : null`; the DOM would print "null".
+    // Cards build their content with `cond ? node : null`; the DOM would print "null". The
+    // same rules as el()'s children: null/undefined/false skipped, arrays flattened.
     body.replaceChildren = function () {
-      var kids = Array.prototype.filter.call(arguments, function (k) { return k !== null && k !== undefined && k !== false; });
-      return Element.prototype.replaceChildren.apply(this, kids);
+      Element.prototype.replaceChildren.call(this);
+      appendChildren(this, Array.prototype.slice.call(arguments));
     };
     var section = el("section", {class: ["card", def.wide ? "card-wide" : null, "card-" + def.id],
       id: "card-" + def.id, "aria-labelledby": titleId},
