@@ -4,6 +4,7 @@ purpose confusion, path traversal, rendering, unsubscribe."""
 from __future__ import annotations
 
 import os
+import re
 from urllib.parse import parse_qs, urlsplit
 
 import orjson
@@ -210,6 +211,10 @@ def test_rendered_receipt_is_escaped_self_contained_and_carries_unsubscribe(s):
     for fact in ("Invoice INV-0001", "qa@echopilot.ai", "2026-11-17", "USD 19.00", "Reference"):
         assert fact in html
     assert "https://billing.example.com/api/portal/unsubscribe?token=v1." in html
+    # the footer link really unsubscribes this buyer (right purpose, right email, lives 30 days)
+    footer = re.search(r'/api/portal/unsubscribe\?token=([A-Za-z0-9_.-]+)"', html).group(1)
+    claims = signing.verify(footer, portal.PURPOSE_UNSUBSCRIBE, s=s, now=T0 + 29 * 86400)
+    assert (claims.email, claims.resource) == ("qa@echopilot.ai", "unsubscribe")
     assert "http" not in html.replace("https://billing.example.com/api/portal/unsubscribe", "")  # no external asset
     assert doc.csp.startswith("default-src 'none'; style-src 'sha256-")
 
