@@ -214,3 +214,31 @@ def test_summarize_groups_by_fingerprint_over_the_window(settings, log_dir):
         with pytest.raises(ValidationError) as exc:
             pager.summarize(hours=bad, now=T0, s=settings)
         assert exc.value.field == "hours"
+
+
+def test_log_lines_become_incidents_by_the_issue_rules(settings, log_dir):
+    lines = [
+        {"ts": T0 - 10, "level": "CRITICAL", "msg": "disk full", "source": "host7"},  # source from the line
+        {"ts": T0 - 10, "severity": "critical", "message": "queue stuck"},  # source = file stem
+        {"ts": T0 - 25 * 3600, "level": "CRITICAL", "msg": "old news"},  # stale: counted, not raised
+        {"ts": T0 - 10, "level": "CRITICAL", "msg": "é" * 3000},  # 6000 bytes: cut to 4 KiB, still raised
+        {"ts": T0 - 10, "level": "CRITICAL"},  # no msg: a bad line
+        {"ts": T0 - 10, "level": "ERROR", "msg": "not critical"},
+    ]
+    (log_dir / "worker.ndjson").write_bytes(b"".join(orjson.dumps(x) + b"\n" for x in lines))
+    # echoops' own output logs are never read back, even when a line says CRITICAL
+    (log_dir / "slo_budget.ndjson").write_bytes(orjson.dumps({"severity": "CRITICAL", "msg": "mine"}) + b"\n")
+    ingest = pager.run(now=T0, s=settings)["ingest"]
+    assert {k: ingest[k] for k in ("files", "lines", "critical", "stale", "bad")} == {
+        "files": 1,
+        "lines": 6,
+        "critical": 3,
+        "stale": 1,
+        "bad": 1,
+    }
+    raised = [(e["source"], e["msg"], e["severity"]) for e in events(log_dir) if e["event"] == "incident"]
+    assert sorted(raised) == [
+        ("host7", "disk full", "CRITICAL"),
+        ("worker", "queue stuck", "CRITICAL"),
+        ("worker", "é" * 2048, "CRITICAL"),
+    ]
