@@ -13,6 +13,7 @@ import pytest
 
 from echoops.core import clock, files, pager, scheduler, slo, slo_data, slo_rules
 from echoops.core.clock import iso
+from echoops.core.errors import ValidationError
 
 # 2026-11-27T12:00:00Z: every SLO test evaluates at or after this instant
 T0 = 1795780800.0
@@ -601,8 +602,9 @@ def test_recent_p95_ingests_and_covers_only_the_last_minutes(settings, log_dir):
     assert slo.recent_p95_ms(s=settings, now=T0) == pytest.approx(400.0, rel=0.01)
     assert slo.recent_p95_ms(s=settings, now=T0, minutes=60) == pytest.approx(400.0, rel=0.01)
     assert slo.recent_p95_ms(s=settings, now=T0 - 900, minutes=5) == pytest.approx(100.0, rel=0.01)
-    with pytest.raises(Exception, match="minutes"):
+    with pytest.raises(ValidationError, match="minutes") as raised:
         slo.recent_p95_ms(s=settings, now=T0, minutes=0)
+    assert raised.value.field == "minutes"
 
 
 # --- the scheduler runs it -----------------------------------------------------------------
