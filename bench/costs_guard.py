@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import statistics
 import sys
 import tempfile
@@ -20,13 +21,13 @@ import time
 from pathlib import Path
 
 import orjson
+from harness import bench_env, machine_line, percentile
 
 TARGET_P99_US = 50.0
 
 
-def pct(values: list[int], q: float) -> float:
-    values = sorted(values)
-    return values[min(len(values) - 1, int(q * len(values)))] / 1000
+def pct_us(values: list[int], q: float) -> float:
+    return percentile(values, q) / 1000
 
 
 def main() -> int:
@@ -34,10 +35,21 @@ def main() -> int:
     ap.add_argument("--calls", type=int, default=200_000)
     args = ap.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="echoops-bench-costs-"))
-    os.environ["ECHOOPS_LOG_DIR"] = str(tmp)
-    os.environ["MODEL_FALLBACKS_JSON"] = '{"gpt-4o":"gpt-4o-mini"}'
-    os.environ["MODEL_CAPS_JSON"] = '{"gpt-4o":5,"gpt-4o-mini":15,"embeddings":2}'
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+    env = bench_env(
+        tmp,
+        MODEL_FALLBACKS_JSON='{"gpt-4o":"gpt-4o-mini"}',
+        MODEL_CAPS_JSON='{"gpt-4o":5,"gpt-4o-mini":15,"embeddings":2}',
+    )
+    # guard() reads ECHOOPS_LOG_DIR from the process env, as in an app
+    os.environ.clear()
+    os.environ.update(env)
+    try:
+        return measure(tmp, args.calls)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def measure(tmp: Path, calls: int) -> int:
     from echoops.core import costs
     from echoops.core.cost_guard import STATE_FILE, guard
 
@@ -58,9 +70,9 @@ def main() -> int:
 
     clock = time.perf_counter_ns
     runs: dict[str, list[int]] = {"noop()": [], "os.stat(state)": [], "guard(model)": []}
-    for _ in range(2000):  # warm up
-        guard(models[_ % 4])
-    for i in range(args.calls):
+    for i in range(2000):  # warm up
+        guard(models[i & 3])
+    for i in range(calls):
         m = models[i & 3]
         t0 = clock()
         noop(m)
@@ -72,14 +84,15 @@ def main() -> int:
         runs["noop()"].append(t1 - t0)
         runs["os.stat(state)"].append(t2 - t1)
         runs["guard(model)"].append(t3 - t2)
-    print(f"{args.calls} calls, decisions seen: {', '.join(actions)}")
+    print(machine_line())
+    print(f"{calls} calls, decisions seen: {', '.join(actions)}")
     print(f"{'':18} {'p50 µs':>8} {'p99 µs':>8} {'p99.9 µs':>9} {'mean µs':>8}")
     for name, values in runs.items():
         print(
-            f"{name:18} {pct(values, 0.5):8.2f} {pct(values, 0.99):8.2f} {pct(values, 0.999):9.2f} "
+            f"{name:18} {pct_us(values, 0.5):8.2f} {pct_us(values, 0.99):8.2f} {pct_us(values, 0.999):9.2f} "
             f"{statistics.fmean(values) / 1000:8.2f}"
         )
-    p99 = pct(runs["guard(model)"], 0.99)
+    p99 = pct_us(runs["guard(model)"], 0.99)
     ok = p99 < TARGET_P99_US
     print(f"guard p99 {p99:.2f} µs, target < {TARGET_P99_US:g} µs: {'PASS' if ok else 'FAIL'}")
     return 0 if ok else 1

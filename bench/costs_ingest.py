@@ -13,35 +13,26 @@ fresh log dirs.
 from __future__ import annotations
 
 import argparse
-import os
 import shutil
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
-import orjson
+from harness import bench_env, machine_line, write_ndjson
 
 TARGET = 500_000
 
 
-def write_usage(path: Path, n: int, day0: float) -> int:
+def usage_lines(n: int, day0: float) -> Iterator[dict]:
     models = ("gpt-4o-mini", "gpt-4o", "text-embedding-3-small", "gpt-4o-mini-2024-07-18")
-    with open(path, "wb") as fh:
-        chunk = []
-        for i in range(n):
-            ts = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(day0 + (i * 43200) // n)) + f".{i % 1000:03d}Z"
-            if i % 20 == 0:
-                rec = {"ts": ts, "model": models[i & 3], "usd": 0.0012}
-            else:
-                rec = {"ts": ts, "model": models[i & 3], "input_tokens": 800 + i % 400, "output_tokens": 90 + i % 50}
-            chunk.append(orjson.dumps(rec))
-            if len(chunk) == 10000:
-                fh.write(b"\n".join(chunk) + b"\n")
-                chunk = []
-        if chunk:
-            fh.write(b"\n".join(chunk) + b"\n")
-    return path.stat().st_size
+    for i in range(n):
+        ts = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(day0 + (i * 43200) // n)) + f".{i % 1000:03d}Z"
+        if i % 20 == 0:
+            yield {"ts": ts, "model": models[i & 3], "usd": 0.0012}
+        else:
+            yield {"ts": ts, "model": models[i & 3], "input_tokens": 800 + i % 400, "output_tokens": 90 + i % 50}
 
 
 def main() -> int:
@@ -49,36 +40,38 @@ def main() -> int:
     ap.add_argument("--lines", type=int, default=1_000_000)
     ap.add_argument("--repeat", type=int, default=3)
     args = ap.parse_args()
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-    from echoops.core import config, costs, ndjson, store
+    from echoops.core import costs, ndjson, store
+    from echoops.core.config import load_settings
 
     now = time.time()
     day0 = now - now % 86400
-    src = Path(tempfile.mkdtemp(prefix="echoops-bench-ingest-")) / "ai_usage.ndjson"
-    size = write_usage(src, args.lines, day0)
-    print(f"{args.lines} lines, {size / 1e6:.1f} MB")
-    best_reader = best_tick = float("inf")
-    for _ in range(args.repeat):
-        tmp = Path(tempfile.mkdtemp(prefix="echoops-bench-ingest-"))
-        shutil.copy(src, tmp / "ai_usage.ndjson")
-        os.environ["ECHOOPS_LOG_DIR"] = str(tmp)
-        s = config.settings()
-        conn = store.db(s, costs.SCHEMA)
-        t0 = time.perf_counter()
-        with store.transaction(conn):
-            reader = ndjson.Reader(conn, tmp / "ai_usage.ndjson", "baseline")
-            n = sum(len(batch) for batch in reader.batches())
-            conn.execute("ROLLBACK")
-            conn.execute("BEGIN")
-        best_reader = min(best_reader, time.perf_counter() - t0)
-        assert n == args.lines
-        t0 = time.perf_counter()
-        report = costs.tick(s=s, now=now)
-        best_tick = min(best_tick, time.perf_counter() - t0)
-        assert report["calls"] == args.lines, report
-        store.close_all()
-        shutil.rmtree(tmp)
-    shutil.rmtree(src.parent)
+    work = Path(tempfile.mkdtemp(prefix="echoops-bench-ingest-"))
+    try:
+        src = work / "ai_usage.ndjson"
+        size = write_ndjson(src, usage_lines(args.lines, day0))
+        print(machine_line())
+        print(f"{args.lines} lines, {size / 1e6:.1f} MB")
+        best_reader = best_tick = float("inf")
+        for run in range(args.repeat):
+            log_dir = work / f"logs{run}"
+            log_dir.mkdir()
+            shutil.copy(src, log_dir / "ai_usage.ndjson")
+            s = load_settings(bench_env(log_dir))
+            conn = store.db(s, costs.SCHEMA)
+            t0 = time.perf_counter()
+            with store.transaction(conn):  # the cursor is never committed: this pass moves nothing
+                reader = ndjson.Reader(conn, log_dir / "ai_usage.ndjson", "baseline")
+                n = sum(len(batch) for batch in reader.batches())
+            best_reader = min(best_reader, time.perf_counter() - t0)
+            assert n == args.lines
+            t0 = time.perf_counter()
+            report = costs.tick(s=s, now=now)
+            best_tick = min(best_tick, time.perf_counter() - t0)
+            assert report["calls"] == args.lines, report
+            store.close_all()
+            shutil.rmtree(log_dir)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
     rate = args.lines / best_tick
     print(f"ndjson.Reader only (baseline): {best_reader:.3f} s, {args.lines / best_reader:,.0f} lines/s")
     print(f"costs.tick() ingest:           {best_tick:.3f} s, {rate:,.0f} lines/s")

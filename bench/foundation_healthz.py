@@ -16,17 +16,15 @@ import argparse
 import os
 import re
 import shutil
-import signal
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
-import time
 import urllib.request
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+from harness import ROOT, bench_env, echoops_serve, free_port, machine_line, running
+
 TARGET = 0.8
 
 BASELINE = r"""
@@ -40,38 +38,6 @@ from one_line_bottle import app
 bottle.run(app=app, server="gunicorn", host="127.0.0.1", port={port}, quiet=True,
            **gunicorn_options(config.settings(), 2))
 """
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def start(argv: list[str], env: dict, url: str) -> subprocess.Popen:
-    proc = subprocess.Popen(argv, env=env, cwd=ROOT, start_new_session=True, stderr=subprocess.PIPE)
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise SystemExit(f"server exited {proc.returncode}: {proc.stderr.read().decode()[-2000:]}")
-        try:
-            with urllib.request.urlopen(url, timeout=1) as r:
-                r.read()
-            return proc
-        except OSError:
-            time.sleep(0.1)
-    stop(proc)
-    raise SystemExit(f"{argv} did not answer {url}")
-
-
-def stop(proc: subprocess.Popen) -> None:
-    if proc.poll() is None:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
 
 
 def tree_cpu(pid: int) -> float:
@@ -116,35 +82,29 @@ def main() -> int:
         raise SystemExit("wrk not found (Debian: apt-get install wrk)")
 
     tmp = Path(tempfile.mkdtemp(prefix="echoops-bench-healthz-"))
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("ECHOOPS_", "DASHBOARD_"))}
-    env.update({"ECHOOPS_LOG_DIR": str(tmp / "logs"), "DASHBOARD_KEY": "bench-key-0123456789abcdef"})
     (tmp / "logs").mkdir()
-    bport, eport = free_port(), free_port()
-    base_url, echo_url = f"http://127.0.0.1:{bport}/", f"http://127.0.0.1:{eport}/healthz"
+    env = bench_env(tmp / "logs", DASHBOARD_KEY="bench-key-0123456789abcdef")
+    bport = free_port()
+    base_url = f"http://127.0.0.1:{bport}/"
     code = BASELINE.format(root=str(ROOT), baselines=str(ROOT / "bench" / "baselines"), port=bport)
-    procs = []
     try:
-        procs.append(start([sys.executable, "-c", code], env, base_url))
-        echoops = [sys.executable, "-m", "echoops", "serve", "--port", str(eport), "--workers", "2"]
-        procs.append(start(echoops, env, echo_url))
-        with urllib.request.urlopen(echo_url) as r:
-            print("healthz:", r.read().decode())
-        wrk(base_url, 2)  # warm-up
-        wrk(echo_url, 2)
-        rows: dict[str, list[tuple[float, int, int]]] = {"baseline": [], "healthz": []}
-        per_cpu: dict[str, list[float]] = {"baseline": [], "healthz": []}
-        for _ in range(args.rounds):
-            for name, url, proc in (("baseline", base_url, procs[0]), ("healthz", echo_url, procs[1])):
-                c0 = tree_cpu(proc.pid)
-                rows[name].append(wrk(url, args.duration))
-                per_cpu[name].append(rows[name][-1][1] / max(tree_cpu(proc.pid) - c0, 1e-9))
+        with running([sys.executable, "-c", code], env, base_url) as bproc, echoops_serve(env) as server:
+            echo_url = server.url + "/healthz"
+            with urllib.request.urlopen(echo_url) as r:
+                print("healthz:", r.read().decode())
+            wrk(base_url, 2)  # warm-up
+            wrk(echo_url, 2)
+            rows: dict[str, list[tuple[float, int, int]]] = {"baseline": [], "healthz": []}
+            per_cpu: dict[str, list[float]] = {"baseline": [], "healthz": []}
+            for _ in range(args.rounds):
+                for name, url, proc in (("baseline", base_url, bproc), ("healthz", echo_url, server.proc)):
+                    c0 = tree_cpu(proc.pid)
+                    rows[name].append(wrk(url, args.duration))
+                    per_cpu[name].append(rows[name][-1][1] / max(tree_cpu(proc.pid) - c0, 1e-9))
     finally:
-        for p in procs:
-            stop(p)
         shutil.rmtree(tmp, ignore_errors=True)
 
-    load = os.getloadavg()
-    print(f"python {sys.version.split()[0]}, {os.cpu_count()} CPUs, load {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
+    print(machine_line())
     print(f"wrk -t2 -c16 -d{args.duration}s, {args.rounds} alternating rounds, gunicorn 2 sync workers\n")
     print("| server | requests/s per round | median | errors | requests per server CPU-second (median) |")
     print("|---|---|---|---|---|")

@@ -12,48 +12,39 @@ best of --rounds each (runs interleaved: bare, reader, bare, reader, ...).
 from __future__ import annotations
 
 import argparse
-import os
 import random
 import shutil
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import orjson
+from harness import bench_env, machine_line, write_ndjson
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from echoops.core import ndjson, store  # noqa: E402
-from echoops.core.config import load_settings  # noqa: E402
+from echoops.core import ndjson, store
+from echoops.core.config import load_settings
 
 TARGET = 0.9
 PATHS = ["/api/chat", "/api/chat", "/api/search", "/login", "/api/users/42", "/static/app.js", "/healthz"]
 
 
-def generate(path: Path, lines: int, seed: int = 7) -> None:
+def request_lines(lines: int, seed: int = 7) -> Iterator[dict]:
     """Request-log lines as DESIGN.md describes them (ts, status, latency_ms, extra fields)."""
     rng = random.Random(seed)
     start = 1_795_700_000.0
-    with open(path, "wb") as fh:
-        buf = []
-        for i in range(lines):
-            ts = start + i * 0.25
-            status = 500 if rng.random() < 0.01 else (404 if rng.random() < 0.02 else 200)
-            rec = {
-                "ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ts)) + f".{int(ts * 1000) % 1000:03d}Z",
-                "method": "GET" if rng.random() < 0.8 else "POST",
-                "path": rng.choice(PATHS),
-                "status": status,
-                "latency_ms": round(rng.lognormvariate(4.5, 0.6), 1),
-                "bytes": rng.randint(200, 40_000),
-            }
-            buf.append(orjson.dumps(rec))
-            if len(buf) == 10_000:
-                fh.write(b"\n".join(buf) + b"\n")
-                buf = []
-        if buf:
-            fh.write(b"\n".join(buf) + b"\n")
+    for i in range(lines):
+        ts = start + i * 0.25
+        status = 500 if rng.random() < 0.01 else (404 if rng.random() < 0.02 else 200)
+        yield {
+            "ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ts)) + f".{int(ts * 1000) % 1000:03d}Z",
+            "method": "GET" if rng.random() < 0.8 else "POST",
+            "path": rng.choice(PATHS),
+            "status": status,
+            "latency_ms": round(rng.lognormvariate(4.5, 0.6), 1),
+            "bytes": rng.randint(200, 40_000),
+        }
 
 
 def bare(path: Path) -> int:
@@ -96,10 +87,9 @@ def main() -> int:
     try:
         path = tmp / "requests.ndjson"
         t0 = time.perf_counter()
-        generate(path, args.lines)
-        size = path.stat().st_size
+        size = write_ndjson(path, request_lines(args.lines))
         print(f"generated {args.lines:,} lines, {size / 1e6:.1f} MB in {time.perf_counter() - t0:.1f} s")
-        conn = store.db(load_settings({"ECHOOPS_LOG_DIR": str(tmp)}))
+        conn = store.db(load_settings(bench_env(tmp)))
         bare(path)  # warm the page cache
         results: dict[str, list[float]] = {"bare": [], "reader": [], "batches": []}
         cpu: dict[str, list[float]] = {k: [] for k in results}
@@ -125,8 +115,7 @@ def main() -> int:
     rate = {k: args.lines / v for k, v in best.items()}
     best_cpu = {k: min(v) for k, v in cpu.items()}
     rate_cpu = {k: args.lines / v for k, v in best_cpu.items()}
-    load = os.getloadavg()
-    print(f"python {sys.version.split()[0]}, {os.cpu_count()} CPUs, load {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
+    print(machine_line())
     print(f"best of {args.rounds} (interleaved), {args.lines:,} lines\n")
     print("| loop | best wall s | lines/s (wall) | vs bare | best CPU s | lines/CPU-s | vs bare |")
     print("|---|---|---|---|---|---|---|")

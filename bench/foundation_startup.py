@@ -19,15 +19,10 @@ import subprocess
 import sys
 import tempfile
 import time
-from pathlib import Path
 
-HERE = Path(__file__).resolve().parent
+from harness import ROOT, bench_env, echoops_argv, machine_line
+
 TARGET = 1.3
-
-
-def echoops_argv() -> list[str]:
-    script = Path(sys.executable).with_name("echoops")
-    return [str(script)] if script.exists() else [sys.executable, "-m", "echoops"]
 
 
 def main() -> int:
@@ -37,15 +32,14 @@ def main() -> int:
     args = ap.parse_args()
 
     tmp = tempfile.mkdtemp(prefix="echoops-bench-")
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("ECHOOPS_", "DASHBOARD_", "SMTP_", "SLO_"))}
-    env["ECHOOPS_LOG_DIR"] = tmp
+    env = bench_env(tmp)
     # Measure what an installed echoops does: byte-compiled modules (pip compiles on install; an
     # editable install writes __pycache__ on first import). With PYTHONDONTWRITEBYTECODE set,
     # every run would compile echoops' sources again while typer's stay compiled.
     # The byte code goes to a temp dir, not into the working tree other people edit.
     env.pop("PYTHONDONTWRITEBYTECODE", None)
     env["PYTHONPYCACHEPREFIX"] = os.path.join(tmp, "pycache")
-    hello = [sys.executable, str(HERE / "baselines" / "hello_typer.py")]
+    hello = [sys.executable, str(ROOT / "bench" / "baselines" / "hello_typer.py")]
     echoops = echoops_argv()
     pairs = [
         ("--help", hello + ["--help"], echoops + ["--help"]),
@@ -58,26 +52,27 @@ def main() -> int:
         commands[" ".join(cmd)] = cmd
     times: dict[str, list[float]] = {k: [] for k in commands}
     cpu: dict[str, list[float]] = {k: [] for k in commands}
-    for i in range(args.warmup + args.runs):
-        for key, argv in commands.items():
-            t0 = time.perf_counter()
-            proc = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-            _, status, usage = os.wait4(proc.pid, 0)
-            elapsed = time.perf_counter() - t0
-            proc.returncode = os.waitstatus_to_exitcode(status)
-            if proc.returncode != 0:
-                print(f"FAIL: {key} exited {proc.returncode}")
-                return 1
-            if i >= args.warmup:
-                times[key].append(elapsed)
-                cpu[key].append(usage.ru_utime + usage.ru_stime)
-    shutil.rmtree(tmp, ignore_errors=True)
+    try:
+        for i in range(args.warmup + args.runs):
+            for key, argv in commands.items():
+                t0 = time.perf_counter()
+                proc = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                _, status, usage = os.wait4(proc.pid, 0)
+                elapsed = time.perf_counter() - t0
+                code = os.waitstatus_to_exitcode(status)
+                if code != 0:
+                    print(f"FAIL: {key} exited {code}")
+                    return 1
+                if i >= args.warmup:
+                    times[key].append(elapsed)
+                    cpu[key].append(usage.ru_utime + usage.ru_stime)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
 
     med = {k: statistics.median(v) * 1000 for k, v in times.items()}
     med_cpu = {k: statistics.median(v) * 1000 for k, v in cpu.items()}
     short = {" ".join(hello): "hello_typer.py", " ".join(hello + ["--help"]): "hello_typer.py --help"}
-    load = os.getloadavg()
-    print(f"python {sys.version.split()[0]}, {os.cpu_count()} CPUs, load {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
+    print(machine_line())
     print(f"median of {args.runs} runs (after {args.warmup} warm-up), interleaved; wall and CPU (user+sys) ms\n")
     head = f"| {'command':<22} | {'baseline':<22} | wall | base wall | ratio | CPU | base CPU | CPU ratio |"
     print(head)

@@ -14,7 +14,6 @@ Baseline in the same run: the same load on GET /healthz (the shim without the pa
 from __future__ import annotations
 
 import argparse
-import os
 import shutil
 import sqlite3
 import statistics
@@ -26,17 +25,10 @@ from pathlib import Path
 
 import httpx
 import orjson
-
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from tests.conftest import start_server, stop_server  # noqa: E402
+from harness import bench_env, echoops_serve, machine_line, percentile
 
 TARGET_P99_MS = 100.0
 KEY = "bench-dash-key-0123456789abcdef"
-
-
-def pct(values: list[float], q: float) -> float:
-    values = sorted(values)
-    return values[min(len(values) - 1, int(q * len(values)))]
 
 
 def load(url: str, n: int, clients: int, make) -> tuple[list[float], list[str]]:
@@ -90,8 +82,8 @@ def raise_body(i: int) -> tuple[str, str, dict]:
 def report(name: str, lat: list[float], errors: list[str], wall: float) -> None:
     print(
         f"{name}: {len(lat)} requests in {wall:.2f} s ({len(lat) / wall:.0f}/s), errors {len(errors)}, "
-        f"p50 {statistics.median(lat):.1f} ms, p95 {pct(lat, 0.95):.1f} ms, "
-        f"p99 {pct(lat, 0.99):.1f} ms, max {max(lat):.1f} ms"
+        f"p50 {statistics.median(lat):.1f} ms, p95 {percentile(lat, 0.95):.1f} ms, "
+        f"p99 {percentile(lat, 0.99):.1f} ms, max {max(lat):.1f} ms"
     )
 
 
@@ -102,12 +94,16 @@ def main() -> int:
     ap.add_argument("--workers", type=int, default=2)
     args = ap.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="echoops-bench-raise-"))
-    log_dir = tmp / "logs"
-    log_dir.mkdir()
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("TELEGRAM_", "SMTP_", "ECHOOPS_"))}
-    env.update({"ECHOOPS_LOG_DIR": str(log_dir), "DASHBOARD_KEY": KEY})
-    server = start_server(env, args.workers)
     try:
+        return measure(tmp / "logs", args)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def measure(log_dir: Path, args: argparse.Namespace) -> int:
+    log_dir.mkdir()
+    print(machine_line())
+    with echoops_serve(bench_env(log_dir, DASHBOARD_KEY=KEY), args.workers) as server:
         load(server.url, 50, 4, raise_body)  # warm-up: schema, connections (not counted below)
         start = time.perf_counter()
         base, base_err = load(server.url, args.requests, args.clients, lambda _: ("GET", "/healthz", None))
@@ -115,19 +111,17 @@ def main() -> int:
         start = time.perf_counter()
         lat, errors = load(server.url, args.requests, args.clients, lambda i: raise_body(i + 50))
         report("POST /api/incidents/raise", lat, errors, time.perf_counter() - start)
-    finally:
-        stop_server(server.proc)
     lines = [orjson.loads(x) for x in (log_dir / "incidents.ndjson").read_bytes().splitlines()]
     incident_lines = sum(1 for x in lines if x["event"] == "incident")
     db = sqlite3.connect(log_dir / "echoops.db")
     stored = db.execute("SELECT sum(count), count(*) FROM pager_incidents").fetchone()
+    db.close()
     total = args.requests + 50
     print(
         f"recorded: {incident_lines} incident lines, store count sum {stored[0]} "
         f"in {stored[1]} incidents (want {total})"
     )
-    shutil.rmtree(tmp, ignore_errors=True)
-    ok = not errors and incident_lines == total and stored[0] == total and pct(lat, 0.99) < TARGET_P99_MS
+    ok = not errors and incident_lines == total and stored[0] == total and percentile(lat, 0.99) < TARGET_P99_MS
     print("PASS" if ok else "FAIL")
     return 0 if ok else 1
 

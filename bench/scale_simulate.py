@@ -11,31 +11,18 @@ Usage: .venv/bin/python bench/scale_simulate.py [--runs 5] [--days 30]
 from __future__ import annotations
 
 import argparse
-import os
-import platform
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from harness import PYTHON_M_ECHOOPS, bench_env, machine_line, process_wall
 
-from tests.test_scale_sim import diurnal_rate, trace  # noqa: E402  (the test trace generator)
-
-
-def wall(argv: list[str], env: dict[str, str], runs: int) -> list[float]:
-    times = []
-    for _ in range(runs):
-        t = time.perf_counter()
-        subprocess.run(argv, env=env, check=True, stdout=subprocess.DEVNULL)
-        times.append(time.perf_counter() - t)
-    return times
+from tests.test_scale_sim import diurnal_rate, trace  # the test trace generator
 
 
-def main() -> None:
+def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--runs", type=int, default=5)
     ap.add_argument("--days", type=int, default=30)
@@ -44,18 +31,22 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "queue_30d.ndjson"
         path.write_bytes(trace(diurnal_rate, minutes, workers=3, cap=25.0, seed=11))
-        env = dict(os.environ, ECHOOPS_LOG_DIR=str(Path(tmp) / "logs"), SCALE_MAX="12")
-        exe = [sys.executable, "-m", "echoops"]
-        startup = wall([*exe, "scale", "--help"], env, args.runs)
-        sim_json = wall([*exe, "scale", "simulate", str(path), "--json"], env, args.runs)
-        sim_text = wall([*exe, "scale", "simulate", str(path)], env, args.runs)
-        sim_1min = wall([*exe, "scale", "simulate", str(path), "--json", "--tick-min", "1"], env, args.runs)
+        env = bench_env(Path(tmp) / "logs", SCALE_MAX=12)
+        simulate = [*PYTHON_M_ECHOOPS, "scale", "simulate", str(path)]
+        startup = "echoops scale --help (start-up baseline)"
+        commands = {
+            startup: [*PYTHON_M_ECHOOPS, "scale", "--help"],
+            "echoops scale simulate FILE --json": [*simulate, "--json"],
+            "echoops scale simulate FILE (table)": simulate,
+            "... --json --tick-min 1 (43,199 decisions x2)": [*simulate, "--json", "--tick-min", "1"],
+        }
+        walls = {label: [process_wall(argv, env) for _ in range(args.runs)] for label, argv in commands.items()}
 
-        os.environ.update(env)
-        from echoops.core import config, scale_sim
+        from echoops.core import scale_sim
+        from echoops.core.config import load_settings
         from echoops.core.scale_policy import PolicyConfig
 
-        s = config.settings()
+        s = load_settings(env)
         t = time.perf_counter()
         intervals, info, observed = scale_sim.load_trace(path, s.scale_jobs_per_worker_min)
         parse_s = time.perf_counter() - t
@@ -68,15 +59,10 @@ def main() -> None:
             replay[name] = (time.perf_counter() - t, out["summary"])
 
     med = statistics.median
-    print(f"machine: {platform.node()} {platform.machine()} {os.cpu_count()} cpu, Python {platform.python_version()}")
+    print(machine_line())
     print(f"trace: {info['samples']} one-minute samples ({args.days} days), tick 10 min, SCALE_MAX=12")
     print(f"whole process, median of {args.runs} (min..max):")
-    for label, times in (
-        ("echoops scale --help (start-up baseline)", startup),
-        ("echoops scale simulate FILE --json", sim_json),
-        ("echoops scale simulate FILE (table)", sim_text),
-        ("... --json --tick-min 1 (43,199 decisions x2)", sim_1min),
-    ):
+    for label, times in walls.items():
         print(f"  {label:<48} {med(times):.3f} s ({min(times):.3f}..{max(times):.3f})")
     print("in process:")
     print(f"  parse + derive arrivals                      {parse_s:.3f} s")
@@ -86,10 +72,10 @@ def main() -> None:
             f"changes {summary['changes']}, backlog-min {summary['backlog_minutes']:g}, "
             f"worker-min {summary['worker_minutes']:g}"
         )
-    ok = max(med(sim_json), med(sim_text), med(sim_1min)) < 2.0
+    ok = max(med(times) for label, times in walls.items() if label != startup) < 2.0
     print("target < 2 s:", "met" if ok else "MISSED")
-    sys.exit(0 if ok else 1)
+    return 0 if ok else 1
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

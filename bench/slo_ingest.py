@@ -22,7 +22,6 @@ import argparse
 import json
 import math
 import os
-import platform
 import random
 import shutil
 import subprocess
@@ -31,8 +30,7 @@ import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from harness import ROOT, machine_line
 
 TARGET_LINES_S = 750_000
 TARGET_SPEEDUP = 3.0
@@ -153,10 +151,9 @@ def echoops_ingest(path: Path) -> dict:
 
 def duckdb_reference(path: Path) -> str:
     try:
-        import duckdb  # noqa: F401
+        import duckdb
     except ImportError:
         return "duckdb not installed: no reference figure"
-    import duckdb
 
     t0 = time.perf_counter()
     row = duckdb.sql(
@@ -199,8 +196,7 @@ def main() -> int:
         t0 = time.perf_counter()
         generate(src, args.lines)
         size_mb = src.stat().st_size / 1e6
-        print(f"# {platform.node()} {platform.machine()} {os.cpu_count()} cpus, Python {platform.python_version()}")
-        print(f"# {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, load {os.getloadavg()[0]:.2f}")
+        print(machine_line())
         print(f"generated {args.lines} lines ({size_mb:.1f} MB) in {time.perf_counter() - t0:.1f} s")
         bases = [baseline(src) for _ in range(args.repeat)]
         ours = [echoops_ingest(src) for _ in range(args.repeat)]

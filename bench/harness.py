@@ -1,0 +1,157 @@
+"""What the benchmark scripts share: a clean env, `echoops serve` on a free port, one percentile,
+the machine line, NDJSON writing and whole-process timing.
+
+Scripts import it as `from harness import ...` (a script's own directory, bench/, is first on
+sys.path). Importing it puts this checkout on sys.path too, so a script measures the echoops
+it sits next to.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import platform
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import orjson
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+PYTHON_M_ECHOOPS = [sys.executable, "-m", "echoops"]
+
+
+def echoops_argv() -> list[str]:
+    """The `echoops` console script next to this Python (what an install runs), else `python -m echoops`."""
+    script = Path(sys.executable).with_name("echoops")
+    return [str(script)] if script.exists() else list(PYTHON_M_ECHOOPS)
+
+
+def bench_env(log_dir: str | Path, **extra: object) -> dict[str, str]:
+    """os.environ without any variable echoops reads, plus ECHOOPS_LOG_DIR=`log_dir` and `extra`.
+
+    A run measures echoops' defaults, not whatever SLO_*, SMTP_* or TELEGRAM_* the shell has.
+    """
+    from echoops.core.config import VARS
+
+    names = {var.env for var in VARS}
+    env = {k: v for k, v in os.environ.items() if k not in names}
+    env["ECHOOPS_LOG_DIR"] = str(log_dir)
+    env.update({k: str(v) for k, v in extra.items()})
+    return env
+
+
+def free_port() -> int:
+    """A loopback TCP port nothing listens on right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def percentile(values: Iterable[float], q: float) -> float:
+    """The `q` quantile (0 < q < 1) of `values`: the sorted sample at index floor(q * n), capped at the last.
+
+    That is the smallest sample that more than a fraction q of the samples do not exceed. It is
+    always a measured value (no interpolation) and never below the nearest-rank percentile: one
+    rank above it when q * n is whole (p99 of 1,000 samples is the 991st). Every p95/p99 target
+    in bench/ is checked with this one definition.
+    """
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def machine_line() -> str:
+    """Host, CPUs, Python, UTC time and 1/5/15-minute load: what a figure from a shared machine needs beside it."""
+    load = " ".join(f"{x:.2f}" for x in os.getloadavg())
+    return (
+        f"{platform.node()} {platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}, "
+        f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, load {load}"
+    )
+
+
+def write_ndjson(path: Path, records: Iterable[dict]) -> int:
+    """Write `records` to `path` as NDJSON (orjson, 10,000 lines a write); the file's size in bytes."""
+    with open(path, "wb") as fh:
+        block: list[bytes] = []
+        for rec in records:
+            block.append(orjson.dumps(rec))
+            if len(block) == 10_000:
+                fh.write(b"\n".join(block) + b"\n")
+                block = []
+        if block:
+            fh.write(b"\n".join(block) + b"\n")
+    return path.stat().st_size
+
+
+def process_wall(argv: Sequence[str], env: dict[str, str]) -> float:
+    """Wall seconds of one run of `argv` to its exit, output discarded; SystemExit with its stderr if it fails."""
+    t0 = time.perf_counter()
+    out = subprocess.run(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    elapsed = time.perf_counter() - t0
+    if out.returncode != 0:
+        raise SystemExit(f"{' '.join(argv)} exited {out.returncode}: {out.stderr.decode()[-2000:]}")
+    return elapsed
+
+
+@contextlib.contextmanager
+def running(argv: Sequence[str], env: dict[str, str], url: str, timeout: float = 30.0) -> Iterator[subprocess.Popen]:
+    """Start `argv` in its own process group, wait until `url` answers, stop the whole group on exit.
+
+    The server's stderr goes to a temp file (a pipe nobody reads could fill and block it); its
+    tail is in the error when the server exits or never answers.
+    """
+    with tempfile.TemporaryFile() as log:
+
+        def fail(why: str) -> SystemExit:
+            log.seek(0)
+            return SystemExit(f"{' '.join(argv)} {why}: {log.read().decode(errors='replace')[-2000:]}")
+
+        proc = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=log, start_new_session=True)
+        try:
+            deadline = time.monotonic() + timeout
+            while True:
+                if proc.poll() is not None:
+                    raise fail(f"exited {proc.returncode}")
+                try:
+                    with urllib.request.urlopen(url, timeout=1) as r:
+                        r.read()
+                    break
+                except OSError:
+                    if time.monotonic() > deadline:
+                        raise fail(f"did not answer {url} within {timeout:.0f} s") from None
+                    time.sleep(0.1)
+            yield proc
+        finally:
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGTERM)
+                try:
+                    proc.wait(15)
+                except subprocess.TimeoutExpired:
+                    os.killpg(proc.pid, signal.SIGKILL)
+                    proc.wait()
+
+
+@dataclass(frozen=True)
+class Server:
+    url: str  # http://127.0.0.1:PORT, no trailing slash
+    proc: subprocess.Popen  # the gunicorn master; its workers are its children
+
+
+@contextlib.contextmanager
+def echoops_serve(env: dict[str, str], workers: int = 2) -> Iterator[Server]:
+    """`python -m echoops serve --workers N` on a free loopback port with `env`, from /healthz answering to stopped."""
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    argv = [*PYTHON_M_ECHOOPS, "serve", "--port", str(port), "--workers", str(workers)]
+    with running(argv, env, url + "/healthz") as proc:
+        yield Server(url, proc)
