@@ -249,3 +249,13 @@ def test_http_status_and_apply(live_server, log_dir):
         assert c.get("/api/scale/status").json()["history"][-1]["desired"] == 4
     with server.client(key=None) as anon:
         assert anon.get("/api/scale/status").status_code == 401
+
+
+def test_cli_dry_run_flag_overrides_real_mode(log_dir, cli, monkeypatch, actuator):
+    monkeypatch.setenv("SCALE_DRY_RUN", "false")
+    write_queue(log_dir, growing_backlog(T0))
+    out = cli("scale", "apply", "--dry-run", "--json", "--now", str(T0 + 1800))
+    assert out.exit_code == 0
+    body = orjson.loads(out.stdout)
+    assert (body["dry_run"], body["applied"], body["actual"], body["actuator"]) == (True, False, 2, None)
+    assert actuator() == []
