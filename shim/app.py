@@ -16,7 +16,7 @@ from bottle import Bottle, HTTPError, JSONPlugin, request, response
 from echoops.core import config
 from echoops.core.errors import EchoopsError
 from echoops.core.files import dumps
-from shim.http import MAX_BODY, from_domain, json_error
+from shim.http import MAX_BODY, HTTPTooLarge, from_domain, json_error
 
 ROUTE_MODULES = ("health", "dashboard", "slo", "incidents", "portal", "costs", "scale")
 
@@ -48,7 +48,7 @@ def mark_public(path: str) -> None:
 def _check_access() -> None:
     length = request.content_length
     if length and length > MAX_BODY:
-        raise json_error(413, "too_large", f"request body is larger than {MAX_BODY} bytes")
+        raise from_domain(HTTPTooLarge())
     path = request.path
     if not (path == "/api" or path.startswith("/api/")) or path in PUBLIC_API:
         return
@@ -144,7 +144,8 @@ class ChunkedBody:
                     break
                 data += part
             if len(data) > MAX_BODY:
-                body = dumps({"error": "too_large", "detail": f"request body is larger than {MAX_BODY} bytes"})
+                too_large = HTTPTooLarge()
+                body = dumps({"error": too_large.code, "detail": too_large.detail})
                 start_response(
                     "413 Request Entity Too Large",
                     [("Content-Type", "application/json"), ("Content-Length", str(len(body))), ("Connection", "close")],
