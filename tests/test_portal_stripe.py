@@ -44,6 +44,8 @@ def test_sync_pages_backs_off_and_merges_invoice_with_its_charge(fake, settings,
     # three charge pages of 100 plus the invoices page, with 429s retried in between
     pages = [p.get("starting_after") for path, p, _ in fake.requests if path == "/v1/charges"]
     assert len([p for p in pages if p is None]) >= 1
+    assert list(dict.fromkeys(p[0] if p else None for p in pages)) == [None, "ch_133", "ch_033"]
+    assert len(fake.requests) > 4  # every third request was a 429, retried with the same cursor
     assert any(p for _, p, _ in fake.requests if p.get("expand[]") == ["data.balance_transaction"])
 
     qa = portal.receipts("qa@echopilot.ai")["purchases"]
