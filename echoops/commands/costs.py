@@ -6,7 +6,7 @@ from typing import Any
 
 import typer
 
-from echoops.commands.render import JSON_OPT, NOW_OPT, console, emit_json
+from echoops.commands.render import JSON_OPT, NOW_OPT, STATE_STYLE, console, emit_json, state_text
 
 app = typer.Typer(
     help="Cost guardrails: AI spend and Stripe fees per UTC day against caps; degrade AI calls, never admin.\n\n"
@@ -14,9 +14,6 @@ app = typer.Typer(
     "Example: echoops costs status --json | jq .global",
     no_args_is_help=True,
 )
-
-
-_STYLE = {"ok": "green", "warn": "yellow", "throttle": "bold red", "over": "bold red"}
 
 
 def _bar(pct: float | None, width: int = 10) -> str:
@@ -32,15 +29,14 @@ def _usd(value: float | None) -> str:
 
 def _row(table, name: str, entry: dict[str, Any]) -> None:
     state = entry.get("state", "ok")
-    style = _STYLE.get(state, "white")
     pct = entry.get("pct")
     table.add_row(
         name,
         _usd(entry.get("spent_usd")),
         _usd(entry.get("cap_usd")),
-        f"[{style}]{_bar(pct)}[/]",
+        f"[{STATE_STYLE.get(state, 'white')}]{_bar(pct)}[/]",
         "-" if pct is None else f"{pct:.1f}%",
-        f"[{style}]{state.upper()}[/]",
+        state_text(state),
         _usd(entry.get("forecast_usd")),
         entry.get("action", ""),
     )
