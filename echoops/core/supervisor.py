@@ -46,9 +46,9 @@ def run_up(
     """Run serve + scheduler until a signal (-> 0) or until one of them dies (-> non-zero).
 
     ConfigError / NotConfigured (exit 2) before anything starts when the settings are bad
-    or, outside demo mode, DASHBOARD_KEY is unset.
+    or, outside demo mode, DASHBOARD_KEY is unset. The banner goes to `out`, child failures to
+    `err`: the command decides where; core prints nothing itself.
     """
-    say = out  # the command decides where the banner goes: core prints nothing itself
     child_env = dict(os.environ if env is None else env)
     generated_key = None
     if demo:
@@ -73,7 +73,7 @@ def run_up(
 
         if demo_data.is_empty(s=s):
             counts = demo_data.seed(s=s)["counts"]
-            say(f"Seeded demo data in {s.log_dir}: " + ", ".join(f"{k} {v}" for k, v in counts.items()))
+            out(f"Seeded demo data in {s.log_dir}: " + ", ".join(f"{k} {v}" for k, v in counts.items()))
 
     received: list[int] = []
     previous = {sig: signal.signal(sig, lambda n, _f: received.append(n)) for sig in (signal.SIGINT, signal.SIGTERM)}
@@ -90,7 +90,7 @@ def run_up(
             + f"Schedule: {path}{' (packaged default)' if source == 'default' else ''}\n"
             + "Stop with Ctrl-C."
         )
-        return _supervise(children, received, ready=lambda: _answers(host, port), announce=lambda: say(banner), err=err)
+        return _supervise(children, received, ready=lambda: _answers(host, port), announce=lambda: out(banner), err=err)
     finally:
         _stop(children, received[0] if received else signal.SIGTERM, received, stop_timeout_s)
         for sig, handler in previous.items():
