@@ -11,7 +11,7 @@ from pathlib import Path
 import orjson
 import pytest
 
-from echoops.core import clock, files, pager, scheduler, slo, slo_data, slo_rules
+from echoops.core import clock, files, pager, scheduler, slo, slo_data, slo_rules, store
 from echoops.core.clock import iso
 from echoops.core.errors import ValidationError
 
@@ -573,6 +573,19 @@ def test_history_keeps_the_last_24h_of_ticks(settings, log_dir):
     assert len(hist) == 24 and hist[0]["ts"] == iso(T0 + 6 * 3600) and hist[-1]["ts"] == iso(T0 + 29 * 3600)
 
 
+def test_history_is_thinned_to_288_points_keeping_the_newest(settings):
+    # a tick every 2 minutes for 24h (720 rows): the endpoint sends at most 288, oldest to newest
+    conn = slo_data.db(settings)
+    rows = [(T0 + i * 120, "green", 100.0, 150.0, 0.0, 0.0, 0.0, 100.0, 0) for i in range(720)]
+    with store.transaction(conn):
+        conn.executemany("INSERT INTO slo_ticks VALUES(?,?,?,?,?,?,?,?,?)", rows)
+    hist = slo.status(s=settings, now=T0 + 86400)["history"]
+    assert len(hist) == slo.HISTORY_POINTS == 288
+    assert hist[0]["ts"] == iso(T0) and hist[-1]["ts"] == iso(T0 + 719 * 120)
+    stamps = [clock.parse_ts(h["ts"]) for h in hist]
+    assert stamps == sorted(set(stamps))
+
+
 def test_status_before_any_tick_says_so(settings):
     status = slo.status(s=settings, now=T0)
     assert status["updated_at"] is None and status["notes"][0] == "no tick has run yet: run `echoops slo tick`"
@@ -623,7 +636,7 @@ def test_the_scheduled_job_updates_slo_status_json(settings, log_dir, tmp_path):
 
 def fill_30_days(settings, now: float) -> None:
     """43,200 minute rows (40 requests, ~40 buckets each) and their hour rollups, written directly."""
-    from echoops.core import sketch, store
+    from echoops.core import sketch
 
     conn = slo_data.db(settings)
     cur = slo_data.last_minute(now)
