@@ -165,6 +165,18 @@ def test_ingest_is_incremental(log_dir, settings):
     assert costs.status(s=settings, now=NOON)["models"]["gpt-4o-mini"]["spent_usd"] == 0.3
 
 
+def test_tick_reports_a_truncated_or_rotated_usage_log(log_dir, settings):
+    write_usage(log_dir, mini(1_000_000), mini(1_000_000))
+    assert costs.tick(s=settings, now=NOON)["log_events"] == []
+    (log_dir / "ai_usage.ndjson").write_bytes(b"")  # someone emptied it: spend read so far stays
+    write_usage(log_dir, mini(1_000_000))
+    report = costs.tick(s=settings, now=NOON + 60)
+    assert (report["lines"], report["log_events"]) == (1, ["truncated"])
+    assert costs.status(s=settings, now=NOON + 60)["models"]["gpt-4o-mini"]["spent_usd"] == 0.45
+    (event,) = [e for e in events(log_dir, "cost_tick") if e["log_events"]]
+    assert event["log_events"] == ["truncated"]
+
+
 # --- caps and decisions --------------------------------------------------------------------
 
 

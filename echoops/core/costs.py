@@ -383,6 +383,7 @@ def tick(*, s: Settings | None = None, now: float | None = None) -> dict[str, An
         "lines": usage["lines"],
         "calls": usage["calls"],
         "bad": usage["bad"],
+        "log_events": usage["events"],  # "truncated", "rotated", "replaced": ai_usage.ndjson changed under the cursor
         "unpriced": doc["unpriced"],
         "global": {k: doc["global"][k] for k in ("spent_usd", "cap_usd", "pct", "state", "forecast_usd")},
         "throttled": sorted(k for k, v in doc["models"].items() if v["state"] == "throttle"),
