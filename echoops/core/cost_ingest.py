@@ -226,22 +226,19 @@ def _fees_from_stripe(s: Settings, since: float) -> tuple[dict[str, list[int]], 
     return per_day, dict(other)
 
 
-def _fees_from_ledger(s: Settings, since: float, now: float) -> tuple[dict[str, list[int]], dict[str, int]] | None:
-    """The portal ledger's fees per day (USD cents) and other currencies' totals; None without a portal."""
-    try:
-        from echoops.core import portal
-    except ImportError:
-        return None
+def _fees_from_ledger(s: Settings, since: float, now: float) -> tuple[dict[str, list[int]], dict[str, int]]:
+    """The portal ledger's fees per day (USD cents) and other currencies' totals (the ledger
+    stores currencies lower-case and fees as integer cents)."""
+    from echoops.core import portal
+
     per_day: dict[str, list[int]] = {}
     other: Counter[str] = Counter()
-    for day, by_currency in (portal.fees_by_day(s=s, since=since, until=now + 1) or {}).items():
-        for currency, cents in (by_currency or {}).items():
-            if type(cents) is not int:
-                continue
-            if currency.lower() == "usd":
-                per_day[str(day)] = [cents, 0]
+    for day, by_currency in portal.fees_by_day(s=s, since=since, until=now + 1).items():
+        for currency, cents in by_currency.items():
+            if currency == "usd":
+                per_day[day] = [cents, 0]
             else:
-                other[currency.lower()] += cents
+                other[currency] += cents
     return per_day, dict(other)
 
 
@@ -250,17 +247,13 @@ def sync_fees(conn: sqlite3.Connection, s: Settings, now: float) -> dict[str, An
     today = clock.day_start(now)
     since = today - 86400
     days = (clock.day_iso(since), clock.day_iso(today))
-    other: dict[str, int] = {}
     try:
         if s.stripe_api_key:
             source = "stripe"
             per_day, other = _fees_from_stripe(s, since)
         else:
             source = "ledger"
-            ledger = _fees_from_ledger(s, since, now)
-            if ledger is None:
-                return {"source": None}
-            per_day, other = ledger
+            per_day, other = _fees_from_ledger(s, since, now)
     except EchoopsError as exc:
         return {"source": source, "error": exc.detail}
     with store.transaction(conn):

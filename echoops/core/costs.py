@@ -341,11 +341,11 @@ def _alert(conn: sqlite3.Connection, s: Settings, doc: dict[str, Any], now: floa
         fields.update({k: entry[k] for k in ("spent_usd", "cap_usd", "pct", "forecast_usd") if k in entry})
         incident = None
         if severity:
-            try:
-                from echoops.core.pager import raise_incident
+            from echoops.core.pager import raise_incident  # here: `costs check` imports this module, never pages
 
+            try:
                 incident = raise_incident(severity, msg, "costs", {"scope": scope, "day": day}, fp, now=now, s=s)
-            except (ImportError, EchoopsError, sqlite3.Error) as exc:
+            except (EchoopsError, sqlite3.Error) as exc:
                 # Forget the record so the next tick tries again; say why in the log.
                 with store.transaction(conn):
                     conn.execute("DELETE FROM costs_alerts WHERE day=? AND scope=? AND kind=?", (day, scope, kind))
