@@ -14,6 +14,7 @@ from typing import Any
 from echoops.core import clock, ndjson, store
 from echoops.core.config import Settings
 from echoops.core.fingerprint import fingerprint as make_fingerprint
+from echoops.core.pager import MAX_FINGERPRINT_CHARS, MAX_MSG_BYTES, MAX_SOURCE_CHARS
 
 CONSUMER = "pager"
 
@@ -43,19 +44,23 @@ def input_logs(s: Settings) -> list[Path]:
 
 
 def _candidate(obj: dict[str, Any], stem: str) -> tuple[str, str, str] | str:
-    """(msg, source, fingerprint) of a CRITICAL line, or the reason it is skipped."""
+    """(msg, source, fingerprint) of a CRITICAL line, or the reason it is skipped.
+
+    A log line is cut to raise_incident's limits rather than refused: the page matters more.
+    """
     msg = obj.get("msg")
     if not isinstance(msg, str) or not msg.strip():
         msg = obj.get("message")
     if not isinstance(msg, str) or not msg.strip():
         return "no_msg"
     raw = msg.encode("utf-8", "replace")
-    if len(raw) > 4096:
-        msg = raw[:4096].decode("utf-8", "ignore")
+    if len(raw) > MAX_MSG_BYTES:
+        msg = raw[:MAX_MSG_BYTES].decode("utf-8", "ignore")
     source = obj.get("source")
-    source = source.strip()[:100] if isinstance(source, str) and source.strip() else stem[:100]
+    source = source.strip() if isinstance(source, str) and source.strip() else stem
+    source = source[:MAX_SOURCE_CHARS]
     fp = obj.get("fingerprint")
-    if not (isinstance(fp, str) and fp.strip() and len(fp.strip()) <= 200):
+    if not (isinstance(fp, str) and fp.strip() and len(fp.strip()) <= MAX_FINGERPRINT_CHARS):
         fp = make_fingerprint(source, msg)
     return msg, source, fp.strip()
 
