@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import httpx
 import orjson
 import pytest
@@ -51,6 +53,11 @@ def test_portal_card_lookup_copy_link_and_access(browser, live_server, log_dir, 
 
         rows.nth(1).get_by_role("button", name="Invoice link for b1").click()
         expect(section.locator(".portal-status")).to_contain_text("Invoice link for b1 copied")
+        # the message says until when the copied link works (expires_at from the endpoint)
+        expect(section.locator(".portal-status")).to_contain_text(re.compile(r"valid until \d\d:\d\d:\d\d UTC\)"))
+        expect(rows.nth(1).locator('[data-kind="invoice"]')).to_have_attribute(
+            "data-expires", re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
+        )
         copied = rows.nth(1).locator('[data-kind="invoice"]').get_attribute("data-copied")
         assert copied.startswith("http://127.0.0.1:1/api/portal/download?token=v1.")
         assert page.evaluate("navigator.clipboard.readText()") == copied
