@@ -26,8 +26,8 @@
     });
   }
 
-  function copyButton(label, url, what, status) {
-    var btn = E.el("button", {type: "button", class: "btn portal-copy", dataset: {kind: what},
+  function copyButton(label, url, expires, what, status) {
+    var btn = E.el("button", {type: "button", class: "btn portal-copy", dataset: {kind: what, expires: expires},
       "aria-label": label, title: label}, what === "invoice" ? "Copy invoice" : "Copy receipt");
     btn.addEventListener("click", function () {
       copyText(url).then(function () {
@@ -42,12 +42,12 @@
     return btn;
   }
 
+  // stateBadge's markup, with this card's own tone and icon for the two states.
   function subscriptionBadge(unsubscribed) {
-    return unsubscribed
-      ? E.el("span", {class: "badge badge-warn portal-sub", dataset: {state: "unsubscribed"}},
-        E.el("span", {class: "badge-icon", "aria-hidden": "true"}, "\u2715"), E.el("span", {class: "badge-word"}, "UNSUBSCRIBED"))
-      : E.el("span", {class: "badge badge-good portal-sub", dataset: {state: "subscribed"}},
-        E.el("span", {class: "badge-icon", "aria-hidden": "true"}, "\u2713"), E.el("span", {class: "badge-word"}, "SUBSCRIBED"));
+    var word = unsubscribed ? "unsubscribed" : "subscribed";
+    return E.el("span", {class: ["badge", unsubscribed ? "badge-warn" : "badge-good", "portal-sub"], dataset: {state: word}},
+      E.el("span", {class: "badge-icon", "aria-hidden": "true"}, unsubscribed ? "\u2715" : "\u2713"),
+      E.el("span", {class: "badge-word"}, word.toUpperCase()));
   }
 
   function purchasesTable(body, status) {
@@ -55,13 +55,9 @@
       return E.el("p", {class: "muted portal-empty"}, "No purchases for " + body.email + ".");
     }
     var rows = body.purchases.map(function (p) {
-      var receipt = copyButton("Receipt link for " + p.id, p.receipt_url, "receipt", status);
-      receipt.dataset.expires = p.expires_at;
-      var invoice = null;
-      if (p.invoice_url) {
-        invoice = copyButton("Invoice link for " + p.id, p.invoice_url, "invoice", status);
-        invoice.dataset.expires = p.expires_at;
-      }
+      var receipt = copyButton("Receipt link for " + p.id, p.receipt_url, p.expires_at, "receipt", status);
+      var invoice = p.invoice_url
+        ? copyButton("Invoice link for " + p.id, p.invoice_url, p.expires_at, "invoice", status) : null;
       return E.el("tr", {dataset: {purchase: p.id}},
         E.el("td", {class: "portal-date"}, String(p.created).slice(0, 10)),
         E.el("td", null, E.el("span", {class: "portal-desc"}, p.description || "Purchase"),
