@@ -33,7 +33,8 @@ ECHOOPS_OUTPUT_LOGS = frozenset(
 
 # A CRITICAL line stamped longer ago than this is history, not an emergency: counted, not paged.
 STALE_S = 24 * 3600
-# Reader chunks (4 MiB each) per transaction: ~32 MiB, well under a second of write lock.
+# Reader chunks (ndjson.CHUNK, 48 KiB) per transaction: ~384 KiB, a few ms of write lock.
+# Short slices cost nothing measurable (a cold 60 MB read: 0.37 s at 8, 0.46 s at 682).
 BATCHES_PER_TRANSACTION = 8
 READ_CHUNK = ndjson.CHUNK
 
