@@ -224,6 +224,11 @@ def _receipt_pdf(lines: list[str]) -> bytes:
     return bytes(out)
 
 
+def _card_fee_cents(cents: int) -> int:
+    """Stripe's standard card fee on a charge of `cents`: 2.9% + 30 cents."""
+    return round(cents * 0.029) + 30
+
+
 def seed_purchases(s: Settings, now: float) -> int:
     """Purchases for qa@echopilot.ai (receipts, two invoices, one stored PDF under logs/receipts/) and a few others."""
     from echoops.core import ledger
@@ -238,7 +243,7 @@ def seed_purchases(s: Settings, now: float) -> int:
             "currency": "usd",
             "description": desc,
             "invoice_number": number,
-            "fee_cents": round(cents * 0.029) + 30,
+            "fee_cents": _card_fee_cents(cents),
         }
         if stored:
             rel = f"demo/{rec['id']}.pdf"
@@ -258,7 +263,7 @@ def seed_purchases(s: Settings, now: float) -> int:
                 "amount_cents": cents,
                 "currency": "usd",
                 "description": "Team plan, monthly" if cents == 4900 else "Usage",
-                "fee_cents": round(cents * 0.029) + 30,
+                "fee_cents": _card_fee_cents(cents),
             }
         )
     return ledger.upsert([ledger.purchase_row(r, source="demo", now=now) for r in records], s=s)
