@@ -208,10 +208,7 @@ _values = st.one_of(
 @given(
     rec=st.fixed_dictionaries(
         {},
-        optional={
-            k: _values
-            for k in ledger.REQUIRED + ("invoice_number", "fee_cents", "document", "invoice_document", "status")
-        },
+        optional={k: _values for k in ledger.REQUIRED + ledger.OPTIONAL},
     ),
     base=st.booleans(),
 )
