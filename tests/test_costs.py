@@ -180,6 +180,29 @@ def test_tick_reports_a_truncated_or_rotated_usage_log(log_dir, settings):
 # --- caps and decisions --------------------------------------------------------------------
 
 
+def test_a_page_that_fails_is_tried_again_on_the_next_tick(log_dir, settings, monkeypatch):
+    import sqlite3
+
+    from echoops.core import pager
+
+    real = pager.raise_incident
+
+    def locked(*args, **kwargs):
+        raise sqlite3.OperationalError("database is locked")
+
+    write_usage(log_dir, mini(100_000_000))  # $15: the gpt-4o-mini cap
+    monkeypatch.setattr(pager, "raise_incident", locked)
+    costs.tick(s=settings, now=NOON)
+    assert incidents(settings) == []
+    failed = events(log_dir, "cost_alert_failed")
+    assert {(e["kind"], e["scope"], e["error"]) for e in failed} >= {("throttle", "gpt-4o-mini", "database is locked")}
+    assert events(log_dir, "cost_throttle") == []
+    monkeypatch.setattr(pager, "raise_incident", real)
+    costs.tick(s=settings, now=NOON + 60)
+    assert incidents(settings, "gpt-4o-mini") == [("CRITICAL", "costs:throttle:gpt-4o-mini:2026-11-27")]
+    assert len(events(log_dir, "cost_throttle")) == 1
+
+
 def test_warn_at_90_percent_once_per_day(log_dir, settings):
     write_usage(log_dir, mini(90_000_000))  # $13.50 of the $15 gpt-4o-mini cap = 90%
     costs.tick(s=settings, now=NOON)
