@@ -181,18 +181,9 @@ def ensure(conn: sqlite3.Connection, schema: Schema) -> None:
     ensured: set = conn.ensured
     if schema.feature in ensured:
         return
-    row = conn.execute("SELECT version FROM schema_versions WHERE feature=?", (schema.feature,)).fetchone()
-    if row is not None and row[0] > len(schema.migrations):
-        raise SchemaTooNew(
-            f"{schema.feature} schema v{row[0]} in {conn_path(conn)} is newer than this echoops "
-            f"(v{len(schema.migrations)})"
-        )
-    if row is None or row[0] < len(schema.migrations):
+    if _feature_version(conn, schema) < len(schema.migrations):
         with transaction(conn):
-            row = conn.execute("SELECT version FROM schema_versions WHERE feature=?", (schema.feature,)).fetchone()
-            current = row[0] if row else 0
-            if current > len(schema.migrations):
-                raise SchemaTooNew(f"{schema.feature} schema v{current} is newer than this echoops")
+            current = _feature_version(conn, schema)  # again under the write lock: another process may have migrated
             for script in schema.migrations[current:]:
                 for stmt in _statements(script):
                     conn.execute(stmt)
@@ -202,6 +193,18 @@ def ensure(conn: sqlite3.Connection, schema: Schema) -> None:
                 (schema.feature, len(schema.migrations), time.time()),
             )
     ensured.add(schema.feature)
+
+
+def _feature_version(conn: sqlite3.Connection, schema: Schema) -> int:
+    """The migrations of `schema` already applied (0 for a new feature); SchemaTooNew past the code's."""
+    row = conn.execute("SELECT version FROM schema_versions WHERE feature=?", (schema.feature,)).fetchone()
+    version = row[0] if row else 0
+    if version > len(schema.migrations):
+        raise SchemaTooNew(
+            f"{schema.feature} schema v{version} in {conn_path(conn)} is newer than this echoops "
+            f"(v{len(schema.migrations)})"
+        )
+    return version
 
 
 def db(s: Settings, *schemas: Schema) -> sqlite3.Connection:
