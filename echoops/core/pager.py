@@ -226,23 +226,8 @@ def store_incidents(
                 ),
             )
             if pages:
-                for channel in CHANNELS:
-                    state = "pending" if enabled[channel] else "skipped"
-                    conn.execute(
-                        "INSERT INTO pager_outbox(incident_id, channel, state, next_attempt_at, "
-                        "last_status, created_at, updated_at) VALUES(?,?,?,?,?,?,?)",
-                        (
-                            incident_id,
-                            channel,
-                            state,
-                            now if state == "pending" else None,
-                            None if state == "pending" else "not_configured",
-                            now,
-                            now,
-                        ),
-                    )
-                    channels[channel] = state
-                    enqueued = enqueued or state == "pending"
+                channels = _enqueue(conn, incident_id, enabled, now)
+                enqueued = enqueued or "pending" in channels.values()
         results.append({"id": incident_id, "fingerprint": fp, "deduped": deduped, "channels": channels})
         events.append(
             {
@@ -259,6 +244,28 @@ def store_incidents(
             }
         )
     return results, events, enqueued
+
+
+def _enqueue(conn: sqlite3.Connection, incident_id: str, enabled: dict[str, bool], now: float) -> dict[str, str]:
+    """One outbox row per channel: `pending` (due now) or, without its settings, `skipped`."""
+    channels = {channel: "pending" if enabled[channel] else "skipped" for channel in CHANNELS}
+    conn.executemany(
+        "INSERT INTO pager_outbox(incident_id, channel, state, next_attempt_at, last_status, created_at, "
+        "updated_at) VALUES(?,?,?,?,?,?,?)",
+        [
+            (
+                incident_id,
+                channel,
+                state,
+                now if state == "pending" else None,
+                None if state == "pending" else "not_configured",
+                now,
+                now,
+            )
+            for channel, state in channels.items()
+        ],
+    )
+    return channels
 
 
 def publish(s: Settings, events: list[dict[str, Any]], enqueued: bool, *, now: float) -> None:
