@@ -83,6 +83,7 @@ _MIN_TS, _MAX_TS = 946684800.0, 7258118400.0  # clock.parse_ts's range: 2000..22
 
 
 def conn_for(s: Settings) -> sqlite3.Connection:
+    """This thread's store connection with the portal tables migrated."""
     return store.db(s, SCHEMA)
 
 
@@ -100,6 +101,7 @@ def normalize_email(value: object, *, field: str = "email") -> str:
 
 
 def receipts_dir(s: Settings) -> Path:
+    """`logs/receipts/`: the only directory stored documents are ever served from."""
     return s.log_dir / RECEIPTS_DIR
 
 
@@ -336,6 +338,7 @@ def count_upto(conn: sqlite3.Connection, limit: int) -> int:
 
 
 def count(*, s: Settings | None = None) -> int:
+    """Purchases in the ledger (a full count: use count_upto on hot paths)."""
     return conn_for(s or config.settings()).execute("SELECT count(*) FROM portal_purchases").fetchone()[0]
 
 
@@ -366,6 +369,7 @@ def fees_by_day(
 
 
 def is_unsubscribed(email: str, *, s: Settings | None = None) -> bool:
+    """Whether (normalised) `email` is on the suppression list."""
     conn = conn_for(s or config.settings())
     return conn.execute("SELECT 1 FROM portal_suppressions WHERE email=?", (email,)).fetchone() is not None
 
