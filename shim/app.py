@@ -157,5 +157,10 @@ class ChunkedBody:
         return self.app(environ, start_response)
 
 
+def with_middleware(bottle_app: Bottle):
+    """The WSGI app a server runs: `bottle_app` behind the chunked-body fix and the security headers."""
+    return SecurityHeaders(ChunkedBody(bottle_app))
+
+
 bottle_app = create_app()
-app = SecurityHeaders(ChunkedBody(bottle_app))
+app = with_middleware(bottle_app)

@@ -325,7 +325,7 @@ def _throwaway():
     bottle_app.route("/api/test/domain", "GET", domain)
     bottle_app.route("/api/test/invalid", "GET", invalid)
     bottle_app.route("/api/test/q", "GET", q)
-    return shim_app.SecurityHeaders(shim_app.ChunkedBody(bottle_app))
+    return shim_app.with_middleware(bottle_app)
 
 
 def _call(app, method, path, body=b"", headers=None, query_string="", gunicorn_chunked=False):
