@@ -191,6 +191,18 @@ def test_a_hand_made_gate_flag_still_closes_the_gate(cli, log_dir):
     assert r.exit_code == 1 and "frozen for the launch" in r.stderr
 
 
+def test_a_json_gate_flag_without_a_reason_still_reports_one(settings, log_dir):
+    (log_dir / "deploy_gate.flag").write_text('{"set_at": "2026-11-27T12:00:00.000Z"}')
+    assert slo.gate(s=settings) == {
+        "set": True,
+        "reason": "flag file present (no reason recorded)",
+        "burn_2h": None,
+        "burn_10m": None,
+        "since": None,
+        "set_at": "2026-11-27T12:00:00.000Z",
+    }
+
+
 # --- state ---------------------------------------------------------------------------------
 
 
