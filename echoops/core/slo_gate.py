@@ -17,6 +17,7 @@ from echoops.core.errors import EchoopsError, ValidationError
 GATE_FLAG = "deploy_gate.flag"
 BUDGET_LOG = "slo_budget.ndjson"
 MAX_REASON = 500
+FLAG_KEYS = ("reason", "burn_2h", "burn_10m", "since", "set_at")
 
 
 class DeployGateSet(EchoopsError):
@@ -36,11 +37,9 @@ def gate(*, s: Settings | None = None) -> dict[str, Any]:
     """The deploy gate: `{"set": bool, "reason", "burn_2h", "burn_10m", "since", "set_at"}`."""
     s = s or config.settings()
     flag = files.read_flag(gate_path(s))
-    out: dict[str, Any] = {"set": flag is not None, "reason": None, "burn_2h": None, "burn_10m": None}
-    out.update({"since": None, "set_at": None})
-    if flag is not None:
-        out.update({k: flag.get(k) for k in ("reason", "burn_2h", "burn_10m", "since", "set_at")})
-        out["reason"] = out["reason"] or "flag file present (no reason recorded)"
+    out: dict[str, Any] = {"set": flag is not None, **{k: (flag or {}).get(k) for k in FLAG_KEYS}}
+    if flag is not None and not out["reason"]:
+        out["reason"] = "flag file present (no reason recorded)"  # JSON written by hand without one
     return out
 
 
