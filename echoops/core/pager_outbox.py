@@ -26,7 +26,7 @@ import time
 from collections import Counter
 from typing import Any
 
-from echoops.core import clock, ndjson, store
+from echoops.core import clock, ndjson, pager, store
 from echoops.core.channels import Outcome, Page
 from echoops.core.config import Settings
 from echoops.core.redact import redact
@@ -61,8 +61,8 @@ def _pid_alive(pid: int) -> bool:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
-    except PermissionError:
-        return True
+    except PermissionError:  # alive, owned by another user
+        pass
     return True
 
 
@@ -178,7 +178,7 @@ def attempt(conn: sqlite3.Connection, row: sqlite3.Row, s: Settings, now: float)
                 row["rowid"],
             ),
         )
-    path = s.log_path("incidents.ndjson")
+    path = s.log_path(pager.INCIDENTS_LOG)
     first = row["attempts"] + 1
     for n, outcome in enumerate(outcomes, start=first):
         fields: dict[str, Any] = {
@@ -220,9 +220,7 @@ def drain(
     cuts a backoff wait short (a new enqueue in this process goes out at once).
     Returns counts of attempts by resulting state.
     """
-    from echoops.core.pager import db
-
-    conn = db(s)
+    conn = pager.db(s)
     start_wall, start_mono = clock.now_s(now), time.monotonic()
 
     def current() -> float:
@@ -273,15 +271,11 @@ class BackgroundDrain:
         self.thread = threading.Thread(target=self._loop, name="echoops-pager-drain", daemon=True)
 
     def start(self) -> BackgroundDrain:
-        from echoops.core import pager
-
         pager.ENQUEUE_LISTENERS.append(self.wake.set)
         self.thread.start()
         return self
 
     def close(self, timeout: float = 5.0) -> None:
-        from echoops.core import pager
-
         self.stop.set()
         self.wake.set()
         if self.wake.set in pager.ENQUEUE_LISTENERS:
