@@ -27,6 +27,7 @@ DAY_S = 86400
 
 
 def known_models(doc: dict[str, Any]) -> set[str]:
+    """Model names a dated snapshot name may resolve to: built-in prices, caps, fallbacks, spend."""
     known = set(prices.BUILTIN)
     known.update(doc.get("caps", {}).get("models", {}))
     known.update(doc.get("fallbacks", {}))

@@ -78,6 +78,7 @@ SCHEMA = store.Schema(
 
 
 def db(s: Settings) -> sqlite3.Connection:
+    """The store connection with the costs tables (migrated on first use)."""
     return store.db(s, SCHEMA)
 
 

@@ -76,6 +76,7 @@ def pico_to_usd(pico: int) -> float:
 
 
 def micro_to_usd(micro: int) -> float:
+    """Micro-dollars (a cap) -> USD float (the JSON edge only)."""
     return micro / MICRO_PER_USD
 
 
