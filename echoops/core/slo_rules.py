@@ -86,7 +86,6 @@ def evaluate(
 
     `slices_burning`: how many 10-minute slices of the last 2h burned faster than 2x."""
     alerts: list[str] = []
-    reasons: list[str] = []
     gate = _pair(windows, *GATE_PAIR) and slices_burning >= GATE_MIN_SLICES_BURNING
     page = [f"burn {lw} > {t:g} and {sw} > {t:g}" for lw, sw, t in PAGE_PAIRS if _pair(windows, lw, sw, t)]
     ticket = [f"burn {lw} > {t:g} and {sw} > {t:g}" for lw, sw, t in TICKET_PAIRS if _pair(windows, lw, sw, t)]
@@ -115,6 +114,5 @@ def evaluate(
     if budget_enough and remaining_pct < YELLOW_REMAINING_PCT:
         yellow.append(f"remaining budget {remaining_pct:.1f}% < 25%")
     state = "red" if red else ("yellow" if yellow else "green")
-    reasons = red + yellow
     burn_alert = max(alerts, key=TIER_ORDER.index) if alerts else "none"
-    return {"state": state, "reasons": reasons, "burn_alert": burn_alert, "alerts": alerts, "gate_condition": gate}
+    return {"state": state, "reasons": red + yellow, "burn_alert": burn_alert, "alerts": alerts, "gate_condition": gate}
