@@ -87,9 +87,8 @@ def send(page: Page, s: Settings) -> list[Outcome]:
     except smtplib.SMTPResponseException as exc:  # data/login/helo errors carry a code
         code = exc.smtp_code
         return [Outcome(False, code, 400 <= code < 500, detail=_reply(code, exc.smtp_error, s))]
-    except smtplib.SMTPNotSupportedError as exc:
-        return [Outcome(False, type(exc).__name__, False, detail=redact(exc, s))]
-    except ssl.SSLCertVerificationError as exc:
+    except (smtplib.SMTPNotSupportedError, ssl.SSLCertVerificationError) as exc:
+        # No STARTTLS on offer or an untrusted certificate: another try meets the same server.
         return [Outcome(False, type(exc).__name__, False, detail=redact(exc, s))]
     except (smtplib.SMTPServerDisconnected, TimeoutError, OSError, smtplib.SMTPException) as exc:
         # Timeouts, resets, refused connections, TLS handshakes cut short: worth another try.

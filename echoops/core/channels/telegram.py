@@ -36,8 +36,7 @@ def _cut(text: str, units: int) -> str:
     """`text` shortened to at most `units` UTF-16 code units (never splitting a pair)."""
     if _units(text) <= units:
         return text
-    out = text.encode("utf-16-le")[: max(units, 0) * 2].decode("utf-16-le", "ignore")
-    return out
+    return text.encode("utf-16-le")[: max(units, 0) * 2].decode("utf-16-le", "ignore")
 
 
 def compose(page: Page) -> tuple[str, str]:
