@@ -315,3 +315,13 @@ def test_request_logging_never_shows_the_bot_token(tg, caplog):
     assert pager.run(now=T0)["deliveries"] == {"ok": 1}
     assert len(tg.delivered) == 1
     assert tg.token.split(":")[1] not in caplog.text
+
+
+def test_starttls_required_but_not_offered_sends_nothing(smtp, monkeypatch, log_dir):
+    # SMTP_TLS=starttls against a server without STARTTLS: a permanent refusal, never plain text
+    monkeypatch.setenv("SMTP_TLS", "starttls")
+    out = pager.raise_incident("CRITICAL", "tls downgrade", "host", now=T0)
+    assert pager.run(now=T0)["deliveries"] == {"failed": 1}
+    assert smtp.messages == []
+    assert [(e["status"], e["ok"]) for e in page_events(log_dir, "email")] == [("SMTPNotSupportedError", False)]
+    assert outbox_row(out["id"], "email")["state"] == "failed"
