@@ -44,3 +44,18 @@ def test_costs_card_shows_bars_states_and_sets_a_cap(browser, live_server, log_d
         assert csp_violations(page) == []
     finally:
         page.context.close()
+
+
+@pytest.mark.browser
+def test_a_cap_of_zero_with_nothing_spent_shows_no_forecast_warning(browser, live_server, cli):
+    assert cli("costs", "set-cap", "--scope", "daily", "--usd", "0").exit_code == 0  # all AI off
+    server = live_server()
+    page = open_dashboard(browser, server, viewport=DESKTOP)
+    try:
+        section = card(page, "costs")
+        expect(section.locator('[data-scope="global"] .badge')).to_have_text("✕THROTTLE")
+        expect(section.locator("[data-metric=forecast] .metric-value")).to_have_text("$0.00")
+        expect(section.locator(".costs-forecast-warn")).to_have_count(0)  # $0 forecast is not "over the $0 cap"
+        assert page.console_errors == []
+    finally:
+        page.context.close()

@@ -94,7 +94,8 @@
     var names = Object.keys(s.models);
     var scopes = E.el("ul", {class: "costs-scopes"}, scopeRow("global", g),
       names.map(function (n) { return scopeRow(n, s.models[n]); }));
-    var forecastOver = typeof g.cap_usd === "number" && g.forecast_usd >= g.cap_usd;
+    // As core's forecast_over: a $0 cap is closed on purpose, there is no forecast to cross.
+    var forecastOver = typeof g.cap_usd === "number" && g.cap_usd > 0 && g.forecast_usd >= g.cap_usd;
     body.replaceChildren(
       E.el("div", {class: "metrics"},
         metric("spent today (UTC " + s.day + ")", E.fmt.usd(g.spent_usd), "spent"),
