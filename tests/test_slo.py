@@ -445,6 +445,20 @@ def test_ingest_is_incremental_and_reads_every_source_file(settings, log_dir):
     assert third["ingest"]["lines"] == 10 and third["status"]["windows"]["10m"]["requests"] == 80
 
 
+def test_windows_that_cut_through_hours_add_the_edge_minutes_to_the_hour_rollups(settings, log_dir):
+    # at 15:30 the 2h and 24h windows are whole hours plus the minutes 15:00-15:29 (and 13:30-13:59
+    # for 2h); the slow, failing requests sit only in those edge minutes
+    now = T0 + 3 * 3600 + 1800
+    history(log_dir, end=now - 1800, minutes=180, per_minute=20, latency_ms=100.0)
+    history(log_dir, end=now, minutes=30, per_minute=20, err_pct=5, latency_ms=2000.0)
+    status = slo.tick(s=settings, now=now)["status"]
+    w2, w24 = status["windows"]["2h"], status["windows"]["24h"]
+    assert (w2["requests"], w2["errors"], w2["slow"]) == (2400, 30, 600)
+    assert (w24["requests"], w24["errors"], w24["slow"]) == (4200, 30, 600)
+    # 600 of 4200 requests took 2 s: p95 and p99 over 24h are 2 s (merged sketches, within 1%)
+    assert status["p95_ms"] == pytest.approx(2000.0, rel=0.01) and status["p99_ms"] == pytest.approx(2000.0, rel=0.01)
+
+
 def test_rotation_reads_the_rest_of_the_old_file_then_the_new_one_once(settings, log_dir):
     history(log_dir, end=T0 - 600, minutes=2, per_minute=10)
     path = log_dir / "requests.ndjson"
