@@ -102,7 +102,7 @@ def model_name(value: object, field: str, when: str = "") -> str:
     missing, blank, longer than MAX_KEY_CHARS or unprintable."""
     name = value.strip() if isinstance(value, str) else ""
     if not name:
-        raise ValidationError(f"{field} (the model name) is required {when}".rstrip(), field=field)
+        raise ValidationError(f"{field} is required {when} (a printable model name)".replace("  ", " "), field=field)
     if len(name) > MAX_KEY_CHARS or not name.isprintable():
         raise ValidationError(f"{field} must be a printable model name of at most {MAX_KEY_CHARS} chars", field=field)
     return name
