@@ -459,6 +459,16 @@ def test_windows_that_cut_through_hours_add_the_edge_minutes_to_the_hour_rollups
     assert status["p95_ms"] == pytest.approx(2000.0, rel=0.01) and status["p99_ms"] == pytest.approx(2000.0, rel=0.01)
 
 
+def test_the_oldest_edge_of_a_long_window_counts_its_minutes(settings, log_dir):
+    # 40 minutes from 12:00 one day; at 12:30 the next day the 24h window starts at 12:30, so
+    # 10 of those minutes are in it (an edge hours older than the tail kept in memory); 7d has all
+    now = T0 + 86400 + 1800
+    history(log_dir, end=T0 + 2400, minutes=40, per_minute=20, err_pct=5)
+    status = slo.tick(s=settings, now=now)["status"]
+    w24, w7d = status["windows"]["24h"], status["windows"]["7d"]
+    assert (w24["requests"], w24["errors"]) == (200, 10) and (w7d["requests"], w7d["errors"]) == (800, 40)
+
+
 def test_rotation_reads_the_rest_of_the_old_file_then_the_new_one_once(settings, log_dir):
     history(log_dir, end=T0 - 600, minutes=2, per_minute=10)
     path = log_dir / "requests.ndjson"
