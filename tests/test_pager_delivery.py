@@ -325,3 +325,20 @@ def test_starttls_required_but_not_offered_sends_nothing(smtp, monkeypatch, log_
     assert smtp.messages == []
     assert [(e["status"], e["ok"]) for e in page_events(log_dir, "email")] == [("SMTPNotSupportedError", False)]
     assert outbox_row(out["id"], "email")["state"] == "failed"
+
+
+def test_telegram_unreachable_is_retried(tg, monkeypatch, log_dir):
+    import socket
+
+    with socket.socket() as sock:  # a loopback port nobody listens on: connection refused
+        sock.bind(("127.0.0.1", 0))
+        dead = sock.getsockname()[1]
+    monkeypatch.setenv("TELEGRAM_API_BASE", f"http://127.0.0.1:{dead}")
+    out = pager.raise_incident("CRITICAL", "db down", "db", now=T0)
+    assert pager.run(now=T0)["deliveries"] == {"pending": 4, "failed": 1}
+    assert [(e["attempt"], e["status"], e["ok"]) for e in page_events(log_dir)] == [
+        (n, "ConnectError", False) for n in range(1, 6)
+    ]
+    monkeypatch.setenv("TELEGRAM_API_BASE", tg.url)  # back online: the next round delivers
+    assert pager.run(now=T0 + 400)["deliveries"] == {"ok": 1}
+    assert len(tg.delivered) == 1 and outbox_row(out["id"], "telegram")["state"] == "ok"
