@@ -3,14 +3,15 @@
 Windows are whole minutes covering [now - W, now) (the minute holding `now` counts when
 `now` is inside it), computed from the events' own timestamps; a rebaseline instant R
 (stored) moves every window's start to the first whole minute at or after R; nothing is
-deleted. Budget maths and state rules live in
-`slo_rules`; aggregates and the sketch in `slo_data` and `sketch`.
+deleted. Budget maths and state rules live in `slo_rules`; aggregates and the sketch in
+`slo_data` and `sketch`; the deploy-gate flag in `slo_gate`.
 
 Outputs of each tick: `slo_status.json` (atomic; the same document as `status()` and
 `GET /api/slo/status`), one `slo_tick` event in `slo_budget.ndjson`, a row in `slo_ticks`
 (the `history`; the first tick of a day without ticks replays the previous 24h from the
-aggregates every 15 minutes, marked `backfilled`), and when the gate condition first holds `deploy_gate.flag` plus one
-CRITICAL incident. A transition into red raises a CRITICAL incident (the pager dedups).
+aggregates every 15 minutes, marked `backfilled`), and, when the gate condition first
+holds, `deploy_gate.flag` plus one CRITICAL incident. A transition into red raises a
+CRITICAL incident (the pager dedups).
 """
 
 from __future__ import annotations
