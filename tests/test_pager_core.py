@@ -121,6 +121,9 @@ def test_warning_then_critical_still_pages(settings):
     assert crit["deduped"] is False and crit["channels"] == {"telegram": "skipped", "email": "skipped"}
     warn2 = pager.raise_incident("WARNING", "queue slow", "worker", now=T0 + 120, s=settings)
     assert warn2 == {"id": crit["id"], "fingerprint": crit["fingerprint"], "deduped": True, "channels": {}}
+    # two rows (the WARNING one, then the paged one), one group, shown at its worst severity
+    [group] = pager.summarize(now=T0 + 120, s=settings)["groups"]
+    assert (group["severity"], group["count"], group["pages"]) == ("CRITICAL", 3, 1)
 
 
 def test_explicit_fingerprint_groups_different_messages(settings):
