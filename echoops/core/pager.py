@@ -201,7 +201,7 @@ def store_incidents(
         channels: dict[str, str] = {}
         if row is not None and (row["paged"] or not pages):
             # The row keeps the worst severity it has seen (an ERROR after a WARNING escalates).
-            worst = severity if SEVERITIES.index(severity) < SEVERITIES.index(row["severity"]) else row["severity"]
+            worst = min(severity, row["severity"], key=SEVERITIES.index)
             conn.execute(
                 "UPDATE pager_incidents SET count=count+?, last_seen=max(last_seen, ?), severity=? WHERE id=?",
                 (count, now, worst, row["id"]),

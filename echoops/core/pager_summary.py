@@ -13,7 +13,6 @@ from echoops.core.config import Settings
 from echoops.core.errors import ValidationError
 from echoops.core.pager import SEVERITIES, SUMMARY_FILE, db
 
-SEVERITY_RANK = {name: rank for rank, name in enumerate(reversed(SEVERITIES))}
 MAX_SUMMARY_HOURS = 24 * 31
 
 
@@ -64,8 +63,7 @@ def summarize(*, hours: float | str = 24, s: Settings | None = None, now: float 
         g["count"] += r["count"]
         g["last_seen"] = max(g["last_seen"], r["last_seen"])
         g["msg"], g["latest_id"] = r["msg"], r["id"]
-        if SEVERITY_RANK[r["severity"]] > SEVERITY_RANK[g["severity"]]:
-            g["severity"] = r["severity"]
+        g["severity"] = min(g["severity"], r["severity"], key=SEVERITIES.index)  # the worst (most severe first)  # the worst (most severe first)
         totals["by_severity"][r["severity"]] += r["count"]
         if r["paged"]:
             g["paged"] = True
