@@ -63,7 +63,7 @@ def summarize(*, hours: float | str = 24, s: Settings | None = None, now: float 
         g["count"] += r["count"]
         g["last_seen"] = max(g["last_seen"], r["last_seen"])
         g["msg"], g["latest_id"] = r["msg"], r["id"]
-        g["severity"] = min(g["severity"], r["severity"], key=SEVERITIES.index)  # the worst (most severe first)  # the worst (most severe first)
+        g["severity"] = min(g["severity"], r["severity"], key=SEVERITIES.index)  # the worst (most severe first)
         totals["by_severity"][r["severity"]] += r["count"]
         if r["paged"]:
             g["paged"] = True
