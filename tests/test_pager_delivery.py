@@ -342,3 +342,12 @@ def test_telegram_unreachable_is_retried(tg, monkeypatch, log_dir):
     monkeypatch.setenv("TELEGRAM_API_BASE", tg.url)  # back online: the next round delivers
     assert pager.run(now=T0 + 400)["deliveries"] == {"ok": 1}
     assert len(tg.delivered) == 1 and outbox_row(out["id"], "telegram")["state"] == "ok"
+
+
+def test_429_with_a_junk_retry_after_falls_back_to_backoff(tg, log_dir):
+    tg.script(
+        (429, {"ok": False, "error_code": 429, "description": "Too Many Requests", "parameters": {"retry_after": {}}})
+    )
+    pager.raise_incident("CRITICAL", "db down", "db", now=T0)
+    assert pager.run(now=T0)["deliveries"] == {"pending": 1, "ok": 1}
+    assert [(e["status"], e["ok"]) for e in page_events(log_dir)] == [(429, False), (200, True)]

@@ -16,12 +16,14 @@ import httpx
 
 from echoops.core.channels import Outcome, Page
 from echoops.core.config import Settings
+from echoops.core.parsers import check_number
 from echoops.core.redact import redact
 
 MAX_CHARS = 4096  # Bot API limit on a message's text (counted in UTF-16 code units)
 CONNECT_TIMEOUT_S = 5.0
 TIMEOUT_S = 10.0
 ELLIPSIS = "…"
+MAX_RETRY_AFTER_S = 86399.0  # a longer `retry_after` is junk, not a flood wait
 
 # httpx logs every request URL at INFO; with the token in the path that would leak it.
 for _name in ("httpx", "httpcore"):
@@ -81,12 +83,9 @@ def _classify(resp: httpx.Response, s: Settings) -> Outcome:
         return Outcome(False, 200, True, detail=f"answer without ok: true: {description}")
     if status == 429:
         params = body.get("parameters") if isinstance(body.get("parameters"), dict) else {}
-        retry_after = params.get("retry_after", resp.headers.get("Retry-After"))
-        try:
-            wait = float(retry_after) if retry_after is not None else None
+        try:  # junk (a day or more, negative, not a number) falls back to the usual backoff
+            wait = check_number(params.get("retry_after", resp.headers.get("Retry-After")), hi=MAX_RETRY_AFTER_S)
         except ValueError:
-            wait = None
-        if wait is not None and not (0 <= wait < 86400):
             wait = None
         return Outcome(False, 429, True, wait, description)
     return Outcome(False, status, status >= 500, detail=description)
