@@ -278,3 +278,29 @@ def test_one_email_check_for_the_ledger_and_smtp_to(bad):
 def test_smtp_to_accepts_mixed_case_and_keeps_it():
     assert parsers.emails("Ops@Example.COM, b@example.org") == ("Ops@Example.COM", "b@example.org")
     assert ledger.normalize_email(" Ops@Example.COM ") == "ops@example.com"
+
+
+def test_import_failing_at_commit_time_raises_instead_of_hanging(tmp_path, settings, monkeypatch):
+    # an error after the last batch (index build, COMMIT: disk full, I/O) must come back to the caller
+    import sqlite3
+    import threading
+
+    from echoops.core import ledger_import
+
+    monkeypatch.setattr(ledger_import, "REBUILD_MIN_ROWS", 1)
+    monkeypatch.setattr(ledger, "EMAIL_INDEX_SQL", "CREATE INDEX broken ON no_such_table(x)")
+    f = _ndjson(tmp_path / "p.ndjson", GOOD)
+    outcome: list[BaseException | dict] = []
+
+    def run():
+        try:
+            outcome.append(portal.import_purchases(f, s=settings))
+        except BaseException as exc:
+            outcome.append(exc)
+
+    worker = threading.Thread(target=run, daemon=True)
+    worker.start()
+    worker.join(timeout=20)
+    assert not worker.is_alive(), "import_purchases hung after the writer failed at commit time"
+    assert isinstance(outcome[0], sqlite3.OperationalError) and "no_such_table" in str(outcome[0])
+    assert ledger.count(s=settings) == 0 and _indexes(settings) == ["portal_purchases_email"]

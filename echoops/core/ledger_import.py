@@ -102,12 +102,14 @@ class _Writer(threading.Thread):
         conn = ledger.conn_for(self.s)  # this thread's own connection
         old_cache = conn.execute("PRAGMA cache_size").fetchone()[0]
         conn.execute(f"PRAGMA cache_size=-{IMPORT_CACHE_KIB}")
+        told_to_finish = False
         try:
             conn.execute("BEGIN IMMEDIATE")
             if self.rebuild_index:  # inside the transaction: a rollback puts it back
                 conn.execute("DROP INDEX IF EXISTS portal_purchases_email")
             while True:
                 item = self.batches.get()
+                told_to_finish = item is True or item is False
                 if item is True:
                     if self.rebuild_index:
                         conn.execute(ledger.EMAIL_INDEX_SQL)
@@ -125,7 +127,8 @@ class _Writer(threading.Thread):
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
             self.landed = 0
-            self._drain()
+            if not told_to_finish:  # else finish() already handed its True/False over: nothing more comes
+                self._drain()
         finally:
             conn.execute(f"PRAGMA cache_size={old_cache}")
             store.close_all()  # the thread ends: so does its connection
