@@ -280,6 +280,18 @@ def test_smtp_to_accepts_mixed_case_and_keeps_it():
     assert ledger.normalize_email(" Ops@Example.COM ") == "ops@example.com"
 
 
+def test_large_import_really_drops_and_rebuilds_the_email_index(tmp_path, settings, monkeypatch):
+    # the rebuild builds whatever EMAIL_INDEX_SQL says: rename it to see that the old index went and the new came
+    from echoops.core import ledger_import
+
+    monkeypatch.setattr(ledger_import, "REBUILD_MIN_ROWS", 1)
+    rebuilt = ledger.EMAIL_INDEX_SQL.replace("portal_purchases_email ", "portal_purchases_email_rebuilt ")
+    monkeypatch.setattr(ledger, "EMAIL_INDEX_SQL", rebuilt)
+    assert _indexes(settings) == ["portal_purchases_email"]
+    assert portal.import_purchases(_ndjson(tmp_path / "p.ndjson", GOOD), s=settings)["landed"] == 3
+    assert _indexes(settings) == ["portal_purchases_email_rebuilt"]
+
+
 def test_import_failing_at_commit_time_raises_instead_of_hanging(tmp_path, settings, monkeypatch):
     # an error after the last batch (index build, COMMIT: disk full, I/O) must come back to the caller
     import sqlite3
