@@ -689,23 +689,15 @@ def fill_30_days(settings, now: float) -> None:
 
 
 @pytest.mark.slow
-def test_no_new_data_tick_over_30_days_of_minutes_is_fast(settings, log_dir):
-    import statistics
-    import time
-
+def test_no_new_data_tick_over_30_days_of_minutes_reads_nothing_and_keeps_the_budget(settings, log_dir):
+    # How fast this is (< 50 ms in process, < 0.5 s for the process) is measured by
+    # bench/slo_tick.py, never timed here: this checks the work a quiet tick does.
     history(log_dir, end=T0, minutes=1, per_minute=10)
     slo.tick(s=settings, now=T0 - 86400 * 2)  # reads the file once, records a tick (no backfill later)
     fill_30_days(settings, T0)
-    times = []
     for i in range(7):
-        t0 = time.perf_counter()
         result = slo.tick(s=settings, now=T0 - 0.001 * i)
-        times.append(time.perf_counter() - t0)
         assert result["ingest"]["lines"] == 0
     assert result["status"]["budget"]["requests"] == 43_200 * 40
-    # the target is 50 ms; allow the shared 2-core test machine some slack
-    assert statistics.median(times) < 0.1, times
-    proc_t0 = time.perf_counter()
     proc = subprocess.run([sys.executable, "-m", "echoops", "slo", "tick"], env=dict(os.environ), capture_output=True)
     assert proc.returncode == 0, proc.stderr
-    assert time.perf_counter() - proc_t0 < 2.0
