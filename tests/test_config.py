@@ -94,6 +94,8 @@ def test_every_variable_is_a_settings_field():
         ("SCALE_COOLDOWN_MIN", "-10", "must be >= 0"),
         ("SCALE_DRY_RUN", "maybe", "not a boolean"),
         ("SCALE_CMD", "kubectl scale --replicas=3", "must contain {n}"),
+        ("SLO_SOURCES", "/etc/*.ndjson", "must be a pattern inside the log dir"),
+        ("SLO_SOURCES", "../other/*.ndjson", "must be a pattern inside the log dir"),
         ("SCALE_CMD", "echo 'unclosed {n}", "cannot split into arguments"),
         ("SCALE_JOBS_PER_WORKER_MIN", "0", "must be > 0"),
         ("PORTAL_LINK_TTL_HRS", "0", "must be >= 1"),

@@ -93,7 +93,7 @@ VARS: tuple[Var, ...] = (
     Var(
         "SLO_SOURCES",
         "slo_sources",
-        parsers.text,
+        parsers.log_glob,
         "requests*.ndjson",
         "glob",
         "Request logs (glob in the log dir)",

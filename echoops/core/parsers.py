@@ -109,6 +109,16 @@ def header_secret(raw: str) -> str | None:
     return v or None
 
 
+def log_glob(raw: str) -> str:
+    """A glob of files inside the log dir: relative, no `..` (it must not reach outside)."""
+    value = raw.strip()
+    if not value:
+        raise ValueError("empty pattern")
+    if value.startswith(("/", "~")) or ".." in Path(value).parts:
+        raise ValueError("must be a pattern inside the log dir (relative, no '..')")
+    return value
+
+
 def path(raw: str) -> Path:
     if not raw.strip():
         raise ValueError("empty path")
