@@ -74,6 +74,17 @@ def test_since_filters_and_attaches_charges_to_invoices_from_earlier_syncs(fake)
     assert row["receipt_doc"] == "https://pay.stripe.com/receipts/ch_late" and row["fee_cents"] == 200
 
 
+def test_a_later_charge_without_a_receipt_keeps_the_invoice_receipt_link(fake):
+    stripe_sync.sync_stripe()
+    assert ledger.purchase("in_1")["receipt_doc"] == "https://pay.stripe.com/receipts/ch_inv"
+    late = charge("ch_noreceipt", "qa@echopilot.ai", 4900, T + 900, fee=None, invoice="in_1")
+    late["receipt_url"] = None
+    fake.add("charges", late)
+    stripe_sync.sync_stripe(since=T + 800)
+    row = ledger.purchase("in_1")
+    assert row["receipt_doc"] == "https://pay.stripe.com/receipts/ch_inv" and row["fee_cents"] == 172
+
+
 def test_sync_stripe_cli(fake, cli, log_dir):
     result = cli("portal", "sync-stripe", "--json")
     assert result.exit_code == 0, result.output

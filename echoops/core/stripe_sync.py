@@ -119,7 +119,8 @@ def sync_stripe(*, since: float | None = None, s: Settings | None = None, now: f
         attached = 0
         for receipt_url, fee, invoice_id in attach:
             cur = conn.execute(
-                "UPDATE portal_purchases SET receipt_doc=?, fee_cents=coalesce(?, fee_cents), updated_at=? WHERE id=?",
+                "UPDATE portal_purchases SET receipt_doc=coalesce(?, receipt_doc), fee_cents=coalesce(?, fee_cents), "
+                "updated_at=? WHERE id=?",
                 (receipt_url, fee, stamp, invoice_id),
             )
             attached += cur.rowcount
