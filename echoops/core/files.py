@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fcntl
 import os
 import tempfile
 from pathlib import Path
@@ -104,3 +105,20 @@ def clear_flag(path: Path) -> bool:
         return False
     _fsync_dir(Path(path).parent)
     return True
+
+
+def lock_file(path: Path, *, wait: bool = True) -> int:
+    """Open (create) `path` and hold an exclusive flock on it; returns the fd: close it to release.
+
+    With wait=False, BlockingIOError when another process holds it. The lock dies with the
+    process, so a crash never leaves it stale.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX if wait else fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd

@@ -14,7 +14,6 @@ leaves `actual` as it was and raises a WARNING incident.
 
 from __future__ import annotations
 
-import fcntl
 import os
 import subprocess
 from collections.abc import Iterator
@@ -240,11 +239,8 @@ def apply_options(body: dict[str, Any]) -> bool | None:
 def _apply_lock(s: Settings) -> Iterator[None]:
     # One decide-actuate-record at a time across the scheduler and every gunicorn worker,
     # without holding a SQLite write lock while the actuator runs.
-    path = s.log_path("scale.lock")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    fd = files.lock_file(s.log_path("scale.lock"))
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
         yield
     finally:
         os.close(fd)

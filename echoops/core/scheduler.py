@@ -6,7 +6,6 @@ driven by `step(now)`); the job file format is in `crontab`.
 
 from __future__ import annotations
 
-import fcntl
 import os
 import signal
 import sqlite3
@@ -15,7 +14,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from echoops.core import clock, config, crontab, store
+from echoops.core import clock, config, crontab, files, store
 from echoops.core.config import Settings
 from echoops.core.errors import Conflict, ValidationError
 from echoops.core.scheduler_loop import DEFAULT_GRACE_S, LOG_NAME, SCHEMA, Scheduler
@@ -66,13 +65,10 @@ def run(
 def _take_lock(s: Settings) -> int:
     """Hold `scheduler.lock` in the log dir for the life of the process (one scheduler per dir)."""
     path = s.log_path("scheduler.lock")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        fd = files.lock_file(path, wait=False)
     except BlockingIOError:
-        holder = os.read(fd, 32).decode(errors="replace").strip() or "?"
-        os.close(fd)
+        holder = path.read_text(errors="replace").strip()[:32] or "?"
         raise Conflict(f"another scheduler (pid {holder}) is running on {s.log_dir}") from None
     os.ftruncate(fd, 0)
     os.write(fd, str(os.getpid()).encode())
