@@ -51,7 +51,7 @@ def main() -> int:
 
 def measure(tmp: Path, calls: int) -> int:
     from echoops.core import costs
-    from echoops.core.cost_guard import STATE_FILE, guard
+    from echoops.core.costs.guardrail import STATE_FILE, guard
 
     now = time.time()
     lines = [

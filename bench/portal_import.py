@@ -58,7 +58,8 @@ def write_csv(path: Path, rows: int) -> None:
 
 def baseline(path: Path, db: Path) -> float:
     """Seconds for parse (orjson, no checks) + executemany + index + commit into the same schema."""
-    from echoops.core import ledger, store
+    from echoops.core import store
+    from echoops.core.portal import ledger
 
     t0 = time.perf_counter()
     conn = sqlite3.connect(db, isolation_level=None)

@@ -42,20 +42,20 @@ def main() -> int:
         }
         walls = {label: [process_wall(argv, env) for _ in range(args.runs)] for label, argv in commands.items()}
 
-        from echoops.core import scale_sim
         from echoops.core.config import load_settings
-        from echoops.core.scale_policy import PolicyConfig
+        from echoops.core.scale import backtest
+        from echoops.core.scale.policy import PolicyConfig
 
         s = load_settings(env)
         t = time.perf_counter()
-        intervals, info, observed = scale_sim.load_trace(path, s.scale_jobs_per_worker_min)
+        intervals, info, observed = backtest.load_trace(path, s.scale_jobs_per_worker_min)
         parse_s = time.perf_counter() - t
         cfg = PolicyConfig(s.scale_min, s.scale_max, s.scale_cooldown_min * 60.0, float(s.scale_horizon_min))
         start = intervals[0][0] - intervals[0][1] * 60
         replay = {}
-        for name in scale_sim.POLICIES:
+        for name in backtest.POLICIES:
             t = time.perf_counter()
-            out = scale_sim._replay(name, intervals, info, observed or 20.0, cfg, 20.0, 600.0, start)
+            out = backtest._replay(name, intervals, info, observed or 20.0, cfg, 20.0, 600.0, start)
             replay[name] = (time.perf_counter() - t, out["summary"])
 
     med = statistics.median

@@ -6,7 +6,7 @@ log-normal latencies, ~1% 5xx, ~700 requests a minute), then in the same run tim
 
 - baseline: `json.loads` per line, latencies appended to per-minute lists, p95/p99 of the
   period from one sorted list (what a first script would do);
-- echoops: `slo_data.ingest` (ndjson.Reader cursor, per-minute rows + sketches + hour
+- echoops: `aggregates.ingest` (ndjson.Reader cursor, per-minute rows + sketches + hour
   rollups written to SQLite in one transaction), wall and CPU time;
 - DuckDB `read_ndjson` on the same file, when duckdb is importable (reference only).
 
@@ -106,9 +106,10 @@ def baseline(path: Path, target_ms: float = 800.0) -> dict:
 
 
 def echoops_ingest(path: Path) -> dict:
-    """slo_data.ingest into a fresh log dir holding `path` as requests.ndjson."""
-    from echoops.core import sketch, slo_data, store
+    """aggregates.ingest into a fresh log dir holding `path` as requests.ndjson."""
+    from echoops.core import store
     from echoops.core.config import load_settings
+    from echoops.core.slo import aggregates, sketch
 
     d = Path(tempfile.mkdtemp(prefix="echoops-bench-slo-"))
     try:
@@ -118,12 +119,12 @@ def echoops_ingest(path: Path) -> dict:
         except OSError:
             shutil.copy(path, target)
         s = load_settings({"ECHOOPS_LOG_DIR": str(d)})
-        slo_data.db(s)  # schema first: not part of the ingest
+        aggregates.db(s)  # schema first: not part of the ingest
         t0 = time.perf_counter()
         c0 = time.process_time()
-        report = slo_data.ingest(s, now=END)
+        report = aggregates.ingest(s, now=END)
         wall, cpu = time.perf_counter() - t0, time.process_time() - c0
-        conn = slo_data.db(s)
+        conn = aggregates.db(s)
         total, errors, slow = conn.execute("SELECT sum(total), sum(errors), sum(slow) FROM slo_minute").fetchone()
         acc = sketch.dense()
         for (blob,) in conn.execute("SELECT sketch FROM slo_hour"):
@@ -169,9 +170,9 @@ def rss_child(lines: int, workdir: Path) -> dict:
     generate(src, lines)
     code = (
         "import sys, resource, time; sys.path.insert(0, sys.argv[1]);"
-        "from echoops.core import slo_data; from echoops.core.config import load_settings;"
+        "from echoops.core.slo import aggregates; from echoops.core.config import load_settings;"
         "s = load_settings({'ECHOOPS_LOG_DIR': sys.argv[2]}); t = time.perf_counter();"
-        "r = slo_data.ingest(s, now=float(sys.argv[3]));"
+        "r = aggregates.ingest(s, now=float(sys.argv[3]));"
         "print(r['lines'], time.perf_counter() - t, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)"
     )
     logdir = workdir / "rss"

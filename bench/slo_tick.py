@@ -35,12 +35,12 @@ TARGET_P99_MS = 20.0
 
 def naive_tick(s, now: float) -> float:
     """What a tick costs without hour rollups: every window summed from minute rows, 24h sketch from minutes."""
-    from echoops.core import sketch, slo_data, slo_rules
+    from echoops.core.slo import aggregates, rules, sketch
 
-    conn = slo_data.db(s)
+    conn = aggregates.db(s)
     t0 = time.perf_counter()
-    cur = slo_data.last_minute(now)
-    for minutes in [*slo_rules.WINDOWS.values(), s.slo_window_days * 1440]:
+    cur = aggregates.last_minute(now)
+    for minutes in [*rules.WINDOWS.values(), s.slo_window_days * 1440]:
         conn.execute(
             "SELECT sum(total), sum(errors), sum(slow) FROM slo_minute WHERE minute BETWEEN ? AND ?",
             (cur - minutes + 1, cur),
@@ -73,8 +73,9 @@ def measure(work: Path, args: argparse.Namespace) -> int:
     import httpx
     from slo_ingest import END, generate
 
-    from echoops.core import slo, slo_data
+    from echoops.core import slo
     from echoops.core.config import load_settings
+    from echoops.core.slo import aggregates
 
     print(machine_line())
     generate(work / "requests.ndjson", MINUTES * args.per_minute, per_minute=args.per_minute)
@@ -82,7 +83,7 @@ def measure(work: Path, args: argparse.Namespace) -> int:
     s = load_settings(env)
     t0 = time.perf_counter()
     first = slo.tick(s=s, now=END)
-    rows = slo_data.db(s).execute("SELECT count(*) FROM slo_minute").fetchone()[0]
+    rows = aggregates.db(s).execute("SELECT count(*) FROM slo_minute").fetchone()[0]
     print(
         f"setup: {first['ingest']['lines']} lines into {rows} minute rows in {time.perf_counter() - t0:.1f} s; "
         f"state {first['status']['state']}, p95 {first['status']['p95_ms']} ms"

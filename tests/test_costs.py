@@ -10,7 +10,8 @@ from hypothesis import given
 from hypothesis import settings as hsettings
 from hypothesis import strategies as st
 
-from echoops.core import clock, config, cost_guard, costs, files, prices, store
+from echoops.core import clock, config, costs, files, store
+from echoops.core.costs import guardrail, prices
 from echoops.core.errors import ValidationError
 
 DAY = 1795737600  # 2026-11-27T00:00:00Z
@@ -428,9 +429,9 @@ def test_utc_day_of_a_timestamp():
 
 
 def test_seconds_to_midnight():
-    assert cost_guard.seconds_to_midnight(DAY) == 86400
-    assert cost_guard.seconds_to_midnight(DAY + 86399.5) == 1
-    assert cost_guard.seconds_to_midnight(NOON) == 43200
+    assert guardrail.seconds_to_midnight(DAY) == 86400
+    assert guardrail.seconds_to_midnight(DAY + 86399.5) == 1
+    assert guardrail.seconds_to_midnight(NOON) == 43200
 
 
 def test_a_mangled_state_file_reads_as_nothing_spent(log_dir, settings):
@@ -464,7 +465,7 @@ def test_decide_never_sends_a_call_to_a_model_without_headroom(states, fallbacks
         "caps": {"models": dict.fromkeys(states, 1)},
         "fallbacks": fallbacks,
     }
-    d = cost_guard.decide(model, doc)
+    d = guardrail.decide(model, doc)
     if global_state == "throttle":
         assert d["action"] == "throttle"
     elif d["action"] == "allow":

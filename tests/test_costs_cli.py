@@ -9,7 +9,7 @@ import sys
 import orjson
 import pytest
 
-from echoops.core import costs, store
+from echoops.core import config, costs, store
 
 DAY = 1795737600  # 2026-11-27T00:00:00Z
 NOON = DAY + 12 * 3600
@@ -94,7 +94,7 @@ def test_eight_racing_ticks_do_not_double_count(log_dir):
     assert [p.returncode for p in procs] == [0] * 8, [e.decode()[-500:] for _, e in outs]
     lines = sorted(orjson.loads(o)["lines"] for o, _ in outs)
     assert lines == [0] * 7 + [20_000]  # exactly one tick read the lines
-    settings = costs.config.settings()
+    settings = config.settings()
     row = store.db(settings, costs.SCHEMA).execute("SELECT calls, cost_p FROM costs_spend").fetchone()
     assert (row[0], row[1]) == (20_000, 15 * 10**12)
     assert costs.status(now=NOON)["models"]["gpt-4o-mini"]["spent_usd"] == 15.0

@@ -61,7 +61,7 @@ def test_fee_cap_warns_and_pages_but_never_throttles_ai(fake, log_dir, monkeypat
 
 
 def test_stripe_down_does_not_stop_the_tick(fake, log_dir, monkeypatch):
-    monkeypatch.setattr("echoops.core.stripe_api.MAX_ATTEMPTS", 2)
+    monkeypatch.setattr("echoops.core.portal.stripe.client.MAX_ATTEMPTS", 2)
     fake.fail_next(10, status=500)
     (log_dir / "ai_usage.ndjson").write_bytes(
         orjson.dumps({"ts": NOON - 5, "model": "gpt-4o-mini", "input_tokens": 1_000_000}) + b"\n"

@@ -190,9 +190,9 @@ def test_page_run_killed_mid_send_delivers_exactly_once_next_run(tg, log_dir):
 def test_secrets_never_reach_any_output(tg, monkeypatch, log_dir, cli, live_server):
     import socket
 
-    from echoops.core import pager_outbox
+    from echoops.core.pager import outbox
 
-    monkeypatch.setattr(pager_outbox, "BACKOFF_BASE_S", 0.02)
+    monkeypatch.setattr(outbox, "BACKOFF_BASE_S", 0.02)
     with FakeSMTP(auth=True) as smtp:
         smtp.configure(monkeypatch)
         monkeypatch.setenv("SMTP_USER", USER)

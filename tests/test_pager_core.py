@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 
 from echoops.core import pager
 from echoops.core.errors import ValidationError
-from echoops.core.fingerprint import fingerprint, normalize
+from echoops.core.pager.fingerprint import fingerprint, normalize
 
 T0 = 1_800_000_000.0
 

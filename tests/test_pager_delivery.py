@@ -9,7 +9,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from echoops.core import config, pager, pager_outbox
+from echoops.core import config, pager
+from echoops.core.pager import outbox as pager_outbox
 from tests.fakes_smtp import PASSWORD, USER, FakeSMTP, make_cert
 from tests.fakes_telegram import FakeTelegram, blocked, cant_parse, server_error, too_many
 
@@ -227,10 +228,10 @@ def test_log_flood_makes_one_page(tg, smtp, log_dir):
 
 
 def test_a_big_backlog_is_read_in_short_transactions(tg, monkeypatch, log_dir):
-    from echoops.core import pager_logs
+    from echoops.core.pager import logs
 
-    monkeypatch.setattr(pager_logs, "READ_CHUNK", 4096)
-    monkeypatch.setattr(pager_logs, "BATCHES_PER_TRANSACTION", 2)
+    monkeypatch.setattr(logs, "READ_CHUNK", 4096)
+    monkeypatch.setattr(logs, "BATCHES_PER_TRANSACTION", 2)
     with open(log_dir / "worker.ndjson", "wb") as fh:
         for i in range(1000):
             fh.write(orjson.dumps({"severity": "CRITICAL", "msg": f"job {i} crashed", "pad": "x" * 50}) + b"\n")
@@ -296,8 +297,8 @@ def test_a_crash_right_after_a_successful_send_does_not_send_again(tg, log_dir):
 
 @given(msg=st.text(min_size=1, max_size=4096).filter(lambda m: m.strip() and len(m.encode()) <= 4096))
 def test_any_valid_msg_fits_one_telegram_message(msg):
-    from echoops.core.channels import Page
-    from echoops.core.channels.telegram import MAX_CHARS, compose
+    from echoops.core.pager.channels import Page
+    from echoops.core.pager.channels.telegram import MAX_CHARS, compose
 
     rich, plain = compose(Page("inc_x", "CRITICAL", "s" * 100, msg, "f" * 64, 10**9, T0))
     assert len(rich.encode("utf-16-le")) // 2 <= MAX_CHARS

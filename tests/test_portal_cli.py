@@ -5,7 +5,7 @@ from __future__ import annotations
 import orjson
 import pytest
 
-from echoops.core import portal
+from echoops.core import portal, signing
 
 SECRET = "cli-test-signing-key-0123456789abcdefghij"
 NOW = "2026-11-25T12:00:00Z"
@@ -110,7 +110,7 @@ def test_unsubscribe_resubscribe_audit(seeded, cli):
 
     token = portal.link("c1")["url"].split("token=")[1]
     portal.download(token, ip="192.0.2.1")
-    with pytest.raises(portal.signing.BadToken):
+    with pytest.raises(signing.BadToken):
         portal.download(token + "x", ip="192.0.2.2")
     audit = orjson.loads(cli("portal", "audit", "--json").stdout)
     assert [(e["status"], e["ip"]) for e in audit["entries"]] == [(403, "192.0.2.2"), (200, "192.0.2.1")]

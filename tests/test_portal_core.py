@@ -10,8 +10,9 @@ from urllib.parse import parse_qs, urlsplit
 import orjson
 import pytest
 
-from echoops.core import ledger, portal, signing
+from echoops.core import portal, signing
 from echoops.core.errors import NotConfigured, NotFound, ValidationError
+from echoops.core.portal import ledger
 
 SECRET = "portal-test-signing-key-0123456789abcdef"
 T0 = 1_795_000_000.0  # 2026-11-18T11:06:40Z

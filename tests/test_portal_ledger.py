@@ -10,8 +10,9 @@ from hypothesis import given
 from hypothesis import settings as hsettings
 from hypothesis import strategies as st
 
-from echoops.core import ledger, parsers, portal
+from echoops.core import parsers, portal
 from echoops.core.errors import NotFound, ValidationError
+from echoops.core.portal import ledger
 
 GOOD = [
     {
@@ -233,12 +234,12 @@ def _indexes(settings) -> list[str]:
 
 
 def test_large_import_rebuilds_the_email_index_once_and_strict_rollback_keeps_it(tmp_path, settings, monkeypatch):
-    from echoops.core import ledger_import
+    from echoops.core.portal import importer
 
-    monkeypatch.setattr(ledger_import, "REBUILD_MIN_ROWS", 1)
-    monkeypatch.setattr(ledger_import, "BATCH", 2)  # several batches through the writer thread
+    monkeypatch.setattr(importer, "REBUILD_MIN_ROWS", 1)
+    monkeypatch.setattr(importer, "BATCH", 2)  # several batches through the writer thread
     f = _ndjson(tmp_path / "p.ndjson", GOOD)
-    assert ledger_import._worth_rebuilding(ledger.conn_for(settings), f) is True
+    assert importer._worth_rebuilding(ledger.conn_for(settings), f) is True
     assert portal.import_purchases(f, s=settings)["landed"] == 3
     assert "portal_purchases_email" in _indexes(settings)
     plan = " ".join(
@@ -282,9 +283,10 @@ def test_smtp_to_accepts_mixed_case_and_keeps_it():
 
 def test_large_import_really_drops_and_rebuilds_the_email_index(tmp_path, settings, monkeypatch):
     # the rebuild builds whatever EMAIL_INDEX_SQL says: rename it to see that the old index went and the new came
-    from echoops.core import ledger_import
 
-    monkeypatch.setattr(ledger_import, "REBUILD_MIN_ROWS", 1)
+    from echoops.core.portal import importer
+
+    monkeypatch.setattr(importer, "REBUILD_MIN_ROWS", 1)
     rebuilt = ledger.EMAIL_INDEX_SQL.replace("portal_purchases_email ", "portal_purchases_email_rebuilt ")
     monkeypatch.setattr(ledger, "EMAIL_INDEX_SQL", rebuilt)
     assert _indexes(settings) == ["portal_purchases_email"]
@@ -297,9 +299,9 @@ def test_import_failing_at_commit_time_raises_instead_of_hanging(tmp_path, setti
     import sqlite3
     import threading
 
-    from echoops.core import ledger_import
+    from echoops.core.portal import importer
 
-    monkeypatch.setattr(ledger_import, "REBUILD_MIN_ROWS", 1)
+    monkeypatch.setattr(importer, "REBUILD_MIN_ROWS", 1)
     monkeypatch.setattr(ledger, "EMAIL_INDEX_SQL", "CREATE INDEX broken ON no_such_table(x)")
     f = _ndjson(tmp_path / "p.ndjson", GOOD)
     outcome: list[BaseException | dict] = []

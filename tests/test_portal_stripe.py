@@ -5,7 +5,9 @@ from __future__ import annotations
 import orjson
 import pytest
 
-from echoops.core import ledger, portal, stripe_sync
+from echoops.core import portal
+from echoops.core.portal import ledger
+from echoops.core.portal.stripe import sync
 from tests.fakes_stripe import FakeStripe, charge, invoice
 
 T = 1_795_000_000
@@ -33,7 +35,7 @@ def fake(monkeypatch):
 def test_sync_pages_backs_off_and_merges_invoice_with_its_charge(fake, settings, monkeypatch):
     monkeypatch.setattr("time.sleep", lambda _s: None)
     fake.rate_limit_every(3)
-    report = stripe_sync.sync_stripe()
+    report = sync.sync_stripe()
     assert report == {
         "invoices": 2,
         "charges": 233,
@@ -61,26 +63,26 @@ def test_sync_pages_backs_off_and_merges_invoice_with_its_charge(fake, settings,
     assert (ch["email"], ch["amount_cents"], ch["fee_cents"]) == ("buyer3@example.com", 1007, 37)
 
     # idempotent
-    again = stripe_sync.sync_stripe()
+    again = sync.sync_stripe()
     assert again["landed"] == 231 and ledger.count() == 231
 
 
 def test_since_filters_and_attaches_charges_to_invoices_from_earlier_syncs(fake):
-    stripe_sync.sync_stripe()
+    sync.sync_stripe()
     fake.add("charges", charge("ch_late", "qa@echopilot.ai", 4900, T + 900, fee=200, invoice="in_1"))
-    report = stripe_sync.sync_stripe(since=T + 800)
+    report = sync.sync_stripe(since=T + 800)
     assert report["charges"] == 1 and report["invoices"] == 0 and report["landed"] == 1
     row = ledger.purchase("in_1")
     assert row["receipt_doc"] == "https://pay.stripe.com/receipts/ch_late" and row["fee_cents"] == 200
 
 
 def test_a_later_charge_without_a_receipt_keeps_the_invoice_receipt_link(fake):
-    stripe_sync.sync_stripe()
+    sync.sync_stripe()
     assert ledger.purchase("in_1")["receipt_doc"] == "https://pay.stripe.com/receipts/ch_inv"
     late = charge("ch_noreceipt", "qa@echopilot.ai", 4900, T + 900, fee=None, invoice="in_1")
     late["receipt_url"] = None
     fake.add("charges", late)
-    stripe_sync.sync_stripe(since=T + 800)
+    sync.sync_stripe(since=T + 800)
     row = ledger.purchase("in_1")
     assert row["receipt_doc"] == "https://pay.stripe.com/receipts/ch_inv" and row["fee_cents"] == 172
 

@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from echoops.core import crontab
+from echoops.core.scheduler import crontab
 from shim.app import bottle_app
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from echoops.core.forecast import Forecaster, parse_sample
-from echoops.core.scale_policy import PolicyConfig, decide
+from echoops.core.scale.forecast import Forecaster, parse_sample
+from echoops.core.scale.policy import PolicyConfig, decide
 
 T0 = 1_790_000_000.0
 CFG = PolicyConfig(min_workers=1, max_workers=6, cooldown_s=600.0, horizon_min=30.0, p95_target_ms=800.0)

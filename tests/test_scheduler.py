@@ -14,8 +14,8 @@ from pathlib import Path
 import orjson
 import pytest
 
-from echoops.core import crontab, scheduler
-from echoops.core.scheduler import Scheduler
+from echoops.core import scheduler
+from echoops.core.scheduler import Scheduler, crontab, runner
 from tests.conftest import TEST_KEY, alive, wait_for
 
 PY = shlex.quote(sys.executable)
@@ -436,7 +436,7 @@ def test_once_runs_in_the_foreground_and_exits_with_the_job_rc(cli, settings, lo
 
 def test_only_one_scheduler_per_log_dir(cli, settings):
     write_schedule(settings, py_job("pass", "x"))
-    fd = scheduler._take_lock(settings)
+    fd = runner._take_lock(settings)
     try:
         result = cli("scheduler", "run")
         assert result.exit_code == 1

@@ -11,9 +11,10 @@ from pathlib import Path
 import orjson
 import pytest
 
-from echoops.core import clock, files, pager, scheduler, slo, slo_data, slo_rules, store
+from echoops.core import clock, files, pager, scheduler, slo, store
 from echoops.core.clock import iso
 from echoops.core.errors import ValidationError
+from echoops.core.slo import aggregates, budget, rules
 
 # 2026-11-27T12:00:00Z: every SLO test evaluates at or after this instant
 T0 = 1795780800.0
@@ -282,8 +283,8 @@ def test_remaining_budget_below_25pct_alone_is_yellow(settings, log_dir):
     ],
 )
 def test_ticket_tier_alone_is_yellow(burns, reason):
-    windows = {name: {"burn": burns.get(name, 0.0), "enough_traffic": True} for name in slo_rules.WINDOWS}
-    verdict = slo_rules.evaluate(
+    windows = {name: {"burn": burns.get(name, 0.0), "enough_traffic": True} for name in rules.WINDOWS}
+    verdict = rules.evaluate(
         windows,
         p95_ms=100.0,
         period_enough=True,
@@ -424,7 +425,7 @@ def test_timestamps_as_epoch_seconds_and_offsets_land_in_the_right_minute(settin
     ]
     write_requests(log_dir, [orjson.dumps(x) + b"\n" for x in lines])
     slo.tick(s=settings, now=T0)
-    rows = slo_data.db(settings).execute("SELECT minute, total, errors FROM slo_minute ORDER BY minute").fetchall()
+    rows = aggregates.db(settings).execute("SELECT minute, total, errors FROM slo_minute ORDER BY minute").fetchall()
     assert [tuple(r) for r in rows] == [(int(T0 // 60) - 2, 1, 0), (int(T0 // 60) - 1, 3, 1)]
 
 
@@ -492,7 +493,7 @@ def test_slow_counts_latencies_above_the_target(settings, log_dir):
 def test_old_minutes_are_pruned_and_old_lines_skipped(settings, log_dir):
     history(log_dir, end=T0, minutes=3, per_minute=10)
     slo.tick(s=settings, now=T0)
-    conn = slo_data.db(settings)
+    conn = aggregates.db(settings)
     assert conn.execute("SELECT count(*) FROM slo_minute").fetchone()[0] == 3
     later = T0 + 31 * 86400 + 3600  # past SLO_WINDOW_DAYS (30) + 1 day
     history(log_dir, end=T0 + 2 * 86400, minutes=1, per_minute=10)  # inside the 30 days before `later`
@@ -521,7 +522,7 @@ def test_rebaseline_excludes_older_data_from_every_window_without_deleting(cli, 
     assert all(w["requests"] == 0 for w in status["windows"].values())
     assert status["budget"]["requests"] == 0 and status["remaining_budget_pct"] == 100.0
     assert status["state"] == "green" and status["p95_ms"] is None
-    assert slo_data.db(settings).execute("SELECT sum(total) FROM slo_minute").fetchone()[0] == 3600  # kept
+    assert aggregates.db(settings).execute("SELECT sum(total) FROM slo_minute").fetchone()[0] == 3600  # kept
     logged = [e for e in events(log_dir) if e["event"] == "slo_rebaseline"]
     assert logged == [
         {
@@ -611,12 +612,12 @@ def test_history_keeps_the_last_24h_of_ticks(settings, log_dir):
 
 def test_history_is_thinned_to_288_points_keeping_the_newest(settings):
     # a tick every 2 minutes for 24h (720 rows): the endpoint sends at most 288, oldest to newest
-    conn = slo_data.db(settings)
+    conn = aggregates.db(settings)
     rows = [(T0 + i * 120, "green", 100.0, 150.0, 0.0, 0.0, 0.0, 100.0, 0) for i in range(720)]
     with store.transaction(conn):
         conn.executemany("INSERT INTO slo_ticks VALUES(?,?,?,?,?,?,?,?,?)", rows)
     hist = slo.status(s=settings, now=T0 + 86400)["history"]
-    assert len(hist) == slo.HISTORY_POINTS == 288
+    assert len(hist) == budget.HISTORY_POINTS == 288
     assert hist[0]["ts"] == iso(T0) and hist[-1]["ts"] == iso(T0 + 719 * 120)
     stamps = [clock.parse_ts(h["ts"]) for h in hist]
     assert stamps == sorted(set(stamps))
@@ -672,10 +673,10 @@ def test_the_scheduled_job_updates_slo_status_json(settings, log_dir, tmp_path):
 
 def fill_30_days(settings, now: float) -> None:
     """43,200 minute rows (40 requests, ~40 buckets each) and their hour rollups, written directly."""
-    from echoops.core import sketch
+    from echoops.core.slo import sketch
 
-    conn = slo_data.db(settings)
-    cur = slo_data.last_minute(now)
+    conn = aggregates.db(settings)
+    cur = aggregates.last_minute(now)
     minute_sketch = sketch.encode({k: 1 for k in range(640, 680)})
     hour_sketch = sketch.encode({k: 60 for k in range(600, 720)})
     minutes = range(cur - 43_199, cur + 1)

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from echoops.core import sketch
+from echoops.core.slo import sketch
 
 latency = st.one_of(
     st.just(0.0),

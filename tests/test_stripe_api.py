@@ -1,11 +1,12 @@
-"""core/stripe_api.iter_list against the loopback Stripe imitation (tests/fakes_stripe.py)."""
+"""core/client.iter_list against the loopback Stripe imitation (tests/fakes_stripe.py)."""
 
 from __future__ import annotations
 
 import pytest
 
-from echoops.core import config, stripe_api
+from echoops.core import config
 from echoops.core.errors import NotConfigured, ValidationError
+from echoops.core.portal.stripe import client
 from tests.fakes_stripe import FakeStripe, balance_transaction, charge
 
 
@@ -20,7 +21,7 @@ def fake(monkeypatch):
 
 def _list(path, params=None, **kw):
     waits: list[float] = []
-    out = list(stripe_api.iter_list(path, params, s=config.settings(), sleep=waits.append, **kw))
+    out = list(client.iter_list(path, params, s=config.settings(), sleep=waits.append, **kw))
     return out, waits
 
 
@@ -50,17 +51,17 @@ def test_429_is_backed_off_honouring_retry_after(fake):
 def test_retry_after_is_capped(fake):
     fake.fail_next(1, status=429, retry_after="3600")
     _, waits = _list("/v1/charges")
-    assert waits == [stripe_api.MAX_WAIT_S]
+    assert waits == [client.MAX_WAIT_S]
 
 
 def test_5xx_is_retried_with_backoff_then_gives_up(fake):
     fake.fail_next(2, status=503, retry_after=None)
     objs, waits = _list("/v1/charges")
     assert len(objs) == 25
-    assert len(waits) == 2 and 0 < waits[0] <= stripe_api.BACKOFF_BASE_S and waits[1] <= 2 * stripe_api.BACKOFF_BASE_S
+    assert len(waits) == 2 and 0 < waits[0] <= client.BACKOFF_BASE_S and waits[1] <= 2 * client.BACKOFF_BASE_S
 
-    fake.fail_next(stripe_api.MAX_ATTEMPTS, status=500, retry_after="0")
-    with pytest.raises(stripe_api.StripeError, match=r"500.*gave up after 6 attempts"):
+    fake.fail_next(client.MAX_ATTEMPTS, status=500, retry_after="0")
+    with pytest.raises(client.StripeError, match=r"500.*gave up after 6 attempts"):
         _list("/v1/charges")
 
 
@@ -74,7 +75,7 @@ def test_rate_limit_in_the_middle_of_paging_loses_nothing(fake):
 def test_bad_key_fails_at_once_without_leaking_the_key(fake, monkeypatch):
     wrong = "sk_live_wrongwrongwrongwrongwrong1234"
     monkeypatch.setenv("STRIPE_API_KEY", wrong)
-    with pytest.raises(stripe_api.StripeError) as info:
+    with pytest.raises(client.StripeError) as info:
         _list("/v1/charges")
     assert "401" in info.value.detail
     assert wrong not in str(info.value) and wrong[-12:] not in str(info.value)
@@ -86,21 +87,21 @@ def test_unreachable_stripe_is_a_clear_error(monkeypatch):
 
     monkeypatch.setenv("STRIPE_API_BASE", f"http://127.0.0.1:{free_port()}")
     monkeypatch.setenv("STRIPE_API_KEY", "sk_test_secret_value_that_must_not_leak")
-    with pytest.raises(stripe_api.StripeError, match="cannot reach Stripe") as info:
+    with pytest.raises(client.StripeError, match="cannot reach Stripe") as info:
         _list("/v1/charges")
     assert "sk_test_secret" not in str(info.value)
 
 
 def test_no_key_is_not_configured():
     with pytest.raises(NotConfigured, match="STRIPE_API_KEY"):
-        list(stripe_api.iter_list("/v1/charges", s=config.settings()))
+        list(client.iter_list("/v1/charges", s=config.settings()))
 
 
 @pytest.mark.parametrize("path", ["charges", "/v2/charges", "/v1/charges?limit=1", "/v1/../x"])
 def test_path_is_validated(path, monkeypatch):
     monkeypatch.setenv("STRIPE_API_KEY", "sk_test_x")
     with pytest.raises(ValidationError):
-        list(stripe_api.iter_list(path, s=config.settings()))
+        list(client.iter_list(path, s=config.settings()))
 
 
 def test_fake_serves_balance_transactions_with_filters(fake):

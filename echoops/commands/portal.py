@@ -152,14 +152,15 @@ def sync_stripe_cmd(
 
     Example: echoops portal sync-stripe --since 2026-11-01 --json
     """
-    from echoops.core import clock, stripe_sync
+    from echoops.core import clock
     from echoops.core.errors import ValidationError
+    from echoops.core.portal.stripe import sync
 
     try:
         since_ts = clock.parse_cli_time(since)
     except ValidationError:  # parse_cli_time names --now; this option is --since
         raise ValidationError(f"--since: {since!r} is not an ISO-8601 time or epoch seconds", field="since") from None
-    body = stripe_sync.sync_stripe(since=since_ts)
+    body = sync.sync_stripe(since=since_ts)
     if json_out:
         emit_json(body)
     else:

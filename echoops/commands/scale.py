@@ -103,14 +103,14 @@ def simulate_cmd(
 
     Example: echoops scale simulate logs/queue.ndjson --json | jq .comparison
     """
-    from echoops.core import scale_sim
+    from echoops.core.scale import backtest
 
-    result = scale_sim.simulate(file, tick_min=tick_min, jobs_per_worker=jobs_per_worker, all_decisions=all_decisions)
+    result = backtest.simulate(file, tick_min=tick_min, jobs_per_worker=jobs_per_worker, all_decisions=all_decisions)
     if json_out:
         emit_json(result)
         return
     write = sys.stdout.write
-    for e in scale_sim.timeline(result):
+    for e in backtest.timeline(result):
         write(
             f"{e['ts']}  {e['policy']:<10}  {e['from']:>3} -> {e['to']:<3}  backlog {e['backlog']:<6}  {e['reason']}\n"
         )
@@ -125,7 +125,7 @@ def simulate_cmd(
     table = Table(title="summary")
     for col in ("policy", "changes", "backlog-minutes", "worker-minutes", "peak backlog"):
         table.add_column(col, justify="right" if col != "policy" else "left")
-    for name in scale_sim.POLICIES:
+    for name in backtest.POLICIES:
         s = result[name]["summary"]
         table.add_row(
             name, str(s["changes"]), f"{s['backlog_minutes']:g}", f"{s['worker_minutes']:g}", str(s["peak_backlog"])

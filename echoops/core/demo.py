@@ -19,8 +19,9 @@ from pathlib import Path
 
 import orjson
 
-from echoops.core import clock, config, files, prices
+from echoops.core import clock, config, files
 from echoops.core.config import Settings
+from echoops.core.costs import prices
 from echoops.core.errors import ValidationError
 
 INPUT_FILES = ("requests.ndjson", "ai_usage.ndjson", "queue.ndjson", "app.ndjson")
@@ -231,7 +232,7 @@ def _card_fee_cents(cents: int) -> int:
 
 def seed_purchases(s: Settings, now: float) -> int:
     """Purchases for qa@echopilot.ai (receipts, two invoices, one stored PDF under logs/receipts/) and a few others."""
-    from echoops.core import ledger
+    from echoops.core.portal import ledger
 
     records = []
     for suffix, days, cents, desc, number, stored in _PURCHASES:

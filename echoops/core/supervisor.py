@@ -25,8 +25,9 @@ import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
-from echoops.core import config, crontab
+from echoops.core import config
 from echoops.core.errors import NotConfigured
+from echoops.core.scheduler import crontab
 
 DEMO_LOG_DIR = Path("logs") / "demo"
 STOP_TIMEOUT_S = 45.0  # > the scheduler's 30 s grace

@@ -20,8 +20,9 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from echoops.core import clock, ndjson, sketch, store
+from echoops.core import clock, ndjson, store
 from echoops.core.config import Settings
+from echoops.core.slo import sketch
 
 CONSUMER = "slo"
 FLUSH_MINUTES = 240  # aggregates kept in memory before they are merged into the store

@@ -14,8 +14,8 @@ import logging
 
 import httpx
 
-from echoops.core.channels import Outcome, Page
 from echoops.core.config import Settings
+from echoops.core.pager.channels import Outcome, Page
 from echoops.core.parsers import check_number
 from echoops.core.redact import redact
 

@@ -1,6 +1,6 @@
 """The scheduler's entry points: `run` (the real loop), `run_once`, `check`, `list_jobs`.
 
-How jobs are timed, skipped, killed and remembered is in `scheduler_loop` (the `Scheduler`
+How jobs are timed, skipped, killed and remembered is in `loop` (the `Scheduler`
 driven by `step(now)`); the job file format is in `crontab`.
 """
 
@@ -14,10 +14,11 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from echoops.core import clock, config, crontab, files, store
+from echoops.core import clock, config, files, store
 from echoops.core.config import Settings
 from echoops.core.errors import Conflict, ValidationError
-from echoops.core.scheduler_loop import DEFAULT_GRACE_S, LOG_NAME, SCHEMA, Scheduler
+from echoops.core.scheduler import crontab
+from echoops.core.scheduler.loop import DEFAULT_GRACE_S, LOG_NAME, SCHEMA, Scheduler
 
 ERROR_BACKOFF_S = 5.0
 

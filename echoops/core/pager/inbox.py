@@ -3,7 +3,7 @@
 An incident row groups every occurrence of one fingerprint inside one repeat window
 (PAGER_REPEAT_MIN, default 60 min, anchored at the row's first occurrence). The first
 CRITICAL occurrence opens a row and enqueues one outbox delivery per channel; later ones
-inside the window only bump `count`/`last_seen` (deduped). Delivery lives in pager_outbox.py.
+inside the window only bump `count`/`last_seen` (deduped). Delivery lives in outbox.py.
 """
 
 from __future__ import annotations
@@ -16,70 +16,22 @@ import orjson
 
 from echoops.core import clock, config, ndjson, store
 from echoops.core.config import Settings
-from echoops.core.errors import NotConfigured, ValidationError
-from echoops.core.fingerprint import fingerprint as make_fingerprint
-
-SEVERITIES = ("CRITICAL", "ERROR", "WARNING", "INFO")
-PAGED_SEVERITIES = frozenset({"CRITICAL"})
-CHANNELS = ("telegram", "email")
-MAX_MSG_BYTES = 4 * 1024
-MAX_SOURCE_CHARS = 100
-MAX_META_BYTES = 16 * 1024
-MAX_FINGERPRINT_CHARS = 200
-SEND_BUDGET_S = 30.0  # how long `raise_incident(send=True)` may spend on retries before returning
-
-INCIDENTS_LOG = "incidents.ndjson"
-SUMMARY_FILE = "incident_summary.json"
-
-SCHEMA = store.Schema(
-    "pager",
-    (
-        """
-        CREATE TABLE pager_incidents (
-            id TEXT PRIMARY KEY,
-            fingerprint TEXT NOT NULL,
-            severity TEXT NOT NULL,
-            source TEXT NOT NULL,
-            msg TEXT NOT NULL,
-            meta TEXT,
-            first_seen REAL NOT NULL,
-            last_seen REAL NOT NULL,
-            count INTEGER NOT NULL,
-            paged INTEGER NOT NULL
-        );
-        CREATE INDEX pager_incidents_fp ON pager_incidents(fingerprint, first_seen);
-        CREATE INDEX pager_incidents_last ON pager_incidents(last_seen);
-        CREATE TABLE pager_outbox (
-            incident_id TEXT NOT NULL REFERENCES pager_incidents(id),
-            channel TEXT NOT NULL,
-            state TEXT NOT NULL,
-            attempts INTEGER NOT NULL DEFAULT 0,
-            round_attempts INTEGER NOT NULL DEFAULT 0,
-            rounds INTEGER NOT NULL DEFAULT 0,
-            next_attempt_at REAL,
-            last_status TEXT,
-            last_error TEXT,
-            claimed_by TEXT,
-            claimed_until REAL,
-            delivered_at REAL,
-            created_at REAL NOT NULL,
-            updated_at REAL NOT NULL,
-            PRIMARY KEY (incident_id, channel)
-        );
-        CREATE INDEX pager_outbox_due ON pager_outbox(state, next_attempt_at);
-        """,
-    ),
+from echoops.core.errors import ValidationError
+from echoops.core.pager import outbox
+from echoops.core.pager.fingerprint import fingerprint as make_fingerprint
+from echoops.core.pager.model import (
+    CHANNELS,
+    ENQUEUE_LISTENERS,
+    INCIDENTS_LOG,
+    MAX_FINGERPRINT_CHARS,
+    MAX_META_BYTES,
+    MAX_MSG_BYTES,
+    MAX_SOURCE_CHARS,
+    PAGED_SEVERITIES,
+    SEND_BUDGET_S,
+    SEVERITIES,
+    db,
 )
-
-# Called (no arguments) after a transaction enqueued deliveries: the server's drain thread
-# registers its wake-up here so a CRITICAL goes out at once, not at the next poll.
-ENQUEUE_LISTENERS: list = []
-
-
-def db(s: Settings) -> sqlite3.Connection:
-    """The store connection with the pager tables ensured."""
-    return store.db(s, SCHEMA)
-
 
 # --- validation ---------------------------------------------------------------------------
 
@@ -126,7 +78,8 @@ def configured_channels(s: Settings) -> dict[str, bool]:
     }
 
 
-def _new_id(now: float) -> str:
+def new_id(now: float) -> str:
+    """A new incident id: `inc_` + hex milliseconds + 10 random hex digits."""
     # Sortable by time, unique across processes without coordination.
     return f"inc_{int(now * 1000):012x}{secrets.token_hex(5)}"
 
@@ -162,10 +115,8 @@ def raise_incident(
 
 
 def _send_now(s: Settings, result: dict[str, Any], *, now: float | None) -> dict[str, str]:
-    from echoops.core import pager_outbox
-
     if "pending" in result["channels"].values():
-        pager_outbox.drain(s, now=now, budget_s=SEND_BUDGET_S)
+        outbox.drain(s, now=now, budget_s=SEND_BUDGET_S)
     rows = db(s).execute("SELECT channel, state FROM pager_outbox WHERE incident_id=?", (result["id"],))
     return {r["channel"]: r["state"] for r in rows}
 
@@ -208,7 +159,7 @@ def store_incidents(
             )
             incident_id, deduped, total = row["id"], True, row["count"] + count
         else:
-            incident_id, deduped, total = _new_id(now), False, count
+            incident_id, deduped, total = new_id(now), False, count
             conn.execute(
                 "INSERT INTO pager_incidents(id, fingerprint, severity, source, msg, meta, first_seen, "
                 "last_seen, count, paged) VALUES(?,?,?,?,?,?,?,?,?,?)",
@@ -276,56 +227,3 @@ def publish(s: Settings, events: list[dict[str, Any]], enqueued: bool, *, now: f
     if enqueued:
         for listener in list(ENQUEUE_LISTENERS):
             listener()
-
-
-# --- running, summarising, testing ------------------------------------------------------------
-
-
-def run(
-    *, s: Settings | None = None, now: float | None = None, ingest: bool = True, budget_s: float = 60.0
-) -> dict[str, Any]:
-    """Consume new CRITICAL log lines into incidents (unless `ingest` is False), then drain the
-    outbox (the scheduler's job). Returns `{"ingest": {...counts, incidents} | None,
-    "deliveries": {state: attempts}}`."""
-    from echoops.core import pager_logs, pager_outbox
-
-    s = s or config.settings()
-    t = clock.now_s(now)
-    read = pager_logs.ingest(s, now=t) if ingest else None
-    return {"ingest": read, "deliveries": pager_outbox.drain(s, now=now, budget_s=budget_s)}
-
-
-def summarize(*, hours: float | str = 24, s: Settings | None = None, now: float | None = None) -> dict[str, Any]:
-    """Incidents of the last `hours` grouped by fingerprint (see pager_summary.summarize)."""
-    from echoops.core import pager_summary
-
-    return pager_summary.summarize(hours=hours, s=s, now=now)
-
-
-def send_test(channel: str | None = None, *, s: Settings | None = None, now: float | None = None) -> dict:
-    """Send a test message now through `channel` (or every configured one), outside the outbox.
-
-    Returns `{"results": {channel: {"ok", "status", "detail"}}}`; NotConfigured when the
-    asked channel (or, without one, every channel) lacks its settings.
-    """
-    from echoops.core import pager_outbox
-    from echoops.core.channels import Page
-
-    s = s or config.settings()
-    t = clock.now_s(now)
-    if channel is not None and channel not in CHANNELS:
-        raise ValidationError(f"channel must be one of {', '.join(CHANNELS)}", field="channel")
-    enabled = configured_channels(s)
-    wanted = [channel] if channel else [c for c in CHANNELS if enabled[c]]
-    missing = [c for c in wanted if not enabled[c]]
-    if missing or not wanted:
-        need = {"telegram": "TELEGRAM_BOT_TOKEN and TELEGRAM_CHAT_ID", "email": "SMTP_HOST, SMTP_FROM and SMTP_TO"}
-        names = missing or list(CHANNELS)
-        raise NotConfigured("; ".join(f"{c} needs {need[c]}" for c in names))
-    page = Page(_new_id(t), "INFO", "echoops", "Test page from echoops: delivery works.", "test", 1, t, test=True)
-    results = {}
-    for name in wanted:
-        outcome = pager_outbox.send_once(name, page, s)
-        results[name] = {"ok": outcome.ok, "status": outcome.status, "detail": outcome.detail}
-        ndjson.append(s.log_path(INCIDENTS_LOG), "page_test", now=t, channel=name, status=outcome.status, ok=outcome.ok)
-    return {"results": results}

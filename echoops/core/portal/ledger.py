@@ -4,7 +4,7 @@ A purchase: id, email (trimmed, lower-cased), created (epoch s), amount in minor
 (integer cents) + ISO currency (lower-case), description, status, invoice number, optional
 fee (minor units) and optional documents for the receipt and the invoice: a path relative
 to `logs/receipts/` or an http(s) URL. Rows are upserted by id, so every source (import,
-Stripe sync, demo seed) can be re-run safely. Importing files lives in core/ledger_import.py.
+Stripe sync, demo seed) can be re-run safely. Importing files lives in `importer`.
 """
 
 from __future__ import annotations

@@ -21,9 +21,10 @@ from typing import Any
 
 import orjson
 
-from echoops.core import clock, config, ledger, store
+from echoops.core import clock, config, store
 from echoops.core.config import Settings
 from echoops.core.errors import NotFound, ValidationError
+from echoops.core.portal import ledger
 
 BATCH = 20_000
 MAX_REPORTED_ERRORS = 100

@@ -1,6 +1,6 @@
 """The deploy gate: `logs/deploy_gate.flag` (JSON: reason, burn_2h, burn_10m, since, set_at).
 
-The SLO tick sets it when the gate condition holds (see `slo_rules`); only an operator
+The SLO tick sets it when the gate condition holds (see `rules`); only an operator
 removes it (`echoops slo gate --clear --reason TEXT`, logged, or deleting the file). CI calls
 `echoops slo gate`, which exits 1 while it is set. A hand-made flag (`touch`) counts too.
 """
@@ -10,9 +10,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from echoops.core import clock, config, files, ndjson, slo_rules
+from echoops.core import clock, config, files, ndjson
 from echoops.core.config import Settings
 from echoops.core.errors import EchoopsError, ValidationError
+from echoops.core.slo import rules
 
 GATE_FLAG = "deploy_gate.flag"
 BUDGET_LOG = "slo_budget.ndjson"
@@ -84,7 +85,7 @@ def set_gate(s: Settings, doc: dict[str, Any], now: float) -> dict[str, Any]:
     info = {
         "reason": (
             f"error budget burn {w2['burn']:.2f}x over 2h and {w10['burn']:.2f}x over 10m (> 2x the daily budget "
-            f"of {s.slo_err_budget_pct:g}%, {doc['gate_slices_burning']} of {slo_rules.GATE_SLICES} 10-minute "
+            f"of {s.slo_err_budget_pct:g}%, {doc['gate_slices_burning']} of {rules.GATE_SLICES} 10-minute "
             f"slices above 2x): {w2['errors']} of {w2['requests']} requests failed in 2h"
         ),
         "burn_2h": w2["burn"],

@@ -12,8 +12,10 @@ from __future__ import annotations
 from collections import Counter
 from typing import Any
 
-from echoops.core import clock, config, ledger, store, stripe_api
+from echoops.core import clock, config, store
 from echoops.core.config import Settings
+from echoops.core.portal import ledger
+from echoops.core.portal.stripe import client
 
 INVOICE_STATES = ("open", "paid", "uncollectible")
 
@@ -80,7 +82,7 @@ def sync_stripe(*, since: float | None = None, s: Settings | None = None, now: f
     skipped: Counter[str] = Counter()
     rows: dict[str, tuple] = {}
     seen = Counter()
-    for inv in stripe_api.iter_list("/v1/invoices", params, s=s):
+    for inv in client.iter_list("/v1/invoices", params, s=s):
         seen["invoices"] += 1
         if inv.get("status") not in INVOICE_STATES:
             skipped[f"invoice {inv.get('status')}"] += 1
@@ -90,7 +92,7 @@ def sync_stripe(*, since: float | None = None, s: Settings | None = None, now: f
         except (ValueError, KeyError) as exc:
             skipped[f"invoice: {str(exc).split(':')[0]}"] += 1
     attach: list[tuple[str | None, int | None, str]] = []
-    for ch in stripe_api.iter_list("/v1/charges", {**params, "expand[]": "data.balance_transaction"}, s=s):
+    for ch in client.iter_list("/v1/charges", {**params, "expand[]": "data.balance_transaction"}, s=s):
         seen["charges"] += 1
         if ch.get("status") != "succeeded":
             skipped[f"charge {ch.get('status')}"] += 1

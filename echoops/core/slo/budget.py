@@ -3,8 +3,8 @@
 Windows are whole minutes covering [now - W, now) (the minute holding `now` counts when
 `now` is inside it), computed from the events' own timestamps; a rebaseline instant R
 (stored) moves every window's start to the first whole minute at or after R; nothing is
-deleted. Budget maths and state rules live in `slo_rules`; aggregates and the sketch in
-`slo_data` and `sketch`; the deploy-gate flag in `slo_gate`.
+deleted. Budget maths and state rules live in `rules`; aggregates and the sketch in
+`aggregates` and `sketch`; the deploy-gate flag in `deploy_gate`.
 
 Outputs of each tick: `slo_status.json` (atomic; the same document as `status()` and
 `GET /api/slo/status`), one `slo_tick` event in `slo_budget.ndjson`, a row in `slo_ticks`
@@ -22,10 +22,11 @@ from typing import Any
 
 import orjson
 
-from echoops.core import clock, config, files, ndjson, sketch, slo_data, slo_rules, store
+from echoops.core import clock, config, files, ndjson, store
 from echoops.core.config import Settings
 from echoops.core.errors import ValidationError
-from echoops.core.slo_gate import (  # re-exported: slo.gate() etc. are the public names
+from echoops.core.slo import aggregates, rules, sketch
+from echoops.core.slo.deploy_gate import (  # re-exported: slo.gate() etc. are the public names
     BUDGET_LOG,
     GATE_FLAG,
     DeployGateSet,
@@ -85,13 +86,13 @@ def _r(x: float | None, digits: int) -> float | None:
 
 def compute(s: Settings, *, now: float) -> dict[str, Any]:
     """The SLO document (without `gate` and `history`) from stored aggregates as of `now`."""
-    conn = slo_data.db(s)
-    cur = slo_data.last_minute(now)
+    conn = aggregates.db(s)
+    cur = aggregates.last_minute(now)
     rb_at, rb_min = _rebaseline_minute(conn)
     budget_minutes = s.slo_window_days * 1440
-    span = max(budget_minutes, max(slo_rules.WINDOWS.values()))
+    span = max(budget_minutes, max(rules.WINDOWS.values()))
     floor = cur - span + 1 if rb_min is None else max(cur - span + 1, rb_min)
-    wins = slo_data.Windows(conn, floor, cur)
+    wins = aggregates.Windows(conn, floor, cur)
     budget = s.slo_err_budget_pct
     minimum = s.slo_min_requests
 
@@ -99,28 +100,28 @@ def compute(s: Settings, *, now: float) -> dict[str, Any]:
         return max(cur - minutes + 1, floor)
 
     windows: dict[str, dict[str, Any]] = {}
-    for name, minutes in slo_rules.WINDOWS.items():
+    for name, minutes in rules.WINDOWS.items():
         t, e, sl = wins.sums(start(minutes), cur)
         windows[name] = {
             "requests": t,
             "errors": e,
             "slow": sl,
-            "error_rate": round(slo_rules.ratio(e, t), 6),
-            "burn": round(slo_rules.burn_rate(e, t, budget), 4),
+            "error_rate": round(rules.ratio(e, t), 6),
+            "burn": round(rules.burn_rate(e, t, budget), 4),
             "enough_traffic": t >= minimum,
         }
     slices = 0
-    _, _, threshold = slo_rules.GATE_PAIR
-    for i in range(slo_rules.GATE_SLICES):
-        hi = cur - i * slo_rules.GATE_SLICE_MIN
-        t, e, _ = wins.sums(max(hi - slo_rules.GATE_SLICE_MIN + 1, floor), hi)
-        slices += slo_rules.burn_rate(e, t, budget) > threshold
+    _, _, threshold = rules.GATE_PAIR
+    for i in range(rules.GATE_SLICES):
+        hi = cur - i * rules.GATE_SLICE_MIN
+        t, e, _ = wins.sums(max(hi - rules.GATE_SLICE_MIN + 1, floor), hi)
+        slices += rules.burn_rate(e, t, budget) > threshold
     bt, be, _ = wins.sums(start(budget_minutes), cur)
-    remaining = round(slo_rules.remaining_budget_pct(be, bt, budget), 3)
-    period = windows[slo_rules.PERIOD]
-    p95, p99 = sketch.quantiles(wins.merged(start(slo_rules.WINDOWS[slo_rules.PERIOD]), cur), (0.95, 0.99))
+    remaining = round(rules.remaining_budget_pct(be, bt, budget), 3)
+    period = windows[rules.PERIOD]
+    p95, p99 = sketch.quantiles(wins.merged(start(rules.WINDOWS[rules.PERIOD]), cur), (0.95, 0.99))
     p95, p99 = _r(p95, 2), _r(p99, 2)
-    verdict = slo_rules.evaluate(
+    verdict = rules.evaluate(
         windows,
         p95_ms=p95,
         period_enough=period["enough_traffic"],
@@ -138,14 +139,14 @@ def compute(s: Settings, *, now: float) -> dict[str, Any]:
     if bt < minimum:
         notes.append(f"insufficient traffic in the {s.slo_window_days}d budget window: the budget is not judged")
     if not period["enough_traffic"]:
-        notes.append(f"insufficient traffic in {slo_rules.PERIOD}: p95 is not judged against the target")
+        notes.append(f"insufficient traffic in {rules.PERIOD}: p95 is not judged against the target")
     return {
         "state": verdict["state"],
         "reasons": verdict["reasons"],
         "p95_ms": p95,
         "p99_ms": p99,
         "error_rate": period["error_rate"],
-        "period": slo_rules.PERIOD,
+        "period": rules.PERIOD,
         "requests": period["requests"],
         "errors": period["errors"],
         "remaining_budget_pct": remaining,
@@ -251,7 +252,7 @@ def status(*, s: Settings | None = None, now: float | None = None) -> dict[str, 
     Before the first tick it is computed from whatever is stored, with a note saying so.
     """
     s = s or config.settings()
-    conn = slo_data.db(s)
+    conn = aggregates.db(s)
     raw = _meta(conn, "status")
     if raw is None:
         doc = compute(s, now=clock.now_s(now))
@@ -269,9 +270,9 @@ def tick(*, s: Settings | None = None, now: float | None = None) -> dict[str, An
     """
     s = s or config.settings()
     now = clock.now_s(now)
-    report = slo_data.ingest(s, now=now)
-    conn = slo_data.db(s)
-    slo_data.prune(conn, s, now=now)
+    report = aggregates.ingest(s, now=now)
+    conn = aggregates.db(s)
+    aggregates.prune(conn, s, now=now)
     _backfill(conn, s, now)
     doc = compute(s, now=now)
     gate_now = gate(s=s)
@@ -330,7 +331,7 @@ def rebaseline(reason: object = None, *, s: Settings | None = None, now: float |
     s = s or config.settings()
     now = clock.now_s(now)
     text = validate_reason(reason, required=False)
-    conn = slo_data.db(s)
+    conn = aggregates.db(s)
     with store.transaction(conn):
         _set_meta(conn, "rebaseline_at", repr(now))
     ndjson.append(s.log_path(BUDGET_LOG), "slo_rebaseline", now=now, reason=text, rebaseline_at=clock.iso(now))
@@ -347,7 +348,7 @@ def recent_p95_ms(*, s: Settings | None = None, now: float | None = None, minute
     if isinstance(minutes, bool) or not isinstance(minutes, int) or not 1 <= minutes <= 1440:
         raise ValidationError("minutes must be a whole number from 1 to 1440", field="minutes")
     now = clock.now_s(now)
-    slo_data.ingest(s, now=now)
-    cur = slo_data.last_minute(now)
-    wins = slo_data.Windows(slo_data.db(s), cur - minutes + 1, cur)
+    aggregates.ingest(s, now=now)
+    cur = aggregates.last_minute(now)
+    wins = aggregates.Windows(aggregates.db(s), cur - minutes + 1, cur)
     return _r(sketch.quantiles(wins.merged(cur - minutes + 1, cur), (0.95,))[0], 2)

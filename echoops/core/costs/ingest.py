@@ -16,8 +16,9 @@ from collections import Counter
 from collections.abc import Iterator
 from typing import Any
 
-from echoops.core import clock, files, ndjson, prices, store
+from echoops.core import clock, files, ndjson, store
 from echoops.core.config import Settings
+from echoops.core.costs import prices
 from echoops.core.errors import EchoopsError
 
 SOURCE = "ai_usage.ndjson"
@@ -209,11 +210,11 @@ def ingest_usage(conn: sqlite3.Connection, s: Settings, now: float) -> dict[str,
 
 def _fees_from_stripe(s: Settings, since: float) -> tuple[dict[str, list[int]], dict[str, int]]:
     """Balance transactions since `since`: per day [fee cents (USD), count], plus other currencies."""
-    from echoops.core import stripe_api
+    from echoops.core.portal.stripe import client
 
     per_day: dict[str, list[int]] = {}
     other: Counter[str] = Counter()
-    for txn in stripe_api.iter_list("/v1/balance_transactions", {"created[gte]": int(since)}, s=s):
+    for txn in client.iter_list("/v1/balance_transactions", {"created[gte]": int(since)}, s=s):
         created, fee, currency = txn.get("created"), txn.get("fee"), txn.get("currency")
         if type(created) is not int or type(fee) is not int or created < since:
             continue

@@ -11,7 +11,7 @@ from typing import Any
 from echoops.core import clock, config, files
 from echoops.core.config import Settings
 from echoops.core.errors import ValidationError
-from echoops.core.pager import SEVERITIES, SUMMARY_FILE, db
+from echoops.core.pager.model import SEVERITIES, SUMMARY_FILE, db
 
 MAX_SUMMARY_HOURS = 24 * 31
 

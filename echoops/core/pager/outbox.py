@@ -26,9 +26,10 @@ import time
 from collections import Counter
 from typing import Any
 
-from echoops.core import clock, ndjson, pager, store
-from echoops.core.channels import Outcome, Page
+from echoops.core import clock, ndjson, store
 from echoops.core.config import Settings
+from echoops.core.pager import model
+from echoops.core.pager.channels import Outcome, Page
 from echoops.core.redact import redact
 
 MAX_ATTEMPTS = 5
@@ -116,10 +117,10 @@ def send_once(channel: str, page: Page, s: Settings) -> Outcome:
 def _send(channel: str, page: Page, s: Settings) -> list[Outcome]:
     try:
         if channel == "telegram":
-            from echoops.core.channels import telegram
+            from echoops.core.pager.channels import telegram
 
             return telegram.send(page, s)
-        from echoops.core.channels import email
+        from echoops.core.pager.channels import email
 
         return email.send(page, s)
     except Exception as exc:  # a bug in a channel must not wedge the outbox
@@ -178,7 +179,7 @@ def attempt(conn: sqlite3.Connection, row: sqlite3.Row, s: Settings, now: float)
                 row["rowid"],
             ),
         )
-    path = s.log_path(pager.INCIDENTS_LOG)
+    path = s.log_path(model.INCIDENTS_LOG)
     first = row["attempts"] + 1
     for n, outcome in enumerate(outcomes, start=first):
         fields: dict[str, Any] = {
@@ -220,7 +221,7 @@ def drain(
     cuts a backoff wait short (a new enqueue in this process goes out at once).
     Returns counts of attempts by resulting state.
     """
-    conn = pager.db(s)
+    conn = model.db(s)
     start_wall, start_mono = clock.now_s(now), time.monotonic()
 
     def current() -> float:
@@ -271,15 +272,15 @@ class BackgroundDrain:
         self.thread = threading.Thread(target=self._loop, name="echoops-pager-drain", daemon=True)
 
     def start(self) -> BackgroundDrain:
-        pager.ENQUEUE_LISTENERS.append(self.wake.set)
+        model.ENQUEUE_LISTENERS.append(self.wake.set)
         self.thread.start()
         return self
 
     def close(self, timeout: float = 5.0) -> None:
         self.stop.set()
         self.wake.set()
-        if self.wake.set in pager.ENQUEUE_LISTENERS:
-            pager.ENQUEUE_LISTENERS.remove(self.wake.set)
+        if self.wake.set in model.ENQUEUE_LISTENERS:
+            model.ENQUEUE_LISTENERS.remove(self.wake.set)
         self.thread.join(timeout)
 
     def _loop(self) -> None:

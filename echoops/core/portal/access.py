@@ -10,8 +10,7 @@
 - Every access attempt appends `{email, ip, resource, status, reason?}` to
   `logs/portal_access.ndjson`; the token never is.
 
-The ledger lives in core/ledger.py, the importer in core/ledger_import.py; `import_purchases` and `fees_by_day`
-are re-exported here (the interface other features use).
+The ledger lives in `ledger`, the importer in `importer`, rendered documents in `documents`.
 """
 
 from __future__ import annotations
@@ -26,11 +25,12 @@ from urllib.parse import parse_qs, urlsplit
 
 import orjson
 
-from echoops.core import clock, config, ledger, ndjson, portal_docs, signing
+from echoops.core import clock, config, ndjson, signing
 from echoops.core.config import Settings
 from echoops.core.errors import EchoopsError, NotFound, ValidationError
-from echoops.core.ledger import fees_by_day  # noqa: F401 (the portal interface)
-from echoops.core.ledger_import import import_purchases  # noqa: F401 (the portal interface)
+from echoops.core.portal import documents, ledger
+from echoops.core.portal.importer import import_purchases  # noqa: F401 (the portal interface)
+from echoops.core.portal.ledger import fees_by_day  # noqa: F401 (the portal interface)
 
 PURPOSE_DOWNLOAD = "portal.download"
 PURPOSE_UNSUBSCRIBE = "portal.unsubscribe"
@@ -57,7 +57,7 @@ class Document:
     filename: str | None = None
     inline: bool = True
     location: str | None = None
-    csp: str | None = portal_docs.PAGE_CSP
+    csp: str | None = documents.PAGE_CSP
 
     @property
     def status(self) -> int:
@@ -98,7 +98,7 @@ def receipts(email: str, *, limit: int = 100, s: Settings | None = None, now: fl
                 "created": clock.iso(row["created"]),
                 "amount": row["amount_cents"],
                 "currency": row["currency"],
-                "amount_display": portal_docs.format_amount(row["amount_cents"], row["currency"]),
+                "amount_display": documents.format_amount(row["amount_cents"], row["currency"]),
                 "description": row["description"],
                 "status": row["status"],
                 "invoice_number": row["invoice_number"],
@@ -245,13 +245,13 @@ def _document(s: Settings, claims: signing.Claims, now: float | None) -> tuple[D
                 content_type=ctype + ("; charset=utf-8" if ctype == "text/plain" else ""),
                 filename=f"{kind}-{_safe_name(purchase_id)}{path.suffix.lower()}",
                 inline=inline,
-                csp=portal_docs.FILE_CSP,
+                csp=documents.FILE_CSP,
             ),
             "file",
         )
     if kind == "invoice" and not _has_invoice(row):
         raise _Refused(404, "purchase has no invoice")
-    html = portal_docs.render_document(
+    html = documents.render_document(
         row, kind, seller=s.portal_seller_name, unsubscribe_url=unsubscribe_url(row["email"], s=s, now=now)
     )
     return Document(kind="html", body=html, filename=f"{kind}-{_safe_name(purchase_id)}.html"), "rendered"
@@ -309,7 +309,7 @@ def unsubscribe_view(
     s = s or config.settings()
     claims = _unsubscribe_claims(token, "unsubscribe:view", ip, s, now)
     already = ledger.is_unsubscribed(claims.email, s=s)
-    page = portal_docs.render_unsubscribe_confirm(
+    page = documents.render_unsubscribe_confirm(
         claims.email, seller=s.portal_seller_name, action=f"{UNSUBSCRIBE_PATH}?token={token}", already=already
     )
     _audit(s, email=claims.email, ip=ip, resource="unsubscribe", status=200, action="unsubscribe:view", now=now)
@@ -342,7 +342,7 @@ def unsubscribe_one_click(
 def unsubscribed_page(email: str, *, s: Settings | None = None) -> Document:
     """The page a person sees after pressing the one-click button (the POST asked for HTML)."""
     s = s or config.settings()
-    return Document(kind="html", body=portal_docs.render_unsubscribed(email, seller=s.portal_seller_name))
+    return Document(kind="html", body=documents.render_unsubscribed(email, seller=s.portal_seller_name))
 
 
 def set_subscription(

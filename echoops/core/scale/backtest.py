@@ -7,7 +7,7 @@ over intervals that ended with a backlog, else SCALE_JOBS_PER_WORKER_MIN (or
 every interval: served = min(backlog + arrivals, workers x capacity x dt), backlog carries
 the rest; the policy's own forecaster sees the simulated samples exactly as `scale tick`
 would. Every `tick_min` minutes (the scheduler's 10 by default) it calls
-scale_policy.decide and a change takes effect at once (real mode, no actuator failures,
+policy.decide and a change takes effect at once (real mode, no actuator failures,
 no gate, no p95 signal in a trace).
 
 Policies. "predictive" is production: backlog + Holt forecast of arrivals over the horizon.
@@ -32,8 +32,8 @@ import orjson
 from echoops.core import clock, config
 from echoops.core.config import Settings
 from echoops.core.errors import NotFound, ValidationError
-from echoops.core.forecast import Forecaster, parse_sample
-from echoops.core.scale_policy import PolicyConfig, decide
+from echoops.core.scale.forecast import Forecaster, parse_sample
+from echoops.core.scale.policy import PolicyConfig, decide
 
 POLICIES = ("predictive", "reactive")
 

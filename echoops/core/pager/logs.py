@@ -11,9 +11,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from echoops.core import clock, ndjson, pager, store
+from echoops.core import clock, ndjson, store
 from echoops.core.config import Settings
-from echoops.core.fingerprint import fingerprint as make_fingerprint
+from echoops.core.pager import inbox, model
+from echoops.core.pager.fingerprint import fingerprint as make_fingerprint
 
 CONSUMER = "pager"
 
@@ -54,13 +55,13 @@ def _candidate(obj: dict[str, Any], stem: str) -> tuple[str, str, str] | str:
     if not isinstance(msg, str) or not msg.strip():
         return "no_msg"
     raw = msg.encode("utf-8", "replace")
-    if len(raw) > pager.MAX_MSG_BYTES:
-        msg = raw[: pager.MAX_MSG_BYTES].decode("utf-8", "ignore")
+    if len(raw) > model.MAX_MSG_BYTES:
+        msg = raw[: model.MAX_MSG_BYTES].decode("utf-8", "ignore")
     source = obj.get("source")
     source = source.strip() if isinstance(source, str) and source.strip() else stem
-    source = source[: pager.MAX_SOURCE_CHARS]
+    source = source[: model.MAX_SOURCE_CHARS]
     fp = obj.get("fingerprint")
-    if not (isinstance(fp, str) and fp.strip() and len(fp.strip()) <= pager.MAX_FINGERPRINT_CHARS):
+    if not (isinstance(fp, str) and fp.strip() and len(fp.strip()) <= model.MAX_FINGERPRINT_CHARS):
         fp = make_fingerprint(source, msg)
     return msg, source, fp.strip()
 
@@ -90,7 +91,7 @@ def _fold(batch: list[dict], path: Path, now: float, groups: dict[str, list], re
 
 def ingest(s: Settings, *, now: float) -> dict[str, Any]:
     """Read new lines of every input log; returns counts and the incidents raised."""
-    conn = pager.db(s)
+    conn = model.db(s)
     stats: dict[str, Any] = {"files": 0, "lines": 0, "critical": 0, "stale": 0, "bad": 0, "incidents": []}
     for path in input_logs(s):
         if not ndjson.pending(conn, path, CONSUMER):
@@ -108,9 +109,9 @@ def ingest(s: Settings, *, now: float) -> dict[str, Any]:
                         more = True
                         break
                 items = [tuple(g) for g in groups.values()]
-                results, events, enqueued = pager.store_incidents(conn, s, items, now=now)
+                results, events, enqueued = inbox.store_incidents(conn, s, items, now=now)
                 reader.commit(now)
-            pager.publish(s, events, enqueued, now=now)
+            inbox.publish(s, events, enqueued, now=now)
             stats["lines"] += reader.lines
             stats["bad"] += sum(reader.bad.values())
             stats["incidents"].extend(results)

@@ -19,8 +19,9 @@ from typing import Any
 
 import orjson
 
-from echoops.core import clock, config, prices
+from echoops.core import clock, config
 from echoops.core.config import Settings
+from echoops.core.costs import prices
 
 STATE_FILE = "cost_state.json"
 DAY_S = 86400

@@ -35,11 +35,12 @@ from typing import IO, Any
 
 from croniter import croniter
 
-from echoops.core import clock, config, crontab, ndjson, store
+from echoops.core import clock, config, ndjson, store
 from echoops.core.config import Settings
-from echoops.core.crontab import Job, Schedule
 from echoops.core.errors import ValidationError
 from echoops.core.redact import redact
+from echoops.core.scheduler import crontab
+from echoops.core.scheduler.crontab import Job, Schedule
 
 SCHEMA = store.Schema(
     "scheduler",

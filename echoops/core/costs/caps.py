@@ -5,7 +5,7 @@
   appends a `cost_tick` event to `logs/costs.ndjson`.
 - `status()` is the `/api/costs/status` document; `set_cap()` stores a cap that overrides
   the environment until changed and recomputes the decisions at once.
-- `guard(model)` (from cost_guard) is the live decision in front of an AI call.
+- `guard(model)` (from `guardrail`) is the live decision in front of an AI call.
 
 States per scope (global and each capped model): ok < 90% <= warn < 100% <= throttle.
 Stripe fees have their own optional cap and only warn/page (state ok|warn|over): throttling
@@ -19,10 +19,11 @@ import sqlite3
 import time
 from typing import Any
 
-from echoops.core import clock, config, files, ndjson, prices, store
+from echoops.core import clock, config, files, ndjson, store
 from echoops.core.config import Settings
-from echoops.core.cost_guard import STATE_FILE, decide, guard, known_models
-from echoops.core.cost_ingest import ingest_usage, sync_fees
+from echoops.core.costs import prices
+from echoops.core.costs.guardrail import STATE_FILE, decide, guard, known_models
+from echoops.core.costs.ingest import ingest_usage, sync_fees
 from echoops.core.errors import EchoopsError, ValidationError
 
 __all__ = ["SCHEMA", "check", "guard", "set_cap", "status", "tick", "state_document"]

@@ -1,8 +1,8 @@
 """Predictive worker autoscale: ingest queue samples, decide, log, and (real mode) actuate.
 
 Signals: `logs/queue.ndjson` read incrementally (consumer "scale") into a rolling
-forecaster state (core/forecast.py), p95 latency from the SLO core, the deploy gate flag.
-The decision is core/scale_policy.decide, the same function `scale simulate` replays.
+forecaster state (`forecast`), p95 latency from the SLO core, the deploy gate flag.
+The decision is `policy.decide`, the same function `scale simulate` replays.
 
 `actual`: the workers of the latest queue sample (SCALE_MIN before any sample), except
 that a successful actuation newer than that sample wins until a later sample arrives.
@@ -25,9 +25,9 @@ import orjson
 from echoops.core import clock, config, files, ndjson, store
 from echoops.core.config import Settings
 from echoops.core.errors import EchoopsError, NotConfigured, ValidationError
-from echoops.core.forecast import Forecaster, parse_sample
 from echoops.core.pager import raise_incident
-from echoops.core.scale_policy import Decision, PolicyConfig, decide
+from echoops.core.scale.forecast import Forecaster, parse_sample
+from echoops.core.scale.policy import Decision, PolicyConfig, decide
 from echoops.core.slo import recent_p95_ms
 
 SCHEMA = store.Schema(

@@ -13,8 +13,8 @@ import ssl
 from email.message import EmailMessage
 from email.utils import formatdate
 
-from echoops.core.channels import Outcome, Page
 from echoops.core.config import Settings
+from echoops.core.pager.channels import Outcome, Page
 from echoops.core.redact import redact
 
 MAX_SUBJECT = 180

@@ -1,0 +1,42 @@
+"""SLOs and error budgets (phase 76).
+
+Request logs are ingested incrementally into per-minute aggregates with a latency sketch
+(`aggregates`, `sketch`); each tick computes p95/p99, error rate, burn over eight windows,
+the alert tiers and a red/yellow/green state (`rules`), writes `slo_status.json`, and sets
+the deploy gate on sustained burn (`deploy_gate`). `budget` runs the tick and serves status.
+
+Interface to the other controls: `tick`, `status`, `rebaseline`, `recent_p95_ms` (the
+autoscaler's latency signal) and the deploy gate (`gate`, `clear_gate`, `require_gate_open`,
+`gate_path`): the autoscaler refuses to scale up while the gate is set.
+"""
+
+from echoops.core.slo.budget import STATUS_FILE, compute, rebaseline, recent_p95_ms, status, tick
+from echoops.core.slo.deploy_gate import (
+    BUDGET_LOG,
+    GATE_FLAG,
+    DeployGateSet,
+    clear_gate,
+    gate,
+    gate_path,
+    require_gate_open,
+    set_gate,
+    validate_reason,
+)
+
+__all__ = [
+    "BUDGET_LOG",
+    "GATE_FLAG",
+    "STATUS_FILE",
+    "DeployGateSet",
+    "clear_gate",
+    "compute",
+    "gate",
+    "gate_path",
+    "rebaseline",
+    "recent_p95_ms",
+    "require_gate_open",
+    "set_gate",
+    "status",
+    "tick",
+    "validate_reason",
+]
