@@ -84,3 +84,36 @@ def test_portal_card_lookup_copy_link_and_access(browser, live_server, log_dir, 
         assert csp_violations(page) == []
     finally:
         page.context.close()
+
+
+@pytest.mark.browser
+def test_refunds_synced_from_stripe_show_under_the_amount(browser, live_server, monkeypatch):
+    from echoops.core.portal.stripe import sync
+    from tests.fakes_stripe import FakeStripe, charge
+
+    monkeypatch.setenv("PORTAL_SIGNING_SECRET", SECRET)
+    t = 1_795_000_000
+    charges = [
+        charge("ch_full", "r@example.com", 2000, t, refunded=2000),
+        charge("ch_part", "r@example.com", 3000, t + 1, refunded=500),
+        charge("ch_none", "r@example.com", 1000, t + 2),
+    ]
+    with FakeStripe({"charges": charges, "invoices": [], "invoice_payments": []}) as fake:
+        monkeypatch.setenv("STRIPE_API_BASE", fake.url)
+        monkeypatch.setenv("STRIPE_API_KEY", fake.key)
+        assert sync.sync_stripe()["added"] == 3
+    server = live_server(PORTAL_SIGNING_SECRET=SECRET)
+    page = open_dashboard(browser, server, viewport=DESKTOP)
+    try:
+        section = card(page, "portal")
+        section.locator("#portal-email").fill("r@example.com")
+        section.get_by_role("button", name="Look up").click()
+        rows = section.locator("tbody tr")
+        expect(rows).to_have_count(3)
+        expect(section.locator('[data-purchase="ch_full"] .portal-amount')).to_have_text("USD 20.00refunded")
+        expect(section.locator('[data-purchase="ch_part"] .portal-amount')).to_have_text("USD 30.00refunded USD 5.00")
+        expect(section.locator('[data-purchase="ch_none"] .portal-refund')).to_have_count(0)
+        assert page.console_errors == []
+        assert csp_violations(page) == []
+    finally:
+        page.context.close()

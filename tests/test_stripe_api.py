@@ -112,3 +112,35 @@ def test_fake_serves_balance_transactions_with_filters(fake):
     )
     objs, _ = _list("/v1/balance_transactions", {"type": "charge"})
     assert [(o["id"], o["fee"]) for o in objs] == [("txn_1", 59)]
+
+
+def test_every_request_pins_the_api_version(fake):
+    _list("/v1/charges", page_size=10)
+    client.retrieve("/v1/charges/ch_003", s=config.settings())
+    assert len(fake.headers) == 4
+    assert {h["Stripe-Version"] for h in fake.headers} == {client.API_VERSION} == {"2026-10-28.endive"}
+
+
+@pytest.mark.parametrize(
+    ("path", "params", "message"),
+    [
+        ("/v1/charges", {"email": "a@example.com"}, "'email' is not a filter Stripe documents for /v1/charges"),
+        ("/v1/invoices/in_1/lines", {"status": "paid"}, "'status' is not a filter Stripe documents"),
+        ("/v1/customers", {}, "'/v1/customers' is not a Stripe list endpoint echoops reads"),
+    ],
+)
+def test_only_documented_filters_are_sent(fake, path, params, message):
+    with pytest.raises(ValidationError, match=message.replace("[", "\\[").replace("]", "\\]")):
+        _list(path, params)
+    assert fake.requests == []  # refused before any request
+
+
+def test_retrieve_reads_one_object_and_names_a_404(fake):
+    obj = client.retrieve("/v1/charges/ch_007", {"expand[]": ["customer"]}, s=config.settings())
+    assert (obj["id"], obj["amount"]) == ("ch_007", 1007)
+    with pytest.raises(client.StripeError) as info:
+        client.retrieve("/v1/charges/ch_nope", s=config.settings())
+    assert info.value.http_status == 404 and info.value.status == 502
+    assert info.value.detail == "Stripe answered 404 to /v1/charges/ch_nope: No such charge: 'ch_nope'"
+    with pytest.raises(ValidationError, match="only expand"):
+        client.retrieve("/v1/charges/ch_007", {"limit": 1}, s=config.settings())

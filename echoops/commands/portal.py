@@ -148,7 +148,11 @@ def sync_stripe_cmd(
     since: str | None = typer.Option(None, "--since", help="Only objects created at/after this (ISO or epoch s)."),
     json_out: bool = JSON_OPT,
 ) -> None:
-    """Pull charges (receipt_url) and invoices (invoice_pdf) from Stripe into the ledger (needs STRIPE_API_KEY).
+    """Pull paid invoices and charges from Stripe into the ledger, one purchase per payment (needs STRIPE_API_KEY).
+
+    Re-running is safe: a sync that finds nothing new adds and changes nothing. Purchases
+    without any email (charge, invoice or Customer) are skipped and their ids listed.
+    Exit 1 when Stripe refuses or stays down (nothing lands then).
 
     Example: echoops portal sync-stripe --since 2026-11-01 --json
     """
@@ -163,10 +167,23 @@ def sync_stripe_cmd(
     body = sync.sync_stripe(since=since_ts)
     if json_out:
         emit_json(body)
-    else:
-        skipped = ", ".join(f"{k}: {v}" for k, v in body["skipped"].items()) or "none"
-        read = f"{body['invoices']} invoice(s), {body['charges']} charge(s) read"
-        typer.echo(f"{read}; {body['landed']} landed; skipped {skipped}")
+        return
+    labels = {
+        "invoices": "invoice",
+        "invoice_payments": "invoice payment",
+        "charges": "charge",
+        "refunds": "refund",
+        "refunded_charges": "refunded older charge",
+        "customers": "customer",
+    }
+    read = ", ".join(f"{n} {labels.get(k, k)}(s)" for k, n in body["read"].items()) or "nothing"
+    merged = f", {body['removed']} merged into their invoice" if body["removed"] else ""
+    typer.echo(f"read {read}; {body['landed']} purchase(s): {body['added']} added, {body['updated']} updated{merged}")
+    skipped = []
+    for reason, n in body["skipped"].items():
+        ids = body["skipped_ids"].get(reason)
+        skipped.append(f"{reason} {n}" + (f" ({', '.join(ids)}{', …' if len(ids) < n else ''})" if ids else ""))
+    typer.echo(f"skipped: {', '.join(skipped) or 'none'}")
 
 
 @app.command("audit")

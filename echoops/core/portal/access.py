@@ -81,8 +81,9 @@ def _has_invoice(row: Any) -> bool:
 
 
 def receipts(email: str, *, limit: int = 100, s: Settings | None = None, now: float | None = None) -> dict[str, Any]:
-    """`{email, unsubscribed, unsubscribe_url, purchases:[{id, created, amount, currency, ..., receipt_url,
-    invoice_url, expires_at}]}`, newest first; amounts in minor units. ValidationError on a bad email."""
+    """`{email, unsubscribed, unsubscribe_url, purchases:[{id, created, amount, currency, amount_display,
+    refunded, refunded_display, ..., receipt_url, invoice_url, expires_at}]}`, newest first; amounts
+    in minor units (`refunded` 0 unless refunded). ValidationError on a bad email."""
     s = s or config.settings()
     email = ledger.normalize_email(email)
     if not 1 <= limit <= MAX_LIMIT:
@@ -99,6 +100,10 @@ def receipts(email: str, *, limit: int = 100, s: Settings | None = None, now: fl
                 "amount": row["amount_cents"],
                 "currency": row["currency"],
                 "amount_display": documents.format_amount(row["amount_cents"], row["currency"]),
+                "refunded": row["refunded_cents"],
+                "refunded_display": (
+                    documents.format_amount(row["refunded_cents"], row["currency"]) if row["refunded_cents"] else None
+                ),
                 "description": row["description"],
                 "status": row["status"],
                 "invoice_number": row["invoice_number"],

@@ -84,12 +84,19 @@ def render_document(row: Any, kind: str, *, seller: str, unsubscribe_url: str) -
     dl = "".join(f"<dt>{escape(k)}</dt><dd>{escape(str(v))}</dd>" for k, v in (f for f in facts if f))
     line = escape(row["description"] or "Purchase")
     heading = f"{title} {escape(number)}" if (kind == "invoice" and number) else title
+    refunded = int(row["refunded_cents"] or 0) if "refunded_cents" in row.keys() else 0  # noqa: SIM118 (sqlite3.Row)
+    foot = f"<tr><td>Total</td><td class=num>{escape(amount)}</td></tr>"
+    if refunded:
+        back = format_amount(refunded, row["currency"])
+        net = format_amount(max(int(row["amount_cents"]) - refunded, 0), row["currency"])
+        foot += f"<tr><td>Refunded</td><td class=num>-{escape(back)}</td></tr>"
+        foot += f"<tr><td>Net</td><td class=num>{escape(net)}</td></tr>"
     body = (
         f"<h1>{heading}</h1><p class=muted>{escape(seller)}</p>"
         f"<dl>{dl}</dl>"
         "<table><thead><tr><th>Description</th><th class=num>Amount</th></tr></thead>"
         f"<tbody><tr><td>{line}</td><td class=num>{escape(amount)}</td></tr></tbody>"
-        f"<tfoot><tr><td>Total</td><td class=num>{escape(amount)}</td></tr></tfoot></table>"
+        f"<tfoot>{foot}</tfoot></table>"
         f"<footer>Questions about this {title.lower()}? Reply to the email it came with. "
         f'<a href="{escape(unsubscribe_url)}">Unsubscribe</a> from {escape(seller)} emails.</footer>'
     )

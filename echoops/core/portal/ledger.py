@@ -48,6 +48,10 @@ SCHEMA = store.Schema(
             source TEXT NOT NULL
         ) WITHOUT ROWID;
         """,
+        # v2: refunds (minor units). Written by the Stripe sync; imports leave it alone.
+        """
+        ALTER TABLE portal_purchases ADD COLUMN refunded_cents INTEGER NOT NULL DEFAULT 0;
+        """,
     ),
 )
 
@@ -314,7 +318,7 @@ def purchases_for(email: str, *, limit: int = 100, s: Settings | None = None) ->
     conn = conn_for(s or config.settings())
     return conn.execute(
         "SELECT id, email, created, amount_cents, currency, description, status, invoice_number, "
-        "receipt_doc, invoice_doc FROM portal_purchases WHERE email=? ORDER BY created DESC LIMIT ?",
+        "receipt_doc, invoice_doc, refunded_cents FROM portal_purchases WHERE email=? ORDER BY created DESC LIMIT ?",
         (email, limit),
     ).fetchall()
 
@@ -323,7 +327,7 @@ def purchase(purchase_id: str, *, s: Settings | None = None) -> sqlite3.Row:
     """One purchase by id; NotFound otherwise."""
     row = (
         conn_for(s or config.settings())
-        .execute(f"SELECT {','.join(COLUMNS)} FROM portal_purchases WHERE id=?", (purchase_id,))
+        .execute(f"SELECT {','.join(COLUMNS)}, refunded_cents FROM portal_purchases WHERE id=?", (purchase_id,))
         .fetchone()
     )
     if row is None:

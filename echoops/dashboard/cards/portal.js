@@ -50,6 +50,13 @@
       E.el("span", {class: "badge-word"}, word.toUpperCase()));
   }
 
+  // A refunded purchase stays listed (its receipt still matters) and says so under its amount.
+  function refundNote(p) {
+    if (p.status === "refunded") return E.el("span", {class: "muted portal-refund"}, "refunded");
+    if (p.refunded) return E.el("span", {class: "muted portal-refund"}, "refunded " + p.refunded_display);
+    return null;
+  }
+
   function purchasesTable(body, status) {
     if (!body.purchases.length) {
       return E.el("p", {class: "muted portal-empty"}, "No purchases for " + body.email + ".");
@@ -62,7 +69,7 @@
         E.el("td", {class: "portal-date"}, String(p.created).slice(0, 10)),
         E.el("td", null, E.el("span", {class: "portal-desc"}, p.description || "Purchase"),
           E.el("span", {class: "muted portal-ref"}, p.invoice_number ? p.invoice_number + " \u00b7 " + p.id : p.id)),
-        E.el("td", {class: "num portal-amount"}, p.amount_display),
+        E.el("td", {class: "num portal-amount"}, p.amount_display, refundNote(p)),
         E.el("td", null, E.el("div", {class: "portal-links"}, receipt, invoice)));
     });
     return E.el("div", {class: "table-scroll"},

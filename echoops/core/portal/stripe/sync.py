@@ -1,35 +1,101 @@
-"""Fill the purchase ledger from Stripe: invoices (with `invoice_pdf`) and charges (with `receipt_url`).
+"""Fill the purchase ledger from Stripe: one purchase per payment, under the buyer's email.
 
-An invoice becomes one purchase (id `in_…`, its number, its PDF as the invoice document);
-the charge that paid it adds its receipt URL and fee to that row instead of a second
-purchase. A charge without an invoice is a purchase of its own. Failed charges and draft
-invoices are not purchases. Rows go through the same validation as `portal import` and are
-upserted by id, so re-running a sync is safe.
+Reads, 100 objects a page, `created[gte]` when `since` is given: `/v1/invoices`,
+`/v1/invoice_payments`, `/v1/charges` (balance transaction and customer expanded) and, with
+`since`, `/v1/refunds` (a refund made today of last month's charge).
+
+- A paid, open or uncollectible invoice is one purchase (`in_…`: number, PDF, hosted page);
+  the charges that paid it add their receipt link, fee and refunds to it and are never a
+  purchase of their own. A charge belongs to an invoice when an Invoice Payment names it or
+  its payment intent (current API versions), when the invoice names it (`invoice.charge` /
+  `invoice.payment_intent`, older versions and emulators), when it names the invoice
+  (`charge.invoice`, older versions), or when an earlier sync recorded the link.
+- A succeeded, captured charge with no invoice is its own purchase (`ch_…`).
+- Refunds: a fully refunded purchase has status `refunded`; a partial refund is kept as
+  `refunded_cents`.
+- Emails: the object's own (`customer_email`, `billing_details.email`, `receipt_email`), else
+  the Customer's (expanded on charges; read once per customer per sync otherwise). A purchase
+  with no email is skipped and its id reported.
+- Drafts, failed, pending and uncaptured charges are not purchases; a voided invoice already
+  in the ledger is marked `void`.
+
+Each payment's link to its purchase (with the charge's fee, refunded amount and receipt URL) is
+kept in `portal_stripe_payments`, so a charge or refund read by a later, narrower sync updates
+the purchase it belongs to. Rows go through the same validation as `portal import`; a row is
+written only when something in it changed, so re-running a sync adds and changes nothing.
 """
 
 from __future__ import annotations
 
+import sqlite3
 from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass, field
 from typing import Any
 
 from echoops.core import clock, config, store
 from echoops.core.config import Settings
 from echoops.core.portal import ledger
-from echoops.core.portal.stripe import client
+from echoops.core.portal.stripe import client, payments, shapes
 
+SCHEMA = payments.SCHEMA
 INVOICE_STATES = ("open", "paid", "uncollectible")
+CHARGE_EXPAND = ["data.balance_transaction", "data.customer"]
+MAX_IDS = 50  # ids listed per skip reason in the report
+READ_ORDER = ("invoices", "invoice_lines", "invoice_payments", "charges", "refunds", "refunded_charges", "customers")
+_I = {name: i for i, name in enumerate(ledger.COLUMNS)}
 
 
-def _email(obj: dict[str, Any]) -> str | None:
-    details = obj.get("billing_details") if isinstance(obj.get("billing_details"), dict) else {}
-    return obj.get("customer_email") or details.get("email") or obj.get("receipt_email")
+@dataclass
+class _Charge:
+    id: str
+    purchase_id: str | None  # the invoice it paid, once known; else None (its own purchase)
+    payment_intent: str | None
+    customer: str | None
+    email: str | None
+    record: dict[str, Any]
+    fee: int | None
+    refunded: int
+    receipt_url: str | None
 
 
-def _fee(charge: dict[str, Any]) -> int | None:
-    txn = charge.get("balance_transaction")
-    if isinstance(txn, dict) and isinstance(txn.get("fee"), int):
-        return txn["fee"]
-    return None
+@dataclass
+class _Run:
+    s: Settings
+    params: dict[str, Any]
+    stamp: float
+    read: Counter = field(default_factory=Counter)
+    skipped: Counter = field(default_factory=Counter)
+    skipped_ids: dict[str, list[str]] = field(default_factory=dict)
+    customers: dict[str, str | None] = field(default_factory=dict)  # customer id -> email, per sync
+
+    def skip(self, reason: str, obj_id: object = None) -> None:
+        self.skipped[reason] += 1
+        if obj_id and reason == "no email":
+            ids = self.skipped_ids.setdefault(reason, [])
+            if len(ids) < MAX_IDS:
+                ids.append(str(obj_id))
+
+    def remember_customer(self, value: object) -> str | None:
+        """The customer id of an expandable field; an expanded Customer fills the cache."""
+        cid = shapes.ref_id(value)
+        if cid and isinstance(value, dict):
+            self.customers[cid] = shapes.customer_email(value)
+        return cid
+
+    def email_of_customer(self, cid: str | None) -> str | None:
+        if not cid:
+            return None
+        if cid not in self.customers:
+            try:
+                customer = client.retrieve(f"/v1/customers/{cid}", s=self.s)
+            except client.StripeError as exc:
+                if exc.http_status != 404:
+                    raise
+                customer = None  # gone for good: the purchase has no email
+            self.customers[cid] = shapes.customer_email(customer)
+            self.read["customers"] += 1
+        return self.customers[cid]
 
 
 def _doc(url: object) -> str | None:
@@ -41,96 +107,272 @@ def _doc(url: object) -> str | None:
         return None
 
 
-def _invoice_record(inv: dict[str, Any]) -> dict[str, Any]:
+# --- reading ---------------------------------------------------------------------------------
+
+
+def _invoice_record(run: _Run, inv: dict[str, Any]) -> dict[str, Any]:
     status = inv.get("status")
+    _texts, more, total = shapes.line_descriptions(inv)
+    count = None
+    if more and total is None and not inv.get("description"):
+        # Stripe sends the first page of lines: count the rest for "+ N more"
+        count = sum(1 for _ in client.iter_list(f"/v1/invoices/{inv['id']}/lines", s=run.s))
+        run.read["invoice_lines"] += count
     return {
         "id": inv.get("id"),
-        "email": _email(inv),
         "created": inv.get("created"),
         "amount_cents": inv.get("amount_paid") if status == "paid" else inv.get("amount_due"),
         "currency": inv.get("currency"),
-        "description": inv.get("description") or (f"Invoice {inv['number']}" if inv.get("number") else "Invoice"),
+        "description": shapes.invoice_description(inv, count),
         "status": status,
         "invoice_number": inv.get("number"),
         "invoice_document": inv.get("invoice_pdf") or inv.get("hosted_invoice_url"),
     }
 
 
-def _charge_record(ch: dict[str, Any]) -> dict[str, Any]:
-    return {
-        "id": ch.get("id"),
-        "email": _email(ch),
+@dataclass
+class _Invoice:
+    record: dict[str, Any]
+    email: str | None
+    customer: str | None
+    hosted_url: str | None
+
+
+def _read_invoices(run: _Run) -> tuple[list[_Invoice], dict[str, str], set[str]]:
+    """Invoices to land, payment id -> invoice id links, and the ids of every invoice read."""
+    out = []
+    links: dict[str, str] = {}
+    seen: set[str] = set()
+    for inv in client.iter_list("/v1/invoices", run.params, s=run.s):
+        run.read["invoices"] += 1
+        inv_id = shapes.ref_id(inv.get("id"))
+        if inv_id is None:
+            run.skip("invoice without id")
+            continue
+        seen.add(inv_id)
+        intents, charges = shapes.invoice_payment_refs(inv)
+        for pid in intents | charges:
+            links[pid] = inv_id
+        status = inv.get("status")
+        if status not in INVOICE_STATES and status != "void":
+            run.skip(f"invoice {status}")
+            continue
+        cid = run.remember_customer(inv.get("customer"))
+        out.append(_Invoice(_invoice_record(run, inv), shapes.own_email(inv), cid, _doc(inv.get("hosted_invoice_url"))))
+    return out, links, seen
+
+
+def _read_invoice_payments(run: _Run, links: dict[str, str]) -> str:
+    """Add the Invoice Payments' links; which source linked invoices to payments."""
+    try:
+        run.read["invoice_payments"] += 0
+        for ip in client.iter_list("/v1/invoice_payments", run.params, s=run.s):
+            run.read["invoice_payments"] += 1
+            inv_id = shapes.ref_id(ip.get("invoice"))
+            if not inv_id:
+                continue
+            for pid in shapes.payment_refs(ip):
+                if pid:
+                    links[pid] = inv_id
+    except client.StripeError as exc:
+        if exc.http_status != 404:
+            raise
+        del run.read["invoice_payments"]
+        # A server without Invoice Payments (an emulator; Stripe has them on every version
+        # echoops pins): the invoices' and charges' own fields carry the links.
+        return "invoice and charge fields (no /v1/invoice_payments)"
+    return "invoice payments"
+
+
+def _charge(run: _Run, ch: dict[str, Any], counted: str = "charges") -> _Charge | None:
+    run.read[counted] += 1
+    status = ch.get("status")
+    if status != "succeeded":
+        run.skip(f"charge {status}")
+        return None
+    if ch.get("captured") is False:
+        run.skip("charge not captured")
+        return None
+    ch_id = shapes.ref_id(ch.get("id"))
+    if ch_id is None:
+        run.skip("charge without id")
+        return None
+    record = {
+        "id": ch_id,
         "created": ch.get("created"),
         "amount_cents": ch.get("amount"),
         "currency": ch.get("currency"),
         "description": ch.get("description") or "",
-        "status": "refunded" if ch.get("refunded") else "paid",
-        "fee_cents": _fee(ch),
-        "document": ch.get("receipt_url"),
+        "status": "paid",
     }
+    return _Charge(
+        id=ch_id,
+        purchase_id=shapes.ref_id(ch.get("invoice")),
+        payment_intent=shapes.ref_id(ch.get("payment_intent")),
+        customer=run.remember_customer(ch.get("customer")),
+        email=shapes.own_email(ch),
+        record=record,
+        fee=shapes.fee_cents(ch),
+        refunded=shapes.refunded_cents(ch),
+        receipt_url=_doc(ch.get("receipt_url")),
+    )
+
+
+def _read_charges(run: _Run) -> list[_Charge]:
+    params = {**run.params, "expand[]": CHARGE_EXPAND}
+    out = [c for ch in client.iter_list("/v1/charges", params, s=run.s) if (c := _charge(run, ch))]
+    if "created[gte]" in run.params:
+        # A refund in the window of a charge from before it: read that charge again.
+        seen = {c.id for c in out}
+        wanted: list[str] = []
+        run.read["refunds"] += 0
+        for refund in client.iter_list("/v1/refunds", run.params, s=run.s):
+            run.read["refunds"] += 1
+            ch_id = shapes.ref_id(refund.get("charge"))
+            if ch_id and ch_id not in seen:
+                seen.add(ch_id)
+                wanted.append(ch_id)
+        for ch_id in wanted:
+            obj = client.retrieve(f"/v1/charges/{ch_id}", {"expand[]": ["balance_transaction", "customer"]}, s=run.s)
+            if c := _charge(run, obj, counted="refunded_charges"):
+                out.append(c)
+    return out
+
+
+# --- writing ---------------------------------------------------------------------------------
+
+
+def _existing(conn: sqlite3.Connection, ids: Iterable[str]) -> dict[str, tuple]:
+    """Ledger rows by id: COLUMNS values plus refunded_cents at the end."""
+    out: dict[str, tuple] = {}
+    cols = ",".join(ledger.COLUMNS) + ",refunded_cents"
+    for chunk in payments.chunks(ids):
+        sql = f"SELECT {cols} FROM portal_purchases WHERE id IN ({','.join('?' * len(chunk))})"
+        out.update((row[0], tuple(row)) for row in conn.execute(sql, chunk))
+    return out
+
+
+def _final(row: list, derived: tuple[int | None, int, str | None] | None, fallback_receipt: str | None) -> int:
+    """Apply a purchase's charges to its row (fee, receipt link, refunded status); its refunded cents."""
+    fee, refunded, receipt = derived or (None, 0, None)
+    if fee is not None:
+        row[_I["fee_cents"]] = fee
+    row[_I["receipt_doc"]] = receipt or row[_I["receipt_doc"]] or fallback_receipt
+    amount = row[_I["amount_cents"]]
+    if row[_I["status"]] in ("paid", "refunded"):
+        row[_I["status"]] = "refunded" if amount > 0 and refunded >= amount else "paid"
+    return min(refunded, amount)
+
+
+def _same(new: tuple, refunded: int, old: tuple | None) -> bool:
+    if old is None:
+        return False
+    cols = len(ledger.COLUMNS)
+    return new[1 : cols - 1] == old[1 : cols - 1] and refunded == old[cols]
+
+
+def _link(conn: sqlite3.Connection, charges: list[_Charge], links: dict[str, str]) -> None:
+    """Set each charge's invoice: its own field, this sync's links, then earlier syncs' links."""
+    known = payments.known(conn, [c.id for c in charges] + [c.payment_intent for c in charges if c.payment_intent])
+    for c in charges:
+        earlier = known.get(c.id)
+        c.purchase_id = (
+            c.purchase_id
+            or links.get(c.id)
+            or links.get(c.payment_intent or "")
+            or (earlier if earlier != c.id else None)
+            or known.get(c.payment_intent or "")
+        )
+
+
+def _rows(run: _Run, invoices: list[_Invoice], charges: list[_Charge]) -> dict[str, tuple[list, bool]]:
+    """Validated ledger rows by id, with whether the row may only update an existing one (void
+    invoices). Emails are resolved here, outside the write transaction: a Customer may be read."""
+    candidates = [(inv.record, inv.email, inv.customer, inv.record["status"] == "void") for inv in invoices]
+    candidates += [(c.record, c.email, c.customer, False) for c in charges if c.purchase_id is None]
+    rows: dict[str, tuple[list, bool]] = {}
+    for record, email, cid, only_update in candidates:
+        email = email or run.email_of_customer(cid)
+        if not email:
+            run.skip("no email", record["id"])
+            continue
+        try:
+            row = ledger.purchase_row({**record, "email": email}, source="stripe", now=run.stamp)
+        except (ValueError, KeyError) as exc:
+            kind = "invoice" if str(record.get("id", "")).startswith("in_") else "charge"
+            run.skip(f"{kind}: {str(exc).split(':')[0]}")
+            continue
+        rows[row[0]] = (list(row), only_update)
+    return rows
 
 
 def sync_stripe(*, since: float | None = None, s: Settings | None = None, now: float | None = None) -> dict[str, Any]:
     """Upsert Stripe invoices and charges created at or after `since` (epoch s) into the ledger.
 
-    Returns `{"invoices", "charges", "landed", "skipped": {reason: n}}`. NotConfigured without
+    Returns `{"api_version", "read": {object: n}, "linked_by", "landed", "added", "updated",
+    "removed", "skipped": {reason: n}, "skipped_ids": {"no email": [ids]}}`: `landed` purchases
+    were valid in this sync, `added`/`updated` rows were written (both 0 on a re-run), `removed`
+    charges had been landed alone before their invoice link was known. NotConfigured without
     STRIPE_API_KEY, StripeError when Stripe refuses or stays down (nothing lands then).
     """
     s = s or config.settings()
-    stamp = clock.now_s(now)
-    params: dict[str, Any] = {} if since is None else {"created[gte]": int(since)}
-    skipped: Counter[str] = Counter()
-    rows: dict[str, tuple] = {}
-    seen = Counter()
-    for inv in client.iter_list("/v1/invoices", params, s=s):
-        seen["invoices"] += 1
-        if inv.get("status") not in INVOICE_STATES:
-            skipped[f"invoice {inv.get('status')}"] += 1
-            continue
-        try:
-            rows[inv["id"]] = ledger.purchase_row(_invoice_record(inv), source="stripe", now=stamp)
-        except (ValueError, KeyError) as exc:
-            skipped[f"invoice: {str(exc).split(':')[0]}"] += 1
-    attach: list[tuple[str | None, int | None, str]] = []
-    for ch in client.iter_list("/v1/charges", {**params, "expand[]": "data.balance_transaction"}, s=s):
-        seen["charges"] += 1
-        if ch.get("status") != "succeeded":
-            skipped[f"charge {ch.get('status')}"] += 1
-            continue
-        invoice_id = ch.get("invoice")
-        if isinstance(invoice_id, dict):
-            invoice_id = invoice_id.get("id")
-        if invoice_id and invoice_id in rows:
-            row = list(rows[invoice_id])
-            row[ledger.COLUMNS.index("receipt_doc")] = _doc(ch.get("receipt_url"))
-            if _fee(ch) is not None:
-                row[ledger.COLUMNS.index("fee_cents")] = _fee(ch)
-            rows[invoice_id] = tuple(row)
-            continue
-        if invoice_id:
-            # the invoice came in an earlier sync: attach to it if it is in the ledger
-            attach.append((_doc(ch.get("receipt_url")), _fee(ch), invoice_id))
-            continue
-        try:
-            rows[ch["id"]] = ledger.purchase_row(_charge_record(ch), source="stripe", now=stamp)
-        except (ValueError, KeyError) as exc:
-            skipped[f"charge: {str(exc).split(':')[0]}"] += 1
+    run = _Run(s, {} if since is None else {"created[gte]": int(since)}, clock.now_s(now))
+    run.read.update(invoices=0, charges=0)  # always reported; the others when read
+    invoices, links, invoices_read = _read_invoices(run)
+    linked_by = _read_invoice_payments(run, links)
+    charges = _read_charges(run)
     conn = ledger.conn_for(s)
+    store.ensure(conn, SCHEMA)
+    _link(conn, charges, links)
+    rows = _rows(run, invoices, charges)
+    hosted = {inv.record["id"]: inv.hosted_url for inv in invoices}
+
+    added = updated = 0
     with store.transaction(conn):
-        conn.executemany(ledger.UPSERT_SQL, list(rows.values()))
-        attached = 0
-        for receipt_url, fee, invoice_id in attach:
-            cur = conn.execute(
-                "UPDATE portal_purchases SET receipt_doc=coalesce(?, receipt_doc), fee_cents=coalesce(?, fee_cents), "
-                "updated_at=? WHERE id=?",
-                (receipt_url, fee, stamp, invoice_id),
+        charge_links = [
+            payments.ChargeLink(
+                c.id, c.purchase_id or c.id, c.payment_intent, c.record["created"], c.fee, c.refunded, c.receipt_url
             )
-            attached += cur.rowcount
-        if attached < len(attach):
-            skipped["charge for an invoice not in the ledger"] += len(attach) - attached
+            for c in charges
+        ]
+        touched, removed = payments.record(conn, charge_links, links, run.stamp)
+        touched = sorted(touched | set(rows))
+        alone = {c.id for c in charges if c.purchase_id is None}
+        totals = payments.totals(conn, touched)
+        existing = _existing(conn, touched)
+        writes: list[tuple] = []
+        refunds: list[tuple] = []
+        for pid in touched:
+            old = existing.get(pid)
+            if pid in rows:
+                row, only_update = rows[pid]
+                if only_update and old is None:
+                    run.skip("invoice void")
+                    continue
+            elif old is not None:
+                row = list(old[: len(ledger.COLUMNS)])  # a purchase from an earlier sync, updated by a payment
+            else:
+                if pid not in invoices_read and pid not in alone:  # else it was skipped, and said why
+                    run.skip("charge of an invoice not in the ledger")
+                continue
+            refunded = _final(row, totals.get(pid), hosted.get(pid))
+            if _same(tuple(row), refunded, old):
+                continue
+            row[_I["updated_at"]] = run.stamp
+            writes.append(tuple(row))
+            refunds.append((refunded, run.stamp, pid))
+            added += old is None
+            updated += old is not None
+        conn.executemany(ledger.UPSERT_SQL, writes)
+        conn.executemany("UPDATE portal_purchases SET refunded_cents=?, updated_at=? WHERE id=?", refunds)
     return {
-        "invoices": seen["invoices"],
-        "charges": seen["charges"],
-        "landed": len(rows) + attached,
-        "skipped": dict(skipped),
+        "api_version": client.API_VERSION,
+        "read": {k: run.read[k] for k in READ_ORDER if k in run.read},
+        "linked_by": linked_by,
+        "landed": sum(1 for _row, only in rows.values() if not only),
+        "added": added,
+        "updated": updated,
+        "removed": removed,
+        "skipped": dict(run.skipped),
+        "skipped_ids": run.skipped_ids,
     }
