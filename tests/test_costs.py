@@ -419,7 +419,13 @@ def test_tick_event_without_stripe_key_or_ledger_fees(log_dir, settings):
     (event,) = events(log_dir, "cost_tick")
     assert event["stripe_fees"] == {"spent_usd": 0.0, "source": "ledger", "today_cents": 0, "other_currencies": {}}
     assert event["lines"] == 0 and event["alerts"] == []
-    assert costs.status(s=settings, now=NOON)["stripe_fees"] == {"spent_usd": 0.0, "source": "ledger"}
+    assert costs.status(s=settings, now=NOON)["stripe_fees"] == {
+        "spent_usd": 0.0,
+        "source": "ledger",
+        "fetched_at": "2026-11-27T12:00:00.000Z",
+        "error": None,
+        "error_at": None,
+    }
 
 
 def test_utc_day_of_a_timestamp():

@@ -59,3 +59,27 @@ def test_a_cap_of_zero_with_nothing_spent_shows_no_forecast_warning(browser, liv
         assert page.console_errors == []
     finally:
         page.context.close()
+
+
+@pytest.mark.browser
+def test_a_failed_fee_read_shows_on_the_card_not_as_zero(browser, live_server, cli, monkeypatch):
+    from tests.fakes_stripe import FakeStripe
+
+    with FakeStripe({"balance_transactions": []}) as fake:
+        monkeypatch.setenv("STRIPE_API_BASE", fake.url)
+        monkeypatch.setenv("STRIPE_API_KEY", fake.key)
+        fake.refuse("/v1/balance_transactions", 400, "Received unknown parameter: created[gte]")
+        assert cli("costs", "tick").exit_code == 1
+    server = live_server()
+    page = open_dashboard(browser, server, viewport=DESKTOP)
+    try:
+        fees = card(page, "costs").locator(".costs-fees")
+        expect(fees).to_have_attribute("data-error", "true")
+        expect(fees.locator(".costs-fees-error")).to_contain_text(
+            "READ FAILED Stripe answered 400 to /v1/balance_transactions: Received unknown parameter: created[gte]"
+        )
+        expect(fees).to_contain_text("source: none")
+        assert page.console_errors == []
+        assert csp_violations(page) == []
+    finally:
+        page.context.close()

@@ -6,11 +6,12 @@ from typing import Any
 
 import typer
 
-from echoops.commands.render import JSON_OPT, NOW_OPT, STATE_STYLE, console, emit_json, state_text
+from echoops.commands.render import JSON_OPT, NOW_OPT, STATE_STYLE, console, emit_json, error, state_text
 
 app = typer.Typer(
     help="Cost guardrails: AI spend and Stripe fees per UTC day against caps; degrade AI calls, never admin.\n\n"
-    "Exit codes: 0 ok, 1 throttled (costs check), 2 bad usage or config.\n\n"
+    "Exit codes: 0 ok, 1 throttled (costs check) or Stripe fees could not be read (costs tick), "
+    "2 bad usage or config.\n\n"
     "Example: echoops costs status --json | jq .global",
     no_args_is_help=True,
 )
@@ -56,7 +57,15 @@ def _show(body: dict[str, Any]) -> None:
     out.print(table)
     fees = body["stripe_fees"]
     cap = f" of {_usd(fees['cap_usd'])} ({fees.get('state', 'ok').upper()})" if "cap_usd" in fees else ""
-    out.print(f"Stripe fees today: {_usd(fees['spent_usd'])}{cap} (source: {fees.get('source') or 'none'})")
+    when = f", fetched {fees['fetched_at']}" if fees.get("fetched_at") else ""
+    out.print(
+        f"Stripe fees today: {_usd(fees['spent_usd'])}{cap} (source: {fees.get('source') or 'none'}{when})",
+        highlight=False,
+        markup=False,
+    )
+    if fees.get("error"):
+        failed = f"[bold red]Stripe fee read failed[/] at {fees['error_at']}: {escape(fees['error'])}"
+        out.print(failed, highlight=False, soft_wrap=True)
     if body["unpriced"]:
         out.print(f"[yellow]unpriced models (counted at the default price):[/] {escape(', '.join(body['unpriced']))}")
     out.print(f"updated {body['updated_at'] or 'never (run: echoops costs tick)'}", highlight=False)
@@ -81,6 +90,9 @@ def status_cmd(json_out: bool = JSON_OPT, now: str | None = NOW_OPT) -> None:
 def tick_cmd(json_out: bool = JSON_OPT, now: str | None = NOW_OPT) -> None:
     """Ingest new AI usage and Stripe fees, recompute decisions, alert, log cost_tick (the scheduler's job).
 
+    Exit 1 when the Stripe fees could not be read (AI spend was still ingested and the caps
+    applied); the error is also in `costs status` until a read succeeds.
+
     Example: echoops costs tick   (schedule.cron: 0 * * * * echoops costs tick)
     """
     from echoops.core import clock, costs
@@ -88,14 +100,18 @@ def tick_cmd(json_out: bool = JSON_OPT, now: str | None = NOW_OPT) -> None:
     body = costs.tick(now=clock.parse_cli_time(now))
     if json_out:
         emit_json(body)
-        return
-    g = body["global"]
-    console().print(
-        f"{body['day']}: {body['lines']} new lines, {body['calls']} calls; global {_usd(g['spent_usd'])} of "
-        f"{_usd(g['cap_usd'])} ({g['state'].upper()}); alerts: {len(body['alerts'])}",
-        highlight=False,
-        markup=False,
-    )
+    else:
+        g = body["global"]
+        console().print(
+            f"{body['day']}: {body['lines']} new lines, {body['calls']} calls; global {_usd(g['spent_usd'])} of "
+            f"{_usd(g['cap_usd'])} ({g['state'].upper()}); alerts: {len(body['alerts'])}",
+            highlight=False,
+            markup=False,
+        )
+    failure = body["stripe_fees"].get("error")
+    if failure:
+        error(f"Stripe fees could not be read: {failure}")
+        raise typer.Exit(1)
 
 
 @app.command("set-cap")

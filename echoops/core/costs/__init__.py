@@ -1,9 +1,10 @@
 """Cost guardrails (phase 79).
 
-AI spend (from `ai_usage.ndjson`, priced by `prices`) and Stripe fees per UTC day are
-ingested by `ingest`; `caps` holds the caps (environment or API), computes utilisation and
-states, raises incidents and writes `cost_state.json`; `guardrail` turns that state into the
-decision for one AI call (allow, switch to a cheaper model, throttle), never touching admin.
+AI spend (from `ai_usage.ndjson`, priced by `prices`) is ingested by `ingest` and Stripe
+fees per UTC day are read by `fees` (a failed read is recorded and shown, never taken as $0);
+`caps` holds the caps (environment or API), computes utilisation and states, raises
+incidents and writes `cost_state.json`; `guardrail` turns that state into the decision for
+one AI call (allow, switch to a cheaper model, throttle), never touching admin.
 
 Interface to the other controls and to apps: `guard` (in front of every AI call), `check`,
 `status`, `tick`, `set_cap`.

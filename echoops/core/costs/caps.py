@@ -21,9 +21,10 @@ from typing import Any
 
 from echoops.core import clock, config, files, ndjson, store
 from echoops.core.config import Settings
+from echoops.core.costs import fees as stripe_fees
 from echoops.core.costs import prices
 from echoops.core.costs.guardrail import STATE_FILE, decide, guard, known_models
-from echoops.core.costs.ingest import ingest_usage, sync_fees
+from echoops.core.costs.ingest import ingest_usage
 from echoops.core.errors import EchoopsError, ValidationError
 
 __all__ = ["SCHEMA", "check", "guard", "set_cap", "status", "tick", "state_document"]
@@ -179,25 +180,6 @@ def _entry(spent_p: int, cap_micro: int | None, elapsed: float) -> dict[str, Any
     return out
 
 
-def _fees(conn: sqlite3.Connection, s: Settings, day: str) -> dict[str, Any]:
-    row = conn.execute("SELECT source, fee_cents, count FROM costs_fees WHERE day=?", (day,)).fetchone()
-    cents = row["fee_cents"] if row else 0
-    out: dict[str, Any] = {"spent_usd": round(cents / 100, 2), "source": row["source"] if row else None}
-    if row and row["source"] == "stripe":
-        out["count"] = row["count"]  # balance transactions; the ledger sums fees without counting
-    if s.stripe_fees_cap_usd is not None:
-        cap_cents = round(s.stripe_fees_cap_usd * 100)
-        out["cap_usd"] = round(cap_cents / 100, 2)
-        out["pct"] = round(cents * 100 / cap_cents, 2) if cap_cents else None
-        if cents >= cap_cents and (cents or cap_cents):
-            out["state"] = "over"
-        elif cents * WARN_RATIO[1] >= cap_cents * WARN_RATIO[0] and cents:
-            out["state"] = "warn"
-        else:
-            out["state"] = "ok"
-    return out
-
-
 def state_document(conn: sqlite3.Connection, s: Settings, now: float) -> dict[str, Any]:
     """The full state (status plus caps, fallbacks and decisions): what cost_state.json holds."""
     day = clock.day_iso(now)
@@ -224,7 +206,7 @@ def state_document(conn: sqlite3.Connection, s: Settings, now: float) -> dict[st
         "day": day,
         "global": _entry(sum(row["cost_p"] for row in rows), daily_micro, elapsed),
         "models": models,
-        "stripe_fees": _fees(conn, s, day),
+        "stripe_fees": stripe_fees.status_entry(conn, s, day),
         "unpriced": sorted(row["model"] for row in rows if row["unpriced_calls"]),
         "updated_at": clock.iso(meta["last_tick"]) if "last_tick" in meta else None,
         "caps": {
@@ -295,11 +277,7 @@ def _candidates(doc: dict[str, Any]) -> list[tuple[str, str, str, str, dict[str,
             out.append((scope, "warn", "WARNING", "cost_warn", entry))
         elif entry.get("forecast_over") and entry["spent_usd"] > 0:
             out.append((scope, "forecast", "WARNING", "cost_forecast", entry))
-    fees = doc["stripe_fees"]
-    if fees.get("state") == "over":
-        out.append(("stripe_fees", "fee_over", "CRITICAL", "fee_over", fees))
-    elif fees.get("state") == "warn":
-        out.append(("stripe_fees", "fee_warn", "WARNING", "fee_warn", fees))
+    out.extend(stripe_fees.alert_candidates(doc["stripe_fees"]))
     for model in doc["unpriced"]:
         out.append((model, "unpriced", "", "cost_unpriced", {}))
     return out
@@ -311,6 +289,8 @@ def _message(scope: str, kind: str, entry: dict[str, Any], day: str) -> str:
         return f"{what} forecast ${entry['forecast_usd']:g} exceeds the ${entry['cap_usd']:g} daily cap ({day})"
     if kind == "unpriced":
         return f"model {scope} has no price: counted at the conservative default ({day})"
+    if kind == "fee_error":
+        return stripe_fees.error_message(entry, day)
     action = {"throttle": "cap reached: AI calls throttled", "fee_over": "cap reached (no throttling)"}.get(
         kind, "near its daily cap"
     )
@@ -375,7 +355,7 @@ def tick(*, s: Settings | None = None, now: float | None = None) -> dict[str, An
     started = time.perf_counter()
     conn = db(s)
     usage = ingest_usage(conn, s, now)
-    fees = sync_fees(conn, s, now)
+    fees = stripe_fees.sync_fees(conn, s, now)
     with store.transaction(conn):
         conn.execute("INSERT OR REPLACE INTO costs_meta(k, v) VALUES('last_tick', ?)", (now,))
     doc = _publish(conn, s, now)

@@ -1,4 +1,4 @@
-"""Inputs of the cost guardrails: AI usage lines (incremental) and Stripe fees (per day).
+"""Input of the cost guardrails: AI usage lines, read incrementally (Stripe fees: `fees`).
 
 `logs/ai_usage.ndjson`, one line per AI call:
     {"ts": "2026-11-27T10:00:00Z", "model": "gpt-4o-mini", "input_tokens": 812, "output_tokens": 95}
@@ -16,10 +16,9 @@ from collections import Counter
 from collections.abc import Iterator
 from typing import Any
 
-from echoops.core import clock, files, ndjson, store
+from echoops.core import clock, ndjson, store
 from echoops.core.config import Settings
 from echoops.core.costs import prices
-from echoops.core.errors import EchoopsError
 
 SOURCE = "ai_usage.ndjson"
 CONSUMER = "costs"
@@ -203,67 +202,3 @@ def ingest_usage(conn: sqlite3.Connection, s: Settings, now: float) -> dict[str,
         events=list(reader.events),
     )
     return report
-
-
-# --- Stripe fees ------------------------------------------------------------------------------
-
-
-def _fees_from_stripe(s: Settings, since: float) -> tuple[dict[str, list[int]], dict[str, int]]:
-    """Balance transactions since `since`: per day [fee cents (USD), count], plus other currencies."""
-    from echoops.core.portal.stripe import client
-
-    per_day: dict[str, list[int]] = {}
-    other: Counter[str] = Counter()
-    for txn in client.iter_list("/v1/balance_transactions", {"created[gte]": int(since)}, s=s):
-        created, fee, currency = txn.get("created"), txn.get("fee"), txn.get("currency")
-        if type(created) is not int or type(fee) is not int or created < since:
-            continue
-        if currency != "usd":
-            other[str(currency)] += fee  # no FX here: reported apart, never mixed into USD
-            continue
-        row = per_day.setdefault(clock.day_iso(created), [0, 0])
-        row[0] += fee
-        row[1] += 1
-    return per_day, dict(other)
-
-
-def _fees_from_ledger(s: Settings, since: float, now: float) -> tuple[dict[str, list[int]], dict[str, int]]:
-    """The portal ledger's fees per day (USD cents) and other currencies' totals (the ledger
-    stores currencies lower-case and fees as integer cents)."""
-    from echoops.core import portal
-
-    per_day: dict[str, list[int]] = {}
-    other: Counter[str] = Counter()
-    for day, by_currency in portal.fees_by_day(s=s, since=since, until=now + 1).items():
-        for currency, cents in by_currency.items():
-            if currency == "usd":
-                per_day[day] = [cents, 0]
-            else:
-                other[currency] += cents
-    return per_day, dict(other)
-
-
-def sync_fees(conn: sqlite3.Connection, s: Settings, now: float) -> dict[str, Any]:
-    """Refresh yesterday's and today's Stripe fees (Stripe when keyed, else the portal ledger)."""
-    today = clock.day_start(now)
-    since = today - 86400
-    days = (clock.day_iso(since), clock.day_iso(today))
-    try:
-        if s.stripe_api_key:
-            source = "stripe"
-            per_day, other = _fees_from_stripe(s, since)
-        else:
-            source = "ledger"
-            per_day, other = _fees_from_ledger(s, since, now)
-    except EchoopsError as exc:
-        return {"source": source, "error": exc.detail}
-    with store.transaction(conn):
-        for day in days:
-            cents, count = per_day.get(day, [0, 0])
-            detail = {"other_currencies": other} if other and day == days[1] else None
-            conn.execute(
-                "INSERT OR REPLACE INTO costs_fees(day, source, fee_cents, count, detail, updated_at) "
-                "VALUES(?,?,?,?,?,?)",
-                (day, source, cents, count, None if detail is None else files.dumps(detail).decode(), now),
-            )
-    return {"source": source, "today_cents": per_day.get(days[1], [0, 0])[0], "other_currencies": other}

@@ -27,12 +27,19 @@
   function feesLine(fees) {
     var parts = [E.fmt.usd(fees.spent_usd) + " today"];
     if (typeof fees.cap_usd === "number") parts.push("cap " + E.fmt.usd(fees.cap_usd) + " (" + E.fmt.pct(fees.pct) + ")");
-    parts.push("source: " + (fees.source || "none"));
+    parts.push("source: " + (fees.source || "none") + (fees.fetched_at ? ", read " + E.fmt.ago(fees.fetched_at) : ""));
     var badge = fees.state
       ? E.el("span", {class: ["badge", fees.state === "over" ? "badge-bad" : fees.state === "warn" ? "badge-warn" : "badge-good"],
           dataset: {state: fees.state}}, fees.state.toUpperCase())
       : null;
-    return E.el("p", {class: "costs-fees"}, E.el("strong", null, "Stripe fees: "), parts.join(" \u00b7 "), " ", badge,
+    // A failed read is never shown as $0: the last good figure stays, with the failure beside it.
+    var failed = fees.error
+      ? E.el("span", {class: "costs-fees-error", role: "alert"},
+          E.el("span", {class: ["badge", "badge-bad"], dataset: {state: "error"}}, "READ FAILED"), " ",
+          fees.error, " (" + E.fmt.ago(fees.error_at) + ")")
+      : null;
+    return E.el("p", {class: "costs-fees", dataset: {error: fees.error ? "true" : "false"}},
+      E.el("strong", null, "Stripe fees: "), parts.join(" \u00b7 "), " ", badge, failed,
       E.el("span", {class: "muted costs-fees-note"}, " Fees warn and page only; they never throttle AI calls."));
   }
 
