@@ -185,6 +185,23 @@ def test_older_api_shapes_link_through_invoice_and_charge_fields(fake):
     assert _row("in_old1")["receipt_doc"] == "https://pay.stripe.com/receipts/payment/ch_old3"  # the newest
 
 
+def test_payments_carried_on_the_invoice_link_it_to_its_charge(fake):
+    """`invoice.payments` (an includable field in current versions) is read when a server sends it."""
+    fake.refuse("/v1/invoice_payments", 404, "Unrecognized request URL (GET: /v1/invoice_payments)")
+    inv = invoice("in_inline", "inline@example.com", 2200, T + 950)
+    inv["payments"] = {
+        "object": "list",
+        "data": [invoice_payment("inpay_inline", "in_inline", 2200, T + 951, payment_intent="pi_inline")],
+        "has_more": False,
+        "url": "/v1/invoice_payments?invoice=in_inline",
+    }
+    fake.add("invoices", inv)
+    fake.add("charges", charge("ch_inline", "inline@example.com", 2200, T + 951, fee=94, payment_intent="pi_inline"))
+    sync.sync_stripe()
+    assert [p["id"] for p in portal.receipts("inline@example.com")["purchases"]] == ["in_inline"]
+    assert _row("in_inline")["fee_cents"] == 94
+
+
 def test_other_errors_from_invoice_payments_stop_the_sync(fake):
     fake.refuse("/v1/invoice_payments", 403, "The provided key does not have access to invoice payments")
     with pytest.raises(client.StripeError, match="403 to /v1/invoice_payments"):

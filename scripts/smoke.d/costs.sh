@@ -14,6 +14,7 @@ expect GET /api/costs/status 200 "" \
   '.models["gpt-4o-mini"].action | IN("allow", "switch", "throttle")' \
   '.models.embeddings.cap_usd == 2' \
   '(.stripe_fees.spent_usd | type) == "number"' \
+  '.stripe_fees.source == "ledger"' '.stripe_fees.error == null' '(.stripe_fees.fetched_at | type) == "string"' \
   '(.unpriced | type) == "array"' \
   '(.day | test("^[0-9]{4}-[0-9]{2}-[0-9]{2}$"))'
 
