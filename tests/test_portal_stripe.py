@@ -289,6 +289,18 @@ def test_an_open_invoice_voided_later_is_marked_void_and_a_void_one_never_lands(
     assert _row("in_open")["status"] == "void"
 
 
+def test_rows_from_before_payments_were_recorded_keep_their_fee_and_receipt(fake, settings):
+    sync.sync_stripe()
+    conn = ledger.conn_for(settings)
+    with conn:
+        conn.execute("DELETE FROM portal_stripe_payments")  # as an older echoops left the database
+    fake.data["charges"] = [c for c in fake.data["charges"] if c["id"] != "ch_inv"]
+    report = sync.sync_stripe()
+    assert (report["added"], report["updated"]) == (0, 0)
+    row = _row("in_1")
+    assert (row["fee_cents"], row["receipt_doc"]) == (172, "https://pay.stripe.com/receipts/payment/ch_inv")
+
+
 def test_sync_stripe_cli(fake, cli, log_dir):
     result = cli("portal", "sync-stripe", "--json")
     assert result.exit_code == 0, result.output

@@ -1,2 +1,4 @@
-"""Stripe integration: `client` (authenticated list paging with backoff) and `sync` (charges
-and invoices into the purchase ledger). The cost guardrails read fees through `client`."""
+"""Stripe integration: `client` (the pinned API version, documented list filters, paging with
+backoff), `shapes` (reading Stripe objects of this and older versions), `payments` (which
+purchase each payment belongs to, across syncs) and `sync` (invoices and charges into the
+purchase ledger, one purchase per payment). The cost guardrails read fees through `client`."""

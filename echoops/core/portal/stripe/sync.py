@@ -252,12 +252,19 @@ def _existing(conn: sqlite3.Connection, ids: Iterable[str]) -> dict[str, tuple]:
     return out
 
 
-def _final(row: list, derived: tuple[int | None, int, str | None] | None, fallback_receipt: str | None) -> int:
-    """Apply a purchase's charges to its row (fee, receipt link, refunded status); its refunded cents."""
+def _final(
+    row: list, derived: tuple[int | None, int, str | None] | None, old: tuple | None, fallback_receipt: str | None
+) -> int:
+    """Apply a purchase's charges to its row (fee, receipt link, refunded status); its refunded
+    cents. What no charge of this or an earlier sync says (rows landed before payments were
+    recorded) is kept from the ledger row."""
     fee, refunded, receipt = derived or (None, 0, None)
+    if fee is None and old is not None:
+        fee = old[_I["fee_cents"]]
     if fee is not None:
         row[_I["fee_cents"]] = fee
-    row[_I["receipt_doc"]] = receipt or row[_I["receipt_doc"]] or fallback_receipt
+    kept = old[_I["receipt_doc"]] if old is not None else None
+    row[_I["receipt_doc"]] = receipt or row[_I["receipt_doc"]] or kept or fallback_receipt
     amount = row[_I["amount_cents"]]
     if row[_I["status"]] in ("paid", "refunded"):
         row[_I["status"]] = "refunded" if amount > 0 and refunded >= amount else "paid"
@@ -355,7 +362,7 @@ def sync_stripe(*, since: float | None = None, s: Settings | None = None, now: f
                 if pid not in invoices_read and pid not in alone:  # else it was skipped, and said why
                     run.skip("charge of an invoice not in the ledger")
                 continue
-            refunded = _final(row, totals.get(pid), hosted.get(pid))
+            refunded = _final(row, totals.get(pid), old, hosted.get(pid))
             if _same(tuple(row), refunded, old):
                 continue
             row[_I["updated_at"]] = run.stamp
