@@ -34,7 +34,6 @@ from echoops.core.slo.deploy_gate import (  # re-exported: slo.gate() etc. are t
     gate,
     gate_path,
     require_gate_open,
-    set_gate,
     validate_reason,
 )
 
