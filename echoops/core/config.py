@@ -223,6 +223,15 @@ VARS: tuple[Var, ...] = (
         feature="costs",
     ),
     Var(
+        "COST_ENFORCE",
+        "cost_enforce",
+        parsers.boolean,
+        "true",
+        "bool",
+        "false = monitoring only: spend and alerts go on, AI calls are never throttled",
+        feature="costs",
+    ),
+    Var(
         "MODEL_CAPS_JSON",
         "model_caps",
         parsers.usd_map,
@@ -351,6 +360,7 @@ class Settings:
     stripe_api_key: str | None
     stripe_api_base: str
     cost_cap_daily_usd: float
+    cost_enforce: bool
     model_caps: dict[str, float]
     model_fallbacks: dict[str, str]
     model_prices: dict[str, dict[str, float]]
