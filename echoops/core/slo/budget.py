@@ -9,9 +9,9 @@ deleted. Budget maths and state rules live in `rules`; aggregates and the sketch
 Outputs of each tick: `slo_status.json` (atomic; the same document as `status()` and
 `GET /api/slo/status`), one `slo_tick` event in `slo_budget.ndjson`, a row in `slo_ticks`
 (the `history`; the first tick of a day without ticks replays the previous 24h from the
-aggregates every 15 minutes, marked `backfilled`), and, when the gate condition first
-holds, `deploy_gate.flag` plus one CRITICAL incident. A transition into red raises a
-CRITICAL incident (the pager dedups).
+aggregates every 15 minutes, marked `backfilled`), and, when the gate condition holds with
+no flag and no operator override standing (`deploy_gate.apply`), `deploy_gate.flag` plus
+one CRITICAL incident. A transition into red raises a CRITICAL incident (the pager dedups).
 """
 
 from __future__ import annotations
