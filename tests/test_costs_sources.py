@@ -13,8 +13,9 @@ GPT4O = {"model": "gpt-4o", "input_tokens": 4_800_000, "output_tokens": 0}  # $1
 
 
 def check(cli, model: str, now: float) -> tuple[int, dict]:
-    r = cli("costs", "check", model, "--json", "--now", str(now))
-    return r.exit_code, orjson.loads(r.stdout)
+    """`echoops costs check MODEL` -> (exit code, the decision document from core)."""
+    r = cli("costs", "check", model, "--now", str(now))
+    return r.exit_code, costs.check(model, now=now)
 
 
 def test_cost_enforce_false_turns_a_throttle_into_allow_while_status_still_shows_100_pct(cli, log_dir, monkeypatch):
