@@ -76,9 +76,9 @@ def test_an_always_500_channel_sees_at_most_6_attempts_over_two_simulated_days(c
     assert raised.exit_code == 1
     t = t0 + 300
     codes = []
-    while t <= t0 + 2 * 86400:  # the scheduler's */5 for the first 2 h, then hourly
+    while t <= t0 + 2 * 86400:  # the scheduler's */5 for the first hour, then hourly
         codes.append(cli("page", "run", "--now", str(t)).exit_code)
-        t += 300 if t < t0 + 7200 else 3600
+        t += 300 if t < t0 + 3600 else 3600
     assert len(tg.requests) == 6
     assert codes.count(1) == 1  # the run whose attempt made it `failed`
     body = orjson.loads(cli("page", "summarize", "--json", "--now", str(t0 + 3600)).stdout)
@@ -87,6 +87,15 @@ def test_an_always_500_channel_sees_at_most_6_attempts_over_two_simulated_days(c
     table = cli("page", "summarize", "--now", str(t0 + 2 * 86400), env={"COLUMNS": "250"})
     assert "FAILED telegram delivery of CRITICAL db: db down after 6 attempt(s): Internal Server Error" in table.stdout
     assert "echoops page retry inc_" in table.stdout
+    # by hand: a new series, its first attempt now (still 500 here: exit 1, the outbox retries)
+    retried = cli("page", "retry", "--all-failed", "--json", "--now", str(t0 + 2 * 86400 + 60))
+    body = orjson.loads(retried.stdout)
+    assert retried.exit_code == 1 and len(tg.requests) == 7
+    assert [r["channel"] for r in body["retried"]] == ["telegram"]
+    assert list(body["deliveries"].values()) == [{"telegram": "pending"}]
+    assert cli("page", "retry").exit_code == 2  # neither an id nor --all-failed
+    nothing = cli("page", "retry", "--all-failed")
+    assert nothing.exit_code == 1 and "no failed delivery of any incident to retry" in nothing.stderr
 
 
 def test_page_run_writes_incident_summary_json_in_a_fresh_log_dir(cli, log_dir):
