@@ -8,7 +8,8 @@
         smtp.logins     # [(user, password)] accepted AUTH LOGIN/PLAIN
 
 `script_data` replies are consumed in order ("250" = accept normally); `delay_data(s)`
-makes the next DATA reply wait (client timeouts). `make_cert(dir)` writes a throwaway CA
+makes the next DATA reply wait (client timeouts); `on_data(envelope)`, when set, runs before
+each DATA reply (in the server's thread). `make_cert(dir)` writes a throwaway CA
 and a 127.0.0.1 server certificate with the openssl CLI (the CA goes in SSL_CERT_FILE for
 clients that must verify it).
 """
@@ -43,6 +44,8 @@ class _Handler:
             await asyncio.sleep(delay)
         reply = self.fake._data.popleft() if self.fake._data else "250"
         self.fake.attempts += 1
+        if self.fake.on_data is not None:
+            self.fake.on_data(envelope)
         if reply == "250":
             msg = message_from_bytes(envelope.content, policy=policy.default)
             self.fake.messages.append(msg)
@@ -57,6 +60,7 @@ class FakeSMTP:
         self.envelopes: list = []
         self.logins: list = []
         self.attempts = 0
+        self.on_data = None
         self._data: deque[str] = deque()
         self._delays: deque[float] = deque()
         self.port = free_port()

@@ -12,7 +12,9 @@ that pages through Telegram.
 - A wrong token answers 401 `{"ok":false,"error_code":401,"description":"Unauthorized"}`;
   an empty or over-4096-character text answers 400 as Telegram does.
 - Scripted answers are consumed in order; when none is left the answer is ok with a
-  `result` Message. `hang()` holds the request open until `release()` (or close) and
+  `result` Message. `on_request(payload)`, when set, runs before each answer (in the
+  server's thread), e.g. to make the sender's next database write fail. `hang()` holds the
+  request open until `release()` (or close) and
   then drops it: such a request is never counted as delivered.
 """
 
@@ -83,6 +85,7 @@ class FakeTelegram:
         self._release = threading.Event()
         self._lock = threading.Lock()
         self._next_id = 1
+        self.on_request = None
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self._server.daemon_threads = True
         self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
@@ -170,6 +173,8 @@ class FakeTelegram:
                         payload = {}
                 else:
                     payload = {k: v[0] for k, v in parse_qs(raw.decode()).items()}
+                if fake.on_request is not None:
+                    fake.on_request(payload)
                 answer = fake._answer(self.path, payload)
                 record = {"path": self.path, "json": payload, "status": None}
                 fake.requests.append(record)

@@ -341,3 +341,16 @@ def test_config_warnings_in_json(cli, monkeypatch):
         "DASHBOARD_KEY is shorter than 16 characters",
     ]
     assert "short" not in json.dumps(json.loads(result.stdout)["settings"])
+
+
+def test_the_retired_pager_retry_hours_is_ignored_with_a_warning(cli, monkeypatch):
+    monkeypatch.setenv("PAGER_RETRY_HOURS", "48")
+    result = cli("config", "--json")
+    assert result.exit_code == 0
+    body = json.loads(result.stdout)
+    assert "PAGER_RETRY_HOURS" not in body["settings"]
+    assert (
+        "PAGER_RETRY_HOURS is no longer used: a delivery gets at most 6 attempts over about 34 minutes, "
+        "then `echoops page retry` re-drives it"
+    ) in body["warnings"]
+    assert json.loads(cli("config", "--json").stdout)["settings"]["COST_ENFORCE"] is True

@@ -241,6 +241,8 @@ def test_at_100_percent_throttles_and_raises_a_critical_incident(log_dir, settin
         "state": "throttle",
         "forecast_usd": 30.0,
         "action": "throttle",
+        "cap_source": "env",
+        "cap_since": clock.iso(NOON),  # first seen by this tick
     }
     decision = costs.guard("gpt-4o-mini", s=settings, now=NOON)
     assert decision == {

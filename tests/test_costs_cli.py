@@ -36,7 +36,7 @@ def test_check_exit_codes(cli, log_dir):
     assert cli("costs", "check", "gpt-4o-mini", "--now", str(NOON)).exit_code == 0
     usage(log_dir, 100)  # $15 = the gpt-4o-mini cap
     cli("costs", "tick", "--now", str(NOON))
-    result = cli("costs", "check", "gpt-4o-mini", "--now", str(NOON))
+    result = cli("costs", "check", "gpt-4o-mini", "--json", "--now", str(NOON))
     assert result.exit_code == 1
     assert orjson.loads(result.stdout) == {
         "action": "throttle",
@@ -44,6 +44,11 @@ def test_check_exit_codes(cli, log_dir):
         "reason": "gpt-4o-mini daily cap reached ($15 of $15); no fallback configured",
         "retry_after_s": 43200,
     }
+    human = cli("costs", "check", "gpt-4o-mini", "--now", str(NOON))
+    assert human.exit_code == 1
+    assert human.stdout == (
+        "THROTTLE: gpt-4o-mini daily cap reached ($15 of $15); no fallback configured (retry in 43200 s)\n"
+    )
     assert cli("costs", "check", "gpt-4o", "--now", str(NOON)).exit_code == 0
     # a name the endpoint refuses is bad usage here too, not a decision about model " "
     for junk in (" ", "x" * 201, "gpt\n4o"):

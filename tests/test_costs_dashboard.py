@@ -25,6 +25,9 @@ def test_costs_card_shows_bars_states_and_sets_a_cap(browser, live_server, log_d
         expect(mini.locator(".meter-fill.fill-bad")).to_have_count(1)
         expect(mini.locator('[role="meter"]')).to_have_attribute("aria-valuenow", "100")
         expect(mini.locator(".costs-action")).to_have_text("throttle")
+        expect(mini.locator(".costs-cap-source")).to_have_attribute("data-source", "env")
+        expect(mini.locator(".costs-cap-source")).to_contain_text("cap from the environment since ")
+        expect(section.locator(".costs-monitor")).to_have_count(0)
         expect(section.locator('[data-scope="global"] .badge')).to_have_text("✓OK")
         expect(section.locator("[data-metric=spent] .metric-value")).to_have_text("$15.00")
         expect(section.locator("[data-metric=forecast] .metric-value")).not_to_have_text("—")
@@ -40,6 +43,7 @@ def test_costs_card_shows_bars_states_and_sets_a_cap(browser, live_server, log_d
         expect(section.locator(".costs-form-msg")).to_have_text("gpt-4o-mini cap set to $20.00 (was $15.00)")
         expect(mini.locator(".badge")).to_have_text("✓OK")
         expect(mini.locator('[role="meter"]')).to_have_attribute("aria-valuenow", "75")
+        expect(mini.locator(".costs-cap-source")).to_contain_text("cap set through the API since ")
         assert page.console_errors == []
         assert csp_violations(page) == []
     finally:
@@ -81,5 +85,25 @@ def test_a_failed_fee_read_shows_on_the_card_not_as_zero(browser, live_server, c
         expect(fees).to_contain_text("source: none")
         assert page.console_errors == []
         assert csp_violations(page) == []
+    finally:
+        page.context.close()
+
+
+def test_monitoring_only_mode_is_shown_and_nothing_reads_as_throttled(browser, live_server, log_dir, cli, monkeypatch):
+    monkeypatch.setenv("COST_ENFORCE", "false")
+    line = {"ts": time.time() - 1, "model": "gpt-4o-mini", "input_tokens": 100_000_000, "output_tokens": 0}
+    (log_dir / "ai_usage.ndjson").write_bytes(orjson.dumps(line) + b"\n")  # $15: gpt-4o-mini at its cap
+    assert cli("costs", "tick").exit_code == 0
+    server = live_server()
+    page = open_dashboard(browser, server, viewport=DESKTOP)
+    try:
+        section = card(page, "costs")
+        expect(section.locator(".costs-monitor")).to_contain_text("Monitoring only (COST_ENFORCE=false)")
+        mini = section.locator('[data-scope="gpt-4o-mini"]')
+        expect(mini.locator(".badge")).to_have_text("✕OVER")
+        expect(mini.locator('[role="meter"]')).to_have_attribute("aria-valuenow", "100")
+        expect(mini.locator(".costs-action")).to_have_count(0)  # the action is allow
+        expect(page.locator("#card-costs .card-state .badge")).to_have_text("✕OVER")
+        assert page.console_errors == [] and csp_violations(page) == []
     finally:
         page.context.close()

@@ -81,6 +81,17 @@ def test_error_burst_in_last_two_hours(requests_rows):
     assert slow[int(len(slow) * 0.95)] > 800  # above SLO_LAT_P95_MS
 
 
+def test_the_demo_burst_sets_the_deploy_gate(tmp_path):
+    # the README's promise: the card turns red *and* the gate sets, under the 2h rule
+    from echoops.core import slo
+
+    s = _settings(tmp_path)
+    demo.seed(s=s, now=NOW)
+    result = slo.tick(s=s, now=NOW)
+    assert result["status"]["state"] == "red" and result["gate_set"] is True
+    assert result["status"]["gate_slices"]["burning"] == 12
+
+
 def test_ai_usage_today_near_default_caps(seeded):
     path, _ = seeded
     rows = _lines(path / "ai_usage.ndjson")

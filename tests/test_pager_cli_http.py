@@ -14,7 +14,7 @@ import pytest
 
 from echoops.core import config, pager
 from tests.fakes_smtp import PASSWORD, USER, FakeSMTP
-from tests.fakes_telegram import FakeTelegram, blocked, hang
+from tests.fakes_telegram import FakeTelegram, blocked, hang, server_error
 
 
 @pytest.fixture
@@ -49,6 +49,68 @@ def test_cli_raise_delivers_now_and_dedups(cli, tg):
     assert human.exit_code == 0 and "new incident inc_" in human.stdout and "not paged" in human.stdout
 
 
+def test_cli_raise_makes_the_first_attempt_and_leaves_the_retries_to_the_outbox(cli, tg, log_dir):
+    from echoops.core.clock import iso
+
+    t0 = 1_800_000_000
+    tg.script(server_error())
+    args = ("page", "raise", "--severity", "CRITICAL", "--msg", "db down", "--source", "db", "--now", str(t0))
+    result = cli(*args)
+    assert result.exit_code == 1  # the first attempt failed; it is retried
+    assert len(tg.requests) == 1  # no waiting for the backoff in the CLI
+    body = orjson.loads(cli(*args, "--json").stdout)  # deduped: nothing attempted again
+    assert body["deduped"] is True and len(tg.requests) == 1
+    row = pager.db(config.settings()).execute("SELECT state, attempts, next_attempt_at FROM pager_outbox").fetchone()
+    assert (row["state"], row["attempts"]) == ("pending", 1) and t0 + 10 <= row["next_attempt_at"] <= t0 + 11
+    assert f"telegram PENDING (attempt 1: 500; retry at {iso(row['next_attempt_at'])})" in " ".join(
+        result.stdout.split()
+    )
+    run = cli("page", "run", "--now", str(t0 + 300))  # the outbox takes it from there
+    assert run.exit_code == 0 and len(tg.delivered) == 1
+
+
+def test_an_always_500_channel_sees_at_most_6_attempts_over_two_simulated_days(cli, tg, log_dir):
+    t0 = 1_800_000_000
+    tg.script(*[server_error()] * 50)
+    raised = cli("page", "raise", "--severity", "CRITICAL", "--msg", "db down", "--source", "db", "--now", str(t0))
+    assert raised.exit_code == 1
+    t = t0 + 300
+    codes = []
+    while t <= t0 + 2 * 86400:  # the scheduler's */5 for the first hour, then hourly
+        codes.append(cli("page", "run", "--now", str(t)).exit_code)
+        t += 300 if t < t0 + 3600 else 3600
+    assert len(tg.requests) == 6
+    assert codes.count(1) == 1  # the run whose attempt made it `failed`
+    body = orjson.loads(cli("page", "summarize", "--json", "--now", str(t0 + 3600)).stdout)
+    db_group = next(g for g in body["groups"] if g["source"] == "db")
+    assert body["totals"]["deliveries"]["failed"] == 1 and db_group["failed_deliveries"] == 1
+    table = cli("page", "summarize", "--now", str(t0 + 2 * 86400), env={"COLUMNS": "250"})
+    assert "FAILED telegram delivery of CRITICAL db: db down after 6 attempt(s): Internal Server Error" in table.stdout
+    assert "echoops page retry inc_" in table.stdout
+    # by hand: a new series, its first attempt now (still 500 here: exit 1, the outbox retries)
+    retried = cli("page", "retry", "--all-failed", "--json", "--now", str(t0 + 2 * 86400 + 60))
+    body = orjson.loads(retried.stdout)
+    assert retried.exit_code == 1 and len(tg.requests) == 7
+    assert [r["channel"] for r in body["retried"]] == ["telegram"]
+    assert list(body["deliveries"].values()) == [{"telegram": "pending"}]
+    assert cli("page", "retry").exit_code == 2  # neither an id nor --all-failed
+    nothing = cli("page", "retry", "--all-failed")
+    assert nothing.exit_code == 1 and "no failed delivery of any incident to retry" in nothing.stderr
+
+
+def test_page_run_writes_incident_summary_json_in_a_fresh_log_dir(cli, log_dir):
+    assert not (log_dir / "incident_summary.json").exists()
+    (log_dir / "app.ndjson").write_bytes(orjson.dumps({"severity": "CRITICAL", "msg": "boom"}) + b"\n")
+    result = cli("page", "run", "--now", "2027-01-15T08:00:00Z")
+    assert result.exit_code == 0
+    written = orjson.loads((log_dir / "incident_summary.json").read_bytes())
+    assert written["generated_at"] == "2027-01-15T08:00:00.000Z" and written["hours"] == 24
+    assert [(g["source"], g["msg"], g["count"]) for g in written["groups"]] == [("app", "boom", 1)]
+    assert not [p.name for p in log_dir.iterdir() if p.name.startswith("incident_summary") and p.suffix != ".json"]
+    cli("page", "run", "--now", "2027-01-16T09:00:00Z")  # every run rewrites it: the incident left the 24h
+    assert orjson.loads((log_dir / "incident_summary.json").read_bytes())["groups"] == []
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [
@@ -79,7 +141,9 @@ def test_cli_summarize_table_json_and_file(cli, log_dir):
         ("web", 1, False, {}),
     ]
     assert body["totals"]["incidents"] == 3 and body["totals"]["groups"] == 2
-    assert orjson.loads((log_dir / "incident_summary.json").read_bytes()) == body
+    day = orjson.loads(cli("page", "summarize", "--json", "--now", str(t0 + 10)).stdout)
+    assert orjson.loads((log_dir / "incident_summary.json").read_bytes()) == day  # the file holds the last 24h
+    assert day["groups"] == body["groups"]
     bad = cli("page", "summarize", "--hours", "0")
     assert bad.exit_code == 2 and "hours" in bad.stderr
 
@@ -161,7 +225,8 @@ def test_http_critical_is_delivered_by_the_server_within_seconds(live_server, tg
     assert len(tg.delivered) == 2 and len(tg.requests) == 2
 
 
-def test_page_run_killed_mid_send_delivers_exactly_once_next_run(tg, log_dir):
+def test_page_run_killed_mid_send_is_unconfirmed_never_sent_twice_and_retried_by_hand(tg, cli, log_dir):
+    # Telegram is at-most-once: an attempt that may have reached the chat is not re-sent
     (log_dir / "app.ndjson").write_bytes(orjson.dumps({"level": "CRITICAL", "msg": "disk full"}) + b"\n")
     tg.script(hang())
     cmd = [sys.executable, "-m", "echoops", "page", "run", "--json"]
@@ -174,25 +239,31 @@ def test_page_run_killed_mid_send_delivers_exactly_once_next_run(tg, log_dir):
     tg.release()
     s = config.settings()
     row = (
-        pager.db(s).execute("SELECT state, attempts, claimed_by FROM pager_outbox WHERE channel='telegram'").fetchone()
+        pager.db(s)
+        .execute("SELECT incident_id, state, attempts, sending_attempt, claimed_by FROM pager_outbox")
+        .fetchone()
     )
-    assert (row["state"], row["attempts"]) == ("pending", 0) and row["claimed_by"].split(":")[1] == str(proc.pid)
+    assert (row["state"], row["attempts"], row["sending_attempt"]) == ("pending", 0, 1)
+    assert row["claimed_by"].split(":")[1] == str(proc.pid)
     assert tg.delivered == []
-    second = subprocess.run(cmd, capture_output=True, check=True)
+    second = subprocess.run(cmd, capture_output=True)
+    assert second.returncode == 1
     body = orjson.loads(second.stdout)
     assert body["ingest"]["lines"] == 0  # the line was consumed once, by the killed run
-    assert body["deliveries"] == {"ok": 1}
-    subprocess.run(cmd, capture_output=True, check=True)
+    assert body["deliveries"] == {"unconfirmed": 1} and body["summary"]["deliveries"]["unconfirmed"] == 1
+    assert len(tg.requests) == 1  # nothing sent again
+    third = subprocess.run(cmd, capture_output=True)
+    assert orjson.loads(third.stdout)["deliveries"] == {} and len(tg.requests) == 1
+    retried = cli("page", "retry", row["incident_id"])
+    assert retried.exit_code == 0 and f"retried {row['incident_id']}: telegram OK" in retried.stdout
     assert len(tg.delivered) == 1
+    # no email configured: no notice incident; the summary lists it until it is re-driven
     assert pager.db(s).execute("SELECT count(*) FROM pager_incidents").fetchone()[0] == 1
 
 
 def test_secrets_never_reach_any_output(tg, monkeypatch, log_dir, cli, live_server):
     import socket
 
-    from echoops.core.pager import outbox
-
-    monkeypatch.setattr(outbox, "BACKOFF_BASE_S", 0.02)
     with FakeSMTP(auth=True) as smtp:
         smtp.configure(monkeypatch)
         monkeypatch.setenv("SMTP_USER", USER)
@@ -206,7 +277,7 @@ def test_secrets_never_reach_any_output(tg, monkeypatch, log_dir, cli, live_serv
         monkeypatch.setenv("TELEGRAM_API_BASE", f"http://127.0.0.1:{dead}")
         outputs.append(cli("page", "raise", "--severity", "CRITICAL", "--msg", "two", "--source", "b").output)
         outputs.append(cli("page", "test").output)
-        outputs.append(cli("page", "run").output)
+        outputs.append(cli("page", "run", "--now", str(time.time())).output)  # no waiting for backoffs
         outputs.append(cli("page", "summarize", "--json").output)
         outputs.append(cli("config").output)
         monkeypatch.setenv("TELEGRAM_API_BASE", tg.url)
@@ -239,4 +310,6 @@ def test_cli_run_exits_1_when_a_delivery_failed(cli, tg, log_dir):
     assert result.exit_code == 1
     assert "1 CRITICAL, 1 new incidents" in result.stdout and "1 FAILED" in result.stdout
     quiet = cli("page", "run", "--drain-only", "--json")
-    assert quiet.exit_code == 0 and orjson.loads(quiet.stdout) == {"ingest": None, "deliveries": {}}
+    body = orjson.loads(quiet.stdout)
+    assert quiet.exit_code == 0 and (body["ingest"], body["deliveries"]) == (None, {})
+    assert body["summary"]["deliveries"]["failed"] == 1  # still failed: shown, not retried

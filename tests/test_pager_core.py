@@ -209,10 +209,12 @@ def test_summarize_groups_by_fingerprint_over_the_window(settings, log_dir):
         "incidents": 5,
         "pages": 2,
         "by_severity": {"CRITICAL": 3, "ERROR": 2, "WARNING": 0, "INFO": 0},
-        "deliveries": {"ok": 0, "failed": 1, "pending": 0, "skipped": 3},
+        "deliveries": {"ok": 0, "failed": 1, "unconfirmed": 0, "pending": 0, "skipped": 3},
     }
+    assert [(a["id"], a["channel"], a["state"]) for a in body["attention"]] == [(first["id"], "telegram", "failed")]
     assert files.read_json(log_dir / "incident_summary.json") == body
     assert [g["source"] for g in pager.summarize(hours="0.1", now=T0, s=settings)["groups"]] == ["host1"]
+    assert files.read_json(log_dir / "incident_summary.json") == body  # the file holds the last 24h
     for bad in (0, -1, "x", 745, float("nan")):
         with pytest.raises(ValidationError) as exc:
             pager.summarize(hours=bad, now=T0, s=settings)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import time
 
 import pytest
@@ -43,7 +44,15 @@ def test_incidents_card_shows_groups_and_highlights_failed_deliveries(browser, l
             expect(db_row.locator("[data-channel=telegram] .badge")).to_have_text("\u2713OK")
             worker = section.locator("tr", has_text="queue slow")
             expect(worker.locator("td.num").first).to_have_text("3")
-            expect(section.locator(".inc-alert")).to_contain_text("1 delivery failed")
+            expect(section.locator(".inc-alert")).to_contain_text("1 delivery needs attention")
+            item = section.locator(".inc-attention-item")
+            expect(item).to_have_count(1)
+            expect(item).to_have_attribute("data-state", "failed")
+            expect(item.locator(".inc-attention-what")).to_have_text("CRITICAL web: checkout <b>down</b>")
+            expect(item.locator(".inc-attention-error")).to_have_text(
+                "failed after 1 attempt: Forbidden: bot was blocked by the user"
+            )
+            expect(item.locator(".inc-attention-cmd")).to_have_text(re.compile(r"^echoops page retry inc_[0-9a-f]+$"))
             expect(page.locator("#card-incidents .card-state .badge")).to_have_text("\u2715FAILED")
             assert page.console_errors == []
             assert csp_violations(page) == []

@@ -113,9 +113,14 @@ def test_unsubscribe_resubscribe_audit(seeded, cli):
     with pytest.raises(signing.BadToken):
         portal.download(token + "x", ip="192.0.2.2")
     audit = orjson.loads(cli("portal", "audit", "--json").stdout)
-    assert [(e["status"], e["ip"]) for e in audit["entries"]] == [(403, "192.0.2.2"), (200, "192.0.2.1")]
+    assert [(e["status"], e["ip"], e["action"]) for e in audit["entries"]] == [
+        (403, "192.0.2.2", "download"),
+        (200, "192.0.2.1", "download:rendered"),
+        (200, None, "link"),  # portal.link() called in process: no ip
+        (200, "cli", "lookup"),  # `portal receipts` above
+    ]
     only = orjson.loads(cli("portal", "audit", "--email", "qa@echopilot.ai", "--json").stdout)
-    assert [e["status"] for e in only["entries"]] == [200]
+    assert [e["status"] for e in only["entries"]] == [200, 200, 200]
     table = cli("portal", "audit")
     assert table.exit_code == 0 and "403" in table.stdout
 

@@ -48,9 +48,11 @@ def _token(url: str) -> str:
     return parse_qs(urlsplit(url).query)["token"][0]
 
 
-def _audit(s) -> list[dict]:
+def _audit(s, *, admin: bool = False) -> list[dict]:
+    """Audit lines of signed-link accesses (and, with `admin`, of admin lookups and links too)."""
     path = s.log_path("portal_access.ndjson")
-    return [orjson.loads(x) for x in path.read_bytes().splitlines()] if path.exists() else []
+    lines = [orjson.loads(x) for x in path.read_bytes().splitlines()] if path.exists() else []
+    return [e for e in lines if admin or e["action"] not in ("lookup", "link")]
 
 
 def test_receipts_lists_newest_first_with_absolute_signed_links(s):
@@ -272,8 +274,16 @@ def test_not_configured_without_a_strong_secret(s, monkeypatch):
 def test_audit_listing_newest_first_and_by_email(s):
     for pid in ("p1", "o1", "p2"):
         portal.download(_token(portal.link(pid, s=s, now=T0)["url"]), ip="10.0.0.1", s=s, now=T0)
-    assert [e["resource"] for e in portal.audit(s=s)["entries"]] == ["receipt:p2", "receipt:o1", "receipt:p1"]
+    assert [(e["action"].split(":")[0], e["resource"]) for e in portal.audit(s=s)["entries"]] == [
+        ("download", "receipt:p2"),
+        ("link", "receipt:p2"),
+        ("download", "receipt:o1"),
+        ("link", "receipt:o1"),
+        ("download", "receipt:p1"),
+        ("link", "receipt:p1"),
+    ]
     mine = portal.audit(email="QA@echopilot.ai", limit=1, s=s)
+    assert mine["entries"][0]["action"].startswith("download")
     assert mine["email"] == "qa@echopilot.ai" and [e["resource"] for e in mine["entries"]] == ["receipt:p2"]
 
 

@@ -68,16 +68,19 @@ def test_portal_card_lookup_copy_link_and_access(browser, live_server, log_dir, 
         assert httpx.get(server.url + path + "x").status_code == 403
         page.get_by_role("button", name="Refresh").click()
         items = section.locator(".portal-access li")
-        # this customer's attempts only (a tampered token proves no email, so it is not theirs)
-        expect(items).to_have_count(1)
+        # this customer's attempts only (a tampered token proves no email, so it is not theirs),
+        # the admin lookup included; the refresh did not look the customer up again
+        expect(items).to_have_count(2)
         expect(items.nth(0)).to_have_attribute("data-status", "200")
         expect(items.nth(0)).to_contain_text("invoice:b1")
+        expect(items.nth(1)).to_contain_text("lookup receipts")
         # the looked-up email survives the refresh
         expect(section.locator("#portal-email")).to_have_value("QA@echopilot.ai")
         # with no email, every recent attempt shows, the 403 with its reason
         section.locator("#portal-email").fill("")
         section.get_by_role("button", name="Look up").click()
-        expect(items).to_have_count(2)
+        expect(items).to_have_count(4)  # the two lookups too: the malformed one refused with 400
+        expect(items.nth(3)).to_have_attribute("data-status", "400")
         expect(items.nth(0)).to_have_attribute("data-status", "403")
         expect(items.nth(0).locator(".portal-reason")).to_have_text("tampered: signature does not match")
         assert page.console_errors == []

@@ -8,6 +8,7 @@ import httpx
 import orjson
 
 from echoops.core import portal
+from tests.conftest import TEST_KEY
 
 SECRET = "http-test-signing-key-0123456789abcdefgh"
 ROWS = [
@@ -86,7 +87,7 @@ def test_receipts_download_and_audit_over_http(live_server, log_dir, monkeypatch
         assert x.json() == {"error": "forbidden", "detail": "this link is invalid or has expired"}
         assert x.headers["cache-control"] == "private, no-store" and x.headers["referrer-policy"] == "no-referrer"
 
-    entries = _audit(log_dir)
+    entries = [e for e in _audit(log_dir) if e["resource"] != "receipts"]  # the lookups: see the next test
     assert [(e["status"], e["resource"]) for e in entries] == [
         (200, "receipt:h1"),
         (200, "invoice:h1"),
@@ -101,6 +102,54 @@ def test_receipts_download_and_audit_over_http(live_server, log_dir, monkeypatch
     audit = admin.get("/api/portal/audit", params={"email": "qa@echopilot.ai", "limit": "2"}).json()
     assert [e["resource"] for e in audit["entries"]] == ["receipt:h2", "invoice:h1"]
     assert public.get("/api/portal/audit").status_code == 401
+
+
+def test_an_admin_receipts_lookup_adds_an_audit_line(live_server, log_dir, monkeypatch, cli):
+    monkeypatch.setenv("PORTAL_SIGNING_SECRET", SECRET)
+    _seed(log_dir)
+    server = live_server(PORTAL_SIGNING_SECRET=SECRET)
+    admin = server.client()
+    r = admin.get("/api/portal/receipts", params={"email": "QA@echopilot.ai"})
+    assert r.status_code == 200
+    assert admin.get("/api/portal/receipts", params={"email": "not-an-email"}).status_code == 400
+    assert cli("portal", "receipts", "qa@echopilot.ai", "--json").exit_code == 0
+    lines = (log_dir / "portal_access.ndjson").read_text()
+    entries = [{k: v for k, v in e.items() if k != "ts"} for e in _audit(log_dir)]
+    assert entries == [
+        {
+            "event": "portal_access",
+            "email": "qa@echopilot.ai",
+            "ip": "127.0.0.1",
+            "resource": "receipts",
+            "status": 200,
+            "action": "lookup",
+            "route": "GET /api/portal/receipts",
+            "count": 2,
+        },
+        {
+            "event": "portal_access",
+            "email": None,
+            "ip": "127.0.0.1",
+            "resource": "receipts",
+            "status": 400,
+            "action": "lookup",
+            "reason": "'not-an-email' is not a valid email address",
+            "route": "GET /api/portal/receipts",
+        },
+        {
+            "event": "portal_access",
+            "email": "qa@echopilot.ai",
+            "ip": "cli",
+            "resource": "receipts",
+            "status": 200,
+            "action": "lookup",
+            "route": "echoops portal receipts",
+            "count": 2,
+        },
+    ]
+    for url in (p["receipt_url"] for p in r.json()["purchases"]):  # never a token
+        assert url.split("token=")[1] not in lines
+    assert TEST_KEY not in lines
 
 
 def test_one_click_unsubscribe_over_http(live_server, log_dir, monkeypatch):

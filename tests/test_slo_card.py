@@ -74,3 +74,21 @@ def test_slo_card_shows_green_yellow_and_red_with_the_gate(browser, live_server,
             .startswith("burn 1h, last 24h: 6 points, last 5, min 0,")
         )
         assert page.console_errors == [] and csp_violations(page) == []
+
+
+@pytest.mark.browser
+def test_slo_card_shows_the_operators_override(browser, live_server, settings, log_dir):
+    server = live_server()
+    history(log_dir, end=T0 + 10800, minutes=180, per_minute=20, err_pct=5)
+    slo.tick(s=settings, now=T0 + 10800)
+    slo.clear_gate("rolled back <v42>", for_s="6h", s=settings, now=T0 + 10860)
+    slo.tick(s=settings, now=T0 + 11700)
+    with shown(browser, server) as (page, section):
+        expect(section.locator(".slo-gate")).to_have_count(0)
+        box = section.locator(".slo-override")
+        expect(box).to_have_attribute("data-by", "command")
+        expect(box.locator("strong")).to_have_text("Gate override")
+        expect(box.locator(".slo-override-reason")).to_have_text("rolled back <v42>")  # text, never markup
+        expect(box.locator(".slo-override-until")).to_contain_text("The gate condition holds right now.")
+        expect(box.locator(".slo-override-until")).to_contain_text("after it drops to 2\u00d7 or below")
+        assert page.console_errors == [] and csp_violations(page) == []

@@ -40,7 +40,18 @@ def _row(table, name: str, entry: dict[str, Any]) -> None:
         state_text(state),
         _usd(entry.get("forecast_usd")),
         entry.get("action", ""),
+        entry.get("cap_source") or "",
     )
+
+
+def _sources(body: dict[str, Any]) -> str:
+    """Where each cap came from and since when: `global env since …, gpt-4o api since …`."""
+    parts = []
+    for name, entry in [("global", body["global"]), *body["models"].items()]:
+        if entry.get("cap_source"):
+            since = entry.get("cap_since")
+            parts.append(f"{name} {entry['cap_source']}" + (f" since {since}" if since else ""))
+    return ", ".join(parts)
 
 
 def _show(body: dict[str, Any]) -> None:
@@ -48,12 +59,17 @@ def _show(body: dict[str, Any]) -> None:
     from rich.table import Table
 
     table = Table(title=f"AI spend on {body['day']} (UTC)")
-    for col in ("scope", "spent", "cap", "used", "pct", "state", "forecast", "action"):
+    for col in ("scope", "spent", "cap", "used", "pct", "state", "forecast", "action", "from"):
         table.add_column(col, no_wrap=col in ("scope", "used"))
     _row(table, "global", body["global"])
     for name, entry in body["models"].items():
         _row(table, escape(name), entry)
     out = console()
+    if body.get("mode") == "monitor":
+        out.print(
+            "[bold yellow]MONITORING ONLY[/] (COST_ENFORCE=false): caps are measured and alert; "
+            "AI calls are never throttled"
+        )
     out.print(table)
     fees = body["stripe_fees"]
     cap = f" of {_usd(fees['cap_usd'])} ({fees.get('state', 'ok').upper()})" if "cap_usd" in fees else ""
@@ -68,6 +84,7 @@ def _show(body: dict[str, Any]) -> None:
         out.print(failed, highlight=False, soft_wrap=True)
     if body["unpriced"]:
         out.print(f"[yellow]unpriced models (counted at the default price):[/] {escape(', '.join(body['unpriced']))}")
+    out.print(f"caps from: {_sources(body)}", highlight=False, markup=False)
     out.print(f"updated {body['updated_at'] or 'never (run: echoops costs tick)'}", highlight=False)
 
 
@@ -141,14 +158,29 @@ def set_cap_cmd(
 
 
 @app.command("check")
-def check_cmd(model: str = typer.Argument(..., help="The model the app wants to call."), now: str | None = NOW_OPT):
-    """Print the guard decision for one AI call as JSON; exit 0 allow/switch, 1 throttle.
+def check_cmd(
+    model: str = typer.Argument(..., help="The model the app wants to call."),
+    json_out: bool = JSON_OPT,
+    now: str | None = NOW_OPT,
+):
+    """Show the guard decision for one AI call; exit 0 allow/switch, 1 throttle.
+
+    --json prints exactly what GET /api/costs/check?model=MODEL returns.
 
     Example: echoops costs check gpt-4o || echo "AI throttled until UTC midnight"
+    Example: echoops costs check gpt-4o --json | jq -r .model
     """
     from echoops.core import clock, costs
 
     decision = costs.check(model, now=clock.parse_cli_time(now))
-    emit_json(decision)
+    if json_out:
+        emit_json(decision)
+    else:
+        action = decision["action"]
+        target = f" -> {decision['model']}" if action == "switch" else ""
+        retry = f" (retry in {decision['retry_after_s']} s)" if action == "throttle" else ""
+        console().print(
+            f"{action.upper()}{target}: {decision['reason']}{retry}", highlight=False, markup=False, soft_wrap=True
+        )
     if decision["action"] == "throttle":
         raise typer.Exit(1)

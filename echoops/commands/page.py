@@ -10,7 +10,8 @@ from echoops.commands.render import JSON_OPT, NOW_OPT, console, emit_json, state
 
 app = typer.Typer(
     help="Incident inbox and pager: dedup by fingerprint, page CRITICAL to Telegram and email.\n\n"
-    "Exit codes: 0 ok, 1 a delivery failed (it is retried later), 2 bad usage or config.\n\n"
+    "Exit codes: 0 ok, 1 a delivery attempt failed (retried up to 6 attempts in all; then `page retry`), "
+    "2 bad usage or config.\n\n"
     "Example: echoops page raise --severity CRITICAL --msg 'SLO burn' --source slo",
     no_args_is_help=True,
 )
@@ -29,8 +30,25 @@ def _meta(raw: str | None) -> Any:
         raise ValidationError("--meta is not valid JSON", field="meta") from None
 
 
-def _deliveries(states: dict[str, str]) -> str:
-    return ", ".join(f"{channel} {state_text(state)}" for channel, state in states.items()) or "not paged"
+def _deliveries(states: dict[str, str], attempts: dict[str, dict] | None = None) -> str:
+    parts = []
+    for channel, state in states.items():
+        a = (attempts or {}).get(channel) or {}
+        text = f"{channel} {state_text(state)}"
+        if a.get("attempts") and state != "ok":
+            text += f" (attempt {a['attempts']}: {a.get('last_status')}"
+            text += f"; retry at {a['retry_at']})" if a.get("retry_at") else ")"
+        parts.append(text)
+    return ", ".join(parts) or "not paged"
+
+
+def _attempt_failed(body: dict[str, Any]) -> bool:
+    """A delivery this command attempted did not get through (yet)."""
+    attempts = body.get("attempts", {})
+    return any(
+        state in ("failed", "unconfirmed") or (state == "pending" and attempts.get(channel, {}).get("attempts"))
+        for channel, state in body.get("deliveries", {}).items()
+    )
 
 
 @app.command("raise")
@@ -40,11 +58,14 @@ def raise_cmd(
     source: str = typer.Option(..., "--source", help="What raised it (<= 100 chars)."),
     meta: str = typer.Option(None, "--meta", help="Extra context as a JSON object (<= 16 KiB)."),
     fingerprint: str = typer.Option(None, "--fingerprint", help="Dedup key (default: from source + msg)."),
-    send: bool = typer.Option(True, "--send/--no-send", help="Deliver now (default) or only enqueue."),
+    send: bool = typer.Option(True, "--send/--no-send", help="Make the first attempt now (default) or only enqueue."),
     json_out: bool = JSON_OPT,
     now: str | None = NOW_OPT,
 ) -> None:
     """Raise an incident; a CRITICAL is paged (once per fingerprint per PAGER_REPEAT_MIN).
+
+    Makes the first delivery attempt now and returns: retries are left to the outbox
+    (`page run`, or the server's drain thread). Exit 1 when that first attempt failed.
 
     Example: echoops page raise --severity CRITICAL --msg 'SLO burn' --source slo --meta '{"burn":14.4}'
     """
@@ -58,10 +79,38 @@ def raise_cmd(
         kind = "deduped into" if body["deduped"] else "new"
         console().print(
             f"{kind} incident [bold]{body['id']}[/] fingerprint {body['fingerprint'][:16]}: "
-            f"{_deliveries(body.get('deliveries', body['channels']))}",
+            f"{_deliveries(body.get('deliveries', body['channels']), body.get('attempts'))}",
             highlight=False,
         )
-    if "failed" in body.get("deliveries", {}).values():
+    if _attempt_failed(body):
+        raise typer.Exit(1)
+
+
+@app.command("retry")
+def retry_cmd(
+    incident_id: str = typer.Argument(None, help="The incident whose failed deliveries to re-drive."),
+    all_failed: bool = typer.Option(False, "--all-failed", help="Every failed delivery instead of one incident's."),
+    channel: str = typer.Option(None, "--channel", help="Only this channel (telegram or email)."),
+    json_out: bool = JSON_OPT,
+    now: str | None = NOW_OPT,
+) -> None:
+    """Re-drive failed deliveries by hand: a new series of up to 6 attempts, the first one now.
+
+    By id it also re-sends an `unconfirmed` delivery (one whose result was never recorded:
+    check the chat first). Exit 1 when nothing matched or a first attempt failed.
+
+    Example: echoops page retry inc_0193a1b2c3d4e5f6a7b8c9 --channel telegram
+    """
+    from echoops.core import clock, pager
+
+    body = pager.retry(incident_id, all_failed=all_failed, channel=channel, now=clock.parse_cli_time(now))
+    if json_out:
+        emit_json(body)
+    else:
+        out = console()
+        for iid, states in body["deliveries"].items():
+            out.print(f"retried {iid}: {_deliveries(states)}", highlight=False)
+    if any(state != "ok" for states in body["deliveries"].values() for state in states.values()):
         raise typer.Exit(1)
 
 
@@ -72,6 +121,9 @@ def run_cmd(
     now: str | None = NOW_OPT,
 ) -> None:
     """Turn new CRITICAL lines of logs/*.ndjson into incidents and deliver queued pages (the scheduler's job).
+
+    Also rewrites logs/incident_summary.json with the last 24h. With --now the clock is
+    simulated: what is due at that instant is attempted, nothing is waited for.
 
     Example: echoops page run   (schedule.cron: */5 * * * * echoops page run)
     """
@@ -92,7 +144,14 @@ def run_cmd(
             )
         done = ", ".join(f"{n} {state_text(state)}" for state, n in body["deliveries"].items())
         out.print(f"delivery attempts: {done or 'none due'}")
-    if body["deliveries"].get("failed"):
+        waiting = body["summary"]["deliveries"]
+        if waiting.get("failed") or waiting.get("unconfirmed"):
+            out.print(
+                f"[red]needs attention:[/] {waiting['failed']} failed, {waiting['unconfirmed']} unconfirmed "
+                "(echoops page summarize; echoops page retry ID)",
+                highlight=False,
+            )
+    if body["deliveries"].get("failed") or body["deliveries"].get("unconfirmed"):
         raise typer.Exit(1)
 
 
@@ -104,7 +163,8 @@ def summarize_cmd(
 ) -> None:
     """Incidents of the last N hours grouped by fingerprint, with delivery state per channel.
 
-    Also writes logs/incident_summary.json.
+    Failed and unconfirmed deliveries are listed below the table with the command that re-drives
+    them. The 24h summary is also written to logs/incident_summary.json.
     Example: echoops page summarize --hours 6 --json | jq .totals
     """
     from rich.markup import escape
@@ -133,6 +193,13 @@ def summarize_cmd(
         )
     out = console()
     out.print(table)
+    for a in body["attention"]:
+        error = escape(str(a["last_error"] or a["last_status"]))
+        out.print(
+            f"[red]{a['state'].upper()}[/] {a['channel']} delivery of {a['severity']} {escape(a['source'])}: "
+            f"{escape(a['msg'][:60])} after {a['attempts']} attempt(s): {error}  ->  echoops page retry {a['id']}",
+            highlight=False,
+        )
     t = body["totals"]
     out.print(
         f"{t['groups']} groups, {t['incidents']} incidents, {t['pages']} pages; deliveries "

@@ -33,7 +33,7 @@ def receipts_cmd(
 
     from echoops.core import clock, portal
 
-    body = portal.receipts(email, limit=limit, now=clock.parse_cli_time(now))
+    body = portal.receipts(email, limit=limit, ip="cli", route="echoops portal receipts", now=clock.parse_cli_time(now))
     if json_out:
         emit_json(body)
         return
@@ -73,7 +73,7 @@ def link_cmd(
     """
     from echoops.core import clock, portal
 
-    body = portal.link(purchase_id, kind, now=clock.parse_cli_time(now))
+    body = portal.link(purchase_id, kind, ip="cli", route="echoops portal link", now=clock.parse_cli_time(now))
     if json_out:
         emit_json(body)
     else:

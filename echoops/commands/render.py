@@ -21,6 +21,7 @@ STATE_STYLE = {
     "warn": "yellow",
     "throttle": "bold red",
     "failed": "bold red",
+    "unconfirmed": "bold red",
     "pending": "yellow",
     "skipped": "dim",
 }

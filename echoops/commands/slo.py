@@ -38,6 +38,12 @@ def _panel(doc: dict[str, Any]) -> None:
         lines.append(f"[bold red]DEPLOY GATE SET[/] since {escape(str(gate['since']))}: {escape(gate['reason'])}")
     else:
         lines.append("deploy gate: open")
+    override = gate.get("override")
+    if override:
+        lines.append(
+            f"[yellow]override[/] by {escape(override['by'])} since {escape(override['since'])}: "
+            f"{escape(override['reason'])} (ends {escape(override['ends'])})"
+        )
     lines.extend(f"- {escape(r)}" for r in doc["reasons"])
     lines.extend(f"[dim]note: {escape(n)}[/]" for n in doc["notes"])
     lines.append(f"[dim]updated {doc['updated_at'] or 'never'}[/]")
@@ -124,30 +130,45 @@ def rebaseline(
 
 @app.command("gate")
 def gate(
-    clear: bool = typer.Option(False, "--clear", help="Remove the deploy gate flag (needs --reason)."),
+    clear: bool = typer.Option(False, "--clear", help="Remove the deploy gate flag and keep it off (needs --reason)."),
     reason: str = typer.Option(None, "--reason", help="Why the gate is cleared (logged)."),
+    for_: str = typer.Option(
+        None, "--for", help="With --clear: how long the override may hold at most (30m, 6h, 2d; default 24h)."
+    ),
     json_out: bool = render.JSON_OPT,
+    now: str | None = render.NOW_OPT,
 ) -> None:
-    """Deploy gate for CI: exit 0 open, 1 set; --clear removes it.
+    """Deploy gate for CI: exit 0 open, 1 set; --clear removes it and keeps it off.
 
-    When set, prints the reason on stderr.
+    When set, prints the reason on stderr. --clear records an override: the next ticks do not
+    set the gate again until the burn has dropped to 2x or below and then stayed above 2x for
+    a full 2h, or until --for (default 24h) has passed.
 
-    Exit codes: 0 open (or cleared), 1 gate set, 2 --clear without --reason.
+    Exit codes: 0 open (or cleared), 1 gate set, 2 --clear without --reason, a bad --for.
 
     Example: echoops slo gate || echo "deploys paused: error budget burning"
+    Example: echoops slo gate --clear --reason "rolled back v42" --for 6h
     """
-    from echoops.core import slo
+    from echoops.core import clock, slo
+    from echoops.core.errors import ValidationError
 
+    t = clock.parse_cli_time(now)
     if clear:
-        result = slo.clear_gate(reason)
+        result = slo.clear_gate(reason, for_s=for_, now=t)
         if json_out:
             render.emit_json(result)
             return
         word = "cleared" if result["cleared"] else "was not set"
-        render.console().print(f"deploy gate {word} (reason: {result['reason']})", highlight=False)
+        render.console().print(
+            f"deploy gate {word} (reason: {result['reason']}); override until {result['override']['until']}",
+            highlight=False,
+            markup=False,
+        )
         return
+    if for_ is not None:
+        raise ValidationError("--for goes with --clear", field="for")
     if json_out:
-        render.emit_json(slo.gate())
+        render.emit_json(slo.gate(now=t))
     slo.require_gate_open()  # DeployGateSet -> "Error: deploy gate is set…: reason" on stderr, exit 1
     if not json_out:
         render.console().print("deploy gate open", highlight=False)

@@ -155,15 +155,6 @@ VARS: tuple[Var, ...] = (
         "Page a fingerprint at most once per this",
         feature="pager",
     ),
-    Var(
-        "PAGER_RETRY_HOURS",
-        "pager_retry_hours",
-        parsers.int_range(1, 168),
-        "24",
-        "h",
-        "Keep retrying failed deliveries this long",
-        feature="pager",
-    ),
     # 78 portal
     Var(
         "PORTAL_SIGNING_SECRET",
@@ -229,6 +220,15 @@ VARS: tuple[Var, ...] = (
         "25",
         "usd",
         "Global AI spend cap per UTC day",
+        feature="costs",
+    ),
+    Var(
+        "COST_ENFORCE",
+        "cost_enforce",
+        parsers.boolean,
+        "true",
+        "bool",
+        "false = monitoring only: spend and alerts go on, AI calls are never throttled",
         feature="costs",
     ),
     Var(
@@ -353,7 +353,6 @@ class Settings:
     smtp_tls: str | None
     smtp_timeout_s: float
     pager_repeat_min: int
-    pager_retry_hours: int
     portal_signing_keys: tuple[str, ...]
     portal_link_ttl_hrs: int
     portal_base_url: str
@@ -361,6 +360,7 @@ class Settings:
     stripe_api_key: str | None
     stripe_api_base: str
     cost_cap_daily_usd: float
+    cost_enforce: bool
     model_caps: dict[str, float]
     model_fallbacks: dict[str, str]
     model_prices: dict[str, dict[str, float]]
@@ -435,6 +435,11 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         warnings.append("PORTAL_SIGNING_SECRET is unset: portal links are disabled")
     elif weak:
         warnings.append("PORTAL_SIGNING_SECRET has a key shorter than 32 bytes: portal links are disabled")
+    if (env.get("PAGER_RETRY_HOURS") or "").strip():
+        warnings.append(
+            "PAGER_RETRY_HOURS is no longer used: a delivery gets at most 6 attempts over about 34 minutes, "
+            "then `echoops page retry` re-drives it"
+        )
     if values["dashboard_key"] and len(values["dashboard_key"]) < 16:
         warnings.append("DASHBOARD_KEY is shorter than 16 characters")
     return Settings(**values, warnings=tuple(warnings))

@@ -1,8 +1,9 @@
 """Demo data: realistic synthetic inputs in DESIGN.md's formats, ending at `now`.
 
-`seed()` plays the operator's app: three days of request logs with an error burst in the
-last two hours, today's AI usage close to the default caps, six hours of queue samples with
-a backlog building in the last hour, and a few app log lines (one CRITICAL). The numbers are
+`seed()` plays the operator's app: three days of request logs with an error burst over
+the last 2h20m (long enough for the 2h deploy gate), today's AI usage close to the default
+caps, six hours of queue samples with a backlog building in the last hour, and a few app log
+lines (one CRITICAL). The numbers are
 drawn from a random generator seeded with `now`, so the same `now` always gives the same files.
 
 Adding an input is one `seed_<input>(s, now)` function and one line in `STEPS`. A step that
@@ -27,7 +28,7 @@ from echoops.core.errors import ValidationError
 INPUT_FILES = ("requests.ndjson", "ai_usage.ndjson", "queue.ndjson", "app.ndjson")
 
 HISTORY_DAYS = 3
-BURST_MIN = 100  # the error burst covers the last 100 minutes
+BURST_MIN = 140  # the error burst covers the last 140 minutes: over 2h, so the gate sets
 BACKLOG_MIN = 60  # the queue backlog builds over the last hour
 QUEUE_HOURS = 6
 

@@ -70,6 +70,28 @@ def check_number(raw: object, *, lo: float = 0.0, hi: float | None = None, lo_op
     return value
 
 
+_DURATION_TEXT = re.compile(r"([0-9]+(?:\.[0-9]+)?)\s*(s|m|h|d)\Z", re.IGNORECASE)
+_DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def duration_s(raw: str, *, lo: float = 1.0, hi: float | None = None) -> float:
+    """A duration such as `90s`, `30m`, `6h` or `2d` (a bare number is seconds) -> seconds; ValueError otherwise."""
+    text = raw.strip() if isinstance(raw, str) else ""
+    m = _DURATION_TEXT.match(text)
+    if m:
+        value = float(m.group(1)) * _DURATION_UNITS[m.group(2).lower()]
+    else:
+        try:
+            value = check_number(text)
+        except ValueError:
+            raise ValueError("not a duration (e.g. 30m, 6h, 2d)") from None
+    if value < lo:
+        raise ValueError(f"must be at least {lo:g} s")
+    if hi is not None and value > hi:
+        raise ValueError(f"must be at most {hi / 86400:g} days" if hi >= 86400 else f"must be at most {hi:g} s")
+    return value
+
+
 def whole_count(value: object) -> int | None:
     """A count from a JSON line: a non-negative int, or a float with no fraction (2.0 -> 2); else None.
 

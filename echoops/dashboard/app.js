@@ -140,7 +140,7 @@
   var STATE_TONE = {
     green: "good", ok: "good",
     yellow: "warn", warn: "warn",
-    red: "bad", throttle: "bad", failed: "bad",
+    red: "bad", throttle: "bad", over: "bad", failed: "bad", unconfirmed: "bad",
     pending: "info",
     skipped: "muted",
   };

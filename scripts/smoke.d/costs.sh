@@ -5,6 +5,8 @@ $ECHOOPS costs tick >/dev/null
 # the brief's check: curl -s -H "X-Dash-Key:$DASHBOARD_KEY" http://localhost:5000/api/costs/status | jq .
 expect GET /api/costs/status 200 "" \
   '.global.cap_usd == 25' \
+  '.mode == "enforce"' \
+  '.global.cap_source == "env"' \
   '.global.spent_usd > 0' \
   '(.global.pct | type) == "number"' \
   '.global.state | IN("ok", "warn", "throttle")' \

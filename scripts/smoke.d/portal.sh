@@ -55,7 +55,8 @@ expect GET '/api/portal/receipts?email=qa@echopilot.ai' 200 "" '.unsubscribed ==
 expect GET '/api/portal/audit?limit=50' 200 "" \
   '[.entries[] | select(.status == 403)] | length >= 2' \
   '[.entries[] | select(.status == 403 and .reason)] | length >= 2' \
-  '[.entries[] | select(.status == 200 and .email == "qa@echopilot.ai")] | length >= 3'
+  '[.entries[] | select(.status == 200 and .email == "qa@echopilot.ai")] | length >= 3' \
+  '[.entries[] | select(.resource == "receipts" and .route == "GET /api/portal/receipts")] | length >= 2'
 checks=$((checks + 1))
 if grep -q "${receipt#*token=}" "$ECHOOPS_LOG_DIR/portal_access.ndjson"; then
   echo "FAIL portal_access.ndjson contains a token"; failures=$((failures + 1))

@@ -9,7 +9,6 @@ enqueued by other processes (the scheduler, the CLI) and retries that fell due.
 from __future__ import annotations
 
 from echoops.core import pager
-from echoops.core.pager import outbox
 from shim.http import json_body, query
 
 RAISE_FIELDS = ("severity", "msg", "source", "meta", "fingerprint")
@@ -36,5 +35,5 @@ def install(app) -> None:
 
     app.route("/api/incidents/raise", "POST", raise_route)
     app.route("/api/incidents/summarize", "POST", summarize_route)
-    if outbox.start_background_drain not in server.POST_FORK:
-        server.POST_FORK.append(outbox.start_background_drain)
+    if pager.start_background_drain not in server.POST_FORK:
+        server.POST_FORK.append(pager.start_background_drain)

@@ -73,7 +73,8 @@ def receipts():
     email = query("email")
     if not email:
         raise ValidationError("email query parameter is required", field="email")
-    return json_response(portal.receipts(email, limit=_int_param("limit", 100)), headers=dict(PRIVATE))
+    body = portal.receipts(email, limit=_int_param("limit", 100), ip=_client_ip(), route="GET /api/portal/receipts")
+    return json_response(body, headers=dict(PRIVATE))
 
 
 def audit():

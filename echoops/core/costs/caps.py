@@ -4,7 +4,10 @@
   writes `logs/cost_state.json` atomically, raises incidents once per scope per day and
   appends a `cost_tick` event to `logs/costs.ndjson`.
 - `status()` is the `/api/costs/status` document; `set_cap()` stores a cap that overrides
-  the environment until changed and recomputes the decisions at once.
+  the environment value it was set over until that value changes, or it is set again
+  (`cap_sources`: the newest setting wins), and recomputes the decisions at once.
+- COST_ENFORCE=false is monitoring-only mode: spend, utilisation, states, WARN/over events
+  and incidents go on, every decision is `allow` (saying what it would have been).
 - `guard(model)` (from `guardrail`) is the live decision in front of an AI call.
 
 States per scope (global and each capped model): ok < 90% <= warn < 100% <= throttle.
@@ -21,19 +24,18 @@ from typing import Any
 
 from echoops.core import clock, config, files, ndjson, store
 from echoops.core.config import Settings
+from echoops.core.costs import cap_sources, prices
 from echoops.core.costs import fees as stripe_fees
-from echoops.core.costs import prices
+from echoops.core.costs.cap_sources import effective_caps, model_name, validate_cap
 from echoops.core.costs.guardrail import STATE_FILE, decide, guard, known_models
 from echoops.core.costs.ingest import ingest_usage
-from echoops.core.errors import EchoopsError, ValidationError
+from echoops.core.errors import EchoopsError
 
 __all__ = ["SCHEMA", "check", "guard", "set_cap", "status", "tick", "state_document"]
 
 EVENTS_LOG = "costs.ndjson"
 WARN_RATIO = (9, 10)  # warn at spent * 10 >= cap * 9
 MIN_FORECAST_S = 3600  # extrapolate from at least an hour, so 00:05's first call is not x288
-MAX_API_CAP_USD = 1e9
-MAX_KEY_CHARS = 200
 
 SCHEMA = store.Schema(
     "costs",
@@ -87,52 +89,11 @@ def db(s: Settings) -> sqlite3.Connection:
 # --- caps ----------------------------------------------------------------------------------
 
 
-def effective_caps(conn: sqlite3.Connection, s: Settings) -> tuple[tuple[int, str], dict[str, tuple[int, str]]]:
-    """((daily µ$, source), {model: (µ$, source)}): API caps override the environment."""
-    daily = (prices.usd_to_micro(s.cost_cap_daily_usd), "env")
-    models = {k: (prices.usd_to_micro(v), "env") for k, v in s.model_caps.items()}
-    for scope, key, micro in conn.execute("SELECT scope, key, cap_micro FROM costs_caps"):
-        if scope == "daily":
-            daily = (micro, "api")
-        else:
-            models[key] = (micro, "api")
-    return daily, models
-
-
-def model_name(value: object, field: str, when: str = "") -> str:
-    """A model name from outside (HTTP, CLI), stripped; ValidationError naming `field` when it is
-    missing, blank, longer than MAX_KEY_CHARS or unprintable."""
-    name = value.strip() if isinstance(value, str) else ""
-    if not name:
-        raise ValidationError(f"{field} is required {when} (a printable model name)".replace("  ", " "), field=field)
-    if len(name) > MAX_KEY_CHARS or not name.isprintable():
-        raise ValidationError(f"{field} must be a printable model name of at most {MAX_KEY_CHARS} chars", field=field)
-    return name
-
-
-def validate_cap(scope: object, key: object, usd_cap: object) -> tuple[str, str, float]:
-    """Check a set-cap request; ValidationError names the field (scope, key or usd_cap)."""
-    if scope not in ("daily", "model"):
-        raise ValidationError('scope must be "daily" or "model"', field="scope")
-    if usd_cap is None:
-        raise ValidationError("usd_cap is required", field="usd_cap")
-    try:
-        usd = config.check_number(usd_cap, hi=MAX_API_CAP_USD)
-    except ValueError as exc:
-        raise ValidationError(f"usd_cap {exc}", field="usd_cap") from None
-    if scope == "model":
-        key = model_name(key, "key", "for scope model")
-    else:
-        if key not in (None, ""):
-            raise ValidationError("key is only allowed with scope model", field="key")
-        key = ""
-    return scope, key, usd
-
-
 def set_cap(
     scope: object, key: object, usd_cap: object, *, s: Settings | None = None, now: float | None = None
 ) -> dict[str, Any]:
-    """Store a cap (`daily` or per `model`) overriding the environment; logs `cap_set` with the old value.
+    """Store a cap (`daily` or per `model`) overriding the environment value it is set over (until
+    that value changes, see `cap_sources`); logs `cap_set` with the old value.
 
     Returns `{"cap": {scope, key, usd_cap, old_usd_cap, old_source}, "status": <status document>}`.
     """
@@ -141,6 +102,7 @@ def set_cap(
     scope, key, usd = validate_cap(scope, key, usd_cap)
     micro = prices.usd_to_micro(usd)
     conn = db(s)
+    cap_sources.observe(conn, s, now)  # the environment it is set over, as of now
     with store.transaction(conn):
         daily, models = effective_caps(conn, s)
         old = daily if scope == "daily" else models.get(key)
@@ -184,7 +146,7 @@ def state_document(conn: sqlite3.Connection, s: Settings, now: float) -> dict[st
     """The full state (status plus caps, fallbacks and decisions): what cost_state.json holds."""
     day = clock.day_iso(now)
     elapsed = now - clock.day_start(now)
-    (daily_micro, daily_src), caps = effective_caps(conn, s)
+    daily, caps = effective_caps(conn, s)
     rows = conn.execute(
         "SELECT model, cost_p, unpriced_calls FROM costs_spend WHERE day=? ORDER BY model", (day,)
     ).fetchall()
@@ -198,24 +160,28 @@ def state_document(conn: sqlite3.Connection, s: Settings, now: float) -> dict[st
     models: dict[str, Any] = {}
     for scope in sorted(spent):
         entry = _entry(spent[scope], caps[scope][0] if scope in caps else None, elapsed)
+        if scope in caps:
+            entry.update(cap_sources.describe(caps[scope]))
         if scope in members:
             entry["members"] = members[scope]
         models[scope] = entry
     meta = dict(conn.execute("SELECT k, v FROM costs_meta").fetchall())
     doc: dict[str, Any] = {
         "day": day,
-        "global": _entry(sum(row["cost_p"] for row in rows), daily_micro, elapsed),
+        "global": {**_entry(sum(row["cost_p"] for row in rows), daily[0], elapsed), **cap_sources.describe(daily)},
         "models": models,
         "stripe_fees": stripe_fees.status_entry(conn, s, day),
         "unpriced": sorted(row["model"] for row in rows if row["unpriced_calls"]),
         "updated_at": clock.iso(meta["last_tick"]) if "last_tick" in meta else None,
         "caps": {
-            "daily_usd": prices.micro_to_usd(daily_micro),
-            "daily_source": daily_src,
+            "daily_usd": prices.micro_to_usd(daily[0]),
+            "daily_source": daily[1],
             "models": {k: prices.micro_to_usd(v[0]) for k, v in sorted(caps.items())},
             "sources": {k: v[1] for k, v in sorted(caps.items())},
         },
         "fallbacks": dict(s.model_fallbacks),
+        "enforce": s.cost_enforce,
+        "mode": "enforce" if s.cost_enforce else "monitor",
     }
     names = set(prices.price_table(s.model_prices)) | set(models) | set(caps)
     names |= set(s.model_fallbacks) | set(s.model_fallbacks.values())
@@ -234,7 +200,7 @@ def check(model: object, *, s: Settings | None = None, now: float | None = None)
     return guard(model_name(model, "model"), s=s, now=now)
 
 
-_PUBLIC = ("day", "global", "models", "stripe_fees", "unpriced", "updated_at")
+_PUBLIC = ("day", "mode", "global", "models", "stripe_fees", "unpriced", "updated_at")
 
 
 def _public(doc: dict[str, Any]) -> dict[str, Any]:
@@ -248,12 +214,15 @@ def _public(doc: dict[str, Any]) -> dict[str, Any]:
 def status(*, s: Settings | None = None, now: float | None = None) -> dict[str, Any]:
     """Today's spend, caps, utilisation, states and forecast (the `/api/costs/status` document)."""
     s = s or config.settings()
-    return _public(state_document(db(s), s, clock.now_s(now)))
+    conn, t = db(s), clock.now_s(now)
+    cap_sources.observe(conn, s, t)
+    return _public(state_document(conn, s, t))
 
 
 def _publish(conn: sqlite3.Connection, s: Settings, now: float) -> dict[str, Any]:
     """Recompute the decisions and write cost_state.json, under the store's write lock so the
     last writer always holds the newest data."""
+    cap_sources.observe(conn, s, now)
     with store.transaction(conn):
         doc = state_document(conn, s, now)
         row = conn.execute("SELECT v FROM costs_meta WHERE k='version'").fetchone()
@@ -283,7 +252,7 @@ def _candidates(doc: dict[str, Any]) -> list[tuple[str, str, str, str, dict[str,
     return out
 
 
-def _message(scope: str, kind: str, entry: dict[str, Any], day: str) -> str:
+def _message(scope: str, kind: str, entry: dict[str, Any], day: str, enforce: bool = True) -> str:
     what = "global AI spend" if scope == "global" else ("Stripe fees" if scope == "stripe_fees" else f"{scope} spend")
     if kind == "forecast":
         return f"{what} forecast ${entry['forecast_usd']:g} exceeds the ${entry['cap_usd']:g} daily cap ({day})"
@@ -291,9 +260,8 @@ def _message(scope: str, kind: str, entry: dict[str, Any], day: str) -> str:
         return f"model {scope} has no price: counted at the conservative default ({day})"
     if kind == "fee_error":
         return stripe_fees.error_message(entry, day)
-    action = {"throttle": "cap reached: AI calls throttled", "fee_over": "cap reached (no throttling)"}.get(
-        kind, "near its daily cap"
-    )
+    throttle = "cap reached: AI calls throttled" if enforce else "cap reached (monitoring only: AI calls not throttled)"
+    action = {"throttle": throttle, "fee_over": "cap reached (no throttling)"}.get(kind, "near its daily cap")
     return f"{what} ${entry['spent_usd']:g} of ${entry['cap_usd']:g} ({entry['pct']}%): {action} ({day})"
 
 
@@ -318,8 +286,10 @@ def _alert(conn: sqlite3.Connection, s: Settings, doc: dict[str, Any], now: floa
     fired = []
     log = s.log_path(EVENTS_LOG)
     for scope, kind, severity, event, entry, fp in fresh:
-        msg = _message(scope, kind, entry, day)
+        msg = _message(scope, kind, entry, day, doc.get("enforce", True))
         fields = {"scope": scope, "day": day, "level": "WARN" if severity != "CRITICAL" else "ERROR", "msg": msg}
+        if kind == "throttle":
+            fields["enforced"] = doc.get("enforce", True)
         fields.update({k: entry[k] for k in ("spent_usd", "cap_usd", "pct", "forecast_usd") if k in entry})
         incident = None
         if severity:
@@ -368,7 +338,9 @@ def tick(*, s: Settings | None = None, now: float | None = None) -> dict[str, An
         "log_events": usage["events"],  # "truncated", "rotated", "replaced": ai_usage.ndjson changed under the cursor
         "unpriced": doc["unpriced"],
         "global": {k: doc["global"][k] for k in ("spent_usd", "cap_usd", "pct", "state", "forecast_usd")},
-        "throttled": sorted(k for k, v in doc["models"].items() if v["state"] == "throttle"),
+        "mode": doc["mode"],
+        "throttled": sorted(k for k, v in doc["models"].items() if v["state"] == "throttle" and doc["enforce"]),
+        "over_cap": sorted(k for k, v in doc["models"].items() if v["state"] == "throttle"),
         "stripe_fees": {"spent_usd": doc["stripe_fees"]["spent_usd"], **fees},
         "alerts": alerts,
         "duration_ms": round((time.perf_counter() - started) * 1000, 1),

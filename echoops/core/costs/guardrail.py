@@ -7,7 +7,9 @@ sit in front of every AI call (p99 well under 50 µs). When the UTC day rolls ov
 spend no longer applies: decisions reset to "nothing spent yet" (caps of 0 stay closed).
 
 The same `decide()` builds the decisions written into cost_state.json, so the file, the CLI,
-the endpoint and in-process callers always agree.
+the endpoint and in-process callers always agree. Monitoring-only mode (COST_ENFORCE=false,
+written into the file as `enforce: false`, or set in the calling process's environment) turns
+every decision into `allow`, with the reason saying what enforcing would have done.
 """
 
 from __future__ import annotations
@@ -49,8 +51,27 @@ def decide(model: str, doc: dict[str, Any], known: set[str] | None = None) -> di
 
     Global cap hit -> throttle. The model's cap (own or group) hit -> first fallback along
     MODEL_FALLBACKS_JSON whose cap still has headroom (switch), else throttle. Otherwise allow.
+    In monitoring-only mode (`enforce` false) the action is always allow (see `monitored`).
     Returns `{action, model, reason}` (retry_after_s is added per call by `guard`).
     """
+    decision = _enforced(model, doc, known)
+    return decision if doc.get("enforce", True) else monitored(model, decision)
+
+
+def monitored(model: str, decision: dict[str, Any]) -> dict[str, Any]:
+    """The monitoring-only form of a decision: allow `model`, saying what enforcing would have done."""
+    if decision["action"] == "allow":
+        return decision
+    would = decision["action"] + (f" to {decision['model']}" if decision["action"] == "switch" else "")
+    return {
+        "action": "allow",
+        "model": model,
+        "reason": f"monitoring only (COST_ENFORCE=false): would {would}: {decision['reason']}",
+        "would": decision["action"],
+    }
+
+
+def _enforced(model: str, doc: dict[str, Any], known: set[str] | None) -> dict[str, Any]:
     known = known_models(doc) if known is None else known
     name = prices.canonical(model, known)
     glob = doc["global"]
@@ -188,6 +209,7 @@ def guard(model: str, *, s: Settings | None = None, now: float | None = None) ->
     throttled, `retry_after_s` counts the seconds to the next UTC midnight (0 otherwise).
     """
     path = _state_path(s)
+    monitor = _monitor_env(s)
     t = time.time() if now is None else now
     dayno = int(t // DAY_S)
     try:
@@ -206,6 +228,15 @@ def guard(model: str, *, s: Settings | None = None, now: float | None = None) ->
         decision = decide(model, cache[2], cache[3])
         if len(memo) < MEMO_MAX:
             memo[model] = decision
-    out = dict(decision)
+    out = monitored(model, decision) if monitor else dict(decision)
     out["retry_after_s"] = seconds_to_midnight(t) if out["action"] == "throttle" else 0
     return out
+
+
+def _monitor_env(s: Settings | None) -> bool:
+    """COST_ENFORCE=false in this process's environment: monitoring only at once, before the next
+    tick writes the mode into cost_state.json for every other reader."""
+    if s is not None:
+        return not s.cost_enforce
+    raw = os.environ.get("COST_ENFORCE")
+    return raw is not None and raw.strip().lower() in ("0", "false", "no", "off")

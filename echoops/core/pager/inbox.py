@@ -1,36 +1,33 @@
-"""Incident inbox: the one way incidents enter echoops (validation, fingerprint, dedup, outbox).
-
-An incident row groups every occurrence of one fingerprint inside one repeat window
-(PAGER_REPEAT_MIN, default 60 min, anchored at the row's first occurrence). The first
-CRITICAL occurrence opens a row and enqueues one outbox delivery per channel; later ones
-inside the window only bump `count`/`last_seen` (deduped). Delivery lives in outbox.py.
+"""Incident inbox: the one way incidents enter echoops (validation, fingerprint, then `incidents`
+for dedup and the outbox rows). Delivery lives in outbox.py; `raise_incident(send=True)` (the
+CLI's `page raise`) also makes the first attempt of each new delivery, without waiting for a
+backoff: retries are the outbox's.
 """
 
 from __future__ import annotations
 
-import secrets
-import sqlite3
 from typing import Any
 
 import orjson
 
-from echoops.core import clock, config, ndjson, store
+from echoops.core import clock, config
 from echoops.core.config import Settings
 from echoops.core.errors import ValidationError
 from echoops.core.pager import outbox
 from echoops.core.pager.fingerprint import fingerprint as make_fingerprint
+from echoops.core.pager.incidents import (  # noqa: F401 (the inbox's interface: log ingest stores through it)
+    configured_channels,
+    new_id,
+    publish,
+    record,
+    store_incidents,
+)
 from echoops.core.pager.model import (
-    CHANNELS,
-    ENQUEUE_LISTENERS,
-    INCIDENTS_LOG,
     MAX_FINGERPRINT_CHARS,
     MAX_META_BYTES,
     MAX_MSG_BYTES,
     MAX_SOURCE_CHARS,
-    PAGED_SEVERITIES,
-    SEND_BUDGET_S,
     SEVERITIES,
-    db,
 )
 
 # --- validation ---------------------------------------------------------------------------
@@ -70,20 +67,6 @@ def validate(
     return severity.strip().upper(), msg, source.strip(), meta, fingerprint
 
 
-def configured_channels(s: Settings) -> dict[str, bool]:
-    """Which channels have the settings they need (a channel without them is `skipped`)."""
-    return {
-        "telegram": bool(s.telegram_bot_token and s.telegram_chat_id),
-        "email": bool(s.smtp_host and s.smtp_from and s.smtp_to),
-    }
-
-
-def new_id(now: float) -> str:
-    """A new incident id: `inc_` + hex milliseconds + 10 random hex digits."""
-    # Sortable by time, unique across processes without coordination.
-    return f"inc_{int(now * 1000):012x}{secrets.token_hex(5)}"
-
-
 # --- raising --------------------------------------------------------------------------------
 
 
@@ -102,128 +85,18 @@ def raise_incident(
 
     Returns `{"id", "fingerprint", "deduped", "channels"}`: `channels` maps each channel to
     the state this call enqueued (`pending` or `skipped`); empty when nothing was paged.
-    `send=True` (the CLI's `page raise`) also drains the outbox now, up to SEND_BUDGET_S
-    seconds, and adds `deliveries`: the state of each of this incident's deliveries afterwards.
+    `send=True` (the CLI's `page raise`) also makes the first attempt of each new delivery now
+    (never waiting for a backoff: the outbox retries) and adds `deliveries`, the state of each
+    of this incident's deliveries afterwards, and `attempts`, per channel
+    `{attempts, last_status, last_error, retry_at}`.
     """
     s = s or config.settings()
     severity, msg, source, meta, fingerprint = validate(severity, msg, source, meta, fingerprint)
     fp = fingerprint or make_fingerprint(source, msg)
-    result = record(s, [(severity, msg, source, meta, fp, 1)], now=clock.now_s(now))[0]
+    t = clock.now_s(now)
+    result = record(s, [(severity, msg, source, meta, fp, 1)], now=t)[0]
     if send:
-        result["deliveries"] = _send_now(s, result, now=now)
+        if "pending" in result["channels"].values():
+            outbox.attempt_now(s, result["id"], now=t)
+        result.update(outbox.delivery_states(s, result["id"]))
     return result
-
-
-def _send_now(s: Settings, result: dict[str, Any], *, now: float | None) -> dict[str, str]:
-    if "pending" in result["channels"].values():
-        outbox.drain(s, now=now, budget_s=SEND_BUDGET_S)
-    rows = db(s).execute("SELECT channel, state FROM pager_outbox WHERE incident_id=?", (result["id"],))
-    return {r["channel"]: r["state"] for r in rows}
-
-
-def record(
-    s: Settings, items: list[tuple[str, str, str, dict | None, str, int]], *, now: float
-) -> list[dict[str, Any]]:
-    """Store validated incidents `(severity, msg, source, meta, fingerprint, count)` in one
-    transaction, enqueue their pages, then append one `incident` event each."""
-    conn = db(s)
-    with store.transaction(conn):
-        results, events, enqueued = store_incidents(conn, s, items, now=now)
-    publish(s, events, enqueued, now=now)
-    return results
-
-
-def store_incidents(
-    conn: sqlite3.Connection, s: Settings, items: list[tuple[str, str, str, dict | None, str, int]], *, now: float
-) -> tuple[list[dict[str, Any]], list[dict[str, Any]], bool]:
-    """The in-transaction half of record(): (results, events to publish, anything enqueued)."""
-    window = s.pager_repeat_min * 60
-    enabled = configured_channels(s)
-    results: list[dict[str, Any]] = []
-    events: list[dict[str, Any]] = []
-    enqueued = False
-    for severity, msg, source, meta, fp, count in items:
-        row = conn.execute(
-            "SELECT id, paged, count, severity FROM pager_incidents WHERE fingerprint=? AND first_seen>? "
-            "ORDER BY first_seen DESC LIMIT 1",
-            (fp, now - window),
-        ).fetchone()
-        pages = severity in PAGED_SEVERITIES
-        channels: dict[str, str] = {}
-        if row is not None and (row["paged"] or not pages):
-            # The row keeps the worst severity it has seen (an ERROR after a WARNING escalates).
-            worst = min(severity, row["severity"], key=SEVERITIES.index)
-            conn.execute(
-                "UPDATE pager_incidents SET count=count+?, last_seen=max(last_seen, ?), severity=? WHERE id=?",
-                (count, now, worst, row["id"]),
-            )
-            incident_id, deduped, total = row["id"], True, row["count"] + count
-        else:
-            incident_id, deduped, total = new_id(now), False, count
-            conn.execute(
-                "INSERT INTO pager_incidents(id, fingerprint, severity, source, msg, meta, first_seen, "
-                "last_seen, count, paged) VALUES(?,?,?,?,?,?,?,?,?,?)",
-                (
-                    incident_id,
-                    fp,
-                    severity,
-                    source,
-                    msg,
-                    orjson.dumps(meta).decode() if meta is not None else None,
-                    now,
-                    now,
-                    count,
-                    int(pages),
-                ),
-            )
-            if pages:
-                channels = _enqueue(conn, incident_id, enabled, now)
-                enqueued = enqueued or "pending" in channels.values()
-        results.append({"id": incident_id, "fingerprint": fp, "deduped": deduped, "channels": channels})
-        events.append(
-            {
-                "id": incident_id,
-                "fingerprint": fp,
-                "severity": severity,
-                "source": source,
-                "msg": msg,
-                "meta": meta,
-                "occurrences": count,
-                "count": total,
-                "deduped": deduped,
-                "channels": channels,
-            }
-        )
-    return results, events, enqueued
-
-
-def _enqueue(conn: sqlite3.Connection, incident_id: str, enabled: dict[str, bool], now: float) -> dict[str, str]:
-    """One outbox row per channel: `pending` (due now) or, without its settings, `skipped`."""
-    channels = {channel: "pending" if enabled[channel] else "skipped" for channel in CHANNELS}
-    conn.executemany(
-        "INSERT INTO pager_outbox(incident_id, channel, state, next_attempt_at, last_status, created_at, "
-        "updated_at) VALUES(?,?,?,?,?,?,?)",
-        [
-            (
-                incident_id,
-                channel,
-                state,
-                now if state == "pending" else None,
-                None if state == "pending" else "not_configured",
-                now,
-                now,
-            )
-            for channel, state in channels.items()
-        ],
-    )
-    return channels
-
-
-def publish(s: Settings, events: list[dict[str, Any]], enqueued: bool, *, now: float) -> None:
-    """After the commit: one `incident` line per stored incident, then wake local drainers."""
-    path = s.log_path(INCIDENTS_LOG)
-    for event in events:
-        ndjson.append(path, "incident", now=now, **event)
-    if enqueued:
-        for listener in list(ENQUEUE_LISTENERS):
-            listener()

@@ -18,7 +18,7 @@ MAX_MSG_BYTES = 4 * 1024
 MAX_SOURCE_CHARS = 100
 MAX_META_BYTES = 16 * 1024
 MAX_FINGERPRINT_CHARS = 200
-SEND_BUDGET_S = 30.0  # how long `raise_incident(send=True)` may spend on retries before returning
+DELIVERY_STATES = ("ok", "failed", "unconfirmed", "pending", "skipped")
 
 INCIDENTS_LOG = "incidents.ndjson"
 SUMMARY_FILE = "incident_summary.json"
@@ -59,6 +59,15 @@ SCHEMA = store.Schema(
             PRIMARY KEY (incident_id, channel)
         );
         CREATE INDEX pager_outbox_due ON pager_outbox(state, next_attempt_at);
+        """,
+        # v2: at most 6 attempts per delivery (`round_attempts` counts the current series: since
+        # the enqueue or the last `page retry`, counted in `redrives`; `rounds` is no longer used),
+        # and the attempt in flight, written before the network call (`sending_attempt`,
+        # `sending_at`) so an attempt whose result was never recorded is resolved conservatively.
+        """
+        ALTER TABLE pager_outbox ADD COLUMN sending_attempt INTEGER;
+        ALTER TABLE pager_outbox ADD COLUMN sending_at REAL;
+        ALTER TABLE pager_outbox ADD COLUMN redrives INTEGER NOT NULL DEFAULT 0;
         """,
     ),
 )

@@ -1,44 +1,60 @@
 """The durable delivery outbox: claim a due delivery under a lease, attempt it, record the result.
 
-One row per (incident, channel) in `pager_outbox`, state pending -> ok | failed (| skipped).
-Several drainers (gunicorn workers' background threads, `echoops page run`) can run at once:
-a row is claimed in a BEGIN IMMEDIATE transaction (claimed_by/claimed_until), so one
-delivery is never attempted by two of them concurrently. The result of an attempt is
-written to the store first, then to logs/incidents.ndjson: a process killed after a
-successful send never sends again; one killed between enqueue and send leaves the row
-pending (or claimed by a dead pid, which the next drainer on this host takes over).
+One row per (incident, channel) in `pager_outbox`, state pending -> ok | failed | unconfirmed
+(or skipped from the start). Several drainers (gunicorn workers' background threads,
+`echoops page run`, `page raise`) can run at once: a row is claimed in a BEGIN IMMEDIATE
+transaction (claimed_by/claimed_until), so one delivery is never attempted by two of them.
 
-Retries: a round is up to MAX_ATTEMPTS attempts with exponential backoff and jitter
-(429 waits `retry_after`); a row whose round is used up, or that got a permanent refusal,
-becomes `failed` and gets a new round later (5 min, doubling, at most hourly) until
-PAGER_RETRY_HOURS after it was enqueued; after that it stays `failed`, visible.
+Retries: at most MAX_ATTEMPTS (6) attempts per delivery, the first plus 5 retries after
+BACKOFF_S (10 s, 1 min, 3 min, 10 min, 20 min, +0-10% jitter: 34 min in all; a Telegram 429
+waits at least its `retry_after`). Errors that can never succeed (Telegram 400/401/403, an SMTP
+5xx such as a refused login, a header that cannot be encoded) are not retried. Then the row is
+`failed` for good: a notice goes out through the other configured channel, and `echoops page
+retry` re-drives it by hand (a new series of 6).
+
+Recording: the claim writes the attempt number (`sending_attempt`) before the network call,
+and the result clears it, in the store first, then logs/incidents.ndjson. An attempt whose
+result was never recorded (the sender died, or could not write: a full disk) is resolved when
+its lease runs out, per channel (SEMANTICS): Telegram is at-most-once (a duplicate page is
+worse than a late one: the row becomes `unconfirmed`, is not re-sent, and a notice goes out
+through the other channel); email is at-least-once (it counts as a failed attempt and is
+retried; receivers can dedup on the Message-ID, which names the incident).
 """
 
 from __future__ import annotations
 
-import logging
 import os
 import random
 import socket
 import sqlite3
 import threading
 import time
-from collections import Counter
 from typing import Any
 
 from echoops.core import clock, ndjson, store
 from echoops.core.config import Settings
-from echoops.core.pager import model
+from echoops.core.errors import EchoopsError, NotFound, ValidationError
+from echoops.core.pager import incidents, model
 from echoops.core.pager.channels import Outcome, Page
 from echoops.core.redact import redact
 
-MAX_ATTEMPTS = 5
-BACKOFF_BASE_S = 1.0
-BACKOFF_CAP_S = 30.0
-RETRY_AFTER_CAP_S = 300.0  # a longer flood wait is honoured across runs, not slept through
-ROUND_DELAY_S = 300.0
-ROUND_DELAY_CAP_S = 3600.0
+MAX_ATTEMPTS = 6  # "retries with backoff up to 5 times": the first attempt and 5 retries
+BACKOFF_S = (10.0, 60.0, 180.0, 600.0, 1200.0)  # wait after failed attempt 1..5
+JITTER = 0.1  # up to +10% on each wait, so many failed deliveries do not retry in step
+RETRY_AFTER_CAP_S = 3600.0  # a Telegram flood wait longer than this is junk
+SEMANTICS = {"telegram": "at-most-once", "email": "at-least-once"}
+LABEL = {"telegram": "Telegram", "email": "Email"}
+NOTICE_FP = "pager:delivery_failed:"  # + channel: the notice that a channel's delivery failed
+UNCONFIRMED = "unconfirmed"
 HOST = socket.gethostname()
+
+
+class NothingToRetry(EchoopsError):
+    """No failed delivery matched `page retry` (exit 1, HTTP 409)."""
+
+    code = "nothing_to_retry"
+    status = 409
+    exit_code = 1
 
 
 def owner_id() -> str:
@@ -47,14 +63,14 @@ def owner_id() -> str:
 
 
 def lease_s(s: Settings) -> float:
-    """How long one attempt may take before another drainer may take the row over (s)."""
+    """How long one attempt may take before its row counts as abandoned (s)."""
     return 60.0 + 6 * s.smtp_timeout_s
 
 
 def backoff_s(attempt: int, rng: random.Random | None = None) -> float:
-    """Wait after failed attempt `attempt` (1-based): 1, 2, 4, 8 s ... capped, +0-50% jitter."""
-    base = min(BACKOFF_CAP_S, BACKOFF_BASE_S * 2 ** (attempt - 1))
-    return base * (1 + 0.5 * (rng or random).random())
+    """Wait after failed attempt `attempt` (1..5) of a series: BACKOFF_S plus 0-10% jitter."""
+    base = BACKOFF_S[min(attempt, len(BACKOFF_S)) - 1]
+    return base * (1 + JITTER * (rng or random).random())
 
 
 def _pid_alive(pid: int) -> bool:
@@ -67,8 +83,8 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
-def _free_dead_leases(conn: sqlite3.Connection, now: float) -> None:
-    """Release rows leased by processes on this host that no longer exist (killed mid-send)."""
+def _expire_dead_leases(conn: sqlite3.Connection, now: float) -> None:
+    """Leases held by processes on this host that no longer exist run out now (killed mid-send)."""
     rows = conn.execute(
         "SELECT rowid, claimed_by FROM pager_outbox WHERE claimed_until > ? AND claimed_by LIKE ?",
         (now, HOST + ":%"),
@@ -77,33 +93,39 @@ def _free_dead_leases(conn: sqlite3.Connection, now: float) -> None:
     if dead:
         with store.transaction(conn):
             conn.executemany(
-                "UPDATE pager_outbox SET claimed_by=NULL, claimed_until=NULL WHERE rowid=? AND claimed_until > ?",
-                [(rowid, now) for rowid in dead],
+                "UPDATE pager_outbox SET claimed_until=? WHERE rowid=? AND claimed_until > ?",
+                [(now, rowid, now) for rowid in dead],
             )
 
 
+_SELECT = (
+    "SELECT o.rowid AS rowid, o.*, i.severity, i.source, i.msg, i.fingerprint, i.count, i.first_seen "
+    "FROM pager_outbox o JOIN pager_incidents i ON i.id = o.incident_id"
+)
 _DUE = (
-    "state IN ('pending','failed') AND next_attempt_at IS NOT NULL AND next_attempt_at <= ? "
-    "AND (claimed_until IS NULL OR claimed_until <= ?)"
+    "o.state='pending' AND o.next_attempt_at IS NOT NULL AND o.next_attempt_at <= ? "
+    "AND (o.claimed_until IS NULL OR o.claimed_until <= ?) AND o.sending_attempt IS NULL"
 )
 
 
-def claim(conn: sqlite3.Connection, s: Settings, now: float, owner: str) -> sqlite3.Row | None:
-    """Lease the most overdue delivery to `owner`, or None when nothing is due."""
-    if conn.execute(f"SELECT 1 FROM pager_outbox WHERE {_DUE} LIMIT 1", (now, now)).fetchone() is None:
+def claim(
+    conn: sqlite3.Connection, s: Settings, now: float, owner: str, *, incident_id: str | None = None
+) -> sqlite3.Row | None:
+    """Lease the most overdue delivery (of `incident_id`, when given) to `owner` and record the
+    attempt about to be made; None when nothing is due."""
+    where, args = _DUE, [now, now]
+    if incident_id is not None:
+        where, args = where + " AND o.incident_id=?", [*args, incident_id]
+    if conn.execute(f"SELECT 1 FROM pager_outbox o WHERE {where} LIMIT 1", args).fetchone() is None:
         return None  # the common case, without taking the write lock
     with store.transaction(conn):
-        row = conn.execute(
-            f"SELECT o.rowid AS rowid, o.*, i.severity, i.source, i.msg, i.fingerprint, i.count, i.first_seen "
-            f"FROM pager_outbox o JOIN pager_incidents i ON i.id = o.incident_id WHERE {_DUE} "
-            f"ORDER BY o.next_attempt_at LIMIT 1",
-            (now, now),
-        ).fetchone()
+        row = conn.execute(f"{_SELECT} WHERE {where} ORDER BY o.next_attempt_at LIMIT 1", args).fetchone()
         if row is None:
             return None
         conn.execute(
-            "UPDATE pager_outbox SET claimed_by=?, claimed_until=?, updated_at=? WHERE rowid=?",
-            (owner, now + lease_s(s), now, row["rowid"]),
+            "UPDATE pager_outbox SET claimed_by=?, claimed_until=?, sending_attempt=?, sending_at=?, updated_at=? "
+            "WHERE rowid=?",
+            (owner, now + lease_s(s), row["attempts"] + 1, now, now, row["rowid"]),
         )
     return row
 
@@ -127,24 +149,22 @@ def _send(channel: str, page: Page, s: Settings) -> list[Outcome]:
         return [Outcome(False, type(exc).__name__, True, detail=redact(exc, s))]
 
 
-def _next_state(row: sqlite3.Row, outcome: Outcome, round_attempts: int, rounds: int, s: Settings, now: float):
-    """(state, next_attempt_at, rounds) after `outcome`."""
+def _next_state(outcome: Outcome, series_attempts: int, now: float) -> tuple[str, float | None]:
+    """(state, next_attempt_at) after attempt number `series_attempts` of the series ended in `outcome`."""
     if outcome.ok:
-        return "ok", None, rounds
-    if outcome.retry and round_attempts < MAX_ATTEMPTS:
-        wait = backoff_s(round_attempts)
+        return "ok", None
+    if outcome.status == UNCONFIRMED and not outcome.retry:
+        return "unconfirmed", None
+    if outcome.retry and series_attempts < MAX_ATTEMPTS:
+        wait = backoff_s(series_attempts)
         if outcome.retry_after is not None:
-            wait = min(max(outcome.retry_after, 0.0), RETRY_AFTER_CAP_S) + random.random() * 0.25
-        return "pending", now + wait, rounds
-    rounds += 1
-    delay = min(ROUND_DELAY_CAP_S, ROUND_DELAY_S * 2 ** (rounds - 1))
-    deadline = row["created_at"] + s.pager_retry_hours * 3600
-    return "failed", (now + delay if now + delay <= deadline else None), rounds
+            wait = max(wait, min(max(outcome.retry_after, 0.0), RETRY_AFTER_CAP_S))
+        return "pending", now + wait
+    return "failed", None
 
 
-def attempt(conn: sqlite3.Connection, row: sqlite3.Row, s: Settings, now: float) -> dict[str, Any]:
-    """Deliver one claimed row once (one attempt), record the result, log each request."""
-    page = Page(
+def _page(row: sqlite3.Row) -> Page:
+    return Page(
         row["incident_id"],
         row["severity"],
         row["source"],
@@ -153,149 +173,215 @@ def attempt(conn: sqlite3.Connection, row: sqlite3.Row, s: Settings, now: float)
         row["count"],
         row["first_seen"],
     )
-    # A new round after `failed` starts counting its attempts again.
-    round_attempts = 0 if row["state"] == "failed" else row["round_attempts"]
+
+
+def attempt(conn: sqlite3.Connection, row: sqlite3.Row, s: Settings, now: float, owner: str) -> dict[str, Any]:
+    """Deliver one claimed row once, record the result (store first), log each request, and send
+    the notice when the delivery ends failed. A failure to record propagates: the attempt stays
+    marked as in flight and is resolved when its lease runs out."""
     started = time.monotonic()
-    outcomes = _send(row["channel"], page, s) or [Outcome(False, "no_request", True)]
+    outcomes = _send(row["channel"], _page(row), s) or [Outcome(False, "no_request", True)]
     now += time.monotonic() - started  # backoff and records count from the answer, not the claim
     final = outcomes[-1]
-    round_attempts += len(outcomes)
-    state, next_at, rounds = _next_state(row, final, round_attempts, row["rounds"], s, now)
+    number = row["attempts"] + 1
+    series = row["round_attempts"] + 1
+    state, next_at = _next_state(final, series, now)
     with store.transaction(conn):  # the store first: a crash after this never re-sends
-        conn.execute(
-            "UPDATE pager_outbox SET state=?, attempts=attempts+?, round_attempts=?, rounds=?, next_attempt_at=?, "
-            "last_status=?, last_error=?, delivered_at=?, claimed_by=NULL, claimed_until=NULL, updated_at=? "
-            "WHERE rowid=?",
+        recorded = conn.execute(
+            "UPDATE pager_outbox SET state=?, attempts=?, round_attempts=?, next_attempt_at=?, last_status=?, "
+            "last_error=?, delivered_at=?, sending_attempt=NULL, sending_at=NULL, claimed_by=NULL, "
+            "claimed_until=NULL, updated_at=? WHERE rowid=? AND claimed_by=? AND sending_attempt=?",
             (
                 state,
-                len(outcomes),
-                0 if state != "pending" else round_attempts,
-                rounds,
+                number,
+                series,
                 next_at,
                 str(final.status),
                 None if final.ok else final.detail[:500],
                 now if final.ok else None,
                 now,
                 row["rowid"],
+                owner,
+                number,
             ),
-        )
+        ).rowcount
+    _log_attempt(s, row, number, outcomes, now, lease_lost=not recorded)
+    if recorded:
+        _finish(s, row, state, number, series, final, now)
+    return {"state": state if recorded else "lease_lost", "status": final.status, "next_attempt_at": next_at}
+
+
+def _log_attempt(
+    s: Settings, row: sqlite3.Row, number: int, outcomes: list[Outcome], now: float, *, lease_lost: bool = False
+) -> None:
+    """One `page` event per request of attempt `number` (two when Telegram refused the markup)."""
     path = s.log_path(model.INCIDENTS_LOG)
-    first = row["attempts"] + 1
-    for n, outcome in enumerate(outcomes, start=first):
+    for i, outcome in enumerate(outcomes, start=1):
         fields: dict[str, Any] = {
             "sev": row["severity"],
             "channel": row["channel"],
             "id": row["incident_id"],
-            "attempt": n,
+            "attempt": number,
             "status": outcome.status,
             "ok": outcome.ok,
         }
+        if len(outcomes) > 1:
+            fields["request"] = i
         if not outcome.ok:
             fields["error"] = outcome.detail[:300]
+        if lease_lost:
+            fields["lease_lost"] = True  # the lease ran out first; another drainer resolved the row
         ndjson.append(path, "page", now=now, **fields)
-    if state != "pending":
-        ndjson.append(
-            path,
-            "delivery",
-            now=now,
-            id=row["incident_id"],
-            channel=row["channel"],
-            state=state,
-            attempts=row["attempts"] + len(outcomes),
-            retry_at=clock.iso(next_at) if next_at else None,
-        )
-    return {"state": state, "status": final.status, "next_attempt_at": next_at}
 
 
-def drain(
+def _finish(
     s: Settings,
-    *,
-    now: float | None = None,
-    budget_s: float = 60.0,
-    stop: threading.Event | None = None,
-    wake: threading.Event | None = None,
-) -> dict[str, int]:
-    """Attempt every due delivery; wait for short backoffs while within `budget_s` seconds.
+    row: sqlite3.Row,
+    state: str,
+    number: int,
+    series: int,
+    final: Outcome,
+    now: float,
+) -> None:
+    if state == "pending":
+        return
+    ndjson.append(
+        s.log_path(model.INCIDENTS_LOG),
+        "delivery",
+        now=now,
+        id=row["incident_id"],
+        channel=row["channel"],
+        state=state,
+        attempts=number,
+        semantics=SEMANTICS[row["channel"]],
+    )
+    if state in ("failed", UNCONFIRMED):
+        notify(s, row, state, series, final.detail, now)
 
-    `now` shifts the clock (tests): time still advances in real seconds from it. `wake`
-    cuts a backoff wait short (a new enqueue in this process goes out at once).
-    Returns counts of attempts by resulting state.
-    """
+
+def notify(s: Settings, row: sqlite3.Row, state: str, series: int, error: str, now: float) -> dict | None:
+    """Tell the other configured channel(s) that `row`'s delivery ended `failed` or `unconfirmed`:
+    a CRITICAL incident routed only there, deduped per failing channel (one notice an hour while
+    a channel stays down). A notice's own failure sends no further notice."""
+    channel = row["channel"]
+    enabled = incidents.configured_channels(s)
+    others = [c for c in model.CHANNELS if c != channel and enabled[c]]
+    if row["fingerprint"].startswith(NOTICE_FP) or not others:
+        return None  # no other channel: the failure shows in summaries and on the dashboard
+    headline = " ".join(f"{row['severity']} {row['source']}: {row['msg']}".split())[:200]
+    if state == UNCONFIRMED:
+        what = (
+            f"is unconfirmed: attempt {row['sending_attempt']}'s result was never recorded, so it was not sent "
+            f"again ({SEMANTICS[channel]}); check the chat, then `echoops page retry {row['incident_id']}` if missing"
+        )
+    else:
+        plural = "" if series == 1 else "s"
+        what = f"failed after {series} attempt{plural}: {error[:300] or 'no detail'}"
+    msg = f"{LABEL[channel]} delivery of {headline} {what} (incident {row['incident_id']})"
+    meta = {"incident": row["incident_id"], "channel": channel, "state": state}
+    item = ("CRITICAL", msg, "pager", meta, NOTICE_FP + channel, 1)
+    try:
+        return incidents.record(s, [item], now=now, channels=others)[0]
+    except (sqlite3.Error, OSError):
+        return None  # the failure itself is recorded and shown; a notice is best effort
+
+
+def resolve_unrecorded(conn: sqlite3.Connection, s: Settings, now: float) -> list[str]:
+    """Resolve attempts whose lease ran out without a recorded result, per SEMANTICS; returns
+    the state each resolved row ended in."""
+    _expire_dead_leases(conn, now)
+    rows = conn.execute(f"{_SELECT} WHERE o.sending_attempt IS NOT NULL AND o.claimed_until <= ?", (now,)).fetchall()
+    done: list[str] = []
+    for row in rows:
+        channel = row["channel"]
+        retry = SEMANTICS[channel] == "at-least-once"
+        number = row["sending_attempt"]
+        detail = f"attempt {number}: the result was never recorded (the sender died or could not write it)"
+        outcome = Outcome(False, UNCONFIRMED, retry, detail=detail)
+        series = row["round_attempts"] + 1
+        state, next_at = _next_state(outcome, series, now)
+        with store.transaction(conn):
+            changed = conn.execute(
+                "UPDATE pager_outbox SET state=?, attempts=?, round_attempts=?, next_attempt_at=?, last_status=?, "
+                "last_error=?, sending_attempt=NULL, sending_at=NULL, claimed_by=NULL, claimed_until=NULL, "
+                "updated_at=? WHERE rowid=? AND sending_attempt=? AND claimed_until <= ?",
+                (state, number, series, next_at, UNCONFIRMED, detail, now, row["rowid"], number, now),
+            ).rowcount
+        if not changed:
+            continue  # another drainer resolved it first
+        done.append(state)
+        _log_attempt(s, row, number, [outcome], now)
+        _finish(s, row, state, number, series, outcome, now)
+    return done
+
+
+def attempt_now(s: Settings, incident_id: str, *, now: float | None = None) -> dict[str, str]:
+    """One attempt of each of `incident_id`'s due deliveries, now; no waiting for a backoff
+    (`page raise`, `page retry`). Returns {channel: state after the attempt}."""
     conn = model.db(s)
-    start_wall, start_mono = clock.now_s(now), time.monotonic()
-
-    def current() -> float:
-        return start_wall + (time.monotonic() - start_mono)
-
+    t = clock.now_s(now)
     owner = owner_id()
-    counts: Counter[str] = Counter()
-    _free_dead_leases(conn, current())
-    while not (stop is not None and stop.is_set()):
-        t = current()
-        row = claim(conn, s, t, owner)
-        if row is not None:
-            counts[attempt(conn, row, s, t)["state"]] += 1
-            continue
-        nxt = conn.execute(
-            "SELECT min(next_attempt_at) FROM pager_outbox WHERE state='pending' AND next_attempt_at IS NOT NULL "
-            "AND (claimed_until IS NULL OR claimed_until <= ?)",
-            (t,),
-        ).fetchone()[0]
-        remaining = budget_s - (time.monotonic() - start_mono)
-        if nxt is None or nxt - t > remaining:
-            break
-        wait = max(0.05, min(nxt - t, remaining))
-        if wake is not None:
-            wake.wait(wait)
-            wake.clear()
-        elif stop is not None:
-            stop.wait(wait)
-        else:
-            time.sleep(wait)
-    return dict(counts)
+    out: dict[str, str] = {}
+    while (row := claim(conn, s, t, owner, incident_id=incident_id)) is not None:
+        out[row["channel"]] = attempt(conn, row, s, t, owner)["state"]
+    return out
 
 
-# --- the server's background drainer --------------------------------------------------------
-
-POLL_S = 2.0  # enqueues from other processes (CLI, scheduler) are picked up within this
-_log = logging.getLogger("echoops.pager")
-
-
-class BackgroundDrain:
-    """A daemon thread that drains the outbox when woken (an enqueue in this process) or
-    every POLL_S seconds, so a CRITICAL is delivered within seconds without the scheduler."""
-
-    def __init__(self, s: Settings):
-        self.s = s
-        self.wake = threading.Event()
-        self.stop = threading.Event()
-        self.thread = threading.Thread(target=self._loop, name="echoops-pager-drain", daemon=True)
-
-    def start(self) -> BackgroundDrain:
-        model.ENQUEUE_LISTENERS.append(self.wake.set)
-        self.thread.start()
-        return self
-
-    def close(self, timeout: float = 5.0) -> None:
-        self.stop.set()
-        self.wake.set()
-        if self.wake.set in model.ENQUEUE_LISTENERS:
-            model.ENQUEUE_LISTENERS.remove(self.wake.set)
-        self.thread.join(timeout)
-
-    def _loop(self) -> None:
-        while not self.stop.is_set():
-            self.wake.wait(POLL_S)
-            self.wake.clear()
-            if self.stop.is_set():
-                break
-            try:
-                drain(self.s, budget_s=30.0, stop=self.stop, wake=self.wake)
-            except Exception as exc:  # keep draining after a store hiccup; never leak a secret
-                _log.warning("pager drain failed: %s", redact(f"{type(exc).__name__}: {exc}", self.s))
-                self.stop.wait(POLL_S)
+def delivery_states(s: Settings, incident_id: str) -> dict[str, dict[str, Any]]:
+    """`{"deliveries": {channel: state}, "attempts": {channel: {attempts, last_status, last_error, retry_at}}}`."""
+    rows = model.db(s).execute(
+        "SELECT channel, state, attempts, last_status, last_error, next_attempt_at FROM pager_outbox "
+        "WHERE incident_id=? ORDER BY rowid",
+        (incident_id,),
+    )
+    deliveries: dict[str, str] = {}
+    attempts: dict[str, dict[str, Any]] = {}
+    for r in rows:
+        deliveries[r["channel"]] = r["state"]
+        attempts[r["channel"]] = {
+            "attempts": r["attempts"],
+            "last_status": r["last_status"],
+            "last_error": r["last_error"],
+            "retry_at": clock.iso(r["next_attempt_at"]) if r["state"] == "pending" and r["next_attempt_at"] else None,
+        }
+    return {"deliveries": deliveries, "attempts": attempts}
 
 
-def start_background_drain(s: Settings) -> BackgroundDrain:
-    """Start this process's drainer (gunicorn POST_FORK hook: one per worker)."""
-    return BackgroundDrain(s).start()
+def redrive(
+    s: Settings,
+    incident_id: str | None = None,
+    *,
+    all_failed: bool = False,
+    channel: str | None = None,
+    now: float,
+) -> list[tuple[str, str]]:
+    """Put failed (and, by id, unconfirmed) deliveries back in the queue for a new series of
+    MAX_ATTEMPTS, due now; logs `delivery_retry`. Returns [(incident_id, channel)]."""
+    if (incident_id is None) == (not all_failed):
+        raise ValidationError("give an incident id or --all-failed (not both)", field="id")
+    if channel is not None and channel not in model.CHANNELS:
+        raise ValidationError(f"channel must be one of {', '.join(model.CHANNELS)}", field="channel")
+    conn = model.db(s)
+    where, args = "state='failed'", []
+    if incident_id is not None:
+        if conn.execute("SELECT 1 FROM pager_incidents WHERE id=?", (incident_id,)).fetchone() is None:
+            raise NotFound(f"no incident {incident_id!r}")
+        where, args = "state IN ('failed','unconfirmed') AND incident_id=?", [incident_id]
+    if channel is not None:
+        where, args = where + " AND channel=?", [*args, channel]
+    with store.transaction(conn):
+        rows = conn.execute(
+            f"SELECT rowid, incident_id, channel, state FROM pager_outbox WHERE {where}", args
+        ).fetchall()
+        conn.executemany(
+            "UPDATE pager_outbox SET state='pending', round_attempts=0, redrives=redrives+1, next_attempt_at=?, "
+            "updated_at=? WHERE rowid=?",
+            [(now, now, r["rowid"]) for r in rows],
+        )
+    if not rows:
+        what = f"incident {incident_id}" if incident_id else "any incident"
+        raise NothingToRetry(f"no failed delivery of {what}{f' on {channel}' if channel else ''} to retry")
+    path = s.log_path(model.INCIDENTS_LOG)
+    for r in rows:
+        ndjson.append(path, "delivery_retry", now=now, id=r["incident_id"], channel=r["channel"], was=r["state"])
+    return [(r["incident_id"], r["channel"]) for r in rows]

@@ -1,5 +1,6 @@
-"""The pager's scheduled job and test sends: consume CRITICAL log lines, drain the outbox,
-and send a test message through each channel outside the outbox.
+"""The pager's scheduled job, test sends and re-drives: consume CRITICAL log lines, drain the
+outbox and write logs/incident_summary.json (`run`), send a test message through each channel
+outside the outbox (`send_test`), and put failed deliveries back in the queue (`retry`).
 """
 
 from __future__ import annotations
@@ -9,21 +10,52 @@ from typing import Any
 from echoops.core import clock, config, ndjson
 from echoops.core.config import Settings
 from echoops.core.errors import NotConfigured, ValidationError
-from echoops.core.pager import inbox, logs, outbox
+from echoops.core.pager import drain, inbox, logs, outbox
 from echoops.core.pager.channels import Page
 from echoops.core.pager.model import CHANNELS, INCIDENTS_LOG
+from echoops.core.pager.summary import summarize
+
+RUN_BUDGET_S = 60.0  # how long `page run` waits for retries falling due (real time only)
 
 
 def run(
-    *, s: Settings | None = None, now: float | None = None, ingest: bool = True, budget_s: float = 60.0
+    *, s: Settings | None = None, now: float | None = None, ingest: bool = True, budget_s: float | None = None
 ) -> dict[str, Any]:
-    """Consume new CRITICAL log lines into incidents (unless `ingest` is False), then drain the
-    outbox (the scheduler's job). Returns `{"ingest": {...counts, incidents} | None,
-    "deliveries": {state: attempts}}`."""
+    """Consume new CRITICAL log lines into incidents (unless `ingest` is False), drain the outbox,
+    and rewrite logs/incident_summary.json with the last 24h (the scheduler's job).
+
+    Retries falling due within `budget_s` (default RUN_BUDGET_S) are waited for; a given `now` is
+    a simulated instant (`--now`), so by default nothing is waited for then.
+    Returns `{"ingest": {...counts, incidents} | None, "deliveries": {state: attempts}, "summary": totals}`."""
     s = s or config.settings()
     t = clock.now_s(now)
     read = logs.ingest(s, now=t) if ingest else None
-    return {"ingest": read, "deliveries": outbox.drain(s, now=now, budget_s=budget_s)}
+    wait = budget_s if budget_s is not None else (0.0 if now is not None else RUN_BUDGET_S)
+    deliveries = drain.drain(s, now=now, budget_s=wait)
+    summary = summarize(hours=24, s=s, now=now)  # after the drain: the states it left
+    return {"ingest": read, "deliveries": deliveries, "summary": summary["totals"]}
+
+
+def retry(
+    incident_id: str | None = None,
+    *,
+    all_failed: bool = False,
+    channel: str | None = None,
+    s: Settings | None = None,
+    now: float | None = None,
+) -> dict[str, Any]:
+    """Re-drive failed deliveries by hand (`echoops page retry ID` / `--all-failed`): each gets a
+    new series of attempts and its first attempt now. Returns `{"retried": [{id, channel}],
+    "deliveries": {id: {channel: state}}}`; NothingToRetry when none matched."""
+    s = s or config.settings()
+    t = clock.now_s(now)
+    keys = outbox.redrive(s, incident_id, all_failed=all_failed, channel=channel, now=t)
+    states: dict[str, dict[str, str]] = {}
+    for iid in dict.fromkeys(k[0] for k in keys):
+        outbox.attempt_now(s, iid, now=t)
+        mine = {c for i, c in keys if i == iid}
+        states[iid] = {c: v for c, v in outbox.delivery_states(s, iid)["deliveries"].items() if c in mine}
+    return {"retried": [{"id": i, "channel": c} for i, c in keys], "deliveries": states}
 
 
 def send_test(channel: str | None = None, *, s: Settings | None = None, now: float | None = None) -> dict:

@@ -1,7 +1,8 @@
-"""The incident summary: the last N hours grouped by fingerprint, with each group's delivery states.
+"""The incident summary: the last N hours grouped by fingerprint, with each group's delivery states
+and the deliveries that need a person (`failed` after their attempts, or `unconfirmed`).
 
-Written to logs/incident_summary.json on every call (atomic replace), so a file reader and
-the endpoint see the same document.
+The last-24h summary is also written to logs/incident_summary.json (atomic replace) by every
+24h call, among them every `echoops page run`, so a file reader and the endpoint agree.
 """
 
 from __future__ import annotations
@@ -11,15 +12,46 @@ from typing import Any
 from echoops.core import clock, config, files
 from echoops.core.config import Settings
 from echoops.core.errors import ValidationError
-from echoops.core.pager.model import SEVERITIES, SUMMARY_FILE, db
+from echoops.core.pager.model import DELIVERY_STATES, SEVERITIES, SUMMARY_FILE, db
 
 MAX_SUMMARY_HOURS = 24 * 31
+ATTENTION_STATES = ("failed", "unconfirmed")
+ATTENTION_DAYS = 7  # a failed delivery is listed this long (whatever `hours`), or until re-driven
+ATTENTION_MAX = 50
+
+
+def attention(conn, now: float) -> list[dict[str, Any]]:
+    """Deliveries that need a person: `failed` after their attempts, or `unconfirmed`, newest first,
+    those that ended in the last ATTENTION_DAYS (at most ATTENTION_MAX)."""
+    rows = conn.execute(
+        "SELECT o.incident_id, o.channel, o.state, o.attempts, o.last_status, o.last_error, o.updated_at, "
+        "i.severity, i.source, i.msg FROM pager_outbox o JOIN pager_incidents i ON i.id = o.incident_id "
+        "WHERE o.state IN ('failed','unconfirmed') AND o.updated_at >= ? AND o.updated_at <= ? "
+        "ORDER BY o.updated_at DESC LIMIT ?",
+        (now - ATTENTION_DAYS * 86400, now, ATTENTION_MAX),
+    )
+    return [
+        {
+            "id": r["incident_id"],
+            "channel": r["channel"],
+            "state": r["state"],
+            "attempts": r["attempts"],
+            "last_status": r["last_status"],
+            "last_error": r["last_error"],
+            "at": clock.iso(r["updated_at"]),
+            "severity": r["severity"],
+            "source": r["source"],
+            "msg": r["msg"][:300],
+        }
+        for r in rows
+    ]
 
 
 def summarize(*, hours: float | str = 24, s: Settings | None = None, now: float | None = None) -> dict[str, Any]:
     """Incidents seen in the last `hours` grouped by fingerprint, newest first: counts, pages, the
-    delivery state of each group's latest page per channel and how many of its deliveries failed.
-    Also written to logs/incident_summary.json."""
+    delivery state of each group's latest page per channel and how many of its deliveries failed or
+    are unconfirmed; plus `attention`, every delivery that needs a person (see `attention()`).
+    The 24h summary is also written to logs/incident_summary.json."""
     s = s or config.settings()
     try:
         hours = config.check_number(hours, hi=MAX_SUMMARY_HOURS, lo_open=True)
@@ -38,7 +70,7 @@ def summarize(*, hours: float | str = 24, s: Settings | None = None, now: float 
         "incidents": 0,
         "pages": 0,
         "by_severity": {name: 0 for name in SEVERITIES},
-        "deliveries": {state: 0 for state in ("ok", "failed", "pending", "skipped")},
+        "deliveries": {state: 0 for state in DELIVERY_STATES},
     }
     latest_paged: dict[str, str] = {}
     group_of: dict[str, str] = {}
@@ -81,7 +113,7 @@ def summarize(*, hours: float | str = 24, s: Settings | None = None, now: float 
         if fp is None:
             continue
         totals["deliveries"][d["state"]] = totals["deliveries"].get(d["state"], 0) + 1
-        if d["state"] == "failed":
+        if d["state"] in ATTENTION_STATES:
             groups[fp]["failed_deliveries"] += 1
         if latest_paged[fp] == d["incident_id"]:
             groups[fp]["deliveries"][d["channel"]] = d["state"]
@@ -91,6 +123,13 @@ def summarize(*, hours: float | str = 24, s: Settings | None = None, now: float 
         totals["pages"] += g["pages"]
         g["first_seen"], g["last_seen"] = clock.iso(g["first_seen"]), clock.iso(g["last_seen"])
     ordered = sorted(groups.values(), key=lambda g: g["last_seen"], reverse=True)
-    body = {"generated_at": clock.iso(t), "hours": hours, "groups": ordered, "totals": totals}
-    files.write_json(s.log_path(SUMMARY_FILE), body)
+    body = {
+        "generated_at": clock.iso(t),
+        "hours": hours,
+        "groups": ordered,
+        "totals": totals,
+        "attention": attention(conn, t),
+    }
+    if hours == 24:
+        files.write_json(s.log_path(SUMMARY_FILE), body)
     return body

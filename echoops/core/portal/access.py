@@ -8,7 +8,8 @@
   receipt/invoice rendered from the ledger.
 - `unsubscribe_view` (GET, changes nothing) and `unsubscribe_one_click` (RFC 8058 POST).
 - Every access attempt appends `{email, ip, resource, status, reason?}` to
-  `logs/portal_access.ndjson`; the token never is.
+  `logs/portal_access.ndjson`: signed-link downloads and unsubscribes, and admin lookups
+  (`receipts`, `link`; with the `route`, and ip `cli` from the CLI). The token never is.
 
 The ledger lives in `ledger`, the importer in `importer`, rendered documents in `documents`.
 """
@@ -80,12 +81,36 @@ def _has_invoice(row: Any) -> bool:
     return bool(row["invoice_number"] or row["invoice_doc"])
 
 
-def receipts(email: str, *, limit: int = 100, s: Settings | None = None, now: float | None = None) -> dict[str, Any]:
+def receipts(
+    email: str,
+    *,
+    limit: int = 100,
+    ip: str | None = None,
+    route: str | None = None,
+    s: Settings | None = None,
+    now: float | None = None,
+) -> dict[str, Any]:
     """`{email, unsubscribed, unsubscribe_url, purchases:[{id, created, amount, currency, amount_display,
     refunded, refunded_display, ..., receipt_url, invoice_url, expires_at}]}`, newest first; amounts
-    in minor units (`refunded` 0 unless refunded). ValidationError on a bad email."""
+    in minor units (`refunded` 0 unless refunded). ValidationError on a bad email.
+
+    An admin lookup: audited in portal_access.ndjson (`resource` "receipts", the caller's `ip`,
+    "cli" for the CLI, and `route`), refused ones too; the links' tokens never are."""
     s = s or config.settings()
-    email = ledger.normalize_email(email)
+    normalized: str | None = None
+    try:
+        normalized = ledger.normalize_email(email)
+        body = _receipts(normalized, limit, s, now)
+    except EchoopsError as exc:
+        _audit(s, email=normalized, ip=ip, resource="receipts", status=exc.status, action="lookup",
+               reason=exc.detail[:300], route=route, now=now)  # fmt: skip
+        raise
+    _audit(s, email=normalized, ip=ip, resource="receipts", status=200, action="lookup", route=route,
+           count=len(body["purchases"]), now=now)  # fmt: skip
+    return body
+
+
+def _receipts(email: str, limit: int, s: Settings, now: float | None) -> dict[str, Any]:
     if not 1 <= limit <= MAX_LIMIT:
         raise ValidationError(f"limit must be 1..{MAX_LIMIT}", field="limit")
     signing.keys(s)  # NotConfigured before touching the ledger
@@ -121,17 +146,33 @@ def receipts(email: str, *, limit: int = 100, s: Settings | None = None, now: fl
 
 
 def link(
-    purchase_id: str, kind: str = "receipt", *, s: Settings | None = None, now: float | None = None
+    purchase_id: str,
+    kind: str = "receipt",
+    *,
+    ip: str | None = None,
+    route: str | None = None,
+    s: Settings | None = None,
+    now: float | None = None,
 ) -> dict[str, Any]:
-    """A fresh signed download link for one purchase: `{id, kind, email, url, expires_at}`."""
+    """A fresh signed download link for one purchase: `{id, kind, email, url, expires_at}`; audited
+    like `receipts` (resource `kind:id`, action "link")."""
     s = s or config.settings()
     if kind not in KINDS:
         raise ValidationError("kind must be receipt or invoice", field="kind")
-    signing.keys(s)
-    row = ledger.purchase(purchase_id, s=s)
-    if kind == "invoice" and not _has_invoice(row):
-        raise NotFound(f"purchase {purchase_id!r} has no invoice (no invoice number or invoice document)")
+    resource = f"{kind}:{purchase_id}"[:200]
+    email = None
+    try:
+        signing.keys(s)
+        row = ledger.purchase(purchase_id, s=s)
+        email = row["email"]
+        if kind == "invoice" and not _has_invoice(row):
+            raise NotFound(f"purchase {purchase_id!r} has no invoice (no invoice number or invoice document)")
+    except EchoopsError as exc:
+        _audit(s, email=email, ip=ip, resource=resource, status=exc.status, action="link", reason=exc.detail[:300],
+               route=route, now=now)  # fmt: skip
+        raise
     url, expires = _download_url(s, row["id"], kind, row["email"], now)
+    _audit(s, email=email, ip=ip, resource=resource, status=200, action="link", route=route, now=now)
     return {"id": row["id"], "kind": kind, "email": row["email"], "url": url, "expires_at": clock.iso(expires)}
 
 
@@ -147,11 +188,17 @@ def _audit(
     status: int,
     action: str,
     reason: str | None = None,
+    route: str | None = None,
+    count: int | None = None,
     now: float | None = None,
 ) -> None:
     fields: dict[str, Any] = {"email": email, "ip": ip, "resource": resource, "status": status, "action": action}
     if reason is not None:
         fields["reason"] = reason
+    if route is not None:
+        fields["route"] = route
+    if count is not None:
+        fields["count"] = count
     ndjson.append(s.log_path(AUDIT_FILE), "portal_access", now=now, **fields)
 
 

@@ -3,7 +3,8 @@
 Request logs are ingested incrementally into per-minute aggregates with a latency sketch
 (`aggregates`, `sketch`); each tick computes p95/p99, error rate, burn over eight windows,
 the alert tiers and a red/yellow/green state (`rules`), writes `slo_status.json`, and sets
-the deploy gate on sustained burn (`deploy_gate`). `budget` runs the tick and serves status.
+the deploy gate after a full 2h of burn over 2x, unless an operator's override stands
+(`deploy_gate`). `budget` runs the tick and serves status.
 
 Interface to the other controls: `tick`, `status`, `rebaseline`, `recent_p95_ms` (the
 autoscaler's latency signal) and the deploy gate (`gate`, `clear_gate`, `require_gate_open`,

@@ -78,6 +78,20 @@ def db(s: Settings) -> sqlite3.Connection:
     return store.db(s, SCHEMA)
 
 
+def meta(conn: sqlite3.Connection, key: str) -> str | None:
+    """A value of the SLO's small key/value table (`slo_meta`), None when absent."""
+    row = conn.execute("SELECT value FROM slo_meta WHERE key=?", (key,)).fetchone()
+    return row[0] if row else None
+
+
+def set_meta(conn: sqlite3.Connection, key: str, value: str | None) -> None:
+    """Set (or, with None, delete) a `slo_meta` value."""
+    if value is None:
+        conn.execute("DELETE FROM slo_meta WHERE key=?", (key,))
+    else:
+        conn.execute("INSERT OR REPLACE INTO slo_meta(key, value) VALUES(?,?)", (key, value))
+
+
 def sources(s: Settings) -> list[Path]:
     """Request logs in the log dir matching SLO_SOURCES, sorted by name."""
     if not s.log_dir.is_dir():

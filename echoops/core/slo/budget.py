@@ -9,9 +9,9 @@ deleted. Budget maths and state rules live in `rules`; aggregates and the sketch
 Outputs of each tick: `slo_status.json` (atomic; the same document as `status()` and
 `GET /api/slo/status`), one `slo_tick` event in `slo_budget.ndjson`, a row in `slo_ticks`
 (the `history`; the first tick of a day without ticks replays the previous 24h from the
-aggregates every 15 minutes, marked `backfilled`), and, when the gate condition first
-holds, `deploy_gate.flag` plus one CRITICAL incident. A transition into red raises a
-CRITICAL incident (the pager dedups).
+aggregates every 15 minutes, marked `backfilled`), and, when the gate condition holds with
+no flag and no operator override standing (`deploy_gate.apply`), `deploy_gate.flag` plus
+one CRITICAL incident. A transition into red raises a CRITICAL incident (the pager dedups).
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ import orjson
 from echoops.core import clock, config, files, ndjson, store
 from echoops.core.config import Settings
 from echoops.core.errors import ValidationError
-from echoops.core.slo import aggregates, rules, sketch
+from echoops.core.slo import aggregates, deploy_gate, rules, sketch
 from echoops.core.slo.deploy_gate import (  # re-exported: slo.gate() etc. are the public names
     BUDGET_LOG,
     GATE_FLAG,
@@ -34,7 +34,6 @@ from echoops.core.slo.deploy_gate import (  # re-exported: slo.gate() etc. are t
     gate,
     gate_path,
     require_gate_open,
-    set_gate,
     validate_reason,
 )
 
@@ -60,13 +59,8 @@ BACKFILL_STEP_S = 900
 # --- meta -------------------------------------------------------------------------------
 
 
-def _meta(conn: sqlite3.Connection, key: str) -> str | None:
-    row = conn.execute("SELECT value FROM slo_meta WHERE key=?", (key,)).fetchone()
-    return row[0] if row else None
-
-
-def _set_meta(conn: sqlite3.Connection, key: str, value: str) -> None:
-    conn.execute("INSERT OR REPLACE INTO slo_meta(key, value) VALUES(?,?)", (key, value))
+_meta = aggregates.meta
+_set_meta = aggregates.set_meta
 
 
 def _rebaseline_minute(conn: sqlite3.Connection) -> tuple[float | None, int | None]:
@@ -110,12 +104,13 @@ def compute(s: Settings, *, now: float) -> dict[str, Any]:
             "burn": round(rules.burn_rate(e, t, budget), 4),
             "enough_traffic": t >= minimum,
         }
-    slices = 0
-    _, _, threshold = rules.GATE_PAIR
-    for i in range(rules.GATE_SLICES):
+    cuts = []
+    for i in reversed(range(rules.GATE_SLICES)):  # oldest first
         hi = cur - i * rules.GATE_SLICE_MIN
-        t, e, _ = wins.sums(max(hi - rules.GATE_SLICE_MIN + 1, floor), hi)
-        slices += rules.burn_rate(e, t, budget) > threshold
+        lo = hi - rules.GATE_SLICE_MIN + 1
+        t, e, _ = wins.sums(max(lo, floor), hi)
+        cuts.append((t, e))
+    slices = rules.judge_slices(cuts, budget, minimum)
     bt, be, _ = wins.sums(start(budget_minutes), cur)
     remaining = round(rules.remaining_budget_pct(be, bt, budget), 3)
     period = windows[rules.PERIOD]
@@ -128,7 +123,7 @@ def compute(s: Settings, *, now: float) -> dict[str, Any]:
         remaining_pct=remaining,
         budget_enough=bt >= minimum,
         target_ms=s.slo_lat_p95_ms,
-        slices_burning=slices,
+        slices=slices,
     )
     notes = []
     thin = [name for name, w in windows.items() if not w["enough_traffic"]]
@@ -162,7 +157,8 @@ def compute(s: Settings, *, now: float) -> dict[str, Any]:
         "burn": {name: w["burn"] for name, w in windows.items()},
         "windows": windows,
         "gate_condition": verdict["gate_condition"],
-        "gate_slices_burning": slices,
+        "gate_slices_burning": slices["burning"],
+        "gate_slices": slices,
         "target": {
             "p95_ms": s.slo_lat_p95_ms,
             "error_budget_pct": budget,
@@ -239,9 +235,9 @@ def _backfill(conn: sqlite3.Connection, s: Settings, now: float) -> int:
     return len(rows)
 
 
-def _finish(conn: sqlite3.Connection, s: Settings, doc: dict[str, Any]) -> dict[str, Any]:
+def _finish(conn: sqlite3.Connection, s: Settings, doc: dict[str, Any], now: float) -> dict[str, Any]:
     out = dict(doc)
-    out["gate"] = {**gate(s=s), "condition": doc["gate_condition"]}
+    out["gate"] = {**gate(s=s, now=now), "condition": doc["gate_condition"]}
     out["history"] = _history(conn)
     return out
 
@@ -260,7 +256,7 @@ def status(*, s: Settings | None = None, now: float | None = None) -> dict[str, 
         doc["notes"] = ["no tick has run yet: run `echoops slo tick`", *doc["notes"]]
     else:
         doc = orjson.loads(raw)
-    return _finish(conn, s, doc)
+    return _finish(conn, s, doc, clock.now_s(now))
 
 
 def tick(*, s: Settings | None = None, now: float | None = None) -> dict[str, Any]:
@@ -275,12 +271,8 @@ def tick(*, s: Settings | None = None, now: float | None = None) -> dict[str, An
     aggregates.prune(conn, s, now=now)
     _backfill(conn, s, now)
     doc = compute(s, now=now)
-    gate_now = gate(s=s)
-    gate_set = False
-    info: dict[str, Any] = {}
-    if doc["gate_condition"] and not gate_now["set"]:
-        info = set_gate(s, doc, now)
-        gate_set = True
+    info = deploy_gate.apply(s, doc, now)
+    gate_set = info is not None
     with store.transaction(conn):
         previous = _meta(conn, "state")
         _set_meta(conn, "state", doc["state"])
@@ -288,12 +280,12 @@ def tick(*, s: Settings | None = None, now: float | None = None) -> dict[str, An
         conn.execute(_INSERT_TICK, _tick_row(now, doc, False))
     incident = None
     meta = {k: doc[k] for k in ("state", "p95_ms", "error_rate", "burn", "remaining_budget_pct", "burn_alert")}
-    if gate_set:
+    if info is not None:
         # One page for the tick that both turns red and sets the gate.
         incident = _raise(s, f"SLO deploy gate set: {info['reason']}", {**meta, "gate": info}, "slo:deploy_gate", now)
     elif doc["state"] == "red" and previous != "red":
         incident = _raise(s, "SLO state red: " + "; ".join(doc["reasons"][:3]), meta, "slo:red", now)
-    full = _finish(conn, s, doc)
+    full = _finish(conn, s, doc, now)
     files.write_json(s.log_path(STATUS_FILE), full)
     ndjson.append(
         s.log_path(BUDGET_LOG),

@@ -9,9 +9,11 @@ fewer than SLO_MIN_REQUESTS requests never raises an alarm and says so in `notes
 Alert tiers (Google SRE Workbook, multiwindow multi-burn-rate; each pair needs both windows
 above the threshold and both with enough traffic):
   page   burn(1h) > 14.4 and burn(5m) > 14.4, or burn(6h) > 6 and burn(30m) > 6
-  gate   burn(2h) > 2 and burn(10m) > 2, and burn > 2 in at least 6 of the twelve 10-minute
-         slices of the 2h ("for 2h": a 30-minute burst, however hot, touches at most 4 slices,
-         so it never sets logs/deploy_gate.flag alone)
+  gate   the brief's "burn > 2x daily budget for 2h", judged on the twelve 10-minute slices of
+         the last 2h: burn(2h) > 2 (with enough traffic), at least 10 slices with enough traffic
+         to judge (>= ceil(SLO_MIN_REQUESTS / 12) requests each, 9 by default), and every judged
+         slice burning > 2 except at most one (one quiet slice cannot hide a sustained burn).
+         62 minutes of burn, or a 30-minute burst however hot, never sets the gate.
   ticket burn(24h) > 3 and burn(2h) > 3, or burn(7d) > 1 and burn(6h) > 1
 `burn_alert` names the highest tier firing, in the order none < ticket < page < gate.
 
@@ -24,6 +26,7 @@ State:
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 # name -> minutes; the order is the order shown everywhere
@@ -40,10 +43,12 @@ WINDOWS: dict[str, int] = {
 PERIOD = "24h"  # the window p95_ms, p99_ms and error_rate cover
 
 PAGE_PAIRS = (("1h", "5m", 14.4), ("6h", "30m", 6.0))
-GATE_PAIR = ("2h", "10m", 2.0)
+GATE_WINDOW = "2h"
+GATE_BURN = 2.0
 GATE_SLICE_MIN = 10
 GATE_SLICES = 12  # 10-minute slices of the 2h window
-GATE_MIN_SLICES_BURNING = 6
+GATE_MAX_THIN = 2  # slices with too little traffic to judge that the gate tolerates
+GATE_MAX_BELOW = 1  # judged slices at or below 2x that the gate tolerates
 TICKET_PAIRS = (("24h", "2h", 3.0), ("7d", "6h", 1.0))
 TIER_ORDER = ("none", "ticket", "page", "gate")
 YELLOW_BURN_1H = 1.0
@@ -67,6 +72,42 @@ def remaining_budget_pct(errors: int, requests: int, budget_pct: float) -> float
     return 100.0 * (1.0 - errors / allowed) if allowed > 0 else 100.0
 
 
+def gate_slice_min_requests(min_requests: int) -> int:
+    """Fewest requests a 10-minute slice needs to be judged: its 1/12 share of SLO_MIN_REQUESTS."""
+    return max(1, math.ceil(min_requests / GATE_SLICES))
+
+
+def judge_slices(slices: list[tuple[int, int]], budget_pct: float, min_requests: int) -> dict[str, Any]:
+    """The gate's view of the 2h window from `slices` [(requests, errors)], oldest first.
+
+    Returns `{min_requests, judged, burning, below, thin, burns}` where `burns` lists each
+    slice's burn (None when too thin to judge), oldest first."""
+    floor = gate_slice_min_requests(min_requests)
+    burns: list[float | None] = []
+    for requests, errors in slices:
+        burns.append(round(burn_rate(errors, requests, budget_pct), 4) if requests >= floor else None)
+    judged = [b for b in burns if b is not None]
+    burning = sum(b > GATE_BURN for b in judged)
+    return {
+        "min_requests": floor,
+        "judged": len(judged),
+        "burning": burning,
+        "below": len(judged) - burning,
+        "thin": len(burns) - len(judged),
+        "burns": burns,
+    }
+
+
+def gate_holds(window: dict[str, Any], slices: dict[str, Any]) -> bool:
+    """The deploy-gate condition: the burn exceeded 2x over the whole last 2h (see the module doc)."""
+    return (
+        window["enough_traffic"]
+        and window["burn"] > GATE_BURN
+        and slices["thin"] <= GATE_MAX_THIN
+        and slices["below"] <= GATE_MAX_BELOW
+    )
+
+
 def _pair(windows: dict[str, dict[str, Any]], long: str, short: str, threshold: float) -> bool:
     a, b = windows[long], windows[short]
     return a["enough_traffic"] and b["enough_traffic"] and a["burn"] > threshold and b["burn"] > threshold
@@ -80,13 +121,13 @@ def evaluate(
     remaining_pct: float,
     budget_enough: bool,
     target_ms: float,
-    slices_burning: int,
+    slices: dict[str, Any],
 ) -> dict[str, Any]:
     """State, reasons, firing tiers and the gate condition from window figures (the one place).
 
-    `slices_burning`: how many 10-minute slices of the last 2h burned faster than 2x."""
+    `slices`: the 10-minute slices of the last 2h as judged by `judge_slices`."""
     alerts: list[str] = []
-    gate = _pair(windows, *GATE_PAIR) and slices_burning >= GATE_MIN_SLICES_BURNING
+    gate = gate_holds(windows[GATE_WINDOW], slices)
     page = [f"burn {lw} > {t:g} and {sw} > {t:g}" for lw, sw, t in PAGE_PAIRS if _pair(windows, lw, sw, t)]
     ticket = [f"burn {lw} > {t:g} and {sw} > {t:g}" for lw, sw, t in TICKET_PAIRS if _pair(windows, lw, sw, t)]
     if ticket:
@@ -99,8 +140,8 @@ def evaluate(
     yellow: list[str] = []
     if gate:
         red.append(
-            f"deploy gate condition: burn 2h {windows['2h']['burn']:.2f} > 2 and 10m {windows['10m']['burn']:.2f} > 2"
-            f" ({slices_burning} of {GATE_SLICES} 10-minute slices > 2)"
+            f"deploy gate condition: burn 2h {windows['2h']['burn']:.2f} > 2 for 2h"
+            f" ({slices['burning']} of {GATE_SLICES} 10-minute slices > 2, {slices['thin']} too thin to judge)"
         )
     red.extend(f"page tier: {p}" for p in page)
     p95_known = p95_ms is not None and period_enough

@@ -1,6 +1,7 @@
 // Cost Guardrails card (Phase 79): today's AI spend per scope (global and each capped model)
-// as utilisation bars with state colours, the end-of-day forecast, Stripe fees (which never
-// throttle AI), unpriced models, and a form to set a cap through POST /api/costs/set-cap.
+// as utilisation bars with state colours, where each cap comes from (environment or API, since
+// when), the end-of-day forecast, Stripe fees (which never throttle AI), unpriced models,
+// monitoring-only mode (COST_ENFORCE=false), and a form to set a cap (POST /api/costs/set-cap).
 (function () {
   "use strict";
   if (!window.echoops) return;
@@ -8,8 +9,17 @@
 
   var metric = E.metric;
 
-  function scopeRow(name, entry) {
+  function capSource(entry) {
+    if (!entry.cap_source) return null;
+    var what = entry.cap_source === "api" ? "cap set through the API" : "cap from the environment";
+    return E.el("p", {class: "muted costs-cap-source", dataset: {source: entry.cap_source}},
+      what + (entry.cap_since ? " since " + E.fmt.time(entry.cap_since) : ""));
+  }
+
+  function scopeRow(name, entry, monitor) {
     var capped = typeof entry.cap_usd === "number";
+    // Monitoring only: over the cap is shown as such, never as a throttle that is not happening.
+    var state = monitor && entry.state === "throttle" ? "over" : entry.state;
     var amount = E.fmt.usd(entry.spent_usd) + (capped ? " of " + E.fmt.usd(entry.cap_usd) : " (no cap)");
     var action = entry.action && entry.action !== "allow"
       ? E.el("span", {class: "costs-action", dataset: {action: entry.action}}, entry.action)
@@ -17,10 +27,11 @@
     return E.el("li", {class: "costs-scope", dataset: {scope: name, state: entry.state}},
       E.el("div", {class: "costs-scope-head"},
         E.el("span", {class: "costs-scope-name"}, name),
-        E.stateBadge(entry.state), action,
+        E.stateBadge(state), action,
         E.el("span", {class: "costs-amount num"}, amount)),
       capped ? E.meter(entry.pct, {label: name, state: entry.state})
         : E.el("p", {class: "muted costs-uncapped"}, "counts toward the global cap only"),
+      capSource(entry),
       entry.members ? E.el("p", {class: "muted costs-members"}, "covers " + entry.members.join(", ")) : null);
   }
 
@@ -94,16 +105,21 @@
     var g = s.global;
     // The card's badge is the worst scope: a model at WARN must show even when global is ok.
     var rank = {ok: 0, warn: 1, throttle: 2};
-    ctx.setState(Object.keys(s.models || {}).reduce(function (worst, name) {
+    var worst = Object.keys(s.models || {}).reduce(function (w, name) {
       var st = s.models[name].state;
-      return (rank[st] || 0) > (rank[worst] || 0) ? st : worst;
-    }, g.state));
+      return (rank[st] || 0) > (rank[w] || 0) ? st : w;
+    }, g.state);
+    ctx.setState(s.mode === "monitor" && worst === "throttle" ? "over" : worst);
+    var monitor = s.mode === "monitor";
     var names = Object.keys(s.models);
-    var scopes = E.el("ul", {class: "costs-scopes"}, scopeRow("global", g),
-      names.map(function (n) { return scopeRow(n, s.models[n]); }));
+    var scopes = E.el("ul", {class: "costs-scopes"}, scopeRow("global", g, monitor),
+      names.map(function (n) { return scopeRow(n, s.models[n], monitor); }));
     // As core's forecast_over: a $0 cap is closed on purpose, there is no forecast to cross.
     var forecastOver = typeof g.cap_usd === "number" && g.cap_usd > 0 && g.forecast_usd >= g.cap_usd;
     body.replaceChildren(
+      monitor ? E.el("p", {class: "costs-monitor", role: "status"}, E.el("strong", null, "Monitoring only"),
+        " (COST_ENFORCE=false): spend, caps and alerts are measured as usual; AI calls are never throttled or switched.")
+        : null,
       E.el("div", {class: "metrics"},
         metric("spent today (UTC " + s.day + ")", E.fmt.usd(g.spent_usd), "spent"),
         metric("global cap", E.fmt.usd(g.cap_usd), "cap"),

@@ -1,6 +1,7 @@
 // Incidents card (Phase 77): the last 24 h of incidents grouped by fingerprint, with counts,
 // pages and the delivery state of each group's latest page per channel. Groups with a failed
-// delivery are highlighted (and sorted first); failed deliveries are retried by the pager.
+// delivery are highlighted (and sorted first). Deliveries that need a person (failed after their
+// 6 attempts, or unconfirmed) are listed with their error and the command that re-sends them.
 (function () {
   "use strict";
   if (!window.echoops) return;
@@ -34,13 +35,27 @@
       CHANNELS.map(function (c) { return E.el("td", {class: "inc-delivery", dataset: {channel: c}}, delivery(g, c)); }));
   }
 
+  function attentionItem(a) {
+    var what = a.state === "unconfirmed"
+      ? "unconfirmed: the result of attempt " + a.attempts + " was never recorded (not sent again)"
+      : "failed after " + a.attempts + " attempt" + (a.attempts === 1 ? "" : "s") + ": " + (a.last_error || a.last_status);
+    return E.el("li", {class: "inc-attention-item", dataset: {id: a.id, channel: a.channel, state: a.state}},
+      E.stateBadge(a.state), " ",
+      E.el("strong", null, a.channel), " delivery of ",
+      E.el("span", {class: "inc-attention-what"}, a.severity + " " + a.source + ": " + a.msg), " ",
+      E.el("span", {class: "inc-attention-error"}, what), " ",
+      E.el("span", {class: "muted", title: a.at}, E.fmt.ago(a.at)), " ",
+      E.el("code", {class: "inc-attention-cmd"}, "echoops page retry " + a.id));
+  }
+
   async function render(body, ctx) {
     var s = await ctx.api("/api/incidents/summarize?hours=24", {method: "POST"});
     var t = s.totals || {};
     var d = t.deliveries || {};
     // Pages that reached no channel at all (none configured) must not read as "ok".
     var unrouted = (t.pages || 0) > 0 && !d.ok && !d.failed && !d.pending && d.skipped > 0;
-    ctx.setState(d.failed ? "failed" : d.pending ? "pending" : unrouted ? "skipped" : "ok");
+    var attention = s.attention || [];
+    ctx.setState(d.failed || d.unconfirmed || attention.length ? "failed" : d.pending ? "pending" : unrouted ? "skipped" : "ok");
     var groups = (s.groups || []).slice().sort(function (a, b) {
       return (hasFailed(b) ? 1 : 0) - (hasFailed(a) ? 1 : 0); // stable: newest first within each
     });
@@ -59,9 +74,13 @@
         metric("pages", E.fmt.num(t.pages || 0, 0), "pages"),
         metric("failed deliveries", E.fmt.num(d.failed || 0, 0), "failed", d.failed ? "bad" : null),
         metric("pending", E.fmt.num(d.pending || 0, 0), "pending", d.pending ? "warn" : null)),
-      d.failed
-        ? E.el("p", {class: "inc-alert", role: "status"},
-            d.failed + " deliver" + (d.failed === 1 ? "y" : "ies") + " failed: the pager retries them on each run for PAGER_RETRY_HOURS.")
+      attention.length
+        ? E.el("div", {class: "inc-attention", role: "status"},
+            E.el("p", {class: "inc-alert"},
+              attention.length + " deliver" + (attention.length === 1 ? "y needs" : "ies need") +
+              " attention (failed after 6 attempts, or unconfirmed); the other channel was notified. " +
+              "Re-send with the command shown."),
+            E.el("ul", {class: "inc-attention-list"}, attention.map(attentionItem)))
         : null,
       table);
   }

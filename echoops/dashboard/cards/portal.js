@@ -1,13 +1,16 @@
 // Customer Portal card (Phase 78): look up a customer by email, list purchases with a copy-link
 // button per receipt and invoice (signed links from GET /api/portal/receipts), the unsubscribed
-// badge, and recent access attempts to signed links (GET /api/portal/audit).
+// badge, and recent access attempts (GET /api/portal/audit). Every lookup is audited, so the card
+// looks a customer up when asked (and again after LOOKUP_TTL_MS, before its links age), not on
+// every 30 s refresh.
 (function () {
   "use strict";
   if (!window.echoops) return;
   var E = window.echoops;
 
-  // Survives the 30 s refresh: the email being looked at and the last copy message.
-  var state = {email: "", message: null};
+  // Survives the 30 s refresh: the email being looked at, its last lookup and the last copy message.
+  var state = {email: "", message: null, data: null, error: null, at: 0};
+  var LOOKUP_TTL_MS = 3600 * 1000;
 
   function copyText(text) {
     if (navigator.clipboard && window.isSecureContext) {
@@ -101,21 +104,31 @@
       ev.preventDefault();
       state.email = input.value.trim();
       state.message = null;
+      state.at = 0;
       ctx.refresh();
     }}, input, E.el("button", {type: "submit", class: "btn btn-primary"}, "Look up"));
 
     var result = null;
-    if (state.email) {
+    if (state.email && Date.now() - state.at > LOOKUP_TTL_MS) {
+      state.data = null;
+      state.error = null;
       try {
-        var data = await ctx.api("/api/portal/receipts?email=" + encodeURIComponent(state.email));
-        result = E.el("div", {class: "portal-result", dataset: {email: data.email}},
-          E.el("div", {class: "portal-who"}, E.el("strong", null, data.email), subscriptionBadge(data.unsubscribed),
-            E.el("span", {class: "muted"}, data.purchases.length + " purchase" + (data.purchases.length === 1 ? "" : "s"))),
-          purchasesTable(data, status));
+        state.data = await ctx.api("/api/portal/receipts?email=" + encodeURIComponent(state.email));
       } catch (err) {
         if (!(err instanceof E.ApiError) || (err.status !== 400 && err.status !== 503)) throw err;
-        result = E.el("p", {class: "portal-error tone-bad", role: "alert"}, err.message);
+        state.error = err.message;
       }
+      state.at = Date.now();
+    }
+    if (state.email && state.data) {
+      var data = state.data;
+      result = E.el("div", {class: "portal-result", dataset: {email: data.email}},
+        E.el("div", {class: "portal-who"}, E.el("strong", null, data.email), subscriptionBadge(data.unsubscribed),
+          E.el("span", {class: "muted"}, data.purchases.length + " purchase" + (data.purchases.length === 1 ? "" : "s")),
+          E.el("span", {class: "muted portal-looked"}, "looked up " + E.fmt.ago(new Date(state.at).toISOString()))),
+        purchasesTable(data, status));
+    } else if (state.email && state.error) {
+      result = E.el("p", {class: "portal-error tone-bad", role: "alert"}, state.error);
     }
     var audit = await ctx.api("/api/portal/audit?limit=8" + (state.email && result && result.dataset.email
       ? "&email=" + encodeURIComponent(result.dataset.email) : ""));

@@ -1,6 +1,7 @@
 // SLO & Error Budget card (Phase 76): state in colour and words, p95/p99/error rate against
 // target, remaining budget bar, burn per window, the deploy-gate banner with its reason, and
-// sparklines of p95 and 1h burn over the last 24h of ticks (`history`).
+// sparklines of p95 and 1h burn over the last 24h of ticks (`history`), and the operator's
+// gate override (since, by, reason, until) while one holds.
 (function () {
   "use strict";
   if (!window.echoops) return;
@@ -45,6 +46,18 @@
           E.el("p", {class: "slo-gate-reason"}, gate.reason || "no reason recorded"),
           E.el("p", {class: "muted"}, "Clear it with: echoops slo gate --clear --reason \u2026"))
       : null;
+    var ov = gate.override;
+    var override = ov
+      ? E.el("div", {class: "slo-override", role: "status", dataset: {by: ov.by}},
+          E.el("strong", null, "Gate override"),
+          E.el("span", {class: "muted"}, " by " + (ov.by === "file" ? "removing the flag" : "command") +
+            " since " + E.fmt.time(ov.since)),
+          E.el("p", {class: "slo-override-reason"}, ov.reason),
+          E.el("p", {class: "muted slo-override-until"}, "Holds until " + E.fmt.time(ov.until) +
+            ", or once the burn has stayed above 2\u00d7 for 2 h after " +
+            (ov.burn_dropped_at ? "it dropped at " + E.fmt.time(ov.burn_dropped_at) : "it drops to 2\u00d7 or below") +
+            (gate.condition ? ". The gate condition holds right now." : ".")))
+      : null;
     var p95Tone = typeof s.p95_ms === "number" && s.p95_ms > t.p95_ms ? "bad"
       : typeof s.p95_ms === "number" && s.p95_ms > 0.8 * t.p95_ms ? "warn" : null;
     var errTone = s.error_rate * 100 > t.error_budget_pct ? "bad" : null;
@@ -55,6 +68,7 @@
       E.el("div", {class: "slo-head"}, E.stateBadge(s.state),
         E.el("span", {class: "slo-alert", dataset: {alert: s.burn_alert}}, "burn alert: " + s.burn_alert)),
       banner,
+      override,
       E.el("div", {class: "metrics"},
         metric("p95 (" + s.period + ", target " + E.fmt.ms(t.p95_ms) + ")", E.fmt.ms(s.p95_ms), "p95", p95Tone),
         metric("p99 (" + s.period + ")", E.fmt.ms(s.p99_ms), "p99"),

@@ -3,7 +3,8 @@
 TLS per Settings.smtp_tls_mode: `ssl` (SMTPS, implicit TLS), `starttls` (upgrade required:
 a server that does not offer it is an error, never a silent plain-text fallback) or `none`.
 Done only when the DATA reply is 250. Timeouts, disconnects and 4xx replies retry;
-5xx replies, refused logins and certificate failures do not.
+5xx replies, refused logins, certificate failures and a header value that cannot be encoded
+(a CR, LF or U+2028 in the subject or fingerprint) do not: another try builds the same message.
 """
 
 from __future__ import annotations
@@ -60,7 +61,11 @@ def _reply(code: int, text: bytes | str, s: Settings) -> str:
 
 def send(page: Page, s: Settings) -> list[Outcome]:
     """One delivery attempt of `page` to SMTP_TO through SMTP_HOST."""
-    message = compose(page, s)
+    try:
+        message = compose(page, s)
+        message.as_bytes()  # the headers are encoded here: fail before connecting
+    except (ValueError, UnicodeError) as exc:
+        return [Outcome(False, "header_unencodable", False, detail=redact(f"cannot build the email: {exc}", s))]
     context = ssl.create_default_context()
     conn = None
     try:
