@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import hmac
 import importlib
+import sqlite3
 from io import BytesIO
 
 from bottle import Bottle, HTTPError, JSONPlugin, request, response
 
-from echoops.core import config
+from echoops.core import config, store
 from echoops.core.errors import EchoopsError
 from echoops.core.files import dumps
 from shim.http import MAX_BODY, HTTPTooLarge, from_domain, json_error
@@ -61,13 +62,19 @@ def _check_access() -> None:
 
 
 def _domain_errors(callback):
-    """Bottle plugin: a route's EchoopsError becomes `{"error","detail"}` with its status."""
+    """Bottle plugin: a route's EchoopsError becomes `{"error","detail"}` with its status; a
+    store failure (disk full, read-only, db file gone) becomes 503 `store_unavailable`."""
 
     def wrapper(*args, **kwargs):
         try:
             return callback(*args, **kwargs)
         except EchoopsError as exc:
             return from_domain(exc)
+        except (sqlite3.Error, OSError) as exc:
+            found = store.unavailable(exc)
+            if found is None:
+                raise
+            return from_domain(found)
 
     return wrapper
 

@@ -265,7 +265,13 @@ def test_healthz_reports_unwritable_log_dir(tmp_path, monkeypatch):
     for app in (_throwaway(), shim_app.app):  # a throwaway app and the real middleware stack
         status, headers, body = _call(app, "GET", "/healthz")
         assert status == 503
-        assert body == {"ok": False, "version": echoops.__version__, "log_dir_writable": False, "db_ok": False}
+        assert body == {
+            "ok": False,
+            "version": echoops.__version__,
+            "log_dir_writable": False,
+            "db_ok": False,
+            "detail": f"log dir {tmp_path / 'missing' / 'logs'} is not a writable directory",
+        }
         assert headers["cache-control"] == "no-store"
 
 

@@ -1,4 +1,4 @@
-"""GET /healthz: public liveness with version, log dir writability and store health."""
+"""GET /healthz: public liveness with version, log dir writability and a real store write."""
 
 from __future__ import annotations
 
@@ -10,10 +10,14 @@ from shim.http import json_response
 
 
 def healthz():
+    """200 when the log dir is writable and the store takes a write (a row in its health
+    table); otherwise 503 with `detail` saying why (disk full, read-only, file gone...)."""
     s = config.settings()
     log_dir_ok = s.log_dir.is_dir() and os.access(s.log_dir, os.W_OK)
-    db_ok = log_dir_ok and store.health(s)
-    body = {"ok": log_dir_ok and db_ok, "version": __version__, "log_dir_writable": log_dir_ok, "db_ok": db_ok}
+    problem = store.probe(s) if log_dir_ok else f"log dir {s.log_dir} is not a writable directory"
+    body = {"ok": problem is None, "version": __version__, "log_dir_writable": log_dir_ok, "db_ok": problem is None}
+    if problem is not None:
+        body["detail"] = problem
     return json_response(body, 200 if body["ok"] else 503, {"Cache-Control": "no-store"})
 
 
