@@ -10,6 +10,7 @@ from __future__ import annotations
 import hmac
 import importlib
 import sqlite3
+import time
 from io import BytesIO
 
 from bottle import Bottle, HTTPError, JSONPlugin, request, response
@@ -18,6 +19,7 @@ from echoops.core import config, store
 from echoops.core.errors import EchoopsError
 from echoops.core.files import dumps
 from shim.http import MAX_BODY, HTTPTooLarge, from_domain, json_error
+from shim.worker import WATCHDOG
 
 ROUTE_MODULES = ("health", "dashboard", "slo", "incidents", "portal", "costs", "scale")
 
@@ -129,44 +131,80 @@ class SecurityHeaders:
         return self.app(environ, start)
 
 
-class ChunkedBody:
-    """WSGI middleware: a chunked request body the server already decoded becomes a sized one.
+class RequestBody:
+    """WSGI middleware: the whole request body (at most 64 KiB) is read here, before auth and
+    routing, within the request's read deadline (`shim.worker`), which it then disarms.
 
-    gunicorn de-chunks `wsgi.input` (and says so with `wsgi.input_terminated`) but leaves the
-    Transfer-Encoding header, which makes Bottle parse the chunks a second time and answer
-    400 to every chunked request. Without a Content-Length the 64 KiB limit is enforced here
-    too, before auth and routing, exactly like the Content-Length check in the auth hook.
+    - A Content-Length over 64 KiB is 413 at once, nothing read.
+    - A body that is not complete when the deadline passes (a slow or stalled client) is 408
+      with `Connection: close`; one whose client hung up early is 400.
+    - gunicorn de-chunks a chunked `wsgi.input` (and says so with `wsgi.input_terminated`) but
+      leaves the Transfer-Encoding header, which made Bottle parse the chunks a second time and
+      answer 400 to every chunked request: the body handed on is always a sized one.
     """
 
     def __init__(self, app):
         self.app = app
 
     def __call__(self, environ, start_response):
-        if "chunked" in environ.get("HTTP_TRANSFER_ENCODING", "").lower() and environ.get("wsgi.input_terminated"):
-            stream = environ["wsgi.input"]
-            data = b""
-            while len(data) <= MAX_BODY:
-                part = stream.read(MAX_BODY + 1 - len(data))
+        sock = environ.get("gunicorn.socket")
+        try:
+            failure = self._read(environ, WATCHDOG.deadline(sock))
+        finally:
+            WATCHDOG.disarm(sock)
+        if failure is not None:
+            status, code, detail = failure
+            body = dumps({"error": code, "detail": detail})
+            start_response(
+                status,
+                [("Content-Type", "application/json"), ("Content-Length", str(len(body))), ("Connection", "close")],
+            )
+            return [body]
+        return self.app(environ, start_response)
+
+    @staticmethod
+    def _read(environ, deadline: float | None) -> tuple[str, str, str] | None:
+        chunked = "chunked" in environ.get("HTTP_TRANSFER_ENCODING", "").lower()
+        try:
+            length = int(environ.get("CONTENT_LENGTH") or 0)
+        except ValueError:
+            return ("400 Bad Request", "bad_request", "Content-Length is not a number")
+        if chunked and not environ.get("wsgi.input_terminated"):
+            return None  # a server that leaves chunks to the app: Bottle decodes them
+        if not chunked and length <= 0:
+            return None
+        if not chunked and length > MAX_BODY:
+            too_large = HTTPTooLarge()
+            return ("413 Request Entity Too Large", too_large.code, too_large.detail)
+        want = MAX_BODY + 1 if chunked else length
+        stream = environ["wsgi.input"]
+        data = b""
+        try:
+            while len(data) < want:
+                part = stream.read(want - len(data))
                 if not part:
                     break
                 data += part
-            if len(data) > MAX_BODY:
-                too_large = HTTPTooLarge()
-                body = dumps({"error": too_large.code, "detail": too_large.detail})
-                start_response(
-                    "413 Request Entity Too Large",
-                    [("Content-Type", "application/json"), ("Content-Length", str(len(body))), ("Connection", "close")],
-                )
-                return [body]
-            del environ["HTTP_TRANSFER_ENCODING"]
-            environ["CONTENT_LENGTH"] = str(len(data))
-            environ["wsgi.input"] = BytesIO(data)
-        return self.app(environ, start_response)
+        except Exception:  # gunicorn's NoMoreData, a reset, a socket shut down at the deadline
+            if chunked:
+                data = None
+        late = deadline is not None and time.monotonic() >= deadline
+        if data is None or (not chunked and len(data) < length):
+            if late:
+                return ("408 Request Timeout", "timeout", "the request body did not arrive in time")
+            return ("400 Bad Request", "bad_request", "the request body ended before its Content-Length")
+        if len(data) > MAX_BODY:
+            too_large = HTTPTooLarge()
+            return ("413 Request Entity Too Large", too_large.code, too_large.detail)
+        environ.pop("HTTP_TRANSFER_ENCODING", None)
+        environ["CONTENT_LENGTH"] = str(len(data))
+        environ["wsgi.input"] = BytesIO(data)
+        return None
 
 
 def with_middleware(bottle_app: Bottle):
-    """The WSGI app a server runs: `bottle_app` behind the chunked-body fix and the security headers."""
-    return SecurityHeaders(ChunkedBody(bottle_app))
+    """The WSGI app a server runs: `bottle_app` behind the body reader and the security headers."""
+    return SecurityHeaders(RequestBody(bottle_app))
 
 
 bottle_app = create_app()

@@ -19,7 +19,9 @@ def gunicorn_options(s: Settings, workers: int) -> dict:
 
     return {
         "workers": workers,
-        "worker_class": "sync",
+        # threads, so a slow client holds one thread, not the worker; reads have a deadline
+        "worker_class": "shim.worker.ReadDeadlineWorker",
+        "threads": s.threads,
         "timeout": 30,
         "graceful_timeout": 10,
         "keepalive": 2,

@@ -37,6 +37,15 @@ VARS: tuple[Var, ...] = (
     Var("ECHOOPS_HOST", "host", parsers.host, "127.0.0.1", "host", "Address `echoops serve` binds"),
     Var("ECHOOPS_PORT", "port", parsers.int_range(1, 65535), "5000", "port", "Port `echoops serve` binds"),
     Var("ECHOOPS_WORKERS", "workers", parsers.int_range(1, 64), "2", "count", "gunicorn worker processes"),
+    Var("ECHOOPS_THREADS", "threads", parsers.int_range(1, 64), "4", "count", "Request threads per worker"),
+    Var(
+        "ECHOOPS_REQUEST_READ_TIMEOUT_S",
+        "request_read_timeout_s",
+        parsers.number(0, 300, lo_open=True),
+        "10",
+        "s",
+        "Longest wait for a request's headers and body",
+    ),
     Var(
         "ECHOOPS_SCHEDULE",
         "schedule_file",
@@ -333,6 +342,8 @@ class Settings:
     host: str
     port: int
     workers: int
+    threads: int
+    request_read_timeout_s: float
     schedule_file: Path
     job_timeout_s: int
     dashboard_key: str | None
