@@ -15,10 +15,10 @@ from io import BytesIO
 
 from bottle import Bottle, HTTPError, JSONPlugin, request, response
 
-from echoops.core import config, store
+from echoops.core import auth, config, store
 from echoops.core.errors import EchoopsError
 from echoops.core.files import dumps
-from shim.http import MAX_BODY, HTTPTooLarge, from_domain, json_error
+from shim.http import MAX_BODY, HTTPTooLarge, client_ip, from_domain, json_error, json_response
 from shim.worker import WATCHDOG
 
 ROUTE_MODULES = ("health", "dashboard", "slo", "incidents", "portal", "costs", "scale")
@@ -37,7 +37,9 @@ _STATUS_CODES = {
     403: "forbidden",
     404: "not_found",
     405: "method_not_allowed",
+    408: "timeout",
     413: "too_large",
+    429: "too_many_requests",
     500: "internal",
     503: "unavailable",
 }
@@ -48,19 +50,64 @@ def mark_public(path: str) -> None:
     PUBLIC_API.add(path)
 
 
+def _undecodable_header(environ: dict) -> str | None:
+    """The first request header whose bytes are not UTF-8 (Bottle decodes headers as UTF-8 and
+    raised mid-route, after state had changed), or None."""
+    for name, value in environ.items():
+        if (name.startswith("HTTP_") or name in ("CONTENT_TYPE", "CONTENT_LENGTH")) and isinstance(value, str):
+            if value.isascii():
+                continue
+            try:
+                value.encode("latin-1").decode("utf-8")  # PEP 3333: header bytes arrive as latin-1
+            except UnicodeError:
+                return name.removeprefix("HTTP_").replace("_", "-").title()
+    return None
+
+
+def _given_key(environ: dict) -> bytes | None:
+    """The X-Dash-Key header's bytes as sent, or None when it cannot be the key."""
+    try:
+        return environ.get("HTTP_X_DASH_KEY", "").encode("latin-1")
+    except UnicodeError:  # a server that passed characters no header byte can carry
+        return None
+
+
 def _check_access() -> None:
+    environ = request.environ
     length = request.content_length
     if length and length > MAX_BODY:
         raise from_domain(HTTPTooLarge())
+    bad_header = _undecodable_header(environ)
     path = request.path
     if not (path == "/api" or path.startswith("/api/")) or path in PUBLIC_API:
+        if bad_header:
+            raise json_error(400, "bad_request", f"header {bad_header} is not valid UTF-8")
         return
-    key = config.settings().dashboard_key
+    s = config.settings()
+    key = s.dashboard_key
     if not key:
         raise json_error(503, "not_configured", "DASHBOARD_KEY is not set on the server; admin routes are off")
-    given = request.get_header("X-Dash-Key", "")
-    if not hmac.compare_digest(given.encode("utf-8", "replace"), key.encode("utf-8")):
-        raise json_error(401, "unauthorized", "missing or wrong X-Dash-Key header")
+    weak = config.weak_dashboard_key(key)
+    if weak:
+        raise json_error(503, "not_configured", f"{weak} on the server; admin routes are off")
+    client = client_ip()
+    wait = auth.retry_after(client, s=s)
+    if wait:
+        raise _too_many(wait)
+    given = _given_key(environ)
+    if given is None or not hmac.compare_digest(given, key.encode("ascii")):
+        wait = auth.record_failure(client, s=s)
+        resp = json_error(401, "unauthorized", "missing or wrong X-Dash-Key header")
+        if wait:
+            resp.set_header("Retry-After", str(wait))
+        raise resp
+    if bad_header:
+        raise json_error(400, "bad_request", f"header {bad_header} is not valid UTF-8")
+
+
+def _too_many(wait: int):
+    detail = f"too many wrong X-Dash-Key headers from this address; retry after {wait} s"
+    return json_response({"error": "too_many_requests", "detail": detail}, 429, {"Retry-After": str(wait)})
 
 
 def _domain_errors(callback):
@@ -135,7 +182,8 @@ class RequestBody:
     """WSGI middleware: the whole request body (at most 64 KiB) is read here, before auth and
     routing, within the request's read deadline (`shim.worker`), which it then disarms.
 
-    - A Content-Length over 64 KiB is 413 at once, nothing read.
+    - A Content-Length over 64 KiB is 413 (a body up to 1 MiB is read and dropped first, so the
+      client is done sending and reads the answer rather than a reset).
     - A body that is not complete when the deadline passes (a slow or stalled client) is 408
       with `Connection: close`; one whose client hung up early is 400.
     - gunicorn de-chunks a chunked `wsgi.input` (and says so with `wsgi.input_terminated`) but
@@ -174,6 +222,10 @@ class RequestBody:
         if not chunked and length <= 0:
             return None
         if not chunked and length > MAX_BODY:
+            # Read (and drop) a moderately large body first: a client still sending when the
+            # server closes gets a reset instead of the 413.
+            if length <= DRAIN_MAX_BYTES:
+                _discard(environ["wsgi.input"], length)
             too_large = HTTPTooLarge()
             return ("413 Request Entity Too Large", too_large.code, too_large.detail)
         want = MAX_BODY + 1 if chunked else length
@@ -200,6 +252,21 @@ class RequestBody:
         environ["CONTENT_LENGTH"] = str(len(data))
         environ["wsgi.input"] = BytesIO(data)
         return None
+
+
+DRAIN_MAX_BYTES = 1024 * 1024
+
+
+def _discard(stream, length: int) -> None:
+    left = length
+    try:
+        while left > 0:
+            part = stream.read(min(left, 65536))
+            if not part:
+                return
+            left -= len(part)
+    except Exception:  # the client went away or the read deadline passed: nothing to drain
+        return
 
 
 def with_middleware(bottle_app: Bottle):

@@ -7,6 +7,7 @@ from typing import Any
 import orjson
 from bottle import HTTPResponse, request
 
+from echoops.core import auth, config
 from echoops.core.errors import EchoopsError, ValidationError
 from echoops.core.files import dumps
 
@@ -66,3 +67,9 @@ def query(name: str, default: str | None = None) -> str | None:
     """A query parameter (decoded as UTF-8), or `default`."""
     value = request.query.getunicode(name)
     return default if value is None else value
+
+
+def client_ip() -> str | None:
+    """The client's address: the socket peer, or what a trusted proxy says (ECHOOPS_TRUSTED_PROXIES)."""
+    env = request.environ
+    return auth.client_address(env.get("REMOTE_ADDR"), env.get("HTTP_X_FORWARDED_FOR"), config.settings())

@@ -68,8 +68,24 @@ VARS: tuple[Var, ...] = (
         parsers.header_secret,
         "",
         "secret",
-        "Key every /api route needs in X-Dash-Key",
+        "Key every /api route needs in X-Dash-Key (>= 16 characters)",
         True,
+    ),
+    Var(
+        "ECHOOPS_AUTH_FAILURES_PER_MIN",
+        "auth_failures_per_min",
+        parsers.int_range(1, 1_000_000),
+        "10",
+        "count",
+        "Wrong X-Dash-Key answers per client a minute before 429",
+    ),
+    Var(
+        "ECHOOPS_TRUSTED_PROXIES",
+        "trusted_proxies",
+        parsers.networks,
+        "",
+        "cidrs",
+        "Proxies whose X-Forwarded-For names the client (audit ip, 401 throttle)",
     ),
     # 76 SLO
     Var(
@@ -347,6 +363,8 @@ class Settings:
     schedule_file: Path
     job_timeout_s: int
     dashboard_key: str | None
+    auth_failures_per_min: int
+    trusted_proxies: tuple[str, ...]
     slo_lat_p95_ms: float
     slo_err_budget_pct: float
     slo_window_days: int
@@ -446,9 +464,24 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         warnings.append("PORTAL_SIGNING_SECRET is unset: portal links are disabled")
     elif weak:
         warnings.append("PORTAL_SIGNING_SECRET has a key shorter than 32 bytes: portal links are disabled")
-    if values["dashboard_key"] and len(values["dashboard_key"]) < 16:
-        warnings.append("DASHBOARD_KEY is shorter than 16 characters")
+    weak_key = weak_dashboard_key(values["dashboard_key"])
+    if weak_key:
+        warnings.append(weak_key)
     return Settings(**values, warnings=tuple(warnings))
+
+
+MIN_DASHBOARD_KEY_CHARS = 16
+
+
+def weak_dashboard_key(key: str | None) -> str | None:
+    """Why `key` is too weak to guard the API (None when it is fine or unset).
+
+    `serve` and `up` refuse to start with such a key (exit 2) and the shim answers 503 on admin
+    routes: a short key falls to guessing even at the throttled rate.
+    """
+    if key and len(key) < MIN_DASHBOARD_KEY_CHARS:
+        return f"DASHBOARD_KEY is shorter than {MIN_DASHBOARD_KEY_CHARS} characters"
+    return None
 
 
 _cache: tuple[tuple, Settings] | None = None
