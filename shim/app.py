@@ -21,7 +21,7 @@ from echoops.core.files import dumps
 from shim.http import MAX_BODY, HTTPTooLarge, client_ip, from_domain, json_error, json_response
 from shim.worker import WATCHDOG
 
-ROUTE_MODULES = ("health", "dashboard", "slo", "incidents", "portal", "costs", "scale")
+ROUTE_MODULES = ("health", "dashboard", "slo", "incidents", "portal", "costs", "scale", "openapi")
 
 # Paths under /api/ that carry their own credential (a signed token); registered by routes.
 PUBLIC_API: set[str] = set()

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import orjson
-from bottle import HTTPResponse, request
+from bottle import HTTPError, HTTPResponse, request
 
 from echoops.core import auth, config
 from echoops.core.errors import EchoopsError, ValidationError
@@ -73,3 +73,17 @@ def client_ip() -> str | None:
     """The client's address: the socket peer, or what a trusted proxy says (ECHOOPS_TRUSTED_PROXIES)."""
     env = request.environ
     return auth.client_address(env.get("REMOTE_ADDR"), env.get("HTTP_X_FORWARDED_FOR"), config.settings())
+
+
+def form_value(name: str) -> str | None:
+    """A field of a urlencoded or multipart form body (UTF-8), or None; 400 when the body cannot be parsed.
+
+    Bottle parses the form on first access and raises ValueError on, e.g., a multipart part
+    header with control characters: that is the client's mistake, not a 500.
+    """
+    try:
+        return request.forms.getunicode(name)
+    except HTTPError:
+        raise
+    except (ValueError, UnicodeError, IndexError, KeyError):
+        raise ValidationError("the form body could not be parsed", field="body") from None

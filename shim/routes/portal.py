@@ -13,7 +13,7 @@ from bottle import HTTPResponse, request
 
 from echoops.core import config, portal
 from echoops.core.errors import EchoopsError, ValidationError
-from shim.http import client_ip, from_domain, json_response, query
+from shim.http import client_ip, form_value, from_domain, json_response, query
 
 PRIVATE = {"Cache-Control": "private, no-store", "Referrer-Policy": "no-referrer", "X-Robots-Tag": "noindex"}
 
@@ -93,9 +93,9 @@ def unsubscribe_view():
 
 @_public
 def unsubscribe_post():
-    token = query("token") or request.forms.getunicode("token") or ""
+    token = query("token") or form_value("token") or ""
     wants_html = "text/html" in request.environ.get("HTTP_ACCEPT", "")  # read before the change is made
-    result = portal.unsubscribe_one_click(token, request.forms.getunicode("List-Unsubscribe"), ip=_client_ip())
+    result = portal.unsubscribe_one_click(token, form_value("List-Unsubscribe"), ip=_client_ip())
     if wants_html:
         return _document_response(portal.unsubscribed_page(result["email"]))
     return json_response(result)
