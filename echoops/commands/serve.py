@@ -14,8 +14,9 @@ def serve(
     workers: int = typer.Option(None, min=1, max=64, help="gunicorn workers (default ECHOOPS_WORKERS)."),
     demo: bool = typer.Option(False, "--demo", help="Start even without DASHBOARD_KEY (admin routes answer 503)."),
 ) -> None:
-    """Serve the dashboard and /api on gunicorn. Refuses to start without DASHBOARD_KEY unless --demo,
-    and with a DASHBOARD_KEY shorter than 16 characters (exit 2).
+    """Serve the dashboard and /api on gunicorn. Refuses to start without DASHBOARD_KEY unless --demo.
+
+    A DASHBOARD_KEY shorter than 16 characters is refused too (exit 2).
 
     Example: DASHBOARD_KEY=$(openssl rand -hex 16) echoops serve --port 5000 --workers 2
     """
