@@ -21,6 +21,7 @@ import time
 from gunicorn.workers.gthread import ThreadWorker
 
 TICK_S = 0.1
+STOP_LINGER_S = 0.2  # idle keep-alive connections a stopping worker keeps open (gunicorn: 2 s)
 
 
 class Watchdog:
@@ -87,3 +88,10 @@ class ReadDeadlineWorker(ThreadWorker):
             return super().handle(conn)
         finally:
             WATCHDOG.disarm(sock)
+
+    def _cap_keepalive(self, deadline):
+        # On stop, gunicorn keeps idle keep-alive sockets up to 2 s for a request that may be on
+        # its way; an idle client simply reconnects, and `echoops up` / a deploy should not wait.
+        cap = getattr(super(), "_cap_keepalive", None)
+        if cap is not None:
+            cap(min(deadline, time.monotonic() + STOP_LINGER_S))
