@@ -123,6 +123,7 @@ def _domain_errors(callback):
             found = store.unavailable(exc)
             if found is None:
                 raise
+            store.note_failure()
             return from_domain(found)
 
     return wrapper

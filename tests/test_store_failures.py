@@ -19,7 +19,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from echoops.core import config, pager, store
+from echoops.core import config, health, pager, store
 from tests.conftest import TEST_KEY, stop_server
 
 HEADERS = {"X-Dash-Key": TEST_KEY}
@@ -121,11 +121,27 @@ def test_unavailable_classifies_store_failures_only():
 
 
 def test_probe_reports_why(settings, tmp_path):
-    assert store.probe(settings) is None
+    assert health.probe(settings) is None
     not_a_dir = tmp_path / "file"
     not_a_dir.write_text("x")
-    problem = store.probe(config.load_settings({"ECHOOPS_LOG_DIR": str(not_a_dir)}))
+    problem = health.probe(config.load_settings({"ECHOOPS_LOG_DIR": str(not_a_dir)}))
     assert problem is not None and problem.startswith("the store")
+
+
+def test_probe_writes_at_most_once_per_max_age_until_a_failure(settings):
+    def probed_at() -> float:
+        return store.connect(settings).execute("SELECT probed_at FROM health_probe").fetchone()[0]
+
+    assert health.probe(settings, max_age_s=60) is None
+    first = probed_at()
+    assert health.probe(settings, max_age_s=60) is None
+    assert probed_at() == first  # reused: no second write
+    assert health.probe(settings) is None
+    second = probed_at()
+    assert second > first  # max_age_s=0: always a write
+    store.note_failure()  # a store failure anywhere in the process
+    assert health.probe(settings, max_age_s=60) is None
+    assert probed_at() > second
 
 
 # --- real mounts: a read-only log dir, a full file system ---------------------------------------------

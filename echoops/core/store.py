@@ -147,6 +147,16 @@ class Connection(sqlite3.Connection):
         # to O_RDONLY): reopen on next use. Closing now would break the caller's ROLLBACK.
         if unavailable(exc) is not None:
             self.broken = True
+            note_failure()
+
+
+failures = 0  # store failures seen in this process (the health probe re-checks when it moves)
+
+
+def note_failure() -> None:
+    """Count a store failure (a connection's, or one a surface mapped to StoreUnavailable)."""
+    global failures
+    failures += 1
 
 
 def _ident(path: str) -> tuple[int, int] | None:
@@ -190,6 +200,7 @@ def _open(path: Path, stale_wal: tuple[int, int] | None = None) -> sqlite3.Conne
     # The WAL keeps its inode while any connection is open (nobody can checkpoint-and-delete it),
     # so this identifies the WAL of *this* file when the file is later replaced under us.
     conn.wal_ident = _ident(conn.path + "-wal")
+    conn.broken = False  # a "locked" retried away while switching to WAL is not a failure
     return conn
 
 
@@ -379,52 +390,3 @@ def transaction(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
             conn.execute("ROLLBACK")
         raise
     conn.execute("COMMIT")
-
-
-HEALTH = Schema(
-    "health",
-    (
-        """
-        CREATE TABLE health_probe (
-            id INTEGER PRIMARY KEY CHECK (id = 1),
-            pid INTEGER NOT NULL,
-            probed_at REAL NOT NULL
-        );
-        """,
-    ),
-)
-
-
-MIN_FREE_BYTES = 64 * 1024  # less than this free in the log dir counts as a full disk
-
-
-def probe(s: Settings) -> str | None:
-    """Write one row to the health table: None when the store took the write, else why not.
-
-    What /healthz runs: a real write, so a full disk, a read-only file or a deleted database
-    shows as unhealthy, not only an unreadable one. A write can still fit in pages SQLite
-    already holds on a full disk, so the free space of the log dir is checked too.
-    """
-    try:
-        st = os.statvfs(s.log_dir)
-        if st.f_bavail * st.f_frsize < MIN_FREE_BYTES:
-            return f"the store is unavailable: No space left on device ({st.f_bavail * st.f_frsize} bytes free)"
-    except OSError:
-        pass  # the write below says what is wrong
-    try:
-        conn = db(s, HEALTH)
-        with transaction(conn):
-            conn.execute(
-                "INSERT INTO health_probe(id, pid, probed_at) VALUES (1, ?, ?) "
-                "ON CONFLICT(id) DO UPDATE SET pid=excluded.pid, probed_at=excluded.probed_at",
-                (os.getpid(), time.time()),
-            )
-    except (sqlite3.Error, OSError, EchoopsError) as exc:
-        found = unavailable(exc)
-        return found.detail if found is not None else f"the store failed: {type(exc).__name__}: {exc}"
-    return None
-
-
-def health(s: Settings) -> bool:
-    """True when the store opens and takes a write (see `probe` for the reason when not)."""
-    return probe(s) is None

@@ -5,8 +5,12 @@ from __future__ import annotations
 import os
 
 from echoops import __version__
-from echoops.core import config, store
+from echoops.core import config, health
 from shim.http import json_response
+
+# A load balancer probing every few seconds gets a fresh write each time; a flood of probes
+# costs each worker one write a second. A failure is never reused.
+PROBE_MAX_AGE_S = 1.0
 
 
 def healthz():
@@ -14,7 +18,9 @@ def healthz():
     table); otherwise 503 with `detail` saying why (disk full, read-only, file gone...)."""
     s = config.settings()
     log_dir_ok = s.log_dir.is_dir() and os.access(s.log_dir, os.W_OK)
-    problem = store.probe(s) if log_dir_ok else f"log dir {s.log_dir} is not a writable directory"
+    problem = (
+        health.probe(s, max_age_s=PROBE_MAX_AGE_S) if log_dir_ok else f"log dir {s.log_dir} is not a writable directory"
+    )
     body = {"ok": problem is None, "version": __version__, "log_dir_writable": log_dir_ok, "db_ok": problem is None}
     if problem is not None:
         body["detail"] = problem
