@@ -20,6 +20,8 @@ import time
 
 from gunicorn.workers.gthread import ThreadWorker
 
+from echoops.core import config
+
 TICK_S = 0.1
 STOP_LINGER_S = 0.2  # idle keep-alive connections a stopping worker keeps open (gunicorn: 2 s)
 
@@ -32,15 +34,18 @@ class Watchdog:
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
         self._pid = 0
+        self._busy = threading.Event()  # set while anything is armed: an idle worker's thread sleeps
 
     def arm(self, sock: socket.socket, timeout_s: float) -> None:
         with self._lock:
             self._armed[id(sock)] = (time.monotonic() + timeout_s, sock)
             self._ensure_thread()
+        self._busy.set()
 
     def disarm(self, sock: socket.socket | None) -> None:
         if sock is not None:
-            self._armed.pop(id(sock), None)
+            with self._lock:
+                self._armed.pop(id(sock), None)
 
     def deadline(self, sock: socket.socket | None) -> float | None:
         """When `sock`'s read deadline passes (time.monotonic()), or None when it is not armed."""
@@ -56,12 +61,16 @@ class Watchdog:
 
     def _loop(self) -> None:
         while True:
+            self._busy.wait()
             time.sleep(TICK_S)
             now = time.monotonic()
             with self._lock:
                 late = [(k, sock) for k, (deadline, sock) in self._armed.items() if deadline <= now]
                 for k, _ in late:
                     self._armed.pop(k, None)
+                if not self._armed:
+                    # an arm() after this sees its entry in the dict before it sets the event
+                    self._busy.clear()
             for _, sock in late:
                 try:
                     sock.shutdown(socket.SHUT_RD)  # wakes the thread blocked in recv() with EOF
@@ -73,8 +82,6 @@ WATCHDOG = Watchdog()
 
 
 def read_timeout_s() -> float:
-    from echoops.core import config
-
     return float(config.settings().request_read_timeout_s)
 
 
