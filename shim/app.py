@@ -52,8 +52,14 @@ def mark_public(path: str) -> None:
 
 def _undecodable_header(environ: dict) -> str | None:
     """The first request header whose bytes are not UTF-8 (Bottle decodes headers as UTF-8 and
-    raised mid-route, after state had changed), or None."""
+    raised mid-route, after state had changed), or None.
+
+    Cookie is left out: echoops sets and reads none, and a browser sends every cookie of the
+    host, whatever port set it, so another local app's cookie must not break the dashboard.
+    """
     for name, value in environ.items():
+        if name == "HTTP_COOKIE":
+            continue
         if (name.startswith("HTTP_") or name in ("CONTENT_TYPE", "CONTENT_LENGTH")) and isinstance(value, str):
             if value.isascii():
                 continue
