@@ -3,8 +3,9 @@
 
 Target (issue 2): GET /healthz reaches >= 0.8x the requests/s of `bench/baselines/one_line_bottle.py`
 served through the same Bottle gunicorn adapter with the same `shim.server.gunicorn_options`
-(2 sync workers), same run, `wrk -t2 -c16 -d10s`, zero errors. Rounds alternate baseline,
-echoops, baseline, echoops ... after a warm-up of each; the figure is the median of the rounds.
+(2 workers; threaded since issue 12), same run, `wrk -t2 -c16 -d10s`, zero errors. Rounds
+alternate baseline, echoops, baseline, echoops ... after a warm-up of each; the figure is the
+median of the rounds.
 wrk runs on the same 2 cores as the servers, for both alike.
 
     .venv/bin/python bench/foundation_healthz.py [--rounds 3] [--duration 10]
@@ -105,7 +106,12 @@ def main() -> int:
         shutil.rmtree(tmp, ignore_errors=True)
 
     print(machine_line())
-    print(f"wrk -t2 -c16 -d{args.duration}s, {args.rounds} alternating rounds, gunicorn 2 sync workers\n")
+    from echoops.core import config
+    from shim.server import gunicorn_options
+
+    opts = gunicorn_options(config.settings(), 2)
+    workers = f"gunicorn 2 {opts['worker_class'].rsplit('.', 1)[-1]} workers x {opts.get('threads', 1)} threads"
+    print(f"wrk -t2 -c16 -d{args.duration}s, {args.rounds} alternating rounds, {workers}\n")
     print("| server | requests/s per round | median | errors | requests per server CPU-second (median) |")
     print("|---|---|---|---|---|")
     med = {}

@@ -24,6 +24,25 @@ class EchoopsGroup(TyperGroup):
 
             error(exc.detail)
             raise typer.Exit(exc.exit_code) from None
+        except OSError as exc:  # sqlite3.Error is not imported here (start-up time): see below
+            _store_failure(exc)
+            raise
+        except Exception as exc:
+            if type(exc).__module__ == "sqlite3":
+                _store_failure(exc)
+            raise
+
+
+def _store_failure(exc: Exception) -> None:
+    """A full disk, a read-only or vanished store: `Error: the store is unavailable: ...`, exit 1."""
+    from echoops.core import store
+
+    found = store.unavailable(exc)
+    if found is not None:
+        from echoops.commands.render import error
+
+        error(found.detail)
+        raise typer.Exit(found.exit_code) from None
 
 
 app = typer.Typer(

@@ -9,16 +9,19 @@ from __future__ import annotations
 
 import hmac
 import importlib
+import sqlite3
+import time
 from io import BytesIO
 
 from bottle import Bottle, HTTPError, JSONPlugin, request, response
 
-from echoops.core import config
+from echoops.core import auth, config, store
 from echoops.core.errors import EchoopsError
 from echoops.core.files import dumps
-from shim.http import MAX_BODY, HTTPTooLarge, from_domain, json_error
+from shim.http import MAX_BODY, HTTPTooLarge, client_ip, from_domain, json_error, json_response
+from shim.worker import WATCHDOG
 
-ROUTE_MODULES = ("health", "dashboard", "slo", "incidents", "portal", "costs", "scale")
+ROUTE_MODULES = ("health", "dashboard", "slo", "incidents", "portal", "costs", "scale", "openapi")
 
 # Paths under /api/ that carry their own credential (a signed token); registered by routes.
 PUBLIC_API: set[str] = set()
@@ -34,7 +37,9 @@ _STATUS_CODES = {
     403: "forbidden",
     404: "not_found",
     405: "method_not_allowed",
+    408: "timeout",
     413: "too_large",
+    429: "too_many_requests",
     500: "internal",
     503: "unavailable",
 }
@@ -45,29 +50,87 @@ def mark_public(path: str) -> None:
     PUBLIC_API.add(path)
 
 
+def _undecodable_header(environ: dict) -> str | None:
+    """The first request header whose bytes are not UTF-8 (Bottle decodes headers as UTF-8 and
+    raised mid-route, after state had changed), or None.
+
+    Cookie is left out: echoops sets and reads none, and a browser sends every cookie of the
+    host, whatever port set it, so another local app's cookie must not break the dashboard.
+    """
+    for name, value in environ.items():
+        if name == "HTTP_COOKIE":
+            continue
+        if (name.startswith("HTTP_") or name in ("CONTENT_TYPE", "CONTENT_LENGTH")) and isinstance(value, str):
+            if value.isascii():
+                continue
+            try:
+                value.encode("latin-1").decode("utf-8")  # PEP 3333: header bytes arrive as latin-1
+            except UnicodeError:
+                return name.removeprefix("HTTP_").replace("_", "-").title()
+    return None
+
+
+def _given_key(environ: dict) -> bytes | None:
+    """The X-Dash-Key header's bytes as sent, or None when it cannot be the key."""
+    try:
+        return environ.get("HTTP_X_DASH_KEY", "").encode("latin-1")
+    except UnicodeError:  # a server that passed characters no header byte can carry
+        return None
+
+
 def _check_access() -> None:
+    environ = request.environ
     length = request.content_length
     if length and length > MAX_BODY:
         raise from_domain(HTTPTooLarge())
+    bad_header = _undecodable_header(environ)
     path = request.path
     if not (path == "/api" or path.startswith("/api/")) or path in PUBLIC_API:
+        if bad_header:
+            raise json_error(400, "bad_request", f"header {bad_header} is not valid UTF-8")
         return
-    key = config.settings().dashboard_key
+    s = config.settings()
+    key = s.dashboard_key
     if not key:
         raise json_error(503, "not_configured", "DASHBOARD_KEY is not set on the server; admin routes are off")
-    given = request.get_header("X-Dash-Key", "")
-    if not hmac.compare_digest(given.encode("utf-8", "replace"), key.encode("utf-8")):
-        raise json_error(401, "unauthorized", "missing or wrong X-Dash-Key header")
+    weak = config.weak_dashboard_key(key)
+    if weak:
+        raise json_error(503, "not_configured", f"{weak} on the server; admin routes are off")
+    client = client_ip()
+    wait = auth.retry_after(client, s=s)
+    if wait:
+        raise _too_many(wait)
+    given = _given_key(environ)
+    if given is None or not hmac.compare_digest(given, key.encode("ascii")):
+        wait = auth.record_failure(client, s=s)
+        resp = json_error(401, "unauthorized", "missing or wrong X-Dash-Key header")
+        if wait:
+            resp.set_header("Retry-After", str(wait))
+        raise resp
+    if bad_header:
+        raise json_error(400, "bad_request", f"header {bad_header} is not valid UTF-8")
+
+
+def _too_many(wait: int):
+    detail = f"too many wrong X-Dash-Key headers from this address; retry after {wait} s"
+    return json_response({"error": "too_many_requests", "detail": detail}, 429, {"Retry-After": str(wait)})
 
 
 def _domain_errors(callback):
-    """Bottle plugin: a route's EchoopsError becomes `{"error","detail"}` with its status."""
+    """Bottle plugin: a route's EchoopsError becomes `{"error","detail"}` with its status; a
+    store failure (disk full, read-only, db file gone) becomes 503 `store_unavailable`."""
 
     def wrapper(*args, **kwargs):
         try:
             return callback(*args, **kwargs)
         except EchoopsError as exc:
             return from_domain(exc)
+        except (sqlite3.Error, OSError) as exc:
+            found = store.unavailable(exc)
+            if found is None:
+                raise
+            store.note_failure()
+            return from_domain(found)
 
     return wrapper
 
@@ -122,44 +185,100 @@ class SecurityHeaders:
         return self.app(environ, start)
 
 
-class ChunkedBody:
-    """WSGI middleware: a chunked request body the server already decoded becomes a sized one.
+class RequestBody:
+    """WSGI middleware: the whole request body (at most 64 KiB) is read here, before auth and
+    routing, within the request's read deadline (`shim.worker`), which it then disarms.
 
-    gunicorn de-chunks `wsgi.input` (and says so with `wsgi.input_terminated`) but leaves the
-    Transfer-Encoding header, which makes Bottle parse the chunks a second time and answer
-    400 to every chunked request. Without a Content-Length the 64 KiB limit is enforced here
-    too, before auth and routing, exactly like the Content-Length check in the auth hook.
+    - A Content-Length over 64 KiB is 413 (a body up to 1 MiB is read and dropped first, so the
+      client is done sending and reads the answer rather than a reset).
+    - A body that is not complete when the deadline passes (a slow or stalled client) is 408
+      with `Connection: close`; one whose client hung up early is 400.
+    - gunicorn de-chunks a chunked `wsgi.input` (and says so with `wsgi.input_terminated`) but
+      leaves the Transfer-Encoding header, which made Bottle parse the chunks a second time and
+      answer 400 to every chunked request: the body handed on is always a sized one.
     """
 
     def __init__(self, app):
         self.app = app
 
     def __call__(self, environ, start_response):
-        if "chunked" in environ.get("HTTP_TRANSFER_ENCODING", "").lower() and environ.get("wsgi.input_terminated"):
-            stream = environ["wsgi.input"]
-            data = b""
-            while len(data) <= MAX_BODY:
-                part = stream.read(MAX_BODY + 1 - len(data))
+        sock = environ.get("gunicorn.socket")
+        try:
+            failure = self._read(environ, WATCHDOG.deadline(sock))
+        finally:
+            WATCHDOG.disarm(sock)
+        if failure is not None:
+            status, code, detail = failure
+            body = dumps({"error": code, "detail": detail})
+            start_response(
+                status,
+                [("Content-Type", "application/json"), ("Content-Length", str(len(body))), ("Connection", "close")],
+            )
+            return [body]
+        return self.app(environ, start_response)
+
+    @staticmethod
+    def _read(environ, deadline: float | None) -> tuple[str, str, str] | None:
+        chunked = "chunked" in environ.get("HTTP_TRANSFER_ENCODING", "").lower()
+        try:
+            length = int(environ.get("CONTENT_LENGTH") or 0)
+        except ValueError:
+            return ("400 Bad Request", "bad_request", "Content-Length is not a number")
+        if chunked and not environ.get("wsgi.input_terminated"):
+            return None  # a server that leaves chunks to the app: Bottle decodes them
+        if not chunked and length <= 0:
+            return None
+        if not chunked and length > MAX_BODY:
+            # Read (and drop) a moderately large body first: a client still sending when the
+            # server closes gets a reset instead of the 413.
+            if length <= DRAIN_MAX_BYTES:
+                _discard(environ["wsgi.input"], length)
+            too_large = HTTPTooLarge()
+            return ("413 Request Entity Too Large", too_large.code, too_large.detail)
+        want = MAX_BODY + 1 if chunked else length
+        stream = environ["wsgi.input"]
+        data = b""
+        try:
+            while len(data) < want:
+                part = stream.read(want - len(data))
                 if not part:
                     break
                 data += part
-            if len(data) > MAX_BODY:
-                too_large = HTTPTooLarge()
-                body = dumps({"error": too_large.code, "detail": too_large.detail})
-                start_response(
-                    "413 Request Entity Too Large",
-                    [("Content-Type", "application/json"), ("Content-Length", str(len(body))), ("Connection", "close")],
-                )
-                return [body]
-            del environ["HTTP_TRANSFER_ENCODING"]
-            environ["CONTENT_LENGTH"] = str(len(data))
-            environ["wsgi.input"] = BytesIO(data)
-        return self.app(environ, start_response)
+        except Exception:  # gunicorn's NoMoreData, a reset, a socket shut down at the deadline
+            if chunked:
+                data = None
+        late = deadline is not None and time.monotonic() >= deadline
+        if data is None or (not chunked and len(data) < length):
+            if late:
+                return ("408 Request Timeout", "timeout", "the request body did not arrive in time")
+            return ("400 Bad Request", "bad_request", "the request body ended before its Content-Length")
+        if len(data) > MAX_BODY:
+            too_large = HTTPTooLarge()
+            return ("413 Request Entity Too Large", too_large.code, too_large.detail)
+        environ.pop("HTTP_TRANSFER_ENCODING", None)
+        environ["CONTENT_LENGTH"] = str(len(data))
+        environ["wsgi.input"] = BytesIO(data)
+        return None
+
+
+DRAIN_MAX_BYTES = 1024 * 1024
+
+
+def _discard(stream, length: int) -> None:
+    left = length
+    try:
+        while left > 0:
+            part = stream.read(min(left, 65536))
+            if not part:
+                return
+            left -= len(part)
+    except Exception:  # the client went away or the read deadline passed: nothing to drain
+        return
 
 
 def with_middleware(bottle_app: Bottle):
-    """The WSGI app a server runs: `bottle_app` behind the chunked-body fix and the security headers."""
-    return SecurityHeaders(ChunkedBody(bottle_app))
+    """The WSGI app a server runs: `bottle_app` behind the body reader and the security headers."""
+    return SecurityHeaders(RequestBody(bottle_app))
 
 
 bottle_app = create_app()

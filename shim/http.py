@@ -5,8 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 import orjson
-from bottle import HTTPResponse, request
+from bottle import HTTPError, HTTPResponse, request
 
+from echoops.core import auth, config
 from echoops.core.errors import EchoopsError, ValidationError
 from echoops.core.files import dumps
 
@@ -66,3 +67,23 @@ def query(name: str, default: str | None = None) -> str | None:
     """A query parameter (decoded as UTF-8), or `default`."""
     value = request.query.getunicode(name)
     return default if value is None else value
+
+
+def client_ip() -> str | None:
+    """The client's address: the socket peer, or what a trusted proxy says (ECHOOPS_TRUSTED_PROXIES)."""
+    env = request.environ
+    return auth.client_address(env.get("REMOTE_ADDR"), env.get("HTTP_X_FORWARDED_FOR"), config.settings())
+
+
+def form_value(name: str) -> str | None:
+    """A field of a urlencoded or multipart form body (UTF-8), or None; 400 when the body cannot be parsed.
+
+    Bottle parses the form on first access and raises ValueError on, e.g., a multipart part
+    header with control characters: that is the client's mistake, not a 500.
+    """
+    try:
+        return request.forms.getunicode(name)
+    except HTTPError:
+        raise
+    except (ValueError, UnicodeError, IndexError, KeyError):
+        raise ValidationError("the form body could not be parsed", field="body") from None

@@ -19,10 +19,15 @@ def gunicorn_options(s: Settings, workers: int) -> dict:
 
     return {
         "workers": workers,
-        "worker_class": "sync",
+        # threads, so a slow client holds one thread, not the worker; reads have a deadline
+        "worker_class": "shim.worker.ReadDeadlineWorker",
+        "threads": s.threads,
         "timeout": 30,
         "graceful_timeout": 10,
-        "keepalive": 2,
+        # Idle keep-alive connections wait in the poller, not in a thread. Longer than common
+        # client pool expiries (httpx: 5 s), so a client never reuses a socket the server is
+        # closing at that moment; short enough that idle sockets do not pile up.
+        "keepalive": 15,
         "accesslog": None,
         "errorlog": "-",
         "loglevel": "warning",

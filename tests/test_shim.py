@@ -98,7 +98,9 @@ def keyed(tmp_path_factory):
     """One gunicorn (2 workers) with DASHBOARD_KEY set, shared by this module's tests."""
     log_dir = tmp_path_factory.mktemp("shim") / "logs"
     log_dir.mkdir()
-    srv = Server(start_server({**_base_env(log_dir), "DASHBOARD_KEY": TEST_KEY}, 2))
+    # these tests send hundreds of wrong keys on purpose: lift the 401 throttle (tests/test_auth_guard.py)
+    env = {**_base_env(log_dir), "DASHBOARD_KEY": TEST_KEY, "ECHOOPS_AUTH_FAILURES_PER_MIN": "1000000"}
+    srv = Server(start_server(env, 2))
     yield srv
     srv.close()
 
@@ -265,7 +267,13 @@ def test_healthz_reports_unwritable_log_dir(tmp_path, monkeypatch):
     for app in (_throwaway(), shim_app.app):  # a throwaway app and the real middleware stack
         status, headers, body = _call(app, "GET", "/healthz")
         assert status == 503
-        assert body == {"ok": False, "version": echoops.__version__, "log_dir_writable": False, "db_ok": False}
+        assert body == {
+            "ok": False,
+            "version": echoops.__version__,
+            "log_dir_writable": False,
+            "db_ok": False,
+            "detail": f"log dir {tmp_path / 'missing' / 'logs'} is not a writable directory",
+        }
         assert headers["cache-control"] == "no-store"
 
 

@@ -207,10 +207,12 @@ def test_writer_waits_for_another_writer_instead_of_failing(settings):
 
 
 def test_health(settings, tmp_path):
-    assert store.health(settings) is True
+    from echoops.core import health
+
+    assert health.healthy(settings) is True
     not_a_dir = tmp_path / "file"
     not_a_dir.write_text("x")
-    assert store.health(load_settings({"ECHOOPS_LOG_DIR": str(not_a_dir)})) is False
+    assert health.healthy(load_settings({"ECHOOPS_LOG_DIR": str(not_a_dir)})) is False
 
 
 def test_many_processes_opening_a_fresh_db_at_once_all_get_in(tmp_path):

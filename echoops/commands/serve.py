@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 
 from echoops.core import config
-from echoops.core.errors import NotConfigured
+from echoops.core.errors import ConfigError, NotConfigured
 
 
 def serve(
@@ -16,11 +16,16 @@ def serve(
 ) -> None:
     """Serve the dashboard and /api on gunicorn. Refuses to start without DASHBOARD_KEY unless --demo.
 
+    A DASHBOARD_KEY shorter than 16 characters is refused too (exit 2).
+
     Example: DASHBOARD_KEY=$(openssl rand -hex 16) echoops serve --port 5000 --workers 2
     """
     s = config.settings()
     if not s.dashboard_key and not demo:
         raise NotConfigured("DASHBOARD_KEY is not set: set it (admin routes need it) or pass --demo")
+    weak = config.weak_dashboard_key(s.dashboard_key)
+    if weak:
+        raise ConfigError(f"{weak}: use a long random key, e.g. `openssl rand -hex 16`")
     s.log_dir.mkdir(parents=True, exist_ok=True)
     import bottle
 

@@ -37,6 +37,15 @@ VARS: tuple[Var, ...] = (
     Var("ECHOOPS_HOST", "host", parsers.host, "127.0.0.1", "host", "Address `echoops serve` binds"),
     Var("ECHOOPS_PORT", "port", parsers.int_range(1, 65535), "5000", "port", "Port `echoops serve` binds"),
     Var("ECHOOPS_WORKERS", "workers", parsers.int_range(1, 64), "2", "count", "gunicorn worker processes"),
+    Var("ECHOOPS_THREADS", "threads", parsers.int_range(1, 64), "4", "count", "Request threads per worker"),
+    Var(
+        "ECHOOPS_REQUEST_READ_TIMEOUT_S",
+        "request_read_timeout_s",
+        parsers.number(0, 300, lo_open=True),
+        "10",
+        "s",
+        "Longest wait for a request's headers and body",
+    ),
     Var(
         "ECHOOPS_SCHEDULE",
         "schedule_file",
@@ -59,8 +68,24 @@ VARS: tuple[Var, ...] = (
         parsers.header_secret,
         "",
         "secret",
-        "Key every /api route needs in X-Dash-Key",
+        "Key every /api route needs in X-Dash-Key (>= 16 characters)",
         True,
+    ),
+    Var(
+        "ECHOOPS_AUTH_FAILURES_PER_MIN",
+        "auth_failures_per_min",
+        parsers.int_range(1, 1_000_000),
+        "10",
+        "count",
+        "Wrong X-Dash-Key answers per client a minute before 429",
+    ),
+    Var(
+        "ECHOOPS_TRUSTED_PROXIES",
+        "trusted_proxies",
+        parsers.networks,
+        "",
+        "cidrs",
+        "Proxies whose X-Forwarded-For names the client (audit ip, 401 throttle)",
     ),
     # 76 SLO
     Var(
@@ -333,9 +358,13 @@ class Settings:
     host: str
     port: int
     workers: int
+    threads: int
+    request_read_timeout_s: float
     schedule_file: Path
     job_timeout_s: int
     dashboard_key: str | None
+    auth_failures_per_min: int
+    trusted_proxies: tuple[str, ...]
     slo_lat_p95_ms: float
     slo_err_budget_pct: float
     slo_window_days: int
@@ -440,9 +469,24 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
             "PAGER_RETRY_HOURS is no longer used: a delivery gets at most 6 attempts over about 34 minutes, "
             "then `echoops page retry` re-drives it"
         )
-    if values["dashboard_key"] and len(values["dashboard_key"]) < 16:
-        warnings.append("DASHBOARD_KEY is shorter than 16 characters")
+    weak_key = weak_dashboard_key(values["dashboard_key"])
+    if weak_key:
+        warnings.append(weak_key)
     return Settings(**values, warnings=tuple(warnings))
+
+
+MIN_DASHBOARD_KEY_CHARS = 16
+
+
+def weak_dashboard_key(key: str | None) -> str | None:
+    """Why `key` is too weak to guard the API (None when it is fine or unset).
+
+    `serve` and `up` refuse to start with such a key (exit 2) and the shim answers 503 on admin
+    routes: a short key falls to guessing even at the throttled rate.
+    """
+    if key and len(key) < MIN_DASHBOARD_KEY_CHARS:
+        return f"DASHBOARD_KEY is shorter than {MIN_DASHBOARD_KEY_CHARS} characters"
+    return None
 
 
 _cache: tuple[tuple, Settings] | None = None

@@ -208,6 +208,19 @@ def csv_list(raw: str) -> tuple[str, ...]:
     return tuple(p.strip() for p in raw.split(",") if p.strip())
 
 
+def networks(raw: str) -> tuple[str, ...]:
+    """Comma-separated IP addresses or CIDR networks (`127.0.0.1, 10.0.0.0/8, ::1`), normalised."""
+    import ipaddress
+
+    out = []
+    for item in csv_list(raw):
+        try:
+            out.append(str(ipaddress.ip_network(item, strict=False)))
+        except ValueError:
+            raise ValueError(f"{item!r} is not an IP address or network") from None
+    return tuple(out)
+
+
 _LABEL = r"[a-z0-9](?:[a-z0-9-]*[a-z0-9])?"
 # Lower-case only: callers lower-case first (the ledger stores addresses lower-cased,
 # SMTP_TO keeps the case it was given).

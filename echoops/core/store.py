@@ -5,10 +5,18 @@ feature version table). Each feature owns its tables and declares them as a Sche
 ordered list of migration scripts; `schema_versions` records how many have run. Migrations
 run inside BEGIN IMMEDIATE, so the scheduler and several gunicorn workers opening a new
 database at once apply each step exactly once.
+
+A long-lived connection (a gunicorn worker's) notices when `echoops.db` is deleted or replaced
+under it and reopens the file at its path; a write whose file went away before COMMIT is rolled
+back and fails with StoreUnavailable (HTTP 503) rather than "succeeding" into an unlinked file.
+A connection that hit a read-only, full-disk or I/O error is reopened on its next use, so a
+file that was briefly read-only does not leave a worker read-only until restart.
 """
 
 from __future__ import annotations
 
+import errno
+import fcntl
 import os
 import sqlite3
 import threading
@@ -51,6 +59,46 @@ META_VERSION = len(_META)
 BUSY_TIMEOUT_MS = 15000
 
 
+class StoreUnavailable(EchoopsError):
+    """The store cannot take a write (disk full, read-only, I/O error, file gone): retry later."""
+
+    code = "store_unavailable"
+    status = 503
+    exit_code = 1
+
+
+# SQLite primary result codes that mean "the store is unusable right now", not "your query is wrong".
+_UNAVAILABLE_CODES = {
+    3: "SQLITE_PERM",
+    5: "SQLITE_BUSY",
+    8: "SQLITE_READONLY",
+    10: "SQLITE_IOERR",
+    11: "SQLITE_CORRUPT",
+    13: "SQLITE_FULL",
+    14: "SQLITE_CANTOPEN",
+    26: "SQLITE_NOTADB",
+}
+_UNAVAILABLE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EIO}
+
+
+def unavailable(exc: BaseException) -> StoreUnavailable | None:
+    """The StoreUnavailable that `exc` amounts to (a full disk, a read-only file...), or None.
+
+    For the surfaces' error mapping: a query error or a bug stays what it is (None).
+    """
+    if isinstance(exc, StoreUnavailable):
+        return exc
+    if isinstance(exc, sqlite3.Error):
+        code = getattr(exc, "sqlite_errorcode", None)
+        if code is None or (code & 0xFF) not in _UNAVAILABLE_CODES:
+            return None
+        return StoreUnavailable(f"the store is unavailable: {exc} ({_UNAVAILABLE_CODES[code & 0xFF]})")
+    if isinstance(exc, OSError) and exc.errno in _UNAVAILABLE_ERRNOS:
+        where = f" ({Path(exc.filename).name})" if exc.filename else ""
+        return StoreUnavailable(f"the store is unavailable: {exc.strerror or os.strerror(exc.errno)}{where}")
+    return None
+
+
 class SchemaTooNew(EchoopsError, RuntimeError):
     """The database was written by a newer echoops; refusing to use it beats corrupting it."""
 
@@ -71,17 +119,72 @@ _local = threading.local()
 
 
 class Connection(sqlite3.Connection):
-    """sqlite3 connection that remembers which feature schemas it has ensured."""
+    """sqlite3 connection that remembers which feature schemas it has ensured, which file it
+    opened (`path`, `ident` = st_dev, st_ino) and whether it hit a store failure (`broken`)."""
 
     ensured: set[str]
+    path: str
+    ident: tuple[int, int] | None
+    wal_ident: tuple[int, int] | None
+    broken: bool
+
+    def execute(self, *args):
+        try:
+            return super().execute(*args)
+        except sqlite3.Error as exc:
+            self._failed(exc)
+            raise
+
+    def executemany(self, *args):
+        try:
+            return super().executemany(*args)
+        except sqlite3.Error as exc:
+            self._failed(exc)
+            raise
+
+    def _failed(self, exc: sqlite3.Error) -> None:
+        # A connection opened while the file was read-only stays read-only (SQLite falls back
+        # to O_RDONLY): reopen on next use. Closing now would break the caller's ROLLBACK.
+        if unavailable(exc) is not None:
+            self.broken = True
+            note_failure()
 
 
-def _open(path: Path) -> sqlite3.Connection:
+failures = 0  # store failures seen in this process (the health probe re-checks when it moves)
+
+
+def note_failure() -> None:
+    """Count a store failure (a connection's, or one a surface mapped to StoreUnavailable)."""
+    global failures
+    failures += 1
+
+
+def _ident(path: str) -> tuple[int, int] | None:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return (st.st_dev, st.st_ino)
+
+
+def _usable(conn: sqlite3.Connection) -> bool:
+    """False when `conn` hit a store failure or its file was deleted or replaced since it opened."""
+    return not getattr(conn, "broken", False) and _ident(conn.path) == conn.ident
+
+
+def _open(path: Path, stale_wal: tuple[int, int] | None = None) -> sqlite3.Connection:
+    """Open `path`; `stale_wal` is the `-wal` a closed connection to a replaced file used."""
     path.parent.mkdir(parents=True, exist_ok=True)
+    if stale_wal is not None or not path.exists():
+        _drop_stale_sidecars(path, stale_wal)
     conn = sqlite3.connect(
         path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None, check_same_thread=True, factory=Connection
     )
     conn.ensured = set()
+    conn.broken = False
+    conn.path = str(path)
+    conn.ident = _ident(conn.path)
+    conn.wal_ident = None
     conn.row_factory = sqlite3.Row
     conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
     # WAL lets readers (the dashboard) run while the scheduler writes; NORMAL is durable at
@@ -94,7 +197,42 @@ def _open(path: Path) -> sqlite3.Connection:
     except BaseException:
         conn.close()
         raise
+    # The WAL keeps its inode while any connection is open (nobody can checkpoint-and-delete it),
+    # so this identifies the WAL of *this* file when the file is later replaced under us.
+    conn.wal_ident = _ident(conn.path + "-wal")
+    conn.broken = False  # a "locked" retried away while switching to WAL is not a failure
     return conn
+
+
+def _drop_stale_sidecars(path: Path, stale_wal: tuple[int, int] | None) -> None:
+    """Remove a `-wal`/`-shm` that belong to a database file that is gone, before opening `path`.
+
+    SQLite replays whatever `-wal` sits next to a file, and shares the `-shm` index with every
+    process that has it mapped: a deleted file's WAL laid over a new file corrupts it. They are
+    stale when `path` does not exist, or when `path` was replaced and the `-wal` is still the
+    very file our connection to the old one used (`stale_wal`); a `-wal` another process made
+    for the new file is kept. Under a lock on the directory, re-checked inside, so processes
+    reopening at once never delete each other's fresh files.
+    """
+    try:
+        fd = os.open(path.parent, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        missing = not path.exists()
+        if missing or (stale_wal is not None and _ident(f"{path}-wal") == stale_wal):
+            for suffix in ("-wal", "-shm"):
+                try:
+                    os.unlink(f"{path}{suffix}")
+                except FileNotFoundError:
+                    pass
+        if missing:  # create it while holding the lock: the next opener sees it and deletes nothing
+            os.close(os.open(path, os.O_WRONLY | os.O_CREAT, 0o644))
+    except OSError:
+        pass  # the open that follows reports the real problem
+    finally:
+        os.close(fd)
 
 
 def _enable_wal(conn: sqlite3.Connection) -> None:
@@ -151,18 +289,35 @@ def connect(s: Settings) -> sqlite3.Connection:
     fast_key = (log_dir, os.getpid(), None if log_dir.is_absolute() else os.getcwd())
     fast: dict = getattr(_local, "fast", None) or {}
     conn = fast.get(fast_key)
-    if conn is not None:
+    if conn is not None and _usable(conn):
         return conn
     path = s.db_path.resolve() if s.db_path.parent.exists() else s.db_path.absolute()
     key = (str(path), os.getpid())
     conns: dict = getattr(_local, "conns", None) or {}
     _local.conns = conns
     conn = conns.get(key)
+    stale_wal = None
+    if conn is not None and not _usable(conn):
+        if _ident(conn.path) != conn.ident:
+            stale_wal = conn.wal_ident
+        _discard(conn)
+        conn = None
     if conn is None:
-        conn = conns[key] = _open(path)
+        conn = conns[key] = _open(path, stale_wal)
     fast[fast_key] = conn
     _local.fast = fast
     return conn
+
+
+def _discard(conn: sqlite3.Connection) -> None:
+    """Forget and close one of this thread's connections (its file is gone, or it failed)."""
+    for cache in (getattr(_local, "conns", None) or {}, getattr(_local, "fast", None) or {}):
+        for k in [k for k, v in cache.items() if v is conn]:
+            del cache[k]
+    try:
+        conn.close()
+    except sqlite3.Error:
+        pass
 
 
 def close_all() -> None:
@@ -224,15 +379,14 @@ def transaction(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
     conn.execute("BEGIN IMMEDIATE")
     try:
         yield conn
+        if getattr(conn, "ident", None) is not None and _ident(conn.path) != conn.ident:
+            conn.broken = True
+            raise StoreUnavailable(
+                f"the store is unavailable: {Path(conn.path).name} was deleted or replaced during the write; "
+                "nothing was stored (retry)"
+            )
     except BaseException:
-        conn.execute("ROLLBACK")
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
         raise
     conn.execute("COMMIT")
-
-
-def health(s: Settings) -> bool:
-    """True when the store opens and answers a query."""
-    try:
-        return connect(s).execute("SELECT 1").fetchone()[0] == 1
-    except (sqlite3.Error, OSError):
-        return False

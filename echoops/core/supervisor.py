@@ -26,7 +26,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 
 from echoops.core import config
-from echoops.core.errors import NotConfigured
+from echoops.core.errors import ConfigError, NotConfigured
 from echoops.core.scheduler import crontab
 
 DEMO_LOG_DIR = Path("logs") / "demo"
@@ -65,6 +65,9 @@ def run_up(
         raise NotConfigured(
             "DASHBOARD_KEY is not set: set it (the dashboard and /api need it) or run `echoops up --demo`"
         )
+    weak = config.weak_dashboard_key(s.dashboard_key)
+    if weak:
+        raise ConfigError(f"{weak}: use a long random key, e.g. `openssl rand -hex 16`")
     host, port = host or s.host, port or s.port
     if demo and not child_env.get("PORTAL_BASE_URL", "").strip():
         child_env["PORTAL_BASE_URL"] = _url(host, port).rstrip("/")  # signed links point at this server

@@ -13,7 +13,7 @@ from bottle import HTTPResponse, request
 
 from echoops.core import config, portal
 from echoops.core.errors import EchoopsError, ValidationError
-from shim.http import from_domain, json_response, query
+from shim.http import client_ip, form_value, from_domain, json_response, query
 
 PRIVATE = {"Cache-Control": "private, no-store", "Referrer-Policy": "no-referrer", "X-Robots-Tag": "noindex"}
 
@@ -32,8 +32,8 @@ def _int_param(name: str, default: int) -> int:
 
 
 def _client_ip() -> str | None:
-    # the socket peer: X-Forwarded-For is whatever the client says unless a proxy we trust sets it
-    return request.environ.get("REMOTE_ADDR")
+    # the socket peer; X-Forwarded-For only from a proxy in ECHOOPS_TRUSTED_PROXIES
+    return client_ip()
 
 
 def _private(resp: HTTPResponse) -> HTTPResponse:
@@ -94,9 +94,10 @@ def unsubscribe_view():
 
 @_public
 def unsubscribe_post():
-    token = query("token") or request.forms.getunicode("token") or ""
-    result = portal.unsubscribe_one_click(token, request.forms.getunicode("List-Unsubscribe"), ip=_client_ip())
-    if "text/html" in (request.get_header("Accept") or ""):
+    token = query("token") or form_value("token") or ""
+    wants_html = "text/html" in request.environ.get("HTTP_ACCEPT", "")  # read before the change is made
+    result = portal.unsubscribe_one_click(token, form_value("List-Unsubscribe"), ip=_client_ip())
+    if wants_html:
         return _document_response(portal.unsubscribed_page(result["email"]))
     return json_response(result)
 

@@ -1,0 +1,81 @@
+"""The store's health: a real write to a one-row table, and the free space of the log dir.
+
+What `/healthz` answers with. A full disk, a read-only file or a deleted database shows as
+unhealthy, not only an unreadable one.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import time
+from pathlib import Path
+
+from echoops.core import store
+from echoops.core.config import Settings
+from echoops.core.errors import EchoopsError
+
+SCHEMA = store.Schema(
+    "health",
+    (
+        """
+        CREATE TABLE health_probe (
+            id INTEGER PRIMARY KEY CHECK (id = 1),
+            pid INTEGER NOT NULL,
+            probed_at REAL NOT NULL
+        );
+        """,
+    ),
+)
+
+MIN_FREE_BYTES = 64 * 1024  # less than this free in the log dir counts as a full disk
+
+# (log dir, time.monotonic(), store.failures) of the last good probe write in this process
+_last_good: tuple[Path, float, int] | None = None
+
+
+def probe(s: Settings, *, max_age_s: float = 0.0) -> str | None:
+    """Write one row to the health table: None when the store took the write, else why not.
+
+    A write can still fit in pages SQLite already holds on a full disk, so the free space of
+    the log dir is checked too, every time. `max_age_s`: a successful write from this process
+    at most that old stands for a new one (a flood of probes costs one write a second, not one
+    each); a failure is always checked again, and so is a success once any store failure was
+    seen in the process since.
+    """
+    global _last_good
+    try:
+        st = os.statvfs(s.log_dir)
+        if st.f_bavail * st.f_frsize < MIN_FREE_BYTES:
+            _last_good = None
+            return f"the store is unavailable: No space left on device ({st.f_bavail * st.f_frsize} bytes free)"
+    except OSError:
+        pass  # the write below says what is wrong
+    last = _last_good
+    if (
+        max_age_s > 0
+        and last is not None
+        and last[0] == s.log_dir
+        and last[2] == store.failures
+        and time.monotonic() - last[1] < max_age_s
+    ):
+        return None
+    try:
+        conn = store.db(s, SCHEMA)
+        with store.transaction(conn):
+            conn.execute(
+                "INSERT INTO health_probe(id, pid, probed_at) VALUES (1, ?, ?) "
+                "ON CONFLICT(id) DO UPDATE SET pid=excluded.pid, probed_at=excluded.probed_at",
+                (os.getpid(), time.time()),
+            )
+    except (sqlite3.Error, OSError, EchoopsError) as exc:
+        _last_good = None
+        found = store.unavailable(exc)
+        return found.detail if found is not None else f"the store failed: {type(exc).__name__}: {exc}"
+    _last_good = (s.log_dir, time.monotonic(), store.failures)
+    return None
+
+
+def healthy(s: Settings) -> bool:
+    """True when the store takes a write now (see `probe` for the reason when not)."""
+    return probe(s) is None
