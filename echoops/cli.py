@@ -10,6 +10,7 @@ import typer
 from typer.core import TyperGroup
 
 from echoops.commands import config_cmd, costs, demo, page, portal, scale, scheduler, serve, slo
+from echoops.commands.render import error
 from echoops.core.errors import EchoopsError
 
 
@@ -20,8 +21,6 @@ class EchoopsGroup(TyperGroup):
         try:
             return super().invoke(ctx)
         except EchoopsError as exc:
-            from echoops.commands.render import error
-
             error(exc.detail)
             raise typer.Exit(exc.exit_code) from None
 

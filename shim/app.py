@@ -1,14 +1,18 @@
 """The Bottle app: one auth hook, one error hook, security headers; routes live in shim/routes/.
 
 Every `/api/*` path needs `X-Dash-Key` equal to DASHBOARD_KEY (constant-time compare), except
-the paths route modules mark public (where a signed token is the credential). Nothing here
+the paths listed in PUBLIC_API (where a signed token is the credential). Nothing here
 consults cost state: admin routes are never degraded.
+
+The wiring is explicit and lives here: ROUTES lists the route modules (each has
+`install(app)`), PUBLIC_API the token-authenticated paths they declare, and POST_FORK the
+hooks `echoops serve` runs in each gunicorn worker. Importing a route module changes nothing.
 """
 
 from __future__ import annotations
 
 import hmac
-import importlib
+from collections.abc import Callable, Iterable
 from io import BytesIO
 
 from bottle import Bottle, HTTPError, JSONPlugin, request, response
@@ -17,11 +21,18 @@ from echoops.core import config
 from echoops.core.errors import EchoopsError
 from echoops.core.files import dumps
 from shim.http import MAX_BODY, HTTPTooLarge, from_domain, json_error
+from shim.routes import costs, dashboard, health, incidents, portal, scale, slo
 
-ROUTE_MODULES = ("health", "dashboard", "slo", "incidents", "portal", "costs", "scale")
+# Installed in this order.
+ROUTES = (health, dashboard, slo, incidents, portal, costs, scale)
 
-# Paths under /api/ that carry their own credential (a signed token); registered by routes.
-PUBLIC_API: set[str] = set()
+# Paths under /api/ that carry their own credential (a signed token): no X-Dash-Key.
+PUBLIC_API: frozenset[str] = frozenset(portal.PUBLIC)
+
+# Run in each gunicorn worker after fork, with the settings (`echoops serve` passes them to
+# shim.server.gunicorn_options): the pager's drain thread, so an incident raised over HTTP is
+# on its way to Telegram/email within a second or two.
+POST_FORK: tuple[Callable[[config.Settings], object], ...] = (*incidents.POST_FORK,)
 
 CSP = (
     "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
@@ -40,24 +51,24 @@ _STATUS_CODES = {
 }
 
 
-def mark_public(path: str) -> None:
-    """Exempt one /api path from the X-Dash-Key check (its token is the credential)."""
-    PUBLIC_API.add(path)
+def _access_check(public: frozenset[str]) -> Callable[[], None]:
+    """The before-request hook: body size, then X-Dash-Key on every /api path not in `public`."""
 
+    def check_access() -> None:
+        length = request.content_length
+        if length and length > MAX_BODY:
+            raise from_domain(HTTPTooLarge())
+        path = request.path
+        if not (path == "/api" or path.startswith("/api/")) or path in public:
+            return
+        key = config.settings().dashboard_key
+        if not key:
+            raise json_error(503, "not_configured", "DASHBOARD_KEY is not set on the server; admin routes are off")
+        given = request.get_header("X-Dash-Key", "")
+        if not hmac.compare_digest(given.encode("utf-8", "replace"), key.encode("utf-8")):
+            raise json_error(401, "unauthorized", "missing or wrong X-Dash-Key header")
 
-def _check_access() -> None:
-    length = request.content_length
-    if length and length > MAX_BODY:
-        raise from_domain(HTTPTooLarge())
-    path = request.path
-    if not (path == "/api" or path.startswith("/api/")) or path in PUBLIC_API:
-        return
-    key = config.settings().dashboard_key
-    if not key:
-        raise json_error(503, "not_configured", "DASHBOARD_KEY is not set on the server; admin routes are off")
-    given = request.get_header("X-Dash-Key", "")
-    if not hmac.compare_digest(given.encode("utf-8", "replace"), key.encode("utf-8")):
-        raise json_error(401, "unauthorized", "missing or wrong X-Dash-Key header")
+    return check_access
 
 
 def _domain_errors(callback):
@@ -85,16 +96,16 @@ def _error_page(err: HTTPError) -> bytes:
     return dumps({"error": code, "detail": detail})
 
 
-def create_app() -> Bottle:
-    """Build the app with every route module installed."""
+def create_app(public: Iterable[str] = PUBLIC_API) -> Bottle:
+    """Build the app with every route module installed; `public` paths skip the X-Dash-Key check."""
     app = Bottle(catchall=True)
     app.uninstall(JSONPlugin)
     app.install(JSONPlugin(json_dumps=lambda obj: dumps(obj).decode()))
     app.install(_domain_errors)
-    app.add_hook("before_request", _check_access)
+    app.add_hook("before_request", _access_check(frozenset(public)))
     app.default_error_handler = _error_page
-    for name in ROUTE_MODULES:
-        importlib.import_module(f"shim.routes.{name}").install(app)
+    for module in ROUTES:
+        module.install(app)
     return app
 
 

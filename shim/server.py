@@ -2,19 +2,20 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
+
+from echoops.core import store
 from echoops.core.config import Settings
 
-# Hooks that features add to the server's lifecycle (e.g. the pager's background drain):
-# callables taking (settings) run in each worker after fork.
-POST_FORK: list = []
 
+def gunicorn_options(s: Settings, workers: int, post_fork: Iterable[Callable[[Settings], object]] = ()) -> dict:
+    """The options `bottle.run(server="gunicorn")` takes; each `post_fork` hook runs in every
+    worker after fork with `s` (shim.app.POST_FORK lists the app's hooks)."""
+    hooks = tuple(post_fork)
 
-def gunicorn_options(s: Settings, workers: int) -> dict:
-    def post_fork(server, worker):  # noqa: ARG001 (gunicorn's hook signature)
-        from echoops.core import store
-
+    def run_post_fork(server, worker):  # noqa: ARG001 (gunicorn's hook signature)
         store.close_all()  # never share a SQLite connection across fork
-        for hook in POST_FORK:
+        for hook in hooks:
             hook(s)
 
     return {
@@ -26,6 +27,6 @@ def gunicorn_options(s: Settings, workers: int) -> dict:
         "accesslog": None,
         "errorlog": "-",
         "loglevel": "warning",
-        "post_fork": post_fork,
+        "post_fork": run_post_fork,
         "proc_name": "echoops",
     }

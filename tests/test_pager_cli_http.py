@@ -238,5 +238,9 @@ def test_cli_run_exits_1_when_a_delivery_failed(cli, tg, log_dir):
     result = cli("page", "run")
     assert result.exit_code == 1
     assert "1 CRITICAL, 1 new incidents" in result.stdout and "1 FAILED" in result.stdout
+    with open(log_dir / "app.ndjson", "ab") as fh:
+        fh.write(orjson.dumps({"severity": "CRITICAL", "msg": "boom"}) + b"\n")
+    again = orjson.loads(cli("page", "run", "--json").stdout)["ingest"]
+    assert (again["critical"], again["new_incidents"], again["incidents"][0]["deduped"]) == (1, 0, True)
     quiet = cli("page", "run", "--drain-only", "--json")
     assert quiet.exit_code == 0 and orjson.loads(quiet.stdout) == {"ingest": None, "deliveries": {}}

@@ -7,6 +7,7 @@ from typing import Any
 import typer
 
 from echoops.commands.render import JSON_OPT, NOW_OPT, STATE_STYLE, console, emit_json, state_text
+from echoops.core import clock
 
 app = typer.Typer(
     help="Cost guardrails: AI spend and Stripe fees per UTC day against caps; degrade AI calls, never admin.\n\n"
@@ -43,6 +44,7 @@ def _row(table, name: str, entry: dict[str, Any]) -> None:
 
 
 def _show(body: dict[str, Any]) -> None:
+    # lazy: rich costs ~15 ms; only human output needs it
     from rich.markup import escape
     from rich.table import Table
 
@@ -68,7 +70,7 @@ def status_cmd(json_out: bool = JSON_OPT, now: str | None = NOW_OPT) -> None:
 
     Example: echoops costs status --json | jq '.models["gpt-4o-mini"]'
     """
-    from echoops.core import clock, costs
+    from echoops.core import costs  # lazy: 15-45 ms a package, off --help and other commands
 
     body = costs.status(now=clock.parse_cli_time(now))
     if json_out:
@@ -83,7 +85,7 @@ def tick_cmd(json_out: bool = JSON_OPT, now: str | None = NOW_OPT) -> None:
 
     Example: echoops costs tick   (schedule.cron: 0 * * * * echoops costs tick)
     """
-    from echoops.core import clock, costs
+    from echoops.core import costs  # lazy: 15-45 ms a package, off --help and other commands
 
     body = costs.tick(now=clock.parse_cli_time(now))
     if json_out:
@@ -109,7 +111,7 @@ def set_cap_cmd(
 
     Example: echoops costs set-cap --scope model --key gpt-4o-mini --usd 20
     """
-    from echoops.core import costs
+    from echoops.core import costs  # lazy: 15-45 ms a package, off --help and other commands
 
     body = costs.set_cap(scope, key, usd)
     if json_out:
@@ -130,7 +132,7 @@ def check_cmd(model: str = typer.Argument(..., help="The model the app wants to 
 
     Example: echoops costs check gpt-4o || echo "AI throttled until UTC midnight"
     """
-    from echoops.core import clock, costs
+    from echoops.core import costs  # lazy: 15-45 ms a package, off --help and other commands
 
     decision = costs.check(model, now=clock.parse_cli_time(now))
     emit_json(decision)

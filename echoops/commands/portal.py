@@ -8,6 +8,8 @@ from typing import Any
 import typer
 
 from echoops.commands.render import JSON_OPT, NOW_OPT, console, emit_json
+from echoops.core import clock
+from echoops.core.errors import ValidationError
 
 app = typer.Typer(
     help="Customer portal: purchase ledger, signed 24h receipt/invoice links, unsubscribe, access audit.\n\n"
@@ -28,10 +30,11 @@ def receipts_cmd(
 
     Example: echoops portal receipts qa@echopilot.ai --json | jq '.purchases[].receipt_url'
     """
+    # lazy: rich costs ~15 ms; only human output needs it
     from rich.markup import escape
     from rich.table import Table
 
-    from echoops.core import clock, portal
+    from echoops.core import portal  # lazy: 15-45 ms a package, off --help and other commands
 
     body = portal.receipts(email, limit=limit, now=clock.parse_cli_time(now))
     if json_out:
@@ -71,7 +74,7 @@ def link_cmd(
 
     Example: echoops portal link ch_3PqK2 --kind invoice
     """
-    from echoops.core import clock, portal
+    from echoops.core import portal  # lazy: 15-45 ms a package, off --help and other commands
 
     body = portal.link(purchase_id, kind, now=clock.parse_cli_time(now))
     if json_out:
@@ -91,7 +94,7 @@ def verify_cmd(
     Exits 0 when valid, 1 when not.
     Example: echoops portal verify 'http://localhost:5000/api/portal/download?token=v1.eyJ...'
     """
-    from echoops.core import clock, portal
+    from echoops.core import portal  # lazy: 15-45 ms a package, off --help and other commands
 
     body = portal.verify(token, now=clock.parse_cli_time(now))
     if json_out:
@@ -112,6 +115,7 @@ def _print_import(body: dict[str, Any]) -> None:
         + (f", {body['rows_per_s']:,} rows/s" if body["rows_per_s"] else ""),
         highlight=False,
     )
+    # lazy: rich costs ~15 ms; only human output needs it
     from rich.markup import escape
 
     for err in body["errors"]:
@@ -133,7 +137,7 @@ def import_cmd(
     is a path relative to logs/receipts/ or an http(s) URL. Exits 1 when any row was bad.
     Example: echoops portal import purchases.csv --strict
     """
-    from echoops.core import portal
+    from echoops.core import portal  # lazy: 15-45 ms a package, off --help and other commands
 
     body = portal.import_purchases(file, strict=strict, fmt=fmt)
     if json_out:
@@ -152,9 +156,7 @@ def sync_stripe_cmd(
 
     Example: echoops portal sync-stripe --since 2026-11-01 --json
     """
-    from echoops.core import clock
-    from echoops.core.errors import ValidationError
-    from echoops.core.portal.stripe import sync
+    from echoops.core.portal.stripe import sync  # lazy: 15-45 ms a package, off --help and other commands
 
     try:
         since_ts = clock.parse_cli_time(since)
@@ -179,10 +181,11 @@ def audit_cmd(
 
     Example: echoops portal audit --email qa@echopilot.ai --json | jq '.entries[] | select(.status==403)'
     """
+    # lazy: rich costs ~15 ms; only human output needs it
     from rich.markup import escape
     from rich.table import Table
 
-    from echoops.core import portal
+    from echoops.core import portal  # lazy: 15-45 ms a package, off --help and other commands
 
     body = portal.audit(email=email, limit=limit)
     if json_out:
@@ -215,7 +218,7 @@ def unsubscribe_cmd(
 
     Example: echoops portal unsubscribe qa@echopilot.ai
     """
-    from echoops.core import portal
+    from echoops.core import portal  # lazy: 15-45 ms a package, off --help and other commands
 
     body = portal.set_subscription(email, True)
     if json_out:
@@ -233,7 +236,7 @@ def resubscribe_cmd(
 
     Example: echoops portal resubscribe qa@echopilot.ai
     """
-    from echoops.core import portal
+    from echoops.core import portal  # lazy: 15-45 ms a package, off --help and other commands
 
     body = portal.set_subscription(email, False)
     if json_out:

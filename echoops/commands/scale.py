@@ -9,6 +9,7 @@ from typing import Any
 import typer
 
 from echoops.commands.render import JSON_OPT, NOW_OPT, console, emit_json
+from echoops.core import clock
 
 app = typer.Typer(
     help="Predictive worker autoscale: forecast 30 min ahead within bounds, cooldown and the deploy gate.\n\n"
@@ -52,7 +53,7 @@ def status_cmd(json_out: bool = JSON_OPT, now: str | None = NOW_OPT) -> None:
 
     Example: echoops scale status --json | jq .forecast
     """
-    from echoops.core import clock, scale
+    from echoops.core import scale  # lazy: 15-45 ms a package, off --help and other commands
 
     _emit(scale.status(now=clock.parse_cli_time(now)), json_out)
 
@@ -63,7 +64,7 @@ def tick_cmd(json_out: bool = JSON_OPT, now: str | None = NOW_OPT) -> None:
 
     Example: echoops scale tick   (schedule.cron: */10 * * * * echoops scale tick)
     """
-    from echoops.core import clock, scale
+    from echoops.core import scale  # lazy: 15-45 ms a package, off --help and other commands
 
     _emit(scale.tick(now=clock.parse_cli_time(now)), json_out)
 
@@ -82,7 +83,7 @@ def apply_cmd(
 
     Example: SCALE_CMD='kubectl scale deploy/worker --replicas={n}' echoops scale apply --no-dry-run
     """
-    from echoops.core import clock, scale
+    from echoops.core import scale  # lazy: 15-45 ms a package, off --help and other commands
 
     _emit(scale.apply(dry_run, now=clock.parse_cli_time(now)), json_out)
 
@@ -103,7 +104,7 @@ def simulate_cmd(
 
     Example: echoops scale simulate logs/queue.ndjson --json | jq .comparison
     """
-    from echoops.core.scale import backtest
+    from echoops.core.scale import backtest  # lazy: 15-45 ms a package, off --help and other commands
 
     result = backtest.simulate(file, tick_min=tick_min, jobs_per_worker=jobs_per_worker, all_decisions=all_decisions)
     if json_out:
@@ -120,6 +121,7 @@ def simulate_cmd(
         f"{m['jobs_per_worker_min']:g} jobs/min per worker ({m['capacity_source']}), decision every "
         f"{m['tick_min']:g} min\n"
     )
+    # lazy: rich costs ~15 ms; only human output needs it
     from rich.table import Table
 
     table = Table(title="summary")

@@ -7,6 +7,7 @@ from typing import Any
 import typer
 
 from echoops.commands import render
+from echoops.core import clock
 
 app = typer.Typer(
     help="SLOs and error budgets: burn rates, state, deploy gate.\n\nExample: echoops slo status --json | jq .state",
@@ -19,6 +20,7 @@ def _fmt(value: Any, unit: str = "") -> str:
 
 
 def _panel(doc: dict[str, Any]) -> None:
+    # lazy: rich costs ~15 ms; only human output needs it
     from rich.markup import escape
     from rich.panel import Panel
     from rich.table import Table
@@ -60,7 +62,7 @@ def status(json_out: bool = render.JSON_OPT) -> None:
 
     Example: echoops slo status --json | jq '.burn'
     """
-    from echoops.core import slo
+    from echoops.core import slo  # lazy: 15-45 ms a package, off --help and other commands
 
     doc = slo.status()
     if json_out:
@@ -81,7 +83,7 @@ def tick(
 
     Example: echoops slo tick --now 2026-11-27T12:00:00Z
     """
-    from echoops.core import clock, slo
+    from echoops.core import slo  # lazy: 15-45 ms a package, off --help and other commands
 
     result = slo.tick(now=clock.parse_cli_time(now))
     if json_out:
@@ -110,7 +112,7 @@ def rebaseline(
 
     Example: echoops slo rebaseline --reason "fixed the bad deploy"
     """
-    from echoops.core import slo
+    from echoops.core import slo  # lazy: 15-45 ms a package, off --help and other commands
 
     result = slo.rebaseline(reason)
     if json_out:
@@ -136,7 +138,7 @@ def gate(
 
     Example: echoops slo gate || echo "deploys paused: error budget burning"
     """
-    from echoops.core import slo
+    from echoops.core import slo  # lazy: 15-45 ms a package, off --help and other commands
 
     if clear:
         result = slo.clear_gate(reason)

@@ -23,6 +23,7 @@ from echoops.core import clock, config, files
 from echoops.core.config import Settings
 from echoops.core.costs import prices
 from echoops.core.errors import ValidationError
+from echoops.core.portal import ledger
 
 INPUT_FILES = ("requests.ndjson", "ai_usage.ndjson", "queue.ndjson", "app.ndjson")
 
@@ -232,8 +233,6 @@ def _card_fee_cents(cents: int) -> int:
 
 def seed_purchases(s: Settings, now: float) -> int:
     """Purchases for qa@echopilot.ai (receipts, two invoices, one stored PDF under logs/receipts/) and a few others."""
-    from echoops.core.portal import ledger
-
     records = []
     for suffix, days, cents, desc, number, stored in _PURCHASES:
         rec = {

@@ -343,7 +343,7 @@ def _alert(conn: sqlite3.Connection, s: Settings, doc: dict[str, Any], now: floa
         fields.update({k: entry[k] for k in ("spent_usd", "cap_usd", "pct", "forecast_usd") if k in entry})
         incident = None
         if severity:
-            from echoops.core.pager import raise_incident  # here: `costs check` imports this module, never pages
+            from echoops.core.pager import raise_incident  # lazy: ~25 ms; `costs check` never pages
 
             try:
                 incident = raise_incident(severity, msg, "costs", {"scope": scope, "day": day}, fp, now=now, s=s)

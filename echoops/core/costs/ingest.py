@@ -210,7 +210,7 @@ def ingest_usage(conn: sqlite3.Connection, s: Settings, now: float) -> dict[str,
 
 def _fees_from_stripe(s: Settings, since: float) -> tuple[dict[str, list[int]], dict[str, int]]:
     """Balance transactions since `since`: per day [fee cents (USD), count], plus other currencies."""
-    from echoops.core.portal.stripe import client
+    from echoops.core.portal.stripe import client  # lazy: httpx costs ~55 ms; only a keyed Stripe sync needs it
 
     per_day: dict[str, list[int]] = {}
     other: Counter[str] = Counter()
@@ -230,7 +230,7 @@ def _fees_from_stripe(s: Settings, since: float) -> tuple[dict[str, list[int]], 
 def _fees_from_ledger(s: Settings, since: float, now: float) -> tuple[dict[str, list[int]], dict[str, int]]:
     """The portal ledger's fees per day (USD cents) and other currencies' totals (the ledger
     stores currencies lower-case and fees as integer cents)."""
-    from echoops.core import portal
+    from echoops.core import portal  # lazy: ~20 ms that `costs check` and guard() never need
 
     per_day: dict[str, list[int]] = {}
     other: Counter[str] = Counter()

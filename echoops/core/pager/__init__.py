@@ -7,10 +7,11 @@ sent by `channels/` (Telegram, email) with retries; `logs` turns CRITICAL lines 
 is the scheduler's job. Constants and tables are in `model`.
 
 Interface to the other controls: `raise_incident` (the SLO, cost and scale controls page
-through it), `run`, `summarize`, `send_test`, and `start_background_drain` for the server.
+through it; `raise_request` is the same for an HTTP body), `run`, `summarize`, `send_test`,
+and `start_background_drain` for the server.
 """
 
-from echoops.core.pager.inbox import configured_channels, raise_incident, validate
+from echoops.core.pager.inbox import configured_channels, raise_incident, raise_request, validate
 from echoops.core.pager.model import CHANNELS, INCIDENTS_LOG, SEVERITIES, SUMMARY_FILE, db
 from echoops.core.pager.outbox import start_background_drain
 from echoops.core.pager.runner import run, send_test
@@ -24,6 +25,7 @@ __all__ = [
     "configured_channels",
     "db",
     "raise_incident",
+    "raise_request",
     "run",
     "send_test",
     "start_background_drain",

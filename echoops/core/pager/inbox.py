@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import secrets
 import sqlite3
+from collections.abc import Mapping
 from typing import Any
 
 import orjson
@@ -32,6 +33,9 @@ from echoops.core.pager.model import (
     SEVERITIES,
     db,
 )
+
+# The fields of a raise request (the HTTP body); anything else is refused, naming the field.
+RAISE_FIELDS = ("severity", "msg", "source", "meta", "fingerprint")
 
 # --- validation ---------------------------------------------------------------------------
 
@@ -68,6 +72,15 @@ def validate(
             )
         fingerprint = fingerprint.strip()
     return severity.strip().upper(), msg, source.strip(), meta, fingerprint
+
+
+def validate_request(body: Mapping[str, object]) -> tuple[str, str, str, dict | None, str | None]:
+    """`validate` for a request body (`POST /api/incidents/raise`): an unknown field is a
+    ValidationError naming it (a typo like `sevrity` must not be silently dropped)."""
+    unknown = sorted(set(body) - set(RAISE_FIELDS))
+    if unknown:
+        raise ValidationError(f"unknown field {unknown[0]!r} (allowed: {', '.join(RAISE_FIELDS)})", field=unknown[0])
+    return validate(*(body.get(name) for name in RAISE_FIELDS))
 
 
 def configured_channels(s: Settings) -> dict[str, bool]:
@@ -112,6 +125,14 @@ def raise_incident(
     if send:
         result["deliveries"] = _send_now(s, result, now=now)
     return result
+
+
+def raise_request(
+    body: Mapping[str, object], *, now: float | None = None, s: Settings | None = None
+) -> dict[str, Any]:
+    """raise_incident from a request body `{severity, msg, source, meta?, fingerprint?}` (the
+    `POST /api/incidents/raise` endpoint); unknown fields are refused by name."""
+    return raise_incident(*validate_request(body), now=now, s=s)
 
 
 def _send_now(s: Settings, result: dict[str, Any], *, now: float | None) -> dict[str, str]:

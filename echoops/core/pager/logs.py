@@ -92,7 +92,15 @@ def _fold(batch: list[dict], path: Path, now: float, groups: dict[str, list], re
 def ingest(s: Settings, *, now: float) -> dict[str, Any]:
     """Read new lines of every input log; returns counts and the incidents raised."""
     conn = model.db(s)
-    stats: dict[str, Any] = {"files": 0, "lines": 0, "critical": 0, "stale": 0, "bad": 0, "incidents": []}
+    stats: dict[str, Any] = {
+        "files": 0,
+        "lines": 0,
+        "critical": 0,
+        "stale": 0,
+        "bad": 0,
+        "new_incidents": 0,
+        "incidents": [],
+    }
     for path in input_logs(s):
         if not ndjson.pending(conn, path, CONSUMER):
             continue
@@ -115,4 +123,5 @@ def ingest(s: Settings, *, now: float) -> dict[str, Any]:
             stats["lines"] += reader.lines
             stats["bad"] += sum(reader.bad.values())
             stats["incidents"].extend(results)
+            stats["new_incidents"] += sum(1 for r in results if not r["deduped"])
     return stats

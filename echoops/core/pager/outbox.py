@@ -117,10 +117,10 @@ def send_once(channel: str, page: Page, s: Settings) -> Outcome:
 def _send(channel: str, page: Page, s: Settings) -> list[Outcome]:
     try:
         if channel == "telegram":
-            from echoops.core.pager.channels import telegram
+            from echoops.core.pager.channels import telegram  # lazy: httpx, ~40 ms; only a sender pays it
 
             return telegram.send(page, s)
-        from echoops.core.pager.channels import email
+        from echoops.core.pager.channels import email  # lazy: smtplib+ssl, ~12 ms; only a sender pays it
 
         return email.send(page, s)
     except Exception as exc:  # a bug in a channel must not wedge the outbox
