@@ -52,3 +52,13 @@ def test_repo_schedule_lists_the_packaged_default_jobs():
         (j.name, j.schedule, j.argv, j.enabled) for j in packaged.jobs
     ]
     assert [j.name for j in repo.enabled] == ["slo tick", "page run", "costs tick", "scale tick"]
+
+
+def test_the_python_examples_import_only_the_public_api_and_run(log_dir, capsys):
+    blocks = [b.split("```", 1)[0] for b in README.split("```python\n")[1:]]
+    assert len(blocks) >= 2  # the Python API section and the cost guard
+    for block in blocks:
+        imports = [line for line in block.splitlines() if line.startswith(("from ", "import "))]
+        assert imports and all(line.startswith("from echoops.api import ") for line in imports), imports
+        exec(compile(block, "README.md", "exec"), {})  # against the test's empty log dir
+    assert capsys.readouterr().out == ""  # a fresh install is green: nothing to print

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING
 
 import typer
 
 from echoops.commands.render import JSON_OPT, NOW_OPT, STATE_STYLE, console, emit_json, state_text
 from echoops.core import clock
+
+if TYPE_CHECKING:  # the result types, for the printers (no import cost at run time)
+    from echoops.core.costs.types import CostsStatus, Scope
 
 app = typer.Typer(
     help="Cost guardrails: AI spend and Stripe fees per UTC day against caps; degrade AI calls, never admin.\n\n"
@@ -28,7 +31,7 @@ def _usd(value: float | None) -> str:
     return "-" if value is None else f"${value:,.2f}"
 
 
-def _row(table, name: str, entry: dict[str, Any]) -> None:
+def _row(table, name: str, entry: Scope) -> None:
     state = entry.get("state", "ok")
     pct = entry.get("pct")
     table.add_row(
@@ -43,7 +46,7 @@ def _row(table, name: str, entry: dict[str, Any]) -> None:
     )
 
 
-def _show(body: dict[str, Any]) -> None:
+def _show(body: CostsStatus) -> None:
     # lazy: rich costs ~15 ms; only human output needs it
     from rich.markup import escape
     from rich.table import Table

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 import typer
 
 from echoops.commands.render import JSON_OPT, NOW_OPT, console, emit_json
 from echoops.core import clock
 from echoops.core.errors import ValidationError
+
+if TYPE_CHECKING:  # the result types, for the printers (no import cost at run time)
+    from echoops.core.portal.types import ImportReport
 
 app = typer.Typer(
     help="Customer portal: purchase ledger, signed 24h receipt/invoice links, unsubscribe, access audit.\n\n"
@@ -107,7 +110,7 @@ def verify_cmd(
     raise typer.Exit(0 if body["valid"] else 1)
 
 
-def _print_import(body: dict[str, Any]) -> None:
+def _print_import(body: ImportReport) -> None:
     out = console()
     out.print(
         f"{body['rows']} row(s) read ({body['format']}), {body['landed']} landed, {body['bad']} bad"

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 import typer
 
 from echoops.commands.render import JSON_OPT, NOW_OPT, console, emit_json
 from echoops.core import clock
+
+if TYPE_CHECKING:  # the result types, for the printers (no import cost at run time)
+    from echoops.core.scale.types import ScaleStatus
 
 app = typer.Typer(
     help="Predictive worker autoscale: forecast 30 min ahead within bounds, cooldown and the deploy gate.\n\n"
@@ -19,7 +22,7 @@ app = typer.Typer(
 )
 
 
-def _emit(body: dict[str, Any], json_out: bool) -> None:
+def _emit(body: ScaleStatus, json_out: bool) -> None:
     """status, tick and apply print the same document: JSON for jq or the human summary."""
     if json_out:
         emit_json(body)

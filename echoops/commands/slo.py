@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 
 from echoops.commands import render
 from echoops.core import clock
+
+if TYPE_CHECKING:  # the result types, for the printers (no import cost at run time)
+    from echoops.core.slo.types import SloStatus
 
 app = typer.Typer(
     help="SLOs and error budgets: burn rates, state, deploy gate.\n\nExample: echoops slo status --json | jq .state",
@@ -19,7 +22,7 @@ def _fmt(value: Any, unit: str = "") -> str:
     return "-" if value is None else f"{value:g}{unit}"
 
 
-def _panel(doc: dict[str, Any]) -> None:
+def _panel(doc: SloStatus) -> None:
     # lazy: rich costs ~15 ms; only human output needs it
     from rich.markup import escape
     from rich.panel import Panel

@@ -178,7 +178,7 @@ def close_all() -> None:
 
 def ensure(conn: sqlite3.Connection, schema: Schema) -> None:
     """Apply `schema`'s pending migrations (once per connection; cheap afterwards)."""
-    ensured: set = conn.ensured
+    ensured: set[str] = conn.ensured  # type: ignore[attr-defined]  # every connection is a store.Connection
     if schema.feature in ensured:
         return
     if _feature_version(conn, schema) < len(schema.migrations):

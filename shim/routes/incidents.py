@@ -9,17 +9,18 @@ enqueued by other processes (the scheduler, the CLI) and retries that fell due.
 from __future__ import annotations
 
 from echoops.core import pager
+from echoops.core.pager.types import Raised, Summary
 from shim.http import json_body, query
 
 # Run in each gunicorn worker after fork (shim.app.POST_FORK).
 POST_FORK = (pager.start_background_drain,)
 
 
-def raise_route():
+def raise_route() -> Raised:
     return pager.raise_request(json_body())
 
 
-def summarize_route():
+def summarize_route() -> Summary:
     return pager.summarize(hours=query("hours", "24"))
 
 

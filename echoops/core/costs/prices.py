@@ -9,7 +9,7 @@ Units (integers end to end, never accumulated floats):
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Container, Mapping
 from decimal import ROUND_HALF_EVEN, Decimal, InvalidOperation
 
 PICO_PER_USD = 10**12
@@ -102,7 +102,7 @@ def price_table(overrides: Mapping[str, Mapping[str, float]] | None = None) -> d
     return table
 
 
-def canonical(model: str, known: Mapping[str, object]) -> str:
+def canonical(model: str, known: Container[str]) -> str:
     """The name spend is recorded under: `gpt-4o-mini-2024-07-18` -> `gpt-4o-mini` when only the base is known."""
     if model in known:
         return model
@@ -118,7 +118,7 @@ def price_of(model: str, table: Mapping[str, tuple[int, int]]) -> tuple[int, int
     return found[0], found[1], True
 
 
-def cap_scope(model: str, cap_keys: Mapping[str, object] | frozenset | set) -> str:
+def cap_scope(model: str, cap_keys: Container[str]) -> str:
     """The cap a canonical model spends against: its own, a group's (`embeddings`), else itself (uncapped)."""
     if model in cap_keys:
         return model

@@ -33,6 +33,7 @@ from echoops.core.pager.model import (
     SEVERITIES,
     db,
 )
+from echoops.core.pager.types import Raised
 
 # The fields of a raise request (the HTTP body); anything else is refused, naming the field.
 RAISE_FIELDS = ("severity", "msg", "source", "meta", "fingerprint")
@@ -110,7 +111,7 @@ def raise_incident(
     now: float | None = None,
     s: Settings | None = None,
     send: bool = False,
-) -> dict[str, Any]:
+) -> Raised:
     """Record an incident; page CRITICAL ones at most once per fingerprint per PAGER_REPEAT_MIN.
 
     Returns `{"id", "fingerprint", "deduped", "channels"}`: `channels` maps each channel to
@@ -127,24 +128,20 @@ def raise_incident(
     return result
 
 
-def raise_request(
-    body: Mapping[str, object], *, now: float | None = None, s: Settings | None = None
-) -> dict[str, Any]:
+def raise_request(body: Mapping[str, object], *, now: float | None = None, s: Settings | None = None) -> Raised:
     """raise_incident from a request body `{severity, msg, source, meta?, fingerprint?}` (the
     `POST /api/incidents/raise` endpoint); unknown fields are refused by name."""
     return raise_incident(*validate_request(body), now=now, s=s)
 
 
-def _send_now(s: Settings, result: dict[str, Any], *, now: float | None) -> dict[str, str]:
+def _send_now(s: Settings, result: Raised, *, now: float | None) -> dict[str, str]:
     if "pending" in result["channels"].values():
         outbox.drain(s, now=now, budget_s=SEND_BUDGET_S)
     rows = db(s).execute("SELECT channel, state FROM pager_outbox WHERE incident_id=?", (result["id"],))
     return {r["channel"]: r["state"] for r in rows}
 
 
-def record(
-    s: Settings, items: list[tuple[str, str, str, dict | None, str, int]], *, now: float
-) -> list[dict[str, Any]]:
+def record(s: Settings, items: list[tuple[str, str, str, dict | None, str, int]], *, now: float) -> list[Raised]:
     """Store validated incidents `(severity, msg, source, meta, fingerprint, count)` in one
     transaction, enqueue their pages, then append one `incident` event each."""
     conn = db(s)
@@ -156,11 +153,11 @@ def record(
 
 def store_incidents(
     conn: sqlite3.Connection, s: Settings, items: list[tuple[str, str, str, dict | None, str, int]], *, now: float
-) -> tuple[list[dict[str, Any]], list[dict[str, Any]], bool]:
+) -> tuple[list[Raised], list[dict[str, Any]], bool]:
     """The in-transaction half of record(): (results, events to publish, anything enqueued)."""
     window = s.pager_repeat_min * 60
     enabled = configured_channels(s)
-    results: list[dict[str, Any]] = []
+    results: list[Raised] = []
     events: list[dict[str, Any]] = []
     enqueued = False
     for severity, msg, source, meta, fp, count in items:

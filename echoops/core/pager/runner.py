@@ -4,29 +4,25 @@ and send a test message through each channel outside the outbox.
 
 from __future__ import annotations
 
-from typing import Any
-
 from echoops.core import clock, config, ndjson
 from echoops.core.config import Settings
 from echoops.core.errors import NotConfigured, ValidationError
 from echoops.core.pager import inbox, logs, outbox
 from echoops.core.pager.channels import Page
 from echoops.core.pager.model import CHANNELS, INCIDENTS_LOG
+from echoops.core.pager.types import PageRun, TestResult, TestSend
 
 
-def run(
-    *, s: Settings | None = None, now: float | None = None, ingest: bool = True, budget_s: float = 60.0
-) -> dict[str, Any]:
+def run(*, s: Settings | None = None, now: float | None = None, ingest: bool = True, budget_s: float = 60.0) -> PageRun:
     """Consume new CRITICAL log lines into incidents (unless `ingest` is False), then drain the
-    outbox (the scheduler's job). Returns `{"ingest": {...counts, incidents} | None,
-    "deliveries": {state: attempts}}`."""
+    outbox (the scheduler's job): what was read and the delivery attempts made, by result."""
     s = s or config.settings()
     t = clock.now_s(now)
     read = logs.ingest(s, now=t) if ingest else None
     return {"ingest": read, "deliveries": outbox.drain(s, now=now, budget_s=budget_s)}
 
 
-def send_test(channel: str | None = None, *, s: Settings | None = None, now: float | None = None) -> dict:
+def send_test(channel: str | None = None, *, s: Settings | None = None, now: float | None = None) -> TestSend:
     """Send a test message now through `channel` (or every configured one), outside the outbox.
 
     Returns `{"results": {channel: {"ok", "status", "detail"}}}`; NotConfigured when the
@@ -44,7 +40,7 @@ def send_test(channel: str | None = None, *, s: Settings | None = None, now: flo
         names = missing or list(CHANNELS)
         raise NotConfigured("; ".join(f"{c} needs {need[c]}" for c in names))
     page = Page(inbox.new_id(t), "INFO", "echoops", "Test page from echoops: delivery works.", "test", 1, t, test=True)
-    results = {}
+    results: dict[str, TestResult] = {}
     for name in wanted:
         outcome = outbox.send_once(name, page, s)
         results[name] = {"ok": outcome.ok, "status": outcome.status, "detail": outcome.detail}

@@ -6,17 +6,16 @@ the endpoint see the same document.
 
 from __future__ import annotations
 
-from typing import Any
-
 from echoops.core import clock, config, files
 from echoops.core.config import Settings
 from echoops.core.errors import ValidationError
 from echoops.core.pager.model import SEVERITIES, SUMMARY_FILE, db
+from echoops.core.pager.types import Summary, SummaryGroup, SummaryTotals
 
 MAX_SUMMARY_HOURS = 24 * 31
 
 
-def summarize(*, hours: float | str = 24, s: Settings | None = None, now: float | None = None) -> dict[str, Any]:
+def summarize(*, hours: float | str = 24, s: Settings | None = None, now: float | None = None) -> Summary:
     """Incidents seen in the last `hours` grouped by fingerprint, newest first: counts, pages, the
     delivery state of each group's latest page per channel and how many of its deliveries failed.
     Also written to logs/incident_summary.json."""
@@ -33,7 +32,7 @@ def summarize(*, hours: float | str = 24, s: Settings | None = None, now: float 
         "FROM pager_incidents WHERE last_seen >= ? AND first_seen <= ? ORDER BY first_seen",
         (since, t),
     ).fetchall()
-    totals: dict[str, Any] = {
+    totals: SummaryTotals = {
         "groups": 0,
         "incidents": 0,
         "pages": 0,
@@ -42,18 +41,20 @@ def summarize(*, hours: float | str = 24, s: Settings | None = None, now: float 
     }
     latest_paged: dict[str, str] = {}
     group_of: dict[str, str] = {}
-    groups: dict[str, dict[str, Any]] = {}
+    groups: dict[str, SummaryGroup] = {}
+    last_seen: dict[str, float] = {}  # epoch s per group (the group holds it as ISO text)
     for r in rows:
-        g = groups.get(r["fingerprint"])
+        fp = r["fingerprint"]
+        g = groups.get(fp)
         if g is None:
-            g = groups[r["fingerprint"]] = {
-                "fingerprint": r["fingerprint"],
+            g = groups[fp] = {
+                "fingerprint": fp,
                 "severity": r["severity"],
                 "source": r["source"],
                 "msg": r["msg"],
                 "count": 0,
-                "first_seen": r["first_seen"],
-                "last_seen": r["last_seen"],
+                "first_seen": clock.iso(r["first_seen"]),  # rows come oldest first
+                "last_seen": "",
                 "paged": False,
                 "pages": 0,
                 "latest_id": r["id"],
@@ -61,7 +62,7 @@ def summarize(*, hours: float | str = 24, s: Settings | None = None, now: float 
                 "failed_deliveries": 0,
             }
         g["count"] += r["count"]
-        g["last_seen"] = max(g["last_seen"], r["last_seen"])
+        last_seen[fp] = max(last_seen.get(fp, r["last_seen"]), r["last_seen"])
         g["msg"], g["latest_id"] = r["msg"], r["id"]
         g["severity"] = min(g["severity"], r["severity"], key=SEVERITIES.index)  # the worst (most severe first)
         totals["by_severity"][r["severity"]] += r["count"]
@@ -85,12 +86,12 @@ def summarize(*, hours: float | str = 24, s: Settings | None = None, now: float 
             groups[fp]["failed_deliveries"] += 1
         if latest_paged[fp] == d["incident_id"]:
             groups[fp]["deliveries"][d["channel"]] = d["state"]
-    for g in groups.values():
+    for fp, g in groups.items():
         totals["groups"] += 1
         totals["incidents"] += g["count"]
         totals["pages"] += g["pages"]
-        g["first_seen"], g["last_seen"] = clock.iso(g["first_seen"]), clock.iso(g["last_seen"])
+        g["last_seen"] = clock.iso(last_seen[fp])
     ordered = sorted(groups.values(), key=lambda g: g["last_seen"], reverse=True)
-    body = {"generated_at": clock.iso(t), "hours": hours, "groups": ordered, "totals": totals}
+    body: Summary = {"generated_at": clock.iso(t), "hours": hours, "groups": ordered, "totals": totals}
     files.write_json(s.log_path(SUMMARY_FILE), body)
     return body

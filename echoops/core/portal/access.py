@@ -31,6 +31,7 @@ from echoops.core.errors import EchoopsError, NotFound, ValidationError
 from echoops.core.portal import documents, ledger
 from echoops.core.portal.importer import import_purchases  # noqa: F401 (the portal interface)
 from echoops.core.portal.ledger import fees_by_day  # noqa: F401 (the portal interface)
+from echoops.core.portal.types import Audit, Link, Purchase, Receipts, Subscription
 
 PURPOSE_DOWNLOAD = "portal.download"
 PURPOSE_UNSUBSCRIBE = "portal.unsubscribe"
@@ -80,7 +81,7 @@ def _has_invoice(row: Any) -> bool:
     return bool(row["invoice_number"] or row["invoice_doc"])
 
 
-def receipts(email: str, *, limit: int = 100, s: Settings | None = None, now: float | None = None) -> dict[str, Any]:
+def receipts(email: str, *, limit: int = 100, s: Settings | None = None, now: float | None = None) -> Receipts:
     """`{email, unsubscribed, unsubscribe_url, purchases:[{id, created, amount, currency, ..., receipt_url,
     invoice_url, expires_at}]}`, newest first; amounts in minor units. ValidationError on a bad email."""
     s = s or config.settings()
@@ -88,7 +89,7 @@ def receipts(email: str, *, limit: int = 100, s: Settings | None = None, now: fl
     if not 1 <= limit <= MAX_LIMIT:
         raise ValidationError(f"limit must be 1..{MAX_LIMIT}", field="limit")
     signing.keys(s)  # NotConfigured before touching the ledger
-    purchases = []
+    purchases: list[Purchase] = []
     for row in ledger.purchases_for(email, limit=limit, s=s):
         receipt_url, expires = _download_url(s, row["id"], "receipt", email, now)
         invoice_url = _download_url(s, row["id"], "invoice", email, now)[0] if _has_invoice(row) else None
@@ -115,9 +116,7 @@ def receipts(email: str, *, limit: int = 100, s: Settings | None = None, now: fl
     }
 
 
-def link(
-    purchase_id: str, kind: str = "receipt", *, s: Settings | None = None, now: float | None = None
-) -> dict[str, Any]:
+def link(purchase_id: str, kind: str = "receipt", *, s: Settings | None = None, now: float | None = None) -> Link:
     """A fresh signed download link for one purchase: `{id, kind, email, url, expires_at}`."""
     s = s or config.settings()
     if kind not in KINDS:
@@ -173,7 +172,7 @@ def _tail_lines(path: Path, block: int = 64 * 1024):
             yield rest
 
 
-def audit(*, email: str | None = None, limit: int = 50, s: Settings | None = None) -> dict[str, Any]:
+def audit(*, email: str | None = None, limit: int = 50, s: Settings | None = None) -> Audit:
     """The newest `limit` access attempts (optionally for one email), newest first."""
     s = s or config.settings()
     if email is not None:
@@ -275,9 +274,9 @@ def download(token: str, *, ip: str | None = None, s: Settings | None = None, no
         claims = claims or getattr(exc, "claims", None)
     _audit(
         s,
-        email=claims and claims.email,
+        email=claims.email if claims else None,
         ip=ip,
-        resource=claims and claims.resource,
+        resource=claims.resource if claims else None,
         status=status,
         action=action,
         reason=reason,
@@ -297,7 +296,14 @@ def _unsubscribe_claims(token: str, action: str, ip: str | None, s: Settings, no
     except signing.BadToken as exc:
         c = exc.claims
         _audit(
-            s, email=c and c.email, ip=ip, resource="unsubscribe", status=403, action=action, reason=exc.reason, now=now
+            s,
+            email=c.email if c else None,
+            ip=ip,
+            resource="unsubscribe",
+            status=403,
+            action=action,
+            reason=exc.reason,
+            now=now,
         )
         raise
 
@@ -318,7 +324,7 @@ def unsubscribe_view(
 
 def unsubscribe_one_click(
     token: str, form_value: str | None, *, ip: str | None = None, s: Settings | None = None, now: float | None = None
-) -> dict[str, Any]:
+) -> Subscription:
     """RFC 8058 POST (`List-Unsubscribe=One-Click`): unsubscribe the token's email, idempotently."""
     s = s or config.settings()
     claims = _unsubscribe_claims(token, "unsubscribe", ip, s, now)
@@ -347,7 +353,7 @@ def unsubscribed_page(email: str, *, s: Settings | None = None) -> Document:
 
 def set_subscription(
     email: str, unsubscribed: bool, *, s: Settings | None = None, now: float | None = None
-) -> dict[str, Any]:
+) -> Subscription:
     """Operator unsubscribe/resubscribe: `{email, unsubscribed, changed}`."""
     s = s or config.settings()
     email = ledger.normalize_email(email)

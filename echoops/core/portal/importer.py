@@ -25,6 +25,7 @@ from echoops.core import clock, config, store
 from echoops.core.config import Settings
 from echoops.core.errors import NotFound, ValidationError
 from echoops.core.portal import ledger
+from echoops.core.portal.types import ImportReport, RowError
 
 BATCH = 20_000
 MAX_REPORTED_ERRORS = 100
@@ -162,7 +163,7 @@ def import_purchases(
     source: str = "import",
     s: Settings | None = None,
     now: float | None = None,
-) -> dict[str, Any]:
+) -> ImportReport:
     """Upsert purchases from an NDJSON or CSV file; report rows, landed, bad (with line numbers), rate.
 
     Idempotent by id. Bad rows are reported and skipped; with `strict` any bad row lands none.
@@ -179,7 +180,7 @@ def import_purchases(
         raise ValidationError(f"{path} is a directory", field="file") from None
     started = time.perf_counter()
     stamp = clock.now_s(now)
-    errors: list[dict[str, Any]] = []
+    errors: list[RowError] = []
     bad = rows = 0
     conn = ledger.conn_for(s)  # migrations run here, before the writer takes the write lock
     writer = _Writer(s, rebuild_index=_worth_rebuilding(conn, path))

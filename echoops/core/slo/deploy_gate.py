@@ -14,11 +14,11 @@ from echoops.core import clock, config, files, ndjson
 from echoops.core.config import Settings
 from echoops.core.errors import EchoopsError, ValidationError
 from echoops.core.slo import rules
+from echoops.core.slo.types import GateCleared, GateFlag, SloDocument
 
 GATE_FLAG = "deploy_gate.flag"
 BUDGET_LOG = "slo_budget.ndjson"
 MAX_REASON = 500
-FLAG_KEYS = ("reason", "burn_2h", "burn_10m", "since", "set_at")
 
 
 class DeployGateSet(EchoopsError):
@@ -34,17 +34,25 @@ def gate_path(s: Settings) -> Path:
     return s.log_path(GATE_FLAG)
 
 
-def gate(*, s: Settings | None = None) -> dict[str, Any]:
+def gate(*, s: Settings | None = None) -> GateFlag:
     """The deploy gate: `{"set": bool, "reason", "burn_2h", "burn_10m", "since", "set_at"}`."""
     s = s or config.settings()
     flag = files.read_flag(gate_path(s))
-    out: dict[str, Any] = {"set": flag is not None, **{k: (flag or {}).get(k) for k in FLAG_KEYS}}
-    if flag is not None and not out["reason"]:
-        out["reason"] = "flag file present (no reason recorded)"  # JSON written by hand without one
-    return out
+    f = flag or {}
+    reason = f.get("reason")
+    if flag is not None and not reason:
+        reason = "flag file present (no reason recorded)"  # JSON written by hand without one
+    return {
+        "set": flag is not None,
+        "reason": reason,
+        "burn_2h": f.get("burn_2h"),
+        "burn_10m": f.get("burn_10m"),
+        "since": f.get("since"),
+        "set_at": f.get("set_at"),
+    }
 
 
-def require_gate_open(*, s: Settings | None = None) -> dict[str, Any]:
+def require_gate_open(*, s: Settings | None = None) -> GateFlag:
     """The gate when it is open; DeployGateSet (exit 1) with the reason when it is set."""
     g = gate(s=s)
     if g["set"]:
@@ -53,14 +61,14 @@ def require_gate_open(*, s: Settings | None = None) -> dict[str, Any]:
     return g
 
 
-def clear_gate(reason: str, *, s: Settings | None = None, now: float | None = None) -> dict[str, Any]:
+def clear_gate(reason: object, *, s: Settings | None = None, now: float | None = None) -> GateCleared:
     """Remove the gate flag (an operator action); logs `slo_gate_cleared` with `reason` and the flag it removed."""
     s = s or config.settings()
-    reason = validate_reason(reason, required=True)
+    text = validate_reason(reason, required=True) or ""  # required: never None
     before = gate(s=s)
     cleared = files.clear_flag(gate_path(s))
-    ndjson.append(s.log_path(BUDGET_LOG), "slo_gate_cleared", now=now, reason=reason, cleared=cleared, gate=before)
-    return {"cleared": cleared, "reason": reason, "gate": before}
+    ndjson.append(s.log_path(BUDGET_LOG), "slo_gate_cleared", now=now, reason=text, cleared=cleared, gate=before)
+    return {"cleared": cleared, "reason": text, "gate": before}
 
 
 def validate_reason(reason: object, *, required: bool) -> str | None:
@@ -76,7 +84,7 @@ def validate_reason(reason: object, *, required: bool) -> str | None:
     return reason.strip()
 
 
-def set_gate(s: Settings, doc: dict[str, Any], now: float) -> dict[str, Any]:
+def set_gate(s: Settings, doc: SloDocument, now: float) -> dict[str, Any]:
     """Write the flag from a status document whose gate condition holds; returns what was written.
 
     `since` is when the 2h window began: 2h before `now`, or the rebaseline when that is later."""

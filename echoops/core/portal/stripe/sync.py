@@ -21,7 +21,9 @@ INVOICE_STATES = ("open", "paid", "uncollectible")
 
 
 def _email(obj: dict[str, Any]) -> str | None:
-    details = obj.get("billing_details") if isinstance(obj.get("billing_details"), dict) else {}
+    details = obj.get("billing_details")
+    if not isinstance(details, dict):
+        details = {}
     return obj.get("customer_email") or details.get("email") or obj.get("receipt_email")
 
 
@@ -81,7 +83,7 @@ def sync_stripe(*, since: float | None = None, s: Settings | None = None, now: f
     params: dict[str, Any] = {} if since is None else {"created[gte]": int(since)}
     skipped: Counter[str] = Counter()
     rows: dict[str, tuple] = {}
-    seen = Counter()
+    seen: Counter[str] = Counter()
     for inv in client.iter_list("/v1/invoices", params, s=s):
         seen["invoices"] += 1
         if inv.get("status") not in INVOICE_STATES:
