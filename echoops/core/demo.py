@@ -23,7 +23,7 @@ from echoops.core import clock, config, files
 from echoops.core.config import Settings
 from echoops.core.costs import prices
 from echoops.core.errors import ValidationError
-from echoops.core.portal import ledger
+from echoops.core.portal import ledger, rows
 
 INPUT_FILES = ("requests.ndjson", "ai_usage.ndjson", "queue.ndjson", "app.ndjson")
 
@@ -266,7 +266,7 @@ def seed_purchases(s: Settings, now: float) -> int:
                 "fee_cents": _card_fee_cents(cents),
             }
         )
-    return ledger.upsert([ledger.purchase_row(r, source="demo", now=now) for r in records], s=s)
+    return ledger.upsert([rows.purchase_row(r, source="demo", now=now) for r in records], s=s)
 
 
 # (name in the counts, step): called in this order by `seed`.

@@ -28,7 +28,7 @@ import orjson
 from echoops.core import clock, config, ndjson, signing
 from echoops.core.config import Settings
 from echoops.core.errors import EchoopsError, NotFound, ValidationError
-from echoops.core.portal import documents, ledger
+from echoops.core.portal import documents, ledger, rows
 from echoops.core.portal.importer import import_purchases  # noqa: F401 (the portal interface)
 from echoops.core.portal.ledger import fees_by_day  # noqa: F401 (the portal interface)
 from echoops.core.portal.types import Audit, Link, Purchase, Receipts, Subscription
@@ -85,7 +85,7 @@ def receipts(email: str, *, limit: int = 100, s: Settings | None = None, now: fl
     """`{email, unsubscribed, unsubscribe_url, purchases:[{id, created, amount, currency, ..., receipt_url,
     invoice_url, expires_at}]}`, newest first; amounts in minor units. ValidationError on a bad email."""
     s = s or config.settings()
-    email = ledger.normalize_email(email)
+    email = rows.normalize_email(email)
     if not 1 <= limit <= MAX_LIMIT:
         raise ValidationError(f"limit must be 1..{MAX_LIMIT}", field="limit")
     signing.keys(s)  # NotConfigured before touching the ledger
@@ -176,7 +176,7 @@ def audit(*, email: str | None = None, limit: int = 50, s: Settings | None = Non
     """The newest `limit` access attempts (optionally for one email), newest first."""
     s = s or config.settings()
     if email is not None:
-        email = ledger.normalize_email(email)
+        email = rows.normalize_email(email)
     if not 1 <= limit <= 10_000:
         raise ValidationError("limit must be 1..10000", field="limit")
     entries: list[dict[str, Any]] = []
@@ -356,7 +356,7 @@ def set_subscription(
 ) -> Subscription:
     """Operator unsubscribe/resubscribe: `{email, unsubscribed, changed}`."""
     s = s or config.settings()
-    email = ledger.normalize_email(email)
+    email = rows.normalize_email(email)
     if unsubscribed:
         changed = ledger.unsubscribe(email, source="operator", s=s, now=now)
     else:

@@ -1,6 +1,6 @@
 """`echoops portal import`: purchases from NDJSON or CSV into the ledger, fast and idempotent.
 
-One file is one transaction: rows are validated (ledger.purchase_row) in batches and upserted
+One file is one transaction: rows are validated (rows.purchase_row) in batches and upserted
 with executemany. Parsing and SQLite overlap: a writer thread owns the transaction and runs
 executemany (sqlite3 releases the GIL while it steps) while this thread parses the next
 batch. Bad rows are reported with their line numbers; the good rows land, or with `strict`
@@ -25,6 +25,7 @@ from echoops.core import clock, config, store
 from echoops.core.config import Settings
 from echoops.core.errors import NotFound, ValidationError
 from echoops.core.portal import ledger
+from echoops.core.portal.rows import REQUIRED, purchase_row
 from echoops.core.portal.types import ImportReport, RowError
 
 BATCH = 20_000
@@ -54,7 +55,7 @@ def _csv_records(fh) -> Iterator[tuple[int, Any, str | None]]:
         header = [h.strip().lower() for h in next(reader)]
     except StopIteration:
         return
-    missing = [c for c in ledger.REQUIRED if c not in header]
+    missing = [c for c in REQUIRED if c not in header]
     if missing:
         raise ValidationError(f"CSV header lacks column(s): {', '.join(missing)}", field="header")
     width = len(header)
@@ -190,7 +191,6 @@ def import_purchases(
     sys.setswitchinterval(SWITCH_INTERVAL_S)
     writer.start()
     committed = False
-    purchase_row = ledger.purchase_row
     try:
         with fh:
             kind = _detect_format(path, fh) if fmt == "auto" else fmt

@@ -15,6 +15,7 @@ from typing import Any
 from echoops.core import clock, config, store
 from echoops.core.config import Settings
 from echoops.core.portal import ledger
+from echoops.core.portal.rows import check_document, purchase_row
 from echoops.core.portal.stripe import client
 
 INVOICE_STATES = ("open", "paid", "uncollectible")
@@ -38,7 +39,7 @@ def _doc(url: object) -> str | None:
     if not isinstance(url, str) or not url:
         return None
     try:
-        return ledger.check_document(url)
+        return check_document(url)
     except ValueError:
         return None
 
@@ -90,7 +91,7 @@ def sync_stripe(*, since: float | None = None, s: Settings | None = None, now: f
             skipped[f"invoice {inv.get('status')}"] += 1
             continue
         try:
-            rows[inv["id"]] = ledger.purchase_row(_invoice_record(inv), source="stripe", now=stamp)
+            rows[inv["id"]] = purchase_row(_invoice_record(inv), source="stripe", now=stamp)
         except (ValueError, KeyError) as exc:
             skipped[f"invoice: {str(exc).split(':')[0]}"] += 1
     attach: list[tuple[str | None, int | None, str]] = []
@@ -114,7 +115,7 @@ def sync_stripe(*, since: float | None = None, s: Settings | None = None, now: f
             attach.append((_doc(ch.get("receipt_url")), _fee(ch), invoice_id))
             continue
         try:
-            rows[ch["id"]] = ledger.purchase_row(_charge_record(ch), source="stripe", now=stamp)
+            rows[ch["id"]] = purchase_row(_charge_record(ch), source="stripe", now=stamp)
         except (ValueError, KeyError) as exc:
             skipped[f"charge: {str(exc).split(':')[0]}"] += 1
     conn = ledger.conn_for(s)
