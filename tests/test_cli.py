@@ -95,18 +95,22 @@ def test_console_script():
 # `echoops --help` / `echoops config` within 1.3x of a hello-world Typer app (bench/foundation_startup.py).
 HEAVY = ("httpx", "bottle", "gunicorn", "croniter", "rich", "sqlite3")
 
+# Modules loaded before echoops (coverage's own, under `pytest --cov`, uses sqlite3) do not count.
 IMPORT_PROBE = """
 import io, sys, contextlib
 heavy = {heavy!r}
+before = set(sys.modules)
 import echoops.cli
-after_import = sorted(m for m in sys.modules if m.split(".")[0] in heavy)
+def loaded():
+    return sorted(m for m in set(sys.modules) - before if m.split(".")[0] in heavy)
+after_import = loaded()
 out = io.StringIO()
 with contextlib.redirect_stdout(out):
     try:
         echoops.cli.app({argv!r})
     except SystemExit as exc:
         code = exc.code
-print(after_import, sorted(m for m in sys.modules if m.split(".")[0] in heavy), code)
+print(after_import, loaded(), code)
 """
 
 

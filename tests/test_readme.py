@@ -14,12 +14,17 @@ ROOT = Path(__file__).resolve().parent.parent
 README = (ROOT / "README.md").read_text()
 
 
+def test_ci_runs_the_readme_test_command():
+    ci = (ROOT / ".ci" / "run").read_text()
+    assert "\npytest --cov\n" in ci and "\nmypy\n" in ci
+
+
 def test_first_two_commands_install_run_demo_and_test():
     top = README.splitlines()[:20]
     commands = [line for line in top if line.startswith("python3 -m venv")]
     assert len(commands) == 2
     assert commands[0].endswith("pip install -e . && echoops up --demo")
-    assert commands[1].endswith("pip install -e '.[test]' && pytest")
+    assert commands[1].endswith("pip install -e '.[test]' && pytest --cov")  # what .ci/run runs
     assert "bash .ci/run" not in commands[1]
 
 

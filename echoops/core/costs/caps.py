@@ -185,8 +185,8 @@ def _fees(conn: sqlite3.Connection, s: Settings, day: str) -> dict[str, Any]:
     if row and row["source"] == "stripe":
         out["count"] = row["count"]  # balance transactions; the ledger sums fees without counting
     if s.stripe_fees_cap_usd is not None:
-        cap_cents = round(s.stripe_fees_cap_usd * 100)
-        out["cap_usd"] = round(cap_cents / 100, 2)
+        cap_cents = prices.usd_to_cents(s.stripe_fees_cap_usd)
+        out["cap_usd"] = cap_cents / prices.CENTS_PER_USD
         out["pct"] = round(cents * 100 / cap_cents, 2) if cap_cents else None
         if cents >= cap_cents and (cents or cap_cents):
             out["state"] = "over"
