@@ -16,11 +16,6 @@ from echoops.core.config import VARS
 
 ROOT = Path(__file__).resolve().parent.parent
 
-# Command groups whose commands still lack a one-line summary or an "Example" (their phase
-# engineers add them); their cases are xfail(strict=False) until then. Empty: all have them.
-HELP_PENDING: set[str] = set()
-
-
 def _walk(cmd, path):
     yield path, cmd
     for name in sorted(getattr(cmd, "commands", {}) or {}):
@@ -31,10 +26,7 @@ COMMANDS = list(_walk(typer.main.get_command(app), ["echoops"]))
 
 
 def _case(path, cmd):
-    marks = []
-    if len(path) > 1 and path[1] in HELP_PENDING:
-        marks.append(pytest.mark.xfail(reason=f"`echoops {path[1]}` help not finished yet", strict=False))
-    return pytest.param(path, cmd, id=" ".join(path), marks=marks)
+    return pytest.param(path, cmd, id=" ".join(path))
 
 
 def test_tree_has_the_expected_top_level_commands():

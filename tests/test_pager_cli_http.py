@@ -14,7 +14,7 @@ import pytest
 
 from echoops.core import config, pager
 from tests.fakes_smtp import PASSWORD, USER, FakeSMTP
-from tests.fakes_telegram import FakeTelegram, blocked, hang
+from tests.fakes_telegram import FakeTelegram, blocked, hang, hold
 
 
 @pytest.fixture
@@ -137,28 +137,25 @@ def test_http_critical_is_delivered_by_the_server_within_seconds(live_server, tg
     assert r.elapsed.total_seconds() < 1.0  # did not wait for Telegram
     assert tg.wait_delivered(1, timeout=10), "not delivered by the server's drain within 10 s"
     assert time.monotonic() - start < 10
-    # an enqueue by another process (the CLI, no drain) is picked up by the server's poll
-    subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "echoops",
-            "page",
-            "raise",
-            "--no-send",
-            "--severity",
-            "CRITICAL",
-            "--msg",
-            "other",
-            "--source",
-            "cli",
-        ],
-        check=True,
-        capture_output=True,
-    )
-    assert tg.wait_delivered(2, timeout=10)
-    time.sleep(2.5)  # two workers polling: still exactly two messages
-    assert len(tg.delivered) == 2 and len(tg.requests) == 2
+    # Pages enqueued by another process (the CLI, no drain) are picked up by the workers' polls.
+    # Telegram holds the first send: that worker is stuck in it, so the second page can only
+    # be sent by the other worker, which must leave the held (leased) one alone.
+    tg.script(hold())
+    for msg in ("queue stalled", "disk nearly full"):
+        raised = subprocess.run(
+            [sys.executable, "-m", "echoops", "page", "raise", "--no-send", "--json",
+             "--severity", "CRITICAL", "--msg", msg, "--source", "cli"],
+            check=True,
+            capture_output=True,
+        )  # fmt: skip
+        assert orjson.loads(raised.stdout)["channels"] == {"telegram": "pending", "email": "skipped"}
+    assert tg.wait_delivered(2, timeout=15), "the second worker did not send while the first was held"
+    assert tg.hanging.is_set() and len(tg.requests) == 3  # 1 delivered before, 1 held, 1 delivered now
+    tg.release()
+    assert tg.wait_delivered(3, timeout=10)
+    texts = [p["text"] for p in tg.delivered]
+    assert [sum(msg in t for t in texts) for msg in ("checkout down", "queue stalled", "disk nearly full")] == [1, 1, 1]
+    assert len(tg.requests) == 3  # each page sent exactly once, by two workers polling the same outbox
 
 
 def test_page_run_killed_mid_send_delivers_exactly_once_next_run(tg, log_dir):
