@@ -16,6 +16,7 @@ from echoops.core.config import VARS
 
 ROOT = Path(__file__).resolve().parent.parent
 
+
 def _walk(cmd, path):
     yield path, cmd
     for name in sorted(getattr(cmd, "commands", {}) or {}):
