@@ -14,7 +14,6 @@ import typing
 from typing import Any, get_args, get_origin, get_type_hints, is_typeddict
 
 import orjson
-import pytest
 
 import echoops.api
 from echoops.api import guard, raise_incident, slo_status
@@ -102,7 +101,6 @@ def _cli_json(cli, *args: str) -> Any:
     return orjson.loads(result.stdout)
 
 
-@pytest.mark.slow
 def test_every_result_matches_its_type_in_process_over_http_and_from_the_cli(monkeypatch, cli, live_server):
     monkeypatch.setenv("PORTAL_SIGNING_SECRET", SECRET)
     s = config.settings()
