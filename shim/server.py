@@ -8,12 +8,12 @@ from echoops.core import store
 from echoops.core.config import Settings
 
 
-def gunicorn_options(s: Settings, workers: int, post_fork: Iterable[Callable[[Settings], object]] = ()) -> dict:
-    """The options `bottle.run(server="gunicorn")` takes; each `post_fork` hook runs in every
-    worker after fork with `s` (shim.app.POST_FORK lists the app's hooks)."""
-    hooks = tuple(post_fork)
+def gunicorn_options(s: Settings, workers: int, hooks: Iterable[Callable[[Settings], object]] = ()) -> dict:
+    """Options for `bottle.run(server="gunicorn")`; each of `hooks` (shim.app.POST_FORK) runs in
+    every worker after fork, with `s`."""
+    hooks = tuple(hooks)
 
-    def run_post_fork(server, worker):  # noqa: ARG001 (gunicorn's hook signature)
+    def post_fork(server, worker):  # noqa: ARG001 (gunicorn's hook signature)
         store.close_all()  # never share a SQLite connection across fork
         for hook in hooks:
             hook(s)
@@ -27,6 +27,6 @@ def gunicorn_options(s: Settings, workers: int, post_fork: Iterable[Callable[[Se
         "accesslog": None,
         "errorlog": "-",
         "loglevel": "warning",
-        "post_fork": run_post_fork,
+        "post_fork": post_fork,
         "proc_name": "echoops",
     }

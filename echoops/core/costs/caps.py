@@ -17,15 +17,17 @@ from __future__ import annotations
 
 import sqlite3
 import time
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 from echoops.core import clock, config, files, ndjson, store
 from echoops.core.config import Settings
 from echoops.core.costs import prices
 from echoops.core.costs.guardrail import STATE_FILE, decide, guard, known_models
 from echoops.core.costs.ingest import ingest_usage, sync_fees
-from echoops.core.costs.types import Alert, CapChange, CapSet, CostsStatus, CostsTick, Decision, Scope
 from echoops.core.errors import EchoopsError, ValidationError
+
+if TYPE_CHECKING:  # annotations only: `costs check` and guard() start-up skip building the TypedDicts
+    from echoops.core.costs.types import Alert, CapChange, CapSet, CostsStatus, CostsTick, Decision, Scope
 
 __all__ = ["SCHEMA", "check", "guard", "set_cap", "status", "tick", "state_document"]
 
@@ -255,7 +257,7 @@ def _public(doc: dict[str, Any]) -> CostsStatus:
     """The /api/costs/status body: the state document without its lookup tables."""
 
     def scope(entry: dict[str, Any]) -> Scope:
-        return cast(Scope, {k: v for k, v in entry.items() if k != "forecast_over"})
+        return cast("Scope", {k: v for k, v in entry.items() if k != "forecast_over"})
 
     return {
         "day": doc["day"],

@@ -15,14 +15,16 @@ from __future__ import annotations
 import os
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
 from echoops.core import clock, config
 from echoops.core.config import Settings
 from echoops.core.costs import prices
-from echoops.core.costs.types import Decision, Verdict
+
+if TYPE_CHECKING:  # annotations only (see caps.py)
+    from echoops.core.costs.types import Decision, Verdict
 
 STATE_FILE = "cost_state.json"
 DAY_S = 86400
