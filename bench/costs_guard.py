@@ -13,15 +13,13 @@ from __future__ import annotations
 
 import argparse
 import os
-import shutil
 import statistics
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 import orjson
-from harness import bench_env, machine_line, percentile
+from harness import Option, bench_env, main, percentile
 
 TARGET_P99_US = 50.0
 
@@ -30,11 +28,7 @@ def pct_us(values: list[int], q: float) -> float:
     return percentile(values, q) / 1000
 
 
-def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--calls", type=int, default=200_000)
-    args = ap.parse_args()
-    tmp = Path(tempfile.mkdtemp(prefix="echoops-bench-costs-"))
+def measure(args: argparse.Namespace, tmp: Path) -> bool:
     env = bench_env(
         tmp,
         MODEL_FALLBACKS_JSON='{"gpt-4o":"gpt-4o-mini"}',
@@ -43,15 +37,11 @@ def main() -> int:
     # guard() reads ECHOOPS_LOG_DIR from the process env, as in an app
     os.environ.clear()
     os.environ.update(env)
-    try:
-        return measure(tmp, args.calls)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-
-
-def measure(tmp: Path, calls: int) -> int:
+    from echoops.api import guard  # what an app calls
     from echoops.core import costs
-    from echoops.core.costs.guardrail import STATE_FILE, guard
+    from echoops.core.costs.guardrail import STATE_FILE
+
+    calls = args.calls
 
     now = time.time()
     lines = [
@@ -84,7 +74,6 @@ def measure(tmp: Path, calls: int) -> int:
         runs["noop()"].append(t1 - t0)
         runs["os.stat(state)"].append(t2 - t1)
         runs["guard(model)"].append(t3 - t2)
-    print(machine_line())
     print(f"{calls} calls, decisions seen: {', '.join(actions)}")
     print(f"{'':18} {'p50 µs':>8} {'p99 µs':>8} {'p99.9 µs':>9} {'mean µs':>8}")
     for name, values in runs.items():
@@ -95,8 +84,8 @@ def measure(tmp: Path, calls: int) -> int:
     p99 = pct_us(runs["guard(model)"], 0.99)
     ok = p99 < TARGET_P99_US
     print(f"guard p99 {p99:.2f} µs, target < {TARGET_P99_US:g} µs: {'PASS' if ok else 'FAIL'}")
-    return 0 if ok else 1
+    return ok
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(__doc__, measure, Option("--calls", 200_000), tmp_prefix="costs"))

@@ -15,12 +15,11 @@ from __future__ import annotations
 import argparse
 import shutil
 import sys
-import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
-from harness import bench_env, machine_line, write_ndjson
+from harness import Option, bench_env, main, write_ndjson
 
 TARGET = 500_000
 
@@ -35,50 +34,41 @@ def usage_lines(n: int, day0: float) -> Iterator[dict]:
             yield {"ts": ts, "model": models[i & 3], "input_tokens": 800 + i % 400, "output_tokens": 90 + i % 50}
 
 
-def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--lines", type=int, default=1_000_000)
-    ap.add_argument("--repeat", type=int, default=3)
-    args = ap.parse_args()
+def measure(args: argparse.Namespace, work: Path) -> bool:
     from echoops.core import costs, ndjson, store
     from echoops.core.config import load_settings
 
     now = time.time()
     day0 = now - now % 86400
-    work = Path(tempfile.mkdtemp(prefix="echoops-bench-ingest-"))
-    try:
-        src = work / "ai_usage.ndjson"
-        size = write_ndjson(src, usage_lines(args.lines, day0))
-        print(machine_line())
-        print(f"{args.lines} lines, {size / 1e6:.1f} MB")
-        best_reader = best_tick = float("inf")
-        for run in range(args.repeat):
-            log_dir = work / f"logs{run}"
-            log_dir.mkdir()
-            shutil.copy(src, log_dir / "ai_usage.ndjson")
-            s = load_settings(bench_env(log_dir))
-            conn = store.db(s, costs.SCHEMA)
-            t0 = time.perf_counter()
-            with store.transaction(conn):  # the cursor is never committed: this pass moves nothing
-                reader = ndjson.Reader(conn, log_dir / "ai_usage.ndjson", "baseline")
-                n = sum(len(batch) for batch in reader.batches())
-            best_reader = min(best_reader, time.perf_counter() - t0)
-            assert n == args.lines
-            t0 = time.perf_counter()
-            report = costs.tick(s=s, now=now)
-            best_tick = min(best_tick, time.perf_counter() - t0)
-            assert report["calls"] == args.lines, report
-            store.close_all()
-            shutil.rmtree(log_dir)
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
+    src = work / "ai_usage.ndjson"
+    size = write_ndjson(src, usage_lines(args.lines, day0))
+    print(f"{args.lines} lines, {size / 1e6:.1f} MB")
+    best_reader = best_tick = float("inf")
+    for run in range(args.repeat):
+        log_dir = work / f"logs{run}"
+        log_dir.mkdir()
+        shutil.copy(src, log_dir / "ai_usage.ndjson")
+        s = load_settings(bench_env(log_dir))
+        conn = store.db(s, costs.SCHEMA)
+        t0 = time.perf_counter()
+        with store.transaction(conn):  # the cursor is never committed: this pass moves nothing
+            reader = ndjson.Reader(conn, log_dir / "ai_usage.ndjson", "baseline")
+            n = sum(len(batch) for batch in reader.batches())
+        best_reader = min(best_reader, time.perf_counter() - t0)
+        assert n == args.lines
+        t0 = time.perf_counter()
+        report = costs.tick(s=s, now=now)
+        best_tick = min(best_tick, time.perf_counter() - t0)
+        assert report["calls"] == args.lines, report
+        store.close_all()
+        shutil.rmtree(log_dir)
     rate = args.lines / best_tick
     print(f"ndjson.Reader only (baseline): {best_reader:.3f} s, {args.lines / best_reader:,.0f} lines/s")
     print(f"costs.tick() ingest:           {best_tick:.3f} s, {rate:,.0f} lines/s")
     ok = rate >= TARGET
     print(f"target >= {TARGET:,} lines/s: {'PASS' if ok else 'FAIL'}")
-    return 0 if ok else 1
+    return ok
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(__doc__, measure, Option("--lines", 1_000_000), Option("--repeat", 3), tmp_prefix="ingest"))

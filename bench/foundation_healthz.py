@@ -20,11 +20,10 @@ import shutil
 import statistics
 import subprocess
 import sys
-import tempfile
 import urllib.request
 from pathlib import Path
 
-from harness import ROOT, bench_env, echoops_serve, free_port, machine_line, running
+from harness import ROOT, Option, bench_env, echoops_serve, free_port, machine_line, main, running
 
 TARGET = 0.8
 
@@ -74,36 +73,27 @@ def wrk(url: str, duration: int) -> tuple[float, int, int]:
     return rps, total, errors
 
 
-def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--rounds", type=int, default=3)
-    ap.add_argument("--duration", type=int, default=10)
-    args = ap.parse_args()
+def measure(args: argparse.Namespace, tmp: Path) -> bool:
     if not shutil.which("wrk"):
         raise SystemExit("wrk not found (Debian: apt-get install wrk)")
-
-    tmp = Path(tempfile.mkdtemp(prefix="echoops-bench-healthz-"))
     (tmp / "logs").mkdir()
     env = bench_env(tmp / "logs", DASHBOARD_KEY="bench-key-0123456789abcdef")
     bport = free_port()
     base_url = f"http://127.0.0.1:{bport}/"
     code = BASELINE.format(root=str(ROOT), baselines=str(ROOT / "bench" / "baselines"), port=bport)
-    try:
-        with running([sys.executable, "-c", code], env, base_url) as bproc, echoops_serve(env) as server:
-            echo_url = server.url + "/healthz"
-            with urllib.request.urlopen(echo_url) as r:
-                print("healthz:", r.read().decode())
-            wrk(base_url, 2)  # warm-up
-            wrk(echo_url, 2)
-            rows: dict[str, list[tuple[float, int, int]]] = {"baseline": [], "healthz": []}
-            per_cpu: dict[str, list[float]] = {"baseline": [], "healthz": []}
-            for _ in range(args.rounds):
-                for name, url, proc in (("baseline", base_url, bproc), ("healthz", echo_url, server.proc)):
-                    c0 = tree_cpu(proc.pid)
-                    rows[name].append(wrk(url, args.duration))
-                    per_cpu[name].append(rows[name][-1][1] / max(tree_cpu(proc.pid) - c0, 1e-9))
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+    with running([sys.executable, "-c", code], env, base_url) as bproc, echoops_serve(env) as server:
+        echo_url = server.url + "/healthz"
+        with urllib.request.urlopen(echo_url) as r:
+            print("healthz:", r.read().decode())
+        wrk(base_url, 2)  # warm-up
+        wrk(echo_url, 2)
+        rows: dict[str, list[tuple[float, int, int]]] = {"baseline": [], "healthz": []}
+        per_cpu: dict[str, list[float]] = {"baseline": [], "healthz": []}
+        for _ in range(args.rounds):
+            for name, url, proc in (("baseline", base_url, bproc), ("healthz", echo_url, server.proc)):
+                c0 = tree_cpu(proc.pid)
+                rows[name].append(wrk(url, args.duration))
+                per_cpu[name].append(rows[name][-1][1] / max(tree_cpu(proc.pid) - c0, 1e-9))
 
     print(machine_line())
     from echoops.core import config
@@ -133,8 +123,8 @@ def main() -> int:
         f"\n{'PASS' if ok else 'FAIL'}: /healthz at {ratio:.2f}x the one-line route, {errors} errors "
         f"(target >= {TARGET}x, 0)"
     )
-    return 0 if ok else 1
+    return ok
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(__doc__, measure, Option("--rounds", 3), Option("--duration", 10), tmp_prefix="healthz"))

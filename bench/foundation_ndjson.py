@@ -13,15 +13,13 @@ from __future__ import annotations
 
 import argparse
 import random
-import shutil
 import sys
-import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import orjson
-from harness import bench_env, machine_line, write_ndjson
+from harness import Option, bench_env, main, write_ndjson
 
 from echoops.core import ndjson, store
 from echoops.core.config import load_settings
@@ -77,45 +75,35 @@ def reader_batches(conn, path: Path, consumer: str) -> int:
     return n
 
 
-def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--lines", type=int, default=1_000_000)
-    ap.add_argument("--rounds", type=int, default=3)
-    args = ap.parse_args()
-
-    tmp = Path(tempfile.mkdtemp(prefix="echoops-bench-ndjson-"))
-    try:
-        path = tmp / "requests.ndjson"
-        t0 = time.perf_counter()
-        size = write_ndjson(path, request_lines(args.lines))
-        print(f"generated {args.lines:,} lines, {size / 1e6:.1f} MB in {time.perf_counter() - t0:.1f} s")
-        conn = store.db(load_settings(bench_env(tmp)))
-        bare(path)  # warm the page cache
-        results: dict[str, list[float]] = {"bare": [], "reader": [], "batches": []}
-        cpu: dict[str, list[float]] = {k: [] for k in results}
-        for round_ in range(args.rounds):
-            for name in results:
-                t0, c0 = time.perf_counter(), time.process_time()
-                if name == "bare":
-                    n = bare(path)
-                elif name == "reader":
-                    n = reader(conn, path, f"bench-{round_}")
-                else:
-                    n = reader_batches(conn, path, f"bench-batches-{round_}")
-                elapsed, used = time.perf_counter() - t0, time.process_time() - c0
-                assert n == args.lines, (name, n)
-                results[name].append(elapsed)
-                cpu[name].append(used)
-        # cursor bookkeeping really happened: a second tick reads nothing
-        assert reader(conn, path, "bench-0") == 0
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+def measure(args: argparse.Namespace, tmp: Path) -> bool:
+    path = tmp / "requests.ndjson"
+    t0 = time.perf_counter()
+    size = write_ndjson(path, request_lines(args.lines))
+    print(f"generated {args.lines:,} lines, {size / 1e6:.1f} MB in {time.perf_counter() - t0:.1f} s")
+    conn = store.db(load_settings(bench_env(tmp)))
+    bare(path)  # warm the page cache
+    results: dict[str, list[float]] = {"bare": [], "reader": [], "batches": []}
+    cpu: dict[str, list[float]] = {k: [] for k in results}
+    for round_ in range(args.rounds):
+        for name in results:
+            t0, c0 = time.perf_counter(), time.process_time()
+            if name == "bare":
+                n = bare(path)
+            elif name == "reader":
+                n = reader(conn, path, f"bench-{round_}")
+            else:
+                n = reader_batches(conn, path, f"bench-batches-{round_}")
+            elapsed, used = time.perf_counter() - t0, time.process_time() - c0
+            assert n == args.lines, (name, n)
+            results[name].append(elapsed)
+            cpu[name].append(used)
+    # cursor bookkeeping really happened: a second tick reads nothing
+    assert reader(conn, path, "bench-0") == 0
 
     best = {k: min(v) for k, v in results.items()}
     rate = {k: args.lines / v for k, v in best.items()}
     best_cpu = {k: min(v) for k, v in cpu.items()}
     rate_cpu = {k: args.lines / v for k, v in best_cpu.items()}
-    print(machine_line())
     print(f"best of {args.rounds} (interleaved), {args.lines:,} lines\n")
     print("| loop | best wall s | lines/s (wall) | vs bare | best CPU s | lines/CPU-s | vs bare |")
     print("|---|---|---|---|---|---|---|")
@@ -136,8 +124,8 @@ def main() -> int:
         f"\n{'PASS' if ok else 'FAIL'}: Reader at {ratio:.2f}x the bare loop, wall clock "
         f"({ratio_cpu:.2f}x in CPU time; target >= {TARGET}x)"
     )
-    return 0 if ok else 1
+    return ok
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(__doc__, measure, Option("--lines", 1_000_000), Option("--rounds", 3), tmp_prefix="ndjson"))

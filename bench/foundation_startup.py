@@ -13,32 +13,25 @@ from __future__ import annotations
 
 import argparse
 import os
-import shutil
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
+from pathlib import Path
 
-from harness import ROOT, bench_env, echoops_argv, machine_line
+from harness import ROOT, Option, bench_env, echoops_argv, main
 
 TARGET = 1.3
 
 
-def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--runs", type=int, default=40)
-    ap.add_argument("--warmup", type=int, default=5)
-    args = ap.parse_args()
-
-    tmp = tempfile.mkdtemp(prefix="echoops-bench-")
+def measure(args: argparse.Namespace, tmp: Path) -> bool:
     env = bench_env(tmp)
     # Measure what an installed echoops does: byte-compiled modules (pip compiles on install; an
     # editable install writes __pycache__ on first import). With PYTHONDONTWRITEBYTECODE set,
     # every run would compile echoops' sources again while typer's stay compiled.
     # The byte code goes to a temp dir, not into the working tree other people edit.
     env.pop("PYTHONDONTWRITEBYTECODE", None)
-    env["PYTHONPYCACHEPREFIX"] = os.path.join(tmp, "pycache")
+    env["PYTHONPYCACHEPREFIX"] = str(tmp / "pycache")
     hello = [sys.executable, str(ROOT / "bench" / "baselines" / "hello_typer.py")]
     echoops = echoops_argv()
     pairs = [
@@ -52,27 +45,23 @@ def main() -> int:
         commands[" ".join(cmd)] = cmd
     times: dict[str, list[float]] = {k: [] for k in commands}
     cpu: dict[str, list[float]] = {k: [] for k in commands}
-    try:
-        for i in range(args.warmup + args.runs):
-            for key, argv in commands.items():
-                t0 = time.perf_counter()
-                proc = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-                _, status, usage = os.wait4(proc.pid, 0)
-                elapsed = time.perf_counter() - t0
-                code = os.waitstatus_to_exitcode(status)
-                if code != 0:
-                    print(f"FAIL: {key} exited {code}")
-                    return 1
-                if i >= args.warmup:
-                    times[key].append(elapsed)
-                    cpu[key].append(usage.ru_utime + usage.ru_stime)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+    for i in range(args.warmup + args.runs):
+        for key, argv in commands.items():
+            t0 = time.perf_counter()
+            proc = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            _, status, usage = os.wait4(proc.pid, 0)
+            elapsed = time.perf_counter() - t0
+            code = os.waitstatus_to_exitcode(status)
+            if code != 0:
+                print(f"FAIL: {key} exited {code}")
+                return False
+            if i >= args.warmup:
+                times[key].append(elapsed)
+                cpu[key].append(usage.ru_utime + usage.ru_stime)
 
     med = {k: statistics.median(v) * 1000 for k, v in times.items()}
     med_cpu = {k: statistics.median(v) * 1000 for k, v in cpu.items()}
     short = {" ".join(hello): "hello_typer.py", " ".join(hello + ["--help"]): "hello_typer.py --help"}
-    print(machine_line())
     print(f"median of {args.runs} runs (after {args.warmup} warm-up), interleaved; wall and CPU (user+sys) ms\n")
     head = f"| {'command':<22} | {'baseline':<22} | wall | base wall | ratio | CPU | base CPU | CPU ratio |"
     print(head)
@@ -91,8 +80,8 @@ def main() -> int:
         f"\n{'PASS' if ok else 'FAIL'}: every echoops command within {TARGET}x "
         "(wall-clock median) of the hello-world Typer app"
     )
-    return 0 if ok else 1
+    return ok
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(__doc__, measure, Option("--runs", 40), Option("--warmup", 5), tmp_prefix="startup"))

@@ -1,16 +1,22 @@
-"""What the benchmark scripts share: a clean env, `echoops serve` on a free port, one percentile,
-the machine line, NDJSON writing and whole-process timing.
+"""What the benchmark scripts share: the script skeleton (`main`: options, a temp dir, the
+machine line, PASS/FAIL as the exit code), a clean env, `echoops serve` on a free port, one
+percentile, NDJSON writing and whole-process timing.
 
 Scripts import it as `from harness import ...` (a script's own directory, bench/, is first on
 sys.path). Importing it puts this checkout on sys.path too, so a script measures the echoops
-it sits next to.
+it sits next to. A script is its docstring, a `measure(args, tmp) -> bool` and one line:
+
+    if __name__ == "__main__":
+        sys.exit(main(__doc__, measure, Option("--calls", 200_000), tmp_prefix="costs"))
 """
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import os
 import platform
+import shutil
 import signal
 import socket
 import subprocess
@@ -18,9 +24,10 @@ import sys
 import tempfile
 import time
 import urllib.request
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import orjson
 
@@ -29,6 +36,34 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 PYTHON_M_ECHOOPS = [sys.executable, "-m", "echoops"]
+
+
+@dataclass(frozen=True)
+class Option:
+    """A command-line option of a bench script; its type is its default's (a bool is a flag)."""
+
+    flag: str
+    default: Any
+    help: str | None = None
+
+
+def main(doc: str, measure: Callable[[argparse.Namespace, Path], bool], *options: Option, tmp_prefix: str) -> int:
+    """The skeleton every bench script shares: parse `options` (the first line of `doc` is the
+    description), make a temp dir, print the machine line, run `measure(args, tmp)`, remove the
+    dir. The exit code: 0 when `measure` says the target was met (it prints PASS/FAIL), else 1."""
+    ap = argparse.ArgumentParser(description=doc.strip().splitlines()[0])
+    for o in options:
+        if isinstance(o.default, bool):
+            ap.add_argument(o.flag, action="store_true", default=o.default, help=o.help)
+        else:
+            ap.add_argument(o.flag, type=type(o.default), default=o.default, help=o.help)
+    args = ap.parse_args()
+    tmp = Path(tempfile.mkdtemp(prefix=f"echoops-bench-{tmp_prefix}-"))
+    try:
+        print(machine_line())
+        return 0 if measure(args, tmp) else 1
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def echoops_argv() -> list[str]:

@@ -14,18 +14,16 @@ Baseline in the same run: the same load on GET /healthz (the shim without the pa
 from __future__ import annotations
 
 import argparse
-import shutil
 import sqlite3
 import statistics
 import sys
-import tempfile
 import threading
 import time
 from pathlib import Path
 
 import httpx
 import orjson
-from harness import bench_env, echoops_serve, machine_line, percentile
+from harness import Option, bench_env, echoops_serve, main, percentile
 
 TARGET_P99_MS = 100.0
 KEY = "bench-dash-key-0123456789abcdef"
@@ -87,22 +85,9 @@ def report(name: str, lat: list[float], errors: list[str], wall: float) -> None:
     )
 
 
-def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--requests", type=int, default=1000)
-    ap.add_argument("--clients", type=int, default=16)
-    ap.add_argument("--workers", type=int, default=2)
-    args = ap.parse_args()
-    tmp = Path(tempfile.mkdtemp(prefix="echoops-bench-raise-"))
-    try:
-        return measure(tmp / "logs", args)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-
-
-def measure(log_dir: Path, args: argparse.Namespace) -> int:
+def measure(args: argparse.Namespace, tmp: Path) -> bool:
+    log_dir = tmp / "logs"
     log_dir.mkdir()
-    print(machine_line())
     with echoops_serve(bench_env(log_dir, DASHBOARD_KEY=KEY), args.workers) as server:
         load(server.url, 50, 4, raise_body)  # warm-up: schema, connections (not counted below)
         start = time.perf_counter()
@@ -123,8 +108,17 @@ def measure(log_dir: Path, args: argparse.Namespace) -> int:
     )
     ok = not errors and incident_lines == total and stored[0] == total and percentile(lat, 0.99) < TARGET_P99_MS
     print("PASS" if ok else "FAIL")
-    return 0 if ok else 1
+    return ok
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(
+        main(
+            __doc__,
+            measure,
+            Option("--requests", 1000),
+            Option("--clients", 16),
+            Option("--workers", 2),
+            tmp_prefix="raise",
+        )
+    )

@@ -14,15 +14,13 @@ bare CLI start-up). The temp dir is deleted at the end.
 from __future__ import annotations
 
 import argparse
-import shutil
 import statistics
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 import orjson
-from harness import bench_env, echoops_argv, machine_line, process_wall
+from harness import Option, bench_env, echoops_argv, main, process_wall
 
 TARGET_S = 0.5
 
@@ -48,34 +46,26 @@ def generate(log_dir: Path, total_bytes: int, files: int) -> int:
     return written
 
 
-def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--gb", type=float, default=1.0)
-    ap.add_argument("--files", type=int, default=4)
-    ap.add_argument("--repeat", type=int, default=7)
-    args = ap.parse_args()
-    tmp = Path(tempfile.mkdtemp(prefix="echoops-bench-pager-"))
-    try:
-        log_dir = tmp / "logs"
-        log_dir.mkdir()
-        env = bench_env(log_dir)
-        echoops = echoops_argv()
-        size = generate(log_dir, int(args.gb * 1024**3), args.files)
-        print(machine_line())
-        print(f"logs: {size / 1024**3:.2f} GiB in {args.files} files")
-        cold = process_wall([*echoops, "page", "run"], env)
-        print(f"cold page run (reads everything once): {cold:.2f} s")
-        idle = [process_wall([*echoops, "page", "run"], env) for _ in range(args.repeat)]
-        start = [process_wall([*echoops, "--help"], env) for _ in range(args.repeat)]
-        med, worst = statistics.median(idle), max(idle)
-        print(f"idle page run: median {med:.3f} s, max {worst:.3f} s over {args.repeat} runs (target < {TARGET_S} s)")
-        print(f"baseline echoops --help: median {statistics.median(start):.3f} s")
-        ok = worst < TARGET_S
-        print(f"{'PASS' if ok else 'FAIL'}: slowest idle run {worst:.3f} s (target < {TARGET_S} s)")
-        return 0 if ok else 1
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+def measure(args: argparse.Namespace, tmp: Path) -> bool:
+    log_dir = tmp / "logs"
+    log_dir.mkdir()
+    env = bench_env(log_dir)
+    echoops = echoops_argv()
+    size = generate(log_dir, int(args.gb * 1024**3), args.files)
+    print(f"logs: {size / 1024**3:.2f} GiB in {args.files} files")
+    cold = process_wall([*echoops, "page", "run"], env)
+    print(f"cold page run (reads everything once): {cold:.2f} s")
+    idle = [process_wall([*echoops, "page", "run"], env) for _ in range(args.repeat)]
+    start = [process_wall([*echoops, "--help"], env) for _ in range(args.repeat)]
+    med, worst = statistics.median(idle), max(idle)
+    print(f"idle page run: median {med:.3f} s, max {worst:.3f} s over {args.repeat} runs (target < {TARGET_S} s)")
+    print(f"baseline echoops --help: median {statistics.median(start):.3f} s")
+    ok = worst < TARGET_S
+    print(f"{'PASS' if ok else 'FAIL'}: slowest idle run {worst:.3f} s (target < {TARGET_S} s)")
+    return ok
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(
+        main(__doc__, measure, Option("--gb", 1.0), Option("--files", 4), Option("--repeat", 7), tmp_prefix="pager")
+    )

@@ -21,13 +21,12 @@ import sqlite3
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import orjson
-from harness import bench_env, echoops_argv, machine_line, write_ndjson
+from harness import Option, bench_env, echoops_argv, main, write_ndjson
 
 TARGET = 100_000
 
@@ -99,53 +98,51 @@ def run_echoops(path: Path, log_dir: Path) -> tuple[float, dict]:
     return elapsed, orjson.loads(out.stdout)
 
 
-def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--rows", type=int, default=1_000_000)
-    ap.add_argument("--runs", type=int, default=3)
-    ap.add_argument("--csv", action="store_true", help="also time a CSV file of the same rows")
-    args = ap.parse_args()
-
-    tmp = Path(tempfile.mkdtemp(prefix="echoops-bench-portal-"))
-    try:
-        ndjson_file = tmp / "purchases.ndjson"
-        write_ndjson(ndjson_file, purchases(args.rows))
-        files = [("ndjson", ndjson_file)]
-        if args.csv:
-            csv_file = tmp / "purchases.csv"
-            write_csv(csv_file, args.rows)
-            files.append(("csv", csv_file))
-        print(machine_line())
-        print(f"{args.rows:,} rows")
-        results: dict[str, list[float]] = {}
-        for run in range(args.runs):
-            db = tmp / f"bare{run}.db"
-            results.setdefault("baseline: bare executemany (no validation)", []).append(baseline(ndjson_file, db))
-            for name, f in files:
-                log_dir = tmp / f"logs-{name}-{run}"
-                elapsed, report = run_echoops(f, log_dir)
-                assert report["landed"] == args.rows and report["bad"] == 0, report
-                results.setdefault(f"echoops portal import ({name}, empty ledger)", []).append(elapsed)
-                if name == "ndjson":
-                    again, report = run_echoops(f, log_dir)  # every row an upsert of an existing id
-                    assert report["landed"] == args.rows, report
-                    results.setdefault("echoops portal import (ndjson, re-import: 1M upserts)", []).append(again)
-                shutil.rmtree(log_dir, ignore_errors=True)
-            for p in tmp.glob("bare*.db*"):
-                p.unlink()
-            print(f"run {run + 1}: load average {os.getloadavg()[0]:.2f}")
-        print()
-        print("| what | median s | rows/s (median) | best rows/s |")
-        print("|---|---|---|---|")
-        for name, times in results.items():
-            med = statistics.median(times)
-            print(f"| {name} | {med:.2f} | {args.rows / med:,.0f} | {args.rows / min(times):,.0f} |")
-        ok = args.rows / statistics.median(results["echoops portal import (ndjson, empty ledger)"]) >= TARGET
-        print(f"\ntarget >= {TARGET:,} rows/s (ndjson, empty ledger, median): {'PASS' if ok else 'MISS'}")
-        return 0 if ok else 1
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+def measure(args: argparse.Namespace, tmp: Path) -> bool:
+    ndjson_file = tmp / "purchases.ndjson"
+    write_ndjson(ndjson_file, purchases(args.rows))
+    files = [("ndjson", ndjson_file)]
+    if args.csv:
+        csv_file = tmp / "purchases.csv"
+        write_csv(csv_file, args.rows)
+        files.append(("csv", csv_file))
+    print(f"{args.rows:,} rows")
+    results: dict[str, list[float]] = {}
+    for run in range(args.runs):
+        db = tmp / f"bare{run}.db"
+        results.setdefault("baseline: bare executemany (no validation)", []).append(baseline(ndjson_file, db))
+        for name, f in files:
+            log_dir = tmp / f"logs-{name}-{run}"
+            elapsed, report = run_echoops(f, log_dir)
+            assert report["landed"] == args.rows and report["bad"] == 0, report
+            results.setdefault(f"echoops portal import ({name}, empty ledger)", []).append(elapsed)
+            if name == "ndjson":
+                again, report = run_echoops(f, log_dir)  # every row an upsert of an existing id
+                assert report["landed"] == args.rows, report
+                results.setdefault("echoops portal import (ndjson, re-import: 1M upserts)", []).append(again)
+            shutil.rmtree(log_dir, ignore_errors=True)
+        for p in tmp.glob("bare*.db*"):
+            p.unlink()
+        print(f"run {run + 1}: load average {os.getloadavg()[0]:.2f}")
+    print()
+    print("| what | median s | rows/s (median) | best rows/s |")
+    print("|---|---|---|---|")
+    for name, times in results.items():
+        med = statistics.median(times)
+        print(f"| {name} | {med:.2f} | {args.rows / med:,.0f} | {args.rows / min(times):,.0f} |")
+    ok = args.rows / statistics.median(results["echoops portal import (ndjson, empty ledger)"]) >= TARGET
+    print(f"\ntarget >= {TARGET:,} rows/s (ndjson, empty ledger, median): {'PASS' if ok else 'MISS'}")
+    return ok
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(
+        main(
+            __doc__,
+            measure,
+            Option("--rows", 1_000_000),
+            Option("--runs", 3),
+            Option("--csv", False, "also time a CSV file of the same rows"),
+            tmp_prefix="portal",
+        )
+    )

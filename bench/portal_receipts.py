@@ -17,15 +17,13 @@ from __future__ import annotations
 import argparse
 import itertools
 import random
-import shutil
 import statistics
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 import httpx
-from harness import bench_env, echoops_serve, machine_line, percentile, write_ndjson
+from harness import Option, bench_env, echoops_serve, main, percentile, write_ndjson
 from portal_import import purchases
 
 TARGET_P99_MS = 20.0
@@ -56,21 +54,8 @@ def fill_ledger(s, rows: int) -> None:
     src.unlink()
 
 
-def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--rows", type=int, default=1_000_000)
-    ap.add_argument("--requests", type=int, default=2000)
-    ap.add_argument("--workers", type=int, default=2)
-    args = ap.parse_args()
-
-    tmp = Path(tempfile.mkdtemp(prefix="echoops-bench-receipts-"))
-    try:
-        return measure(tmp / "logs", args)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-
-
-def measure(log_dir: Path, args: argparse.Namespace) -> int:
+def measure(args: argparse.Namespace, tmp: Path) -> bool:
+    log_dir = tmp / "logs"
     from echoops.core import portal
     from echoops.core.config import load_settings
 
@@ -108,7 +93,6 @@ def measure(log_dir: Path, args: argparse.Namespace) -> int:
                     raise SystemExit(f"{name}: HTTP {r.status_code} {r.text[:200]}")
                 if i >= 100:
                     series[name].append(ms)
-    print(machine_line())
     print(f"{args.workers} workers")
     print()
     print("| what | p50 ms | p95 ms | p99 ms | max ms |")
@@ -126,8 +110,17 @@ def measure(log_dir: Path, args: argparse.Namespace) -> int:
     p99 = max(percentile(series["qa"], 0.99), percentile(series["random"], 0.99))
     ok = p99 < TARGET_P99_MS
     print(f"\ntarget p99 < {TARGET_P99_MS:.0f} ms: {'PASS' if ok else 'MISS'} (worst receipts p99 {p99:.2f} ms)")
-    return 0 if ok else 1
+    return ok
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(
+        main(
+            __doc__,
+            measure,
+            Option("--rows", 1_000_000),
+            Option("--requests", 2000),
+            Option("--workers", 2),
+            tmp_prefix="receipts",
+        )
+    )

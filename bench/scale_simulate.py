@@ -13,53 +13,46 @@ from __future__ import annotations
 import argparse
 import statistics
 import sys
-import tempfile
 import time
 from pathlib import Path
 
-from harness import PYTHON_M_ECHOOPS, bench_env, machine_line, process_wall
+from harness import PYTHON_M_ECHOOPS, Option, bench_env, main, process_wall
 
 from tests.test_scale_sim import diurnal_rate, trace  # the test trace generator
 
 
-def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--runs", type=int, default=5)
-    ap.add_argument("--days", type=int, default=30)
-    args = ap.parse_args()
+def measure(args: argparse.Namespace, tmp: Path) -> bool:
     minutes = args.days * 1440
-    with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / "queue_30d.ndjson"
-        path.write_bytes(trace(diurnal_rate, minutes, workers=3, cap=25.0, seed=11))
-        env = bench_env(Path(tmp) / "logs", SCALE_MAX=12)
-        simulate = [*PYTHON_M_ECHOOPS, "scale", "simulate", str(path)]
-        startup = "echoops scale --help (start-up baseline)"
-        commands = {
-            startup: [*PYTHON_M_ECHOOPS, "scale", "--help"],
-            "echoops scale simulate FILE --json": [*simulate, "--json"],
-            "echoops scale simulate FILE (table)": simulate,
-            "... --json --tick-min 1 (43,199 decisions x2)": [*simulate, "--json", "--tick-min", "1"],
-        }
-        walls = {label: [process_wall(argv, env) for _ in range(args.runs)] for label, argv in commands.items()}
+    path = tmp / "queue_30d.ndjson"
+    path.write_bytes(trace(diurnal_rate, minutes, workers=3, cap=25.0, seed=11))
+    env = bench_env(tmp / "logs", SCALE_MAX=12)
+    simulate = [*PYTHON_M_ECHOOPS, "scale", "simulate", str(path)]
+    startup = "echoops scale --help (start-up baseline)"
+    commands = {
+        startup: [*PYTHON_M_ECHOOPS, "scale", "--help"],
+        "echoops scale simulate FILE --json": [*simulate, "--json"],
+        "echoops scale simulate FILE (table)": simulate,
+        "... --json --tick-min 1 (43,199 decisions x2)": [*simulate, "--json", "--tick-min", "1"],
+    }
+    walls = {label: [process_wall(argv, env) for _ in range(args.runs)] for label, argv in commands.items()}
 
-        from echoops.core.config import load_settings
-        from echoops.core.scale import backtest
-        from echoops.core.scale.policy import PolicyConfig
+    from echoops.core.config import load_settings
+    from echoops.core.scale import backtest
+    from echoops.core.scale.policy import PolicyConfig
 
-        s = load_settings(env)
+    s = load_settings(env)
+    t = time.perf_counter()
+    intervals, info, observed = backtest.load_trace(path, s.scale_jobs_per_worker_min)
+    parse_s = time.perf_counter() - t
+    cfg = PolicyConfig(s.scale_min, s.scale_max, s.scale_cooldown_min * 60.0, float(s.scale_horizon_min))
+    start = intervals[0][0] - intervals[0][1] * 60
+    replay = {}
+    for name in backtest.POLICIES:
         t = time.perf_counter()
-        intervals, info, observed = backtest.load_trace(path, s.scale_jobs_per_worker_min)
-        parse_s = time.perf_counter() - t
-        cfg = PolicyConfig(s.scale_min, s.scale_max, s.scale_cooldown_min * 60.0, float(s.scale_horizon_min))
-        start = intervals[0][0] - intervals[0][1] * 60
-        replay = {}
-        for name in backtest.POLICIES:
-            t = time.perf_counter()
-            out = backtest._replay(name, intervals, info, observed or 20.0, cfg, 20.0, 600.0, start)
-            replay[name] = (time.perf_counter() - t, out["summary"])
+        out = backtest._replay(name, intervals, info, observed or 20.0, cfg, 20.0, 600.0, start)
+        replay[name] = (time.perf_counter() - t, out["summary"])
 
     med = statistics.median
-    print(machine_line())
     print(f"trace: {info['samples']} one-minute samples ({args.days} days), tick 10 min, SCALE_MAX=12")
     print(f"whole process, median of {args.runs} (min..max):")
     for label, times in walls.items():
@@ -74,8 +67,8 @@ def main() -> int:
         )
     ok = max(med(times) for label, times in walls.items() if label != startup) < 2.0
     print("target < 2 s:", "met" if ok else "MISSED")
-    return 0 if ok else 1
+    return ok
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(__doc__, measure, Option("--runs", 5), Option("--days", 30), tmp_prefix="scale"))

@@ -30,7 +30,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from harness import ROOT, machine_line
+from harness import ROOT, Option, main
 
 TARGET_LINES_S = 750_000
 TARGET_SPEEDUP = 3.0
@@ -184,54 +184,53 @@ def rss_child(lines: int, workdir: Path) -> dict:
     return {"lines": int(out[0]), "wall_s": float(out[1]), "peak_rss_mb": int(out[2]) / 1024}
 
 
-def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--lines", type=int, default=1_000_000)
-    ap.add_argument("--rss-lines", type=int, default=5_000_000, help="0 skips the memory run")
-    ap.add_argument("--repeat", type=int, default=3, help="best of N for both sides")
-    args = ap.parse_args()
-    work = Path(tempfile.mkdtemp(prefix="echoops-bench-slo-data-"))
+def measure(args: argparse.Namespace, work: Path) -> bool:
     ok = True
-    try:
-        src = work / "requests.ndjson"
-        t0 = time.perf_counter()
-        generate(src, args.lines)
-        size_mb = src.stat().st_size / 1e6
-        print(machine_line())
-        print(f"generated {args.lines} lines ({size_mb:.1f} MB) in {time.perf_counter() - t0:.1f} s")
-        bases = [baseline(src) for _ in range(args.repeat)]
-        ours = [echoops_ingest(src) for _ in range(args.repeat)]
-        b = min(bases, key=lambda r: r["cpu_s"])
-        o = min(ours, key=lambda r: r["cpu_s"])
-        assert o["total"] == b["total"] and o["errors"] == b["errors"] and o["slow"] == b["slow"], (o, b)
-        assert abs(o["p95"] - b["p95"]) <= 0.01 * b["p95"] and abs(o["p99"] - b["p99"]) <= 0.01 * b["p99"]
-        for name, r in (("baseline json.loads + sorted list", b), ("echoops slo ingest", o)):
-            print(
-                f"{name:36s} wall {r['wall_s']:.3f} s ({args.lines / r['wall_s']:>9,.0f} lines/s)  "
-                f"cpu {r['cpu_s']:.3f} s ({args.lines / r['cpu_s']:>9,.0f} lines/s)  "
-                f"p95 {r['p95']:.1f} p99 {r['p99']:.1f}"
-            )
-        rate = args.lines / o["cpu_s"]
-        speedup = b["cpu_s"] / o["cpu_s"]
-        print(f"echoops: {o['minutes']} minute rows, db {o['db_mb']:.1f} MB; speedup vs baseline {speedup:.2f}x (cpu)")
-        walls = [round(r["wall_s"], 3) for r in bases], [round(r["wall_s"], 3) for r in ours]
-        print(f"all wall runs: baseline {walls[0]}, echoops {walls[1]}")
-        print(duckdb_reference(src))
-        verdict = rate >= TARGET_LINES_S and speedup >= TARGET_SPEEDUP
-        ok = ok and verdict
-        print(f"ingest target >= {TARGET_LINES_S:,} lines/s and >= {TARGET_SPEEDUP}x: {'PASS' if verdict else 'FAIL'}")
-        if args.rss_lines:
-            m = rss_child(args.rss_lines, work)
-            fits = m["peak_rss_mb"] < TARGET_RSS_MB
-            ok = ok and fits
-            print(
-                f"{m['lines']} lines in a child: {m['wall_s']:.1f} s, peak RSS {m['peak_rss_mb']:.1f} MB "
-                f"(target < {TARGET_RSS_MB} MB): {'PASS' if fits else 'FAIL'}"
-            )
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
-    return 0 if ok else 1
+    src = work / "requests.ndjson"
+    t0 = time.perf_counter()
+    generate(src, args.lines)
+    size_mb = src.stat().st_size / 1e6
+    print(f"generated {args.lines} lines ({size_mb:.1f} MB) in {time.perf_counter() - t0:.1f} s")
+    bases = [baseline(src) for _ in range(args.repeat)]
+    ours = [echoops_ingest(src) for _ in range(args.repeat)]
+    b = min(bases, key=lambda r: r["cpu_s"])
+    o = min(ours, key=lambda r: r["cpu_s"])
+    assert o["total"] == b["total"] and o["errors"] == b["errors"] and o["slow"] == b["slow"], (o, b)
+    assert abs(o["p95"] - b["p95"]) <= 0.01 * b["p95"] and abs(o["p99"] - b["p99"]) <= 0.01 * b["p99"]
+    for name, r in (("baseline json.loads + sorted list", b), ("echoops slo ingest", o)):
+        print(
+            f"{name:36s} wall {r['wall_s']:.3f} s ({args.lines / r['wall_s']:>9,.0f} lines/s)  "
+            f"cpu {r['cpu_s']:.3f} s ({args.lines / r['cpu_s']:>9,.0f} lines/s)  "
+            f"p95 {r['p95']:.1f} p99 {r['p99']:.1f}"
+        )
+    rate = args.lines / o["cpu_s"]
+    speedup = b["cpu_s"] / o["cpu_s"]
+    print(f"echoops: {o['minutes']} minute rows, db {o['db_mb']:.1f} MB; speedup vs baseline {speedup:.2f}x (cpu)")
+    walls = [round(r["wall_s"], 3) for r in bases], [round(r["wall_s"], 3) for r in ours]
+    print(f"all wall runs: baseline {walls[0]}, echoops {walls[1]}")
+    print(duckdb_reference(src))
+    verdict = rate >= TARGET_LINES_S and speedup >= TARGET_SPEEDUP
+    ok = ok and verdict
+    print(f"ingest target >= {TARGET_LINES_S:,} lines/s and >= {TARGET_SPEEDUP}x: {'PASS' if verdict else 'FAIL'}")
+    if args.rss_lines:
+        m = rss_child(args.rss_lines, work)
+        fits = m["peak_rss_mb"] < TARGET_RSS_MB
+        ok = ok and fits
+        print(
+            f"{m['lines']} lines in a child: {m['wall_s']:.1f} s, peak RSS {m['peak_rss_mb']:.1f} MB "
+            f"(target < {TARGET_RSS_MB} MB): {'PASS' if fits else 'FAIL'}"
+        )
+    return ok
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(
+        main(
+            __doc__,
+            measure,
+            Option("--lines", 1_000_000),
+            Option("--rss-lines", 5_000_000, "0 skips the memory run"),
+            Option("--repeat", 3, "best of N for both sides"),
+            tmp_prefix="slo-data",
+        )
+    )

@@ -18,14 +18,12 @@ then measures:
 from __future__ import annotations
 
 import argparse
-import shutil
 import statistics
 import sys
-import tempfile
 import time
 from pathlib import Path
 
-from harness import PYTHON_M_ECHOOPS, bench_env, echoops_serve, machine_line, percentile, process_wall
+from harness import PYTHON_M_ECHOOPS, Option, bench_env, echoops_serve, main, percentile, process_wall
 
 MINUTES = 43_200
 TARGET_TICK_MS = 50.0
@@ -52,24 +50,11 @@ def naive_tick(s, now: float) -> float:
     return (time.perf_counter() - t0) * 1000
 
 
-def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--per-minute", type=int, default=40)
-    ap.add_argument("--ticks", type=int, default=30)
-    ap.add_argument("--requests", type=int, default=1000)
-    args = ap.parse_args()
-    work = Path(tempfile.mkdtemp(prefix="echoops-bench-slo-tick-"))
-    try:
-        return measure(work, args)
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
-
-
 def verdict(fits: bool) -> str:
     return "PASS" if fits else "FAIL"
 
 
-def measure(work: Path, args: argparse.Namespace) -> int:
+def measure(args: argparse.Namespace, work: Path) -> bool:
     import httpx
     from slo_ingest import END, generate
 
@@ -77,7 +62,6 @@ def measure(work: Path, args: argparse.Namespace) -> int:
     from echoops.core.config import load_settings
     from echoops.core.slo import aggregates
 
-    print(machine_line())
     generate(work / "requests.ndjson", MINUTES * args.per_minute, per_minute=args.per_minute)
     env = bench_env(work, DASHBOARD_KEY="bench-key-0123456789abcdef")
     s = load_settings(env)
@@ -138,8 +122,17 @@ def measure(work: Path, args: argparse.Namespace) -> int:
         f"{args.requests} (GET /healthz p50 {percentile(health, 0.5):.2f} ms, "
         f"p99 {percentile(health, 0.99):.2f} ms): {verdict(http_ok)}"
     )
-    return 0 if tick_ok and process_ok and http_ok else 1
+    return tick_ok and process_ok and http_ok
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(
+        main(
+            __doc__,
+            measure,
+            Option("--per-minute", 40),
+            Option("--ticks", 30),
+            Option("--requests", 1000),
+            tmp_prefix="slo-tick",
+        )
+    )

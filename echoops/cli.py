@@ -10,6 +10,7 @@ import typer
 from typer.core import TyperGroup
 
 from echoops.commands import config_cmd, costs, demo, page, portal, scale, scheduler, serve, slo
+from echoops.commands.render import error
 from echoops.core.errors import EchoopsError
 
 
@@ -20,8 +21,6 @@ class EchoopsGroup(TyperGroup):
         try:
             return super().invoke(ctx)
         except EchoopsError as exc:
-            from echoops.commands.render import error
-
             error(exc.detail)
             raise typer.Exit(exc.exit_code) from None
         except OSError as exc:  # sqlite3.Error is not imported here (start-up time): see below
@@ -35,11 +34,11 @@ class EchoopsGroup(TyperGroup):
 
 def _store_failure(exc: Exception) -> None:
     """A full disk, a read-only or vanished store: `Error: the store is unavailable: ...`, exit 1."""
-    from echoops.core import store
+    from echoops.core import store  # lazy: only a failing command pays for the store module
 
     found = store.unavailable(exc)
     if found is not None:
-        from echoops.commands.render import error
+        from echoops.commands.render import error  # lazy: rich, ~15 ms, only on this error path
 
         error(found.detail)
         raise typer.Exit(found.exit_code) from None

@@ -1,16 +1,20 @@
 """The Bottle app: one auth hook, one error hook, security headers; routes live in shim/routes/.
 
 Every `/api/*` path needs `X-Dash-Key` equal to DASHBOARD_KEY (constant-time compare), except
-the paths route modules mark public (where a signed token is the credential). Nothing here
+the paths listed in PUBLIC_API (where a signed token is the credential). Nothing here
 consults cost state: admin routes are never degraded.
+
+The wiring is explicit and lives here: ROUTES lists the route modules (each has
+`install(app)`), PUBLIC_API the token-authenticated paths they declare, and POST_FORK the
+hooks `echoops serve` runs in each gunicorn worker. Importing a route module changes nothing.
 """
 
 from __future__ import annotations
 
 import hmac
-import importlib
 import sqlite3
 import time
+from collections.abc import Callable, Iterable
 from io import BytesIO
 
 from bottle import Bottle, HTTPError, JSONPlugin, request, response
@@ -19,12 +23,19 @@ from echoops.core import auth, config, store
 from echoops.core.errors import EchoopsError
 from echoops.core.files import dumps
 from shim.http import MAX_BODY, HTTPTooLarge, client_ip, from_domain, json_error, json_response
+from shim.routes import costs, dashboard, health, incidents, openapi, portal, scale, slo
 from shim.worker import WATCHDOG
 
-ROUTE_MODULES = ("health", "dashboard", "slo", "incidents", "portal", "costs", "scale", "openapi")
+# Installed in this order.
+ROUTES = (health, dashboard, slo, incidents, portal, costs, scale, openapi)
 
-# Paths under /api/ that carry their own credential (a signed token); registered by routes.
-PUBLIC_API: set[str] = set()
+# Paths under /api/ that carry their own credential (a signed token): no X-Dash-Key.
+PUBLIC_API: frozenset[str] = frozenset(portal.PUBLIC)
+
+# Run in each gunicorn worker after fork, with the settings (`echoops serve` passes them to
+# shim.server.gunicorn_options): the pager's drain thread, so an incident raised over HTTP is
+# on its way to Telegram/email within a second or two.
+POST_FORK: tuple[Callable[[config.Settings], object], ...] = (*incidents.POST_FORK,)
 
 CSP = (
     "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
@@ -43,11 +54,6 @@ _STATUS_CODES = {
     500: "internal",
     503: "unavailable",
 }
-
-
-def mark_public(path: str) -> None:
-    """Exempt one /api path from the X-Dash-Key check (its token is the credential)."""
-    PUBLIC_API.add(path)
 
 
 def _undecodable_header(environ: dict) -> str | None:
@@ -78,37 +84,43 @@ def _given_key(environ: dict) -> bytes | None:
         return None
 
 
-def _check_access() -> None:
-    environ = request.environ
-    length = request.content_length
-    if length and length > MAX_BODY:
-        raise from_domain(HTTPTooLarge())
-    bad_header = _undecodable_header(environ)
-    path = request.path
-    if not (path == "/api" or path.startswith("/api/")) or path in PUBLIC_API:
+def _access_check(public: frozenset[str]) -> Callable[[], None]:
+    """The before-request hook: body size, header bytes, then X-Dash-Key (with the wrong-key
+    throttle) on every /api path not in `public`."""
+
+    def check_access() -> None:
+        environ = request.environ
+        length = request.content_length
+        if length and length > MAX_BODY:
+            raise from_domain(HTTPTooLarge())
+        bad_header = _undecodable_header(environ)
+        path = request.path
+        if not (path == "/api" or path.startswith("/api/")) or path in public:
+            if bad_header:
+                raise json_error(400, "bad_request", f"header {bad_header} is not valid UTF-8")
+            return
+        s = config.settings()
+        key = s.dashboard_key
+        if not key:
+            raise json_error(503, "not_configured", "DASHBOARD_KEY is not set on the server; admin routes are off")
+        weak = config.weak_dashboard_key(key)
+        if weak:
+            raise json_error(503, "not_configured", f"{weak} on the server; admin routes are off")
+        client = client_ip()
+        wait = auth.retry_after(client, s=s)
+        if wait:
+            raise _too_many(wait)
+        given = _given_key(environ)
+        if given is None or not hmac.compare_digest(given, key.encode("ascii")):
+            wait = auth.record_failure(client, s=s)
+            resp = json_error(401, "unauthorized", "missing or wrong X-Dash-Key header")
+            if wait:
+                resp.set_header("Retry-After", str(wait))
+            raise resp
         if bad_header:
             raise json_error(400, "bad_request", f"header {bad_header} is not valid UTF-8")
-        return
-    s = config.settings()
-    key = s.dashboard_key
-    if not key:
-        raise json_error(503, "not_configured", "DASHBOARD_KEY is not set on the server; admin routes are off")
-    weak = config.weak_dashboard_key(key)
-    if weak:
-        raise json_error(503, "not_configured", f"{weak} on the server; admin routes are off")
-    client = client_ip()
-    wait = auth.retry_after(client, s=s)
-    if wait:
-        raise _too_many(wait)
-    given = _given_key(environ)
-    if given is None or not hmac.compare_digest(given, key.encode("ascii")):
-        wait = auth.record_failure(client, s=s)
-        resp = json_error(401, "unauthorized", "missing or wrong X-Dash-Key header")
-        if wait:
-            resp.set_header("Retry-After", str(wait))
-        raise resp
-    if bad_header:
-        raise json_error(400, "bad_request", f"header {bad_header} is not valid UTF-8")
+
+    return check_access
 
 
 def _too_many(wait: int):
@@ -148,16 +160,16 @@ def _error_page(err: HTTPError) -> bytes:
     return dumps({"error": code, "detail": detail})
 
 
-def create_app() -> Bottle:
-    """Build the app with every route module installed."""
+def create_app(public: Iterable[str] = PUBLIC_API) -> Bottle:
+    """Build the app with every route module installed; `public` paths skip the X-Dash-Key check."""
     app = Bottle(catchall=True)
     app.uninstall(JSONPlugin)
     app.install(JSONPlugin(json_dumps=lambda obj: dumps(obj).decode()))
     app.install(_domain_errors)
-    app.add_hook("before_request", _check_access)
+    app.add_hook("before_request", _access_check(frozenset(public)))
     app.default_error_handler = _error_page
-    for name in ROUTE_MODULES:
-        importlib.import_module(f"shim.routes.{name}").install(app)
+    for module in ROUTES:
+        module.install(app)
     return app
 
 

@@ -2,19 +2,20 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
+
+from echoops.core import store
 from echoops.core.config import Settings
 
-# Hooks that features add to the server's lifecycle (e.g. the pager's background drain):
-# callables taking (settings) run in each worker after fork.
-POST_FORK: list = []
 
+def gunicorn_options(s: Settings, workers: int, hooks: Iterable[Callable[[Settings], object]] = ()) -> dict:
+    """Options for `bottle.run(server="gunicorn")`; each of `hooks` (shim.app.POST_FORK) runs in
+    every worker after fork, with `s`."""
+    hooks = tuple(hooks)
 
-def gunicorn_options(s: Settings, workers: int) -> dict:
     def post_fork(server, worker):  # noqa: ARG001 (gunicorn's hook signature)
-        from echoops.core import store
-
         store.close_all()  # never share a SQLite connection across fork
-        for hook in POST_FORK:
+        for hook in hooks:
             hook(s)
 
     return {

@@ -12,6 +12,11 @@ Fixtures:
 - `browser`: one Chromium for the whole session.
 - `dashboard`: a page on the live `server` (conftest) with the key entered and every card
   rendered once; its context is closed after the test.
+- `open_card`: what every card test starts with. `open_card("costs", **env)` starts a live
+  server with `env` (seed or tick first), opens the dashboard at desktop width and returns
+  `(page, section)`; `open_card("slo", server=server)` reuses a server (to see it again after
+  another tick). After the test every page is closed, and a console error or CSP violation
+  on any of them fails the test.
 
 Helpers (for tests that need more control):
 
@@ -29,19 +34,10 @@ Helpers (for tests that need more control):
 Example (a phase's card test):
 
     @pytest.mark.browser
-    def test_slo_card_shows_state(dashboard):
-        body = card(dashboard, "slo")
-        expect(body.locator(".badge")).to_have_text(re.compile("GREEN|YELLOW|RED"))
-        assert dashboard.console_errors == []
-
-    @pytest.mark.browser
-    def test_with_demo_data(browser, live_server, tmp_path):
-        server = live_server()                      # seed or tick first, then open
-        page = open_dashboard(browser, server, viewport=DESKTOP)
-        try:
-            ...
-        finally:
-            page.context.close()
+    def test_slo_card_shows_state(open_card, log_dir):
+        ...                                         # write inputs, tick: then open
+        page, section = open_card("slo")
+        expect(section.locator(".badge")).to_have_text(re.compile("GREEN|YELLOW|RED"))
 """
 
 from __future__ import annotations
@@ -162,6 +158,24 @@ def open_dashboard(browser, server, *, key: str | None = None, setup_js: str | N
     enter_key(page, server.key if key is None else key)
     wait_ready(page)
     return page
+
+
+@pytest.fixture(name="open_card")
+def open_card_fixture(browser, live_server) -> Iterator:
+    """Factory: open_card(card_id, server=None, **env) -> (page, card section); see the module doc."""
+    pages = []
+
+    def open_(card_id: str, server=None, **env: str):
+        page = open_dashboard(browser, server or live_server(**env), viewport=DESKTOP)
+        pages.append(page)
+        return page, card(page, card_id)
+
+    yield open_
+    problems = []
+    for page in pages:
+        problems += [f"console: {e}" for e in page.console_errors] + [f"CSP: {v}" for v in csp_violations(page)]
+        page.context.close()
+    assert problems == [], "the dashboard logged errors"
 
 
 @pytest.fixture(name="dashboard")

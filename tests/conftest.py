@@ -24,6 +24,17 @@ pytest_plugins = ["tests.browser"]
 TEST_KEY = "test-dash-key-0123456789abcdef"
 
 
+@pytest.hookimpl(wrapper=True)
+def pytest_collection_modifyitems(config, items):
+    """Tests marked `invariant` cannot be deselected: whatever -k, -m or --deselect dropped,
+    every collected one is put back (they guard two code paths that must agree)."""
+    invariants = [item for item in items if item.get_closest_marker("invariant")]
+    result = yield
+    kept = set(items)
+    items.extend(item for item in invariants if item not in kept)
+    return result
+
+
 @pytest.fixture(autouse=True)
 def isolated_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """Clear every echoops variable, point the log dir and schedule at tmp_path, set a key."""

@@ -14,8 +14,9 @@ that pages through Telegram.
 - Scripted answers are consumed in order; when none is left the answer is ok with a
   `result` Message. `on_request(payload)`, when set, runs before each answer (in the
   server's thread), e.g. to make the sender's next database write fail. `hang()` holds the
-  request open until `release()` (or close) and
-  then drops it: such a request is never counted as delivered.
+  request open until `release()` (or close) and then drops it: such a request is never
+  counted as delivered. `hold()` holds it the same way, then answers ok (a slow Telegram).
+  `hanging` is set while a request is held.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ DEFAULT_TOKEN = "123456789:AAFakeTokenForTests_0123456789abcdefXYZ"
 DEFAULT_CHAT = "-1001234567890"
 
 HANG = object()
+HOLD = object()
 
 
 def ok() -> tuple[int, None]:
@@ -72,6 +74,10 @@ def blocked() -> tuple[int, dict]:
 
 def hang() -> object:
     return HANG
+
+
+def hold() -> object:
+    return HOLD
 
 
 class FakeTelegram:
@@ -133,6 +139,10 @@ class FakeTelegram:
             scripted = self._script.popleft() if self._script else ok()
         if scripted is HANG:
             return HANG
+        if scripted is HOLD:
+            self.hanging.set()
+            self._release.wait(30)
+            scripted = ok()
         status, body = scripted
         text = payload.get("text")
         if status == 200 and (not isinstance(text, str) or not text):
@@ -175,9 +185,9 @@ class FakeTelegram:
                     payload = {k: v[0] for k, v in parse_qs(raw.decode()).items()}
                 if fake.on_request is not None:
                     fake.on_request(payload)
-                answer = fake._answer(self.path, payload)
                 record = {"path": self.path, "json": payload, "status": None}
-                fake.requests.append(record)
+                fake.requests.append(record)  # before answering: a held request is already counted
+                answer = fake._answer(self.path, payload)
                 if answer is HANG:
                     record["status"] = "hung"
                     fake.hanging.set()

@@ -116,3 +116,29 @@ def test_each_control_is_a_package_that_states_its_interface():
     controls = {"slo", "pager", "portal", "cost", "costs", "scale", "ledger", "stripe"}
     prefixed = [n for n in flat if n.split("_")[0] in controls]
     assert prefixed == []
+
+
+def _function_local_imports(tree: ast.AST):
+    for fn in ast.walk(tree):
+        if isinstance(fn, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            for node in ast.walk(fn):
+                if isinstance(node, (ast.Import, ast.ImportFrom)):
+                    yield node
+
+
+def test_every_function_local_import_says_why_it_is_lazy():
+    """An import inside a function must buy start-up time and say so: `# lazy: <reason>` on its
+    line or on a comment line heading its block of imports (see bench/foundation_startup.py)."""
+    unexplained = []
+    for mod, path in _modules().items():
+        lines = path.read_text().splitlines()
+        for node in _function_local_imports(ast.parse("\n".join(lines))):
+            i = node.lineno - 1
+            while i >= 0 and "# lazy:" not in lines[i]:
+                text = lines[i].strip()
+                if i != node.lineno - 1 and not (text.startswith(("from ", "import ", "#")) or not text):
+                    break
+                i -= 1
+            if i < 0 or "# lazy:" not in lines[i]:
+                unexplained.append(f"{mod}:{node.lineno}")
+    assert unexplained == []

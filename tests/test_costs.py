@@ -332,6 +332,93 @@ def test_cap_of_zero_closes_a_model_without_paging(log_dir, settings):
     assert incidents(settings) == []
 
 
+# --- cents-valued caps: read back exactly, compared exactly ------------------------------------
+
+
+def test_usd_to_cents_rounds_the_decimal_text_never_truncates():
+    assert int(19.99 * 100) == 1998  # the trap
+    assert [prices.usd_to_cents(v) for v in (19.99, 0.29, 0.07, "19.99", 1e9, 0, 4.35)] == [
+        1999, 29, 7, 1999, 100_000_000_000, 0, 435,
+    ]  # fmt: skip
+    assert prices.usd_to_micro(19.99) == 19_990_000 and prices.usd_to_micro(0.29) == 290_000
+
+
+def _ledger_fee(settings, cents: int, now: float) -> None:
+    from echoops.core.portal import ledger, rows
+
+    record = {"id": f"fee_{cents}", "email": "b@example.com", "created": now - 60, "amount_cents": 10_000,
+              "currency": "usd", "description": "Pro plan", "fee_cents": cents}  # fmt: skip
+    ledger.upsert([rows.purchase_row(record, source="test", now=now)], s=settings)
+
+
+@pytest.mark.parametrize(
+    ("fee_cents", "state", "pct"),
+    [(1999, "over", 100.0), (1998, "warn", 99.95), (1800, "warn", 90.05), (1799, "ok", 89.99)],
+)
+def test_a_19_99_fee_cap_reads_back_19_99_and_is_compared_in_whole_cents(monkeypatch, log_dir, fee_cents, state, pct):
+    monkeypatch.setenv("STRIPE_FEES_CAP_DAILY_USD", "19.99")
+    s = config.settings()
+    _ledger_fee(s, fee_cents, NOON)
+    costs.tick(s=s, now=NOON)
+    fees = costs.status(s=s, now=NOON)["stripe_fees"]
+    assert fees == {
+        "spent_usd": fee_cents / 100,
+        "source": "ledger",
+        "fetched_at": "2026-11-27T12:00:00.000Z",
+        "error": None,
+        "error_at": None,
+        "cap_usd": 19.99,
+        "pct": pct,
+        "state": state,
+    }
+
+
+@pytest.mark.parametrize(
+    ("spent", "state"),
+    [(0.29, "throttle"), (0.289999, "warn"), (0.261, "warn"), (0.260999, "ok")],
+)
+def test_cents_valued_model_caps_from_the_environment(monkeypatch, log_dir, spent, state):
+    monkeypatch.setenv("MODEL_CAPS_JSON", '{"gpt-4o-mini": 0.29, "embeddings": 0.07}')
+    monkeypatch.setenv("COST_CAP_DAILY_USD", "19.99")
+    s = config.settings()
+    write_usage(log_dir, {"ts": NOON - 60, "model": "gpt-4o-mini", "usd": spent})
+    costs.tick(s=s, now=NOON)
+    body = costs.status(s=s, now=NOON)
+    assert (body["global"]["cap_usd"], body["models"]["embeddings"]["cap_usd"]) == (19.99, 0.07)
+    entry = body["models"]["gpt-4o-mini"]
+    assert (entry["spent_usd"], entry["cap_usd"], entry["state"]) == (spent, 0.29, state)
+    expected = "throttle" if state == "throttle" else "allow"
+    assert costs.guard("gpt-4o-mini", s=s, now=NOON)["action"] == expected
+
+
+def test_a_cents_valued_cap_set_through_the_api_reads_back_exactly(log_dir, settings):
+    write_usage(log_dir, {"ts": NOON - 60, "model": "gpt-4o", "usd": 19.99})
+    costs.tick(s=settings, now=NOON)
+    out = costs.set_cap("model", "gpt-4o", 19.99, s=settings, now=NOON)
+    assert out["cap"]["usd_cap"] == 19.99
+    assert out["status"]["models"]["gpt-4o"] | {} == {
+        "spent_usd": 19.99,
+        "cap_usd": 19.99,
+        "pct": 100.0,
+        "state": "throttle",
+        "forecast_usd": 39.98,
+        "action": "throttle",
+        "cap_source": "api",
+        "cap_since": "2026-11-27T12:00:00.000Z",
+    }
+    assert (
+        costs.set_cap("model", "gpt-4o", "20.01", s=settings, now=NOON)["status"]["models"]["gpt-4o"]["state"] == "warn"
+    )
+    assert costs.set_cap("daily", None, 0.07, s=settings, now=NOON)["cap"] == {
+        "scope": "daily",
+        "key": None,
+        "usd_cap": 0.07,
+        "old_usd_cap": 25.0,
+        "old_source": "env",
+    }
+    assert files.read_json(log_dir / "cost_state.json")["caps"]["models"]["gpt-4o"] == 20.01
+
+
 # --- set-cap --------------------------------------------------------------------------------
 
 

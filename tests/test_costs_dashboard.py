@@ -8,65 +8,52 @@ import orjson
 import pytest
 from playwright.sync_api import expect
 
-from tests.browser import DESKTOP, card, csp_violations, open_dashboard, wait_ready
+from tests.browser import wait_ready
 
 
 @pytest.mark.browser
-def test_costs_card_shows_bars_states_and_sets_a_cap(browser, live_server, log_dir, cli):
+def test_costs_card_shows_bars_states_and_sets_a_cap(open_card, log_dir, cli):
     line = {"ts": time.time() - 1, "model": "gpt-4o-mini", "input_tokens": 100_000_000, "output_tokens": 0}
     (log_dir / "ai_usage.ndjson").write_bytes(orjson.dumps(line) + b"\n")  # $15: gpt-4o-mini at its cap
     assert cli("costs", "tick").exit_code == 0
-    server = live_server()
-    page = open_dashboard(browser, server, viewport=DESKTOP)
-    try:
-        section = card(page, "costs")
-        mini = section.locator('[data-scope="gpt-4o-mini"]')
-        expect(mini.locator(".badge")).to_have_text("✕THROTTLE")
-        expect(mini.locator(".meter-fill.fill-bad")).to_have_count(1)
-        expect(mini.locator('[role="meter"]')).to_have_attribute("aria-valuenow", "100")
-        expect(mini.locator(".costs-action")).to_have_text("throttle")
-        expect(mini.locator(".costs-cap-source")).to_have_attribute("data-source", "env")
-        expect(mini.locator(".costs-cap-source")).to_contain_text("cap from the environment since ")
-        expect(section.locator(".costs-monitor")).to_have_count(0)
-        expect(section.locator('[data-scope="global"] .badge')).to_have_text("✓OK")
-        expect(section.locator("[data-metric=spent] .metric-value")).to_have_text("$15.00")
-        expect(section.locator("[data-metric=forecast] .metric-value")).not_to_have_text("—")
-        expect(section.locator(".costs-fees")).to_contain_text("never throttle AI")
-        # an invalid cap is refused with the field named; a valid one re-renders the bars
-        section.locator("#costs-scope").select_option("model")
-        section.locator("#costs-usd").fill("20")
-        section.get_by_role("button", name="Set cap").click()
-        expect(section.locator(".costs-form-msg")).to_contain_text("key")
-        section.locator("#costs-key").fill("gpt-4o-mini")
-        section.get_by_role("button", name="Set cap").click()
-        wait_ready(page)
-        expect(section.locator(".costs-form-msg")).to_have_text("gpt-4o-mini cap set to $20.00 (was $15.00)")
-        expect(mini.locator(".badge")).to_have_text("✓OK")
-        expect(mini.locator('[role="meter"]')).to_have_attribute("aria-valuenow", "75")
-        expect(mini.locator(".costs-cap-source")).to_contain_text("cap set through the API since ")
-        assert page.console_errors == []
-        assert csp_violations(page) == []
-    finally:
-        page.context.close()
+    page, section = open_card("costs")
+    mini = section.locator('[data-scope="gpt-4o-mini"]')
+    expect(mini.locator(".badge")).to_have_text("✕THROTTLE")
+    expect(mini.locator(".meter-fill.fill-bad")).to_have_count(1)
+    expect(mini.locator('[role="meter"]')).to_have_attribute("aria-valuenow", "100")
+    expect(mini.locator(".costs-action")).to_have_text("throttle")
+    expect(mini.locator(".costs-cap-source")).to_have_attribute("data-source", "env")
+    expect(mini.locator(".costs-cap-source")).to_contain_text("cap from the environment since ")
+    expect(section.locator(".costs-monitor")).to_have_count(0)
+    expect(section.locator('[data-scope="global"] .badge')).to_have_text("✓OK")
+    expect(section.locator("[data-metric=spent] .metric-value")).to_have_text("$15.00")
+    expect(section.locator("[data-metric=forecast] .metric-value")).not_to_have_text("—")
+    expect(section.locator(".costs-fees")).to_contain_text("never throttle AI")
+    # an invalid cap is refused with the field named; a valid one re-renders the bars
+    section.locator("#costs-scope").select_option("model")
+    section.locator("#costs-usd").fill("20")
+    section.get_by_role("button", name="Set cap").click()
+    expect(section.locator(".costs-form-msg")).to_contain_text("key")
+    section.locator("#costs-key").fill("gpt-4o-mini")
+    section.get_by_role("button", name="Set cap").click()
+    wait_ready(page)
+    expect(section.locator(".costs-form-msg")).to_have_text("gpt-4o-mini cap set to $20.00 (was $15.00)")
+    expect(mini.locator(".badge")).to_have_text("✓OK")
+    expect(mini.locator('[role="meter"]')).to_have_attribute("aria-valuenow", "75")
+    expect(mini.locator(".costs-cap-source")).to_contain_text("cap set through the API since ")
 
 
 @pytest.mark.browser
-def test_a_cap_of_zero_with_nothing_spent_shows_no_forecast_warning(browser, live_server, cli):
+def test_a_cap_of_zero_with_nothing_spent_shows_no_forecast_warning(open_card, cli):
     assert cli("costs", "set-cap", "--scope", "daily", "--usd", "0").exit_code == 0  # all AI off
-    server = live_server()
-    page = open_dashboard(browser, server, viewport=DESKTOP)
-    try:
-        section = card(page, "costs")
-        expect(section.locator('[data-scope="global"] .badge')).to_have_text("✕THROTTLE")
-        expect(section.locator("[data-metric=forecast] .metric-value")).to_have_text("$0.00")
-        expect(section.locator(".costs-forecast-warn")).to_have_count(0)  # $0 forecast is not "over the $0 cap"
-        assert page.console_errors == []
-    finally:
-        page.context.close()
+    page, section = open_card("costs")
+    expect(section.locator('[data-scope="global"] .badge')).to_have_text("✕THROTTLE")
+    expect(section.locator("[data-metric=forecast] .metric-value")).to_have_text("$0.00")
+    expect(section.locator(".costs-forecast-warn")).to_have_count(0)  # $0 forecast is not "over the $0 cap"
 
 
 @pytest.mark.browser
-def test_a_failed_fee_read_shows_on_the_card_not_as_zero(browser, live_server, cli, monkeypatch):
+def test_a_failed_fee_read_shows_on_the_card_not_as_zero(open_card, cli, monkeypatch):
     from tests.fakes_stripe import FakeStripe
 
     with FakeStripe({"balance_transactions": []}) as fake:
@@ -74,36 +61,25 @@ def test_a_failed_fee_read_shows_on_the_card_not_as_zero(browser, live_server, c
         monkeypatch.setenv("STRIPE_API_KEY", fake.key)
         fake.refuse("/v1/balance_transactions", 400, "Received unknown parameter: created[gte]")
         assert cli("costs", "tick").exit_code == 1
-    server = live_server()
-    page = open_dashboard(browser, server, viewport=DESKTOP)
-    try:
-        fees = card(page, "costs").locator(".costs-fees")
-        expect(fees).to_have_attribute("data-error", "true")
-        expect(fees.locator(".costs-fees-error")).to_contain_text(
-            "READ FAILED Stripe answered 400 to /v1/balance_transactions: Received unknown parameter: created[gte]"
-        )
-        expect(fees).to_contain_text("source: none")
-        assert page.console_errors == []
-        assert csp_violations(page) == []
-    finally:
-        page.context.close()
+    page, section = open_card("costs")
+    fees = section.locator(".costs-fees")
+    expect(fees).to_have_attribute("data-error", "true")
+    expect(fees.locator(".costs-fees-error")).to_contain_text(
+        "READ FAILED Stripe answered 400 to /v1/balance_transactions: Received unknown parameter: created[gte]"
+    )
+    expect(fees).to_contain_text("source: none")
 
 
-def test_monitoring_only_mode_is_shown_and_nothing_reads_as_throttled(browser, live_server, log_dir, cli, monkeypatch):
+@pytest.mark.browser
+def test_monitoring_only_mode_is_shown_and_nothing_reads_as_throttled(open_card, log_dir, cli, monkeypatch):
     monkeypatch.setenv("COST_ENFORCE", "false")
     line = {"ts": time.time() - 1, "model": "gpt-4o-mini", "input_tokens": 100_000_000, "output_tokens": 0}
     (log_dir / "ai_usage.ndjson").write_bytes(orjson.dumps(line) + b"\n")  # $15: gpt-4o-mini at its cap
     assert cli("costs", "tick").exit_code == 0
-    server = live_server()
-    page = open_dashboard(browser, server, viewport=DESKTOP)
-    try:
-        section = card(page, "costs")
-        expect(section.locator(".costs-monitor")).to_contain_text("Monitoring only (COST_ENFORCE=false)")
-        mini = section.locator('[data-scope="gpt-4o-mini"]')
-        expect(mini.locator(".badge")).to_have_text("✕OVER")
-        expect(mini.locator('[role="meter"]')).to_have_attribute("aria-valuenow", "100")
-        expect(mini.locator(".costs-action")).to_have_count(0)  # the action is allow
-        expect(page.locator("#card-costs .card-state .badge")).to_have_text("✕OVER")
-        assert page.console_errors == [] and csp_violations(page) == []
-    finally:
-        page.context.close()
+    page, section = open_card("costs")
+    expect(section.locator(".costs-monitor")).to_contain_text("Monitoring only (COST_ENFORCE=false)")
+    mini = section.locator('[data-scope="gpt-4o-mini"]')
+    expect(mini.locator(".badge")).to_have_text("✕OVER")
+    expect(mini.locator('[role="meter"]')).to_have_attribute("aria-valuenow", "100")
+    expect(mini.locator(".costs-action")).to_have_count(0)  # the action is allow
+    expect(page.locator("#card-costs .card-state .badge")).to_have_text("✕OVER")

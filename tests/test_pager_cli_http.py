@@ -14,7 +14,7 @@ import pytest
 
 from echoops.core import config, pager
 from tests.fakes_smtp import PASSWORD, USER, FakeSMTP
-from tests.fakes_telegram import FakeTelegram, blocked, hang, server_error
+from tests.fakes_telegram import FakeTelegram, blocked, hang, hold, server_error
 
 
 @pytest.fixture
@@ -201,28 +201,25 @@ def test_http_critical_is_delivered_by_the_server_within_seconds(live_server, tg
     assert r.elapsed.total_seconds() < 1.0  # did not wait for Telegram
     assert tg.wait_delivered(1, timeout=10), "not delivered by the server's drain within 10 s"
     assert time.monotonic() - start < 10
-    # an enqueue by another process (the CLI, no drain) is picked up by the server's poll
-    subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "echoops",
-            "page",
-            "raise",
-            "--no-send",
-            "--severity",
-            "CRITICAL",
-            "--msg",
-            "other",
-            "--source",
-            "cli",
-        ],
-        check=True,
-        capture_output=True,
-    )
-    assert tg.wait_delivered(2, timeout=10)
-    time.sleep(2.5)  # two workers polling: still exactly two messages
-    assert len(tg.delivered) == 2 and len(tg.requests) == 2
+    # Pages enqueued by another process (the CLI, no drain) are picked up by the workers' polls.
+    # Telegram holds the first send: that worker is stuck in it, so the second page can only
+    # be sent by the other worker, which must leave the held (leased) one alone.
+    tg.script(hold())
+    for msg in ("queue stalled", "disk nearly full"):
+        raised = subprocess.run(
+            [sys.executable, "-m", "echoops", "page", "raise", "--no-send", "--json",
+             "--severity", "CRITICAL", "--msg", msg, "--source", "cli"],
+            check=True,
+            capture_output=True,
+        )  # fmt: skip
+        assert orjson.loads(raised.stdout)["channels"] == {"telegram": "pending", "email": "skipped"}
+    assert tg.wait_delivered(2, timeout=15), "the second worker did not send while the first was held"
+    assert tg.hanging.is_set() and len(tg.requests) == 3  # 1 delivered before, 1 held, 1 delivered now
+    tg.release()
+    assert tg.wait_delivered(3, timeout=10)
+    texts = [p["text"] for p in tg.delivered]
+    assert [sum(msg in t for t in texts) for msg in ("checkout down", "queue stalled", "disk nearly full")] == [1, 1, 1]
+    assert len(tg.requests) == 3  # each page sent exactly once, by two workers polling the same outbox
 
 
 def test_page_run_killed_mid_send_is_unconfirmed_never_sent_twice_and_retried_by_hand(tg, cli, log_dir):
@@ -309,6 +306,10 @@ def test_cli_run_exits_1_when_a_delivery_failed(cli, tg, log_dir):
     result = cli("page", "run")
     assert result.exit_code == 1
     assert "1 CRITICAL, 1 new incidents" in result.stdout and "1 FAILED" in result.stdout
+    with open(log_dir / "app.ndjson", "ab") as fh:
+        fh.write(orjson.dumps({"severity": "CRITICAL", "msg": "boom"}) + b"\n")
+    again = orjson.loads(cli("page", "run", "--json").stdout)["ingest"]
+    assert (again["critical"], again["new_incidents"], again["incidents"][0]["deduped"]) == (1, 0, True)
     quiet = cli("page", "run", "--drain-only", "--json")
     body = orjson.loads(quiet.stdout)
     assert quiet.exit_code == 0 and (body["ingest"], body["deliveries"]) == (None, {})

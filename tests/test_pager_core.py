@@ -61,6 +61,23 @@ def test_invalid_input_names_the_field(settings, log_dir, args, field):
     assert not (log_dir / "incidents.ndjson").exists()
 
 
+def test_a_request_body_with_an_unknown_field_is_refused_by_core(settings, log_dir):
+    body = {"severity": "INFO", "msg": "m", "source": "s", "sevrity": "CRITICAL", "colour": "red"}
+    with pytest.raises(ValidationError) as exc:
+        pager.raise_request(body, now=T0, s=settings)
+    assert (exc.value.field, exc.value.detail) == (
+        "colour",
+        "unknown field 'colour' (allowed: severity, msg, source, meta, fingerprint)",
+    )
+    assert not (log_dir / "incidents.ndjson").exists()
+    with pytest.raises(ValidationError) as exc:
+        pager.raise_request({"msg": "m", "source": "s"}, now=T0, s=settings)
+    assert exc.value.field == "severity"
+    out = pager.raise_request({"severity": "info", "msg": "m", "source": "s", "meta": {"k": 1}}, now=T0, s=settings)
+    assert (out["deduped"], out["channels"]) == (False, {})
+    assert events(log_dir)[0]["meta"] == {"k": 1}
+
+
 def test_limits_are_inclusive(settings):
     out = pager.raise_incident("info", "x" * 4096, "s" * 100, {"k": "v" * 16000}, now=T0, s=settings)
     assert out["deduped"] is False and out["channels"] == {}

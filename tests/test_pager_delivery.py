@@ -292,13 +292,15 @@ def test_log_flood_makes_one_page(tg, smtp, log_dir):
         fh.write(b'{"level":"INFO","msg":"fine"}\nnot json\n')
     result = pager.run(now=T0)
     assert result["ingest"]["critical"] == 1000 and len(result["ingest"]["incidents"]) == 1
+    assert result["ingest"]["new_incidents"] == 1
     assert len(tg.delivered) == 1 and len(smtp.messages) == 1
     group = pager.summarize(now=T0)["groups"][0]
     assert (group["count"], group["source"], group["pages"]) == (1000, "app", 1)
     # more of the same within the hour: counted, not paged; nothing new: nothing read
     with open(log_dir / "app.ndjson", "ab") as fh:
         fh.write(orjson.dumps({"level": "critical", "msg": "payment provider timeout after 9s"}) + b"\n")
-    assert pager.run(now=T0 + 60)["ingest"]["incidents"][0]["deduped"] is True
+    again = pager.run(now=T0 + 60)["ingest"]
+    assert again["incidents"][0]["deduped"] is True and again["new_incidents"] == 0
     assert pager.run(now=T0 + 61)["ingest"]["files"] == 0
     assert len(tg.delivered) == 1 and pager.summarize(now=T0 + 62)["groups"][0]["count"] == 1001
 
@@ -316,6 +318,7 @@ def test_a_big_backlog_is_read_in_short_transactions(tg, monkeypatch, log_dir):
     assert result["ingest"]["lines"] == 1000 and result["ingest"]["critical"] == 1000
     assert len(result["ingest"]["incidents"]) > 5  # one per slice, all the same incident
     assert {i["id"] for i in result["ingest"]["incidents"]} == {result["ingest"]["incidents"][0]["id"]}
+    assert result["ingest"]["new_incidents"] == 1  # the later slices only dedup into it
     assert len(tg.delivered) == 1
     assert pager.summarize(now=T0)["groups"][0]["count"] == 1000
     assert pager.run(now=T0 + 1)["ingest"]["lines"] == 0

@@ -93,10 +93,10 @@ def test_import_exit_codes(log_dir, cli):
     strict = cli("portal", "import", str(f), "--strict", "--json")
     assert strict.exit_code == 1
     body = orjson.loads(strict.stdout)
-    assert (body["landed"], body["bad"], body["errors"]) == (0, 1, [{"line": 3, "error": "amount_cents must be >= 0"}])
+    assert (body["landed"], body["bad"], body["errors"]) == (0, 1, [{"line": 3, "error": "amount_cents: must be >= 0"}])
     loose = cli("portal", "import", str(f))
     assert loose.exit_code == 1
-    assert "1 landed, 1 bad" in loose.stdout and "line 3: amount_cents must be >= 0" in loose.stdout
+    assert "1 landed, 1 bad" in loose.stdout and "line 3: amount_cents: must be >= 0" in loose.stdout
     assert cli("portal", "import", str(log_dir / "missing.csv")).exit_code == 1
 
 

@@ -55,6 +55,47 @@ def _audit(s, *, admin: bool = False) -> list[dict]:
     return [e for e in lines if admin or e["action"] not in ("lookup", "link")]
 
 
+@pytest.mark.parametrize(
+    ("minor", "currency", "shown"),
+    [
+        (1234, "kwd", "KWD 1.234"),
+        (1234, "KWD", "KWD 1.234"),
+        (5, "bhd", "BHD 0.005"),
+        (1_234_500, "jod", "JOD 1,234.500"),
+        (1000, "omr", "OMR 1.000"),
+        (1, "tnd", "TND 0.001"),
+        (250_000, "iqd", "IQD 250.000"),
+        (99, "lyd", "LYD 0.099"),
+        (4900, "jpy", "JPY 4,900"),
+        (12000, "krw", "KRW 12,000"),
+        (1999, "usd", "USD 19.99"),
+        (5, "eur", "EUR 0.05"),
+        (0, "usd", "USD 0.00"),
+    ],
+)
+def test_amounts_show_the_currencys_own_decimals(minor, currency, shown):
+    from echoops.core.portal import documents
+
+    assert documents.format_amount(minor, currency) == shown
+
+
+def test_a_kwd_purchase_shows_three_decimals_in_the_list_and_on_its_receipt(s, log_dir):
+    record = dict(id="k1", email="qa@echopilot.ai", created=T0 - 30, amount_cents=1234, currency="KWD",
+                  description="Gulf plan")  # fmt: skip
+    f = log_dir.parent / "kwd.ndjson"
+    f.write_bytes(orjson.dumps(record) + b"\n")
+    assert portal.import_purchases(f, s=s)["landed"] == 1
+    listed = portal.receipts("qa@echopilot.ai", s=s, now=T0)["purchases"][0]
+    assert (listed["id"], listed["amount"], listed["currency"], listed["amount_display"]) == (
+        "k1",
+        1234,
+        "kwd",
+        "KWD 1.234",
+    )
+    doc = portal.download(_token(listed["receipt_url"]), s=s, now=T0)
+    assert doc.kind == "html" and b"KWD 1.234" in doc.body and b"KWD 1.23<" not in doc.body
+
+
 def test_receipts_lists_newest_first_with_absolute_signed_links(s):
     body = portal.receipts(" QA@EchoPilot.ai ", s=s, now=T0)
     assert body["email"] == "qa@echopilot.ai" and body["unsubscribed"] is False

@@ -10,13 +10,12 @@ import pytest
 from playwright.sync_api import expect
 
 from echoops.core import portal
-from tests.browser import DESKTOP, card, csp_violations, open_dashboard
 
 SECRET = "browser-test-signing-key-0123456789abcdef"
 
 
 @pytest.mark.browser
-def test_portal_card_lookup_copy_link_and_access(browser, live_server, log_dir, monkeypatch):
+def test_portal_card_lookup_copy_link_and_access(open_card, live_server, log_dir, monkeypatch):
     monkeypatch.setenv("PORTAL_SIGNING_SECRET", SECRET)
     f = log_dir.parent / "p.ndjson"
     f.write_bytes(
@@ -28,69 +27,63 @@ def test_portal_card_lookup_copy_link_and_access(browser, live_server, log_dir, 
     portal.import_purchases(f)
     portal.set_subscription("qa@echopilot.ai", True)
     server = live_server(PORTAL_SIGNING_SECRET=SECRET, PORTAL_BASE_URL="http://127.0.0.1:1")
-    page = open_dashboard(browser, server, viewport=DESKTOP)
+    page, section = open_card("portal", server=server)
     page.context.grant_permissions(["clipboard-read", "clipboard-write"], origin=server.url)
-    try:
-        section = card(page, "portal")
-        expect(section.locator(".card-title")).to_have_text("Customer Portal")
-        expect(section.locator(".portal-access")).to_have_count(0)  # nothing accessed yet
-        # a malformed email is told inline, not as a broken card
-        section.locator("#portal-email").fill("not-an-email")
-        section.get_by_role("button", name="Look up").click()
-        expect(section.locator(".portal-error")).to_contain_text("is not a valid email address")
+    expect(section.locator(".card-title")).to_have_text("Customer Portal")
+    expect(section.locator(".portal-access")).to_have_count(0)  # nothing accessed yet
+    # a malformed email is told inline, not as a broken card
+    section.locator("#portal-email").fill("not-an-email")
+    section.get_by_role("button", name="Look up").click()
+    expect(section.locator(".portal-error")).to_contain_text("is not a valid email address")
 
-        section.locator("#portal-email").fill("  QA@echopilot.ai ")
-        section.get_by_role("button", name="Look up").click()
-        expect(section.locator(".portal-result")).to_have_attribute("data-email", "qa@echopilot.ai")
-        expect(section.locator(".portal-sub")).to_have_text("✕UNSUBSCRIBED")
-        rows = section.locator("tbody tr")
-        expect(rows).to_have_count(2)
-        expect(rows.nth(0)).to_have_attribute("data-purchase", "b2")
-        expect(rows.nth(1).locator(".portal-desc")).to_have_text("Pro <b>plan</b>")  # text, never markup
-        expect(rows.nth(1).locator(".portal-amount")).to_have_text("USD 19.00")
-        expect(rows.nth(0).locator(".portal-copy")).to_have_count(1)  # no invoice for b2
-        expect(rows.nth(1).locator(".portal-copy")).to_have_count(2)
+    section.locator("#portal-email").fill("  QA@echopilot.ai ")
+    section.get_by_role("button", name="Look up").click()
+    expect(section.locator(".portal-result")).to_have_attribute("data-email", "qa@echopilot.ai")
+    expect(section.locator(".portal-sub")).to_have_text("✕UNSUBSCRIBED")
+    rows = section.locator("tbody tr")
+    expect(rows).to_have_count(2)
+    expect(rows.nth(0)).to_have_attribute("data-purchase", "b2")
+    expect(rows.nth(1).locator(".portal-desc")).to_have_text("Pro <b>plan</b>")  # text, never markup
+    expect(rows.nth(1).locator(".portal-amount")).to_have_text("USD 19.00")
+    expect(rows.nth(0).locator(".portal-copy")).to_have_count(1)  # no invoice for b2
+    expect(rows.nth(1).locator(".portal-copy")).to_have_count(2)
 
-        rows.nth(1).get_by_role("button", name="Invoice link for b1").click()
-        expect(section.locator(".portal-status")).to_contain_text("Invoice link for b1 copied")
-        # the message says until when the copied link works (expires_at from the endpoint)
-        expect(section.locator(".portal-status")).to_contain_text(re.compile(r"valid until \d\d:\d\d:\d\d UTC\)"))
-        expect(rows.nth(1).locator('[data-kind="invoice"]')).to_have_attribute(
-            "data-expires", re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
-        )
-        copied = rows.nth(1).locator('[data-kind="invoice"]').get_attribute("data-copied")
-        assert copied.startswith("http://127.0.0.1:1/api/portal/download?token=v1.")
-        assert page.evaluate("navigator.clipboard.readText()") == copied
+    rows.nth(1).get_by_role("button", name="Invoice link for b1").click()
+    expect(section.locator(".portal-status")).to_contain_text("Invoice link for b1 copied")
+    # the message says until when the copied link works (expires_at from the endpoint)
+    expect(section.locator(".portal-status")).to_contain_text(re.compile(r"valid until \d\d:\d\d:\d\d UTC\)"))
+    expect(rows.nth(1).locator('[data-kind="invoice"]')).to_have_attribute(
+        "data-expires", re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
+    )
+    copied = rows.nth(1).locator('[data-kind="invoice"]').get_attribute("data-copied")
+    assert copied.startswith("http://127.0.0.1:1/api/portal/download?token=v1.")
+    assert page.evaluate("navigator.clipboard.readText()") == copied
 
-        # the copied link works (on the real server), and the access shows up in the card
-        path = copied.split("127.0.0.1:1", 1)[1]
-        assert httpx.get(server.url + path).status_code == 200
-        assert httpx.get(server.url + path + "x").status_code == 403
-        page.get_by_role("button", name="Refresh").click()
-        items = section.locator(".portal-access li")
-        # this customer's attempts only (a tampered token proves no email, so it is not theirs),
-        # the admin lookup included; the refresh did not look the customer up again
-        expect(items).to_have_count(2)
-        expect(items.nth(0)).to_have_attribute("data-status", "200")
-        expect(items.nth(0)).to_contain_text("invoice:b1")
-        expect(items.nth(1)).to_contain_text("lookup receipts")
-        # the looked-up email survives the refresh
-        expect(section.locator("#portal-email")).to_have_value("QA@echopilot.ai")
-        # with no email, every recent attempt shows, the 403 with its reason
-        section.locator("#portal-email").fill("")
-        section.get_by_role("button", name="Look up").click()
-        expect(items).to_have_count(4)  # the two lookups too: the malformed one refused with 400
-        expect(items.nth(3)).to_have_attribute("data-status", "400")
-        expect(items.nth(0)).to_have_attribute("data-status", "403")
-        expect(items.nth(0).locator(".portal-reason")).to_have_text("tampered: signature does not match")
-        assert page.console_errors == []
-        assert csp_violations(page) == []
-    finally:
-        page.context.close()
+    # the copied link works (on the real server), and the access shows up in the card
+    path = copied.split("127.0.0.1:1", 1)[1]
+    assert httpx.get(server.url + path).status_code == 200
+    assert httpx.get(server.url + path + "x").status_code == 403
+    page.get_by_role("button", name="Refresh").click()
+    items = section.locator(".portal-access li")
+    # this customer's attempts only (a tampered token proves no email, so it is not theirs),
+    # the admin lookup included; the refresh did not look the customer up again
+    expect(items).to_have_count(2)
+    expect(items.nth(0)).to_have_attribute("data-status", "200")
+    expect(items.nth(0)).to_contain_text("invoice:b1")
+    expect(items.nth(1)).to_contain_text("lookup receipts")
+    # the looked-up email survives the refresh
+    expect(section.locator("#portal-email")).to_have_value("QA@echopilot.ai")
+    # with no email, every recent attempt shows, the 403 with its reason
+    section.locator("#portal-email").fill("")
+    section.get_by_role("button", name="Look up").click()
+    expect(items).to_have_count(4)  # the two lookups too: the malformed one refused with 400
+    expect(items.nth(3)).to_have_attribute("data-status", "400")
+    expect(items.nth(0)).to_have_attribute("data-status", "403")
+    expect(items.nth(0).locator(".portal-reason")).to_have_text("tampered: signature does not match")
 
 
 @pytest.mark.browser
-def test_refunds_synced_from_stripe_show_under_the_amount(browser, live_server, monkeypatch):
+def test_refunds_synced_from_stripe_show_under_the_amount(open_card, monkeypatch):
     from echoops.core.portal.stripe import sync
     from tests.fakes_stripe import FakeStripe, charge
 
@@ -105,18 +98,11 @@ def test_refunds_synced_from_stripe_show_under_the_amount(browser, live_server, 
         monkeypatch.setenv("STRIPE_API_BASE", fake.url)
         monkeypatch.setenv("STRIPE_API_KEY", fake.key)
         assert sync.sync_stripe()["added"] == 3
-    server = live_server(PORTAL_SIGNING_SECRET=SECRET)
-    page = open_dashboard(browser, server, viewport=DESKTOP)
-    try:
-        section = card(page, "portal")
-        section.locator("#portal-email").fill("r@example.com")
-        section.get_by_role("button", name="Look up").click()
-        rows = section.locator("tbody tr")
-        expect(rows).to_have_count(3)
-        expect(section.locator('[data-purchase="ch_full"] .portal-amount')).to_have_text("USD 20.00refunded")
-        expect(section.locator('[data-purchase="ch_part"] .portal-amount')).to_have_text("USD 30.00refunded USD 5.00")
-        expect(section.locator('[data-purchase="ch_none"] .portal-refund')).to_have_count(0)
-        assert page.console_errors == []
-        assert csp_violations(page) == []
-    finally:
-        page.context.close()
+    page, section = open_card("portal", PORTAL_SIGNING_SECRET=SECRET)
+    section.locator("#portal-email").fill("r@example.com")
+    section.get_by_role("button", name="Look up").click()
+    rows = section.locator("tbody tr")
+    expect(rows).to_have_count(3)
+    expect(section.locator('[data-purchase="ch_full"] .portal-amount')).to_have_text("USD 20.00refunded")
+    expect(section.locator('[data-purchase="ch_part"] .portal-amount')).to_have_text("USD 30.00refunded USD 5.00")
+    expect(section.locator('[data-purchase="ch_none"] .portal-refund')).to_have_count(0)

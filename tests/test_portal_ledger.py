@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from echoops.core import parsers, portal
 from echoops.core.errors import NotFound, ValidationError
-from echoops.core.portal import ledger
+from echoops.core.portal import ledger, rows
 
 GOOD = [
     {
@@ -109,14 +109,14 @@ def test_bad_rows_are_reported_by_line_and_good_rows_land(tmp_path, settings):
         {"line": 2, "error": "not valid JSON"},
         {"line": 3, "error": "not a JSON object"},
         {"line": 4, "error": "email: 'nope' is not a valid email address"},
-        {"line": 5, "error": "amount_cents must be >= 0"},
-        {"line": 6, "error": "amount_cents must be a whole number of minor units"},
+        {"line": 5, "error": "amount_cents: must be >= 0"},
+        {"line": 6, "error": "amount_cents: must be a whole number of minor units"},
         {"line": 7, "error": "currency: must be a 3-letter ISO code"},
-        {"line": 8, "error": "created: created must be ISO-8601 or epoch seconds (2000..2200)"},
+        {"line": 8, "error": "created: must be ISO-8601 or epoch seconds (2000..2200)"},
         {"line": 9, "error": "description: missing"},
         {"line": 10, "error": "document: path escapes logs/receipts/"},
         {"line": 11, "error": "document: must be a path relative to logs/receipts/ or an http(s) URL"},
-        {"line": 12, "error": "fee_cents must be a whole number of minor units"},
+        {"line": 12, "error": "fee_cents: must be a whole number of minor units"},
     ]
     assert sorted(_rows(settings)) == ["p1", "p3"]
 
@@ -143,7 +143,7 @@ def test_csv_import_with_optional_columns_and_line_numbers(tmp_path, settings):
     report = portal.import_purchases(f, s=settings)
     assert report["format"] == "csv"
     assert report["errors"] == [
-        {"line": 5, "error": "amount_cents must be >= 0"},
+        {"line": 5, "error": "amount_cents: must be >= 0"},
         {"line": 6, "error": "expected 9 fields, found 3"},
     ]
     rows = _rows(settings)
@@ -205,11 +205,12 @@ _values = st.one_of(
 )  # fmt: skip
 
 
+@pytest.mark.invariant  # runs whenever this file is collected, whatever -k/-m/--deselect say
 @hsettings(max_examples=600, deadline=None)
 @given(
     rec=st.fixed_dictionaries(
         {},
-        optional={k: _values for k in ledger.REQUIRED + ledger.OPTIONAL},
+        optional={k: _values for k in rows.REQUIRED + rows.OPTIONAL},
     ),
     base=st.booleans(),
 )
@@ -221,9 +222,40 @@ def test_fast_path_gives_the_same_answer_as_the_careful_path(rec, base):
         try:
             return fn(rec, source="t", now=1.0)
         except ValueError as exc:
-            return ("error", type(exc))
+            return ("error", str(exc))
 
-    assert answer(ledger.purchase_row) == answer(ledger.checked_row)
+    assert answer(rows.purchase_row) == answer(rows.checked_row)
+
+
+@pytest.mark.parametrize(
+    ("field", "at_limit", "over"),
+    [
+        ("id", "p" * 200, "p" * 201),
+        ("description", "d" * 1000, "d" * 1001),
+        ("invoice_number", "n" * 1000, "n" * 1001),
+        ("status", "s" * 1000, "s" * 1001),
+        ("amount_cents", 10**15, 10**15 + 1),
+        ("amount_cents", str(10**15), str(10**15 + 1)),
+        ("fee_cents", 10**15, 10**15 + 1),
+        ("fee_cents", "0" * 20, "0" * 21),  # leading zeros: fine up to max_digits
+    ],
+)
+def test_both_paths_take_their_limits_and_messages_from_the_one_table(field, at_limit, over):
+    def both(rec):
+        out = []
+        for fn in (rows.purchase_row, rows.checked_row):
+            try:
+                out.append(fn(rec, source="t", now=1.0))
+            except ValueError as exc:
+                out.append(str(exc))
+        assert out[0] == out[1]
+        return out[0]
+
+    assert isinstance(both({**GOOD[0], field: at_limit}), tuple)
+    message = both({**GOOD[0], field: over})
+    assert isinstance(message, str) and message.startswith(f"{field}: ")
+    rule = rows.FIELDS[field]
+    assert rule.max_chars == len(at_limit) if rule.max_chars else int(at_limit) <= (rule.max_value or 0)
 
 
 def _indexes(settings) -> list[str]:
@@ -271,14 +303,14 @@ def test_one_email_check_for_the_ledger_and_smtp_to(bad):
     # the ledger's strict rule lives in parsers.is_email; SMTP_TO (parsers.emails) uses the same one
     assert parsers.is_email(bad) is False
     with pytest.raises(ValidationError):
-        ledger.normalize_email(bad)
+        rows.normalize_email(bad)
     with pytest.raises(ValueError, match="is not an email address"):
         parsers.emails(f"ops@example.com,{bad}")
 
 
 def test_smtp_to_accepts_mixed_case_and_keeps_it():
     assert parsers.emails("Ops@Example.COM, b@example.org") == ("Ops@Example.COM", "b@example.org")
-    assert ledger.normalize_email(" Ops@Example.COM ") == "ops@example.com"
+    assert rows.normalize_email(" Ops@Example.COM ") == "ops@example.com"
 
 
 def test_large_import_really_drops_and_rebuilds_the_email_index(tmp_path, settings, monkeypatch):

@@ -14,12 +14,17 @@ ROOT = Path(__file__).resolve().parent.parent
 README = (ROOT / "README.md").read_text()
 
 
+def test_ci_runs_the_readme_test_command():
+    ci = (ROOT / ".ci" / "run").read_text()
+    assert "\npytest --cov\n" in ci and "\nmypy\n" in ci
+
+
 def test_first_two_commands_install_run_demo_and_test():
     top = README.splitlines()[:20]
     commands = [line for line in top if line.startswith("python3 -m venv")]
     assert len(commands) == 2
     assert commands[0].endswith("pip install -e . && echoops up --demo")
-    assert commands[1].endswith("pip install -e '.[test]' && pytest")
+    assert commands[1].endswith("pip install -e '.[test]' && pytest --cov")  # what .ci/run runs
     assert "bash .ci/run" not in commands[1]
 
 
@@ -52,3 +57,13 @@ def test_repo_schedule_lists_the_packaged_default_jobs():
         (j.name, j.schedule, j.argv, j.enabled) for j in packaged.jobs
     ]
     assert [j.name for j in repo.enabled] == ["slo tick", "page run", "costs tick", "scale tick"]
+
+
+def test_the_python_examples_import_only_the_public_api_and_run(log_dir, capsys):
+    blocks = [b.split("```", 1)[0] for b in README.split("```python\n")[1:]]
+    assert len(blocks) >= 2  # the Python API section and the cost guard
+    for block in blocks:
+        imports = [line for line in block.splitlines() if line.startswith(("from ", "import "))]
+        assert imports and all(line.startswith("from echoops.api import ") for line in imports), imports
+        exec(compile(block, "README.md", "exec"), {})  # against the test's empty log dir
+    assert capsys.readouterr().out == ""  # a fresh install is green: nothing to print

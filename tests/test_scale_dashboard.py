@@ -7,37 +7,30 @@ import time
 import pytest
 from playwright.sync_api import expect
 
-from tests.browser import DESKTOP, card, csp_violations, open_dashboard, wait_ready
+from tests.browser import wait_ready
 from tests.test_scale import growing_backlog, write_queue
 
 
 @pytest.mark.browser
-def test_scale_card_shows_desired_vs_actual_and_records_a_dry_run(browser, live_server, log_dir):
+def test_scale_card_shows_desired_vs_actual_and_records_a_dry_run(open_card, log_dir):
     write_queue(log_dir, growing_backlog(time.time() - 1800))
     (log_dir / "deploy_gate.flag").write_text("")
-    server = live_server()
-    page = open_dashboard(browser, server, viewport=DESKTOP)
-    try:
-        section = card(page, "scale")
-        expect(section.locator(".scale-mode")).to_have_text("DRY RUN")
-        expect(section.locator("[data-metric=desired] .metric-value")).to_have_text("4")
-        expect(section.locator("[data-metric=actual] .metric-value")).to_have_text("2")
-        expect(section.locator(".scale-reason")).to_contain_text("backlog 600 + forecast 1800 in 30m needs 4 workers")
-        expect(section.locator(".scale-reason")).to_contain_text("deploy gate set: no scale-up, stays 2")
-        # the kv rows themselves: the reason above also says "deploy gate set: no scale-up"
-        expect(section.locator("tr", has_text="deploy gate").locator("td")).to_contain_text("set: no scale-up")
-        expect(section.locator("tr", has_text="cooldown").locator("td")).to_have_text("none")  # dry run: no change
-        expect(section).to_contain_text("No decisions recorded yet")
-        section.get_by_role("button", name="Decide now (dry run)").click()
-        wait_ready(page)
-        expect(section).to_contain_text("One decision so far")  # a lone point is no sparkline
-        expect(section.locator(".scale-spark svg")).to_have_count(0)
-        section.get_by_role("button", name="Decide now (dry run)").click()
-        wait_ready(page)
-        expect(section.locator(".scale-spark svg")).to_have_count(3)
-        expect(section.locator("figcaption")).to_have_text(["desired workers", "actual workers", "backlog"])
-        assert page.console_errors == []
-        assert csp_violations(page) == []
-    finally:
-        page.context.close()
+    page, section = open_card("scale")
+    expect(section.locator(".scale-mode")).to_have_text("DRY RUN")
+    expect(section.locator("[data-metric=desired] .metric-value")).to_have_text("4")
+    expect(section.locator("[data-metric=actual] .metric-value")).to_have_text("2")
+    expect(section.locator(".scale-reason")).to_contain_text("backlog 600 + forecast 1800 in 30m needs 4 workers")
+    expect(section.locator(".scale-reason")).to_contain_text("deploy gate set: no scale-up, stays 2")
+    # the kv rows themselves: the reason above also says "deploy gate set: no scale-up"
+    expect(section.locator("tr", has_text="deploy gate").locator("td")).to_contain_text("set: no scale-up")
+    expect(section.locator("tr", has_text="cooldown").locator("td")).to_have_text("none")  # dry run: no change
+    expect(section).to_contain_text("No decisions recorded yet")
+    section.get_by_role("button", name="Decide now (dry run)").click()
+    wait_ready(page)
+    expect(section).to_contain_text("One decision so far")  # a lone point is no sparkline
+    expect(section.locator(".scale-spark svg")).to_have_count(0)
+    section.get_by_role("button", name="Decide now (dry run)").click()
+    wait_ready(page)
+    expect(section.locator(".scale-spark svg")).to_have_count(3)
+    expect(section.locator("figcaption")).to_have_text(["desired workers", "actual workers", "backlog"])
     assert (log_dir / "scale.ndjson").read_text().count('"event":"scale_decision"') == 2

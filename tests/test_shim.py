@@ -304,9 +304,9 @@ class Boom(RuntimeError):
     pass
 
 
-def _throwaway():
+def _throwaway(public=shim_app.PUBLIC_API):
     """The real app machinery (hooks, plugins, error page, middleware) plus test-only routes."""
-    bottle_app = shim_app.create_app()
+    bottle_app = shim_app.create_app(public)
 
     def boom():
         raise Boom("secret-marker Traceback /srv/app.py line 12")
@@ -427,14 +427,28 @@ def test_query_decodes_utf8():
     assert (status, body) == (201, ["été@x.io", "dflt"])
 
 
-def test_mark_public_exempts_one_path():
+def test_a_public_path_skips_the_key_check_and_only_that_path():
     path = "/api/test/q"
     assert path not in shim_app.PUBLIC_API
-    shim_app.mark_public(path)
-    try:
-        status, _, body = _call(_throwaway(), "GET", path, query_string="email=a")
-        assert (status, body) == (201, ["a", "dflt"])
-        # only that exact path
-        assert _call(_throwaway(), "GET", path + "/x")[0] == 401
-    finally:
-        shim_app.PUBLIC_API.discard(path)
+    assert _call(_throwaway(), "GET", path, query_string="email=a")[0] == 401
+    app = _throwaway(public={path})
+    status, _, body = _call(app, "GET", path, query_string="email=a")
+    assert (status, body) == (201, ["a", "dflt"])
+    assert _call(app, "GET", path + "/x")[0] == 401  # only that exact path
+
+
+def test_the_app_lists_its_routes_public_paths_and_post_fork_hooks(settings):
+    from echoops.core import pager, portal
+    from shim import server
+    from shim.routes import costs, dashboard, health, incidents, openapi, scale, slo
+    from shim.routes import portal as portal_routes
+
+    assert (health, dashboard, slo, incidents, portal_routes, costs, scale, openapi) == shim_app.ROUTES
+    assert {portal.DOWNLOAD_PATH, portal.UNSUBSCRIBE_PATH} == shim_app.PUBLIC_API
+    assert (pager.start_background_drain,) == shim_app.POST_FORK
+    assert not hasattr(server, "POST_FORK")  # nothing is registered by importing a module
+    seen = []
+    options = server.gunicorn_options(settings, 2, (seen.append, lambda s: seen.append(("second", s))))
+    options["post_fork"](None, None)  # gunicorn calls it with (server, worker)
+    assert seen == [settings, ("second", settings)]
+    assert options["workers"] == 2 and server.gunicorn_options(settings, 1)["post_fork"] is not None

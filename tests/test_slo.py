@@ -315,6 +315,29 @@ def test_ticket_tier_alone_is_yellow(burns, reason):
     }
 
 
+@pytest.mark.parametrize(
+    ("p95", "state", "reasons"),
+    [
+        (800.0, "yellow", ["p95 800 ms > 80% of target 800 ms"]),  # at the objective (p95 <= target): met
+        (800.01, "red", ["p95 800 ms > target 800 ms"]),
+        (640.0, "green", []),  # exactly 80% of the target: not yet yellow
+        (640.01, "yellow", ["p95 640 ms > 80% of target 800 ms"]),
+    ],
+)
+def test_p95_boundaries_at_the_target_and_at_80_percent(p95, state, reasons):
+    windows = {name: {"burn": 0.0, "enough_traffic": True} for name in rules.WINDOWS}
+    verdict = rules.evaluate(
+        windows,
+        p95_ms=p95,
+        period_enough=True,
+        remaining_pct=100.0,
+        budget_enough=True,
+        target_ms=800.0,
+        slices=rules.judge_slices([(100, 0)] * rules.GATE_SLICES, 1.0, 100),
+    )
+    assert (verdict["state"], verdict["reasons"], verdict["alerts"]) == (state, reasons, [])
+
+
 # --- budget maths --------------------------------------------------------------------------
 
 

@@ -3,92 +3,75 @@
 from __future__ import annotations
 
 import re
-from contextlib import contextmanager
 
 import pytest
 from playwright.sync_api import expect
 
 from echoops.core import slo
-from tests.browser import DESKTOP, card, csp_violations, open_dashboard
 from tests.test_slo import T0, history
 
 
-@contextmanager
-def shown(browser, server):
-    """The dashboard on a fresh page -> (page, the SLO card); the page closes afterwards."""
-    page = open_dashboard(browser, server, viewport=DESKTOP)
-    try:
-        yield page, card(page, "slo")
-    finally:
-        page.context.close()
-
-
 @pytest.mark.browser
-def test_slo_card_shows_green_yellow_and_red_with_the_gate(browser, live_server, settings, log_dir):
+def test_slo_card_shows_green_yellow_and_red_with_the_gate(open_card, live_server, settings, log_dir):
     server = live_server()
     history(log_dir, end=T0 + 3600, minutes=60, per_minute=20)
     slo.tick(s=settings, now=T0 + 3600)
-    with shown(browser, server) as (page, section):
-        expect(section.locator(".card-head .badge")).to_have_text(re.compile("GREEN"))
-        expect(section.locator(".slo-head .badge")).to_have_attribute("data-state", "green")
-        expect(section.locator("[data-metric=p95] .metric-value")).to_have_text(
-            re.compile(r"^1(19|20|21) ms$")
-        )  # within the sketch's 1%
-        expect(section.locator("[data-metric=p95] .metric-label")).to_have_text("p95 (24h, target 800 ms)")
-        expect(section.locator("[data-metric=error_rate] .metric-value")).to_have_text("0%")
-        expect(section.locator(".slo-remaining")).to_have_text("100.0%")
-        expect(section.locator("[role=meter]")).to_have_attribute("aria-valuenow", "100")
-        expect(section.locator(".slo-burn dt")).to_have_text(["10m", "1h", "2h", "6h", "24h", "7d"])
-        expect(section.locator(".slo-gate")).to_have_count(0)
-        expect(section.locator(".slo-spark svg")).to_have_count(2)
-        assert page.console_errors == [] and csp_violations(page) == []
+    page, section = open_card("slo", server=server)
+    expect(section.locator(".card-head .badge")).to_have_text(re.compile("GREEN"))
+    expect(section.locator(".slo-head .badge")).to_have_attribute("data-state", "green")
+    expect(section.locator("[data-metric=p95] .metric-value")).to_have_text(
+        re.compile(r"^1(19|20|21) ms$")
+    )  # within the sketch's 1%
+    expect(section.locator("[data-metric=p95] .metric-label")).to_have_text("p95 (24h, target 800 ms)")
+    expect(section.locator("[data-metric=error_rate] .metric-value")).to_have_text("0%")
+    expect(section.locator(".slo-remaining")).to_have_text("100.0%")
+    expect(section.locator("[role=meter]")).to_have_attribute("aria-valuenow", "100")
+    expect(section.locator(".slo-burn dt")).to_have_text(["10m", "1h", "2h", "6h", "24h", "7d"])
+    expect(section.locator(".slo-gate")).to_have_count(0)
+    expect(section.locator(".slo-spark svg")).to_have_count(2)
 
     # a 30-minute burst at 5%: yellow, burn 1h 2.5, no gate
     history(log_dir, end=T0 + 5400, minutes=30, per_minute=20, err_pct=5)
     slo.tick(s=settings, now=T0 + 5400)
-    with shown(browser, server) as (page, section):
-        expect(section.locator(".slo-head .badge")).to_have_text(re.compile("YELLOW"))
-        expect(section.locator(".slo-burn-item[data-window='1h'] dd")).to_have_text("2.50\u00d7")
-        expect(section.locator(".slo-burn-item[data-window='1h']")).to_have_class(re.compile("slo-hot"))
-        expect(section.locator(".slo-reasons")).to_contain_text("burn 1h 2.50 > 1")
-        expect(section.locator(".slo-gate")).to_have_count(0)
+    page, section = open_card("slo", server=server)
+    expect(section.locator(".slo-head .badge")).to_have_text(re.compile("YELLOW"))
+    expect(section.locator(".slo-burn-item[data-window='1h'] dd")).to_have_text("2.50\u00d7")
+    expect(section.locator(".slo-burn-item[data-window='1h']")).to_have_class(re.compile("slo-hot"))
+    expect(section.locator(".slo-reasons")).to_contain_text("burn 1h 2.50 > 1")
+    expect(section.locator(".slo-gate")).to_have_count(0)
 
     # sustained: red, the gate banner with its reason
     history(log_dir, end=T0 + 10800, minutes=90, per_minute=20, err_pct=5)
     slo.tick(s=settings, now=T0 + 10800)
-    with shown(browser, server) as (page, section):
-        expect(section.locator(".slo-head .badge")).to_have_text(re.compile("RED"))
-        expect(section.locator(".card-head .badge")).to_have_attribute("data-state", "red")
-        expect(section.locator(".slo-alert")).to_have_text("burn alert: gate")
-        expect(section.locator(".slo-gate")).to_contain_text("Deploy gate set")
-        expect(section.locator(".slo-gate-reason")).to_contain_text("error budget burn 5.00x over 2h")
-        expect(section.locator(".slo-spark svg")).to_have_count(2)
-        assert (
-            section.locator(".slo-spark svg").first.get_attribute("aria-label").startswith("p95 ms, last 24h: 6 points")
-        )
-        # the burn sparkline plots burn 1h (5x over the last hour; burn 24h would end at 3.33)
-        assert (
-            section.locator(".slo-spark svg")
-            .nth(1)
-            .get_attribute("aria-label")
-            .startswith("burn 1h, last 24h: 6 points, last 5, min 0,")
-        )
-        assert page.console_errors == [] and csp_violations(page) == []
+    page, section = open_card("slo", server=server)
+    expect(section.locator(".slo-head .badge")).to_have_text(re.compile("RED"))
+    expect(section.locator(".card-head .badge")).to_have_attribute("data-state", "red")
+    expect(section.locator(".slo-alert")).to_have_text("burn alert: gate")
+    expect(section.locator(".slo-gate")).to_contain_text("Deploy gate set")
+    expect(section.locator(".slo-gate-reason")).to_contain_text("error budget burn 5.00x over 2h")
+    expect(section.locator(".slo-spark svg")).to_have_count(2)
+    assert section.locator(".slo-spark svg").first.get_attribute("aria-label").startswith("p95 ms, last 24h: 6 points")
+    # the burn sparkline plots burn 1h (5x over the last hour; burn 24h would end at 3.33)
+    assert (
+        section.locator(".slo-spark svg")
+        .nth(1)
+        .get_attribute("aria-label")
+        .startswith("burn 1h, last 24h: 6 points, last 5, min 0,")
+    )
 
 
 @pytest.mark.browser
-def test_slo_card_shows_the_operators_override(browser, live_server, settings, log_dir):
+def test_slo_card_shows_the_operators_override(open_card, live_server, settings, log_dir):
     server = live_server()
     history(log_dir, end=T0 + 10800, minutes=180, per_minute=20, err_pct=5)
     slo.tick(s=settings, now=T0 + 10800)
     slo.clear_gate("rolled back <v42>", for_s="6h", s=settings, now=T0 + 10860)
     slo.tick(s=settings, now=T0 + 11700)
-    with shown(browser, server) as (page, section):
-        expect(section.locator(".slo-gate")).to_have_count(0)
-        box = section.locator(".slo-override")
-        expect(box).to_have_attribute("data-by", "command")
-        expect(box.locator("strong")).to_have_text("Gate override")
-        expect(box.locator(".slo-override-reason")).to_have_text("rolled back <v42>")  # text, never markup
-        expect(box.locator(".slo-override-until")).to_contain_text("The gate condition holds right now.")
-        expect(box.locator(".slo-override-until")).to_contain_text("after it drops to 2\u00d7 or below")
-        assert page.console_errors == [] and csp_violations(page) == []
+    page, section = open_card("slo", server=server)
+    expect(section.locator(".slo-gate")).to_have_count(0)
+    box = section.locator(".slo-override")
+    expect(box).to_have_attribute("data-by", "command")
+    expect(box.locator("strong")).to_have_text("Gate override")
+    expect(box.locator(".slo-override-reason")).to_have_text("rolled back <v42>")  # text, never markup
+    expect(box.locator(".slo-override-until")).to_contain_text("The gate condition holds right now.")
+    expect(box.locator(".slo-override-until")).to_contain_text("after it drops to 2\u00d7 or below")

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING
 
 import typer
 
 from echoops.commands.render import JSON_OPT, NOW_OPT, STATE_STYLE, console, emit_json, error, state_text
+from echoops.core import clock
+
+if TYPE_CHECKING:  # the result types, for the printers (no import cost at run time)
+    from echoops.core.costs.types import CostsStatus, Scope
 
 app = typer.Typer(
     help="Cost guardrails: AI spend and Stripe fees per UTC day against caps; degrade AI calls, never admin.\n\n"
@@ -28,7 +32,7 @@ def _usd(value: float | None) -> str:
     return "-" if value is None else f"${value:,.2f}"
 
 
-def _row(table, name: str, entry: dict[str, Any]) -> None:
+def _row(table, name: str, entry: Scope) -> None:
     state = entry.get("state", "ok")
     pct = entry.get("pct")
     table.add_row(
@@ -44,7 +48,7 @@ def _row(table, name: str, entry: dict[str, Any]) -> None:
     )
 
 
-def _sources(body: dict[str, Any]) -> str:
+def _sources(body: CostsStatus) -> str:
     """Where each cap came from and since when: `global env since …, gpt-4o api since …`."""
     parts = []
     for name, entry in [("global", body["global"]), *body["models"].items()]:
@@ -54,7 +58,8 @@ def _sources(body: dict[str, Any]) -> str:
     return ", ".join(parts)
 
 
-def _show(body: dict[str, Any]) -> None:
+def _show(body: CostsStatus) -> None:
+    # lazy: rich costs ~15 ms; only human output needs it
     from rich.markup import escape
     from rich.table import Table
 
@@ -94,7 +99,7 @@ def status_cmd(json_out: bool = JSON_OPT, now: str | None = NOW_OPT) -> None:
 
     Example: echoops costs status --json | jq '.models["gpt-4o-mini"]'
     """
-    from echoops.core import clock, costs
+    from echoops.core import costs  # lazy: 15-45 ms a package, off --help and other commands
 
     body = costs.status(now=clock.parse_cli_time(now))
     if json_out:
@@ -112,7 +117,7 @@ def tick_cmd(json_out: bool = JSON_OPT, now: str | None = NOW_OPT) -> None:
 
     Example: echoops costs tick   (schedule.cron: 0 * * * * echoops costs tick)
     """
-    from echoops.core import clock, costs
+    from echoops.core import costs  # lazy: 15-45 ms a package, off --help and other commands
 
     body = costs.tick(now=clock.parse_cli_time(now))
     if json_out:
@@ -142,7 +147,7 @@ def set_cap_cmd(
 
     Example: echoops costs set-cap --scope model --key gpt-4o-mini --usd 20
     """
-    from echoops.core import costs
+    from echoops.core import costs  # lazy: 15-45 ms a package, off --help and other commands
 
     body = costs.set_cap(scope, key, usd)
     if json_out:
@@ -170,7 +175,7 @@ def check_cmd(
     Example: echoops costs check gpt-4o || echo "AI throttled until UTC midnight"
     Example: echoops costs check gpt-4o --json | jq -r .model
     """
-    from echoops.core import clock, costs
+    from echoops.core import costs  # lazy: 15-45 ms a package, off --help and other commands
 
     decision = costs.check(model, now=clock.parse_cli_time(now))
     if json_out:

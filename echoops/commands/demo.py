@@ -5,6 +5,7 @@ from __future__ import annotations
 import typer
 
 from echoops.commands import render
+from echoops.core import clock
 
 app = typer.Typer(
     help="Demo data: write realistic synthetic inputs into the log dir.\n\nExample: echoops demo seed",
@@ -26,7 +27,7 @@ def seed(
 
     Example: ECHOOPS_LOG_DIR=./logs/demo echoops demo seed --now 2026-11-27T12:00:00Z
     """
-    from echoops.core import clock, demo
+    from echoops.core import demo  # lazy: 15-45 ms a package, off --help and other commands
 
     result = demo.seed(now=clock.parse_cli_time(now), force=force)
     if json_out:

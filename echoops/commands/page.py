@@ -4,9 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
+import orjson
 import typer
 
 from echoops.commands.render import JSON_OPT, NOW_OPT, console, emit_json, state_text
+from echoops.core import clock
+from echoops.core.errors import ValidationError
 
 app = typer.Typer(
     help="Incident inbox and pager: dedup by fingerprint, page CRITICAL to Telegram and email.\n\n"
@@ -20,10 +23,6 @@ app = typer.Typer(
 def _meta(raw: str | None) -> Any:
     if raw is None:
         return None
-    import orjson
-
-    from echoops.core.errors import ValidationError
-
     try:
         return orjson.loads(raw)
     except orjson.JSONDecodeError:
@@ -69,7 +68,7 @@ def raise_cmd(
 
     Example: echoops page raise --severity CRITICAL --msg 'SLO burn' --source slo --meta '{"burn":14.4}'
     """
-    from echoops.core import clock, pager
+    from echoops.core import pager  # lazy: 15-45 ms a package, off --help and other commands
 
     t = clock.parse_cli_time(now)
     body = pager.raise_incident(severity, msg, source, _meta(meta), fingerprint, now=t, send=send)
@@ -101,7 +100,7 @@ def retry_cmd(
 
     Example: echoops page retry inc_0193a1b2c3d4e5f6a7b8c9 --channel telegram
     """
-    from echoops.core import clock, pager
+    from echoops.core import clock, pager  # lazy: 15-45 ms a package, off --help and other commands
 
     body = pager.retry(incident_id, all_failed=all_failed, channel=channel, now=clock.parse_cli_time(now))
     if json_out:
@@ -127,7 +126,7 @@ def run_cmd(
 
     Example: echoops page run   (schedule.cron: */5 * * * * echoops page run)
     """
-    from echoops.core import clock, pager
+    from echoops.core import pager  # lazy: 15-45 ms a package, off --help and other commands
 
     body = pager.run(now=clock.parse_cli_time(now), ingest=not drain_only)
     if json_out:
@@ -136,10 +135,9 @@ def run_cmd(
         ingest = body["ingest"]
         out = console()
         if ingest is not None:
-            new = sum(1 for i in ingest["incidents"] if not i["deduped"])
             out.print(
                 f"read {ingest['lines']} new lines in {ingest['files']} files: {ingest['critical']} CRITICAL, "
-                f"{new} new incidents, {ingest['bad']} bad lines skipped",
+                f"{ingest['new_incidents']} new incidents, {ingest['bad']} bad lines skipped",
                 highlight=False,
             )
         done = ", ".join(f"{n} {state_text(state)}" for state, n in body["deliveries"].items())
@@ -167,10 +165,11 @@ def summarize_cmd(
     them. The 24h summary is also written to logs/incident_summary.json.
     Example: echoops page summarize --hours 6 --json | jq .totals
     """
+    # lazy: rich costs ~15 ms; only human output needs it
     from rich.markup import escape
     from rich.table import Table
 
-    from echoops.core import clock, pager
+    from echoops.core import pager  # lazy: 15-45 ms a package, off --help and other commands
 
     body = pager.summarize(hours=hours, now=clock.parse_cli_time(now))
     if json_out:
@@ -217,9 +216,10 @@ def test_cmd(
 
     Example: echoops page test --channel telegram
     """
+    # lazy: rich costs ~15 ms; only human output needs it
     from rich.markup import escape
 
-    from echoops.core import pager
+    from echoops.core import pager  # lazy: 15-45 ms a package, off --help and other commands
 
     body = pager.send_test(channel)
     if json_out:

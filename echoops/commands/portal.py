@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 import typer
 
 from echoops.commands.render import JSON_OPT, NOW_OPT, console, emit_json
+from echoops.core import clock
+from echoops.core.errors import ValidationError
+
+if TYPE_CHECKING:  # the result types, for the printers (no import cost at run time)
+    from echoops.core.portal.types import ImportReport
 
 app = typer.Typer(
     help="Customer portal: purchase ledger, signed 24h receipt/invoice links, unsubscribe, access audit.\n\n"
@@ -28,10 +33,11 @@ def receipts_cmd(
 
     Example: echoops portal receipts qa@echopilot.ai --json | jq '.purchases[].receipt_url'
     """
+    # lazy: rich costs ~15 ms; only human output needs it
     from rich.markup import escape
     from rich.table import Table
 
-    from echoops.core import clock, portal
+    from echoops.core import portal  # lazy: 15-45 ms a package, off --help and other commands
 
     body = portal.receipts(email, limit=limit, ip="cli", route="echoops portal receipts", now=clock.parse_cli_time(now))
     if json_out:
@@ -71,7 +77,7 @@ def link_cmd(
 
     Example: echoops portal link ch_3PqK2 --kind invoice
     """
-    from echoops.core import clock, portal
+    from echoops.core import portal  # lazy: 15-45 ms a package, off --help and other commands
 
     body = portal.link(purchase_id, kind, ip="cli", route="echoops portal link", now=clock.parse_cli_time(now))
     if json_out:
@@ -91,7 +97,7 @@ def verify_cmd(
     Exits 0 when valid, 1 when not.
     Example: echoops portal verify 'http://localhost:5000/api/portal/download?token=v1.eyJ...'
     """
-    from echoops.core import clock, portal
+    from echoops.core import portal  # lazy: 15-45 ms a package, off --help and other commands
 
     body = portal.verify(token, now=clock.parse_cli_time(now))
     if json_out:
@@ -104,7 +110,7 @@ def verify_cmd(
     raise typer.Exit(0 if body["valid"] else 1)
 
 
-def _print_import(body: dict[str, Any]) -> None:
+def _print_import(body: ImportReport) -> None:
     out = console()
     out.print(
         f"{body['rows']} row(s) read ({body['format']}), {body['landed']} landed, {body['bad']} bad"
@@ -112,6 +118,7 @@ def _print_import(body: dict[str, Any]) -> None:
         + (f", {body['rows_per_s']:,} rows/s" if body["rows_per_s"] else ""),
         highlight=False,
     )
+    # lazy: rich costs ~15 ms; only human output needs it
     from rich.markup import escape
 
     for err in body["errors"]:
@@ -133,7 +140,7 @@ def import_cmd(
     is a path relative to logs/receipts/ or an http(s) URL. Exits 1 when any row was bad.
     Example: echoops portal import purchases.csv --strict
     """
-    from echoops.core import portal
+    from echoops.core import portal  # lazy: 15-45 ms a package, off --help and other commands
 
     body = portal.import_purchases(file, strict=strict, fmt=fmt)
     if json_out:
@@ -156,9 +163,7 @@ def sync_stripe_cmd(
 
     Example: echoops portal sync-stripe --since 2026-11-01 --json
     """
-    from echoops.core import clock
-    from echoops.core.errors import ValidationError
-    from echoops.core.portal.stripe import sync
+    from echoops.core.portal.stripe import sync  # lazy: 15-45 ms a package, off --help and other commands
 
     try:
         since_ts = clock.parse_cli_time(since)
@@ -196,10 +201,11 @@ def audit_cmd(
 
     Example: echoops portal audit --email qa@echopilot.ai --json | jq '.entries[] | select(.status==403)'
     """
+    # lazy: rich costs ~15 ms; only human output needs it
     from rich.markup import escape
     from rich.table import Table
 
-    from echoops.core import portal
+    from echoops.core import portal  # lazy: 15-45 ms a package, off --help and other commands
 
     body = portal.audit(email=email, limit=limit)
     if json_out:
@@ -232,7 +238,7 @@ def unsubscribe_cmd(
 
     Example: echoops portal unsubscribe qa@echopilot.ai
     """
-    from echoops.core import portal
+    from echoops.core import portal  # lazy: 15-45 ms a package, off --help and other commands
 
     body = portal.set_subscription(email, True)
     if json_out:
@@ -250,7 +256,7 @@ def resubscribe_cmd(
 
     Example: echoops portal resubscribe qa@echopilot.ai
     """
-    from echoops.core import portal
+    from echoops.core import portal  # lazy: 15-45 ms a package, off --help and other commands
 
     body = portal.set_subscription(email, False)
     if json_out:

@@ -34,12 +34,14 @@ def emit_json(obj: Any) -> None:
 
 
 def console():
+    # lazy: rich costs ~15 ms; only human output needs it
     from rich.console import Console
 
     return Console()
 
 
 def err_console():
+    # lazy: rich costs ~15 ms; only human output needs it
     from rich.console import Console
 
     return Console(stderr=True)
@@ -47,6 +49,7 @@ def err_console():
 
 def error(message: str) -> None:
     """`Error: …` on stderr as one line (no markup interpretation of user text, no wrapping)."""
+    # lazy: rich costs ~15 ms; only human output needs it
     from rich.markup import escape
 
     # soft_wrap: rich would otherwise break long messages at the terminal width (80 columns

@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 import typer
 
 from echoops.commands.render import JSON_OPT, NOW_OPT, console, emit_json
+from echoops.core import clock
+
+if TYPE_CHECKING:  # the result types, for the printers (no import cost at run time)
+    from echoops.core.scale.types import ScaleStatus
 
 app = typer.Typer(
     help="Predictive worker autoscale: forecast 30 min ahead within bounds, cooldown and the deploy gate.\n\n"
@@ -18,7 +22,7 @@ app = typer.Typer(
 )
 
 
-def _emit(body: dict[str, Any], json_out: bool) -> None:
+def _emit(body: ScaleStatus, json_out: bool) -> None:
     """status, tick and apply print the same document: JSON for jq or the human summary."""
     if json_out:
         emit_json(body)
@@ -52,7 +56,7 @@ def status_cmd(json_out: bool = JSON_OPT, now: str | None = NOW_OPT) -> None:
 
     Example: echoops scale status --json | jq .forecast
     """
-    from echoops.core import clock, scale
+    from echoops.core import scale  # lazy: 15-45 ms a package, off --help and other commands
 
     _emit(scale.status(now=clock.parse_cli_time(now)), json_out)
 
@@ -63,7 +67,7 @@ def tick_cmd(json_out: bool = JSON_OPT, now: str | None = NOW_OPT) -> None:
 
     Example: echoops scale tick   (schedule.cron: */10 * * * * echoops scale tick)
     """
-    from echoops.core import clock, scale
+    from echoops.core import scale  # lazy: 15-45 ms a package, off --help and other commands
 
     _emit(scale.tick(now=clock.parse_cli_time(now)), json_out)
 
@@ -82,7 +86,7 @@ def apply_cmd(
 
     Example: SCALE_CMD='kubectl scale deploy/worker --replicas={n}' echoops scale apply --no-dry-run
     """
-    from echoops.core import clock, scale
+    from echoops.core import scale  # lazy: 15-45 ms a package, off --help and other commands
 
     _emit(scale.apply(dry_run, now=clock.parse_cli_time(now)), json_out)
 
@@ -103,7 +107,7 @@ def simulate_cmd(
 
     Example: echoops scale simulate logs/queue.ndjson --json | jq .comparison
     """
-    from echoops.core.scale import backtest
+    from echoops.core.scale import backtest  # lazy: 15-45 ms a package, off --help and other commands
 
     result = backtest.simulate(file, tick_min=tick_min, jobs_per_worker=jobs_per_worker, all_decisions=all_decisions)
     if json_out:
@@ -120,6 +124,7 @@ def simulate_cmd(
         f"{m['jobs_per_worker_min']:g} jobs/min per worker ({m['capacity_source']}), decision every "
         f"{m['tick_min']:g} min\n"
     )
+    # lazy: rich costs ~15 ms; only human output needs it
     from rich.table import Table
 
     table = Table(title="summary")

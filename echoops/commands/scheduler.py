@@ -7,6 +7,7 @@ import sys
 import typer
 
 from echoops.commands import render
+from echoops.core import clock
 
 app = typer.Typer(
     help="Run the jobs of schedule.cron (crontab syntax, UTC) as subprocesses.\n\n"
@@ -49,7 +50,7 @@ def run(
 
     Example: echoops scheduler run --run-now
     """
-    from echoops.core import scheduler
+    from echoops.core import scheduler  # lazy: 15-45 ms a package, off --help and other commands
 
     scheduler.run(run_now=run_now, grace_s=grace, on_event=None if quiet else _event_line)
 
@@ -63,12 +64,13 @@ def list_(
 
     Example: echoops scheduler list --json | jq '.jobs[] | select(.enabled) | .name'
     """
-    from echoops.core import clock, scheduler
+    from echoops.core import scheduler  # lazy: 15-45 ms a package, off --help and other commands
 
     result = scheduler.list_jobs(now=clock.parse_cli_time(now))
     if json_out:
         render.emit_json(result)
         return
+    # lazy: rich costs ~15 ms; only human output needs it
     from rich.markup import escape
     from rich.table import Table
 
@@ -95,7 +97,7 @@ def check(json_out: bool = typer.Option(False, "--json", help="Print JSON for jq
 
     Example: ECHOOPS_SCHEDULE=./schedule.cron echoops scheduler check
     """
-    from echoops.core import scheduler
+    from echoops.core import scheduler  # lazy: 15-45 ms a package, off --help and other commands
 
     result = scheduler.check()
     if json_out:
@@ -118,7 +120,7 @@ def once(
 
     Example: echoops scheduler once slo tick
     """
-    from echoops.core import scheduler
+    from echoops.core import scheduler  # lazy: 15-45 ms a package, off --help and other commands
 
     record = scheduler.run_once(" ".join(name))
     if record["stderr_tail"]:

@@ -27,9 +27,10 @@ def serve(
     if weak:
         raise ConfigError(f"{weak}: use a long random key, e.g. `openssl rand -hex 16`")
     s.log_dir.mkdir(parents=True, exist_ok=True)
+    # lazy: bottle and the shim cost ~60 ms; only `serve` needs them
     import bottle
 
-    from shim.app import app
+    from shim.app import POST_FORK, app
     from shim.server import gunicorn_options
 
     bottle.run(
@@ -38,7 +39,7 @@ def serve(
         host=host or s.host,
         port=port or s.port,
         quiet=True,
-        **gunicorn_options(s, workers or s.workers),
+        **gunicorn_options(s, workers or s.workers, POST_FORK),
     )
 
 
@@ -52,7 +53,7 @@ def up(
     Exits non-zero when either child dies; SIGINT/SIGTERM stop both.
     Example: echoops up --demo
     """
-    from echoops.core.supervisor import run_up
+    from echoops.core.supervisor import run_up  # lazy: ~35 ms that only `up` needs
 
     def say(text: str) -> None:
         typer.echo(text)

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 
 from echoops.commands import render
+from echoops.core import clock
+
+if TYPE_CHECKING:  # the result types, for the printers (no import cost at run time)
+    from echoops.core.slo.types import SloStatus
 
 app = typer.Typer(
     help="SLOs and error budgets: burn rates, state, deploy gate.\n\nExample: echoops slo status --json | jq .state",
@@ -18,7 +22,8 @@ def _fmt(value: Any, unit: str = "") -> str:
     return "-" if value is None else f"{value:g}{unit}"
 
 
-def _panel(doc: dict[str, Any]) -> None:
+def _panel(doc: SloStatus) -> None:
+    # lazy: rich costs ~15 ms; only human output needs it
     from rich.markup import escape
     from rich.panel import Panel
     from rich.table import Table
@@ -66,7 +71,7 @@ def status(json_out: bool = render.JSON_OPT) -> None:
 
     Example: echoops slo status --json | jq '.burn'
     """
-    from echoops.core import slo
+    from echoops.core import slo  # lazy: 15-45 ms a package, off --help and other commands
 
     doc = slo.status()
     if json_out:
@@ -87,7 +92,7 @@ def tick(
 
     Example: echoops slo tick --now 2026-11-27T12:00:00Z
     """
-    from echoops.core import clock, slo
+    from echoops.core import slo  # lazy: 15-45 ms a package, off --help and other commands
 
     result = slo.tick(now=clock.parse_cli_time(now))
     if json_out:
@@ -116,7 +121,7 @@ def rebaseline(
 
     Example: echoops slo rebaseline --reason "fixed the bad deploy"
     """
-    from echoops.core import slo
+    from echoops.core import slo  # lazy: 15-45 ms a package, off --help and other commands
 
     result = slo.rebaseline(reason)
     if json_out:
@@ -149,7 +154,7 @@ def gate(
     Example: echoops slo gate || echo "deploys paused: error budget burning"
     Example: echoops slo gate --clear --reason "rolled back v42" --for 6h
     """
-    from echoops.core import clock, slo
+    from echoops.core import clock, slo  # lazy: 15-45 ms a package, off --help and other commands
     from echoops.core.errors import ValidationError
 
     t = clock.parse_cli_time(now)

@@ -6,6 +6,8 @@ import math
 import time
 from datetime import UTC, datetime
 
+from echoops.core.errors import ValidationError
+
 # Epoch seconds outside this range are junk (before 2000 or after 2200), not timestamps.
 _MIN_EPOCH = 946684800.0
 _MAX_EPOCH = 7258118400.0
@@ -50,8 +52,6 @@ def parse_cli_time(value: str | None) -> float | None:
     """`--now` option value (ISO-8601 or epoch seconds) -> epoch seconds; None passes through."""
     if value is None:
         return None
-    from echoops.core.errors import ValidationError
-
     raw: object = value
     try:
         raw = float(value)

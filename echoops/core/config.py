@@ -448,7 +448,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     for var in VARS:
         raw = env.get(var.env)
         given = raw is not None and raw.strip() != ""
-        text = raw if given else var.default
+        text = raw if given and raw is not None else var.default
         try:
             values[var.attr] = var.parse(text)
         except ValueError as exc:

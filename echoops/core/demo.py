@@ -24,6 +24,7 @@ from echoops.core import clock, config, files
 from echoops.core.config import Settings
 from echoops.core.costs import prices
 from echoops.core.errors import ValidationError
+from echoops.core.portal import ledger, rows
 
 INPUT_FILES = ("requests.ndjson", "ai_usage.ndjson", "queue.ndjson", "app.ndjson")
 
@@ -233,8 +234,6 @@ def _card_fee_cents(cents: int) -> int:
 
 def seed_purchases(s: Settings, now: float) -> int:
     """Purchases for qa@echopilot.ai (receipts, two invoices, one stored PDF under logs/receipts/) and a few others."""
-    from echoops.core.portal import ledger
-
     records = []
     for suffix, days, cents, desc, number, stored in _PURCHASES:
         rec = {
@@ -268,7 +267,7 @@ def seed_purchases(s: Settings, now: float) -> int:
                 "fee_cents": _card_fee_cents(cents),
             }
         )
-    return ledger.upsert([ledger.purchase_row(r, source="demo", now=now) for r in records], s=s)
+    return ledger.upsert([rows.purchase_row(r, source="demo", now=now) for r in records], s=s)
 
 
 # (name in the counts, step): called in this order by `seed`.

@@ -18,7 +18,7 @@ def dumps(obj: Any, *, indent: bool = False) -> bytes:
 
 
 def _default(obj: Any) -> Any:
-    from decimal import Decimal
+    from decimal import Decimal  # lazy: 1.6 ms on every CLI start, for a value type core rarely returns
 
     if isinstance(obj, Decimal):
         return float(obj)

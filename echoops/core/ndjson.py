@@ -113,7 +113,8 @@ class Reader:
             "SELECT inode, offset, size, head FROM cursors WHERE consumer=? AND source=?", (consumer, self.source)
         ).fetchone()
         self._fresh = row is None  # no cursor yet: the whole file is new
-        self._inode, self._offset = (row[0], row[1]) if row else (0, 0)
+        self._inode: int = row[0] if row else 0
+        self._offset: int = row[1] if row else 0
         self._size = row[2] if row else 0
         self._head = bytes(row[3]) if row else b""
 

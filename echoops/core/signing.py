@@ -131,7 +131,8 @@ def verify(token: str, purpose: str, *, s: Settings | None = None, now: float | 
     """Claims of a valid, unexpired token for `purpose`; BadToken (403, precise `reason`) otherwise."""
     known = keys(s)  # NotConfigured first: without keys nothing can be judged
     payload_text, sig, payload = _decode(token)
-    key = known.get(payload.get("k")) if isinstance(payload.get("k"), str) else None
+    kid = payload.get("k")
+    key = known.get(kid) if isinstance(kid, str) else None
     if key is None:
         raise BadToken(f"unknown key id {str(payload.get('k'))[:16]!r} (rotated out, or tampered)")
     if not hmac.compare_digest(_mac(key, payload_text).encode(), sig.encode("ascii", "replace")):

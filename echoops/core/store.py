@@ -25,6 +25,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import cast
 
 from echoops.core.config import Settings
 from echoops.core.errors import EchoopsError
@@ -169,7 +170,8 @@ def _ident(path: str) -> tuple[int, int] | None:
 
 def _usable(conn: sqlite3.Connection) -> bool:
     """False when `conn` hit a store failure or its file was deleted or replaced since it opened."""
-    return not getattr(conn, "broken", False) and _ident(conn.path) == conn.ident
+    c = cast(Connection, conn)
+    return not getattr(c, "broken", False) and _ident(c.path) == c.ident
 
 
 def _open(path: Path, stale_wal: tuple[int, int] | None = None) -> sqlite3.Connection:
@@ -333,7 +335,7 @@ def close_all() -> None:
 
 def ensure(conn: sqlite3.Connection, schema: Schema) -> None:
     """Apply `schema`'s pending migrations (once per connection; cheap afterwards)."""
-    ensured: set = conn.ensured
+    ensured: set[str] = conn.ensured  # type: ignore[attr-defined]  # every connection is a store.Connection
     if schema.feature in ensured:
         return
     if _feature_version(conn, schema) < len(schema.migrations):
@@ -379,10 +381,11 @@ def transaction(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
     conn.execute("BEGIN IMMEDIATE")
     try:
         yield conn
-        if getattr(conn, "ident", None) is not None and _ident(conn.path) != conn.ident:
-            conn.broken = True
+        c = cast(Connection, conn)
+        if getattr(c, "ident", None) is not None and _ident(c.path) != c.ident:
+            c.broken = True
             raise StoreUnavailable(
-                f"the store is unavailable: {Path(conn.path).name} was deleted or replaced during the write; "
+                f"the store is unavailable: {Path(c.path).name} was deleted or replaced during the write; "
                 "nothing was stored (retry)"
             )
     except BaseException:

@@ -15,6 +15,7 @@
 
 from __future__ import annotations
 
+import ctypes
 import os
 import secrets
 import signal
@@ -26,6 +27,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 
 from echoops.core import config
+from echoops.core import demo as demo_data
 from echoops.core.errors import ConfigError, NotConfigured
 from echoops.core.scheduler import crontab
 
@@ -72,12 +74,9 @@ def run_up(
     if demo and not child_env.get("PORTAL_BASE_URL", "").strip():
         child_env["PORTAL_BASE_URL"] = _url(host, port).rstrip("/")  # signed links point at this server
     s.log_dir.mkdir(parents=True, exist_ok=True)
-    if demo:
-        from echoops.core import demo as demo_data
-
-        if demo_data.is_empty(s=s):
-            counts = demo_data.seed(s=s)["counts"]
-            out(f"Seeded demo data in {s.log_dir}: " + ", ".join(f"{k} {v}" for k, v in counts.items()))
+    if demo and demo_data.is_empty(s=s):
+        counts = demo_data.seed(s=s)["counts"]
+        out(f"Seeded demo data in {s.log_dir}: " + ", ".join(f"{k} {v}" for k, v in counts.items()))
 
     received: list[int] = []
     previous = {sig: signal.signal(sig, lambda n, _f: received.append(n)) for sig in (signal.SIGINT, signal.SIGTERM)}
@@ -139,8 +138,6 @@ def _die_with_parent() -> None:
     """In the child before exec: get SIGTERM when `up` dies (Linux only; elsewhere a no-op)."""
     if sys.platform.startswith("linux"):
         try:
-            import ctypes
-
             ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
         except (OSError, AttributeError):
             pass

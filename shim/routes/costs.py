@@ -7,19 +7,20 @@ answers of /api/costs/check, which the app asks before an AI call.
 from __future__ import annotations
 
 from echoops.core import costs
+from echoops.core.costs.types import CapSet, CostsStatus, Decision
 from shim.http import json_body, query
 
 
 def install(app) -> None:
     @app.get("/api/costs/status")
-    def costs_status():
+    def costs_status() -> CostsStatus:
         return costs.status()
 
     @app.post("/api/costs/set-cap")
-    def costs_set_cap():
+    def costs_set_cap() -> CapSet:
         body = json_body()
         return costs.set_cap(body.get("scope"), body.get("key"), body.get("usd_cap"))
 
     @app.get("/api/costs/check")
-    def costs_check():
+    def costs_check() -> Decision:
         return costs.check(query("model"))

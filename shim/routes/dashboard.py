@@ -6,10 +6,10 @@ from pathlib import Path
 
 from bottle import static_file
 
+import echoops
+
 
 def _root() -> str:
-    import echoops
-
     return str(Path(echoops.__file__).resolve().parent / "dashboard")
 
 

@@ -15,6 +15,8 @@ from echoops.core import config, portal
 from echoops.core.errors import EchoopsError, ValidationError
 from shim.http import client_ip, form_value, from_domain, json_response, query
 
+# Token-authenticated paths (shim.app.PUBLIC_API): the signed token is the credential.
+PUBLIC = (portal.DOWNLOAD_PATH, portal.UNSUBSCRIBE_PATH)
 PRIVATE = {"Cache-Control": "private, no-store", "Referrer-Policy": "no-referrer", "X-Robots-Tag": "noindex"}
 
 
@@ -103,12 +105,8 @@ def unsubscribe_post():
 
 
 def install(app) -> None:
-    from shim.app import mark_public
-
     app.route("/api/portal/receipts", "GET", receipts)
     app.route("/api/portal/audit", "GET", audit)
     app.route(portal.DOWNLOAD_PATH, "GET", download)
     app.route(portal.UNSUBSCRIBE_PATH, "GET", unsubscribe_view)
     app.route(portal.UNSUBSCRIBE_PATH, "POST", unsubscribe_post)
-    mark_public(portal.DOWNLOAD_PATH)
-    mark_public(portal.UNSUBSCRIBE_PATH)

@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 from echoops.core import slo
+from echoops.core.slo.types import Rebaselined, SloStatus
 from shim.http import json_body
 
 
-def slo_status():
+def slo_status() -> SloStatus:
     return slo.status()
 
 
-def slo_rebaseline():
+def slo_rebaseline() -> Rebaselined:
     body = json_body(required=False)
     return slo.rebaseline(body.get("reason"))
 

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import sqlite3
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 from echoops.core import clock, config, files, ndjson, store
 from echoops.core.config import Settings
@@ -30,6 +30,9 @@ from echoops.core.costs.cap_sources import effective_caps, model_name, validate_
 from echoops.core.costs.guardrail import STATE_FILE, decide, guard, known_models
 from echoops.core.costs.ingest import ingest_usage
 from echoops.core.errors import EchoopsError
+
+if TYPE_CHECKING:  # annotations only: `costs check` and guard() start-up skip building the TypedDicts
+    from echoops.core.costs.types import Alert, CapChange, CapSet, CostsStatus, CostsTick, Decision, Scope
 
 __all__ = ["SCHEMA", "check", "guard", "set_cap", "status", "tick", "state_document"]
 
@@ -91,7 +94,7 @@ def db(s: Settings) -> sqlite3.Connection:
 
 def set_cap(
     scope: object, key: object, usd_cap: object, *, s: Settings | None = None, now: float | None = None
-) -> dict[str, Any]:
+) -> CapSet:
     """Store a cap (`daily` or per `model`) overriding the environment value it is set over (until
     that value changes, see `cap_sources`); logs `cap_set` with the old value.
 
@@ -110,7 +113,7 @@ def set_cap(
             "INSERT OR REPLACE INTO costs_caps(scope, key, cap_micro, set_at) VALUES(?,?,?,?)",
             (scope, key, micro, now),
         )
-    cap = {
+    cap: CapChange = {
         "scope": scope,
         "key": key or None,
         "usd_cap": prices.micro_to_usd(micro),
@@ -194,24 +197,30 @@ def state_document(conn: sqlite3.Connection, s: Settings, now: float) -> dict[st
     return doc
 
 
-def check(model: object, *, s: Settings | None = None, now: float | None = None) -> dict[str, Any]:
+def check(model: object, *, s: Settings | None = None, now: float | None = None) -> Decision:
     """guard() for a model name from outside (`costs check`, `/api/costs/check`): the name is
     validated first (ValidationError naming `model`); in-process callers use guard() directly."""
     return guard(model_name(model, "model"), s=s, now=now)
 
 
-_PUBLIC = ("day", "mode", "global", "models", "stripe_fees", "unpriced", "updated_at")
-
-
-def _public(doc: dict[str, Any]) -> dict[str, Any]:
+def _public(doc: dict[str, Any]) -> CostsStatus:
     """The /api/costs/status body: the state document without its lookup tables."""
-    out = {k: doc[k] for k in _PUBLIC}
-    out["global"] = {k: v for k, v in doc["global"].items() if k != "forecast_over"}
-    out["models"] = {n: {k: v for k, v in e.items() if k != "forecast_over"} for n, e in doc["models"].items()}
-    return out
+
+    def scope(entry: dict[str, Any]) -> Scope:
+        return cast("Scope", {k: v for k, v in entry.items() if k != "forecast_over"})
+
+    return {
+        "day": doc["day"],
+        "mode": doc["mode"],
+        "global": scope(doc["global"]),
+        "models": {name: scope(entry) for name, entry in doc["models"].items()},
+        "stripe_fees": doc["stripe_fees"],
+        "unpriced": doc["unpriced"],
+        "updated_at": doc["updated_at"],
+    }
 
 
-def status(*, s: Settings | None = None, now: float | None = None) -> dict[str, Any]:
+def status(*, s: Settings | None = None, now: float | None = None) -> CostsStatus:
     """Today's spend, caps, utilisation, states and forecast (the `/api/costs/status` document)."""
     s = s or config.settings()
     conn, t = db(s), clock.now_s(now)
@@ -265,7 +274,7 @@ def _message(scope: str, kind: str, entry: dict[str, Any], day: str, enforce: bo
     return f"{what} ${entry['spent_usd']:g} of ${entry['cap_usd']:g} ({entry['pct']}%): {action} ({day})"
 
 
-def _alert(conn: sqlite3.Connection, s: Settings, doc: dict[str, Any], now: float) -> list[dict[str, Any]]:
+def _alert(conn: sqlite3.Connection, s: Settings, doc: dict[str, Any], now: float) -> list[Alert]:
     """Fire each alert at most once per scope, kind and UTC day (recorded before paging)."""
     day = doc["day"]
     fresh = []
@@ -283,7 +292,7 @@ def _alert(conn: sqlite3.Connection, s: Settings, doc: dict[str, Any], now: floa
                 )
             if cur.rowcount == 1:
                 fresh.append((scope, kind, severity, event, entry, fp))
-    fired = []
+    fired: list[Alert] = []
     log = s.log_path(EVENTS_LOG)
     for scope, kind, severity, event, entry, fp in fresh:
         msg = _message(scope, kind, entry, day, doc.get("enforce", True))
@@ -293,7 +302,7 @@ def _alert(conn: sqlite3.Connection, s: Settings, doc: dict[str, Any], now: floa
         fields.update({k: entry[k] for k in ("spent_usd", "cap_usd", "pct", "forecast_usd") if k in entry})
         incident = None
         if severity:
-            from echoops.core.pager import raise_incident  # here: `costs check` imports this module, never pages
+            from echoops.core.pager import raise_incident  # lazy: ~25 ms; `costs check` never pages
 
             try:
                 incident = raise_incident(severity, msg, "costs", {"scope": scope, "day": day}, fp, now=now, s=s)
@@ -318,7 +327,7 @@ def _alert(conn: sqlite3.Connection, s: Settings, doc: dict[str, Any], now: floa
 # --- the tick ------------------------------------------------------------------------------
 
 
-def tick(*, s: Settings | None = None, now: float | None = None) -> dict[str, Any]:
+def tick(*, s: Settings | None = None, now: float | None = None) -> CostsTick:
     """Ingest new usage and today's fees, recompute decisions, write cost_state.json, alert, log `cost_tick`."""
     s = s or config.settings()
     now = clock.now_s(now)
@@ -330,7 +339,7 @@ def tick(*, s: Settings | None = None, now: float | None = None) -> dict[str, An
         conn.execute("INSERT OR REPLACE INTO costs_meta(k, v) VALUES('last_tick', ?)", (now,))
     doc = _publish(conn, s, now)
     alerts = _alert(conn, s, doc, now)
-    summary = {
+    summary: CostsTick = {
         "day": doc["day"],
         "lines": usage["lines"],
         "calls": usage["calls"],

@@ -20,6 +20,7 @@ from typing import Any
 
 from echoops.core import clock, files, store
 from echoops.core.config import Settings
+from echoops.core.costs import prices
 from echoops.core.errors import EchoopsError
 
 SCHEMA = store.Schema(
@@ -43,7 +44,7 @@ WARN_RATIO = (9, 10)  # warn at fees * 10 >= cap * 9, like the AI caps
 
 def _from_stripe(s: Settings, since: float) -> tuple[dict[str, list[int]], dict[str, int]]:
     """Balance transactions since `since`: per day [fee cents (USD), count], plus other currencies."""
-    from echoops.core.portal.stripe import client
+    from echoops.core.portal.stripe import client  # lazy: httpx costs ~55 ms; only a keyed Stripe read needs it
 
     per_day: dict[str, list[int]] = {}
     other: Counter[str] = Counter()
@@ -63,7 +64,7 @@ def _from_stripe(s: Settings, since: float) -> tuple[dict[str, list[int]], dict[
 def _from_ledger(s: Settings, since: float, now: float) -> tuple[dict[str, list[int]], dict[str, int]]:
     """The portal ledger's fees per day (USD cents) and other currencies' totals (the ledger
     stores currencies lower-case and fees as integer cents)."""
-    from echoops.core import portal
+    from echoops.core import portal  # lazy: ~20 ms that `costs check` and guard() never need
 
     per_day: dict[str, list[int]] = {}
     other: Counter[str] = Counter()
@@ -105,11 +106,11 @@ def sync_fees(conn: sqlite3.Connection, s: Settings, now: float) -> dict[str, An
     with store.transaction(conn):
         for day in days:
             cents, count = per_day.get(day, [0, 0])
-            detail = {"other_currencies": other} if other and day == days[1] else None
+            extra = {"other_currencies": other} if other and day == days[1] else None
             conn.execute(
                 "INSERT OR REPLACE INTO costs_fees(day, source, fee_cents, count, detail, updated_at) "
                 "VALUES(?,?,?,?,?,?)",
-                (day, source, cents, count, None if detail is None else files.dumps(detail).decode(), now),
+                (day, source, cents, count, None if extra is None else files.dumps(extra).decode(), now),
             )
         conn.execute(
             "INSERT OR REPLACE INTO costs_fee_reads(id, source, fetched_at, error, error_source, error_at) "
@@ -136,8 +137,8 @@ def status_entry(conn: sqlite3.Connection, s: Settings, day: str) -> dict[str, A
     if row and row["source"] == "stripe":
         out["count"] = row["count"]  # balance transactions; the ledger sums fees without counting
     if s.stripe_fees_cap_usd is not None:
-        cap_cents = round(s.stripe_fees_cap_usd * 100)
-        out["cap_usd"] = round(cap_cents / 100, 2)
+        cap_cents = prices.usd_to_cents(s.stripe_fees_cap_usd)
+        out["cap_usd"] = cap_cents / prices.CENTS_PER_USD
         out["pct"] = round(cents * 100 / cap_cents, 2) if cap_cents else None
         if cents >= cap_cents and (cents or cap_cents):
             out["state"] = "over"

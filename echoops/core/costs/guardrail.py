@@ -17,13 +17,16 @@ from __future__ import annotations
 import os
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
 from echoops.core import clock, config
 from echoops.core.config import Settings
 from echoops.core.costs import prices
+
+if TYPE_CHECKING:  # annotations only (see caps.py)
+    from echoops.core.costs.types import Decision, Verdict
 
 STATE_FILE = "cost_state.json"
 DAY_S = 86400
@@ -38,7 +41,7 @@ def known_models(doc: dict[str, Any]) -> set[str]:
     return known
 
 
-def _throttle(model: str, reason: str) -> dict[str, Any]:
+def _throttle(model: str, reason: str) -> Verdict:
     return {"action": "throttle", "model": model, "reason": reason}
 
 
@@ -46,7 +49,7 @@ def _over(entry: dict[str, Any] | None) -> bool:
     return entry is not None and entry.get("state") == "throttle"
 
 
-def decide(model: str, doc: dict[str, Any], known: set[str] | None = None) -> dict[str, Any]:
+def decide(model: str, doc: dict[str, Any], known: set[str] | None = None) -> Verdict:
     """Decision for one AI call on `model` given a state document (the cost_state.json shape).
 
     Global cap hit -> throttle. The model's cap (own or group) hit -> first fallback along
@@ -58,7 +61,7 @@ def decide(model: str, doc: dict[str, Any], known: set[str] | None = None) -> di
     return decision if doc.get("enforce", True) else monitored(model, decision)
 
 
-def monitored(model: str, decision: dict[str, Any]) -> dict[str, Any]:
+def monitored(model: str, decision: Verdict) -> Verdict:
     """The monitoring-only form of a decision: allow `model`, saying what enforcing would have done."""
     if decision["action"] == "allow":
         return decision
@@ -71,7 +74,7 @@ def monitored(model: str, decision: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _enforced(model: str, doc: dict[str, Any], known: set[str] | None) -> dict[str, Any]:
+def _enforced(model: str, doc: dict[str, Any], known: set[str] | None) -> Verdict:
     known = known_models(doc) if known is None else known
     name = prices.canonical(model, known)
     glob = doc["global"]
@@ -82,7 +85,7 @@ def _enforced(model: str, doc: dict[str, Any], known: set[str] | None) -> dict[s
     fallbacks: dict[str, str] = doc.get("fallbacks", {})
     scope = prices.cap_scope(name, cap_keys)
     entry = scopes.get(scope)
-    if not _over(entry):
+    if entry is None or not _over(entry):
         if entry is not None and entry.get("state") == "warn":
             reason = f"{scope} near its daily cap ({_usage(entry)})"
         elif glob.get("state") == "warn":
@@ -152,7 +155,7 @@ MEMO_MAX = 4096  # distinct model names remembered per state version (junk names
 
 # (key, decisions memo, document, known model names): replaced as one tuple so a thread never
 # sees a new key with an old memo.
-_cache: tuple[tuple | None, dict[str, dict[str, Any]], dict[str, Any], set[str]] = (None, {}, {}, set())
+_cache: tuple[tuple | None, dict[str, Verdict], dict[str, Any], set[str]] = (None, {}, {}, set())
 # config.settings() re-reads ~50 env vars (tens of µs); guard only needs the log dir, so it
 # asks config again only when ECHOOPS_LOG_DIR itself changes.
 _settings_memo: tuple[str | None, Path] | None = None
@@ -193,7 +196,7 @@ def _load(path: Path, key: tuple, dayno: int) -> tuple:
             doc = empty_doc(day)
     except (FileNotFoundError, orjson.JSONDecodeError, IsADirectoryError):
         doc = empty_doc(day)
-    memo: dict[str, dict[str, Any]] = {}
+    memo: dict[str, Verdict] = {}
     if doc.get("day") != day:
         doc = reset_for_new_day(doc, day)
     else:
@@ -202,7 +205,7 @@ def _load(path: Path, key: tuple, dayno: int) -> tuple:
     return _cache
 
 
-def guard(model: str, *, s: Settings | None = None, now: float | None = None) -> dict[str, Any]:
+def guard(model: str, *, s: Settings | None = None, now: float | None = None) -> Decision:
     """Decision for one AI call: `{action: allow|switch|throttle, model, reason, retry_after_s}`.
 
     `model` is what the caller wants; on `switch`, `model` is the one to call instead. When
@@ -212,6 +215,7 @@ def guard(model: str, *, s: Settings | None = None, now: float | None = None) ->
     monitor = _monitor_env(s)
     t = time.time() if now is None else now
     dayno = int(t // DAY_S)
+    key: tuple[object, ...]
     try:
         st = os.stat(path)
         key = (path, st.st_ino, st.st_mtime_ns, st.st_size, dayno)
@@ -228,9 +232,8 @@ def guard(model: str, *, s: Settings | None = None, now: float | None = None) ->
         decision = decide(model, cache[2], cache[3])
         if len(memo) < MEMO_MAX:
             memo[model] = decision
-    out = monitored(model, decision) if monitor else dict(decision)
-    out["retry_after_s"] = seconds_to_midnight(t) if out["action"] == "throttle" else 0
-    return out
+    verdict = monitored(model, decision) if monitor else decision
+    return {**verdict, "retry_after_s": seconds_to_midnight(t) if verdict["action"] == "throttle" else 0}
 
 
 def _monitor_env(s: Settings | None) -> bool:

@@ -50,7 +50,7 @@ def _tokens(value: object) -> int | None:
 
 
 def _usd_pico(value: object) -> int | None:
-    if type(value) not in (int, float):
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
         return None
     if not (0 <= value <= MAX_USD):  # NaN fails this too
         return None

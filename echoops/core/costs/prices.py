@@ -9,12 +9,13 @@ Units (integers end to end, never accumulated floats):
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Container, Mapping
 from decimal import ROUND_HALF_EVEN, Decimal, InvalidOperation
 
 PICO_PER_USD = 10**12
 MICRO_PER_USD = 10**6
 PICO_PER_MICRO = 10**6
+CENTS_PER_USD = 100
 # SQLite INTEGER is signed 64-bit: a day's spend per model saturates at ~$9.2M (a cap is hit long before).
 MAX_PICO = 2**63 - 1
 
@@ -50,13 +51,23 @@ CAP_GROUPS = {"embeddings": "embed"}
 _DATE_SUFFIX = re.compile(r"-\d{4}-\d{2}-\d{2}$")
 
 
-def usd_to_micro(usd: float | int | str | Decimal) -> int:
-    """A USD amount -> integer micro-dollars (half-even), via its decimal text so 0.15 stays 0.15."""
+def _units(usd: float | int | str | Decimal, per_usd: int) -> int:
     try:
         value = Decimal(usd if isinstance(usd, (str, Decimal)) else repr(usd))
     except InvalidOperation:
         raise ValueError(f"not an amount: {usd!r}") from None
-    return int((value * MICRO_PER_USD).to_integral_value(ROUND_HALF_EVEN))
+    return int((value * per_usd).to_integral_value(ROUND_HALF_EVEN))
+
+
+def usd_to_micro(usd: float | int | str | Decimal) -> int:
+    """A USD amount -> integer micro-dollars (half-even), via its decimal text so 0.15 stays 0.15."""
+    return _units(usd, MICRO_PER_USD)
+
+
+def usd_to_cents(usd: float | int | str | Decimal) -> int:
+    """A USD amount -> integer cents (half-even), via its decimal text: 19.99 is 1999, never the
+    1998 that int(19.99 * 100) gives."""
+    return _units(usd, CENTS_PER_USD)
 
 
 def usd_to_pico(usd: float | int) -> int:
@@ -102,7 +113,7 @@ def price_table(overrides: Mapping[str, Mapping[str, float]] | None = None) -> d
     return table
 
 
-def canonical(model: str, known: Mapping[str, object]) -> str:
+def canonical(model: str, known: Container[str]) -> str:
     """The name spend is recorded under: `gpt-4o-mini-2024-07-18` -> `gpt-4o-mini` when only the base is known."""
     if model in known:
         return model
@@ -118,7 +129,7 @@ def price_of(model: str, table: Mapping[str, tuple[int, int]]) -> tuple[int, int
     return found[0], found[1], True
 
 
-def cap_scope(model: str, cap_keys: Mapping[str, object] | frozenset | set) -> str:
+def cap_scope(model: str, cap_keys: Container[str]) -> str:
     """The cap a canonical model spends against: its own, a group's (`embeddings`), else itself (uncapped)."""
     if model in cap_keys:
         return model

@@ -8,11 +8,12 @@ lines of any `logs/*.ndjson` into incidents; `summary` groups the last hours by 
 `runner` is the scheduler's job and the hand re-drive. Constants and tables are in `model`.
 
 Interface to the other controls: `raise_incident` (the SLO, cost and scale controls page
-through it), `run`, `retry`, `summarize`, `send_test`, and `start_background_drain` for the server.
+through it; `raise_request` is the same for an HTTP body), `run`, `retry`, `summarize`,
+`send_test`, and `start_background_drain` for the server.
 """
 
 from echoops.core.pager.drain import start_background_drain
-from echoops.core.pager.inbox import configured_channels, raise_incident, validate
+from echoops.core.pager.inbox import configured_channels, raise_incident, raise_request, validate
 from echoops.core.pager.model import CHANNELS, INCIDENTS_LOG, SEVERITIES, SUMMARY_FILE, db
 from echoops.core.pager.outbox import NothingToRetry
 from echoops.core.pager.runner import retry, run, send_test
@@ -27,6 +28,7 @@ __all__ = [
     "configured_channels",
     "db",
     "raise_incident",
+    "raise_request",
     "retry",
     "run",
     "send_test",

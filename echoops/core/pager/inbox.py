@@ -6,7 +6,7 @@ backoff: retries are the outbox's.
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Mapping
 
 import orjson
 
@@ -29,6 +29,10 @@ from echoops.core.pager.model import (
     MAX_SOURCE_CHARS,
     SEVERITIES,
 )
+from echoops.core.pager.types import Raised
+
+# The fields of a raise request (the HTTP body); anything else is refused, naming the field.
+RAISE_FIELDS = ("severity", "msg", "source", "meta", "fingerprint")
 
 # --- validation ---------------------------------------------------------------------------
 
@@ -67,6 +71,15 @@ def validate(
     return severity.strip().upper(), msg, source.strip(), meta, fingerprint
 
 
+def validate_request(body: Mapping[str, object]) -> tuple[str, str, str, dict | None, str | None]:
+    """`validate` for a request body (`POST /api/incidents/raise`): an unknown field is a
+    ValidationError naming it (a typo like `sevrity` must not be silently dropped)."""
+    unknown = sorted(set(body) - set(RAISE_FIELDS))
+    if unknown:
+        raise ValidationError(f"unknown field {unknown[0]!r} (allowed: {', '.join(RAISE_FIELDS)})", field=unknown[0])
+    return validate(*(body.get(name) for name in RAISE_FIELDS))
+
+
 # --- raising --------------------------------------------------------------------------------
 
 
@@ -80,7 +93,7 @@ def raise_incident(
     now: float | None = None,
     s: Settings | None = None,
     send: bool = False,
-) -> dict[str, Any]:
+) -> Raised:
     """Record an incident; page CRITICAL ones at most once per fingerprint per PAGER_REPEAT_MIN.
 
     Returns `{"id", "fingerprint", "deduped", "channels"}`: `channels` maps each channel to
@@ -98,5 +111,13 @@ def raise_incident(
     if send:
         if "pending" in result["channels"].values():
             outbox.attempt_now(s, result["id"], now=t)
-        result.update(outbox.delivery_states(s, result["id"]))
+        states = outbox.delivery_states(s, result["id"])
+        result["deliveries"] = states["deliveries"]
+        result["attempts"] = states["attempts"]
     return result
+
+
+def raise_request(body: Mapping[str, object], *, now: float | None = None, s: Settings | None = None) -> Raised:
+    """raise_incident from a request body `{severity, msg, source, meta?, fingerprint?}` (the
+    `POST /api/incidents/raise` endpoint); unknown fields are refused by name."""
+    return raise_incident(*validate_request(body), now=now, s=s)

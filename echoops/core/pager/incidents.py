@@ -19,6 +19,7 @@ import orjson
 from echoops.core import ndjson, store
 from echoops.core.config import Settings
 from echoops.core.pager.model import CHANNELS, ENQUEUE_LISTENERS, INCIDENTS_LOG, PAGED_SEVERITIES, SEVERITIES, db
+from echoops.core.pager.types import Raised
 
 Item = tuple[str, str, str, "dict | None", str, int]  # (severity, msg, source, meta, fingerprint, count)
 
@@ -37,9 +38,7 @@ def new_id(now: float) -> str:
     return f"inc_{int(now * 1000):012x}{secrets.token_hex(5)}"
 
 
-def record(
-    s: Settings, items: list[Item], *, now: float, channels: Iterable[str] | None = None
-) -> list[dict[str, Any]]:
+def record(s: Settings, items: list[Item], *, now: float, channels: Iterable[str] | None = None) -> list[Raised]:
     """Store validated incidents `(severity, msg, source, meta, fingerprint, count)` in one
     transaction, enqueue their pages (on `channels` only, when given), then append one
     `incident` event each."""
@@ -57,12 +56,12 @@ def store_incidents(
     *,
     now: float,
     channels: Iterable[str] | None = None,
-) -> tuple[list[dict[str, Any]], list[dict[str, Any]], bool]:
+) -> tuple[list[Raised], list[dict[str, Any]], bool]:
     """The in-transaction half of record(): (results, events to publish, anything enqueued)."""
     window = s.pager_repeat_min * 60
     enabled = configured_channels(s)
     routes = CHANNELS if channels is None else tuple(c for c in CHANNELS if c in set(channels))
-    results: list[dict[str, Any]] = []
+    results: list[Raised] = []
     events: list[dict[str, Any]] = []
     enqueued = False
     for severity, msg, source, meta, fp, count in items:

@@ -15,6 +15,7 @@ from echoops.core import clock, ndjson, store
 from echoops.core.config import Settings
 from echoops.core.pager import inbox, model
 from echoops.core.pager.fingerprint import fingerprint as make_fingerprint
+from echoops.core.pager.types import LogIngest
 
 CONSUMER = "pager"
 
@@ -66,7 +67,7 @@ def _candidate(obj: dict[str, Any], stem: str) -> tuple[str, str, str] | str:
     return msg, source, fp.strip()
 
 
-def _fold(batch: list[dict], path: Path, now: float, groups: dict[str, list], reader, stats: dict) -> None:
+def _fold(batch: list[dict], path: Path, now: float, groups: dict[str, list], reader, stats: LogIngest) -> None:
     """Add the CRITICAL lines of `batch` to `groups` (fingerprint -> incident item with count)."""
     for obj in batch:
         sev = obj.get("severity", obj.get("level"))
@@ -89,10 +90,18 @@ def _fold(batch: list[dict], path: Path, now: float, groups: dict[str, list], re
             group[5] += 1
 
 
-def ingest(s: Settings, *, now: float) -> dict[str, Any]:
+def ingest(s: Settings, *, now: float) -> LogIngest:
     """Read new lines of every input log; returns counts and the incidents raised."""
     conn = model.db(s)
-    stats: dict[str, Any] = {"files": 0, "lines": 0, "critical": 0, "stale": 0, "bad": 0, "incidents": []}
+    stats: LogIngest = {
+        "files": 0,
+        "lines": 0,
+        "critical": 0,
+        "stale": 0,
+        "bad": 0,
+        "new_incidents": 0,
+        "incidents": [],
+    }
     for path in input_logs(s):
         if not ndjson.pending(conn, path, CONSUMER):
             continue
@@ -115,4 +124,5 @@ def ingest(s: Settings, *, now: float) -> dict[str, Any]:
             stats["lines"] += reader.lines
             stats["bad"] += sum(reader.bad.values())
             stats["incidents"].extend(results)
+            stats["new_incidents"] += sum(1 for r in results if not r["deduped"])
     return stats

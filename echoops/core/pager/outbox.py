@@ -36,6 +36,7 @@ from echoops.core.config import Settings
 from echoops.core.errors import EchoopsError, NotFound, ValidationError
 from echoops.core.pager import incidents, model
 from echoops.core.pager.channels import Outcome, Page
+from echoops.core.pager.types import Raised
 from echoops.core.redact import redact
 
 MAX_ATTEMPTS = 6  # "retries with backoff up to 5 times": the first attempt and 5 retries
@@ -113,7 +114,7 @@ def claim(
 ) -> sqlite3.Row | None:
     """Lease the most overdue delivery (of `incident_id`, when given) to `owner` and record the
     attempt about to be made; None when nothing is due."""
-    where, args = _DUE, [now, now]
+    where, args = _DUE, list[object]([now, now])
     if incident_id is not None:
         where, args = where + " AND o.incident_id=?", [*args, incident_id]
     if conn.execute(f"SELECT 1 FROM pager_outbox o WHERE {where} LIMIT 1", args).fetchone() is None:
@@ -139,10 +140,10 @@ def send_once(channel: str, page: Page, s: Settings) -> Outcome:
 def _send(channel: str, page: Page, s: Settings) -> list[Outcome]:
     try:
         if channel == "telegram":
-            from echoops.core.pager.channels import telegram
+            from echoops.core.pager.channels import telegram  # lazy: httpx, ~40 ms; only a sender pays it
 
             return telegram.send(page, s)
-        from echoops.core.pager.channels import email
+        from echoops.core.pager.channels import email  # lazy: smtplib+ssl, ~12 ms; only a sender pays it
 
         return email.send(page, s)
     except Exception as exc:  # a bug in a channel must not wedge the outbox
@@ -259,7 +260,7 @@ def _finish(
         notify(s, row, state, series, final.detail, now)
 
 
-def notify(s: Settings, row: sqlite3.Row, state: str, series: int, error: str, now: float) -> dict | None:
+def notify(s: Settings, row: sqlite3.Row, state: str, series: int, error: str, now: float) -> Raised | None:
     """Tell the other configured channel(s) that `row`'s delivery ended `failed` or `unconfirmed`:
     a CRITICAL incident routed only there, deduped per failing channel (one notice an hour while
     a channel stays down). A notice's own failure sends no further notice."""

@@ -5,8 +5,6 @@ outside the outbox (`send_test`), and put failed deliveries back in the queue (`
 
 from __future__ import annotations
 
-from typing import Any
-
 from echoops.core import clock, config, ndjson
 from echoops.core.config import Settings
 from echoops.core.errors import NotConfigured, ValidationError
@@ -14,19 +12,20 @@ from echoops.core.pager import drain, inbox, logs, outbox
 from echoops.core.pager.channels import Page
 from echoops.core.pager.model import CHANNELS, INCIDENTS_LOG
 from echoops.core.pager.summary import summarize
+from echoops.core.pager.types import PageRun, Retried, TestResult, TestSend
 
 RUN_BUDGET_S = 60.0  # how long `page run` waits for retries falling due (real time only)
 
 
 def run(
     *, s: Settings | None = None, now: float | None = None, ingest: bool = True, budget_s: float | None = None
-) -> dict[str, Any]:
+) -> PageRun:
     """Consume new CRITICAL log lines into incidents (unless `ingest` is False), drain the outbox,
     and rewrite logs/incident_summary.json with the last 24h (the scheduler's job).
 
     Retries falling due within `budget_s` (default RUN_BUDGET_S) are waited for; a given `now` is
     a simulated instant (`--now`), so by default nothing is waited for then.
-    Returns `{"ingest": {...counts, incidents} | None, "deliveries": {state: attempts}, "summary": totals}`."""
+    Returns what was read, the delivery attempts made by result, and the 24h summary's totals."""
     s = s or config.settings()
     t = clock.now_s(now)
     read = logs.ingest(s, now=t) if ingest else None
@@ -43,7 +42,7 @@ def retry(
     channel: str | None = None,
     s: Settings | None = None,
     now: float | None = None,
-) -> dict[str, Any]:
+) -> Retried:
     """Re-drive failed deliveries by hand (`echoops page retry ID` / `--all-failed`): each gets a
     new series of attempts and its first attempt now. Returns `{"retried": [{id, channel}],
     "deliveries": {id: {channel: state}}}`; NothingToRetry when none matched."""
@@ -58,7 +57,7 @@ def retry(
     return {"retried": [{"id": i, "channel": c} for i, c in keys], "deliveries": states}
 
 
-def send_test(channel: str | None = None, *, s: Settings | None = None, now: float | None = None) -> dict:
+def send_test(channel: str | None = None, *, s: Settings | None = None, now: float | None = None) -> TestSend:
     """Send a test message now through `channel` (or every configured one), outside the outbox.
 
     Returns `{"results": {channel: {"ok", "status", "detail"}}}`; NotConfigured when the
@@ -76,7 +75,7 @@ def send_test(channel: str | None = None, *, s: Settings | None = None, now: flo
         names = missing or list(CHANNELS)
         raise NotConfigured("; ".join(f"{c} needs {need[c]}" for c in names))
     page = Page(inbox.new_id(t), "INFO", "echoops", "Test page from echoops: delivery works.", "test", 1, t, test=True)
-    results = {}
+    results: dict[str, TestResult] = {}
     for name in wanted:
         outcome = outbox.send_once(name, page, s)
         results[name] = {"ok": outcome.ok, "status": outcome.status, "detail": outcome.detail}

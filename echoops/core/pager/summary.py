@@ -7,12 +7,13 @@ The last-24h summary is also written to logs/incident_summary.json (atomic repla
 
 from __future__ import annotations
 
-from typing import Any
+import sqlite3
 
 from echoops.core import clock, config, files
 from echoops.core.config import Settings
 from echoops.core.errors import ValidationError
 from echoops.core.pager.model import DELIVERY_STATES, SEVERITIES, SUMMARY_FILE, db
+from echoops.core.pager.types import Attention, Summary, SummaryGroup, SummaryTotals
 
 MAX_SUMMARY_HOURS = 24 * 31
 ATTENTION_STATES = ("failed", "unconfirmed")
@@ -20,7 +21,7 @@ ATTENTION_DAYS = 7  # a failed delivery is listed this long (whatever `hours`), 
 ATTENTION_MAX = 50
 
 
-def attention(conn, now: float) -> list[dict[str, Any]]:
+def attention(conn: sqlite3.Connection, now: float) -> list[Attention]:
     """Deliveries that need a person: `failed` after their attempts, or `unconfirmed`, newest first,
     those that ended in the last ATTENTION_DAYS (at most ATTENTION_MAX)."""
     rows = conn.execute(
@@ -47,7 +48,7 @@ def attention(conn, now: float) -> list[dict[str, Any]]:
     ]
 
 
-def summarize(*, hours: float | str = 24, s: Settings | None = None, now: float | None = None) -> dict[str, Any]:
+def summarize(*, hours: float | str = 24, s: Settings | None = None, now: float | None = None) -> Summary:
     """Incidents seen in the last `hours` grouped by fingerprint, newest first: counts, pages, the
     delivery state of each group's latest page per channel and how many of its deliveries failed or
     are unconfirmed; plus `attention`, every delivery that needs a person (see `attention()`).
@@ -65,7 +66,7 @@ def summarize(*, hours: float | str = 24, s: Settings | None = None, now: float 
         "FROM pager_incidents WHERE last_seen >= ? AND first_seen <= ? ORDER BY first_seen",
         (since, t),
     ).fetchall()
-    totals: dict[str, Any] = {
+    totals: SummaryTotals = {
         "groups": 0,
         "incidents": 0,
         "pages": 0,
@@ -74,18 +75,20 @@ def summarize(*, hours: float | str = 24, s: Settings | None = None, now: float 
     }
     latest_paged: dict[str, str] = {}
     group_of: dict[str, str] = {}
-    groups: dict[str, dict[str, Any]] = {}
+    groups: dict[str, SummaryGroup] = {}
+    last_seen: dict[str, float] = {}  # epoch s per group (the group holds it as ISO text)
     for r in rows:
-        g = groups.get(r["fingerprint"])
+        fp = r["fingerprint"]
+        g = groups.get(fp)
         if g is None:
-            g = groups[r["fingerprint"]] = {
-                "fingerprint": r["fingerprint"],
+            g = groups[fp] = {
+                "fingerprint": fp,
                 "severity": r["severity"],
                 "source": r["source"],
                 "msg": r["msg"],
                 "count": 0,
-                "first_seen": r["first_seen"],
-                "last_seen": r["last_seen"],
+                "first_seen": clock.iso(r["first_seen"]),  # rows come oldest first
+                "last_seen": "",
                 "paged": False,
                 "pages": 0,
                 "latest_id": r["id"],
@@ -93,7 +96,7 @@ def summarize(*, hours: float | str = 24, s: Settings | None = None, now: float 
                 "failed_deliveries": 0,
             }
         g["count"] += r["count"]
-        g["last_seen"] = max(g["last_seen"], r["last_seen"])
+        last_seen[fp] = max(last_seen.get(fp, r["last_seen"]), r["last_seen"])
         g["msg"], g["latest_id"] = r["msg"], r["id"]
         g["severity"] = min(g["severity"], r["severity"], key=SEVERITIES.index)  # the worst (most severe first)
         totals["by_severity"][r["severity"]] += r["count"]
@@ -117,13 +120,13 @@ def summarize(*, hours: float | str = 24, s: Settings | None = None, now: float 
             groups[fp]["failed_deliveries"] += 1
         if latest_paged[fp] == d["incident_id"]:
             groups[fp]["deliveries"][d["channel"]] = d["state"]
-    for g in groups.values():
+    for fp, g in groups.items():
         totals["groups"] += 1
         totals["incidents"] += g["count"]
         totals["pages"] += g["pages"]
-        g["first_seen"], g["last_seen"] = clock.iso(g["first_seen"]), clock.iso(g["last_seen"])
+        g["last_seen"] = clock.iso(last_seen[fp])
     ordered = sorted(groups.values(), key=lambda g: g["last_seen"], reverse=True)
-    body = {
+    body: Summary = {
         "generated_at": clock.iso(t),
         "hours": hours,
         "groups": ordered,

@@ -29,9 +29,10 @@ import orjson
 from echoops.core import clock, config, ndjson, signing
 from echoops.core.config import Settings
 from echoops.core.errors import EchoopsError, NotFound, ValidationError
-from echoops.core.portal import documents, ledger
+from echoops.core.portal import documents, ledger, rows
 from echoops.core.portal.importer import import_purchases  # noqa: F401 (the portal interface)
 from echoops.core.portal.ledger import fees_by_day  # noqa: F401 (the portal interface)
+from echoops.core.portal.types import Audit, Link, Purchase, Receipts, Subscription
 
 PURPOSE_DOWNLOAD = "portal.download"
 PURPOSE_UNSUBSCRIBE = "portal.unsubscribe"
@@ -89,7 +90,7 @@ def receipts(
     route: str | None = None,
     s: Settings | None = None,
     now: float | None = None,
-) -> dict[str, Any]:
+) -> Receipts:
     """`{email, unsubscribed, unsubscribe_url, purchases:[{id, created, amount, currency, amount_display,
     refunded, refunded_display, ..., receipt_url, invoice_url, expires_at}]}`, newest first; amounts
     in minor units (`refunded` 0 unless refunded). ValidationError on a bad email.
@@ -99,7 +100,7 @@ def receipts(
     s = s or config.settings()
     normalized: str | None = None
     try:
-        normalized = ledger.normalize_email(email)
+        normalized = rows.normalize_email(email)
         body = _receipts(normalized, limit, s, now)
     except EchoopsError as exc:
         _audit(s, email=normalized, ip=ip, resource="receipts", status=exc.status, action="lookup",
@@ -110,11 +111,11 @@ def receipts(
     return body
 
 
-def _receipts(email: str, limit: int, s: Settings, now: float | None) -> dict[str, Any]:
+def _receipts(email: str, limit: int, s: Settings, now: float | None) -> Receipts:
     if not 1 <= limit <= MAX_LIMIT:
         raise ValidationError(f"limit must be 1..{MAX_LIMIT}", field="limit")
     signing.keys(s)  # NotConfigured before touching the ledger
-    purchases = []
+    purchases: list[Purchase] = []
     for row in ledger.purchases_for(email, limit=limit, s=s):
         receipt_url, expires = _download_url(s, row["id"], "receipt", email, now)
         invoice_url = _download_url(s, row["id"], "invoice", email, now)[0] if _has_invoice(row) else None
@@ -153,7 +154,7 @@ def link(
     route: str | None = None,
     s: Settings | None = None,
     now: float | None = None,
-) -> dict[str, Any]:
+) -> Link:
     """A fresh signed download link for one purchase: `{id, kind, email, url, expires_at}`; audited
     like `receipts` (resource `kind:id`, action "link")."""
     s = s or config.settings()
@@ -225,11 +226,11 @@ def _tail_lines(path: Path, block: int = 64 * 1024):
             yield rest
 
 
-def audit(*, email: str | None = None, limit: int = 50, s: Settings | None = None) -> dict[str, Any]:
+def audit(*, email: str | None = None, limit: int = 50, s: Settings | None = None) -> Audit:
     """The newest `limit` access attempts (optionally for one email), newest first."""
     s = s or config.settings()
     if email is not None:
-        email = ledger.normalize_email(email)
+        email = rows.normalize_email(email)
     if not 1 <= limit <= 10_000:
         raise ValidationError("limit must be 1..10000", field="limit")
     entries: list[dict[str, Any]] = []
@@ -327,9 +328,9 @@ def download(token: str, *, ip: str | None = None, s: Settings | None = None, no
         claims = claims or getattr(exc, "claims", None)
     _audit(
         s,
-        email=claims and claims.email,
+        email=claims.email if claims else None,
         ip=ip,
-        resource=claims and claims.resource,
+        resource=claims.resource if claims else None,
         status=status,
         action=action,
         reason=reason,
@@ -349,7 +350,14 @@ def _unsubscribe_claims(token: str, action: str, ip: str | None, s: Settings, no
     except signing.BadToken as exc:
         c = exc.claims
         _audit(
-            s, email=c and c.email, ip=ip, resource="unsubscribe", status=403, action=action, reason=exc.reason, now=now
+            s,
+            email=c.email if c else None,
+            ip=ip,
+            resource="unsubscribe",
+            status=403,
+            action=action,
+            reason=exc.reason,
+            now=now,
         )
         raise
 
@@ -370,7 +378,7 @@ def unsubscribe_view(
 
 def unsubscribe_one_click(
     token: str, form_value: str | None, *, ip: str | None = None, s: Settings | None = None, now: float | None = None
-) -> dict[str, Any]:
+) -> Subscription:
     """RFC 8058 POST (`List-Unsubscribe=One-Click`): unsubscribe the token's email, idempotently."""
     s = s or config.settings()
     claims = _unsubscribe_claims(token, "unsubscribe", ip, s, now)
@@ -399,10 +407,10 @@ def unsubscribed_page(email: str, *, s: Settings | None = None) -> Document:
 
 def set_subscription(
     email: str, unsubscribed: bool, *, s: Settings | None = None, now: float | None = None
-) -> dict[str, Any]:
+) -> Subscription:
     """Operator unsubscribe/resubscribe: `{email, unsubscribed, changed}`."""
     s = s or config.settings()
-    email = ledger.normalize_email(email)
+    email = rows.normalize_email(email)
     if unsubscribed:
         changed = ledger.unsubscribe(email, source="operator", s=s, now=now)
     else:

@@ -18,7 +18,8 @@ from echoops.core import clock
 ZERO_DECIMAL = frozenset(
     "bif clp djf gnf jpy kmf krw mga pyg rwf ugx vnd vuv xaf xof xpf".split()  # noqa: SIM905 (reads as a list)
 )
-THREE_DECIMAL = frozenset(("bhd", "jod", "kwd", "omr", "tnd"))
+# ISO 4217 currencies with three decimals: amounts are thousandths (KWD 1.234 is 1234).
+THREE_DECIMAL = frozenset(("bhd", "iqd", "jod", "kwd", "lyd", "omr", "tnd"))
 
 STYLE = """
 body{font:15px/1.5 system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;color:#1b1f24;background:#f4f5f7;margin:0}

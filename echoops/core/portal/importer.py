@@ -1,6 +1,6 @@
 """`echoops portal import`: purchases from NDJSON or CSV into the ledger, fast and idempotent.
 
-One file is one transaction: rows are validated (ledger.purchase_row) in batches and upserted
+One file is one transaction: rows are validated (rows.purchase_row) in batches and upserted
 with executemany. Parsing and SQLite overlap: a writer thread owns the transaction and runs
 executemany (sqlite3 releases the GIL while it steps) while this thread parses the next
 batch. Bad rows are reported with their line numbers; the good rows land, or with `strict`
@@ -25,6 +25,8 @@ from echoops.core import clock, config, store
 from echoops.core.config import Settings
 from echoops.core.errors import NotFound, ValidationError
 from echoops.core.portal import ledger
+from echoops.core.portal.rows import REQUIRED, purchase_row
+from echoops.core.portal.types import ImportReport, RowError
 
 BATCH = 20_000
 MAX_REPORTED_ERRORS = 100
@@ -53,7 +55,7 @@ def _csv_records(fh) -> Iterator[tuple[int, Any, str | None]]:
         header = [h.strip().lower() for h in next(reader)]
     except StopIteration:
         return
-    missing = [c for c in ledger.REQUIRED if c not in header]
+    missing = [c for c in REQUIRED if c not in header]
     if missing:
         raise ValidationError(f"CSV header lacks column(s): {', '.join(missing)}", field="header")
     width = len(header)
@@ -162,7 +164,7 @@ def import_purchases(
     source: str = "import",
     s: Settings | None = None,
     now: float | None = None,
-) -> dict[str, Any]:
+) -> ImportReport:
     """Upsert purchases from an NDJSON or CSV file; report rows, landed, bad (with line numbers), rate.
 
     Idempotent by id. Bad rows are reported and skipped; with `strict` any bad row lands none.
@@ -179,7 +181,7 @@ def import_purchases(
         raise ValidationError(f"{path} is a directory", field="file") from None
     started = time.perf_counter()
     stamp = clock.now_s(now)
-    errors: list[dict[str, Any]] = []
+    errors: list[RowError] = []
     bad = rows = 0
     conn = ledger.conn_for(s)  # migrations run here, before the writer takes the write lock
     writer = _Writer(s, rebuild_index=_worth_rebuilding(conn, path))
@@ -189,7 +191,6 @@ def import_purchases(
     sys.setswitchinterval(SWITCH_INTERVAL_S)
     writer.start()
     committed = False
-    purchase_row = ledger.purchase_row
     try:
         with fh:
             kind = _detect_format(path, fh) if fmt == "auto" else fmt

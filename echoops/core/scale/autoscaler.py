@@ -28,6 +28,7 @@ from echoops.core.errors import EchoopsError, NotConfigured, ValidationError
 from echoops.core.pager import raise_incident
 from echoops.core.scale.forecast import Forecaster, parse_sample
 from echoops.core.scale.policy import Decision, PolicyConfig, decide
+from echoops.core.scale.types import Actuator, Context, HistoryPoint, ScaleApplied, ScaleStatus
 from echoops.core.slo import recent_p95_ms
 
 SCHEMA = store.Schema(
@@ -127,7 +128,7 @@ def _actual(s: Settings, fc: Forecaster, applied: int | None, applied_at: float 
     return s.scale_min, "scale_min"
 
 
-def _evaluate(conn, s: Settings, now: float) -> tuple[Decision, dict[str, Any]]:
+def _evaluate(conn, s: Settings, now: float) -> tuple[Decision, Context]:
     """The decision for `now` from stored state (records nothing)."""
     fc, bad, applied, applied_at = _load(conn)
     cfg = PolicyConfig.from_settings(s)
@@ -152,7 +153,7 @@ def _evaluate(conn, s: Settings, now: float) -> tuple[Decision, dict[str, Any]]:
         sample_age_s=0.0 if fc.last_ts is None else max(0.0, now - fc.last_ts),
         now=now,
     )
-    context = {
+    context: Context = {
         "actual_source": actual_source,
         "forecast": {
             "backlog": fc.depth,
@@ -180,7 +181,7 @@ def _evaluate(conn, s: Settings, now: float) -> tuple[Decision, dict[str, Any]]:
     return decision, context
 
 
-def _history(conn, limit: int = HISTORY) -> list[dict[str, Any]]:
+def _history(conn, limit: int = HISTORY) -> list[HistoryPoint]:
     rows = conn.execute(
         "SELECT ts, desired, target, actual, backlog, action, dry_run, applied FROM scale_decisions "
         "ORDER BY id DESC LIMIT ?",
@@ -201,20 +202,24 @@ def _history(conn, limit: int = HISTORY) -> list[dict[str, Any]]:
     ]
 
 
-def _body(decision: Decision, context: dict[str, Any], dry_run: bool, history: list[dict[str, Any]]) -> dict:
-    d = decision.as_dict()
+def _body(decision: Decision, context: Context, dry_run: bool, history: list[HistoryPoint]) -> ScaleStatus:
     return {
-        "desired": d.pop("desired"),
-        "actual": d.pop("actual"),
-        "reason": d.pop("reason"),
+        "desired": decision.desired,
+        "actual": decision.actual,
+        "reason": decision.reason,
         "dry_run": dry_run,
-        **d,
+        "target": decision.target,
+        "recommended": decision.recommended,
+        "need": round(decision.need, 3),
+        "action": decision.action,
+        "held_by": decision.held_by,
+        "cooldown_remaining_s": decision.cooldown_remaining_s,
         **context,
         "history": history,
     }
 
 
-def status(*, s: Settings | None = None, now: float | None = None) -> dict[str, Any]:
+def status(*, s: Settings | None = None, now: float | None = None) -> ScaleStatus:
     """`GET /api/scale/status`: the decision for now (not recorded), forecast, gate, cooldown, history."""
     s = s or config.settings()
     now = clock.now_s(now)
@@ -246,7 +251,7 @@ def _apply_lock(s: Settings) -> Iterator[None]:
         os.close(fd)
 
 
-def _actuate(s: Settings, n: int) -> dict[str, Any]:
+def _actuate(s: Settings, n: int) -> Actuator:
     argv = [a.replace("{n}", str(n)) for a in s.scale_cmd or ()]
     try:
         proc = subprocess.run(argv, capture_output=True, timeout=s.scale_cmd_timeout_s, check=False, shell=False)
@@ -254,14 +259,14 @@ def _actuate(s: Settings, n: int) -> dict[str, Any]:
         return {"argv": argv, "ok": False, "rc": None, "error": f"timed out after {s.scale_cmd_timeout_s}s"}
     except OSError as exc:
         return {"argv": argv, "ok": False, "rc": None, "error": f"could not start: {exc.strerror or exc}"}
-    out = {"argv": argv, "ok": proc.returncode == 0, "rc": proc.returncode}
+    out: Actuator = {"argv": argv, "ok": proc.returncode == 0, "rc": proc.returncode}
     if proc.returncode != 0:
         tail = (proc.stderr or proc.stdout or b"").decode("utf-8", "replace").strip()[-300:]
         out["error"] = f"exited {proc.returncode}" + (f": {tail}" if tail else "")
     return out
 
 
-def apply(dry_run: bool | None = None, *, s: Settings | None = None, now: float | None = None) -> dict[str, Any]:
+def apply(dry_run: bool | None = None, *, s: Settings | None = None, now: float | None = None) -> ScaleApplied:
     """Decide now, record and log the decision; in real mode run SCALE_CMD for a change.
 
     `dry_run=None` follows SCALE_DRY_RUN. Real mode without SCALE_CMD is a ValidationError
@@ -311,15 +316,22 @@ def apply(dry_run: bool | None = None, *, s: Settings | None = None, now: float 
                     "applied_workers=excluded.applied_workers, applied_at=excluded.applied_at",
                     (orjson.dumps(Forecaster().to_dict()).decode(), decision.target, now, now),
                 )
-        body = _body(decision, context, dry, _history(conn))
+        body: ScaleApplied = {**_body(decision, context, dry, _history(conn)), "applied": applied, "actuator": actuator}
     body["reason"] = reason
-    body["applied"] = applied
-    body["actuator"] = actuator
     if applied:
         body["actual"] = decision.target
         body["last_change_at"] = clock.iso(now)
         body["cooldown_remaining_s"] = int(s.scale_cooldown_min * 60)
-    event = {k: body[k] for k in ("desired", "target", "actual", "action", "held_by", "reason", "dry_run", "applied")}
+    event: dict[str, Any] = {
+        "desired": body["desired"],
+        "target": body["target"],
+        "actual": body["actual"],
+        "action": body["action"],
+        "held_by": body["held_by"],
+        "reason": body["reason"],
+        "dry_run": body["dry_run"],
+        "applied": body["applied"],
+    }
     event["previous"] = decision.actual
     event["forecast"] = context["forecast"]
     event["gate"] = context["gate"]["set"]
@@ -343,7 +355,7 @@ def apply(dry_run: bool | None = None, *, s: Settings | None = None, now: float 
     return body
 
 
-def tick(*, s: Settings | None = None, now: float | None = None) -> dict[str, Any]:
+def tick(*, s: Settings | None = None, now: float | None = None) -> ScaleApplied:
     """Scheduler entry (every 10 min): ingest, decide, log; apply when SCALE_DRY_RUN=false.
 
     Real mode without SCALE_CMD is NotConfigured (nothing decided).

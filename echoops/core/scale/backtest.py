@@ -23,7 +23,7 @@ waiting beyond each interval), worker-minutes, peak backlog.
 from __future__ import annotations
 
 import statistics
-from dataclasses import replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -96,6 +96,108 @@ def load_trace(
     return intervals, info, (statistics.median(caps) if caps else None)
 
 
+@dataclass
+class Replay:
+    """One policy replaying a trace: the simulated queue, the policy's forecaster fed the
+    simulated samples (as `scale tick` would see them), and what it decided so far.
+
+    Per interval, `serve()` moves the queue; at each scheduler tick, `decide()` runs the
+    production decision and applies a change at once. `result()` is the policy's part of
+    the `simulate` body.
+    """
+
+    policy: str  # "predictive" (production) or "reactive" (HPA ratio on the current rate)
+    cfg: PolicyConfig
+    capacity: float  # real jobs/min per worker: what `serve` completes
+    fallback_tpw: float  # SCALE_JOBS_PER_WORKER_MIN, for the forecaster's throughput estimate
+    backlog: float
+    workers: int
+    keep_decisions: bool = False
+    fc: Forecaster = field(default_factory=Forecaster)
+    recent: list[tuple[float, int]] = field(default_factory=list)  # (ts, recommended) in the cooldown window
+    last_change: float | None = None
+    backlog_min: float = 0.0
+    worker_min: float = 0.0
+    peak_backlog: float = 0.0
+    decisions: int = 0
+    changes: list[dict[str, Any]] = field(default_factory=list)
+    log: list[dict[str, Any]] = field(default_factory=list)  # every decision, with keep_decisions
+
+    def __post_init__(self) -> None:
+        self.peak_backlog = self.backlog
+
+    def start(self, ts: float) -> Replay:
+        """The first sample: the trace's depth and workers at `ts`."""
+        self.fc.observe(ts, self.backlog, self.workers, None, None, self.fallback_tpw)
+        return self
+
+    def serve(self, ts: float, dt: float, arrivals: float) -> None:
+        """One interval of `dt` minutes ending at `ts`: the workers serve what they can of the
+        backlog plus the arrivals; the rest waits. The forecaster sees the resulting sample."""
+        capacity = self.workers * self.capacity * dt
+        total = self.backlog + arrivals
+        served = capacity if capacity < total else total
+        backlog = total - served
+        self.backlog = backlog = 0.0 if backlog < 1e-9 else backlog
+        self.fc.observe(ts, backlog, self.workers, arrivals, served, self.fallback_tpw)
+        self.backlog_min += backlog * dt
+        self.worker_min += self.workers * dt
+        if backlog > self.peak_backlog:
+            self.peak_backlog = backlog
+
+    def decide(self, ts: float) -> None:
+        """One scheduler tick at `ts`: the policy's decision, applied at once when it changes the workers."""
+        cfg, fc = self.cfg, self.fc
+        tpw, _ = fc.throughput(self.fallback_tpw)
+        if self.policy == "predictive":
+            ahead, label = fc.arrivals_over(cfg.horizon_min), "forecast"
+        else:
+            ahead, label = (fc.last_rate or 0.0) * cfg.horizon_min, "current rate"
+        if self.recent and self.recent[0][0] < ts - cfg.cooldown_s:
+            self.recent = [r for r in self.recent if r[0] >= ts - cfg.cooldown_s]
+        d = decide(
+            backlog=self.backlog,
+            forecast_arrivals=ahead,
+            jobs_per_worker_min=tpw,
+            actual=self.workers,
+            cfg=cfg,
+            recent=self.recent,
+            last_change_at=self.last_change,
+            now=ts,
+            forecast_label=label,
+        )
+        self.decisions += 1
+        self.recent.append((ts, d.recommended))
+        backlog = round(self.backlog)
+        if self.keep_decisions:
+            self.log.append(
+                {"ts": clock.iso(ts), "actual": self.workers, "desired": d.desired, "target": d.target,
+                 "backlog": backlog, "reason": d.reason}
+            )  # fmt: skip
+        if d.target != self.workers:
+            self.changes.append(
+                {"ts": clock.iso(ts), "from": self.workers, "to": d.target, "backlog": backlog, "reason": d.reason}
+            )
+            self.workers, self.last_change = d.target, ts
+
+    def result(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "summary": {
+                "changes": len(self.changes),
+                "decisions": self.decisions,
+                "backlog_minutes": round(self.backlog_min, 1),
+                "worker_minutes": round(self.worker_min, 1),
+                "peak_backlog": round(self.peak_backlog),
+                "end_backlog": round(self.backlog),
+                "end_workers": self.workers,
+            },
+            "changes": self.changes,
+        }
+        if self.keep_decisions:
+            out["decisions"] = self.log
+        return out
+
+
 def _replay(
     policy: str,
     intervals: list[tuple[float, float, float]],
@@ -107,88 +209,17 @@ def _replay(
     start_ts: float,
     all_decisions: bool = False,
 ) -> dict[str, Any]:
-    fc = Forecaster()
-    backlog = float(info["first_depth"])
-    workers = int(info["first_workers"])
-    fc.observe(start_ts, backlog, workers, None, None, fallback_tpw)
-    horizon = cfg.horizon_min
-    predictive = policy == "predictive"
-    label = "forecast" if predictive else "current rate"
-    recent: list[tuple[float, int]] = []
-    window = cfg.cooldown_s
-    last_change: float | None = None
+    """Replay `intervals` through `policy` from the trace's first sample, deciding every `tick_s` seconds."""
+    run = Replay(policy, cfg, capacity, fallback_tpw, float(info["first_depth"]), int(info["first_workers"]),
+                 keep_decisions=all_decisions).start(start_ts)  # fmt: skip
     next_tick = start_ts + tick_s
-    backlog_min = worker_min = 0.0
-    peak_backlog = backlog
-    changes: list[dict[str, Any]] = []
-    decisions = 0
-    log: list[dict[str, Any]] = []
-    observe = fc.observe
     for ts, dt, arrivals in intervals:
-        cap = workers * capacity * dt
-        total = backlog + arrivals
-        served = cap if cap < total else total
-        backlog = total - served
-        if backlog < 1e-9:
-            backlog = 0.0
-        observe(ts, backlog, workers, arrivals, served, fallback_tpw)
-        backlog_min += backlog * dt
-        worker_min += workers * dt
-        if backlog > peak_backlog:
-            peak_backlog = backlog
-        if ts < next_tick:
-            continue
-        while next_tick <= ts:
-            next_tick += tick_s
-        tpw, _ = fc.throughput(fallback_tpw)
-        ahead = fc.arrivals_over(horizon) if predictive else (fc.last_rate or 0.0) * horizon
-        if recent and recent[0][0] < ts - window:
-            recent = [r for r in recent if r[0] >= ts - window]
-        d = decide(
-            backlog=backlog,
-            forecast_arrivals=ahead,
-            jobs_per_worker_min=tpw,
-            actual=workers,
-            cfg=cfg,
-            recent=recent,
-            last_change_at=last_change,
-            now=ts,
-            forecast_label=label,
-        )
-        decisions += 1
-        if all_decisions:
-            log.append(
-                {
-                    "ts": clock.iso(ts),
-                    "actual": workers,
-                    "desired": d.desired,
-                    "target": d.target,
-                    "backlog": round(backlog),
-                    "reason": d.reason,
-                }
-            )
-        recent.append((ts, d.recommended))
-        if d.target != workers:
-            changes.append(
-                {"ts": clock.iso(ts), "from": workers, "to": d.target, "backlog": round(backlog), "reason": d.reason}
-            )
-            workers = d.target
-            last_change = ts
-    out = {
-        "summary": {
-            "changes": len(changes),
-            "decisions": decisions,
-            "backlog_minutes": round(backlog_min, 1),
-            "worker_minutes": round(worker_min, 1),
-            "peak_backlog": round(peak_backlog),
-            "end_backlog": round(backlog),
-            "end_workers": workers,
-        },
-        "changes": changes,
-    }
-    if all_decisions:
-        out["decisions"] = log
-    return out
+        run.serve(ts, dt, arrivals)
+        if ts >= next_tick:
+            while next_tick <= ts:  # a gap in the trace skips the ticks it covered
+                next_tick += tick_s
+            run.decide(ts)
+    return run.result()
 
 
 def simulate(

@@ -65,13 +65,19 @@ class Forecaster:
     trend: float = 0.0  # arrivals/min per minute
     tpw: float | None = None  # jobs/min per worker
     last_ts: float | None = None
-    depth: int = 0
+    depth: float = 0  # a simulated backlog (scale simulate) is fractional
     workers: int = 0
     samples: int = 0
     last_rate: float | None = None  # the latest observed arrival rate (reactive baseline)
 
     def observe(
-        self, ts: float, depth: int, workers: int, arrivals: int | None, completed: int | None, fallback_tpw: float
+        self,
+        ts: float,
+        depth: float,
+        workers: int,
+        arrivals: float | None,
+        completed: float | None,
+        fallback_tpw: float,
     ) -> bool:
         """Feed one sample; False (ignored) when it is not after the previous one."""
         last_ts = self.last_ts

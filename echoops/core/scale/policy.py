@@ -52,19 +52,6 @@ class Decision:
     cooldown_remaining_s: int
     reason: str
 
-    def as_dict(self) -> dict:
-        return {
-            "desired": self.desired,
-            "target": self.target,
-            "recommended": self.recommended,
-            "actual": self.actual,
-            "need": round(self.need, 3),
-            "action": self.action,
-            "held_by": self.held_by,
-            "cooldown_remaining_s": self.cooldown_remaining_s,
-            "reason": self.reason,
-        }
-
 
 def _num(x: float) -> str:
     return f"{x:.0f}" if x >= 10 or x == int(x) else f"{x:.1f}"

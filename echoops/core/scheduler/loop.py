@@ -91,14 +91,13 @@ class Scheduler:
     """Drive with `start(now)`, then `step(now)` repeatedly, then `shutdown()`; see the module doc."""
 
     s: Settings = field(default_factory=config.settings)
-    timeout_s: float | None = None
+    timeout_s: float | None = None  # None: ECHOOPS_JOB_TIMEOUT_S
     kill_after_s: float = KILL_AFTER_S
     on_event: Callable[[dict], None] | None = None
     stdout: Any = subprocess.DEVNULL  # where job stdout goes (None: inherit, for `once`)
 
     def __post_init__(self) -> None:
-        if self.timeout_s is None:
-            self.timeout_s = float(self.s.job_timeout_s)
+        self.job_timeout_s = float(self.s.job_timeout_s if self.timeout_s is None else self.timeout_s)
         self.schedule: Schedule = crontab.load(self.s)
         self._file_sig = _file_sig(self.schedule.path)
         self.running: dict[str, Run] = {}
@@ -244,6 +243,7 @@ class Scheduler:
     ) -> None:
         stderr = tempfile.TemporaryFile(prefix="echoops-job-")
         mono = time.monotonic()
+        proc: subprocess.Popen[bytes] | None = None
         try:
             proc = subprocess.Popen(
                 job.exec_argv(),
@@ -254,9 +254,9 @@ class Scheduler:
                 close_fds=True,
             )
         except OSError as exc:
-            proc, failure = None, f"cannot start {job.exec_argv()[0]!r}: {exc.strerror or exc}"
+            failure = f"cannot start {job.exec_argv()[0]!r}: {exc.strerror or exc}"
         else:  # tracked before anything else can fail, so the timeout always applies
-            self.running[job.name] = Run(job, proc, trigger, now, mono, now + float(self.timeout_s), stderr)
+            self.running[job.name] = Run(job, proc, trigger, now, mono, now + self.job_timeout_s, stderr)
         started = {"last_trigger": trigger, "last_start": now, "last_end": None, "last_rc": None}
         self._save(job.name, job, now, **started, last_duration_ms=None, last_status="running")
         self._emit(

@@ -36,7 +36,7 @@ def run(
     s = s or config.settings()
     lock = _take_lock(s)
     signals: list[int] = []
-    previous: dict[int, Any] = {}
+    previous: dict[signal.Signals, Any] = {}
     if threading.current_thread() is threading.main_thread():
         for sig in (signal.SIGTERM, signal.SIGINT):
             previous[sig] = signal.signal(sig, lambda signum, _frame: signals.append(signum))

@@ -23,6 +23,7 @@ from typing import Any
 from echoops.core import clock, ndjson, store
 from echoops.core.config import Settings
 from echoops.core.slo import sketch
+from echoops.core.slo.types import RequestIngest
 
 CONSUMER = "slo"
 FLUSH_MINUTES = 240  # aggregates kept in memory before they are merged into the store
@@ -166,9 +167,10 @@ def _fold(batch: list[dict], agg: _Agg, mcache: dict, bcache: dict, target: floa
                 m = mcache[p]
                 if m < oldest:
                     raise TypeError
-                cd = per.get(m)
-                if cd is None:
-                    cd = per[m] = defaultdict(int)
+                found = per.get(m)
+                if found is None:
+                    found = per[m] = defaultdict(int)
+                cd = found
                 cur_p = p
             k = bget(lat)
             if k is None:
@@ -271,17 +273,20 @@ def retention_minute(s: Settings, now: float) -> int:
     return int(now // 60) - (s.slo_window_days + 1) * 1440
 
 
-def ingest(s: Settings, *, now: float) -> dict[str, Any]:
-    """Read new request lines from every source into minute aggregates; returns counts.
-
-    `{"lines", "bad", "bad_reasons", "too_old", "minutes_touched", "sources", "events"}`.
-    """
+def ingest(s: Settings, *, now: float) -> RequestIngest:
+    """Read new request lines from every source into minute aggregates; returns counts."""
     conn = db(s)
     target = float(s.slo_lat_p95_ms)
     oldest = retention_minute(s, now)
-    report: dict[str, Any] = {"lines": 0, "bad": 0, "bad_reasons": {}, "too_old": 0, "minutes_touched": 0}
-    report["sources"] = []
-    report["events"] = []
+    report: RequestIngest = {
+        "lines": 0,
+        "bad": 0,
+        "bad_reasons": {},
+        "too_old": 0,
+        "minutes_touched": 0,
+        "sources": [],
+        "events": [],
+    }
     for path in sources(s):
         report["sources"].append(path.name)
         if not ndjson.pending(conn, path, CONSUMER):

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import math
 import sqlite3
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
@@ -36,6 +36,7 @@ from echoops.core.slo.deploy_gate import (  # re-exported: slo.gate() etc. are t
     require_gate_open,
     validate_reason,
 )
+from echoops.core.slo.types import HistoryPoint, Rebaselined, SloDocument, SloStatus, SloTick, Window
 
 __all__ = [
     "GATE_FLAG",
@@ -50,6 +51,9 @@ __all__ = [
     "status",
     "tick",
 ]
+
+if TYPE_CHECKING:
+    from echoops.core.pager.types import Raised
 
 STATUS_FILE = "slo_status.json"
 HISTORY_POINTS = 288
@@ -78,7 +82,7 @@ def _r(x: float | None, digits: int) -> float | None:
     return None if x is None else round(x, digits)
 
 
-def compute(s: Settings, *, now: float) -> dict[str, Any]:
+def compute(s: Settings, *, now: float) -> SloDocument:
     """The SLO document (without `gate` and `history`) from stored aggregates as of `now`."""
     conn = aggregates.db(s)
     cur = aggregates.last_minute(now)
@@ -93,7 +97,7 @@ def compute(s: Settings, *, now: float) -> dict[str, Any]:
     def start(minutes: int) -> int:
         return max(cur - minutes + 1, floor)
 
-    windows: dict[str, dict[str, Any]] = {}
+    windows: dict[str, Window] = {}
     for name, minutes in rules.WINDOWS.items():
         t, e, sl = wins.sums(start(minutes), cur)
         windows[name] = {
@@ -125,7 +129,7 @@ def compute(s: Settings, *, now: float) -> dict[str, Any]:
         target_ms=s.slo_lat_p95_ms,
         slices=slices,
     )
-    notes = []
+    notes: list[str] = []
     thin = [name for name, w in windows.items() if not w["enough_traffic"]]
     if thin:
         notes.append(
@@ -177,7 +181,7 @@ def compute(s: Settings, *, now: float) -> dict[str, Any]:
 _TICK_COLUMNS = ("state", "p95_ms", "p99_ms", "error_rate", "burn_1h", "burn_24h", "remaining_budget_pct")
 
 
-def _tick_row(ts: float, doc: dict[str, Any], backfilled: bool) -> tuple:
+def _tick_row(ts: float, doc: SloDocument, backfilled: bool) -> tuple:
     return (
         ts,
         doc["state"],
@@ -194,7 +198,7 @@ def _tick_row(ts: float, doc: dict[str, Any], backfilled: bool) -> tuple:
 _INSERT_TICK = f"INSERT OR REPLACE INTO slo_ticks(ts, {', '.join(_TICK_COLUMNS)}, backfilled) VALUES(?,?,?,?,?,?,?,?,?)"
 
 
-def _history(conn: sqlite3.Connection) -> list[dict[str, Any]]:
+def _history(conn: sqlite3.Connection) -> list[HistoryPoint]:
     last = conn.execute("SELECT max(ts) FROM slo_ticks").fetchone()[0]
     if last is None:
         return []
@@ -206,12 +210,20 @@ def _history(conn: sqlite3.Connection) -> list[dict[str, Any]]:
         step = len(rows) / HISTORY_POINTS
         picked = [rows[int(i * step)] for i in range(HISTORY_POINTS - 1)]
         rows = picked + [rows[-1]]
-    out = []
-    for r in rows:
-        point = {"ts": clock.iso(r[0]), **dict(zip(_TICK_COLUMNS, tuple(r)[1:-1], strict=True))}
-        point["backfilled"] = bool(r[-1])
-        out.append(point)
-    return out
+    return [
+        {
+            "ts": clock.iso(r[0]),
+            "state": r[1],
+            "p95_ms": r[2],
+            "p99_ms": r[3],
+            "error_rate": r[4],
+            "burn_1h": r[5],
+            "burn_24h": r[6],
+            "remaining_budget_pct": r[7],
+            "backfilled": bool(r[8]),
+        }
+        for r in rows
+    ]
 
 
 def _backfill(conn: sqlite3.Connection, s: Settings, now: float) -> int:
@@ -235,14 +247,11 @@ def _backfill(conn: sqlite3.Connection, s: Settings, now: float) -> int:
     return len(rows)
 
 
-def _finish(conn: sqlite3.Connection, s: Settings, doc: dict[str, Any], now: float) -> dict[str, Any]:
-    out = dict(doc)
-    out["gate"] = {**gate(s=s, now=now), "condition": doc["gate_condition"]}
-    out["history"] = _history(conn)
-    return out
+def _finish(conn: sqlite3.Connection, s: Settings, doc: SloDocument, now: float) -> SloStatus:
+    return {**doc, "gate": {**gate(s=s, now=now), "condition": doc["gate_condition"]}, "history": _history(conn)}
 
 
-def status(*, s: Settings | None = None, now: float | None = None) -> dict[str, Any]:
+def status(*, s: Settings | None = None, now: float | None = None) -> SloStatus:
     """The SLO status as of the last tick (the `GET /api/slo/status` body), gate read live.
 
     Before the first tick it is computed from whatever is stored, with a note saying so.
@@ -250,6 +259,7 @@ def status(*, s: Settings | None = None, now: float | None = None) -> dict[str, 
     s = s or config.settings()
     conn = aggregates.db(s)
     raw = _meta(conn, "status")
+    doc: SloDocument
     if raw is None:
         doc = compute(s, now=clock.now_s(now))
         doc["updated_at"] = None
@@ -259,7 +269,7 @@ def status(*, s: Settings | None = None, now: float | None = None) -> dict[str, 
     return _finish(conn, s, doc, clock.now_s(now))
 
 
-def tick(*, s: Settings | None = None, now: float | None = None) -> dict[str, Any]:
+def tick(*, s: Settings | None = None, now: float | None = None) -> SloTick:
     """Ingest new request lines, recompute every window, update state/gate, write the outputs.
 
     Returns `{"status": <status document>, "ingest": {...}, "gate_set": bool, "incident": dict|None}`.
@@ -312,13 +322,13 @@ def tick(*, s: Settings | None = None, now: float | None = None) -> dict[str, An
     return {"status": full, "ingest": report, "gate_set": gate_set, "incident": incident}
 
 
-def _raise(s: Settings, msg: str, meta: dict, fingerprint: str, now: float) -> dict[str, Any]:
-    from echoops.core.pager import raise_incident
+def _raise(s: Settings, msg: str, meta: dict[str, Any], fingerprint: str, now: float) -> Raised:
+    from echoops.core.pager import raise_incident  # lazy: ~20 ms that `slo status`/`slo gate` never need
 
     return raise_incident("CRITICAL", msg, "slo", meta, fingerprint, now=now, s=s)
 
 
-def rebaseline(reason: object = None, *, s: Settings | None = None, now: float | None = None) -> dict[str, Any]:
+def rebaseline(reason: object = None, *, s: Settings | None = None, now: float | None = None) -> Rebaselined:
     """Restart every window at `now` (older data excluded from then on, nothing deleted); logs it, ticks."""
     s = s or config.settings()
     now = clock.now_s(now)

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import sqlite3
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import orjson
 
@@ -25,6 +25,7 @@ from echoops.core import clock, config, files, ndjson, parsers, store
 from echoops.core.config import Settings
 from echoops.core.errors import EchoopsError, ValidationError
 from echoops.core.slo import aggregates, rules
+from echoops.core.slo.types import GateCleared, GateFlag, GateOverride, SloDocument
 
 GATE_FLAG = "deploy_gate.flag"
 BUDGET_LOG = "slo_budget.ndjson"
@@ -65,7 +66,7 @@ def _load_override(conn: sqlite3.Connection) -> dict[str, Any] | None:
     return data if isinstance(data, dict) else None
 
 
-def _public_override(ov: dict[str, Any] | None) -> dict[str, Any] | None:
+def _public_override(ov: dict[str, Any] | None) -> GateOverride | None:
     if ov is None:
         return None
     dropped = ov.get("burn_dropped_at")
@@ -83,14 +84,14 @@ def _public_override(ov: dict[str, Any] | None) -> dict[str, Any] | None:
 
 
 def _record_override(
-    conn: sqlite3.Connection, s: Settings, *, by: str, reason: str, for_s: float, now: float, before: dict
-) -> dict[str, Any]:
+    conn: sqlite3.Connection, s: Settings, *, by: str, reason: str, for_s: float, now: float, before: GateFlag
+) -> GateOverride:
     """Store a new override (replacing any) and log `slo_gate_cleared`; returns its public form."""
     ov = {"since": now, "by": by, "reason": reason, "until": now + for_s, "burn_dropped_at": None}
     with store.transaction(conn):
         aggregates.set_meta(conn, _OVERRIDE, orjson.dumps(ov).decode())
         aggregates.set_meta(conn, _OURS, None)
-    public = _public_override(ov)
+    public = cast(GateOverride, _public_override(ov))  # ov is never None here
     ndjson.append(
         s.log_path(BUDGET_LOG),
         "slo_gate_cleared",
@@ -117,7 +118,7 @@ def notice_hand_removal(conn: sqlite3.Connection, s: Settings, now: float) -> bo
         previous = orjson.loads(ours)
     except orjson.JSONDecodeError:
         previous = {}
-    before = {"set": True, **{k: previous.get(k) for k in FLAG_KEYS}}
+    before = cast(GateFlag, {"set": True, **{k: previous.get(k) for k in FLAG_KEYS}})
     _record_override(conn, s, by="file", reason=HAND_REMOVED, for_s=OVERRIDE_DEFAULT_S, now=now, before=before)
     return True
 
@@ -131,7 +132,7 @@ def _end_override(conn: sqlite3.Connection, s: Settings, ov: dict[str, Any], why
 # --- reading and clearing -----------------------------------------------------------------------
 
 
-def gate(*, s: Settings | None = None, now: float | None = None) -> dict[str, Any]:
+def gate(*, s: Settings | None = None, now: float | None = None) -> GateFlag:
     """The deploy gate: `{"set": bool, "reason", "burn_2h", "burn_10m", "since", "set_at", "override"}`.
 
     `override` is the operator's override (`{since, by, reason, until, burn_dropped_at, ends}`) or None."""
@@ -139,14 +140,22 @@ def gate(*, s: Settings | None = None, now: float | None = None) -> dict[str, An
     conn = aggregates.db(s)
     notice_hand_removal(conn, s, clock.now_s(now))
     flag = files.read_flag(gate_path(s))
-    out: dict[str, Any] = {"set": flag is not None, **{k: (flag or {}).get(k) for k in FLAG_KEYS}}
-    if flag is not None and not out["reason"]:
-        out["reason"] = "flag file present (no reason recorded)"  # JSON written by hand without one
-    out["override"] = _public_override(_load_override(conn))
-    return out
+    f = flag or {}
+    reason = f.get("reason")
+    if flag is not None and not reason:
+        reason = "flag file present (no reason recorded)"  # JSON written by hand without one
+    return {
+        "set": flag is not None,
+        "reason": reason,
+        "burn_2h": f.get("burn_2h"),
+        "burn_10m": f.get("burn_10m"),
+        "since": f.get("since"),
+        "set_at": f.get("set_at"),
+        "override": _public_override(_load_override(conn)),
+    }
 
 
-def require_gate_open(*, s: Settings | None = None) -> dict[str, Any]:
+def require_gate_open(*, s: Settings | None = None) -> GateFlag:
     """The gate when it is open; DeployGateSet (exit 1) with the reason when it is set."""
     g = gate(s=s)
     if g["set"]:
@@ -168,22 +177,22 @@ def validate_for(value: object) -> float:
 
 
 def clear_gate(
-    reason: str, *, for_s: object = None, s: Settings | None = None, now: float | None = None
-) -> dict[str, Any]:
+    reason: object, *, for_s: object = None, s: Settings | None = None, now: float | None = None
+) -> GateCleared:
     """Remove the gate flag (an operator action) and keep it cleared: records an override for
     `for_s` (default 24h, see the module doc) and logs `slo_gate_cleared` with `by: "command"`.
 
     Returns `{"cleared": bool (a flag was there), "reason", "gate": <before>, "override"}`."""
     s = s or config.settings()
     now = clock.now_s(now)
-    reason = validate_reason(reason, required=True)
+    text = validate_reason(reason, required=True) or ""  # required: never None
     duration = validate_for(for_s)
     conn = aggregates.db(s)
     notice_hand_removal(conn, s, now)
     before = gate(s=s, now=now)
     cleared = files.clear_flag(gate_path(s))
-    override = _record_override(conn, s, by="command", reason=reason, for_s=duration, now=now, before=before)
-    return {"cleared": cleared, "reason": reason, "gate": before, "override": override}
+    override = _record_override(conn, s, by="command", reason=text, for_s=duration, now=now, before=before)
+    return {"cleared": cleared, "reason": text, "gate": before, "override": override}
 
 
 def validate_reason(reason: object, *, required: bool) -> str | None:
@@ -202,7 +211,7 @@ def validate_reason(reason: object, *, required: bool) -> str | None:
 # --- the tick's step --------------------------------------------------------------------------
 
 
-def set_gate(s: Settings, doc: dict[str, Any], now: float) -> dict[str, Any]:
+def set_gate(s: Settings, doc: SloDocument, now: float) -> dict[str, Any]:
     """Write the flag from a status document whose gate condition holds; returns what was written.
 
     `since` is when the 2h window began: 2h before `now`, or the rebaseline when that is later."""
@@ -227,7 +236,7 @@ def set_gate(s: Settings, doc: dict[str, Any], now: float) -> dict[str, Any]:
     return info
 
 
-def apply(s: Settings, doc: dict[str, Any], now: float) -> dict[str, Any] | None:
+def apply(s: Settings, doc: SloDocument, now: float) -> dict[str, Any] | None:
     """The tick's gate step: notice a hand removal, age the override, set the flag when the
     condition holds and no override stands. Returns the flag written, or None."""
     conn = aggregates.db(s)

@@ -27,7 +27,10 @@ State:
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from typing import Any
+
+from echoops.core.slo.types import GateSlices, Window
 
 # name -> minutes; the order is the order shown everywhere
 WINDOWS: dict[str, int] = {
@@ -77,7 +80,7 @@ def gate_slice_min_requests(min_requests: int) -> int:
     return max(1, math.ceil(min_requests / GATE_SLICES))
 
 
-def judge_slices(slices: list[tuple[int, int]], budget_pct: float, min_requests: int) -> dict[str, Any]:
+def judge_slices(slices: list[tuple[int, int]], budget_pct: float, min_requests: int) -> GateSlices:
     """The gate's view of the 2h window from `slices` [(requests, errors)], oldest first.
 
     Returns `{min_requests, judged, burning, below, thin, burns}` where `burns` lists each
@@ -98,7 +101,7 @@ def judge_slices(slices: list[tuple[int, int]], budget_pct: float, min_requests:
     }
 
 
-def gate_holds(window: dict[str, Any], slices: dict[str, Any]) -> bool:
+def gate_holds(window: Window, slices: GateSlices) -> bool:
     """The deploy-gate condition: the burn exceeded 2x over the whole last 2h (see the module doc)."""
     return (
         window["enough_traffic"]
@@ -108,20 +111,20 @@ def gate_holds(window: dict[str, Any], slices: dict[str, Any]) -> bool:
     )
 
 
-def _pair(windows: dict[str, dict[str, Any]], long: str, short: str, threshold: float) -> bool:
+def _pair(windows: Mapping[str, Window], long: str, short: str, threshold: float) -> bool:
     a, b = windows[long], windows[short]
     return a["enough_traffic"] and b["enough_traffic"] and a["burn"] > threshold and b["burn"] > threshold
 
 
 def evaluate(
-    windows: dict[str, dict[str, Any]],
+    windows: Mapping[str, Window],
     *,
     p95_ms: float | None,
     period_enough: bool,
     remaining_pct: float,
     budget_enough: bool,
     target_ms: float,
-    slices: dict[str, Any],
+    slices: GateSlices,
 ) -> dict[str, Any]:
     """State, reasons, firing tiers and the gate condition from window figures (the one place).
 
@@ -144,14 +147,14 @@ def evaluate(
             f" ({slices['burning']} of {GATE_SLICES} 10-minute slices > 2, {slices['thin']} too thin to judge)"
         )
     red.extend(f"page tier: {p}" for p in page)
-    p95_known = p95_ms is not None and period_enough
-    if p95_known and p95_ms > target_ms:
-        red.append(f"p95 {p95_ms:.0f} ms > target {target_ms:g} ms")
+    p95 = p95_ms if period_enough else None  # judged only with enough traffic
+    if p95 is not None and p95 > target_ms:  # at the target is not red: the objective is p95 <= target
+        red.append(f"p95 {p95:.0f} ms > target {target_ms:g} ms")
     if windows["1h"]["enough_traffic"] and windows["1h"]["burn"] > YELLOW_BURN_1H:
         yellow.append(f"burn 1h {windows['1h']['burn']:.2f} > 1")
     yellow.extend(f"ticket tier: {t}" for t in ticket)
-    if p95_known and YELLOW_P95_SHARE * target_ms < p95_ms <= target_ms:
-        yellow.append(f"p95 {p95_ms:.0f} ms > 80% of target {target_ms:g} ms")
+    if p95 is not None and YELLOW_P95_SHARE * target_ms < p95 <= target_ms:
+        yellow.append(f"p95 {p95:.0f} ms > 80% of target {target_ms:g} ms")
     if budget_enough and remaining_pct < YELLOW_REMAINING_PCT:
         yellow.append(f"remaining budget {remaining_pct:.1f}% < 25%")
     state = "red" if red else ("yellow" if yellow else "green")

@@ -82,7 +82,9 @@ def _classify(resp: httpx.Response, s: Settings) -> Outcome:
     if status == 200:
         return Outcome(False, 200, True, detail=f"answer without ok: true: {description}")
     if status == 429:
-        params = body.get("parameters") if isinstance(body.get("parameters"), dict) else {}
+        params = body.get("parameters")
+        if not isinstance(params, dict):
+            params = {}
         try:  # junk (a day or more, negative, not a number) falls back to the usual backoff
             wait = check_number(params.get("retry_after", resp.headers.get("Retry-After")), hi=MAX_RETRY_AFTER_S)
         except ValueError:

@@ -78,7 +78,9 @@ def line_descriptions(inv: dict[str, Any]) -> tuple[list[str], bool, int | None]
     lines = inv.get("lines")
     if not isinstance(lines, dict):
         return [], False, None
-    data = lines.get("data") if isinstance(lines.get("data"), list) else []
+    data = lines.get("data")
+    if not isinstance(data, list):
+        data = []
     texts = [_text(line.get("description")) or "" for line in data if isinstance(line, dict)]
     total = lines.get("total_count")  # older versions and emulators send it; the current one does not
     return texts, bool(lines.get("has_more")), total if type(total) is int and total >= len(texts) else None

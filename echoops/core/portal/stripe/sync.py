@@ -36,6 +36,7 @@ from typing import Any
 from echoops.core import clock, config, store
 from echoops.core.config import Settings
 from echoops.core.portal import ledger
+from echoops.core.portal.rows import check_document, purchase_row
 from echoops.core.portal.stripe import client, payments, shapes
 
 SCHEMA = payments.SCHEMA
@@ -102,7 +103,7 @@ def _doc(url: object) -> str | None:
     if not isinstance(url, str) or not url:
         return None
     try:
-        return ledger.check_document(url)
+        return check_document(url)
     except ValueError:
         return None
 
@@ -304,7 +305,7 @@ def _rows(run: _Run, invoices: list[_Invoice], charges: list[_Charge]) -> dict[s
             run.skip("no email", record["id"])
             continue
         try:
-            row = ledger.purchase_row({**record, "email": email}, source="stripe", now=run.stamp)
+            row = purchase_row({**record, "email": email}, source="stripe", now=run.stamp)
         except (ValueError, KeyError) as exc:
             kind = "invoice" if str(record.get("id", "")).startswith("in_") else "charge"
             run.skip(f"{kind}: {str(exc).split(':')[0]}")
@@ -342,8 +343,8 @@ def sync_stripe(*, since: float | None = None, s: Settings | None = None, now: f
             )
             for c in charges
         ]
-        touched, removed = payments.record(conn, charge_links, links, run.stamp)
-        touched = sorted(touched | set(rows))
+        changed, removed = payments.record(conn, charge_links, links, run.stamp)
+        touched = sorted(changed | set(rows))
         alone = {c.id for c in charges if c.purchase_id is None}
         totals = payments.totals(conn, touched)
         existing = _existing(conn, touched)

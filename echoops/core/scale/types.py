@@ -1,0 +1,102 @@
+"""The autoscaler's result types: the exact JSON of `/api/scale/*` and `echoops scale ... --json`.
+
+Used by the core functions that build them, the routes that return them and the `--json`
+printers. A new field is one line here (`NotRequired[...]` when not every answer has it).
+No `from __future__ import annotations` here: TypedDict needs to see `NotRequired` at run time.
+"""
+
+from typing import NotRequired, TypedDict
+
+
+class Forecast(TypedDict):
+    backlog: float  # jobs waiting at the latest sample
+    rate_now_per_min: float
+    rate_in_horizon_per_min: float
+    arrivals_over_horizon: float
+    horizon_min: int
+    trend_per_min2: float
+    jobs_per_worker_min: float
+    throughput_source: str  # "observed" | "fallback" (SCALE_JOBS_PER_WORKER_MIN)
+
+
+class GateHold(TypedDict):
+    set: bool  # the deploy gate is set: no scale-up
+    reason: str | None
+
+
+class Samples(TypedDict):
+    ingested: int
+    bad: int
+    last_sample_at: str | None
+    age_s: int | None
+
+
+class Bounds(TypedDict):
+    min: int
+    max: int
+
+
+class HistoryPoint(TypedDict):
+    ts: str
+    desired: int
+    target: int
+    actual: int
+    backlog: int
+    action: str
+    dry_run: bool
+    applied: bool
+
+
+class Actuator(TypedDict):
+    """How SCALE_CMD ran."""
+
+    argv: list[str]
+    ok: bool  # exited 0
+    rc: int | None  # None: timed out or could not start
+    error: NotRequired[str]
+
+
+class Context(TypedDict):
+    """What the decision was made from (the part of the status after the decision itself)."""
+
+    actual_source: str  # "sample" | "applied" | "scale_min"
+    forecast: Forecast
+    gate: GateHold
+    p95_ms: float | None
+    p95_target_ms: float
+    last_change_at: str | None
+    samples: Samples
+    bounds: Bounds
+    cooldown_min: int
+
+
+class ScaleStatus(TypedDict):
+    """`GET /api/scale/status`, `echoops scale status --json`: the decision for now, recorded or not."""
+
+    desired: int  # what the policy wants
+    actual: int
+    reason: str  # one line with the numbers
+    dry_run: bool
+    target: int  # what an apply would set now (desired, unless held)
+    recommended: int
+    need: float  # fractional workers before rounding
+    action: str  # "scale_up" | "scale_down" | "hold"
+    held_by: str | None  # "stale" | "gate" | "cooldown" | None
+    cooldown_remaining_s: int
+    actual_source: str  # "sample" | "applied" | "scale_min"
+    forecast: Forecast
+    gate: GateHold
+    p95_ms: float | None
+    p95_target_ms: float
+    last_change_at: str | None
+    samples: Samples
+    bounds: Bounds
+    cooldown_min: int
+    history: list[HistoryPoint]
+
+
+class ScaleApplied(ScaleStatus):
+    """`POST /api/scale/apply`, `echoops scale apply|tick --json`: the decision, recorded (and applied)."""
+
+    applied: bool
+    actuator: Actuator | None  # None when SCALE_CMD did not run
