@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 
-from echoops.core.scale.forecast import Forecaster, parse_sample
+from echoops.core.scale.forecast import BETA, PHI, Forecaster, parse_sample
 from echoops.core.scale.policy import PolicyConfig, decide
 
 T0 = 1_790_000_000.0
@@ -75,7 +77,7 @@ def test_gate_blocks_scale_up_only():
 
 
 def test_holt_follows_a_linear_ramp():
-    fc = Forecaster()
+    fc = Forecaster(method="holt")
     for i in range(121):  # arrivals rise 1 job/min every minute: rate(t) = 10 + t
         fc.observe(T0 + 60 * i, 0, 2, 10 + i if i else None, None, 20.0)
     assert fc.rate_now() == pytest.approx(130, abs=3)
@@ -83,6 +85,51 @@ def test_holt_follows_a_linear_ramp():
     assert fc.rate_in(30) == pytest.approx(160, abs=4)
     # integral of 130 + t over 30 min = 3900 + 450
     assert fc.arrivals_over(30) == pytest.approx(4350, rel=0.03)
+
+
+def test_damped_trend_levels_off_where_holt_runs_on():
+    """The same ramp through Gardner's damped trend: the trend is learnt (biased low, by design)
+    and its pull on the forecast levels off at level + trend / ln(1/phi) instead of growing."""
+    fc = Forecaster(method="damped")
+    for i in range(121):
+        fc.observe(T0 + 60 * i, 0, 2, 10 + i if i else None, None, 20.0)
+    lam = -math.log(PHI)
+    # steady state of b = beta x slope + (1 - beta) x phi x b for a slope of 1 job/min per minute
+    assert fc.trend == pytest.approx(BETA / (1 - (1 - BETA) * PHI), rel=0.03)
+    level, trend = fc.level, fc.trend
+    assert fc.rate_in(30) == pytest.approx(level + trend * (1 - PHI**30) / lam)
+    assert fc.rate_in(100_000) == pytest.approx(level + trend / lam)  # the asymptote
+    holt = Forecaster(method="holt", level=level, trend=trend, seasonal=False)
+    assert fc.arrivals_over(30) < holt.arrivals_over(30)
+    # the integral of the damped line, against a fine Riemann sum
+    riemann = sum(fc.rate_in((k + 0.5) / 100) for k in range(3000)) / 100
+    assert fc.arrivals_over(30) == pytest.approx(riemann, rel=1e-4)
+
+
+@pytest.mark.parametrize("method", ["holt", "damped"])
+@pytest.mark.parametrize(("level", "trend"), [(20.0, -6.0), (-15.0, 4.0), (-5.0, -1.0), (30.0, 0.5), (1.0, -0.001)])
+def test_forecast_integral_is_the_clipped_rate_curve(method, level, trend):
+    """After a spike the trend can point below zero: the forecast counts only the positive part."""
+    fc = Forecaster(method=method, level=level, trend=trend, seasonal=False)
+    riemann = sum(max(0.0, level + trend * _mult(method, (k + 0.5) / 200)) for k in range(6000)) / 200
+    assert fc.arrivals_over(30) == pytest.approx(riemann, rel=1e-3, abs=1e-3)
+
+
+def _mult(method: str, u: float) -> float:
+    return u if method == "holt" else (1 - PHI**u) / -math.log(PHI)
+
+
+def test_after_a_spike_damped_forecasts_more_of_the_load_that_stays():
+    """20 jobs/min, 15 minutes at 250, then 20 again: 15 minutes after the spike Holt's falling
+    trend forecasts almost nothing for the next 30 minutes; the damped trend forecasts more."""
+    out = {}
+    for method in ("holt", "damped"):
+        fc = Forecaster(method=method, seasonal=False)
+        rates = [20] * 60 + [250] * 15 + [20] * 15
+        for i, r in enumerate(rates):
+            fc.observe(T0 + 60 * i, 0, 2, r if i else None, None, 20.0)
+        out[method] = fc.arrivals_over(30)
+    assert out["holt"] < out["damped"] < 600
 
 
 def test_arrivals_derived_from_depth_and_completions_and_throughput_only_when_busy():

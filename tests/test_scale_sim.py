@@ -65,41 +65,62 @@ def write(tmp_path: Path, name: str, data: bytes) -> Path:
 
 
 def summary_rows(stdout: str) -> dict[str, list[float]]:
-    """The printed summary table: policy -> [changes, backlog-minutes, worker-minutes, peak backlog]."""
+    """The printed summary table: method -> [changes, backlog-minutes, worker-minutes, peak backlog, MAPE]."""
     rows = {}
     for line in stdout.splitlines():
-        m = re.match(r"^\W*(predictive|reactive)\W+([\d.]+)\W+([\d.]+)\W+([\d.]+)\W+([\d.]+)", line)
+        m = re.match(r"^\W*(reactive|holt|damped\+seas\S*|damped)\*?" + r"\W+([\d.]+)" * 5, line)
         if m:
-            rows[m.group(1)] = [float(x) for x in m.groups()[1:]]
+            rows[m.group(1).rstrip("…*")] = [float(x) for x in m.groups()[1:]]
     return rows
 
 
-def test_ramp_predictive_beats_reactive_backlog_at_most_ten_percent_more_workers(tmp_path, cli, monkeypatch):
+def test_ramp_every_method_side_by_side_and_holt_is_the_old_predictive(tmp_path, cli, monkeypatch):
     monkeypatch.setenv("SCALE_MAX", "12")
     path = write(tmp_path, "ramp.ndjson", trace(ramp_rate, 600))
     out = cli("scale", "simulate", str(path))
     assert out.exit_code == 0
     rows = summary_rows(out.stdout)
-    p_changes, p_backlog, p_workers, _ = rows["predictive"]
-    r_changes, r_backlog, r_workers, _ = rows["reactive"]
-    # the numbers this trace gives today: predictive 1802 backlog-min / 2369 worker-min,
-    # reactive 13305 / 2329 -> 86% less waiting for 1.7% more worker time
-    assert (p_backlog, p_workers) == (1802.0, 2369.0)
-    assert (r_backlog, r_workers) == (13305.0, 2329.0)
-    assert p_backlog < 0.5 * r_backlog
-    assert p_workers <= 1.10 * r_workers
-    assert p_changes <= r_changes
-    assert "predictive vs reactive: backlog-minutes -86.5%, worker-minutes +1.7%" in out.stdout
+    assert set(rows) == {"reactive", "holt", "damped", "damped+seasona"}
+    # Holt is the forecast `scale tick` used before issue 18: the same numbers as then
+    # (predictive 1802 backlog-min / 2369 worker-min, reactive 13305 / 2329)
+    assert rows["holt"][1:3] == [1802.0, 2369.0]
+    assert rows["reactive"][1:3] == [13305.0, 2329.0]
+    assert rows["holt"][1] < 0.5 * rows["reactive"][1]
+    # a 10-hour trace has no seasonal history: the default is the damped trend alone
+    assert rows["damped+seasona"] == rows["damped"]
+    assert rows["damped"][4] < rows["holt"][4]  # the damped forecast's MAPE
+    assert "* the method scale tick uses (SCALE_FORECAST=damped+seasonal)" in out.stdout
+    assert "reactive vs holt: backlog-minutes +638.3%, worker-minutes -1.7%" in out.stdout
     # the printed decisions name their numbers
-    assert re.search(
-        r"predictive\s+3 -> 5\s+backlog 29\s+backlog 29 \+ forecast 3082 in 30m needs 5 workers", out.stdout
-    )
+    assert re.search(r"holt\s+3 -> 5\s+backlog 29\s+backlog 29 \+ forecast 3082 in 30m needs 5 workers", out.stdout)
     js = orjson.loads(cli("scale", "simulate", str(path), "--json").stdout)
-    assert js["predictive"]["summary"]["backlog_minutes"] == p_backlog
-    assert js["reactive"]["summary"]["worker_minutes"] == r_workers
+    assert list(js["methods"]) == ["reactive", "holt", "damped", "damped+seasonal"]
+    assert js["methods"]["holt"]["summary"]["backlog_minutes"] == 1802.0
+    assert js["methods"]["damped"]["summary"]["mape_pct"] == rows["damped"][4]
     assert js["model"]["jobs_per_worker_min"] == 25.0
     assert js["model"]["capacity_source"] == "trace"
+    assert js["model"]["production_method"] == "damped+seasonal"
     assert js["trace"]["samples"] == 600
+    assert js["comparison"]["reactive"]["backlog_minutes_change_pct"] == 638.3
+    one = orjson.loads(cli("scale", "simulate", str(path), "--json", "--method", "damped").stdout)
+    assert list(one["methods"]) == ["damped"] and "comparison" not in one
+    assert one["methods"]["damped"] == js["methods"]["damped"]  # replayed alone or beside the others
+
+
+def test_phases_average_the_summary_over_decision_offsets(tmp_path, cli, monkeypatch):
+    monkeypatch.setenv("SCALE_MAX", "12")
+    path = write(tmp_path, "ramp.ndjson", trace(ramp_rate, 600))
+    one = orjson.loads(cli("scale", "simulate", str(path), "--json", "--method", "holt").stdout)
+    ten = orjson.loads(cli("scale", "simulate", str(path), "--json", "--method", "holt", "--phases", "10").stdout)
+    assert ten["model"]["phases"] == 10
+    assert ten["methods"]["holt"]["changes"] == one["methods"]["holt"]["changes"]  # the first phase's list
+    # the mean over the ten offsets is not the first offset's figure
+    assert ten["methods"]["holt"]["summary"]["backlog_minutes"] != one["methods"]["holt"]["summary"]["backlog_minutes"]
+    bad = cli("scale", "simulate", str(path), "--phases", "0")
+    assert bad.exit_code == 2 and "phases" in bad.stderr
+    unknown = cli("scale", "simulate", str(path), "--method", "arima")
+    assert unknown.exit_code == 2
+    assert "method must be one of reactive, holt, damped, damped+seasonal" in unknown.stderr
 
 
 @pytest.mark.parametrize("tick_min", [10, 1])
@@ -107,10 +128,11 @@ def test_oscillating_load_makes_at_most_a_few_changes_per_hour(tmp_path, cli, ti
     path = write(tmp_path, "osc.ndjson", trace(oscillating_rate, 600, workers=3))
     js = orjson.loads(cli("scale", "simulate", str(path), "--json", "--tick-min", str(tick_min)).stdout)
     hours = js["trace"]["minutes"] / 60
-    per_hour = js["predictive"]["summary"]["changes"] / hours
-    # even deciding every minute, cooldown + scale-down stabilisation keep it to ~3 an hour
-    assert per_hour <= 4
-    assert js["predictive"]["summary"]["decisions"] == (599 // tick_min)
+    for name in ("holt", "damped", "damped+seasonal"):
+        per_hour = js["methods"][name]["summary"]["changes"] / hours
+        # even deciding every minute, cooldown + scale-down stabilisation keep it to ~3 an hour
+        assert per_hour <= 4, name
+        assert js["methods"][name]["summary"]["decisions"] == (599 // tick_min)
 
 
 def test_simulate_decides_exactly_like_production_on_the_same_samples(tmp_path, log_dir, monkeypatch, cli):
@@ -123,8 +145,8 @@ def test_simulate_decides_exactly_like_production_on_the_same_samples(tmp_path, 
     data = trace(ramp_rate, 121)  # samples T0 .. T0 + 120 min; ticks every 10 min
     path = write(tmp_path, "t.ndjson", data)
     js = orjson.loads(cli("scale", "simulate", str(path), "--all", "--json").stdout)
-    last = js["predictive"]["decisions"][-1]
-    assert len(js["predictive"]["decisions"]) == 12
+    last = js["methods"]["damped+seasonal"]["decisions"][-1]
+    assert len(js["methods"]["damped+seasonal"]["decisions"]) == 12
     (log_dir / "queue.ndjson").write_bytes(data)
     body = scale.status(now=T0 + 120 * 60)
     assert last["ts"] == "2026-09-21T16:13:20.000Z"
@@ -132,7 +154,7 @@ def test_simulate_decides_exactly_like_production_on_the_same_samples(tmp_path, 
     assert last["reason"] == body["reason"]
     assert "forecast" in last["reason"] and "capped at SCALE_MAX 2" in last["reason"]
     human = cli("scale", "simulate", str(path), "--all")
-    assert human.stdout.count("  predictive  ") == 12
+    assert human.stdout.count("  damped+seasonal  ") == 12
 
 
 def test_simulate_rejects_bad_input(tmp_path, cli):
@@ -157,4 +179,4 @@ def test_trace_without_arrivals_or_completions_is_still_replayed(tmp_path, cli):
     js = orjson.loads(cli("scale", "simulate", str(path), "--json").stdout)
     assert js["model"]["capacity_source"] == "SCALE_JOBS_PER_WORKER_MIN"
     assert js["trace"]["arrivals"] > 0
-    assert js["predictive"]["summary"]["changes"] > 0
+    assert js["methods"]["damped+seasonal"]["summary"]["changes"] > 0

@@ -98,51 +98,70 @@ def simulate_cmd(
     jobs_per_worker: float | None = typer.Option(
         None, "--jobs-per-worker", help="Real jobs/min per worker (default: measured from the trace)."
     ),
+    method: str | None = typer.Option(
+        None, "--method", help="Replay only this method: reactive, holt, damped or damped+seasonal (default: all)."
+    ),
+    phases: int = typer.Option(
+        1, "--phases", help="Average the summary over this many decision phases within a tick (1-60)."
+    ),
     all_decisions: bool = typer.Option(False, "--all", help="Print every decision, not only the changes."),
     json_out: bool = JSON_OPT,
 ) -> None:
-    """Backtest the policy on a queue history next to a reactive HPA-style baseline.
+    """Backtest the forecast methods on a queue history: reactive (HPA-style), holt, damped, damped+seasonal.
 
-    Prints every change each policy makes, then changes, backlog-minutes and worker-minutes.
+    Prints every change each method makes, then per method changes, backlog-minutes,
+    worker-minutes, peak backlog and the forecast's MAPE over the horizon.
 
-    Example: echoops scale simulate logs/queue.ndjson --json | jq .comparison
+    Example: echoops scale simulate logs/queue.ndjson --json | jq '.methods[].summary'
     """
     from echoops.core.scale import backtest  # lazy: 15-45 ms a package, off --help and other commands
 
-    result = backtest.simulate(file, tick_min=tick_min, jobs_per_worker=jobs_per_worker, all_decisions=all_decisions)
+    result = backtest.simulate(
+        file,
+        tick_min=tick_min,
+        jobs_per_worker=jobs_per_worker,
+        all_decisions=all_decisions,
+        method=method,
+        phases=phases,
+    )
     if json_out:
         emit_json(result)
         return
     write = sys.stdout.write
     for e in backtest.timeline(result):
         write(
-            f"{e['ts']}  {e['policy']:<10}  {e['from']:>3} -> {e['to']:<3}  backlog {e['backlog']:<6}  {e['reason']}\n"
+            f"{e['ts']}  {e['method']:<15}  {e['from']:>3} -> {e['to']:<3}  backlog {e['backlog']:<6}  {e['reason']}\n"
         )
     m, t = result["model"], result["trace"]
     write(
         f"\ntrace {t['samples']} samples ({t['bad']} bad), {t['minutes']:g} min, {t['arrivals']:g} arrivals; "
         f"{m['jobs_per_worker_min']:g} jobs/min per worker ({m['capacity_source']}), decision every "
-        f"{m['tick_min']:g} min\n"
+        f"{m['tick_min']:g} min" + (f", mean of {m['phases']} phases" if m["phases"] > 1 else "") + "\n"
     )
     # lazy: rich costs ~15 ms; only human output needs it
     from rich.table import Table
 
     table = Table(title="summary")
-    for col in ("policy", "changes", "backlog-minutes", "worker-minutes", "peak backlog"):
-        table.add_column(col, justify="right" if col != "policy" else "left")
-    for name in backtest.POLICIES:
-        s = result[name]["summary"]
+    for col in ("method", "changes", "backlog-min", "worker-min", "peak backlog", "MAPE %"):
+        table.add_column(col, justify="right" if col != "method" else "left")
+    for name, part in result["methods"].items():
+        s = part["summary"]
+        label = name + ("*" if name == m["production_method"] else "")
+        mape = "n/a" if s["mape_pct"] is None else f"{s['mape_pct']:g}"
         table.add_row(
-            name, str(s["changes"]), f"{s['backlog_minutes']:g}", f"{s['worker_minutes']:g}", str(s["peak_backlog"])
-        )
+            label, f"{s['changes']:g}", f"{s['backlog_minutes']:g}", f"{s['worker_minutes']:g}",
+            f"{s['peak_backlog']:g}", mape,
+        )  # fmt: skip
     out = console()
     out.print(table)
-    c = result["comparison"]
-    out.print(
-        f"predictive vs reactive: backlog-minutes {_signed(c['backlog_minutes_change_pct'])}, "
-        f"worker-minutes {_signed(c['worker_minutes_change_pct'])}",
-        highlight=False,
-    )
+    out.print(f"* the method scale tick uses (SCALE_FORECAST={m['production_method']})", highlight=False)
+    for name, c in result.get("comparison", {}).items():
+        out.print(
+            f"{name} vs holt: backlog-minutes {_signed(c['backlog_minutes_change_pct'])}, "
+            f"worker-minutes {_signed(c['worker_minutes_change_pct'])}, changes {_signed(c['changes_change_pct'])}, "
+            f"MAPE {_signed(c['mape_pct_change_pct'])}",
+            highlight=False,
+        )
 
 
 def _signed(pct: float | None) -> str:

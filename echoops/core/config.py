@@ -349,6 +349,61 @@ VARS: tuple[Var, ...] = (
         "Forecast horizon",
         feature="scale",
     ),
+    Var(
+        "SCALE_FORECAST",
+        "scale_forecast",
+        parsers.one_of("damped+seasonal", "damped", "holt"),
+        "damped+seasonal",
+        "method",
+        "Arrival forecast: damped trend + daily/weekly profile once 3 days are sampled, damped, or holt",
+        feature="scale",
+    ),
+    Var(
+        "SCALE_QUEUE_SOURCE",
+        "scale_queue_source",
+        parsers.one_of("file", "redis", "rq", "celery"),
+        "file",
+        "source",
+        "Where `scale sample` reads the queue (file = the app writes queue.ndjson itself)",
+        feature="scale",
+    ),
+    Var(
+        "SCALE_REDIS_URL",
+        "scale_redis_url",
+        parsers.redis_url,
+        "",
+        "secret",
+        "Redis (or Celery broker) URL for the redis, rq and celery sources",
+        True,
+        "scale",
+    ),
+    Var(
+        "SCALE_REDIS_KEYS",
+        "scale_redis_keys",
+        parsers.csv_list,
+        "",
+        "keys",
+        "redis source: list keys, comma-separated; depth = sum of LLEN",
+        feature="scale",
+    ),
+    Var(
+        "SCALE_QUEUES",
+        "scale_queues",
+        parsers.csv_list,
+        "",
+        "names",
+        "rq/celery source: queue names, comma-separated (default: default / celery)",
+        feature="scale",
+    ),
+    Var(
+        "SCALE_SOURCE_TIMEOUT_S",
+        "scale_source_timeout_s",
+        parsers.number(0, 60, lo_open=True),
+        "2",
+        "s",
+        "Connect/read timeout of a queue source (Redis); Celery's inspect waits this long for replies",
+        feature="scale",
+    ),
 )
 
 
@@ -402,6 +457,12 @@ class Settings:
     scale_cmd_timeout_s: int
     scale_jobs_per_worker_min: float
     scale_horizon_min: int
+    scale_forecast: str
+    scale_queue_source: str
+    scale_redis_url: str | None
+    scale_redis_keys: tuple[str, ...]
+    scale_queues: tuple[str, ...]
+    scale_source_timeout_s: float
     warnings: tuple[str, ...] = field(default=(), compare=False)
 
     def __repr__(self) -> str:

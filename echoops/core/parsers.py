@@ -250,6 +250,28 @@ def tls_mode(raw: str) -> str | None:
     return v
 
 
+def one_of(*choices: str) -> Callable[[str], str]:
+    """One of `choices` (case-insensitive); the error lists them."""
+
+    def parse(raw: str) -> str:
+        value = raw.strip().lower()
+        if value not in choices:
+            raise ValueError(f"must be one of {'|'.join(choices)}")
+        return value
+
+    return parse
+
+
+def redis_url(raw: str) -> str | None:
+    """A redis-py connection URL: redis://, rediss:// (TLS) or unix:// (a socket path)."""
+    value = raw.strip()
+    if not value:
+        return None
+    if not re.match(r"^(rediss?://[^\s/]*|unix:///?[^\s]+)", value):
+        raise ValueError("not a Redis URL (redis://[:password@]host:port/db, rediss://..., unix:///path)")
+    return value
+
+
 def argv_template(raw: str) -> tuple[str, ...] | None:
     if not raw.strip():
         return None

@@ -77,11 +77,14 @@ def _conn(s: Settings):
     return store.db(s, SCHEMA)
 
 
-def _load(conn) -> tuple[Forecaster, int, int | None, float | None]:
+def _load(conn, s: Settings) -> tuple[Forecaster, int, int | None, float | None]:
+    """The stored forecaster, set to SCALE_FORECAST and SCALE_HORIZON_MIN (a change of either
+    keeps the learnt level, trend and profiles)."""
     row = conn.execute("SELECT forecaster, bad, applied_workers, applied_at FROM scale_state WHERE id=1").fetchone()
     if row is None:
-        return Forecaster(), 0, None, None
-    return Forecaster.from_dict(orjson.loads(row[0])), row[1], row[2], row[3]
+        return Forecaster().configure(s.scale_forecast, s.scale_horizon_min), 0, None, None
+    fc = Forecaster.from_dict(orjson.loads(row[0])).configure(s.scale_forecast, s.scale_horizon_min)
+    return fc, row[1], row[2], row[3]
 
 
 def _save(conn, fc: Forecaster, bad: int, now: float) -> None:
@@ -102,7 +105,7 @@ def ingest(*, s: Settings | None = None, now: float | None = None) -> dict[str, 
         return {"samples": 0, "bad": 0}
     fallback = s.scale_jobs_per_worker_min
     with store.transaction(conn):
-        fc, bad_total, _, _ = _load(conn)
+        fc, bad_total, _, _ = _load(conn, s)
         reader = ndjson.Reader(conn, path, CONSUMER)
         taken = 0
         for batch in reader.batches():
@@ -130,12 +133,12 @@ def _actual(s: Settings, fc: Forecaster, applied: int | None, applied_at: float 
 
 def _evaluate(conn, s: Settings, now: float) -> tuple[Decision, Context]:
     """The decision for `now` from stored state (records nothing)."""
-    fc, bad, applied, applied_at = _load(conn)
+    fc, bad, applied, applied_at = _load(conn, s)
     cfg = PolicyConfig.from_settings(s)
     actual, actual_source = _actual(s, fc, applied, applied_at)
     tpw, tpw_source = fc.throughput(s.scale_jobs_per_worker_min)
     horizon = s.scale_horizon_min
-    arrivals = fc.arrivals_over(horizon)
+    arrivals, method_reason, components = fc.forecast(horizon)
     window_start = now - cfg.cooldown_s
     recent = conn.execute("SELECT ts, recommended FROM scale_decisions WHERE ts>=?", (window_start,)).fetchall()
     gate = files.read_flag(s.log_path("deploy_gate.flag"))
@@ -164,6 +167,13 @@ def _evaluate(conn, s: Settings, now: float) -> tuple[Decision, Context]:
             "trend_per_min2": round(fc.trend, 4),
             "jobs_per_worker_min": round(tpw, 2),
             "throughput_source": tpw_source,
+            "method": s.scale_forecast,
+            "method_reason": method_reason,
+            "components": {
+                name: {"arrivals": round(c["arrivals"], 1), "weight": round(c["weight"], 3)}
+                for name, c in components.items()
+            },
+            "history_days": round(fc.history_days(), 2),
         },
         "gate": {"set": gate is not None, "reason": (gate or {}).get("reason")},
         "p95_ms": None if p95 is None else round(p95, 1),

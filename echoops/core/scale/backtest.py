@@ -23,6 +23,8 @@ waiting beyond each interval), worker-minutes, peak backlog.
 from __future__ import annotations
 
 import statistics
+from collections import deque
+from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -32,10 +34,10 @@ import orjson
 from echoops.core import clock, config
 from echoops.core.config import Settings
 from echoops.core.errors import NotFound, ValidationError
-from echoops.core.scale.forecast import Forecaster, parse_sample
+from echoops.core.scale.forecast import DEFAULT_METHOD, Forecaster, parse_sample
 from echoops.core.scale.policy import PolicyConfig, decide
 
-POLICIES = ("predictive", "reactive")
+METHODS = ("reactive", "holt", "damped", "damped+seasonal")
 
 
 def load_trace(
@@ -49,7 +51,7 @@ def load_trace(
         raise NotFound(f"trace {path} does not exist") from None
     except (IsADirectoryError, PermissionError) as exc:
         raise ValidationError(f"cannot read trace {path}: {exc.strerror}", field="file") from None
-    fc = Forecaster()
+    fc = Forecaster(seasonal=False)
     intervals: list[tuple[float, float, float]] = []
     caps: list[float] = []
     bad = 0
@@ -98,15 +100,17 @@ def load_trace(
 
 @dataclass
 class Replay:
-    """One policy replaying a trace: the simulated queue, the policy's forecaster fed the
+    """One method replaying a trace: the simulated queue, the method's forecaster fed the
     simulated samples (as `scale tick` would see them), and what it decided so far.
 
     Per interval, `serve()` moves the queue; at each scheduler tick, `decide()` runs the
-    production decision and applies a change at once. `result()` is the policy's part of
-    the `simulate` body.
+    production decision and applies a change at once. `result()` is the method's part of
+    the `simulate` body. Everything it keeps is bounded (the forecaster's state, the
+    forecasts not yet scored, the cooldown window) except the lists of changes and, with
+    `keep_decisions`, of decisions, so a trace can be streamed through it.
     """
 
-    policy: str  # "predictive" (production) or "reactive" (HPA ratio on the current rate)
+    method: str  # "reactive" (HPA ratio on the current rate) or a forecast method
     cfg: PolicyConfig
     capacity: float  # real jobs/min per worker: what `serve` completes
     fallback_tpw: float  # SCALE_JOBS_PER_WORKER_MIN, for the forecaster's throughput estimate
@@ -122,9 +126,15 @@ class Replay:
     decisions: int = 0
     changes: list[dict[str, Any]] = field(default_factory=list)
     log: list[dict[str, Any]] = field(default_factory=list)  # every decision, with keep_decisions
+    arrived: float = 0.0  # jobs arrived so far (to score forecasts)
+    unscored: deque[tuple[float, float, float]] = field(default_factory=deque)  # (due ts, arrived then, forecast)
+    ape_sum: float = 0.0
+    ape_n: int = 0
 
     def __post_init__(self) -> None:
         self.peak_backlog = self.backlog
+        forecast_method = DEFAULT_METHOD if self.method == "reactive" else self.method
+        self.fc.configure(forecast_method, self.cfg.horizon_min, seasonal=self.method == "damped+seasonal")
 
     def start(self, ts: float) -> Replay:
         """The first sample: the trace's depth and workers at `ts`."""
@@ -133,7 +143,8 @@ class Replay:
 
     def serve(self, ts: float, dt: float, arrivals: float) -> None:
         """One interval of `dt` minutes ending at `ts`: the workers serve what they can of the
-        backlog plus the arrivals; the rest waits. The forecaster sees the resulting sample."""
+        backlog plus the arrivals; the rest waits. The forecaster sees the resulting sample,
+        and the forecasts whose horizon ended by `ts` are scored against what arrived."""
         capacity = self.workers * self.capacity * dt
         total = self.backlog + arrivals
         served = capacity if capacity < total else total
@@ -144,15 +155,24 @@ class Replay:
         self.worker_min += self.workers * dt
         if backlog > self.peak_backlog:
             self.peak_backlog = backlog
+        self.arrived += arrivals
+        unscored = self.unscored
+        while unscored and unscored[0][0] <= ts:
+            _, then, forecast = unscored.popleft()
+            actual = self.arrived - then
+            if actual >= 1.0:  # an empty window has no percentage error
+                self.ape_sum += abs(forecast - actual) / actual
+                self.ape_n += 1
 
     def decide(self, ts: float) -> None:
-        """One scheduler tick at `ts`: the policy's decision, applied at once when it changes the workers."""
+        """One scheduler tick at `ts`: the method's decision, applied at once when it changes the workers."""
         cfg, fc = self.cfg, self.fc
         tpw, _ = fc.throughput(self.fallback_tpw)
-        if self.policy == "predictive":
-            ahead, label = fc.arrivals_over(cfg.horizon_min), "forecast"
-        else:
+        if self.method == "reactive":
             ahead, label = (fc.last_rate or 0.0) * cfg.horizon_min, "current rate"
+        else:
+            ahead, label = fc.arrivals_over(cfg.horizon_min), "forecast"
+        self.unscored.append((ts + cfg.horizon_min * 60.0, self.arrived, ahead))
         if self.recent and self.recent[0][0] < ts - cfg.cooldown_s:
             self.recent = [r for r in self.recent if r[0] >= ts - cfg.cooldown_s]
         d = decide(
@@ -172,7 +192,7 @@ class Replay:
         if self.keep_decisions:
             self.log.append(
                 {"ts": clock.iso(ts), "actual": self.workers, "desired": d.desired, "target": d.target,
-                 "backlog": backlog, "reason": d.reason}
+                 "backlog": backlog, "forecast": round(ahead, 1), "reason": d.reason}
             )  # fmt: skip
         if d.target != self.workers:
             self.changes.append(
@@ -190,6 +210,8 @@ class Replay:
                 "peak_backlog": round(self.peak_backlog),
                 "end_backlog": round(self.backlog),
                 "end_workers": self.workers,
+                "mape_pct": round(self.ape_sum / self.ape_n * 100.0, 1) if self.ape_n else None,
+                "mape_windows": self.ape_n,
             },
             "changes": self.changes,
         }
@@ -198,9 +220,9 @@ class Replay:
         return out
 
 
-def _replay(
-    policy: str,
-    intervals: list[tuple[float, float, float]],
+def replay(
+    methods: Iterable[str],
+    intervals: Iterable[tuple[float, float, float]],
     info: dict[str, Any],
     capacity: float,
     cfg: PolicyConfig,
@@ -208,18 +230,26 @@ def _replay(
     tick_s: float,
     start_ts: float,
     all_decisions: bool = False,
-) -> dict[str, Any]:
-    """Replay `intervals` through `policy` from the trace's first sample, deciding every `tick_s` seconds."""
-    run = Replay(policy, cfg, capacity, fallback_tpw, float(info["first_depth"]), int(info["first_workers"]),
-                 keep_decisions=all_decisions).start(start_ts)  # fmt: skip
-    next_tick = start_ts + tick_s
+    phase_s: float = 0.0,
+) -> dict[str, dict[str, Any]]:
+    """Replay `intervals` through every method in one pass (each interval is seen once, by all
+    methods in turn), from the trace's first sample, deciding every `tick_s` seconds (the first
+    decision `phase_s` later than one tick after the first sample)."""
+    runs = [
+        Replay(m, cfg, capacity, fallback_tpw, float(info["first_depth"]), int(info["first_workers"]),
+               keep_decisions=all_decisions).start(start_ts)
+        for m in methods
+    ]  # fmt: skip
+    next_tick = start_ts + tick_s + phase_s
     for ts, dt, arrivals in intervals:
-        run.serve(ts, dt, arrivals)
+        for run in runs:
+            run.serve(ts, dt, arrivals)
         if ts >= next_tick:
             while next_tick <= ts:  # a gap in the trace skips the ticks it covered
                 next_tick += tick_s
-            run.decide(ts)
-    return run.result()
+            for run in runs:
+                run.decide(ts)
+    return {run.method: run.result() for run in runs}
 
 
 def simulate(
@@ -228,11 +258,18 @@ def simulate(
     tick_min: float = 10.0,
     jobs_per_worker: float | None = None,
     all_decisions: bool = False,
+    method: str | None = None,
+    phases: int = 1,
     s: Settings | None = None,
 ) -> dict[str, Any]:
-    """Replay `path` (queue.ndjson format) through both policies; the `scale simulate --json` body.
+    """Replay `path` (queue.ndjson format) through every method (or only `method`); the
+    `scale simulate --json` body.
 
     `changes` lists the decisions that changed the workers; `all_decisions` adds every decision.
+    `phases` > 1 replays again with the decisions moved by tick/phases, tick*2/phases, ... and
+    reports each summary figure as the mean over the phases (the changes listed are the first
+    phase's): when the first decision falls is luck, and on a bursty trace it moves
+    backlog-minutes by tens of percent.
     """
     s = s or config.settings()
     try:
@@ -244,17 +281,26 @@ def simulate(
             jobs_per_worker = config.check_number(jobs_per_worker, lo=0, lo_open=True)
         except ValueError as exc:
             raise ValidationError(f"jobs_per_worker: {exc}", field="jobs_per_worker") from None
+    if type(phases) is not int or not 1 <= phases <= 60:
+        raise ValidationError("phases must be a whole number from 1 to 60", field="phases")
+    if method is not None and method not in METHODS:
+        raise ValidationError(f"method must be one of {', '.join(METHODS)}", field="method")
     fallback = s.scale_jobs_per_worker_min
     intervals, info, observed = load_trace(path, fallback)
     capacity = jobs_per_worker or observed or fallback
     cfg = replace(PolicyConfig.from_settings(s), p95_target_ms=None)  # a trace has no latency signal
     start_ts = intervals[0][0] - intervals[0][1] * 60.0
-    results = {
-        name: _replay(name, intervals, info, capacity, cfg, fallback, tick_min * 60.0, start_ts, all_decisions)
-        for name in POLICIES
-    }
-    p, r = results["predictive"]["summary"], results["reactive"]["summary"]
-    return {
+    chosen = METHODS if method is None else (method,)
+    tick_s = tick_min * 60.0
+    results = replay(chosen, intervals, info, capacity, cfg, fallback, tick_s, start_ts, all_decisions)
+    if phases > 1:
+        runs = [results] + [
+            replay(chosen, intervals, info, capacity, cfg, fallback, tick_s, start_ts, phase_s=k * tick_s / phases)
+            for k in range(1, phases)
+        ]
+        for name in chosen:
+            results[name]["summary"] = _mean([r[name]["summary"] for r in runs])
+    body: dict[str, Any] = {
         "trace": info,
         "model": {
             "jobs_per_worker_min": round(capacity, 3),
@@ -263,34 +309,59 @@ def simulate(
             "horizon_min": s.scale_horizon_min,
             "cooldown_min": s.scale_cooldown_min,
             "bounds": {"min": s.scale_min, "max": s.scale_max},
+            "production_method": s.scale_forecast,
+            "phases": phases,
         },
-        "predictive": results["predictive"],
-        "reactive": results["reactive"],
-        "comparison": {
-            "backlog_minutes_change_pct": _pct(p["backlog_minutes"], r["backlog_minutes"]),
-            "worker_minutes_change_pct": _pct(p["worker_minutes"], r["worker_minutes"]),
-        },
+        "methods": results,
     }
+    if "holt" in results and len(results) > 1:
+        body["comparison"] = compare(results, "holt")
+    return body
 
 
-def _pct(value: float, base: float) -> float | None:
-    return None if base == 0 else round((value - base) / base * 100.0, 1)
+def _mean(summaries: list[dict[str, Any]]) -> dict[str, Any]:
+    """Each figure's mean over the phases (MAPE over the phases that had one)."""
+    out: dict[str, Any] = {}
+    for key in summaries[0]:
+        values = [s[key] for s in summaries if s[key] is not None]
+        out[key] = round(sum(values) / len(values), 1) if values else None
+    return out
+
+
+def compare(results: dict[str, dict[str, Any]], base: str) -> dict[str, dict[str, float | None]]:
+    """Each method's change in % against `base` (negative = less), per summary figure."""
+    b = results[base]["summary"]
+    out = {}
+    for name, part in results.items():
+        if name == base:
+            continue
+        m = part["summary"]
+        out[name] = {
+            f"{key}_change_pct": _pct(m[key], b[key])
+            for key in ("backlog_minutes", "worker_minutes", "changes", "mape_pct")
+        }
+    return out
+
+
+def _pct(value: float | None, base: float | None) -> float | None:
+    if value is None or base is None or base == 0:
+        return None
+    return round((value - base) / base * 100.0, 1)
 
 
 def timeline(result: dict[str, Any]) -> list[dict[str, Any]]:
-    """Both policies' rows of a `simulate` result in time order, as {ts, policy, from, to, backlog, reason}.
+    """Every method's rows of a `simulate` result in time order, as {ts, method, from, to, backlog, reason}.
 
     The rows are every decision when the result has them (`all_decisions`), else the changes;
-    at the same minute "predictive" comes first.
+    at the same minute the methods keep the order of METHODS.
     """
     rows = []
-    for policy in POLICIES:
-        part = result[policy]
+    for name, part in result["methods"].items():
         if "decisions" in part:
             rows += [
                 {
                     "ts": d["ts"],
-                    "policy": policy,
+                    "method": name,
                     "from": d["actual"],
                     "to": d["target"],
                     "backlog": d["backlog"],
@@ -299,6 +370,6 @@ def timeline(result: dict[str, Any]) -> list[dict[str, Any]]:
                 for d in part["decisions"]
             ]
         else:
-            rows += [{"policy": policy, **c} for c in part["changes"]]
+            rows += [{"method": name, **c} for c in part["changes"]]
     rows.sort(key=lambda r: r["ts"])
     return rows

@@ -1,11 +1,29 @@
 """Queue signals for the autoscaler: sample validation, arrival-rate forecast, worker throughput.
 
-Forecast: Holt's linear (double exponential) smoothing of the arrival rate in jobs/min.
-Per one-minute step the level weight is ALPHA=0.3 and the trend weight BETA=0.05; for a
-sample `dt` minutes after the previous one the weights become 1-(1-w)**dt, so the filter
-behaves the same whether the app logs every 30 s or every 5 min. The level follows the
-rate within a few minutes; the small trend weight keeps minute-to-minute noise from being
-multiplied by the 30-minute horizon. A gap over MAX_GAP_MIN restarts the filter.
+Forecast methods (SCALE_FORECAST; `scale simulate --method` compares them):
+- "holt": Holt's linear (double exponential) smoothing of the arrival rate in jobs/min. Per
+  one-minute step the level weight is ALPHA=0.3 and the trend weight BETA=0.05; for a sample
+  `dt` minutes after the previous one the weights become 1-(1-w)**dt, so the filter behaves the
+  same whether the app logs every 30 s or every 5 min. The forecast rate u minutes ahead is
+  level + trend x u: a trend goes on for ever, so after a spike the falling trend forecasts
+  an empty queue while the usual load keeps arriving.
+- "damped": Gardner & McKenzie's damped trend. The trend's effect fades by PHI per minute:
+  rate(u) = level + trend x (1 - PHI**u) / ln(1/PHI), which levels off at
+  level + trend / ln(1/PHI) (about 50 minutes of trend at PHI=0.98) instead of growing without
+  end, and the stored trend itself decays by PHI per minute between updates (level update:
+  a x rate + (1-a) x (level + trend x (1 - PHI**dt) / ln(1/PHI))). PHI=1 is Holt exactly.
+  A falling trend is also kept from pointing the long-run rate below zero
+  (trend >= -level x ln(1/PHI)): after a burst the level drops back within minutes, and the
+  drop must not be read as a trend towards an empty queue.
+  PHI=0.98 per minute (the trend's pull halves in 34 minutes; a 30-minute forecast carries 73%
+  of Holt's trend term) was chosen on the shipped traces (bench/traces/) from 0.95-0.99: 0.95
+  and 0.97 under-forecast the steady ramp or the bursts enough to cost more than Holt
+  (tests/test_scale_methods.py states the rule), 0.985 and above give back most of the
+  post-burst accuracy.
+- "damped+seasonal" (the default): the damped trend blended with daily and weekly profiles
+  once the history is long enough (see core/scale/seasonal.py for the profile and the blend).
+The forecast used by the policy is the integral of the (non-negative) rate over the horizon.
+A gap over MAX_GAP_MIN restarts the level and trend (the profiles keep their history).
 
 Arrival rate: a sample's `arrivals` (jobs since the previous sample) over the elapsed time.
 Without `arrivals`: depth delta + `completed` (jobs that left the queue). Without either:
@@ -20,16 +38,21 @@ capacity). With no such interval yet, SCALE_JOBS_PER_WORKER_MIN is used.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+import math
+from dataclasses import dataclass, field
 from typing import Any
 
 from echoops.core.clock import parse_ts
 from echoops.core.parsers import whole_count
+from echoops.core.scale.seasonal import Profile
 
 ALPHA = 0.3
 BETA = 0.05
 TPW_ALPHA = 0.2
+PHI = 0.98
 MAX_GAP_MIN = 120.0
+METHODS = ("holt", "damped", "damped+seasonal")
+DEFAULT_METHOD = "damped+seasonal"
 _FIELDS = ("depth", "workers", "arrivals", "completed")
 _REQUIRED = ("depth", "workers")
 
@@ -57,9 +80,34 @@ def parse_sample(obj: dict[str, Any]) -> tuple[float, int, int, int | None, int 
     return ts, out[0], out[1], out[2], out[3]  # type: ignore[return-value]
 
 
+def phi_for(method: str) -> float:
+    """The trend damping factor per minute of a forecast method (1.0: Holt, undamped)."""
+    return 1.0 if method == "holt" else PHI
+
+
+def _g(phi: float, lam: float, u: float) -> float:
+    """Trend multiplier u minutes ahead: integral of phi**v over [0, u] (u itself when undamped)."""
+    return u if lam == 0.0 else (1.0 - phi**u) / lam
+
+
+def _big_g(phi: float, lam: float, u: float) -> float:
+    """Integral of _g over [0, u]."""
+    return u * u / 2.0 if lam == 0.0 else (u - _g(phi, lam, u)) / lam
+
+
+def _g_inv(lam: float, c: float) -> float:
+    """The u where _g(u) = c (c below the asymptote 1/lam)."""
+    return c if lam == 0.0 else -math.log(1.0 - c * lam) / lam
+
+
 @dataclass
 class Forecaster:
-    """Rolling state fed one sample at a time; small enough to store as one JSON row."""
+    """Rolling state fed one sample at a time; small enough to store as one JSON row.
+
+    `method` picks the forecast ("holt", "damped", "damped+seasonal"); `profile` (the seasonal
+    profiles and the blend's scores) is kept only when `seasonal` is True, whatever the method,
+    so switching SCALE_FORECAST keeps the learnt history.
+    """
 
     level: float | None = None  # arrivals/min
     trend: float = 0.0  # arrivals/min per minute
@@ -69,6 +117,24 @@ class Forecaster:
     workers: int = 0
     samples: int = 0
     last_rate: float | None = None  # the latest observed arrival rate (reactive baseline)
+    method: str = DEFAULT_METHOD
+    horizon_min: float = 30.0
+    seasonal: bool = True
+    profile: Profile | None = field(default=None, repr=False)
+
+    def __post_init__(self) -> None:
+        self.configure(self.method, self.horizon_min, self.seasonal)
+
+    def configure(self, method: str, horizon_min: float, seasonal: bool = True) -> Forecaster:
+        """Set the method and horizon (from settings, after loading stored state)."""
+        self.method, self.horizon_min, self.seasonal = method, float(horizon_min), seasonal
+        phi = phi_for(method)
+        self._phi, self._lam = phi, (0.0 if phi >= 1.0 else -math.log(phi))
+        if seasonal and self.profile is None:
+            self.profile = Profile()
+        elif not seasonal:
+            self.profile = None
+        return self
 
     def observe(
         self,
@@ -119,15 +185,24 @@ class Forecaster:
         level = self.level
         if level is None:
             self.level, self.trend = rate, 0.0
-            return True
-        if dt == 1.0:
-            a, b = ALPHA, BETA
         else:
-            a, b = 1.0 - (1.0 - ALPHA) ** dt, 1.0 - (1.0 - BETA) ** dt
-        predicted = level + self.trend * dt
-        new_level = a * rate + (1.0 - a) * predicted
-        self.trend = b * (new_level - level) / dt + (1.0 - b) * self.trend
-        self.level = new_level
+            phi, lam = self._phi, self._lam
+            if dt == 1.0:
+                a, b = ALPHA, BETA
+            else:
+                a, b = 1.0 - (1.0 - ALPHA) ** dt, 1.0 - (1.0 - BETA) ** dt
+            trend = self.trend
+            predicted = level + trend * (dt if lam == 0.0 else (1.0 - phi**dt) / lam)
+            new_level = a * rate + (1.0 - a) * predicted
+            kept = trend if lam == 0.0 else trend * phi**dt
+            trend = b * (new_level - level) / dt + (1.0 - b) * kept
+            if lam and new_level > 0.0 and trend < -lam * new_level:
+                trend = -lam * new_level  # the long-run rate (level + trend / lam) never goes below 0
+            self.trend, self.level = trend, new_level
+        profile = self.profile
+        if profile is not None:
+            profile.add(last_ts, ts, arrivals_f)
+            profile.score(ts, self.horizon_min, self.damped_over(self.horizon_min), self._phi)
         return True
 
     def rate_now(self) -> float:
@@ -135,25 +210,45 @@ class Forecaster:
         return max(0.0, self.level or 0.0)
 
     def rate_in(self, minutes: float) -> float:
-        """Forecast arrival rate `minutes` ahead, jobs/min (never negative)."""
-        return max(0.0, (self.level or 0.0) + self.trend * minutes)
+        """Trend forecast of the arrival rate `minutes` ahead, jobs/min (never negative)."""
+        return max(0.0, (self.level or 0.0) + self.trend * _g(self._phi, self._lam, minutes))
 
-    def arrivals_over(self, minutes: float) -> float:
-        """Forecast jobs arriving over the next `minutes`: the integral of the (clipped) trend line."""
+    def damped_over(self, minutes: float) -> float:
+        """Jobs arriving over the next `minutes` by the (damped) trend: the integral of the rate,
+        clipped at zero (the rate is monotone in time, so it crosses zero at most once)."""
         level = self.level or 0.0
         trend = self.trend
-        if level <= 0.0:
-            if trend <= 0.0:
-                return 0.0
-            start = -level / trend  # when the line crosses zero
-            if start >= minutes:
-                return 0.0
-            span = minutes - start
-            return trend * span * span / 2.0
-        end = level + trend * minutes
-        if end >= 0.0:
-            return (level + end) / 2.0 * minutes
-        return level * level / (-2.0 * trend)
+        phi, lam = self._phi, self._lam
+        full = level * minutes + trend * _big_g(phi, lam, minutes)
+        if (level >= 0.0 and trend >= 0.0) or (level <= 0.0 and trend <= 0.0):
+            return max(0.0, full)
+        cross = -level / trend  # the trend multiplier at which the rate is zero
+        if cross >= _g(phi, lam, minutes):
+            return max(0.0, full) if level > 0.0 else 0.0
+        u = _g_inv(lam, cross)
+        upto = level * u + trend * _big_g(phi, lam, u)
+        return max(0.0, upto if level > 0.0 else full - upto)
+
+    def arrivals_over(self, minutes: float) -> float:
+        """Forecast jobs arriving over the next `minutes` by the configured method."""
+        return self.forecast(minutes)[0]
+
+    def forecast(self, minutes: float) -> tuple[float, str, dict[str, dict[str, float]]]:
+        """(arrivals over the next `minutes`, why this method, {component: {arrivals, weight}})."""
+        damped = self.damped_over(minutes)
+        if self.method == "holt":
+            return damped, "Holt's linear trend (undamped; SCALE_FORECAST=holt)", {}
+        if self.method == "damped" or self.profile is None or self.last_ts is None:
+            why = f"damped trend, phi {self._phi:g}/min" + (
+                " (SCALE_FORECAST=damped)" if self.method == "damped" else ""
+            )
+            return damped, why, {}
+        value, parts, why = self.profile.blend(self.last_ts, minutes, damped, self._phi)
+        return value, f"damped trend (phi {self._phi:g}/min) + seasonal: {why}", parts
+
+    def history_days(self) -> float:
+        """Days of sampled history the seasonal profiles have learnt from."""
+        return 0.0 if self.profile is None else self.profile.history_days()
 
     def throughput(self, fallback: float) -> tuple[float, str]:
         """(jobs/min per worker, "observed" | "fallback")."""
@@ -163,11 +258,14 @@ class Forecaster:
         return fallback, "fallback"
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        out = {k: getattr(self, k) for k in self.__dataclass_fields__ if k != "profile"}
+        out["profile"] = None if self.profile is None else self.profile.to_dict()
+        return out
 
     @classmethod
     def from_dict(cls, data: dict[str, Any] | None) -> Forecaster:
         if not data:
             return cls()
-        known = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
-        return cls(**known)
+        known = {k: v for k, v in data.items() if k in cls.__dataclass_fields__ and k != "profile"}
+        fc = cls(**known, profile=Profile.from_dict(data.get("profile")))
+        return fc

@@ -8,6 +8,11 @@ No `from __future__ import annotations` here: TypedDict needs to see `NotRequire
 from typing import NotRequired, TypedDict
 
 
+class Component(TypedDict):
+    arrivals: float  # this component's forecast over the horizon
+    weight: float  # its share of the blend (inverse recent squared error)
+
+
 class Forecast(TypedDict):
     backlog: float  # jobs waiting at the latest sample
     rate_now_per_min: float
@@ -17,6 +22,10 @@ class Forecast(TypedDict):
     trend_per_min2: float
     jobs_per_worker_min: float
     throughput_source: str  # "observed" | "fallback" (SCALE_JOBS_PER_WORKER_MIN)
+    method: str  # SCALE_FORECAST: "damped+seasonal" | "damped" | "holt"
+    method_reason: str  # which forecast is in use now and why (e.g. the profile still lacks history)
+    components: dict[str, Component]  # damped+seasonal: the blend's parts ({} for a single forecast)
+    history_days: float  # days of samples the seasonal profiles have learnt from
 
 
 class GateHold(TypedDict):
