@@ -18,8 +18,9 @@ from typer.testing import CliRunner
 
 from echoops.core import config, store
 
-# One session-wide Playwright/Chromium for every dashboard test (fixtures `browser`, `dashboard`).
-pytest_plugins = ["tests.browser"]
+# One session-wide Playwright/Chromium for every dashboard test (fixtures `browser`, `dashboard`);
+# Debian's redis-server on a free port for the queue-source tests (fixture `redis_server`).
+pytest_plugins = ["tests.browser", "tests.redis_server"]
 
 TEST_KEY = "test-dash-key-0123456789abcdef"
 

@@ -110,6 +110,7 @@ def test_every_result_matches_its_type_in_process_over_http_and_from_the_cli(mon
         "page run": (pager.run(s=s), pager_types.PageRun),
         "costs tick": (costs.tick(s=s), costs_types.CostsTick),
         "scale tick": (scale.tick(s=s), scale_types.ScaleApplied),
+        "scale sample": (scale.sample(s=s), scale_types.ScaleSample),
     }
     for name, (result, tp) in ticked.items():
         assert problems(result, tp) == [], name

@@ -56,7 +56,7 @@ def test_repo_schedule_lists_the_packaged_default_jobs():
     assert [(j.name, j.schedule, j.argv, j.enabled) for j in repo.jobs] == [
         (j.name, j.schedule, j.argv, j.enabled) for j in packaged.jobs
     ]
-    assert [j.name for j in repo.enabled] == ["slo tick", "page run", "costs tick", "scale tick"]
+    assert [j.name for j in repo.enabled] == ["slo tick", "page run", "costs tick", "scale tick", "scale sample"]
 
 
 def test_the_python_examples_import_only_the_public_api_and_run(log_dir, capsys):

@@ -55,13 +55,14 @@ def drive_until_idle(sched: Scheduler, now: float, timeout: float = 15) -> list[
 # --- the job file ------------------------------------------------------------------------
 
 
-def test_default_schedule_parses_to_the_four_phase_jobs():
+def test_default_schedule_parses_to_the_four_phase_jobs_and_the_queue_sample():
     sched = crontab.parse(crontab.default_path().read_text(), source="default")
     assert [(j.name, j.schedule, j.enabled) for j in sched.jobs] == [
         ("slo tick", "*/15 * * * *", True),
         ("page run", "*/5 * * * *", True),
         ("costs tick", "0 * * * *", True),
         ("scale tick", "*/10 * * * *", True),
+        ("scale sample", "* * * * *", True),
     ]
     assert sched.jobs[0].exec_argv() == [sys.executable, "-m", "echoops", "slo", "tick"]
 
@@ -145,6 +146,7 @@ def test_missing_file_falls_back_to_the_packaged_default(cli, settings):
         ("page run", "2026-11-27T12:10:00.000Z"),
         ("costs tick", "2026-11-27T13:00:00.000Z"),
         ("scale tick", "2026-11-27T12:10:00.000Z"),
+        ("scale sample", "2026-11-27T12:08:00.000Z"),
     ]
 
 

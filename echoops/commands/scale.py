@@ -37,6 +37,11 @@ def _emit(body: ScaleStatus, json_out: bool) -> None:
         f"in {f['horizon_min']}m, {f['jobs_per_worker_min']} jobs/min per worker ({f['throughput_source']})",
         highlight=False,
     )
+    out.print(f"forecast: {f['method_reason']}", highlight=False, markup=False)
+    src = body["source"]
+    if src["kind"] != "file":
+        health = "ok" if not src["missed_in_row"] else f"{src['missed_in_row']} missed in a row: {src['last_error']}"
+        out.print(f"queue source {src['kind']}: {health}", highlight=False, markup=False)
     p95 = "no data" if body["p95_ms"] is None else f"{body['p95_ms']:g} ms"
     out.print(f"p95 {p95} (target {body['p95_target_ms']:g} ms)", highlight=False)
     gate = body["gate"]
@@ -59,6 +64,35 @@ def status_cmd(json_out: bool = JSON_OPT, now: str | None = NOW_OPT) -> None:
     from echoops.core import scale  # lazy: 15-45 ms a package, off --help and other commands
 
     _emit(scale.status(now=clock.parse_cli_time(now)), json_out)
+
+
+@app.command("sample")
+def sample_cmd(json_out: bool = JSON_OPT, now: str | None = NOW_OPT) -> None:
+    """Read the queue (SCALE_QUEUE_SOURCE) once and append a sample to queue.ndjson (the scheduler's job).
+
+    Exits 1 when the source cannot be read (the sample is skipped, the autoscaler holds),
+    2 when the source lacks its settings. With SCALE_QUEUE_SOURCE=file it does nothing.
+
+    Example: SCALE_QUEUE_SOURCE=rq SCALE_REDIS_URL=redis://localhost:6379/0 echoops scale sample --json
+    """
+    from echoops.core import scale  # lazy: 15-45 ms a package, off --help and other commands
+
+    body = scale.sample(now=clock.parse_cli_time(now))
+    if json_out:
+        emit_json(body)
+        return
+    line = body["sample"]
+    if line is None:
+        sys.stdout.write(body["detail"] + "\n")
+        return
+    parts = [
+        f"depth {line['depth']}",
+        f"workers {line['workers']}" + ("" if line.get("workers_known", True) else " (known to echoops)"),
+    ]
+    parts += [f"{k} {line[k]}" for k in ("busy", "idle", "arrivals", "completed") if line.get(k) is not None]
+    sys.stdout.write(f"{body['source']} sample at {line['ts']}: " + ", ".join(parts) + "\n")
+    if line.get("estimate"):
+        sys.stdout.write(f"estimate: {line['estimate']}\n")
 
 
 @app.command("tick")

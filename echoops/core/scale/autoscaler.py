@@ -28,7 +28,7 @@ from echoops.core.errors import EchoopsError, NotConfigured, ValidationError
 from echoops.core.pager import raise_incident
 from echoops.core.scale.forecast import Forecaster, parse_sample
 from echoops.core.scale.policy import Decision, PolicyConfig, decide
-from echoops.core.scale.types import Actuator, Context, HistoryPoint, ScaleApplied, ScaleStatus
+from echoops.core.scale.types import Actuator, Context, HistoryPoint, ScaleApplied, ScaleStatus, SourceHealth
 from echoops.core.slo import recent_p95_ms
 
 SCHEMA = store.Schema(
@@ -58,6 +58,17 @@ SCHEMA = store.Schema(
         );
         CREATE INDEX scale_decisions_ts ON scale_decisions(ts);
         """,
+        """
+        CREATE TABLE scale_source (
+            id INTEGER PRIMARY KEY CHECK (id = 1),
+            source TEXT NOT NULL,
+            state TEXT NOT NULL,
+            missed INTEGER NOT NULL DEFAULT 0,
+            last_error TEXT,
+            last_ok_at REAL,
+            last_attempt_at REAL
+        );
+        """,
     ),
 )
 
@@ -75,6 +86,11 @@ class ActuatorFailed(EchoopsError):
 
 def _conn(s: Settings):
     return store.db(s, SCHEMA)
+
+
+def store_conn(s: Settings):
+    """The store connection with the scale tables (the sampler keeps its source state there)."""
+    return _conn(s)
 
 
 def _load(conn, s: Settings) -> tuple[Forecaster, int, int | None, float | None]:
@@ -123,6 +139,31 @@ def ingest(*, s: Settings | None = None, now: float | None = None) -> dict[str, 
     return {"samples": taken, "bad": bad}
 
 
+def known_workers(s: Settings, now: float | None = None) -> int:
+    """The workers echoops believes run now: the last applied count when newer than the last
+    sample, else the last sample's, else SCALE_MIN (what a sample carries when its source
+    cannot see the workers)."""
+    conn = _conn(s)
+    ingest(s=s, now=now)
+    fc, _, applied, applied_at = _load(conn, s)
+    return _actual(s, fc, applied, applied_at)[0]
+
+
+def source_health(conn, s: Settings) -> SourceHealth:
+    """How the queue source has answered `scale sample` (file: the app writes the samples)."""
+    row = conn.execute("SELECT missed, last_error, last_ok_at, last_attempt_at FROM scale_source WHERE id=1").fetchone()
+    missed, error, ok_at, attempt_at = row if row else (0, None, None, None)
+    if s.scale_queue_source == "file":
+        missed, error = 0, None
+    return {
+        "kind": s.scale_queue_source,
+        "missed_in_row": missed,
+        "last_error": error,
+        "last_ok_at": None if ok_at is None else clock.iso(ok_at),
+        "last_attempt_at": None if attempt_at is None else clock.iso(attempt_at),
+    }
+
+
 def _actual(s: Settings, fc: Forecaster, applied: int | None, applied_at: float | None) -> tuple[int, str]:
     if applied is not None and applied_at is not None and (fc.last_ts is None or applied_at >= fc.last_ts):
         return applied, "applied"
@@ -143,6 +184,7 @@ def _evaluate(conn, s: Settings, now: float) -> tuple[Decision, Context]:
     recent = conn.execute("SELECT ts, recommended FROM scale_decisions WHERE ts>=?", (window_start,)).fetchall()
     gate = files.read_flag(s.log_path("deploy_gate.flag"))
     p95 = recent_p95_ms(s=s, now=now)
+    source = source_health(conn, s)
     decision = decide(
         backlog=fc.depth,
         forecast_arrivals=arrivals,
@@ -154,6 +196,7 @@ def _evaluate(conn, s: Settings, now: float) -> tuple[Decision, Context]:
         gate=gate is not None,
         p95_ms=p95,
         sample_age_s=0.0 if fc.last_ts is None else max(0.0, now - fc.last_ts),
+        source_missed=source["missed_in_row"],
         now=now,
     )
     context: Context = {
@@ -187,6 +230,7 @@ def _evaluate(conn, s: Settings, now: float) -> tuple[Decision, Context]:
         },
         "bounds": {"min": s.scale_min, "max": s.scale_max},
         "cooldown_min": s.scale_cooldown_min,
+        "source": source,
     }
     return decision, context
 

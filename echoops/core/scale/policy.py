@@ -10,7 +10,8 @@ Rules, in order:
 4. Clamp to [SCALE_MIN, SCALE_MAX] -> the recommendation (stored for rule 5).
 5. Scale-down stabilisation (HPA): going down only as far as the highest recommendation
    seen over the last cooldown window -> `desired`.
-6. Holds that leave `target` at the current workers: queue samples older than the horizon
+6. Holds that leave `target` at the current workers: the queue source (SCALE_QUEUE_SOURCE)
+   missed its latest sample (never scale on missing data); queue samples older than the horizon
    (the app stopped reporting: the numbers are not the queue any more); the deploy gate
    blocks scale-up only; the cooldown (SCALE_COOLDOWN_MIN since the last applied change)
    blocks both ways.
@@ -48,7 +49,7 @@ class Decision:
     actual: int
     need: float  # fractional workers before rounding
     action: str  # "scale_up" | "scale_down" | "hold"
-    held_by: str | None  # "stale" | "gate" | "cooldown" | None
+    held_by: str | None  # "source" | "stale" | "gate" | "cooldown" | None
     cooldown_remaining_s: int
     reason: str
 
@@ -69,6 +70,7 @@ def decide(
     gate: bool = False,
     p95_ms: float | None = None,
     sample_age_s: float = 0.0,
+    source_missed: int = 0,
     now: float,
     forecast_label: str = "forecast",
 ) -> Decision:
@@ -109,7 +111,11 @@ def decide(
     if last_change_at is not None and cfg.cooldown_s > 0:
         remaining = max(0, math.ceil(last_change_at + cfg.cooldown_s - now))
     target, held_by = desired, None
-    if desired != actual and sample_age_s > horizon * 60:
+    if desired != actual and source_missed > 0:
+        target, held_by = actual, "source"
+        plural = "s" if source_missed != 1 else ""
+        parts.append(f"queue source unreadable ({source_missed} missed sample{plural}): holding {actual}")
+    elif desired != actual and sample_age_s > horizon * 60:
         target, held_by = actual, "stale"
         parts.append(f"latest queue sample is {sample_age_s / 60:.0f}m old: holding {actual}")
     elif desired > actual and gate:

@@ -5,7 +5,7 @@ printers. A new field is one line here (`NotRequired[...]` when not every answer
 No `from __future__ import annotations` here: TypedDict needs to see `NotRequired` at run time.
 """
 
-from typing import NotRequired, TypedDict
+from typing import Any, NotRequired, TypedDict
 
 
 class Component(TypedDict):
@@ -45,6 +45,16 @@ class Bounds(TypedDict):
     max: int
 
 
+class SourceHealth(TypedDict):
+    """How SCALE_QUEUE_SOURCE answers `scale sample` (the decision holds while it does not)."""
+
+    kind: str  # "file" | "redis" | "rq" | "celery"
+    missed_in_row: int  # samples skipped in a row because the source could not be read
+    last_error: str | None
+    last_ok_at: str | None
+    last_attempt_at: str | None
+
+
 class HistoryPoint(TypedDict):
     ts: str
     desired: int
@@ -77,6 +87,7 @@ class Context(TypedDict):
     samples: Samples
     bounds: Bounds
     cooldown_min: int
+    source: SourceHealth
 
 
 class ScaleStatus(TypedDict):
@@ -90,7 +101,7 @@ class ScaleStatus(TypedDict):
     recommended: int
     need: float  # fractional workers before rounding
     action: str  # "scale_up" | "scale_down" | "hold"
-    held_by: str | None  # "stale" | "gate" | "cooldown" | None
+    held_by: str | None  # "source" | "stale" | "gate" | "cooldown" | None
     cooldown_remaining_s: int
     actual_source: str  # "sample" | "applied" | "scale_min"
     forecast: Forecast
@@ -101,6 +112,7 @@ class ScaleStatus(TypedDict):
     samples: Samples
     bounds: Bounds
     cooldown_min: int
+    source: SourceHealth
     history: list[HistoryPoint]
 
 
@@ -109,3 +121,13 @@ class ScaleApplied(ScaleStatus):
 
     applied: bool
     actuator: Actuator | None  # None when SCALE_CMD did not run
+
+
+class ScaleSample(TypedDict):
+    """`echoops scale sample --json`: what the queue source said, as appended to queue.ndjson."""
+
+    source: str  # SCALE_QUEUE_SOURCE
+    written: bool  # a sample line was appended (False for the file source)
+    sample: dict[str, Any] | None  # the line as written
+    detail: str  # why nothing was written (file source), else ""
+    missed_in_row: int
