@@ -125,6 +125,31 @@ def apply_cmd(
     _emit(scale.apply(dry_run, now=clock.parse_cli_time(now)), json_out)
 
 
+@app.command("systemd-units")
+def systemd_units_cmd(
+    unit: str = typer.Option(..., "--unit", help="Template unit prefix, e.g. worker@ (for worker@.service)."),
+    to: int = typer.Option(..., "--to", help="Run instances 1..N of it (0 stops them all)."),
+    user: bool = typer.Option(False, "--user", help="Talk to the user's service manager (systemctl --user)."),
+    json_out: bool = JSON_OPT,
+) -> None:
+    """Start/stop systemd template instances so exactly UNIT1..UNITn run: an actuator for SCALE_CMD.
+
+    Exits 1 when systemctl fails (the autoscaler then keeps its worker count), 2 on bad usage.
+
+    Example: SCALE_CMD='echoops scale systemd-units --unit worker@ --to {n}'
+    """
+    from echoops.core.scale import systemd  # lazy: only this actuator needs it
+
+    body = systemd.reach(unit, to, user=user)
+    if json_out:
+        emit_json(body)
+        return
+    sys.stdout.write(
+        f"{unit}: {len(body['running_before'])} running -> 1..{to}; "
+        f"started {' '.join(body['started']) or 'none'}; stopped {' '.join(body['stopped']) or 'none'}\n"
+    )
+
+
 @app.command("simulate")
 def simulate_cmd(
     file: Path = typer.Argument(..., help="Queue history, NDJSON like logs/queue.ndjson."),

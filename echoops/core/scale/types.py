@@ -131,3 +131,14 @@ class ScaleSample(TypedDict):
     sample: dict[str, Any] | None  # the line as written
     detail: str  # why nothing was written (file source), else ""
     missed_in_row: int
+
+
+class SystemdUnits(TypedDict):
+    """`echoops scale systemd-units --json`: what was started and stopped to run instances 1..n."""
+
+    unit: str  # the template prefix, "worker@"
+    to: int
+    running_before: list[str]
+    started: list[str]
+    stopped: list[str]
+    left_alone: list[str]  # running instances with a non-numeric name
