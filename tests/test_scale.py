@@ -219,7 +219,7 @@ def test_cli_failing_actuator_exits_1(log_dir, cli, monkeypatch, tmp_path):
 
 
 def test_every_scale_command_has_help_with_example(cli):
-    for cmd in ("status", "tick", "apply", "simulate"):
+    for cmd in ("status", "tick", "apply", "simulate", "sample", "systemd-units"):
         out = cli("scale", cmd, "--help")
         assert out.exit_code == 0
         assert "Example:" in out.stdout

@@ -24,6 +24,13 @@ def test_scale_card_shows_desired_vs_actual_and_records_a_dry_run(open_card, log
     # the kv rows themselves: the reason above also says "deploy gate set: no scale-up"
     expect(section.locator("tr", has_text="deploy gate").locator("td")).to_contain_text("set: no scale-up")
     expect(section.locator("tr", has_text="cooldown").locator("td")).to_have_text("none")  # dry run: no change
+    # which forecast is in use and why: half an hour of samples is no seasonal history
+    expect(section.locator(".scale-method")).to_have_text(
+        "damped trend (phi 0.98/min); no seasonal profile yet: daily profile needs 3 days of samples "
+        "(have 0.0); weekly profile needs 14 days of samples (have 0.0)"
+    )
+    source = section.locator("tr", has_text="queue source").locator("td")
+    expect(source).to_have_text("file (the app writes queue.ndjson)")
     expect(section).to_contain_text("No decisions recorded yet")
     section.get_by_role("button", name="Decide now (dry run)").click()
     wait_ready(page)

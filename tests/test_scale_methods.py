@@ -77,7 +77,9 @@ def test_the_daily_cycle_uses_the_profile_and_forecasts_the_morning_better(setti
     value, why, parts = fc["damped+seasonal"].forecast(30)
     assert set(parts) == {"damped", "daily"}
     assert parts["daily"]["weight"] > 0.3
-    assert why.startswith("damped trend (phi 0.98/min) + seasonal: blend by inverse recent error over 8.0 days")
+    assert why.startswith(
+        "damped trend (phi 0.98/min); blended with the daily profile by inverse recent error over 8.0 days of samples"
+    ), why
     assert "weekly profile needs 14 days of samples (have 8.0)" in why
     mape = {m: sum(e) / len(e) for m, e in errors.items()}
     assert mape["damped+seasonal"] < 0.8 * mape["holt"], mape

@@ -237,14 +237,14 @@ class Forecaster:
         """(arrivals over the next `minutes`, why this method, {component: {arrivals, weight}})."""
         damped = self.damped_over(minutes)
         if self.method == "holt":
-            return damped, "Holt's linear trend (undamped; SCALE_FORECAST=holt)", {}
+            return damped, "Holt's linear trend, undamped (SCALE_FORECAST=holt)", {}
         if self.method == "damped" or self.profile is None or self.last_ts is None:
             why = f"damped trend, phi {self._phi:g}/min" + (
                 " (SCALE_FORECAST=damped)" if self.method == "damped" else ""
             )
             return damped, why, {}
         value, parts, why = self.profile.blend(self.last_ts, minutes, damped, self._phi)
-        return value, f"damped trend (phi {self._phi:g}/min) + seasonal: {why}", parts
+        return value, f"damped trend (phi {self._phi:g}/min); {why}", parts
 
     def history_days(self) -> float:
         """Days of sampled history the seasonal profiles have learnt from."""

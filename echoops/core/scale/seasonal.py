@@ -217,12 +217,15 @@ class Profile:
         parts = {k: {"arrivals": comps[k], "weight": inv[k] / total} for k in comps}
         value = max(damped, sum(p["arrivals"] * p["weight"] for p in parts.values()))
         if len(parts) == 1:
-            why = "damped trend only: " + "; ".join(notes)
+            why = "no seasonal profile yet: " + "; ".join(notes)
         else:
+            used = " and ".join(k for k in parts if k != "damped")
             shares = ", ".join(f"{k} {p['weight']:.2f}" for k, p in parts.items())
-            why = f"blend by inverse recent error over {days:.1f} days of samples: {shares}"
+            why = f"blended with the {used} profile by inverse recent error over {days:.1f} days of samples: {shares}"
+            if value == damped:
+                why += " (the blend was lower: the trend's forecast is kept)"
             if notes:
-                why += " (" + "; ".join(notes) + ")"
+                why += "; " + "; ".join(notes)
         return value, parts, why
 
     # --- storage ------------------------------------------------------------------------

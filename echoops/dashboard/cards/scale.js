@@ -1,5 +1,6 @@
 // Autoscale card (Phase 80): desired vs actual workers, dry-run badge, the decision's reason,
-// cooldown, deploy gate, and sparklines of desired/actual workers and backlog per decision.
+// the forecast method in use and why, the queue source's health, cooldown, deploy gate, and
+// sparklines of desired/actual workers and backlog per decision.
 (function () {
   "use strict";
   if (!window.echoops) return;
@@ -29,6 +30,11 @@
       ? E.el("span", null, E.stateBadge("warn"), " set: no scale-up", s.gate.reason ? " (" + s.gate.reason + ")" : "")
       : "clear";
     var p95 = typeof s.p95_ms === "number" ? E.fmt.ms(s.p95_ms) + " (target " + E.fmt.ms(s.p95_target_ms) + ")" : "no data";
+    var src = s.source || {kind: "file", missed_in_row: 0};
+    var source = src.kind === "file" ? "file (the app writes queue.ndjson)"
+      : src.missed_in_row
+        ? E.el("span", null, E.stateBadge("warn"), " " + src.kind + ": " + src.missed_in_row + " missed in a row, holding (" + (src.last_error || "") + ")")
+        : src.kind + ": sampled " + (src.last_ok_at ? E.fmt.ago(src.last_ok_at) : "never");
     var hist = s.history || [];
     var button = E.el("button", {class: "btn", type: "button", onclick: async function () {
       button.disabled = true;
@@ -51,6 +57,8 @@
         row("cooldown", cooldown),
         row("deploy gate", gate),
         row("last change", s.last_change_at ? E.fmt.ago(s.last_change_at) : "never"),
+        row("forecast", E.el("span", {class: "scale-method"}, f.method_reason || "")),
+        row("queue source", source),
         row("throughput", E.fmt.num(f.jobs_per_worker_min, 1) + " jobs/min per worker (" + f.throughput_source + ")"),
         row("p95 latency", p95),
         row("bounds", s.bounds.min + "\u2013" + s.bounds.max + " workers"))),
