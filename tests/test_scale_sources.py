@@ -236,3 +236,51 @@ def test_celery_depth_counts_kombus_priority_sub_queues_and_says_when_it_estimat
     assert line["estimate"] == (
         "no Celery worker answered inspect within 0.3s: workers and completions estimated from depth deltas"
     )
+
+
+@pytest.mark.slow
+def test_celery_workers_and_completions_from_a_real_worker_answering_inspect(redis_server, log_dir, monkeypatch):
+    """One `celery worker` (solo pool) on the test's redis-server: the sample counts it through
+    Celery's inspect API and its completions from the growth of its accepted-task total."""
+    import os
+    import subprocess
+    import sys
+    import time
+
+    from celery import Celery
+
+    env = dict(os.environ, CELERY_BROKER_URL=redis_server.url)
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "celery", "-A", "tests.celery_app", "worker", "--pool=solo", "-Q", "celery",
+         "-n", "w1@echoops-test", "--without-mingle", "--without-gossip", "--loglevel=WARNING"],
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+    )  # fmt: skip
+    monkeypatch.setenv("SCALE_QUEUE_SOURCE", "celery")
+    monkeypatch.setenv("SCALE_REDIS_URL", redis_server.url)
+    monkeypatch.setenv("SCALE_SOURCE_TIMEOUT_S", "1")
+    try:
+        app = Celery("producer", broker=redis_server.url, set_as_current=False)
+        deadline = time.monotonic() + 30
+        while not app.control.inspect(timeout=0.5).ping():
+            assert time.monotonic() < deadline and worker.poll() is None, "celery worker did not answer"
+        first = scale.sample(now=T0)["sample"]
+        assert (first["workers"], first["depth"], first["concurrency"]) == (1, 0, 1)
+        assert "completed" not in first and "estimate" not in first
+        for _ in range(5):
+            app.send_task("tests.celery_app.work", args=(0.01,), queue="celery")
+        r = redis_server.client()
+        deadline = time.monotonic() + 20
+        while r.llen("celery") or (r.hlen("unacked") if r.exists("unacked") else 0):
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        time.sleep(0.3)
+        second = scale.sample(now=T0 + 60)["sample"]
+        assert (second["workers"], second["depth"], second["completed"], second["arrivals"]) == (1, 0, 5, 5)
+        app.close()
+    finally:
+        worker.terminate()
+        try:
+            worker.wait(10)
+        except subprocess.TimeoutExpired:
+            worker.kill()
+            worker.wait()
