@@ -45,6 +45,7 @@ def main() -> int:
 
     now = time.time()
     day0 = now - now % 86400
+    now = day0 + 43200 + 60  # just after the last line: none is dated in the future
     work = Path(tempfile.mkdtemp(prefix="echoops-bench-ingest-"))
     try:
         src = work / "ai_usage.ndjson"

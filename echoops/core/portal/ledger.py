@@ -137,7 +137,9 @@ def _int_cents(value: Any, field: str) -> int:
     return cents
 
 
-def _created(value: Any) -> float:
+def _created(value: Any, now: float) -> float:
+    """A purchase's `created`: ISO-8601 or epoch seconds (a number or digits), by clock.line_ts's
+    rule: within 2000..2200 and not after now + clock.MAX_SKEW_S."""
     if type(value) is str:
         v = value.strip()
         if v[:1].isdigit() and "-" not in v and ":" not in v:
@@ -147,8 +149,10 @@ def _created(value: Any) -> float:
                 pass
         else:
             value = v
-    ts = clock.parse_ts(value)
-    if ts is None:
+    ts = clock.line_ts(value, now)
+    if ts == "future":
+        raise ValueError(f"is in the future (more than {clock.MAX_SKEW_S:.0f} s after now)")
+    if isinstance(ts, str):
         raise ValueError("created must be ISO-8601 or epoch seconds (2000..2200)")
     return ts
 
@@ -202,10 +206,10 @@ def purchase_row(rec: dict[str, Any], *, source: str, now: float) -> tuple:
     description = description.strip()
     t = type(created)
     if t is int or t is float:
-        ok_ts = _MIN_TS <= created <= _MAX_TS
+        ok_ts = _MIN_TS <= created <= _MAX_TS and created <= now + clock.MAX_SKEW_S
     elif t is str:
         try:
-            created, ok_ts = _created(created), True
+            created, ok_ts = _created(created, now), True
         except ValueError:
             ok_ts = False
     else:
@@ -256,7 +260,7 @@ def checked_row(rec: dict[str, Any], *, source: str, now: float) -> tuple:
     except ValidationError as exc:
         raise ValueError(f"email: {exc.detail}") from None
     try:
-        created = _created(rec["created"])
+        created = _created(rec["created"], now)
     except ValueError as exc:
         raise ValueError(f"created: {exc}") from None
     amount = _int_cents(rec["amount_cents"], "amount_cents")

@@ -91,32 +91,44 @@ def _save(conn, fc: Forecaster, bad: int, now: float) -> None:
     )
 
 
-def ingest(*, s: Settings | None = None, now: float | None = None) -> dict[str, int]:
-    """Read new queue samples into the forecaster; returns {"samples", "bad"} for this call."""
+def ingest(*, s: Settings | None = None, now: float | None = None) -> dict[str, Any]:
+    """Read new queue samples into the forecaster; returns what this call read:
+    `{"samples", "bad", "bad_reasons", "events", "errors"}`.
+
+    A sample stamped after now + clock.MAX_SKEW_S is bad (`future`), so the latest sample is
+    the latest at or before now. An unreadable queue.ndjson is reported in `errors`
+    (`{"source", "error", "detail"}`) and the decision goes on from the stored state.
+    """
     s = s or config.settings()
     now = clock.now_s(now)
     conn = _conn(s)
     path = s.log_path("queue.ndjson")
-    if not ndjson.pending(conn, path, CONSUMER):
-        return {"samples": 0, "bad": 0}
-    fallback = s.scale_jobs_per_worker_min
-    with store.transaction(conn):
-        fc, bad_total, _, _ = _load(conn)
-        reader = ndjson.Reader(conn, path, CONSUMER)
-        taken = 0
-        for batch in reader.batches():
-            for obj in batch:
-                parsed = parse_sample(obj)
-                if isinstance(parsed, str):
-                    reader.count_bad(parsed)
-                elif fc.observe(*parsed, fallback):
-                    taken += 1
-                else:
-                    reader.count_bad("out_of_order")
-        bad = sum(reader.bad.values())
-        _save(conn, fc, bad_total + bad, now)
-        reader.commit(now)
-    return {"samples": taken, "bad": bad}
+    report: dict[str, Any] = {"samples": 0, "bad": 0, "bad_reasons": {}, "events": [], "errors": []}
+    try:
+        if not ndjson.pending(conn, path, CONSUMER):
+            return report
+        fallback = s.scale_jobs_per_worker_min
+        with store.transaction(conn):
+            fc, bad_total, _, _ = _load(conn)
+            reader = ndjson.Reader(conn, path, CONSUMER)
+            taken = 0
+            for batch in reader.batches():
+                for obj in batch:
+                    parsed = parse_sample(obj, now)
+                    if isinstance(parsed, str):
+                        reader.count_bad(parsed)
+                    elif fc.observe(*parsed, fallback):
+                        taken += 1
+                    else:
+                        reader.count_bad("out_of_order")
+            bad = sum(reader.bad.values())
+            _save(conn, fc, bad_total + bad, now)
+            reader.commit(now)
+    except ndjson.InputError as exc:
+        report["errors"].append(exc.as_dict())
+        return report
+    report.update(samples=taken, bad=bad, bad_reasons=dict(reader.bad), events=list(reader.events))
+    return report
 
 
 def _actual(s: Settings, fc: Forecaster, applied: int | None, applied_at: float | None) -> tuple[int, str]:
@@ -215,13 +227,16 @@ def _body(decision: Decision, context: dict[str, Any], dry_run: bool, history: l
 
 
 def status(*, s: Settings | None = None, now: float | None = None) -> dict[str, Any]:
-    """`GET /api/scale/status`: the decision for now (not recorded), forecast, gate, cooldown, history."""
+    """`GET /api/scale/status`: the decision for now (not recorded), forecast, gate, cooldown, history,
+    and `input_errors` (queue.ndjson could not be read: the decision uses the stored state)."""
     s = s or config.settings()
     now = clock.now_s(now)
-    ingest(s=s, now=now)
+    read = ingest(s=s, now=now)
     conn = _conn(s)
     decision, context = _evaluate(conn, s, now)
-    return _body(decision, context, s.scale_dry_run, _history(conn))
+    body = _body(decision, context, s.scale_dry_run, _history(conn))
+    body["input_errors"] = read["errors"]
+    return body
 
 
 def apply_options(body: dict[str, Any]) -> bool | None:
@@ -265,8 +280,9 @@ def apply(dry_run: bool | None = None, *, s: Settings | None = None, now: float 
     """Decide now, record and log the decision; in real mode run SCALE_CMD for a change.
 
     `dry_run=None` follows SCALE_DRY_RUN. Real mode without SCALE_CMD is a ValidationError
-    (field dry_run). Returns the status body plus `applied` and `actuator` (None when not run);
-    raises ActuatorFailed after recording when the command fails.
+    (field dry_run). Returns the status body plus `applied`, `actuator` (None when not run) and
+    `ingest` (what this call read, see `ingest`); raises ActuatorFailed after recording when
+    the command fails.
     """
     s = s or config.settings()
     now = clock.now_s(now)
@@ -274,7 +290,7 @@ def apply(dry_run: bool | None = None, *, s: Settings | None = None, now: float 
     if not dry and not s.scale_cmd:
         raise ValidationError("dry_run=false needs SCALE_CMD (the actuator command) to be set", field="dry_run")
     with _apply_lock(s):
-        ingest(s=s, now=now)
+        read = ingest(s=s, now=now)
         conn = _conn(s)
         decision, context = _evaluate(conn, s, now)
         actuator = None
@@ -312,6 +328,8 @@ def apply(dry_run: bool | None = None, *, s: Settings | None = None, now: float 
                     (orjson.dumps(Forecaster().to_dict()).decode(), decision.target, now, now),
                 )
         body = _body(decision, context, dry, _history(conn))
+    body["input_errors"] = read["errors"]
+    body["ingest"] = read
     body["reason"] = reason
     body["applied"] = applied
     body["actuator"] = actuator
@@ -321,6 +339,7 @@ def apply(dry_run: bool | None = None, *, s: Settings | None = None, now: float 
         body["cooldown_remaining_s"] = int(s.scale_cooldown_min * 60)
     event = {k: body[k] for k in ("desired", "target", "actual", "action", "held_by", "reason", "dry_run", "applied")}
     event["previous"] = decision.actual
+    event["ingest"] = read
     event["forecast"] = context["forecast"]
     event["gate"] = context["gate"]["set"]
     if actuator is not None:

@@ -6,9 +6,12 @@ latency_ms > SLO_LAT_P95_MS) plus a latency sketch per minute and per hour (the 
 are rollups so 24h/7d/30d windows merge at most ~24 hour sketches plus two edge hours of
 minutes). Rows, hour rollups and the cursor are written in one transaction.
 
-The hot loop is tuned: minutes come from a cache keyed by the first 16 characters of
-`...Z` ISO timestamps, latency buckets from a cache keyed by the value; anything unusual
-(epoch numbers, offsets, bad values) takes the careful per-line path.
+The hot loop is tuned: minutes come from `clock.Stamps` (the validated minute and second
+of `...Z` ISO timestamps, cached), latency buckets from a cache keyed by the value, the error
+flag from a table of the valid statuses; anything unusual (epoch numbers, offsets, bad or
+future values) takes the careful per-line path, `_careful`, which is the definition: the
+fast path only ever accepts what it would accept, with the same result, whatever lines came
+before (tests/test_fast_paths.py).
 """
 
 from __future__ import annotations
@@ -29,7 +32,11 @@ FLUSH_MINUTES = 240  # aggregates kept in memory before they are merged into the
 _BCACHE_MAX = 300_000
 _IN_CHUNK = 500
 SLOW_FLAG = 1 << 12  # above every bucket key: marks a latency over SLO_LAT_P95_MS while folding
+ERROR_FLAG = 1 << 13  # marks a request with an error status while folding
 assert sketch.NUM_BUCKETS < SLOW_FLAG
+# A request line's status: a number 0..999 (HTTP's three digits); 5xx and up are errors.
+STATUS_MAX = 999
+ERROR_STATUS = 500
 
 SCHEMA = store.Schema(
     "slo",
@@ -86,86 +93,97 @@ def sources(s: Settings) -> list[Path]:
 
 
 class _Agg:
-    """In-memory aggregates of one ingest: minute -> {bucket key (| SLOW_FLAG): count}, errors."""
+    """In-memory aggregates of one ingest: minute -> {bucket key | SLOW_FLAG | ERROR_FLAG: count}."""
 
     def __init__(self) -> None:
         self.per: dict[int, defaultdict[int, int]] = {}
-        self.errors: defaultdict[int, int] = defaultdict(int)
         self.old = 0
 
 
-def _careful(o: dict, agg: _Agg, mcache: dict, target: float, oldest: int, reader: ndjson.Reader) -> None:
-    """The per-line path with full validation; fills the minute cache for the fast path."""
+def _careful(o: dict, agg: _Agg, stamps: clock.Stamps, target: float, oldest: int, reader: ndjson.Reader) -> None:
+    """The per-line path with full validation (the definition of a good line); fills the stamp caches."""
     if "ts" not in o or "status" not in o or "latency_ms" not in o:
         reader.count_bad("missing_field")
         return
-    raw = o["ts"]
-    ts = clock.parse_ts(raw)
-    if ts is None:
-        reader.count_bad("bad_ts")
+    ts = stamps.careful(o["ts"])
+    if ts.__class__ is str:
+        reader.count_bad(ts)  # "bad_ts" or "future"
         return
     status = o["status"]
-    if status.__class__ is bool or not isinstance(status, (int, float)) or not (0 <= status <= 999):
+    if status.__class__ is bool or not isinstance(status, (int, float)) or not (0 <= status <= STATUS_MAX):
         reader.count_bad("bad_status")
         return
-    lat = o["latency_ms"]
     try:
-        key = _key(lat, target)
+        key = _key(o["latency_ms"], target)
     except ValueError:
         reader.count_bad("bad_latency")
         return
-    minute = int(ts // 60)
-    if isinstance(raw, str) and raw[-1:] == "Z" and len(raw) > 16 and raw[16] in ":Z":
-        mcache[raw[:16]] = minute  # every `...Z` string with this prefix is in this minute
+    minute = int(ts // 60)  # type: ignore[operator]
     if minute < oldest:
         agg.old += 1
         return
     cd = agg.per.get(minute)
     if cd is None:
         cd = agg.per[minute] = defaultdict(int)
-    cd[key] += 1
-    if status >= 500:
-        agg.errors[minute] += 1
+    cd[key | (ERROR_FLAG if status >= ERROR_STATUS else 0)] += 1
 
 
-def _fold(batch: list[dict], agg: _Agg, mcache: dict, bcache: dict, target: float, oldest: int, reader) -> None:
+def _fold(batch: list[dict], agg: _Agg, stamps: clock.Stamps, bcache: dict, target: float, oldest: int, reader) -> None:
     """Add one batch of parsed lines to `agg` (the hot loop: ~0.3 us a line; nothing mutates until
     every check of the line has passed, so a line that fails goes whole to the careful path).
 
     `bcache` maps a latency value to its bucket key, plus SLOW_FLAG when it is over the target,
-    so counting a line is one dict increment (slow counts are split out at flush)."""
-    per, errs = agg.per, agg.errors
+    so counting a line is one dict increment (slow and error counts are split out at flush).
+    Stamps: the minute prefix is looked up in `stamps.minutes` when it changes, the seconds
+    checked when they change, the rest after the seconds on every line (clock.Stamps)."""
+    per = agg.per
     bget = bcache.get
-    cur_p = None
+    minutes = stamps.minutes
+    seconds_ok = clock.SECONDS
+    rests = clock.RESTS
+    digits_z = clock.digits_z
+    top = STATUS_MAX
+    error_status, error_flag = ERROR_STATUS, ERROR_FLAG
+    # slice objects built once: `ts[head]` skips the BUILD_SLICE that `ts[:19]` runs per line
+    head, rest = clock.HEAD19, clock.REST19
+    cur_p = cur_q = None
     cd: defaultdict[int, int] = defaultdict(int)
-    m = 0
     for o in batch:
         try:
             ts = o["ts"]
             lat = o["latency_ms"]
             st = o["status"]
-            p = ts[:16]
-            # bools and floats take the careful path (True == 1 would hit the bucket cache)
-            if ts[-1] != "Z" or st.__class__ is not int or lat.__class__ is bool:
+            p = ts[head]
+            # bools and floats take the careful path (True == 1 would hit the caches)
+            if st.__class__ is not int or lat.__class__ is bool or st < 0:
                 raise TypeError
-            if p != cur_p:
-                m = mcache[p]
-                if m < oldest:
-                    raise TypeError
-                cd = per.get(m)
-                if cd is None:
-                    cd = per[m] = defaultdict(int)
-                cur_p = p
+            if ts[rest] not in rests and not digits_z(ts[rest]):
+                raise TypeError
             k = bget(lat)
             if k is None:
                 k = bcache[lat] = _key(lat, target)
+            if st >= error_status:
+                if st > top:
+                    raise TypeError
+                k |= error_flag
+            if p != cur_p:  # last: a minute is only added for a line that counts
+                if p[16:] not in seconds_ok:
+                    raise TypeError
+                q = p[:16]
+                if q != cur_q:
+                    m = minutes[q]
+                    if m < oldest:
+                        raise TypeError
+                    cd = per.get(m)
+                    if cd is None:
+                        cd = per[m] = defaultdict(int)
+                    cur_q = q
+                cur_p = p
         except (KeyError, TypeError, ValueError, IndexError):
-            _careful(o, agg, mcache, target, oldest, reader)
-            cur_p = None  # the careful path may have added the minute this record named
+            _careful(o, agg, stamps, target, oldest, reader)
+            cur_p = cur_q = None  # the careful path may have added the minute this record named
             continue
         cd[k] += 1
-        if st >= 500:
-            errs[m] += 1
 
 
 def _key(lat: object, target: float) -> int:
@@ -216,14 +234,16 @@ def _flush(conn: sqlite3.Connection, agg: _Agg) -> int:
     for m in minutes:
         flagged = agg.per[m]
         delta: dict[int, int] = {}
-        slow = 0
+        slow = errors = 0
         for k, c in flagged.items():
+            if k & ERROR_FLAG:
+                errors += c
+                k ^= ERROR_FLAG
             if k & SLOW_FLAG:
                 slow += c
                 k ^= SLOW_FLAG
             delta[k] = delta.get(k, 0) + c
         total = sum(delta.values())
-        errors = agg.errors.get(m, 0)
         h = hours.get(m // 60)
         if h is None:
             h = hours[m // 60] = [0, 0, 0, {}]
@@ -242,7 +262,6 @@ def _flush(conn: sqlite3.Connection, agg: _Agg) -> int:
     conn.executemany("INSERT OR REPLACE INTO slo_hour(hour, total, errors, slow, sketch) VALUES(?,?,?,?,?)", hour_rows)
     touched = len(minutes)
     agg.per.clear()
-    agg.errors.clear()
     return touched
 
 
@@ -273,12 +292,12 @@ def ingest(s: Settings, *, now: float) -> dict[str, Any]:
         if not ndjson.pending(conn, path, CONSUMER):
             continue
         agg = _Agg()
-        mcache: dict[str, int] = {}
+        stamps = clock.Stamps(now)
         bcache: dict[Any, int] = {}
         with store.transaction(conn):
             reader = ndjson.Reader(conn, path, CONSUMER)
             for batch in reader.batches():
-                _fold(batch, agg, mcache, bcache, target, oldest, reader)
+                _fold(batch, agg, stamps, bcache, target, oldest, reader)
                 if len(agg.per) > FLUSH_MINUTES:
                     report["minutes_touched"] += _flush(conn, agg)
                 if len(bcache) > _BCACHE_MAX:
