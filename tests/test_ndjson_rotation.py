@@ -50,6 +50,17 @@ def tick(conn, path: Path, consumer: str = "test", chunk: int = ndjson.CHUNK) ->
     return [o["i"] for o in objs], reader.events, reader.bad
 
 
+def first_batch(conn, path: Path, consumer: str = "test", chunk: int = ndjson.CHUNK) -> tuple[list[int], Counter]:
+    """A consumer that reads one batch and commits (the pager's bounded slices)."""
+    if not ndjson.pending(conn, path, consumer):
+        return [], Counter()
+    with store.transaction(conn):
+        reader = ndjson.Reader(conn, path, consumer, chunk=chunk)
+        batch = next(reader.batches(), [])
+        reader.commit(now=1_800_000_000)
+    return [o["i"] for o in batch], reader.bad
+
+
 def rename_rotate(path: Path) -> None:
     """logrotate's default: name.N -> name.N+1, ..., name -> name.1, then a new empty name."""
     rotated = sorted(
@@ -185,6 +196,25 @@ def test_copytruncate_of_a_file_empty_at_the_last_read(conn, log_dir):
     assert tick(conn, path) == ([1, 2], ["copytruncated"], Counter())
 
 
+def test_a_consumer_that_stops_early_then_a_copytruncate(conn, log_dir):
+    """The pager reads big logs in slices: the cursor it commits mid-file must still be found."""
+    path = log_dir / "requests.ndjson"
+    write(path, lines(range(10)))
+    assert tick(conn, path, "slices")[0] == list(range(10))
+    write(path, lines(range(10, 200)))
+    with store.transaction(conn):
+        reader = ndjson.Reader(conn, path, "slices", chunk=256)
+        first = next(reader.batches())  # one slice, then commit (the generator is dropped)
+        reader.commit(now=1)
+    seen = list(range(10)) + [o["i"] for o in first]
+    assert 10 < len(seen) < 30
+    copytruncate_rotate(path)
+    write(path, lines([200]))
+    ids, events, bad = tick(conn, path, "slices")
+    assert seen + ids == list(range(201))
+    assert (events, bad) == (["copytruncated"], Counter())
+
+
 def test_rotated_file_that_is_gone_is_reported(conn, log_dir):
     path = log_dir / "requests.ndjson"
     write(path, lines([1]))
@@ -224,7 +254,9 @@ def histories(draw):
     n = 0
     for _ in range(draw(st.integers(1, 14))):
         kind = draw(
-            st.sampled_from(["append", "append", "append", "read", "read", "rename", "copytruncate", "copy", "refill"])
+            st.sampled_from(
+                ["append", "append", "append", "read", "read", "slice", "rename", "copytruncate", "copy", "refill"]
+            )
         )
         if kind in ("append", "refill"):
             items = []
@@ -239,6 +271,8 @@ def histories(draw):
             ops.append((kind, items, cut, draw(st.booleans())))
         elif kind == "read":
             ops.append((kind, draw(st.sampled_from([7, 64, 1000, ndjson.CHUNK]))))
+        elif kind == "slice":  # a consumer that stops after its first batch (the pager's slices)
+            ops.append((kind, draw(st.sampled_from([7, 40, 100]))))
         else:
             ops.append((kind,))
     return ops
@@ -291,6 +325,10 @@ def test_property_no_line_lost_or_read_twice_under_rotation(ops):
                     bad_written += sum(1 for i, _ in items if i is None)
                 elif op[0] == "read":
                     ids, _, bad = tick(conn, path, chunk=op[1])
+                    got += ids
+                    bad_read += sum(bad.values())
+                elif op[0] == "slice":
+                    ids, bad = first_batch(conn, path, chunk=op[1])
                     got += ids
                     bad_read += sum(bad.values())
                 elif op[0] == "rename":

@@ -6,7 +6,7 @@ from typing import Any
 
 import typer
 
-from echoops.commands.render import JSON_OPT, NOW_OPT, STATE_STYLE, console, emit_json, state_text
+from echoops.commands.render import JSON_OPT, NOW_OPT, STATE_STYLE, console, emit_json, input_errors, state_text
 
 app = typer.Typer(
     help="Cost guardrails: AI spend and Stripe fees per UTC day against caps; degrade AI calls, never admin.\n\n"
@@ -89,6 +89,7 @@ def tick_cmd(json_out: bool = JSON_OPT, now: str | None = NOW_OPT) -> None:
     if json_out:
         emit_json(body)
         return
+    input_errors(body["input_errors"])
     g = body["global"]
     console().print(
         f"{body['day']}: {body['lines']} new lines, {body['calls']} calls; global {_usd(g['spent_usd'])} of "

@@ -6,7 +6,7 @@ from typing import Any
 
 import typer
 
-from echoops.commands.render import JSON_OPT, NOW_OPT, console, emit_json, state_text
+from echoops.commands.render import JSON_OPT, NOW_OPT, console, emit_json, input_errors, state_text
 
 app = typer.Typer(
     help="Incident inbox and pager: dedup by fingerprint, page CRITICAL to Telegram and email.\n\n"
@@ -84,6 +84,7 @@ def run_cmd(
         ingest = body["ingest"]
         out = console()
         if ingest is not None:
+            input_errors(ingest["errors"])
             new = sum(1 for i in ingest["incidents"] if not i["deduped"])
             out.print(
                 f"read {ingest['lines']} new lines in {ingest['files']} files: {ingest['critical']} CRITICAL, "

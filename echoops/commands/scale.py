@@ -8,7 +8,7 @@ from typing import Any
 
 import typer
 
-from echoops.commands.render import JSON_OPT, NOW_OPT, console, emit_json
+from echoops.commands.render import JSON_OPT, NOW_OPT, console, emit_json, input_errors
 
 app = typer.Typer(
     help="Predictive worker autoscale: forecast 30 min ahead within bounds, cooldown and the deploy gate.\n\n"
@@ -23,6 +23,7 @@ def _emit(body: dict[str, Any], json_out: bool) -> None:
     if json_out:
         emit_json(body)
         return
+    input_errors(body.get("input_errors", []))
     out = console()
     mode = "[yellow]DRY RUN[/]" if body["dry_run"] else "[green]LIVE[/]"
     f = body["forecast"]

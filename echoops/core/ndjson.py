@@ -97,14 +97,15 @@ class InputError(EchoopsError):
     status = 503
     exit_code = 1
 
-    def __init__(self, path: Path, reason: str, detail: str):
-        super().__init__(f"{path.name}: {reason} ({detail})")
+    def __init__(self, path: Path, reason: str, cause: str):
+        super().__init__(f"{Path(path).name}: {reason} ({cause})")
         self.path = Path(path)
         self.reason = reason
+        self.cause = cause
 
     def as_dict(self) -> dict[str, str]:
         """`{"source", "error", "detail"}` as tick results and events report it."""
-        return {"source": self.path.name, "error": self.reason, "detail": self.detail}
+        return {"source": self.path.name, "error": self.reason, "detail": self.cause}
 
 
 def _kind(mode: int) -> str:
@@ -430,7 +431,12 @@ class Reader:
         # is dropped as it streams by (bounded memory); it is counted, and the cursor
         # moves past it, only once its newline arrives, like any other partial line.
         skip_start = -1
+        fd = fh.fileno()
         self._inode, self._offset = seg.inode, start
+        if start == 0:
+            self._head = self._tail = b""
+        # The mark (head, tail) follows the offset chunk by chunk, so a consumer that stops
+        # early (the pager's bounded slices) commits a cursor whose mark matches its offset.
         while True:
             try:
                 data = fh.read(self.chunk)
@@ -473,6 +479,12 @@ class Reader:
             self.lines += len(lines)
             offset += consumed
             self._offset = offset
+            cut = len(data) - len(carry)  # the consumed bytes end here in `data`
+            self._tail = (
+                data[cut - MARK : cut] if cut >= MARK else os.pread(fd, min(offset, MARK), offset - min(offset, MARK))
+            )
+            if len(self._head) < MARK and len(self._head) < offset:
+                self._head = os.pread(fd, min(offset, MARK), 0)
             if out:
                 yield out
         end = skip_start if skip_start >= 0 else offset
@@ -481,10 +493,10 @@ class Reader:
             self.bad["too_long" if skip_start >= 0 else "unterminated"] += 1
             self.lines += 1
             end = offset + len(carry)
-        fd = fh.fileno()
-        self._head = os.pread(fd, min(end, MARK), 0)
-        self._tail = os.pread(fd, min(end, MARK), end - min(end, MARK))
-        self._offset = end
+        if end != self._offset:
+            self._head = os.pread(fd, min(end, MARK), 0)
+            self._tail = os.pread(fd, min(end, MARK), end - min(end, MARK))
+            self._offset = end
 
     def _parse_lines(self, lines: list[bytes]) -> list[dict[str, Any]]:
         """The objects among `lines`, counting each bad line by reason (blank lines are neither)."""
@@ -530,7 +542,15 @@ class Reader:
                 self._head,
             ),
         )
+        # `rotated`: what is older than this was there before and read (or older than the cursor).
+        # The cursor in `path`: <name>.1. The cursor still in a rotated file (it stopped early, or
+        # waits for the new file to get data): that file, as every newer one is unread.
+        try:
+            in_path = os.stat(self.path).st_ino == self._inode
+        except OSError:
+            in_path = False
+        rotated = _rotated_inode(self.path) if in_path else self._inode
         self.conn.execute(
             "INSERT OR REPLACE INTO cursor_marks(consumer, source, tail, rotated) VALUES(?,?,?,?)",
-            (self.consumer, self.source, self._tail, _rotated_inode(self.path)),
+            (self.consumer, self.source, self._tail, rotated),
         )

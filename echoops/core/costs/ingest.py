@@ -209,22 +209,27 @@ def _add_rows(conn: sqlite3.Connection, rows: dict[tuple[str, str], list[int]]) 
 
 
 def ingest_usage(conn: sqlite3.Connection, s: Settings, now: float) -> dict[str, Any]:
-    """Read new ai_usage.ndjson lines into costs_spend; the report counts lines, calls and bad lines."""
+    """Read new ai_usage.ndjson lines into costs_spend; the report counts lines, calls and bad
+    lines, and names an ai_usage.ndjson that cannot be read in `errors` (nothing read then)."""
     path = s.log_path(SOURCE)
-    report: dict[str, Any] = {"lines": 0, "calls": 0, "bad": {}, "events": []}
-    if not ndjson.pending(conn, path, CONSUMER):
-        return report
+    report: dict[str, Any] = {"lines": 0, "calls": 0, "bad": {}, "events": [], "errors": []}
     table = prices.price_table(s.model_prices)
     bad: Counter[str] = Counter()
-    with store.transaction(conn):
-        # Created inside the transaction: a second tick waits here, then sees the moved cursor.
-        reader = ndjson.Reader(conn, path, CONSUMER)
-        agg = aggregate(reader.batches(), bad, now=now)
-        rows = price(agg, table)
-        _add_rows(conn, rows)
-        for reason, n in bad.items():
-            reader.count_bad(reason, n)
-        reader.commit(now)
+    try:
+        if not ndjson.pending(conn, path, CONSUMER):
+            return report
+        with store.transaction(conn):
+            # Created inside the transaction: a second tick waits here, then sees the moved cursor.
+            reader = ndjson.Reader(conn, path, CONSUMER)
+            agg = aggregate(reader.batches(), bad, now=now)
+            rows = price(agg, table)
+            _add_rows(conn, rows)
+            for reason, n in bad.items():
+                reader.count_bad(reason, n)
+            reader.commit(now)
+    except ndjson.InputError as exc:
+        report["errors"].append(exc.as_dict())
+        return report
     all_bad = dict(reader.bad)
     report.update(
         lines=reader.lines,

@@ -90,29 +90,40 @@ def _fold(batch: list[dict], path: Path, now: float, groups: dict[str, list], re
 
 
 def ingest(s: Settings, *, now: float) -> dict[str, Any]:
-    """Read new lines of every input log; returns counts and the incidents raised."""
+    """Read new lines of every input log; returns counts, the incidents raised and `errors`:
+    the logs that could not be read (`{"source", "error", "detail"}`), skipped while the
+    others are read; a `page_run` event in incidents.ndjson names them too."""
     conn = model.db(s)
-    stats: dict[str, Any] = {"files": 0, "lines": 0, "critical": 0, "stale": 0, "bad": 0, "incidents": []}
+    stats: dict[str, Any] = {"files": 0, "lines": 0, "critical": 0, "stale": 0, "bad": 0, "incidents": [], "errors": []}
     for path in input_logs(s):
-        if not ndjson.pending(conn, path, CONSUMER):
-            continue
-        stats["files"] += 1
-        more = True
-        while more:  # bounded slices: a cold read of a big log never holds the write lock long
-            more = False
-            groups: dict[str, list] = {}
-            with store.transaction(conn):
-                reader = ndjson.Reader(conn, path, CONSUMER, chunk=READ_CHUNK)
-                for n, batch in enumerate(reader.batches(), start=1):
-                    _fold(batch, path, now, groups, reader, stats)
-                    if n >= BATCHES_PER_TRANSACTION:
-                        more = True
-                        break
-                items = [tuple(g) for g in groups.values()]
-                results, events, enqueued = inbox.store_incidents(conn, s, items, now=now)
-                reader.commit(now)
-            inbox.publish(s, events, enqueued, now=now)
-            stats["lines"] += reader.lines
-            stats["bad"] += sum(reader.bad.values())
-            stats["incidents"].extend(results)
+        try:
+            if not ndjson.pending(conn, path, CONSUMER):
+                continue
+            stats["files"] += 1
+            _ingest_file(conn, s, path, now, stats)
+        except ndjson.InputError as exc:  # the slice in progress rolled back; earlier ones stand
+            stats["errors"].append(exc.as_dict())
+    if stats["errors"]:
+        ndjson.append(s.log_path(model.INCIDENTS_LOG), "page_run", now=now, input_errors=stats["errors"])
     return stats
+
+
+def _ingest_file(conn, s: Settings, path: Path, now: float, stats: dict[str, Any]) -> None:
+    more = True
+    while more:  # bounded slices: a cold read of a big log never holds the write lock long
+        more = False
+        groups: dict[str, list] = {}
+        with store.transaction(conn):
+            reader = ndjson.Reader(conn, path, CONSUMER, chunk=READ_CHUNK)
+            for n, batch in enumerate(reader.batches(), start=1):
+                _fold(batch, path, now, groups, reader, stats)
+                if n >= BATCHES_PER_TRANSACTION:
+                    more = True
+                    break
+            items = [tuple(g) for g in groups.values()]
+            results, events, enqueued = inbox.store_incidents(conn, s, items, now=now)
+            reader.commit(now)
+        inbox.publish(s, events, enqueued, now=now)
+        stats["lines"] += reader.lines
+        stats["bad"] += sum(reader.bad.values())
+        stats["incidents"].extend(results)

@@ -86,10 +86,11 @@ def db(s: Settings) -> sqlite3.Connection:
 
 
 def sources(s: Settings) -> list[Path]:
-    """Request logs in the log dir matching SLO_SOURCES, sorted by name."""
+    """Everything in the log dir matching SLO_SOURCES, sorted by name (a directory or FIFO that
+    matches is listed too: ingest reports it as an input error instead of skipping it silently)."""
     if not s.log_dir.is_dir():
         return []
-    return sorted(p for p in s.log_dir.glob(s.slo_sources) if p.is_file())
+    return sorted(s.log_dir.glob(s.slo_sources))
 
 
 class _Agg:
@@ -279,7 +280,9 @@ def retention_minute(s: Settings, now: float) -> int:
 def ingest(s: Settings, *, now: float) -> dict[str, Any]:
     """Read new request lines from every source into minute aggregates; returns counts.
 
-    `{"lines", "bad", "bad_reasons", "too_old", "minutes_touched", "sources", "events"}`.
+    `{"lines", "bad", "bad_reasons", "too_old", "minutes_touched", "sources", "events", "errors"}`.
+    A source that cannot be read (permission, not a regular file, a dangling symlink) is
+    skipped and named in `errors` (`{"source", "error", "detail"}`); the others are read.
     """
     conn = db(s)
     target = float(s.slo_lat_p95_ms)
@@ -287,23 +290,30 @@ def ingest(s: Settings, *, now: float) -> dict[str, Any]:
     report: dict[str, Any] = {"lines": 0, "bad": 0, "bad_reasons": {}, "too_old": 0, "minutes_touched": 0}
     report["sources"] = []
     report["events"] = []
+    report["errors"] = []
     for path in sources(s):
         report["sources"].append(path.name)
-        if not ndjson.pending(conn, path, CONSUMER):
+        try:
+            if not ndjson.pending(conn, path, CONSUMER):
+                continue
+            agg = _Agg()
+            stamps = clock.Stamps(now)
+            bcache: dict[Any, int] = {}
+            touched = 0
+            with store.transaction(conn):
+                reader = ndjson.Reader(conn, path, CONSUMER)
+                for batch in reader.batches():
+                    _fold(batch, agg, stamps, bcache, target, oldest, reader)
+                    if len(agg.per) > FLUSH_MINUTES:
+                        touched += _flush(conn, agg)
+                    if len(bcache) > _BCACHE_MAX:
+                        bcache.clear()
+                touched += _flush(conn, agg)
+                reader.commit(now)
+        except ndjson.InputError as exc:  # rolled back: this source is read again next tick
+            report["errors"].append(exc.as_dict())
             continue
-        agg = _Agg()
-        stamps = clock.Stamps(now)
-        bcache: dict[Any, int] = {}
-        with store.transaction(conn):
-            reader = ndjson.Reader(conn, path, CONSUMER)
-            for batch in reader.batches():
-                _fold(batch, agg, stamps, bcache, target, oldest, reader)
-                if len(agg.per) > FLUSH_MINUTES:
-                    report["minutes_touched"] += _flush(conn, agg)
-                if len(bcache) > _BCACHE_MAX:
-                    bcache.clear()
-            report["minutes_touched"] += _flush(conn, agg)
-            reader.commit(now)
+        report["minutes_touched"] += touched
         report["lines"] += reader.lines
         report["too_old"] += agg.old
         for reason, n in reader.bad.items():
