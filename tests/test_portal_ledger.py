@@ -201,7 +201,7 @@ _values = st.one_of(
     st.sampled_from(["", " ", "usd", "USD", "eu", "€ur", "1795000000", "2026-11-20T10:00:00Z", "2026-11-20T10:05:00Z",
                      "2026-11-20T10:05:01Z", "1795168800", "1795168801", "12", "-3", " 7 ",
                      "١٢", "1_000", "a@b.io", " QA@EchoPilot.ai ", "x@y", "receipts/a.pdf", "a.pdf", "../x", "paid",
-                     "K", "İ"]),
+                     "a\r\n.pdf", "K", "İ"]),
     st.text(max_size=12),
 )  # fmt: skip
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from echoops.core import clock, ndjson, store
+from echoops.core import clock, ndjson, parsers, store
 from echoops.core.config import Settings
 from echoops.core.pager import inbox, model
 from echoops.core.pager.fingerprint import fingerprint as make_fingerprint
@@ -47,23 +47,25 @@ def input_logs(s: Settings) -> list[Path]:
 def _candidate(obj: dict[str, Any], stem: str) -> tuple[str, str, str] | str:
     """(msg, source, fingerprint) of a CRITICAL line, or the reason it is skipped.
 
-    A log line is cut to raise_incident's limits rather than refused: the page matters more.
+    A log line is cut to raise_incident's limits and its control characters are replaced
+    (U+FFFD; tab and newlines stay in msg) rather than refused: the page matters more.
     """
     msg = obj.get("msg")
     if not isinstance(msg, str) or not msg.strip():
         msg = obj.get("message")
     if not isinstance(msg, str) or not msg.strip():
         return "no_msg"
+    msg = parsers.without_controls(msg, multiline=True)
     raw = msg.encode("utf-8", "replace")
     if len(raw) > model.MAX_MSG_BYTES:
         msg = raw[: model.MAX_MSG_BYTES].decode("utf-8", "ignore")
     source = obj.get("source")
     source = source.strip() if isinstance(source, str) and source.strip() else stem
-    source = source[: model.MAX_SOURCE_CHARS]
+    source = parsers.without_controls(source[: model.MAX_SOURCE_CHARS])
     fp = obj.get("fingerprint")
     if not (isinstance(fp, str) and fp.strip() and len(fp.strip()) <= model.MAX_FINGERPRINT_CHARS):
         fp = make_fingerprint(source, msg)
-    return msg, source, fp.strip()
+    return msg, source, parsers.without_controls(fp.strip())
 
 
 def _fold(batch: list[dict], path: Path, now: float, groups: dict[str, list], reader, stats: dict) -> None:

@@ -106,7 +106,13 @@ def receipts_dir(s: Settings) -> Path:
 
 
 def check_document(value: str) -> str:
-    """A document reference: an http(s) URL, or a relative path inside logs/receipts/ (normalised)."""
+    """A document reference: an http(s) URL, or a relative path inside logs/receipts/ (normalised).
+
+    Neither may hold a control character or line break: a URL is answered as a `Location`
+    header, a path's suffix names the download in `Content-Disposition`."""
+    found = parsers.control_char(value)
+    if found is not None:
+        raise ValueError(f"must not contain control characters or line breaks ({found})")
     if value.startswith(("https://", "http://")):
         if any(c.isspace() for c in value) or len(value) > 2000:
             raise ValueError("URL contains whitespace or is too long")

@@ -22,7 +22,7 @@ from typing import Any
 
 import orjson
 
-from echoops.core import clock, config, files, ndjson, store
+from echoops.core import clock, config, files, ndjson, parsers, store
 from echoops.core.config import Settings
 from echoops.core.errors import EchoopsError, NotConfigured, ValidationError
 from echoops.core.pager import raise_incident
@@ -271,7 +271,10 @@ def _actuate(s: Settings, n: int) -> dict[str, Any]:
         return {"argv": argv, "ok": False, "rc": None, "error": f"could not start: {exc.strerror or exc}"}
     out = {"argv": argv, "ok": proc.returncode == 0, "rc": proc.returncode}
     if proc.returncode != 0:
-        tail = (proc.stderr or proc.stdout or b"").decode("utf-8", "replace").strip()[-300:]
+        # the command's own words, made safe for the incident message (colour codes, stray CRs)
+        tail = parsers.without_controls(
+            (proc.stderr or proc.stdout or b"").decode("utf-8", "replace").strip()[-300:], multiline=True
+        )
         out["error"] = f"exited {proc.returncode}" + (f": {tail}" if tail else "")
     return out
 
