@@ -156,7 +156,7 @@ OLDEST = int(NOW // 60) - 31 * 1440  # SLO_WINDOW_DAYS=30 + 1 day, as aggregates
 
 
 def _counts(agg: aggregates._Agg) -> dict:
-    return {m: {k: c for k, c in counts.items() if c} for m, counts in agg.per.items()}
+    return {m: Counter(keys) for m, keys in agg.per.items() if keys}
 
 
 @hsettings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -210,9 +210,32 @@ def test_costs_fast_path_equals_the_careful_path_line_by_line(batch):
     "stamp",
     ["2026-11-27T11:58:07.250Z", "2026-11-27T11:58:07Z", "2026-11-27T11:58:07.123456Z", "2026-11-27 11:58:07.5Z"],
 )
-def test_stamps_cache_answers_like_line_ts(stamp):
+def test_stamps_learn_a_minute_from_an_accepted_stamp(stamp):
     stamps = clock.Stamps(NOW)
+    assert stamps.fast_minute(stamp) is None  # nothing learnt yet: the careful path decides
     assert stamps.careful(stamp) == clock.line_ts(stamp, NOW)
-    head, rest = stamp[:19], stamp[19:]
-    assert stamps.second(head) == int(clock.line_ts(stamp, NOW) // 60)
-    assert rest in clock.RESTS or clock.digits_z(rest)
+    assert stamps.fast_minute(stamp) == int(clock.line_ts(stamp, NOW) // 60)
+    assert stamps.fast_minute(stamp[:16] + ":61Z") is None
+    assert stamps.fast_minute(stamp[:16] + ":00+05:00Z") is None
+
+
+@hsettings(max_examples=1000, deadline=None)
+@given(st.lists(STAMPS, max_size=30), st.lists(STAMPS, min_size=1, max_size=30))
+def test_a_stamp_the_fast_path_takes_is_one_line_ts_accepts_in_that_minute(taught, asked):
+    stamps = clock.Stamps(NOW)
+    for stamp in taught:
+        stamps.careful(stamp)
+    for stamp in asked:
+        minute = stamps.fast_minute(stamp)
+        if minute is not None:
+            ts = clock.line_ts(stamp, NOW)
+            assert isinstance(ts, float) and int(ts // 60) == minute, stamp
+
+
+@pytest.mark.parametrize("second", ["2026-11-27T11:58:00", "2026-11-27T11:59:59", "2026-11-27T11:59:09"])
+def test_prefix_bounds_hold_exactly_the_stamps_of_that_second(second):
+    lo, hi = clock.prefix_bounds(second)
+    assert lo <= second + "Z" < hi and lo <= second + ".999999Z" < hi and lo <= second < hi
+    for other in (second[:18], second[:18] + "/", second[:18] + ":", "2026-11-27T11:57:59Z", "2026-11-27T12:00:00Z"):
+        if not other.startswith(second):
+            assert not lo <= other < hi, other

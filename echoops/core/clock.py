@@ -68,9 +68,8 @@ SECONDS = frozenset(f":{n:02d}" for n in range(60))
 # What may follow valid seconds for the fast path without a function call: `Z`, or a fraction
 # of 1 to 3 digits then `Z` (1,111 strings). Longer fractions are checked by `digits_z`.
 RESTS = frozenset(["Z"] + [f".{n:0{w}d}Z" for w in (1, 2, 3) for n in range(10**w)])
-HEAD19 = slice(0, 19)  # a stamp's minute and seconds, `2026-11-27T10:00:00`
-REST19 = slice(19, None)  # what follows its seconds, `.123Z`
-_MAX_CACHED = 100_000  # prefixes kept per Stamps (two months of minutes); the cache starts over past it
+AFTER_SECONDS = slice(19, None)  # `stamp[AFTER_SECONDS]`: no BUILD_SLICE per line in a hot loop
+_MAX_MINUTES = 100_000  # minute prefixes kept per Stamps (two months); the cache starts over past it
 
 
 def digits_z(rest: str) -> bool:
@@ -79,42 +78,35 @@ def digits_z(rest: str) -> bool:
     return rest[:1] == "." and rest[-1:] == "Z" and rest[1:-1].isdigit() and rest.isascii()
 
 
+def prefix_bounds(prefix: str) -> tuple[str, str]:
+    """(lo, hi) such that `lo <= s < hi` exactly when the string s starts with `prefix` (whose
+    last character is not U+10FFFF): hot loops tell "same second as the last line" without slicing."""
+    return prefix, prefix[:-1] + chr(ord(prefix[-1]) + 1)
+
+
 class Stamps:
-    """`line_ts` for one ingest (one `now`), with the fast path's caches for `...Z` ISO stamps.
+    """`line_ts` for one ingest (one `now`), with the fast path's cache for `...Z` ISO stamps.
 
     A stamp `2026-11-27T10:00:00.123Z` splits into its minute `2026-11-27T10:00`, its seconds
     `:00` and the rest `.123Z`. fromisoformat judges the three independently and a rest ending
-    in `Z` (no offset) never moves the minute, so a stamp is valid, in minute m, when:
-    its minute prefix is in `minutes` (seen in a stamp `careful` accepted), its seconds are
-    `:00`..`:59`, and its rest is in RESTS or passes `digits_z`.
-    Only minutes before the one holding `now + MAX_SKEW_S` are cached, so no cached stamp is
-    in the future, and the lines of that boundary minute always take `careful`.
+    in `Z` (no offset) never moves the minute, so a stamp is valid, in minute m, when its
+    minute prefix is in `minutes` (learnt from a stamp `careful` accepted), its seconds are
+    in SECONDS and its rest is in RESTS or passes `digits_z`. Only minutes before the one
+    holding now + MAX_SKEW_S are learnt, so no stamp the fast path takes is in the future;
+    the boundary minute always takes `careful`.
 
-    Hot loops call `second(stamp[:19])` when the first 19 characters change (once per second
-    of log in time-ordered files) and test `stamp[19:] in RESTS or digits_z(stamp[19:])`;
-    anything that misses goes to `careful`. tests/test_fast_paths.py holds the fast answers to
-    `line_ts`'s over generated stamps, in every order.
+    Hot loops (slo.aggregates._fold, costs.ingest.aggregate) check the rest on every line and
+    the seconds and minute only when the line is not in the last line's second (`lo <= stamp
+    < hi` from `prefix_bounds(stamp[:19])`, no slicing); anything that misses goes to
+    `careful`. tests/test_fast_paths.py holds the fast answers to the careful ones.
     """
 
-    __slots__ = ("cut_minute", "minutes", "now", "seconds")
+    __slots__ = ("cut_minute", "minutes", "now")
 
     def __init__(self, now: float):
         self.now = now
         self.cut_minute = int((now + MAX_SKEW_S) // 60)
         self.minutes: dict[str, int] = {}  # "2026-11-27T10:00" -> minute number
-        self.seconds: dict[str, int] = {}  # "2026-11-27T10:00:00" -> minute number
-
-    def second(self, head: str) -> int:
-        """Minute number of a stamp's first 19 characters; KeyError when they are not known good."""
-        minute = self.seconds.get(head)
-        if minute is None:
-            minute = self.minutes[head[:16]]
-            if head[16:] not in SECONDS:
-                raise KeyError(head)
-            if len(self.seconds) >= _MAX_CACHED:
-                self.seconds.clear()
-            self.seconds[head] = minute
-        return minute
 
     def careful(self, value: object) -> float | str:
         """`line_ts(value, now)`; an accepted `...Z` stamp teaches the cache its minute."""
@@ -123,11 +115,19 @@ class Stamps:
             minute = int(ts // 60)
             rest = value[19:]
             if minute < self.cut_minute and (rest in RESTS or digits_z(rest)):
-                if len(self.minutes) >= _MAX_CACHED:
+                if len(self.minutes) >= _MAX_MINUTES:
                     self.minutes.clear()
-                    self.seconds.clear()
                 self.minutes[value[:16]] = minute
         return ts
+
+    def fast_minute(self, stamp: object) -> int | None:
+        """What the hot loops conclude for one stamp (for tests): its minute when the fast path
+        takes it, else None (then `careful` decides)."""
+        if not isinstance(stamp, str) or stamp[16:19] not in SECONDS:
+            return None
+        if stamp[19:] not in RESTS and not digits_z(stamp[19:]):
+            return None
+        return self.minutes.get(stamp[:16])
 
 
 def parse_cli_time(value: str | None) -> float | None:

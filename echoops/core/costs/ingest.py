@@ -98,24 +98,23 @@ def aggregate(batches: Iterator[list[dict[str, Any]]], bad: Counter, *, now: flo
     """
     stamps = clock.Stamps(now)
     minutes = stamps.minutes
-    seconds_ok = clock.SECONDS
-    rests = clock.RESTS
-    digits_z = clock.digits_z
-    head, rest = clock.HEAD19, clock.REST19
+    seconds_ok, rests, digits_z = clock.SECONDS, clock.RESTS, clock.digits_z
+    after_seconds = clock.AFTER_SECONDS
     per_day: dict[int, dict[str, list[int]]] = {}
     top, top_usd = MAX_TOKENS, MAX_USD
     to_pico = prices.usd_to_pico
     bad_model = _BAD_MODEL
-    cur_p = cur_q = None
+    lo = hi = ""  # the second of the last fast line, as clock.prefix_bounds
+    cur_q = None
     models: dict[str, list[int]] = {}
     for batch in batches:
         for obj in batch:
             try:
                 ts = obj["ts"]
-                p = ts[head]
-                if ts[rest] not in rests and not digits_z(ts[rest]):
+                if ts[after_seconds] not in rests and not digits_z(ts[after_seconds]):
                     raise TypeError
-                if p != cur_p:
+                if not lo <= ts < hi:
+                    p = ts[:19]
                     if p[16:] not in seconds_ok:
                         raise TypeError
                     q = p[:16]
@@ -123,7 +122,7 @@ def aggregate(batches: Iterator[list[dict[str, Any]]], bad: Counter, *, now: flo
                         day = minutes[q] // 1440
                         models = per_day.get(day) or per_day.setdefault(day, {})
                         cur_q = q
-                    cur_p = p
+                    lo, hi = clock.prefix_bounds(p)
                 acc = models[obj["model"]]
                 if acc is bad_model:
                     bad["bad_model"] += 1
@@ -148,7 +147,8 @@ def aggregate(batches: Iterator[list[dict[str, Any]]], bad: Counter, *, now: flo
                     acc[0] += 1
                     acc[3] += to_pico(usd)
             except (KeyError, TypeError, IndexError):
-                cur_p = cur_q = None  # the careful path may teach the cache the minute this line named
+                lo = hi = ""  # the careful path may teach the cache the minute this line named
+                cur_q = None
                 found = line_spend(obj, now, stamps)
                 if isinstance(found, str):
                     bad[found] += 1

@@ -6,19 +6,19 @@ latency_ms > SLO_LAT_P95_MS) plus a latency sketch per minute and per hour (the 
 are rollups so 24h/7d/30d windows merge at most ~24 hour sketches plus two edge hours of
 minutes). Rows, hour rollups and the cursor are written in one transaction.
 
-The hot loop is tuned: minutes come from `clock.Stamps` (the validated minute and second
-of `...Z` ISO timestamps, cached), latency buckets from a cache keyed by the value, the error
-flag from a table of the valid statuses; anything unusual (epoch numbers, offsets, bad or
-future values) takes the careful per-line path, `_careful`, which is the definition: the
-fast path only ever accepts what it would accept, with the same result, whatever lines came
-before (tests/test_fast_paths.py).
+The hot loop is tuned: minutes come from `clock.Stamps` (`...Z` ISO timestamps checked
+piecewise, their minute cached), latency buckets from a cache keyed by the value; anything
+unusual (epoch numbers, offsets, bad or future values, statuses outside 0..999) takes the
+careful per-line path, `_careful`, which is the definition: the fast path only ever accepts
+what it would accept, with the same result, whatever lines came before
+(tests/test_fast_paths.py).
 """
 
 from __future__ import annotations
 
 import math
 import sqlite3
-from collections import defaultdict
+from collections import Counter
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -29,6 +29,7 @@ from echoops.core.slo import sketch
 
 CONSUMER = "slo"
 FLUSH_MINUTES = 240  # aggregates kept in memory before they are merged into the store
+FLUSH_LINES = 500_000  # ... or lines (a reference each in a per-minute list: 4 MB)
 _BCACHE_MAX = 300_000
 _IN_CHUNK = 500
 SLOW_FLAG = 1 << 12  # above every bucket key: marks a latency over SLO_LAT_P95_MS while folding
@@ -94,10 +95,11 @@ def sources(s: Settings) -> list[Path]:
 
 
 class _Agg:
-    """In-memory aggregates of one ingest: minute -> {bucket key | SLOW_FLAG | ERROR_FLAG: count}."""
+    """In-memory aggregates of one ingest: minute -> the key of each of its lines (bucket key |
+    SLOW_FLAG | ERROR_FLAG; appending is cheaper than counting per line, _flush counts)."""
 
     def __init__(self) -> None:
-        self.per: dict[int, defaultdict[int, int]] = {}
+        self.per: dict[int, list[int]] = {}
         self.old = 0
 
 
@@ -123,10 +125,10 @@ def _careful(o: dict, agg: _Agg, stamps: clock.Stamps, target: float, oldest: in
     if minute < oldest:
         agg.old += 1
         return
-    cd = agg.per.get(minute)
-    if cd is None:
-        cd = agg.per[minute] = defaultdict(int)
-    cd[key | (ERROR_FLAG if status >= ERROR_STATUS else 0)] += 1
+    keys = agg.per.get(minute)
+    if keys is None:
+        keys = agg.per[minute] = []
+    keys.append(key | (ERROR_FLAG if status >= ERROR_STATUS else 0))
 
 
 def _fold(batch: list[dict], agg: _Agg, stamps: clock.Stamps, bcache: dict, target: float, oldest: int, reader) -> None:
@@ -134,31 +136,28 @@ def _fold(batch: list[dict], agg: _Agg, stamps: clock.Stamps, bcache: dict, targ
     every check of the line has passed, so a line that fails goes whole to the careful path).
 
     `bcache` maps a latency value to its bucket key, plus SLOW_FLAG when it is over the target,
-    so counting a line is one dict increment (slow and error counts are split out at flush).
-    Stamps: the minute prefix is looked up in `stamps.minutes` when it changes, the seconds
-    checked when they change, the rest after the seconds on every line (clock.Stamps)."""
+    so a line is one list append (slow and error counts are split out at flush). Stamps
+    (clock.Stamps): the rest after the seconds is checked on every line, the seconds and the
+    minute only when the line is not in the last line's second (`lo <= ts < hi`)."""
     per = agg.per
     bget = bcache.get
     minutes = stamps.minutes
-    seconds_ok = clock.SECONDS
-    rests = clock.RESTS
-    digits_z = clock.digits_z
+    seconds_ok, rests, digits_z = clock.SECONDS, clock.RESTS, clock.digits_z
+    after_seconds = clock.AFTER_SECONDS
     top = STATUS_MAX
     error_status, error_flag = ERROR_STATUS, ERROR_FLAG
-    # slice objects built once: `ts[head]` skips the BUILD_SLICE that `ts[:19]` runs per line
-    head, rest = clock.HEAD19, clock.REST19
-    cur_p = cur_q = None
-    cd: defaultdict[int, int] = defaultdict(int)
+    add = [].append
+    lo = hi = ""  # no string is >= "" and < "": the first line looks its second up
+    cur_q = None
     for o in batch:
         try:
             ts = o["ts"]
             lat = o["latency_ms"]
             st = o["status"]
-            p = ts[head]
             # bools and floats take the careful path (True == 1 would hit the caches)
             if st.__class__ is not int or lat.__class__ is bool or st < 0:
                 raise TypeError
-            if ts[rest] not in rests and not digits_z(ts[rest]):
+            if ts[after_seconds] not in rests and not digits_z(ts[after_seconds]):
                 raise TypeError
             k = bget(lat)
             if k is None:
@@ -167,7 +166,8 @@ def _fold(batch: list[dict], agg: _Agg, stamps: clock.Stamps, bcache: dict, targ
                 if st > top:
                     raise TypeError
                 k |= error_flag
-            if p != cur_p:  # last: a minute is only added for a line that counts
+            if not lo <= ts < hi:  # last: a minute is only added for a line that counts
+                p = ts[:19]
                 if p[16:] not in seconds_ok:
                     raise TypeError
                 q = p[:16]
@@ -175,16 +175,18 @@ def _fold(batch: list[dict], agg: _Agg, stamps: clock.Stamps, bcache: dict, targ
                     m = minutes[q]
                     if m < oldest:
                         raise TypeError
-                    cd = per.get(m)
-                    if cd is None:
-                        cd = per[m] = defaultdict(int)
+                    keys = per.get(m)
+                    if keys is None:
+                        keys = per[m] = []
+                    add = keys.append
                     cur_q = q
-                cur_p = p
+                lo, hi = clock.prefix_bounds(p)
         except (KeyError, TypeError, ValueError, IndexError):
             _careful(o, agg, stamps, target, oldest, reader)
-            cur_p = cur_q = None  # the careful path may have added the minute this record named
+            lo = hi = ""  # the careful path may have added the minute this record named
+            cur_q = None
             continue
-        cd[k] += 1
+        add(k)
 
 
 def _key(lat: object, target: float) -> int:
@@ -233,7 +235,7 @@ def _flush(conn: sqlite3.Connection, agg: _Agg) -> int:
     sketch_rows = []
     hours: dict[int, list] = {}
     for m in minutes:
-        flagged = agg.per[m]
+        flagged = Counter(agg.per[m])
         delta: dict[int, int] = {}
         slow = errors = 0
         for k, c in flagged.items():
@@ -300,12 +302,15 @@ def ingest(s: Settings, *, now: float) -> dict[str, Any]:
             stamps = clock.Stamps(now)
             bcache: dict[Any, int] = {}
             touched = 0
+            held = 0
             with store.transaction(conn):
                 reader = ndjson.Reader(conn, path, CONSUMER)
                 for batch in reader.batches():
                     _fold(batch, agg, stamps, bcache, target, oldest, reader)
-                    if len(agg.per) > FLUSH_MINUTES:
+                    held += len(batch)
+                    if len(agg.per) > FLUSH_MINUTES or held > FLUSH_LINES:
                         touched += _flush(conn, agg)
+                        held = 0
                     if len(bcache) > _BCACHE_MAX:
                         bcache.clear()
                 touched += _flush(conn, agg)
