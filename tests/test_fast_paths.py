@@ -233,8 +233,8 @@ def test_a_stamp_the_fast_path_takes_is_one_line_ts_accepts_in_that_minute(taugh
 
 
 @pytest.mark.parametrize("second", ["2026-11-27T11:58:00", "2026-11-27T11:59:59", "2026-11-27T11:59:09"])
-def test_prefix_bounds_hold_exactly_the_stamps_of_that_second(second):
-    lo, hi = clock.prefix_bounds(second)
+def test_second_bounds_hold_exactly_the_stamps_of_that_second(second):
+    lo, hi = clock.second_bounds(second)
     assert lo <= second + "Z" < hi and lo <= second + ".999999Z" < hi and lo <= second < hi
     for other in (second[:18], second[:18] + "/", second[:18] + ":", "2026-11-27T11:57:59Z", "2026-11-27T12:00:00Z"):
         if not other.startswith(second):

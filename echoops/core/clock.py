@@ -78,10 +78,15 @@ def digits_z(rest: str) -> bool:
     return rest[:1] == "." and rest[-1:] == "Z" and rest[1:-1].isdigit() and rest.isascii()
 
 
-def prefix_bounds(prefix: str) -> tuple[str, str]:
-    """(lo, hi) such that `lo <= s < hi` exactly when the string s starts with `prefix` (whose
-    last character is not U+10FFFF): hot loops tell "same second as the last line" without slicing."""
-    return prefix, prefix[:-1] + chr(ord(prefix[-1]) + 1)
+# The character after each digit: the upper bound of a second's stamps (`...:09` -> `...:0:`).
+NEXT_DIGIT = {str(d): chr(ord(str(d)) + 1) for d in range(10)}
+
+
+def second_bounds(second: str) -> tuple[str, str]:
+    """(lo, hi) such that `lo <= s < hi` exactly when the string s starts with `second`, a valid
+    `2026-11-27T10:00:00`: hot loops tell "same second as the last line" without slicing (they
+    inline it: `second, second[:18] + NEXT_DIGIT[second[18]]`)."""
+    return second, second[:18] + NEXT_DIGIT[second[18]]
 
 
 class Stamps:
@@ -97,7 +102,7 @@ class Stamps:
 
     Hot loops (slo.aggregates._fold, costs.ingest.aggregate) check the rest on every line and
     the seconds and minute only when the line is not in the last line's second (`lo <= stamp
-    < hi` from `prefix_bounds(stamp[:19])`, no slicing); anything that misses goes to
+    < hi` from `second_bounds(stamp[:19])`, no slicing); anything that misses goes to
     `careful`. tests/test_fast_paths.py holds the fast answers to the careful ones.
     """
 

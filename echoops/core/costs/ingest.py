@@ -99,12 +99,12 @@ def aggregate(batches: Iterator[list[dict[str, Any]]], bad: Counter, *, now: flo
     stamps = clock.Stamps(now)
     minutes = stamps.minutes
     seconds_ok, rests, digits_z = clock.SECONDS, clock.RESTS, clock.digits_z
-    after_seconds = clock.AFTER_SECONDS
+    after_seconds, next_digit = clock.AFTER_SECONDS, clock.NEXT_DIGIT
     per_day: dict[int, dict[str, list[int]]] = {}
     top, top_usd = MAX_TOKENS, MAX_USD
     to_pico = prices.usd_to_pico
     bad_model = _BAD_MODEL
-    lo = hi = ""  # the second of the last fast line, as clock.prefix_bounds
+    lo = hi = ""  # the second of the last fast line, as clock.second_bounds
     cur_q = None
     models: dict[str, list[int]] = {}
     for batch in batches:
@@ -122,7 +122,7 @@ def aggregate(batches: Iterator[list[dict[str, Any]]], bad: Counter, *, now: flo
                         day = minutes[q] // 1440
                         models = per_day.get(day) or per_day.setdefault(day, {})
                         cur_q = q
-                    lo, hi = clock.prefix_bounds(p)
+                    lo, hi = p, p[:18] + next_digit[p[18]]  # clock.second_bounds
                 acc = models[obj["model"]]
                 if acc is bad_model:
                     bad["bad_model"] += 1

@@ -143,7 +143,7 @@ def _fold(batch: list[dict], agg: _Agg, stamps: clock.Stamps, bcache: dict, targ
     bget = bcache.get
     minutes = stamps.minutes
     seconds_ok, rests, digits_z = clock.SECONDS, clock.RESTS, clock.digits_z
-    after_seconds = clock.AFTER_SECONDS
+    after_seconds, next_digit = clock.AFTER_SECONDS, clock.NEXT_DIGIT
     top = STATUS_MAX
     error_status, error_flag = ERROR_STATUS, ERROR_FLAG
     add = [].append
@@ -180,7 +180,7 @@ def _fold(batch: list[dict], agg: _Agg, stamps: clock.Stamps, bcache: dict, targ
                         keys = per[m] = []
                     add = keys.append
                     cur_q = q
-                lo, hi = clock.prefix_bounds(p)
+                lo, hi = p, p[:18] + next_digit[p[18]]  # clock.second_bounds
         except (KeyError, TypeError, ValueError, IndexError):
             _careful(o, agg, stamps, target, oldest, reader)
             lo = hi = ""  # the careful path may have added the minute this record named
