@@ -62,6 +62,15 @@ def test_open_input_names_what_is_wrong(log_dir):
         assert info.value.as_dict() == {"source": name, "error": reason, "detail": detail}
     ndjson.check_input(log_dir / "ok.ndjson")
     ndjson.check_input(log_dir / "absent.ndjson")  # no file is not an error: nothing to read yet
+    conn = store.db(config.settings())
+    assert ndjson.pending(conn, log_dir / "absent.ndjson", "c") is False
+    with pytest.raises(ndjson.InputError) as info:  # found by a glob a moment ago, gone now
+        ndjson.pending(conn, log_dir / "absent.ndjson", "c", listed=True)
+    assert info.value.as_dict() == {
+        "source": "absent.ndjson",
+        "error": "vanished",
+        "detail": "deleted or renamed after it was listed",
+    }
 
 
 def test_slo_tick_skips_what_it_cannot_read_and_reads_the_rest(log_dir, settings):

@@ -208,14 +208,17 @@ def _rotated_inode(path: Path) -> int | None:
         return None
 
 
-def pending(conn: sqlite3.Connection, path: Path, consumer: str) -> bool:
+def pending(conn: sqlite3.Connection, path: Path, consumer: str, *, listed: bool = False) -> bool:
     """Cheap check (two stats, one indexed row, two small reads): is there anything past
-    `consumer`'s cursor? InputError when `path` exists but cannot be read."""
+    `consumer`'s cursor? InputError when `path` exists but cannot be read, or (`listed`: the
+    caller just found it in a directory listing) when it is gone."""
     try:
         st = os.stat(path)
     except FileNotFoundError:
         if os.path.islink(path):
             raise InputError(path, "vanished", "symlink to a missing file") from None
+        if listed:
+            raise InputError(path, "vanished", "deleted or renamed after it was listed") from None
         return False
     if not stat.S_ISREG(st.st_mode):
         raise InputError(path, "not_a_file", _kind(st.st_mode))

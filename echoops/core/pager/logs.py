@@ -99,7 +99,7 @@ def ingest(s: Settings, *, now: float) -> dict[str, Any]:
     stats: dict[str, Any] = {"files": 0, "lines": 0, "critical": 0, "stale": 0, "bad": 0, "incidents": [], "errors": []}
     for path in input_logs(s):
         try:
-            if not ndjson.pending(conn, path, CONSUMER):
+            if not ndjson.pending(conn, path, CONSUMER, listed=True):
                 continue
             stats["files"] += 1
             _ingest_file(conn, s, path, now, stats)

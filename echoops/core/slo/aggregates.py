@@ -296,7 +296,7 @@ def ingest(s: Settings, *, now: float) -> dict[str, Any]:
     for path in sources(s):
         report["sources"].append(path.name)
         try:
-            if not ndjson.pending(conn, path, CONSUMER):
+            if not ndjson.pending(conn, path, CONSUMER, listed=True):
                 continue
             agg = _Agg()
             stamps = clock.Stamps(now)
