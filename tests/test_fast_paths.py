@@ -219,7 +219,7 @@ def test_stamps_learn_a_minute_from_an_accepted_stamp(stamp):
     assert stamps.fast_minute(stamp[:16] + ":00+05:00Z") is None
 
 
-@hsettings(max_examples=1000, deadline=None)
+@hsettings(max_examples=500, deadline=None)
 @given(st.lists(STAMPS, max_size=30), st.lists(STAMPS, min_size=1, max_size=30))
 def test_a_stamp_the_fast_path_takes_is_one_line_ts_accepts_in_that_minute(taught, asked):
     stamps = clock.Stamps(NOW)

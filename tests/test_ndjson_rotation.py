@@ -288,6 +288,7 @@ def _refill(path: Path, data: bytes, same_size: bool) -> None:
         fh.write(data)
 
 
+@pytest.mark.slow
 @hsettings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(histories())
 def test_property_no_line_lost_or_read_twice_under_rotation(ops):
