@@ -40,6 +40,7 @@ def measure(args: argparse.Namespace, work: Path) -> bool:
 
     now = time.time()
     day0 = now - now % 86400
+    now = day0 + 43200 + 60  # just after the last line: none is dated in the future
     src = work / "ai_usage.ndjson"
     size = write_ndjson(src, usage_lines(args.lines, day0))
     print(f"{args.lines} lines, {size / 1e6:.1f} MB")

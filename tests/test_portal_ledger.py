@@ -198,9 +198,10 @@ _values = st.one_of(
     st.booleans(),
     st.integers(-5, 2 * 10**9),
     st.floats(allow_nan=True, allow_infinity=True),
-    st.sampled_from(["", " ", "usd", "USD", "eu", "€ur", "1795000000", "2026-11-20T10:00:00Z", "12", "-3", " 7 ",
+    st.sampled_from(["", " ", "usd", "USD", "eu", "€ur", "1795000000", "2026-11-20T10:00:00Z", "2026-11-20T10:05:00Z",
+                     "2026-11-20T10:05:01Z", "1795168800", "1795168801", "12", "-3", " 7 ",
                      "١٢", "1_000", "a@b.io", " QA@EchoPilot.ai ", "x@y", "receipts/a.pdf", "a.pdf", "../x", "paid",
-                     "K", "İ"]),
+                     "a\r\n.pdf", "K", "İ"]),
     st.text(max_size=12),
 )  # fmt: skip
 
@@ -220,7 +221,8 @@ def test_fast_path_gives_the_same_answer_as_the_careful_path(rec, base):
 
     def answer(fn):
         try:
-            return fn(rec, source="t", now=1.0)
+            # GOOD[0] was created 2026-11-20T10:00:00Z: now is then, so later stamps are "future"
+            return fn(rec, source="t", now=1_795_168_500.0)
         except ValueError as exc:
             return ("error", str(exc))
 
@@ -245,7 +247,7 @@ def test_both_paths_take_their_limits_and_messages_from_the_one_table(field, at_
         out = []
         for fn in (rows.purchase_row, rows.checked_row):
             try:
-                out.append(fn(rec, source="t", now=1.0))
+                out.append(fn(rec, source="t", now=1_795_168_500.0))
             except ValueError as exc:
                 out.append(str(exc))
         assert out[0] == out[1]

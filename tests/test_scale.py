@@ -85,9 +85,15 @@ def test_bad_lines_are_counted_not_fatal(log_dir, settings):
         fh.write(
             b'not json\n{"ts": 1790000500, "depth": -4, "workers": 2}\n{"ts": 1790000000, "depth": 1, "workers": 1}\n'
         )
-    assert scale.ingest(now=T0) == {"samples": 4, "bad": 3}
-    assert scale.ingest(now=T0) == {"samples": 0, "bad": 0}  # incremental: nothing new
-    assert scale.status(now=T0 + 200)["samples"]["bad"] == 3
+    assert scale.ingest(now=T0 + 600) == {
+        "samples": 4,
+        "bad": 3,
+        "bad_reasons": {"not_json": 1, "bad_depth": 1, "out_of_order": 1},
+        "events": [],
+        "errors": [],
+    }
+    assert scale.ingest(now=T0 + 600)["samples"] == 0  # incremental: nothing new
+    assert scale.status(now=T0 + 600)["samples"]["bad"] == 3
 
 
 def test_actual_starts_at_scale_min_without_samples(settings):

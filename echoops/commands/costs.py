@@ -6,7 +6,16 @@ from typing import TYPE_CHECKING
 
 import typer
 
-from echoops.commands.render import JSON_OPT, NOW_OPT, STATE_STYLE, console, emit_json, error, state_text
+from echoops.commands.render import (
+    JSON_OPT,
+    NOW_OPT,
+    STATE_STYLE,
+    console,
+    emit_json,
+    error,
+    input_errors,
+    state_text,
+)
 from echoops.core import clock
 
 if TYPE_CHECKING:  # the result types, for the printers (no import cost at run time)
@@ -123,6 +132,7 @@ def tick_cmd(json_out: bool = JSON_OPT, now: str | None = NOW_OPT) -> None:
     if json_out:
         emit_json(body)
     else:
+        input_errors(body["input_errors"])
         g = body["global"]
         console().print(
             f"{body['day']}: {body['lines']} new lines, {body['calls']} calls; global {_usd(g['spent_usd'])} of "

@@ -7,7 +7,7 @@ from typing import Any
 import orjson
 import typer
 
-from echoops.commands.render import JSON_OPT, NOW_OPT, console, emit_json, state_text
+from echoops.commands.render import JSON_OPT, NOW_OPT, console, emit_json, input_errors, state_text
 from echoops.core import clock
 from echoops.core.errors import ValidationError
 
@@ -135,6 +135,7 @@ def run_cmd(
         ingest = body["ingest"]
         out = console()
         if ingest is not None:
+            input_errors(ingest["errors"])
             out.print(
                 f"read {ingest['lines']} new lines in {ingest['files']} files: {ingest['critical']} CRITICAL, "
                 f"{ingest['new_incidents']} new incidents, {ingest['bad']} bad lines skipped",

@@ -57,6 +57,18 @@ def error(message: str) -> None:
     err_console().print(f"[bold red]Error:[/] {escape(message)}", highlight=False, soft_wrap=True)
 
 
+def input_errors(errors: list[dict[str, str]]) -> None:
+    """One `Warning: <source>: <error> (<detail>); skipped` line on stderr per input a tick could not read."""
+    from rich.markup import escape  # lazy: rich, ~15 ms, only when an input could not be read
+
+    for e in errors:
+        err_console().print(
+            f"[yellow]Warning:[/] {escape(e['source'])}: {e['error']} ({escape(e['detail'])}); skipped",
+            highlight=False,
+            soft_wrap=True,
+        )
+
+
 def state_text(state: str) -> str:
     """A state word with its colour as rich markup (the word itself is always shown)."""
     return f"[{STATE_STYLE.get(state, 'white')}]{state.upper()}[/]"

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 
 import typer
 
-from echoops.commands.render import JSON_OPT, NOW_OPT, console, emit_json
+from echoops.commands.render import JSON_OPT, NOW_OPT, console, emit_json, input_errors
 from echoops.core import clock
 
 if TYPE_CHECKING:  # the result types, for the printers (no import cost at run time)
@@ -27,6 +27,7 @@ def _emit(body: ScaleStatus, json_out: bool) -> None:
     if json_out:
         emit_json(body)
         return
+    input_errors(body.get("input_errors", []))
     out = console()
     mode = "[yellow]DRY RUN[/]" if body["dry_run"] else "[green]LIVE[/]"
     f = body["forecast"]

@@ -99,6 +99,7 @@ def tick(
         render.emit_json(result)
         return
     doc, ing = result["status"], result["ingest"]
+    render.input_errors(ing["errors"])
     out = render.console()
     out.print(
         f"slo tick: {ing['lines']} new lines ({ing['bad']} bad), state {render.state_text(doc['state'])}, "

@@ -3,14 +3,25 @@
 append: one JSON object per line with `ts` (UTC ISO-8601) and `event`, written with a
 single write() under a lock (threads) and flock (processes), so lines never interleave.
 
-Reader: reads only what was appended since the last commit of the same consumer. A cursor
-is (inode, offset, size); a new inode means rotation (the rest of the old file is read first
-when it is still beside it as `<name>.1`), a size below the offset means truncation (start
-again at 0). A last line without its newline is never consumed. Bad lines (not JSON, not
-an object, not UTF-8, longer than 64 KiB) are skipped and counted.
+Reader: reads only what was appended since the last commit of the same consumer. A cursor is
+(inode, offset, first bytes of the file, the bytes just before the offset). When `path` is no
+longer the file the cursor was in (a new inode, a size below the offset, other first bytes:
+logrotate's rename or copytruncate, a truncation, a refill), the reader looks for that file
+among the rotated ones, `<name>.1`, `<name>.2`, ... (by inode, or for a copytruncate copy by
+the bytes around the cursor), finishes it from the offset, reads every newer rotated file
+whole, then `path` from 0; when none holds the cursor, it reads `path` from 0 and says so in
+`events`. A last line without its newline is never consumed (in a rotated file that a newer
+file follows, it is counted bad as `unterminated`). Bad lines (not JSON, not an object, not
+UTF-8, longer than 64 KiB) are skipped and counted. An input that cannot be read (permission,
+not a regular file, an I/O error) raises InputError naming it, before anything is consumed.
 
 Consumers call `commit()` inside the same store transaction that saves what they derived
 from the lines, so a crash never loses or double counts a line.
+
+Limits (those of every tailer of rotated logs): lines written between logrotate's copy and
+its truncate are in neither file; a rotated file compressed or deleted before the next read
+is not found (`rotated_missing`, `truncated`, `replaced` events); only files named exactly
+`<name>.N` are searched.
 """
 
 from __future__ import annotations
@@ -18,30 +29,133 @@ from __future__ import annotations
 import fcntl
 import os
 import sqlite3
+import stat
 import threading
 from collections import Counter
 from collections.abc import Iterator
+from dataclasses import dataclass
 from itertools import chain
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import orjson
 
+from echoops.core import store
 from echoops.core.clock import iso, now_s
+from echoops.core.errors import EchoopsError
 from echoops.core.files import dumps
+from echoops.core.types import UnreadableInput
 
 MAX_LINE = 64 * 1024
 # Read size. Small on purpose: a chunk's bytes, its lines and their dicts stay in the CPU
 # caches (4 MiB chunks ran at half the speed of a bare `for line in f` loop, 48 KiB at about
 # its speed: bench/foundation_ndjson.py). Lines longer than a chunk still work (carried over).
 CHUNK = 48 * 1024
-# The cursor also keeps the file's first bytes (up to HEAD, never past the offset): a file
-# deleted and re-created under the same inode number, or truncated and refilled past the
-# offset before a tick, no longer starts with them and is read again from 0.
-HEAD = 64
+# The cursor keeps up to MARK bytes from the start of its file (`cursors.head`) and up to
+# MARK bytes before its offset (`cursor_marks.tail`). A file whose bytes there differ is not
+# the file the cursor was in: it was replaced, truncated and refilled (even to the same
+# size), or it is another rotated file.
+MARK = 64
+# Beside each cursor: its `tail`, and `rotated`, the inode of <name>.1 when the cursor was
+# saved (0: there was none; NULL: not known, a cursor from before this table). Rotated files
+# newer than that one appeared since the last read: a rotation happened even when nothing
+# else can tell (the cursor at offset 0 of a file copytruncated since).
+SCHEMA = store.Schema(
+    "ndjson",
+    (
+        """
+        CREATE TABLE cursor_marks (
+            consumer TEXT NOT NULL,
+            source TEXT NOT NULL,
+            tail BLOB NOT NULL,
+            rotated INTEGER,
+            PRIMARY KEY (consumer, source)
+        );
+        """,
+    ),
+)
+_CURSOR_SQL = (
+    "SELECT c.inode, c.offset, c.size, c.head, m.tail, m.rotated FROM cursors c "
+    "LEFT JOIN cursor_marks m ON m.consumer = c.consumer AND m.source = c.source "
+    "WHERE c.consumer=? AND c.source=?"
+)
+# Rotated files searched for the cursor's file: <name>.1 ... <name>.MAX_ROTATED.
+MAX_ROTATED = 20
 
 _lock = threading.Lock()
 _ONLY_DICT = {dict}
+
+
+class InputError(EchoopsError):
+    """An input file exists but cannot be read; `reason` names why (for tick results and events).
+
+    Reasons: `permission_denied`, `not_a_file` (a directory, FIFO, socket or device matched
+    the name), `vanished` (a dangling symlink, or gone between listing and opening),
+    `io_error` (anything else the OS refused).
+    """
+
+    code = "input_unreadable"
+    status = 503
+    exit_code = 1
+
+    def __init__(self, path: Path, reason: str, cause: str):
+        super().__init__(f"{Path(path).name}: {reason} ({cause})")
+        self.path = Path(path)
+        self.reason = reason
+        self.cause = cause
+
+    def as_dict(self) -> UnreadableInput:
+        """`{"source", "error", "detail"}` as tick results and events report it."""
+        return {"source": self.path.name, "error": self.reason, "detail": self.cause}
+
+
+def _kind(mode: int) -> str:
+    if stat.S_ISDIR(mode):
+        return "a directory"
+    if stat.S_ISFIFO(mode):
+        return "a FIFO"
+    if stat.S_ISSOCK(mode):
+        return "a socket"
+    return "not a regular file"
+
+
+def open_input(path: Path) -> tuple[BinaryIO, os.stat_result] | None:
+    """Open an input file for reading: (file, its stat), None when there is no such file.
+
+    Never blocks (a FIFO is opened non-blocking and refused); InputError when `path` exists
+    but is not a readable regular file.
+    """
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except FileNotFoundError:
+        if os.path.islink(path):
+            raise InputError(path, "vanished", "symlink to a missing file") from None
+        return None
+    except PermissionError as exc:
+        raise InputError(path, "permission_denied", exc.strerror or "permission denied") from None
+    except OSError as exc:
+        try:
+            mode = os.stat(path).st_mode
+        except OSError:
+            mode = stat.S_IFREG
+        if not stat.S_ISREG(mode):  # a socket answers ENXIO
+            raise InputError(path, "not_a_file", _kind(mode)) from None
+        raise InputError(path, "io_error", exc.strerror or str(exc)) from None
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise InputError(path, "not_a_file", _kind(st.st_mode))
+        return os.fdopen(fd, "rb"), st
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+def check_input(path: Path) -> None:
+    """InputError when `path` exists (or is a dangling symlink) but cannot be read as a regular file."""
+    opened = open_input(path)
+    if opened is not None:
+        opened[0].close()
 
 
 def append(path: Path, event: str, *, now: float | None = None, **fields: Any) -> dict[str, Any]:
@@ -76,16 +190,94 @@ def _classify(line: bytes) -> str:
     return "not_object"
 
 
-def pending(conn: sqlite3.Connection, path: Path, consumer: str) -> bool:
-    """Cheap check (one stat, one indexed row): is there anything past `consumer`'s cursor?"""
+def _holds(fd: int, size: int, offset: int, head: bytes, tail: bytes) -> bool:
+    """Does the open file hold the cursor: at least `offset` bytes, `head` at 0, `tail` just before `offset`?"""
+    if size < offset:
+        return False
+    if head and os.pread(fd, len(head), 0) != head:
+        return False
+    return not tail or os.pread(fd, len(tail), offset - len(tail)) == tail
+
+
+def _rotated_inode(path: Path) -> int | None:
+    """Inode of <name>.1 (0 when there is none, None when it cannot be told)."""
+    try:
+        return os.stat(Path(path).with_name(Path(path).name + ".1")).st_ino
+    except FileNotFoundError:
+        return 0
+    except OSError:
+        return None
+
+
+def pending(conn: sqlite3.Connection, path: Path, consumer: str, *, listed: bool = False) -> bool:
+    """Cheap check (two stats, one indexed row, two small reads): is there anything past
+    `consumer`'s cursor? InputError when `path` exists but cannot be read, or (`listed`: the
+    caller just found it in a directory listing) when it is gone."""
     try:
         st = os.stat(path)
     except FileNotFoundError:
+        if os.path.islink(path):
+            raise InputError(path, "vanished", "symlink to a missing file") from None
+        if listed:
+            raise InputError(path, "vanished", "deleted or renamed after it was listed") from None
         return False
-    row = conn.execute(
-        "SELECT inode, offset FROM cursors WHERE consumer=? AND source=?", (consumer, str(Path(path).absolute()))
-    ).fetchone()
-    return row is None or st.st_ino != row[0] or st.st_size != row[1]
+    if not stat.S_ISREG(st.st_mode):
+        raise InputError(path, "not_a_file", _kind(st.st_mode))
+    store.ensure(conn, SCHEMA)
+    row = conn.execute(_CURSOR_SQL, (consumer, str(Path(path).absolute()))).fetchone()
+    if row is None or st.st_ino != row[0] or st.st_size != row[1]:
+        return True
+    if row[5] is not None and _rotated_inode(path) != row[5]:
+        return True  # rotated since (a copytruncate can leave the same inode and size behind)
+    # Same inode and size: unchanged, unless it was truncated and refilled to the same size.
+    head, tail = bytes(row[3]), bytes(row[4] or b"")
+    if not head and not tail:
+        return False
+    opened = open_input(path)
+    if opened is None:
+        return False
+    fh, st = opened
+    with fh:
+        return not _holds(fh.fileno(), st.st_size, row[1], head, tail)
+
+
+def _size(seg: _Segment) -> int:
+    return os.fstat(seg.fh.fileno()).st_size
+
+
+def _close(rotated: list[tuple[Path, BinaryIO, os.stat_result]]) -> None:
+    for _, fh, _ in rotated:
+        fh.close()
+
+
+def _merge_copies(plan: list[_Segment], cursor_inode: int) -> list[_Segment]:
+    """Drop a file that the next file in the plan holds whole (logrotate's `copy`: the file went
+    on growing beside its copy), reading that next file from where the dropped one started.
+    The cursor's own file is never a copy (it was renamed); another file whose bytes are all a
+    prefix of the next one's is taken for a copy of it."""
+    out: list[_Segment] = []
+    for seg in plan:
+        if out and out[-1].inode != cursor_inode:
+            prev = out[-1]
+            size = _size(prev)
+            n = min(size, MARK)
+            first, last = os.pread(prev.fh.fileno(), n, 0), os.pread(prev.fh.fileno(), n, size - n)
+            if _holds(seg.fh.fileno(), _size(seg), size, first, last):
+                out.pop().fh.close()
+                seg.start = prev.start
+        out.append(seg)
+    return out
+
+
+@dataclass
+class _Segment:
+    """One file to read in a run: opened, from `start`, with what the plan found out about it."""
+
+    fh: BinaryIO
+    start: int
+    inode: int
+    name: str
+    last: bool = False  # the file later appends go to (nothing follows it in this run)
 
 
 class Reader:
@@ -94,6 +286,9 @@ class Reader:
     Iterate it for dicts (or `batches()` for lists of dicts, the fast path), then call
     `commit()` inside the transaction that stores the results. `bad` counts skipped lines
     by reason; `count_bad(reason)` lets a consumer add lines it rejects (missing fields).
+    `events` says what the cursor noticed: "rotated" / "copytruncated" (the rest of the file
+    it was in was found as `<name>.N` and read first), "rotated_missing" (a new file and the
+    old one is gone), "truncated" / "replaced" (the file restarted, no copy of it found).
     """
 
     def __init__(self, conn: sqlite3.Connection, path: Path, consumer: str, *, chunk: int = CHUNK):
@@ -104,19 +299,21 @@ class Reader:
         self.chunk = chunk
         self.lines = 0
         self.bad: Counter[str] = Counter()
-        self.events: list[str] = []  # "rotated", "truncated": what the cursor noticed
+        self.events: list[str] = []
         if not conn.in_transaction:
             # Two consumers reading the same cursor outside a write lock would both count
             # the same lines; inside BEGIN IMMEDIATE the second waits for the first.
             raise RuntimeError("ndjson.Reader must be created inside store.transaction()")
-        row = conn.execute(
-            "SELECT inode, offset, size, head FROM cursors WHERE consumer=? AND source=?", (consumer, self.source)
-        ).fetchone()
-        self._fresh = row is None  # no cursor yet: the whole file is new
+        store.ensure(conn, SCHEMA)
+        row = conn.execute(_CURSOR_SQL, (consumer, self.source)).fetchone()
+        # no cursor yet (or one saved before the file ever existed): the whole file is new
+        self._fresh = row is None or row[0] == 0
         self._inode: int = row[0] if row else 0
         self._offset: int = row[1] if row else 0
         self._size = row[2] if row else 0
         self._head = bytes(row[3]) if row else b""
+        self._tail = bytes(row[4] or b"") if row else b""
+        self._rotated_inode: int | None = row[5] if row else None
 
     @property
     def offset(self) -> int:
@@ -125,102 +322,186 @@ class Reader:
     def count_bad(self, reason: str, n: int = 1) -> None:
         self.bad[reason] += n
 
-    def _plan(self) -> list[tuple[Path, int, int]]:
-        """(file, start offset, inode) segments to read, oldest first."""
-        try:
-            st = os.stat(self.path)
-        except FileNotFoundError:
-            return []
-        if self._fresh:
-            return [(self.path, 0, st.st_ino)]
-        if st.st_ino != self._inode:
-            self.events.append("rotated")
-            plan = []
-            rotated = self.path.with_name(self.path.name + ".1")
+    def _rotated(self) -> list[tuple[Path, BinaryIO, os.stat_result]]:
+        """The rotated files beside `path` that may matter, newest first: <name>.1, <name>.2, ...
+        up to the first gap, stopping after the one the cursor last saw as <name>.1 (older ones
+        were there before the last read)."""
+        found = []
+        for n in range(1, MAX_ROTATED + 1):
+            candidate = self.path.with_name(f"{self.path.name}.{n}")
             try:
-                if os.stat(rotated).st_ino == self._inode:
-                    plan.append((rotated, self._offset, self._inode))
-            except FileNotFoundError:
-                pass
-            plan.append((self.path, 0, st.st_ino))
-            return plan
-        if st.st_size < self._offset:
-            self.events.append("truncated")
-            return [(self.path, 0, st.st_ino)]
-        return [(self.path, self._offset, st.st_ino)]
+                opened = open_input(candidate)
+            except InputError as exc:
+                self.events.append(f"{candidate.name} unreadable: {exc.reason}")
+                continue
+            if opened is None:
+                break
+            found.append((candidate, *opened))
+            if self._rotated_inode and opened[1].st_ino == self._rotated_inode:
+                break
+        return found
+
+    def _plan(self) -> list[_Segment]:
+        """The files to read this run, oldest first; InputError when `path` cannot be read."""
+        opened = open_input(self.path)
+        current = None if opened is None else _Segment(opened[0], 0, opened[1].st_ino, self.path.name, last=True)
+        if self._fresh:
+            return [] if current is None else [current]
+        offset, head, tail = self._offset, self._head, self._tail
+        rotated = self._rotated()
+        # Files rotated since the last read: newer than the one that was <name>.1 then.
+        known = self._rotated_inode is not None
+        new = [r for r in rotated if r[2].st_ino != self._rotated_inode] if known else []
+        holder: int | None
+        if (
+            current is not None
+            and current.inode == self._inode
+            and _holds(current.fh.fileno(), _size(current), offset, head, tail)
+        ):
+            if offset > 0 or not new:
+                # Still the same file (a `copy` rotation beside it changes nothing): read on.
+                _close(rotated)
+                current.start = offset
+                return [current]
+            holder = len(new) - 1  # nothing of it read yet, and rotated since: see _holder
+        else:
+            holder = self._holder(rotated, new)
+        if holder is None:
+            # The file the cursor was in is gone: read what was rotated since the last read, then `path`.
+            if current is not None:
+                if current.inode != self._inode:
+                    self.events.append("rotated_missing")
+                elif _size(current) < offset:
+                    self.events.append("truncated")
+                else:
+                    self.events.append("replaced")
+            _close(rotated[len(new) :])
+            plan = [_Segment(fh, 0, st.st_ino, p.name) for p, fh, st in reversed(new)]
+        else:
+            _close(rotated[holder + 1 :])
+            plan = [_Segment(fh, 0, st.st_ino, p.name) for p, fh, st in reversed(rotated[: holder + 1])]
+            plan[0].start = offset
+            moved = current is None or current.inode != self._inode
+            self.events.append("rotated" if moved else "copytruncated")
+        if current is not None:
+            plan.append(current)
+        plan = _merge_copies(plan, self._inode)
+        if len(plan) > 1 and plan[-1] is current and _size(current) == 0 and plan[-2].inode == self._inode:
+            # Renamed away and nothing in the new file yet: the writer may still be appending
+            # to the old one (until it reopens its log), so the cursor stays there for now.
+            plan.pop().fh.close()
+        if plan:
+            plan[-1].last = True
+        return plan
+
+    def _holder(self, rotated: list[tuple[Path, BinaryIO, os.stat_result]], new: list) -> int | None:
+        """Index in `rotated` of the file the cursor was in (renamed away, or a copy taken
+        before `path` was truncated), or None when it is not there."""
+        offset, head, tail = self._offset, self._head, self._tail
+        holding = [i for i, (_, fh, st) in enumerate(rotated) if _holds(fh.fileno(), st.st_size, offset, head, tail)]
+        renamed = next((i for i in holding if rotated[i][2].st_ino == self._inode), None)
+        if offset > 0:
+            # Renamed, or else the newest copy holding the bytes around the cursor (older copies
+            # of the same file hold nothing past the cursor that this one lacks).
+            return renamed if renamed is not None else (holding[0] if holding else None)
+        # Nothing of it was read: every file rotated since is unread, the oldest first (a
+        # copytruncate copy of the cursor's file can be older than the file itself).
+        found = [i for i in (renamed, len(new) - 1 if new else None) if i is not None]
+        return max(found) if found else None
 
     def batches(self) -> Iterator[list[dict[str, Any]]]:
         """Yield lists of parsed objects, one list per chunk read, advancing the cursor."""
-        loads = orjson.loads
-        decode_error = orjson.JSONDecodeError
-        for path, start, inode in self._plan():
-            try:
-                fh = open(path, "rb")
-            except FileNotFoundError:
-                continue
-            with fh:
-                if os.fstat(fh.fileno()).st_ino != inode:
-                    continue  # replaced between stat and open; the next run picks it up
-                if start and self._head and os.pread(fh.fileno(), len(self._head), 0) != self._head:
-                    if path != self.path:
-                        continue  # not the file the cursor was in after all
-                    self.events.append("replaced")
-                    start = 0
-                fh.seek(start)
-                offset = start  # file position of the first byte not yet consumed (or dropped)
-                carry = b""
-                # >= 0 while inside a line longer than MAX_LINE: where that line began. Its head
-                # is dropped as it streams by (bounded memory); it is counted, and the cursor
-                # moves past it, only once its newline arrives, like any other partial line.
-                skip_start = -1
-                while True:
-                    data = fh.read(self.chunk)
-                    if not data:
-                        break
-                    lines = data.split(b"\n")
-                    if len(lines) == 1:  # no newline in this chunk: the line goes on
-                        carry += data
-                        if len(carry) > MAX_LINE:
-                            if skip_start < 0:
-                                skip_start = offset
-                            offset += len(carry)
-                            carry = b""
-                        continue
-                    consumed = len(data) + len(carry)
-                    if carry:
-                        lines[0] = carry + lines[0]
-                    carry = lines.pop()  # after the last newline: a partial line, or b""
-                    consumed -= len(carry)
-                    if skip_start >= 0:
-                        del lines[0]  # the tail of the oversized line
-                        skip_start = -1
-                        self.bad["too_long"] += 1
-                        self.lines += 1
-                    out = None
-                    # Fast path, all in C: every line short, every line an object. One bad line
-                    # sends the chunk to the per-line path, which says why it is bad.
-                    if consumed <= MAX_LINE or max(map(len, lines), default=0) <= MAX_LINE:
-                        try:
-                            out = list(map(loads, lines))
-                        except decode_error:
-                            pass
-                        else:
-                            if out and set(map(type, out)) != _ONLY_DICT:
-                                out = None
-                    if out is None:
-                        out = self._parse_lines(lines)
-                    self.lines += len(lines)
-                    offset += consumed
-                    self._inode, self._offset = inode, offset
-                    if out:
-                        yield out
-                # a partial last line stays unread: the cursor stops before it
-                self._inode, self._offset = inode, (skip_start if skip_start >= 0 else offset)
-                self._head = os.pread(fh.fileno(), min(self._offset, HEAD), 0)
+        plan = self._plan()
+        try:
+            for seg in plan:
+                yield from self._read(seg)
+        finally:
+            for seg in plan:
+                seg.fh.close()
         try:
             self._size = os.stat(self.path).st_size
-        except FileNotFoundError:
+        except OSError:
             self._size = 0
+
+    def _read(self, seg: _Segment) -> Iterator[list[dict[str, Any]]]:
+        """Read one file from seg.start to its last newline; the cursor ends there."""
+        loads = orjson.loads
+        decode_error = orjson.JSONDecodeError
+        fh = seg.fh
+        start = seg.start
+        fh.seek(start)
+        offset = start  # file position of the first byte not yet consumed (or dropped)
+        carry = b""
+        # >= 0 while inside a line longer than MAX_LINE: where that line began. Its head
+        # is dropped as it streams by (bounded memory); it is counted, and the cursor
+        # moves past it, only once its newline arrives, like any other partial line.
+        skip_start = -1
+        fd = fh.fileno()
+        self._inode, self._offset = seg.inode, start
+        if start == 0:
+            self._head = self._tail = b""
+        # The mark (head, tail) follows the offset chunk by chunk, so a consumer that stops
+        # early (the pager's bounded slices) commits a cursor whose mark matches its offset.
+        while True:
+            try:
+                data = fh.read(self.chunk)
+            except OSError as exc:
+                raise InputError(self.path, "io_error", exc.strerror or str(exc)) from None
+            if not data:
+                break
+            lines = data.split(b"\n")
+            if len(lines) == 1:  # no newline in this chunk: the line goes on
+                carry += data
+                if len(carry) > MAX_LINE:
+                    if skip_start < 0:
+                        skip_start = offset
+                    offset += len(carry)
+                    carry = b""
+                continue
+            consumed = len(data) + len(carry)
+            if carry:
+                lines[0] = carry + lines[0]
+            carry = lines.pop()  # after the last newline: a partial line, or b""
+            consumed -= len(carry)
+            if skip_start >= 0:
+                del lines[0]  # the tail of the oversized line
+                skip_start = -1
+                self.bad["too_long"] += 1
+                self.lines += 1
+            out = None
+            # Fast path, all in C: every line short, every line an object. One bad line
+            # sends the chunk to the per-line path, which says why it is bad.
+            if consumed <= MAX_LINE or max(map(len, lines), default=0) <= MAX_LINE:
+                try:
+                    out = list(map(loads, lines))
+                except decode_error:
+                    pass
+                else:
+                    if out and set(map(type, out)) != _ONLY_DICT:
+                        out = None
+            if out is None:
+                out = self._parse_lines(lines)
+            self.lines += len(lines)
+            offset += consumed
+            self._offset = offset
+            cut = len(data) - len(carry)  # the consumed bytes end here in `data`
+            self._tail = (
+                data[cut - MARK : cut] if cut >= MARK else os.pread(fd, min(offset, MARK), offset - min(offset, MARK))
+            )
+            if len(self._head) < MARK and len(self._head) < offset:
+                self._head = os.pread(fd, min(offset, MARK), 0)
+            if out:
+                yield out
+        end = skip_start if skip_start >= 0 else offset
+        if not seg.last and (carry or skip_start >= 0):
+            # A rotated file that a newer one follows: its unfinished last line never ends.
+            self.bad["too_long" if skip_start >= 0 else "unterminated"] += 1
+            self.lines += 1
+            end = offset + len(carry)
+        if end != self._offset:
+            self._head = os.pread(fd, min(end, MARK), 0)
+            self._tail = os.pread(fd, min(end, MARK), end - min(end, MARK))
+            self._offset = end
 
     def _parse_lines(self, lines: list[bytes]) -> list[dict[str, Any]]:
         """The objects among `lines`, counting each bad line by reason (blank lines are neither)."""
@@ -265,4 +546,16 @@ class Reader:
                 now_s(now),
                 self._head,
             ),
+        )
+        # `rotated`: what is older than this was there before and read (or older than the cursor).
+        # The cursor in `path`: <name>.1. The cursor still in a rotated file (it stopped early, or
+        # waits for the new file to get data): that file, as every newer one is unread.
+        try:
+            in_path = os.stat(self.path).st_ino == self._inode
+        except OSError:
+            in_path = False
+        rotated = _rotated_inode(self.path) if in_path else self._inode
+        self.conn.execute(
+            "INSERT OR REPLACE INTO cursor_marks(consumer, source, tail, rotated) VALUES(?,?,?,?)",
+            (self.consumer, self.source, self._tail, rotated),
         )

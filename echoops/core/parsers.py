@@ -105,6 +105,30 @@ def whole_count(value: object) -> int | None:
     return None
 
 
+# Characters no one-line value may hold (a source, a fingerprint, anything that can end up in
+# an email header or subject, a URL or a terminal line): C0 controls (CR and LF among them),
+# DEL, C1 controls (NEL U+0085 among them) and the Unicode line and paragraph separators,
+# which email header folding and str.splitlines() also break lines at.
+CONTROL_CHARS = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+# In multi-line text (an incident message) tab, LF, CR and U+2028/U+2029 are allowed.
+CONTROL_CHARS_MULTILINE = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
+
+
+def control_char(text: str, *, multiline: bool = False) -> str | None:
+    """The first character of `text` a one-line (or, with `multiline`, a multi-line) value may
+    not hold, as `U+000A at position 3`; None when there is none."""
+    found = (CONTROL_CHARS_MULTILINE if multiline else CONTROL_CHARS).search(text)
+    if found is None:
+        return None
+    return f"U+{ord(found.group()):04X} at position {found.start()}"
+
+
+def without_controls(text: str, *, multiline: bool = False) -> str:
+    """`text` with every character `control_char` objects to replaced by U+FFFD (for log lines:
+    the line is kept, visibly marked, rather than refused)."""
+    return (CONTROL_CHARS_MULTILINE if multiline else CONTROL_CHARS).sub("\ufffd", text)
+
+
 def boolean(raw: str) -> bool:
     v = raw.strip().lower()
     if v in ("1", "true", "yes", "on"):

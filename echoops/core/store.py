@@ -338,6 +338,9 @@ def ensure(conn: sqlite3.Connection, schema: Schema) -> None:
     ensured: set[str] = conn.ensured  # type: ignore[attr-defined]  # every connection is a store.Connection
     if schema.feature in ensured:
         return
+    # Inside a caller's transaction the migration joins it and is undone if that rolls back:
+    # remember the schema as ensured only when this call committed it.
+    outer = conn.in_transaction
     if _feature_version(conn, schema) < len(schema.migrations):
         with transaction(conn):
             current = _feature_version(conn, schema)  # again under the write lock: another process may have migrated
@@ -349,7 +352,8 @@ def ensure(conn: sqlite3.Connection, schema: Schema) -> None:
                 "ON CONFLICT(feature) DO UPDATE SET version=excluded.version, updated_at=excluded.updated_at",
                 (schema.feature, len(schema.migrations), time.time()),
             )
-    ensured.add(schema.feature)
+    if not outer:
+        ensured.add(schema.feature)
 
 
 def _feature_version(conn: sqlite3.Connection, schema: Schema) -> int:

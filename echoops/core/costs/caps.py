@@ -344,7 +344,8 @@ def tick(*, s: Settings | None = None, now: float | None = None) -> CostsTick:
         "lines": usage["lines"],
         "calls": usage["calls"],
         "bad": usage["bad"],
-        "log_events": usage["events"],  # "truncated", "rotated", "replaced": ai_usage.ndjson changed under the cursor
+        "log_events": usage["events"],  # "rotated", "copytruncated", "truncated"...: ai_usage.ndjson was rotated
+        "input_errors": usage["errors"],  # ai_usage.ndjson could not be read: {"source", "error", "detail"}
         "unpriced": doc["unpriced"],
         "global": {k: doc["global"][k] for k in ("spent_usd", "cap_usd", "pct", "state", "forecast_usd")},
         "mode": doc["mode"],

@@ -27,17 +27,6 @@ MAX_USD = 10**6  # per call
 MAX_MODEL_CHARS = 200
 
 
-def _valid_day(prefix: str) -> str | None:
-    """`YYYY-MM-DD` when it is a real date within the clock's sane range, else None."""
-    ts = clock.parse_ts(prefix + "T00:00:00+00:00")
-    return prefix if ts is not None and len(prefix) == 10 else None
-
-
-def _slow_day(ts: object) -> str | None:
-    parsed = clock.parse_ts(ts)
-    return None if parsed is None else clock.day_iso(parsed)
-
-
 def _tokens(value: object) -> int | None:
     """A token count from a line: missing -> 0, whole non-negative number -> int, else None."""
     if value is None:
@@ -57,88 +46,129 @@ def _usd_pico(value: object) -> int | None:
     return prices.usd_to_pico(value)
 
 
-_BAD_TS = [0] * 6  # sentinels stored under keys that failed validation, so a bad key costs one lookup
-_BAD_MODEL = [0] * 6
+def valid_model(model: object) -> bool:
+    """A logged model name: a non-blank printable string (no control characters) of at most 200 characters."""
+    return type(model) is str and bool(model.strip()) and len(model) <= MAX_MODEL_CHARS and model.isprintable()
 
 
-def _new_key(agg: dict, key: tuple[str, str]) -> list[int]:
-    """Validate a (date prefix, model) key the first time it is seen; return its accumulator or a sentinel."""
-    prefix, model = key
-    if _valid_day(prefix) is None:
-        acc = _BAD_TS
-    elif not model.strip() or len(model) > MAX_MODEL_CHARS or not model.isprintable():
-        acc = _BAD_MODEL
-    else:
-        acc = [0, 0, 0, 0, 0, 0]
-    agg[key] = acc
-    return acc
+def line_spend(obj: dict[str, Any], now: float, stamps: clock.Stamps | None = None) -> tuple[int, str, list[int]] | str:
+    """The careful path, and the definition of a good usage line: -> (UTC day number, model,
+    [calls, priced input tokens, priced output tokens, usd pico, input tokens, output tokens]),
+    or the reason it is bad, checked in this order: bad_model (not a string), bad_ts / future
+    (clock.line_ts), bad_model (blank, too long, control characters), then no_cost, bad_tokens
+    or bad_usd. `stamps` (same `now`) only adds caching for the fast path.
+    """
+    model = obj.get("model")
+    if type(model) is not str:
+        return "bad_model"
+    ts = clock.line_ts(obj.get("ts"), now) if stamps is None else stamps.careful(obj.get("ts"))
+    if isinstance(ts, str):
+        return ts
+    if not valid_model(model):
+        return "bad_model"
+    it, ot, usd = obj.get("input_tokens"), obj.get("output_tokens"), obj.get("usd")
+    day = int(ts // 86400)
+    if usd is None:
+        if it is None and ot is None:
+            return "no_cost"
+        it, ot = _tokens(it), _tokens(ot)
+        if it is None or ot is None:
+            return "bad_tokens"
+        return day, model, [1, it, ot, 0, 0, 0]
+    pico = _usd_pico(usd)
+    if pico is None:
+        return "bad_usd"
+    # tokens beside a usd figure are kept for the record, not priced again
+    it, ot = _tokens(it), _tokens(ot)
+    return day, model, [1, 0, 0, pico, it or 0, ot or 0]
 
 
-def aggregate(batches: Iterator[list[dict[str, Any]]], bad: Counter) -> dict[tuple[str, str], list[int]]:
+_BAD_MODEL: list[int] = [0] * 6  # stored for a model line_spend refused: the next such line costs one lookup
+
+
+def aggregate(batches: Iterator[list[dict[str, Any]]], bad: Counter, *, now: float) -> dict[tuple[str, str], list[int]]:
     """Sum lines per (day, logged model): [calls, priced in, priced out, usd pico, tokens in, tokens out].
 
-    The hot loop of the ingest. An ISO stamp ending in `Z` is bucketed by its first ten
-    characters, and the (date, model) key is validated once, when first seen; any other stamp
-    goes through clock.parse_ts. A line then costs a few dict lookups and integer additions.
+    The hot loop of the ingest, a cached `line_spend`: a line takes the fast path when its
+    stamp is a `...Z` ISO stamp `clock.Stamps` knows (a string slice and a set lookup), its
+    model was accepted by `line_spend` for that day before, and it carries whole token counts
+    in range (or only a usd figure); it then costs a few dict lookups and integer additions.
+    Anything else goes to `line_spend`, which decides. Bad lines are counted by reason in `bad`.
     """
-    agg: dict[tuple[str, str], list[int]] = {}
-    get_acc = agg.get
-    top = MAX_TOKENS
+    stamps = clock.Stamps(now)
+    minutes = stamps.minutes
+    seconds_ok, rests, digits_z = clock.SECONDS, clock.RESTS, clock.digits_z
+    after_seconds, next_digit = clock.AFTER_SECONDS, clock.NEXT_DIGIT
+    per_day: dict[int, dict[str, list[int]]] = {}
+    top, top_usd = MAX_TOKENS, MAX_USD
+    to_pico = prices.usd_to_pico
+    bad_model = _BAD_MODEL
+    lo = hi = ""  # the second of the last fast line, as clock.second_bounds
+    cur_q = None
+    models: dict[str, list[int]] = {}
     for batch in batches:
         for obj in batch:
-            ts = obj.get("ts")
-            model = obj.get("model")
-            if type(model) is not str:
-                bad["bad_model"] += 1
-                continue
-            if type(ts) is str and ts[-1:] == "Z":
-                key = (ts[:10], model)
-            else:
-                day = _slow_day(ts)
-                if day is None:
-                    bad["bad_ts"] += 1
+            try:
+                ts = obj["ts"]
+                if ts[after_seconds] not in rests and not digits_z(ts[after_seconds]):
+                    raise TypeError
+                if not lo <= ts < hi:
+                    p = ts[:19]
+                    if p[16:] not in seconds_ok:
+                        raise TypeError
+                    q = p[:16]
+                    if q != cur_q:
+                        day = minutes[q] // 1440
+                        models = per_day.get(day) or per_day.setdefault(day, {})
+                        cur_q = q
+                    lo, hi = p, p[:18] + next_digit[p[18]]  # clock.second_bounds
+                acc = models[obj["model"]]
+                if acc is bad_model:
+                    bad["bad_model"] += 1
                     continue
-                key = (day, model)
-            acc = get_acc(key)
-            if acc is None:
-                acc = _new_key(agg, key)
-            if acc is _BAD_TS:
-                bad["bad_ts"] += 1
-                continue
-            if acc is _BAD_MODEL:
-                bad["bad_model"] += 1
-                continue
-            it = obj.get("input_tokens")
-            ot = obj.get("output_tokens")
-            usd = obj.get("usd")
-            if usd is None:
-                if type(it) is int and type(ot) is int and 0 <= it <= top and 0 <= ot <= top:
+                usd = obj.get("usd")
+                if usd is None:
+                    it = obj["input_tokens"]
+                    ot = obj["output_tokens"]
+                    if type(it) is not int or type(ot) is not int or not (0 <= it <= top and 0 <= ot <= top):
+                        raise TypeError
                     acc[0] += 1
                     acc[1] += it
                     acc[2] += ot
+                else:
+                    if (
+                        type(usd) is not float
+                        or not 0 <= usd <= top_usd
+                        or "input_tokens" in obj
+                        or "output_tokens" in obj
+                    ):
+                        raise TypeError
+                    acc[0] += 1
+                    acc[3] += to_pico(usd)
+            except (KeyError, TypeError, IndexError):
+                lo = hi = ""  # the careful path may teach the cache the minute this line named
+                cur_q = None
+                found = line_spend(obj, now, stamps)
+                if isinstance(found, str):
+                    bad[found] += 1
+                    if found == "bad_model" and type(obj.get("model")) is str:
+                        t = stamps.careful(obj.get("ts"))
+                        if not isinstance(t, str):
+                            per_day.setdefault(int(t // 86400), {})[obj["model"]] = bad_model
                     continue
-                if it is None and ot is None:
-                    bad["no_cost"] += 1
-                    continue
-                it, ot = _tokens(it), _tokens(ot)
-                if it is None or ot is None:
-                    bad["bad_tokens"] += 1
-                    continue
-                acc[0] += 1
-                acc[1] += it
-                acc[2] += ot
-            else:
-                pico = _usd_pico(usd)
-                if pico is None:
-                    bad["bad_usd"] += 1
-                    continue
-                acc[0] += 1
-                acc[3] += pico
-                # tokens beside a usd figure are kept for the record, not priced again
-                it, ot = _tokens(it), _tokens(ot)
-                acc[4] += it or 0
-                acc[5] += ot or 0
-    return {k: v for k, v in agg.items() if v is not _BAD_TS and v is not _BAD_MODEL}
+                day_n, model, add = found
+                into = per_day.setdefault(day_n, {})
+                known = into.get(model)
+                if known is None or known is bad_model:
+                    known = into[model] = [0, 0, 0, 0, 0, 0]
+                for i, v in enumerate(add):
+                    known[i] += v
+    return {
+        (clock.day_iso(day * 86400), model): acc
+        for day, by_model in per_day.items()
+        for model, acc in by_model.items()
+        if acc is not bad_model
+    }
 
 
 def price(agg: dict[tuple[str, str], list[int]], table: dict[str, tuple[int, int]]) -> dict[tuple[str, str], list[int]]:
@@ -178,22 +208,27 @@ def _add_rows(conn: sqlite3.Connection, rows: dict[tuple[str, str], list[int]]) 
 
 
 def ingest_usage(conn: sqlite3.Connection, s: Settings, now: float) -> dict[str, Any]:
-    """Read new ai_usage.ndjson lines into costs_spend; the report counts lines, calls and bad lines."""
+    """Read new ai_usage.ndjson lines into costs_spend; the report counts lines, calls and bad
+    lines, and names an ai_usage.ndjson that cannot be read in `errors` (nothing read then)."""
     path = s.log_path(SOURCE)
-    report: dict[str, Any] = {"lines": 0, "calls": 0, "bad": {}, "events": []}
-    if not ndjson.pending(conn, path, CONSUMER):
-        return report
+    report: dict[str, Any] = {"lines": 0, "calls": 0, "bad": {}, "events": [], "errors": []}
     table = prices.price_table(s.model_prices)
     bad: Counter[str] = Counter()
-    with store.transaction(conn):
-        # Created inside the transaction: a second tick waits here, then sees the moved cursor.
-        reader = ndjson.Reader(conn, path, CONSUMER)
-        agg = aggregate(reader.batches(), bad)
-        rows = price(agg, table)
-        _add_rows(conn, rows)
-        for reason, n in bad.items():
-            reader.count_bad(reason, n)
-        reader.commit(now)
+    try:
+        if not ndjson.pending(conn, path, CONSUMER):
+            return report
+        with store.transaction(conn):
+            # Created inside the transaction: a second tick waits here, then sees the moved cursor.
+            reader = ndjson.Reader(conn, path, CONSUMER)
+            agg = aggregate(reader.batches(), bad, now=now)
+            rows = price(agg, table)
+            _add_rows(conn, rows)
+            for reason, n in bad.items():
+                reader.count_bad(reason, n)
+            reader.commit(now)
+    except ndjson.InputError as exc:
+        report["errors"].append(exc.as_dict())
+        return report
     all_bad = dict(reader.bad)
     report.update(
         lines=reader.lines,

@@ -8,6 +8,8 @@ No `from __future__ import annotations` here: TypedDict needs to see `NotRequire
 
 from typing import Any, NotRequired, TypedDict
 
+from echoops.core.types import UnreadableInput
+
 
 class Scope(TypedDict):
     """Spend against one cap (the global cap or a model's) today, in USD."""
@@ -103,6 +105,7 @@ CostsTick = TypedDict(
         "mode": str,  # "enforce" | "monitor"
         "throttled": list[str],  # models whose calls are throttled (none in monitoring-only mode)
         "over_cap": list[str],  # models at or over their cap, throttled or not
+        "input_errors": list[UnreadableInput],  # ai_usage.ndjson could not be read
         "stripe_fees": dict[str, Any],  # spent_usd plus the fee sync's report (source, error?, ...)
         "alerts": list[Alert],
         "duration_ms": float,

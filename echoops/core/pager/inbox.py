@@ -10,7 +10,7 @@ from collections.abc import Mapping
 
 import orjson
 
-from echoops.core import clock, config
+from echoops.core import clock, config, parsers
 from echoops.core.config import Settings
 from echoops.core.errors import ValidationError
 from echoops.core.pager import outbox
@@ -37,20 +37,35 @@ RAISE_FIELDS = ("severity", "msg", "source", "meta", "fingerprint")
 # --- validation ---------------------------------------------------------------------------
 
 
+def _no_controls(value: str, field: str, *, multiline: bool = False) -> None:
+    found = parsers.control_char(value, multiline=multiline)
+    if found is not None:
+        kind = "control characters other than tab and newlines" if multiline else "control characters or line breaks"
+        raise ValidationError(f"{field} must not contain {kind} ({found})", field=field)
+
+
 def validate(
     severity: object, msg: object, source: object, meta: object = None, fingerprint: object = None
 ) -> tuple[str, str, str, dict | None, str | None]:
-    """Checked (severity upper-cased, msg, source, meta, fingerprint); ValidationError names the field."""
+    """Checked (severity upper-cased, msg, source, meta, fingerprint); ValidationError names the field.
+
+    `source` and `fingerprint` are one line each (they reach email headers, subjects and
+    terminals): no control character, no line break (parsers.CONTROL_CHARS). `msg` may span
+    lines (tab, LF, CR, U+2028/U+2029) but holds no other control character; the one-line
+    headline of a page collapses its whitespace.
+    """
     if not isinstance(severity, str) or severity.strip().upper() not in SEVERITIES:
         raise ValidationError(f"severity must be one of {', '.join(SEVERITIES)}", field="severity")
     if not isinstance(msg, str) or not msg.strip():
         raise ValidationError("msg must be a non-empty string", field="msg")
     if len(msg.encode("utf-8", "surrogatepass")) > MAX_MSG_BYTES:
         raise ValidationError(f"msg must be at most {MAX_MSG_BYTES} bytes", field="msg")
+    _no_controls(msg, "msg", multiline=True)
     if not isinstance(source, str) or not source.strip():
         raise ValidationError("source must be a non-empty string", field="source")
     if len(source.strip()) > MAX_SOURCE_CHARS:
         raise ValidationError(f"source must be at most {MAX_SOURCE_CHARS} characters", field="source")
+    _no_controls(source, "source")
     if meta is not None:
         if not isinstance(meta, dict):
             raise ValidationError("meta must be a JSON object", field="meta")
@@ -67,6 +82,7 @@ def validate(
             raise ValidationError(
                 f"fingerprint must be at most {MAX_FINGERPRINT_CHARS} characters", field="fingerprint"
             )
+        _no_controls(fingerprint, "fingerprint")
         fingerprint = fingerprint.strip()
     return severity.strip().upper(), msg, source.strip(), meta, fingerprint
 

@@ -8,10 +8,11 @@ into one incident with their count (a 1,000-line flood is one page, one event li
 
 from __future__ import annotations
 
+import sqlite3
 from pathlib import Path
 from typing import Any
 
-from echoops.core import clock, ndjson, store
+from echoops.core import clock, ndjson, parsers, store
 from echoops.core.config import Settings
 from echoops.core.pager import inbox, model
 from echoops.core.pager.fingerprint import fingerprint as make_fingerprint
@@ -48,23 +49,25 @@ def input_logs(s: Settings) -> list[Path]:
 def _candidate(obj: dict[str, Any], stem: str) -> tuple[str, str, str] | str:
     """(msg, source, fingerprint) of a CRITICAL line, or the reason it is skipped.
 
-    A log line is cut to raise_incident's limits rather than refused: the page matters more.
+    A log line is cut to raise_incident's limits and its control characters are replaced
+    (U+FFFD; tab and newlines stay in msg) rather than refused: the page matters more.
     """
     msg = obj.get("msg")
     if not isinstance(msg, str) or not msg.strip():
         msg = obj.get("message")
     if not isinstance(msg, str) or not msg.strip():
         return "no_msg"
+    msg = parsers.without_controls(msg, multiline=True)
     raw = msg.encode("utf-8", "replace")
     if len(raw) > model.MAX_MSG_BYTES:
         msg = raw[: model.MAX_MSG_BYTES].decode("utf-8", "ignore")
     source = obj.get("source")
     source = source.strip() if isinstance(source, str) and source.strip() else stem
-    source = source[: model.MAX_SOURCE_CHARS]
+    source = parsers.without_controls(source[: model.MAX_SOURCE_CHARS])
     fp = obj.get("fingerprint")
     if not (isinstance(fp, str) and fp.strip() and len(fp.strip()) <= model.MAX_FINGERPRINT_CHARS):
         fp = make_fingerprint(source, msg)
-    return msg, source, fp.strip()
+    return msg, source, parsers.without_controls(fp.strip())
 
 
 def _fold(batch: list[dict], path: Path, now: float, groups: dict[str, list], reader, stats: LogIngest) -> None:
@@ -91,7 +94,9 @@ def _fold(batch: list[dict], path: Path, now: float, groups: dict[str, list], re
 
 
 def ingest(s: Settings, *, now: float) -> LogIngest:
-    """Read new lines of every input log; returns counts and the incidents raised."""
+    """Read new lines of every input log; returns counts, the incidents raised and `errors`:
+    the logs that could not be read (`{"source", "error", "detail"}`), skipped while the
+    others are read; a `page_run` event in incidents.ndjson names them too."""
     conn = model.db(s)
     stats: LogIngest = {
         "files": 0,
@@ -101,28 +106,38 @@ def ingest(s: Settings, *, now: float) -> LogIngest:
         "bad": 0,
         "new_incidents": 0,
         "incidents": [],
+        "errors": [],
     }
     for path in input_logs(s):
-        if not ndjson.pending(conn, path, CONSUMER):
-            continue
-        stats["files"] += 1
-        more = True
-        while more:  # bounded slices: a cold read of a big log never holds the write lock long
-            more = False
-            groups: dict[str, list] = {}
-            with store.transaction(conn):
-                reader = ndjson.Reader(conn, path, CONSUMER, chunk=READ_CHUNK)
-                for n, batch in enumerate(reader.batches(), start=1):
-                    _fold(batch, path, now, groups, reader, stats)
-                    if n >= BATCHES_PER_TRANSACTION:
-                        more = True
-                        break
-                items = [tuple(g) for g in groups.values()]
-                results, events, enqueued = inbox.store_incidents(conn, s, items, now=now)
-                reader.commit(now)
-            inbox.publish(s, events, enqueued, now=now)
-            stats["lines"] += reader.lines
-            stats["bad"] += sum(reader.bad.values())
-            stats["incidents"].extend(results)
-            stats["new_incidents"] += sum(1 for r in results if not r["deduped"])
+        try:
+            if not ndjson.pending(conn, path, CONSUMER, listed=True):
+                continue
+            stats["files"] += 1
+            _ingest_file(conn, s, path, now, stats)
+        except ndjson.InputError as exc:  # the slice in progress rolled back; earlier ones stand
+            stats["errors"].append(exc.as_dict())
+    if stats["errors"]:
+        ndjson.append(s.log_path(model.INCIDENTS_LOG), "page_run", now=now, input_errors=stats["errors"])
     return stats
+
+
+def _ingest_file(conn: sqlite3.Connection, s: Settings, path: Path, now: float, stats: LogIngest) -> None:
+    more = True
+    while more:  # bounded slices: a cold read of a big log never holds the write lock long
+        more = False
+        groups: dict[str, list] = {}
+        with store.transaction(conn):
+            reader = ndjson.Reader(conn, path, CONSUMER, chunk=READ_CHUNK)
+            for n, batch in enumerate(reader.batches(), start=1):
+                _fold(batch, path, now, groups, reader, stats)
+                if n >= BATCHES_PER_TRANSACTION:
+                    more = True
+                    break
+            items = [tuple(g) for g in groups.values()]
+            results, events, enqueued = inbox.store_incidents(conn, s, items, now=now)
+            reader.commit(now)
+        inbox.publish(s, events, enqueued, now=now)
+        stats["lines"] += reader.lines
+        stats["bad"] += sum(reader.bad.values())
+        stats["incidents"].extend(results)
+        stats["new_incidents"] += sum(1 for r in results if not r["deduped"])

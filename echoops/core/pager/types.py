@@ -7,6 +7,8 @@ No `from __future__ import annotations` here: TypedDict needs to see `NotRequire
 
 from typing import NotRequired, TypedDict
 
+from echoops.core.types import UnreadableInput
+
 
 class Raised(TypedDict):
     """`POST /api/incidents/raise`, `echoops page raise --json`: what one raise did."""
@@ -38,6 +40,7 @@ class LogIngest(TypedDict):
     bad: int
     new_incidents: int  # incidents opened (the rest of `incidents` deduped into open ones)
     incidents: list[Raised]
+    errors: list[UnreadableInput]  # logs that could not be read (skipped; the others were read)
 
 
 class PageRun(TypedDict):

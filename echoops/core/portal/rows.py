@@ -89,7 +89,13 @@ def normalize_email(value: object, *, field: str = "email") -> str:
 
 
 def check_document(value: str) -> str:
-    """A document reference: an http(s) URL, or a relative path inside logs/receipts/ (normalised)."""
+    """A document reference: an http(s) URL, or a relative path inside logs/receipts/ (normalised).
+
+    Neither may hold a control character or line break: a URL is answered as a `Location`
+    header, a path's suffix names the download in `Content-Disposition`."""
+    found = parsers.control_char(value)
+    if found is not None:
+        raise ValueError(f"must not contain control characters or line breaks ({found})")
     if value.startswith(("https://", "http://")):
         if any(c.isspace() for c in value) or len(value) > 2000:
             raise ValueError("URL contains whitespace or is too long")
@@ -122,7 +128,9 @@ def _cents(value: Any, field: str) -> int:
     return cents
 
 
-def _created(value: Any) -> float:
+def _created(value: Any, now: float) -> float:
+    """A purchase's `created`: ISO-8601 or epoch seconds (a number or digits), by clock.line_ts's
+    rule: within 2000..2200 and not after now + clock.MAX_SKEW_S."""
     if type(value) is str:
         v = value.strip()
         if v[:1].isdigit() and "-" not in v and ":" not in v:
@@ -132,8 +140,10 @@ def _created(value: Any) -> float:
                 pass
         else:
             value = v
-    ts = clock.parse_ts(value)
-    if ts is None:
+    ts = clock.line_ts(value, now)
+    if ts == "future":
+        raise problem("created", f"is in the future (more than {clock.MAX_SKEW_S:.0f} s after now)")
+    if isinstance(ts, str):
         raise problem("created")
     return ts
 
@@ -167,7 +177,7 @@ def checked_row(rec: dict[str, Any], *, source: str, now: float) -> tuple:
         email = normalize_email(rec["email"])
     except ValidationError as exc:
         raise problem("email", exc.detail) from None
-    created = _created(rec["created"])
+    created = _created(rec["created"], now)
     amount = _cents(rec["amount_cents"], "amount_cents")
     currency = rec["currency"]
     if type(currency) is not str or len(currency.strip()) != _CURRENCY_CHARS:
@@ -233,10 +243,10 @@ def purchase_row(rec: dict[str, Any], *, source: str, now: float) -> tuple:
     description = description.strip()
     t = type(created)
     if t is int or t is float:
-        ok_ts = MIN_TS <= created <= MAX_TS
+        ok_ts = MIN_TS <= created <= MAX_TS and created <= now + clock.MAX_SKEW_S
     elif t is str:
         try:
-            created, ok_ts = _created(created), True
+            created, ok_ts = _created(created, now), True
         except ValueError:
             ok_ts = False
     else:

@@ -22,14 +22,23 @@ from typing import Any
 
 import orjson
 
-from echoops.core import clock, config, files, ndjson, store
+from echoops.core import clock, config, files, ndjson, parsers, store
 from echoops.core.config import Settings
 from echoops.core.errors import EchoopsError, NotConfigured, ValidationError
 from echoops.core.pager import raise_incident
 from echoops.core.scale.forecast import Forecaster, parse_sample
 from echoops.core.scale.policy import Decision, PolicyConfig, decide
-from echoops.core.scale.types import Actuator, Context, HistoryPoint, ScaleApplied, ScaleStatus, SourceHealth
+from echoops.core.scale.types import (
+    Actuator,
+    Context,
+    HistoryPoint,
+    QueueIngest,
+    ScaleApplied,
+    ScaleStatus,
+    SourceHealth,
+)
 from echoops.core.slo import recent_p95_ms
+from echoops.core.types import UnreadableInput
 
 SCHEMA = store.Schema(
     "scale",
@@ -111,32 +120,45 @@ def _save(conn, fc: Forecaster, bad: int, now: float) -> None:
     )
 
 
-def ingest(*, s: Settings | None = None, now: float | None = None) -> dict[str, int]:
-    """Read new queue samples into the forecaster; returns {"samples", "bad"} for this call."""
+def ingest(*, s: Settings | None = None, now: float | None = None) -> QueueIngest:
+    """Read new queue samples into the forecaster; returns what this call read:
+    `{"samples", "bad", "bad_reasons", "events", "errors"}`.
+
+    A sample stamped after now + clock.MAX_SKEW_S is bad (`future`), so the latest sample is
+    the latest at or before now. An unreadable queue.ndjson is reported in `errors`
+    (`{"source", "error", "detail"}`) and the decision goes on from the stored state.
+    """
     s = s or config.settings()
     now = clock.now_s(now)
     conn = _conn(s)
     path = s.log_path("queue.ndjson")
-    if not ndjson.pending(conn, path, CONSUMER):
-        return {"samples": 0, "bad": 0}
-    fallback = s.scale_jobs_per_worker_min
-    with store.transaction(conn):
-        fc, bad_total, _, _ = _load(conn, s)
-        reader = ndjson.Reader(conn, path, CONSUMER)
-        taken = 0
-        for batch in reader.batches():
-            for obj in batch:
-                parsed = parse_sample(obj)
-                if isinstance(parsed, str):
-                    reader.count_bad(parsed)
-                elif fc.observe(*parsed, fallback):
-                    taken += 1
-                else:
-                    reader.count_bad("out_of_order")
-        bad = sum(reader.bad.values())
-        _save(conn, fc, bad_total + bad, now)
-        reader.commit(now)
-    return {"samples": taken, "bad": bad}
+    report: QueueIngest = {"samples": 0, "bad": 0, "bad_reasons": {}, "events": [], "errors": []}
+    try:
+        if not ndjson.pending(conn, path, CONSUMER):
+            return report
+        fallback = s.scale_jobs_per_worker_min
+        with store.transaction(conn):
+            fc, bad_total, _, _ = _load(conn, s)
+            reader = ndjson.Reader(conn, path, CONSUMER)
+            taken = 0
+            for batch in reader.batches():
+                for obj in batch:
+                    parsed = parse_sample(obj, now)
+                    if isinstance(parsed, str):
+                        reader.count_bad(parsed)
+                    elif fc.observe(*parsed, fallback):
+                        taken += 1
+                    else:
+                        reader.count_bad("out_of_order")
+            bad = sum(reader.bad.values())
+            _save(conn, fc, bad_total + bad, now)
+            reader.commit(now)
+    except ndjson.InputError as exc:
+        report["errors"].append(exc.as_dict())
+        return report
+    report["samples"], report["bad"] = taken, bad
+    report["bad_reasons"], report["events"] = dict(reader.bad), list(reader.events)
+    return report
 
 
 def known_workers(s: Settings, now: float | None = None) -> int:
@@ -256,7 +278,13 @@ def _history(conn, limit: int = HISTORY) -> list[HistoryPoint]:
     ]
 
 
-def _body(decision: Decision, context: Context, dry_run: bool, history: list[HistoryPoint]) -> ScaleStatus:
+def _body(
+    decision: Decision,
+    context: Context,
+    dry_run: bool,
+    history: list[HistoryPoint],
+    input_errors: list[UnreadableInput],
+) -> ScaleStatus:
     return {
         "desired": decision.desired,
         "actual": decision.actual,
@@ -270,17 +298,19 @@ def _body(decision: Decision, context: Context, dry_run: bool, history: list[His
         "cooldown_remaining_s": decision.cooldown_remaining_s,
         **context,
         "history": history,
+        "input_errors": input_errors,
     }
 
 
 def status(*, s: Settings | None = None, now: float | None = None) -> ScaleStatus:
-    """`GET /api/scale/status`: the decision for now (not recorded), forecast, gate, cooldown, history."""
+    """`GET /api/scale/status`: the decision for now (not recorded), forecast, gate, cooldown, history,
+    and `input_errors` (queue.ndjson could not be read: the decision uses the stored state)."""
     s = s or config.settings()
     now = clock.now_s(now)
-    ingest(s=s, now=now)
+    read = ingest(s=s, now=now)
     conn = _conn(s)
     decision, context = _evaluate(conn, s, now)
-    return _body(decision, context, s.scale_dry_run, _history(conn))
+    return _body(decision, context, s.scale_dry_run, _history(conn), read["errors"])
 
 
 def apply_options(body: dict[str, Any]) -> bool | None:
@@ -315,7 +345,10 @@ def _actuate(s: Settings, n: int) -> Actuator:
         return {"argv": argv, "ok": False, "rc": None, "error": f"could not start: {exc.strerror or exc}"}
     out: Actuator = {"argv": argv, "ok": proc.returncode == 0, "rc": proc.returncode}
     if proc.returncode != 0:
-        tail = (proc.stderr or proc.stdout or b"").decode("utf-8", "replace").strip()[-300:]
+        # the command's own words, made safe for the incident message (colour codes, stray CRs)
+        tail = parsers.without_controls(
+            (proc.stderr or proc.stdout or b"").decode("utf-8", "replace").strip()[-300:], multiline=True
+        )
         out["error"] = f"exited {proc.returncode}" + (f": {tail}" if tail else "")
     return out
 
@@ -324,8 +357,9 @@ def apply(dry_run: bool | None = None, *, s: Settings | None = None, now: float 
     """Decide now, record and log the decision; in real mode run SCALE_CMD for a change.
 
     `dry_run=None` follows SCALE_DRY_RUN. Real mode without SCALE_CMD is a ValidationError
-    (field dry_run). Returns the status body plus `applied` and `actuator` (None when not run);
-    raises ActuatorFailed after recording when the command fails.
+    (field dry_run). Returns the status body plus `applied`, `actuator` (None when not run) and
+    `ingest` (what this call read, see `ingest`); raises ActuatorFailed after recording when
+    the command fails.
     """
     s = s or config.settings()
     now = clock.now_s(now)
@@ -333,7 +367,7 @@ def apply(dry_run: bool | None = None, *, s: Settings | None = None, now: float 
     if not dry and not s.scale_cmd:
         raise ValidationError("dry_run=false needs SCALE_CMD (the actuator command) to be set", field="dry_run")
     with _apply_lock(s):
-        ingest(s=s, now=now)
+        read = ingest(s=s, now=now)
         conn = _conn(s)
         decision, context = _evaluate(conn, s, now)
         actuator = None
@@ -370,7 +404,12 @@ def apply(dry_run: bool | None = None, *, s: Settings | None = None, now: float 
                     "applied_workers=excluded.applied_workers, applied_at=excluded.applied_at",
                     (orjson.dumps(Forecaster().to_dict()).decode(), decision.target, now, now),
                 )
-        body: ScaleApplied = {**_body(decision, context, dry, _history(conn)), "applied": applied, "actuator": actuator}
+        body: ScaleApplied = {
+            **_body(decision, context, dry, _history(conn), read["errors"]),
+            "applied": applied,
+            "actuator": actuator,
+            "ingest": read,
+        }
     body["reason"] = reason
     if applied:
         body["actual"] = decision.target
@@ -387,6 +426,7 @@ def apply(dry_run: bool | None = None, *, s: Settings | None = None, now: float 
         "applied": body["applied"],
     }
     event["previous"] = decision.actual
+    event["ingest"] = read
     event["forecast"] = context["forecast"]
     event["gate"] = context["gate"]["set"]
     if actuator is not None:

@@ -42,7 +42,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-from echoops.core.clock import parse_ts
+from echoops.core.clock import line_ts, parse_ts
 from echoops.core.parsers import whole_count
 from echoops.core.scale.seasonal import Profile
 
@@ -57,14 +57,19 @@ _FIELDS = ("depth", "workers", "arrivals", "completed")
 _REQUIRED = ("depth", "workers")
 
 
-def parse_sample(obj: dict[str, Any]) -> tuple[float, int, int, int | None, int | None] | str:
+def parse_sample(obj: dict[str, Any], now: float | None = None) -> tuple[float, int, int, int | None, int | None] | str:
     """A queue line -> (ts, depth, workers, arrivals, completed), or the reason it is bad.
 
-    Counts must be non-negative finite integers (2.0 is accepted, 2.5 and "2" are not).
+    Counts must be non-negative finite integers (2.0 is accepted, 2.5 and "2" are not). With
+    `now`, a sample stamped after now + clock.MAX_SKEW_S is bad ("future"): a sample dated
+    tomorrow must never become the latest (replayed traces pass no `now`).
     """
-    ts = parse_ts(obj.get("ts"))
-    if ts is None:
-        return "bad_ts"
+    if now is None:
+        ts: float | str = parse_ts(obj.get("ts")) or "bad_ts"
+    else:
+        ts = line_ts(obj.get("ts"), now)
+    if isinstance(ts, str):
+        return ts
     out: list[int | None] = []
     for name in _FIELDS:
         value = obj.get(name)

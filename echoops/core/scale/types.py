@@ -7,6 +7,8 @@ No `from __future__ import annotations` here: TypedDict needs to see `NotRequire
 
 from typing import Any, NotRequired, TypedDict
 
+from echoops.core.types import UnreadableInput
+
 
 class Component(TypedDict):
     arrivals: float  # this component's forecast over the horizon
@@ -114,6 +116,17 @@ class ScaleStatus(TypedDict):
     cooldown_min: int
     source: SourceHealth
     history: list[HistoryPoint]
+    input_errors: list[UnreadableInput]  # queue.ndjson could not be read: the decision uses the stored state
+
+
+class QueueIngest(TypedDict):
+    """What one tick or apply read from queue.ndjson."""
+
+    samples: int
+    bad: int
+    bad_reasons: dict[str, int]  # reason -> samples skipped ("future", "bad_ts", "out_of_order", ...)
+    events: list[str]  # "rotated", "truncated", ...: queue.ndjson changed under the cursor
+    errors: list[UnreadableInput]
 
 
 class ScaleApplied(ScaleStatus):
@@ -121,6 +134,7 @@ class ScaleApplied(ScaleStatus):
 
     applied: bool
     actuator: Actuator | None  # None when SCALE_CMD did not run
+    ingest: QueueIngest
 
 
 class ScaleSample(TypedDict):

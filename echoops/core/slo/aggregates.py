@@ -6,17 +6,20 @@ latency_ms > SLO_LAT_P95_MS) plus a latency sketch per minute and per hour (the 
 are rollups so 24h/7d/30d windows merge at most ~24 hour sketches plus two edge hours of
 minutes). Rows, hour rollups and the cursor are written in one transaction.
 
-The hot loop is tuned: minutes come from a cache keyed by the first 16 characters of
-`...Z` ISO timestamps, latency buckets from a cache keyed by the value; anything unusual
-(epoch numbers, offsets, bad values) takes the careful per-line path.
+The hot loop is tuned: minutes come from `clock.Stamps` (`...Z` ISO timestamps checked
+piecewise, their minute cached), latency buckets from a cache keyed by the value; anything
+unusual (epoch numbers, offsets, bad or future values, statuses outside 0..999) takes the
+careful per-line path, `_careful`, which is the definition: the fast path only ever accepts
+what it would accept, with the same result, whatever lines came before
+(tests/test_fast_paths.py).
 """
 
 from __future__ import annotations
 
 import math
 import sqlite3
-from collections import defaultdict
-from collections.abc import Iterable
+from collections import Counter
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -27,10 +30,15 @@ from echoops.core.slo.types import RequestIngest
 
 CONSUMER = "slo"
 FLUSH_MINUTES = 240  # aggregates kept in memory before they are merged into the store
+FLUSH_LINES = 500_000  # ... or lines (a reference each in a per-minute list: 4 MB)
 _BCACHE_MAX = 300_000
 _IN_CHUNK = 500
 SLOW_FLAG = 1 << 12  # above every bucket key: marks a latency over SLO_LAT_P95_MS while folding
+ERROR_FLAG = 1 << 13  # marks a request with an error status while folding
 assert sketch.NUM_BUCKETS < SLOW_FLAG
+# A request line's status: a number 0..999 (HTTP's three digits); 5xx and up are errors.
+STATUS_MAX = 999
+ERROR_STATUS = 500
 
 SCHEMA = store.Schema(
     "slo",
@@ -94,94 +102,106 @@ def set_meta(conn: sqlite3.Connection, key: str, value: str | None) -> None:
 
 
 def sources(s: Settings) -> list[Path]:
-    """Request logs in the log dir matching SLO_SOURCES, sorted by name."""
+    """Everything in the log dir matching SLO_SOURCES, sorted by name (a directory or FIFO that
+    matches is listed too: ingest reports it as an input error instead of skipping it silently)."""
     if not s.log_dir.is_dir():
         return []
-    return sorted(p for p in s.log_dir.glob(s.slo_sources) if p.is_file())
+    return sorted(s.log_dir.glob(s.slo_sources))
 
 
 class _Agg:
-    """In-memory aggregates of one ingest: minute -> {bucket key (| SLOW_FLAG): count}, errors."""
+    """In-memory aggregates of one ingest: minute -> the key of each of its lines (bucket key |
+    SLOW_FLAG | ERROR_FLAG; appending is cheaper than counting per line, _flush counts)."""
 
     def __init__(self) -> None:
-        self.per: dict[int, defaultdict[int, int]] = {}
-        self.errors: defaultdict[int, int] = defaultdict(int)
+        self.per: dict[int, list[int]] = {}
         self.old = 0
 
 
-def _careful(o: dict, agg: _Agg, mcache: dict, target: float, oldest: int, reader: ndjson.Reader) -> None:
-    """The per-line path with full validation; fills the minute cache for the fast path."""
+def _careful(o: dict, agg: _Agg, stamps: clock.Stamps, target: float, oldest: int, reader: ndjson.Reader) -> None:
+    """The per-line path with full validation (the definition of a good line); fills the stamp caches."""
     if "ts" not in o or "status" not in o or "latency_ms" not in o:
         reader.count_bad("missing_field")
         return
-    raw = o["ts"]
-    ts = clock.parse_ts(raw)
-    if ts is None:
-        reader.count_bad("bad_ts")
+    ts = stamps.careful(o["ts"])
+    if ts.__class__ is str:
+        reader.count_bad(ts)  # "bad_ts" or "future"
         return
     status = o["status"]
-    if status.__class__ is bool or not isinstance(status, (int, float)) or not (0 <= status <= 999):
+    if status.__class__ is bool or not isinstance(status, (int, float)) or not (0 <= status <= STATUS_MAX):
         reader.count_bad("bad_status")
         return
-    lat = o["latency_ms"]
     try:
-        key = _key(lat, target)
+        key = _key(o["latency_ms"], target)
     except ValueError:
         reader.count_bad("bad_latency")
         return
-    minute = int(ts // 60)
-    if isinstance(raw, str) and raw[-1:] == "Z" and len(raw) > 16 and raw[16] in ":Z":
-        mcache[raw[:16]] = minute  # every `...Z` string with this prefix is in this minute
+    minute = int(ts // 60)  # type: ignore[operator]
     if minute < oldest:
         agg.old += 1
         return
-    cd = agg.per.get(minute)
-    if cd is None:
-        cd = agg.per[minute] = defaultdict(int)
-    cd[key] += 1
-    if status >= 500:
-        agg.errors[minute] += 1
+    keys = agg.per.get(minute)
+    if keys is None:
+        keys = agg.per[minute] = []
+    keys.append(key | (ERROR_FLAG if status >= ERROR_STATUS else 0))
 
 
-def _fold(batch: list[dict], agg: _Agg, mcache: dict, bcache: dict, target: float, oldest: int, reader) -> None:
+def _fold(batch: list[dict], agg: _Agg, stamps: clock.Stamps, bcache: dict, target: float, oldest: int, reader) -> None:
     """Add one batch of parsed lines to `agg` (the hot loop: ~0.3 us a line; nothing mutates until
     every check of the line has passed, so a line that fails goes whole to the careful path).
 
     `bcache` maps a latency value to its bucket key, plus SLOW_FLAG when it is over the target,
-    so counting a line is one dict increment (slow counts are split out at flush)."""
-    per, errs = agg.per, agg.errors
+    so a line is one list append (slow and error counts are split out at flush). Stamps
+    (clock.Stamps): the rest after the seconds is checked on every line, the seconds and the
+    minute only when the line is not in the last line's second (`lo <= ts < hi`)."""
+    per = agg.per
     bget = bcache.get
-    cur_p = None
-    cd: defaultdict[int, int] = defaultdict(int)
-    m = 0
+    minutes = stamps.minutes
+    seconds_ok, rests, digits_z = clock.SECONDS, clock.RESTS, clock.digits_z
+    after_seconds, next_digit = clock.AFTER_SECONDS, clock.NEXT_DIGIT
+    top = STATUS_MAX
+    error_status, error_flag = ERROR_STATUS, ERROR_FLAG
+    add: Callable[[int], None] = list[int]().append
+    lo = hi = ""  # no string is >= "" and < "": the first line looks its second up
+    cur_q = None
     for o in batch:
         try:
             ts = o["ts"]
             lat = o["latency_ms"]
             st = o["status"]
-            p = ts[:16]
-            # bools and floats take the careful path (True == 1 would hit the bucket cache)
-            if ts[-1] != "Z" or st.__class__ is not int or lat.__class__ is bool:
+            # bools and floats take the careful path (True == 1 would hit the caches)
+            if st.__class__ is not int or lat.__class__ is bool or st < 0:
                 raise TypeError
-            if p != cur_p:
-                m = mcache[p]
-                if m < oldest:
-                    raise TypeError
-                found = per.get(m)
-                if found is None:
-                    found = per[m] = defaultdict(int)
-                cd = found
-                cur_p = p
+            if ts[after_seconds] not in rests and not digits_z(ts[after_seconds]):
+                raise TypeError
             k = bget(lat)
             if k is None:
                 k = bcache[lat] = _key(lat, target)
+            if st >= error_status:
+                if st > top:
+                    raise TypeError
+                k |= error_flag
+            if not lo <= ts < hi:  # last: a minute is only added for a line that counts
+                p = ts[:19]
+                if p[16:] not in seconds_ok:
+                    raise TypeError
+                q = p[:16]
+                if q != cur_q:
+                    m = minutes[q]
+                    if m < oldest:
+                        raise TypeError
+                    keys = per.get(m)
+                    if keys is None:
+                        keys = per[m] = []
+                    add = keys.append
+                    cur_q = q
+                lo, hi = p, p[:18] + next_digit[p[18]]  # clock.second_bounds
         except (KeyError, TypeError, ValueError, IndexError):
-            _careful(o, agg, mcache, target, oldest, reader)
-            cur_p = None  # the careful path may have added the minute this record named
+            _careful(o, agg, stamps, target, oldest, reader)
+            lo = hi = ""  # the careful path may have added the minute this record named
+            cur_q = None
             continue
-        cd[k] += 1
-        if st >= 500:
-            errs[m] += 1
+        add(k)
 
 
 def _key(lat: object, target: float) -> int:
@@ -230,16 +250,18 @@ def _flush(conn: sqlite3.Connection, agg: _Agg) -> int:
     sketch_rows = []
     hours: dict[int, list] = {}
     for m in minutes:
-        flagged = agg.per[m]
+        flagged = Counter(agg.per[m])
         delta: dict[int, int] = {}
-        slow = 0
+        slow = errors = 0
         for k, c in flagged.items():
+            if k & ERROR_FLAG:
+                errors += c
+                k ^= ERROR_FLAG
             if k & SLOW_FLAG:
                 slow += c
                 k ^= SLOW_FLAG
             delta[k] = delta.get(k, 0) + c
         total = sum(delta.values())
-        errors = agg.errors.get(m, 0)
         h = hours.get(m // 60)
         if h is None:
             h = hours[m // 60] = [0, 0, 0, {}]
@@ -258,7 +280,6 @@ def _flush(conn: sqlite3.Connection, agg: _Agg) -> int:
     conn.executemany("INSERT OR REPLACE INTO slo_hour(hour, total, errors, slow, sketch) VALUES(?,?,?,?,?)", hour_rows)
     touched = len(minutes)
     agg.per.clear()
-    agg.errors.clear()
     return touched
 
 
@@ -274,7 +295,12 @@ def retention_minute(s: Settings, now: float) -> int:
 
 
 def ingest(s: Settings, *, now: float) -> RequestIngest:
-    """Read new request lines from every source into minute aggregates; returns counts."""
+    """Read new request lines from every source into minute aggregates; returns counts.
+
+    `{"lines", "bad", "bad_reasons", "too_old", "minutes_touched", "sources", "events", "errors"}`.
+    A source that cannot be read (permission, not a regular file, a dangling symlink) is
+    skipped and named in `errors` (`{"source", "error", "detail"}`); the others are read.
+    """
     conn = db(s)
     target = float(s.slo_lat_p95_ms)
     oldest = retention_minute(s, now)
@@ -286,24 +312,34 @@ def ingest(s: Settings, *, now: float) -> RequestIngest:
         "minutes_touched": 0,
         "sources": [],
         "events": [],
+        "errors": [],
     }
     for path in sources(s):
         report["sources"].append(path.name)
-        if not ndjson.pending(conn, path, CONSUMER):
+        try:
+            if not ndjson.pending(conn, path, CONSUMER, listed=True):
+                continue
+            agg = _Agg()
+            stamps = clock.Stamps(now)
+            bcache: dict[Any, int] = {}
+            touched = 0
+            held = 0
+            with store.transaction(conn):
+                reader = ndjson.Reader(conn, path, CONSUMER)
+                for batch in reader.batches():
+                    _fold(batch, agg, stamps, bcache, target, oldest, reader)
+                    held += len(batch)
+                    if len(agg.per) > FLUSH_MINUTES or held > FLUSH_LINES:
+                        touched += _flush(conn, agg)
+                        held = 0
+                    if len(bcache) > _BCACHE_MAX:
+                        bcache.clear()
+                touched += _flush(conn, agg)
+                reader.commit(now)
+        except ndjson.InputError as exc:  # rolled back: this source is read again next tick
+            report["errors"].append(exc.as_dict())
             continue
-        agg = _Agg()
-        mcache: dict[str, int] = {}
-        bcache: dict[Any, int] = {}
-        with store.transaction(conn):
-            reader = ndjson.Reader(conn, path, CONSUMER)
-            for batch in reader.batches():
-                _fold(batch, agg, mcache, bcache, target, oldest, reader)
-                if len(agg.per) > FLUSH_MINUTES:
-                    report["minutes_touched"] += _flush(conn, agg)
-                if len(bcache) > _BCACHE_MAX:
-                    bcache.clear()
-            report["minutes_touched"] += _flush(conn, agg)
-            reader.commit(now)
+        report["minutes_touched"] += touched
         report["lines"] += reader.lines
         report["too_old"] += agg.old
         for reason, n in reader.bad.items():

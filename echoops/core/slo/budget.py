@@ -315,6 +315,7 @@ def tick(*, s: Settings | None = None, now: float | None = None) -> SloTick:
         bad=report["bad"],
         bad_reasons=report["bad_reasons"],
         too_old=report["too_old"],
+        input_errors=report["errors"],
         gate_set=gate_set,
         gate=full["gate"]["set"],
         incident=None if incident is None else incident["id"],

@@ -7,6 +7,8 @@ No `from __future__ import annotations` here: TypedDict needs to see `NotRequire
 
 from typing import TYPE_CHECKING, TypedDict
 
+from echoops.core.types import UnreadableInput
+
 if TYPE_CHECKING:
     from echoops.core.pager.types import Raised
 
@@ -136,6 +138,7 @@ class RequestIngest(TypedDict):
     minutes_touched: int
     sources: list[str]
     events: list[str]  # "requests.ndjson: rotated", ...
+    errors: list[UnreadableInput]  # sources that could not be read (skipped; the others were read)
 
 
 class SloTick(TypedDict):
