@@ -145,7 +145,7 @@ VARS: tuple[Var, ...] = (
     Var(
         "PROMETHEUS_URL",
         "prometheus_url",
-        parsers.opt_url,
+        parsers.opt_plain_url,
         "",
         "url",
         "Prometheus base URL (SLO_SOURCE=prometheus)",
@@ -158,6 +158,16 @@ VARS: tuple[Var, ...] = (
         "",
         "secret",
         "Sent as Authorization: Bearer to PROMETHEUS_URL (optional)",
+        True,
+        "slo",
+    ),
+    Var(
+        "PROMETHEUS_BASIC_AUTH",
+        "prometheus_basic_auth",
+        parsers.user_password,
+        "",
+        "secret",
+        "user:password for Prometheus' basic auth (instead of a bearer token)",
         True,
         "slo",
     ),
@@ -437,6 +447,7 @@ class Settings:
     slo_source: str
     prometheus_url: str | None
     prometheus_bearer_token: str | None
+    prometheus_basic_auth: str | None
     prometheus_timeout_s: float
     slo_prom_histogram: str
     slo_prom_selector: str
@@ -529,6 +540,8 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         problems.append(f"SCALE_MIN={values['scale_min']} must be <= SCALE_MAX={values['scale_max']}")
     if not problems and values["slo_source"] == "prometheus" and not values["prometheus_url"]:
         problems.append("SLO_SOURCE=prometheus needs PROMETHEUS_URL (e.g. http://127.0.0.1:9090)")
+    if not problems and values["prometheus_bearer_token"] and values["prometheus_basic_auth"]:
+        problems.append("PROMETHEUS_BEARER_TOKEN and PROMETHEUS_BASIC_AUTH are both set: Prometheus takes one")
     if problems:
         raise ConfigError("invalid configuration: " + "; ".join(problems))
     warnings = []

@@ -130,9 +130,24 @@ def choice(*options: str) -> Callable[[str], str]:
     return parse
 
 
-def opt_url(raw: str) -> str | None:
-    """An http(s) URL, or None when empty."""
-    return url(raw) if raw.strip() else None
+def opt_plain_url(raw: str) -> str | None:
+    """An http(s) URL without credentials in it (they would show in `echoops config`), or None when empty."""
+    if not raw.strip():
+        return None
+    v = url(raw)
+    if "@" in v.split("://", 1)[1].split("/", 1)[0]:
+        raise ValueError("must not hold credentials (user:password@): use the variable meant for them")
+    return v
+
+
+def user_password(raw: str) -> str | None:
+    """`user:password` (printable ASCII, a colon after a non-empty user), or None when empty."""
+    v = raw.strip()
+    if not v:
+        return None
+    if ":" not in v or v.startswith(":") or any(not (32 <= ord(c) < 127) for c in v):
+        raise ValueError("must be user:password (printable ASCII)")
+    return v
 
 
 def header_token(raw: str) -> str | None:

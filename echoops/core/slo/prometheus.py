@@ -241,10 +241,9 @@ class PrometheusSource:
         """p95 (ms) over the last `minutes` from Prometheus; None without traffic or when it cannot
         answer. Cached RECENT_CACHE_S per process (the autoscaler asks on every status read)."""
         key = (s.prometheus_url, s.slo_prom_histogram, s.slo_prom_selector, minutes)
-        mono = time.monotonic()
         with _recent_lock:
             hit = _recent.get(key)
-        if hit is not None and mono - hit[0] < RECENT_CACHE_S:
+        if hit is not None and 0 <= now - hit[0] < RECENT_CACHE_S:
             return hit[1]
         buckets = f"{s.slo_prom_histogram}_bucket{selector(s)}[{minutes * 60}s]"
         expr = f"histogram_quantile(0.95, sum by (le) (rate({buckets})))"
@@ -257,5 +256,5 @@ class PrometheusSource:
         except SourceUnavailable:
             value = None
         with _recent_lock:
-            _recent[key] = (mono, value)
+            _recent[key] = (now, value)
         return value

@@ -57,9 +57,15 @@ class Client:
         self.shown = shown_url(self.base)
         self.timeout_s = s.prometheus_timeout_s
         headers = {"User-Agent": f"echoops/{__version__}", "Accept": "application/json"}
+        auth: tuple[str, str] | None = None
         if s.prometheus_bearer_token:
             headers["Authorization"] = f"Bearer {s.prometheus_bearer_token}"
-        self.http = httpx.Client(headers=headers, timeout=self.timeout_s, transport=transport, follow_redirects=False)
+        elif s.prometheus_basic_auth:
+            user, _, password = s.prometheus_basic_auth.partition(":")
+            auth = (user, password)
+        self.http = httpx.Client(
+            headers=headers, auth=auth, timeout=self.timeout_s, transport=transport, follow_redirects=False
+        )
         self.queries = 0
 
     def close(self) -> None:
