@@ -1,0 +1,24 @@
+"""GET /metrics: the Prometheus exposition of every control's state (parse, one core call, return).
+
+It needs the dashboard key like every admin route: `Authorization: Bearer $DASHBOARD_KEY` (what
+Prometheus' `authorization` scrape setting sends) or `X-Dash-Key`; `shim/app.py` lists this
+path in KEYED, outside /api.
+"""
+
+from __future__ import annotations
+
+from bottle import HTTPResponse, request
+
+from echoops.core import metrics
+
+# Paths outside /api that the auth hook guards with the dashboard key.
+KEYED = ("/metrics",)
+
+
+def metrics_route() -> HTTPResponse:
+    body, content_type = metrics.exposition(request.get_header("Accept"))
+    return HTTPResponse(body, status=200, headers={"Content-Type": content_type, "Cache-Control": "no-store"})
+
+
+def install(app) -> None:
+    app.route("/metrics", "GET", metrics_route)
