@@ -6,8 +6,9 @@ siblings (a new module is found without registering it). `document()` adds what 
 operation shares, so no operation lists it by hand:
 
 - the auth schemes (the dashboard key in the `X-Dash-Key` header or as `Authorization: Bearer`;
-  the `token` query parameter on the portal's public links) and their answers: 401 and 429 with `Retry-After` for the key, 403 for a token, 503 when
-  DASHBOARD_KEY is unset or the store is unavailable;
+  the `token` query parameter on the portal's public links) and their answers: 401 and 429
+  with `Retry-After` for the key, 403 for a token, 503 when DASHBOARD_KEY is unset or the
+  store is unavailable;
 - 400 (a header that is not UTF-8, a malformed body), and for operations with a body 408 (it
   did not arrive within ECHOOPS_REQUEST_READ_TIMEOUT_S) and 413 (over 64 KiB);
 - the error schema `{"error", "detail", "field"?}` for every error status.

@@ -9,10 +9,12 @@ lines of any `logs/*.ndjson` into incidents; `summary` groups the last hours by 
 `alertmanager` takes Alertmanager's webhook. Constants and tables are in `model`.
 
 Interface to the other controls: `raise_incident` (the SLO, cost and scale controls page
-through it; `raise_request` is the same for an HTTP body), `run`, `retry`, `summarize`,
-`send_test`, and `start_background_drain` for the server.
+through it; `raise_request` is the same for an HTTP body, `receive_alertmanager` for
+Alertmanager's webhook), `run`, `retry`, `summarize`, `send_test`, `counts`, and
+`start_background_drain` for the server.
 """
 
+from echoops.core.pager.alertmanager import receive as receive_alertmanager
 from echoops.core.pager.counts import PagerCounts, counts
 from echoops.core.pager.drain import start_background_drain
 from echoops.core.pager.inbox import configured_channels, raise_incident, raise_request, validate
@@ -33,6 +35,7 @@ __all__ = [
     "db",
     "raise_incident",
     "raise_request",
+    "receive_alertmanager",
     "retry",
     "run",
     "send_test",
