@@ -199,7 +199,7 @@ class SecurityHeaders:
             headers.append(("X-Content-Type-Options", "nosniff"))
             if "referrer-policy" not in names:
                 headers.append(("Referrer-Policy", "no-referrer"))
-            if path.startswith("/api") and "cache-control" not in names:
+            if (path.startswith("/api") or path in KEYED) and "cache-control" not in names:
                 headers.append(("Cache-Control", "no-store"))
             if not path.startswith("/api"):
                 headers.append(("Content-Security-Policy", CSP))

@@ -43,7 +43,7 @@ def _fill(rule: str) -> str:
 def _api_routes() -> list[tuple[str, str]]:
     out = []
     for route in shim_app.bottle_app.routes:
-        if not (route.rule == "/api" or route.rule.startswith("/api/")):
+        if not (route.rule == "/api" or route.rule.startswith("/api/")) and route.rule not in shim_app.KEYED:
             continue
         path = _fill(route.rule)
         if route.rule in shim_app.PUBLIC_API or path in shim_app.PUBLIC_API:

@@ -154,7 +154,9 @@ def _scale(s: Settings, now: float) -> Iterator[Metric]:
 
 def _scheduler(s: Settings, now: float) -> Iterator[Metric]:  # noqa: ARG001 (timestamps only)
     family = GaugeMetricFamily(
-        "echoops_scheduler_job_last_success_timestamp_seconds", "When each scheduled job last exited 0", labels=["job"]
+        "echoops_scheduler_job_last_success_timestamp_seconds",
+        "When each scheduled job last exited 0 (label job_name: `job` is the label Prometheus gives every target)",
+        labels=["job_name"],
     )
     for job, at in scheduler.last_successes(s=s).items():
         family.add_metric([job], at)
