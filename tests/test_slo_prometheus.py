@@ -21,9 +21,11 @@ import pytest
 
 from echoops.core import config, files, slo, store
 from echoops.core.slo import promql, rules
+from echoops.core.slo import types as slo_types
 from echoops.core.slo.document import SourceUnavailable
 from tests import prometheus_stack as stack
 from tests import request_mix as mix
+from tests.test_api import problems
 
 END = 1796040000  # 2026-11-30T12:00:00Z, the tick's `now`
 APP = 'job="app"'
@@ -103,6 +105,7 @@ def test_prometheus_gives_the_same_document_as_the_request_logs_and_the_exact_fi
     result = slo.tick(s=s, now=END)
     doc = result["status"]
     assert result["source"]["name"] == "prometheus" and result["source"]["queries"] == 4
+    assert problems(result, slo_types.SloTick) == []
     assert doc["source"] == "prometheus" and "stale" not in doc
     assert {k: doc[k] for k in SAME} == {k: expected[k] for k in SAME}
 
@@ -208,6 +211,7 @@ def test_prometheus_down_keeps_the_last_good_status_stale_and_the_gate_set(monke
         slo.tick(s=s, now=END + 900)
     assert failed.value.detail.startswith(f"Prometheus at {url} is unavailable after 3 attempts: ConnectError")
     status = slo.status(s=s, now=END + 900)
+    assert problems(status, slo_types.SloStatus) == []
     assert status["stale"] == {
         "since": "2026-11-30T12:15:00.000Z",
         "error": failed.value.detail,
