@@ -252,13 +252,18 @@ def test_a_status_read_before_any_tick_never_queries_prometheus(monkeypatch):
     assert doc["notes"][0] == "no tick has run yet: run `echoops slo tick`"
 
 
-def test_the_first_tick_failing_keeps_an_empty_stale_status(monkeypatch):
+def test_the_first_tick_failing_keeps_an_empty_stale_status(monkeypatch, cli):
     s = prom_env(monkeypatch, "http://127.0.0.1:9")
     with pytest.raises(SourceUnavailable):
         slo.tick(s=s, now=END)
     doc = slo.status(s=s, now=END)
     assert doc["stale"]["last_good_at"] is None and doc["requests"] == 0
     assert doc["notes"][0] == "no tick has succeeded yet"
+    shown = cli("slo", "status")
+    assert shown.exit_code == 0
+    assert "STALE since 2026-11-30T12:00:00.000Z (1 failed ticks): Prometheus at http://127.0.0.1:9 is" in " ".join(
+        shown.stdout.split()
+    )
 
 
 @pytest.mark.slow
