@@ -292,3 +292,24 @@ def test_a_real_prometheus_scrapes_echoops_with_the_shipped_config(live_server, 
             assert answer["status"] == "success", (expr, answer)
         rules = httpx.get(prom + "/api/v1/rules").json()["data"]["groups"]
         assert [r["name"] for r in rules[0]["rules"]][:1] == ["EchoopsDown"] and rules[0]["rules"][0]["health"] == "ok"
+
+
+def test_the_server_reuses_a_read_for_at_most_its_age_per_process(settings):
+    first = metrics.families(s=settings, now=T0, max_age_s=60)
+    pager.raise_incident("WARNING", "disk 91%", "host", s=settings, now=T0)
+    assert metrics.families(s=settings, now=T0, max_age_s=60) is first  # reused: the raise is not in it
+    fresh = parse(metrics.exposition(s=settings, now=T0)[0])  # max_age_s=0: read now
+    assert value(fresh, "echoops_incidents", "echoops_incidents_total", severity="WARNING") == 1
+    assert metrics.families(s=settings, now=T0, max_age_s=60) is first  # an unreused read leaves the reuse be
+    other = config.load_settings({"ECHOOPS_LOG_DIR": str(settings.log_dir)})
+    newer = metrics.families(s=other, now=T0, max_age_s=60)  # other settings (an env change): read again
+    assert newer is not first
+    assert (
+        value(
+            parse(metrics.exposition(s=other, max_age_s=60)[0]),
+            "echoops_incidents",
+            "echoops_incidents_total",
+            severity="WARNING",
+        )
+        == 1
+    )

@@ -13,11 +13,16 @@ and `echoops_metrics_section_up{section}` says 0, so the rest still reaches Graf
 
 The text format (`text/plain; version=0.0.4`) is answered unless the scraper asks for
 OpenMetrics (Prometheus does, in its Accept header); both come from the library's encoders.
+The server reuses a read for up to a second per worker (as /healthz reuses its probe), so
+several Prometheus servers, or a burst of requests, cost one read a second; a scrape every
+15 s or more always reads afresh.
 """
 
 from __future__ import annotations
 
 import sqlite3
+import threading
+import time
 from collections.abc import Callable, Iterator
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
@@ -195,9 +200,44 @@ class StateCollector(Collector):
         yield up
 
 
-def exposition(accept: str | None = None, *, s: Settings | None = None, now: float | None = None) -> tuple[bytes, str]:
-    """(body, content type) of `GET /metrics`: OpenMetrics when `accept` asks for it, else the text format."""
+class _Replay(Collector):
+    """Metric families read earlier, yielded again."""
+
+    def __init__(self, families: list[Metric]):
+        self.families = families
+
+    def collect(self) -> Iterator[Metric]:
+        return iter(self.families)
+
+
+_last: tuple[Settings, float, list[Metric]] | None = None  # (settings, monotonic time read, families)
+_last_lock = threading.Lock()
+
+
+def families(*, s: Settings | None = None, now: float | None = None, max_age_s: float = 0.0) -> list[Metric]:
+    """Every metric family of echoops' current state; with `max_age_s`, a read of this process at
+    most that old is reused (the server: a burst of scrapes costs one read a second per worker)."""
+    global _last
+    s = s or config.settings()
+    mono = time.monotonic()
+    if max_age_s > 0:
+        with _last_lock:
+            last = _last
+        if last is not None and last[0] is s and 0 <= mono - last[1] < max_age_s:
+            return last[2]
+    found = list(StateCollector(s, clock.now_s(now)).collect())
+    if max_age_s > 0:
+        with _last_lock:
+            _last = (s, mono, found)
+    return found
+
+
+def exposition(
+    accept: str | None = None, *, s: Settings | None = None, now: float | None = None, max_age_s: float = 0.0
+) -> tuple[bytes, str]:
+    """(body, content type) of `GET /metrics`: OpenMetrics when `accept` asks for it, else the text
+    format; `max_age_s` as for `families`."""
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(StateCollector(s or config.settings(), clock.now_s(now)))
+    registry.register(_Replay(families(s=s, now=now, max_age_s=max_age_s)))
     encoder, content_type = choose_encoder(accept or "")
     return encoder(registry), content_type
