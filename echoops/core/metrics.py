@@ -44,7 +44,7 @@ def _gauge(name: str, doc: str, value: float | None, unit: str = "") -> Iterator
 
 
 def _slo(s: Settings, now: float) -> Iterator[Metric]:
-    st = slo.status(s=s, now=now)
+    st = slo.status(s=s, now=now, history=False)
     p95, p99 = st["p95_ms"], st["p99_ms"]
     period = st["period"]
     yield from _gauge(
@@ -211,7 +211,10 @@ class _Replay(Collector):
 
 
 _last: tuple[Settings, float, list[Metric]] | None = None  # (settings, monotonic time read, families)
+# the reused read's encodings, by Accept header (Prometheus sends the same one every scrape)
+_encoded: tuple[list[Metric] | None, dict[str, tuple[bytes, str]]] = (None, {})
 _last_lock = threading.Lock()
+MAX_ENCODINGS = 8
 
 
 def families(*, s: Settings | None = None, now: float | None = None, max_age_s: float = 0.0) -> list[Metric]:
@@ -237,7 +240,20 @@ def exposition(
 ) -> tuple[bytes, str]:
     """(body, content type) of `GET /metrics`: OpenMetrics when `accept` asks for it, else the text
     format; `max_age_s` as for `families`."""
+    global _encoded
+    found = families(s=s, now=now, max_age_s=max_age_s)
+    key = accept or ""
+    with _last_lock:
+        reuse = _encoded if max_age_s > 0 and _encoded[0] is found else None
+    if reuse is not None and key in reuse[1]:
+        return reuse[1][key]
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(_Replay(families(s=s, now=now, max_age_s=max_age_s)))
-    encoder, content_type = choose_encoder(accept or "")
-    return encoder(registry), content_type
+    registry.register(_Replay(found))
+    encoder, content_type = choose_encoder(key)
+    answer = (encoder(registry), content_type)
+    if max_age_s > 0:
+        with _last_lock:
+            if _encoded[0] is not found or len(_encoded[1]) >= MAX_ENCODINGS:
+                _encoded = (found, {})
+            _encoded[1][key] = answer
+    return answer

@@ -166,15 +166,17 @@ def _backfill(conn: sqlite3.Connection, s: Settings, now: float) -> int:
     return len(rows)
 
 
-def _finish(conn: sqlite3.Connection, s: Settings, doc: SloDocument, now: float) -> SloStatus:
-    return {**doc, "gate": {**gate(s=s, now=now), "condition": doc["gate_condition"]}, "history": _history(conn)}
+def _finish(conn: sqlite3.Connection, s: Settings, doc: SloDocument, now: float, history: bool = True) -> SloStatus:
+    past = _history(conn) if history else []
+    return {**doc, "gate": {**gate(s=s, now=now), "condition": doc["gate_condition"]}, "history": past}
 
 
-def status(*, s: Settings | None = None, now: float | None = None) -> SloStatus:
+def status(*, s: Settings | None = None, now: float | None = None, history: bool = True) -> SloStatus:
     """The SLO status as of the last tick (the `GET /api/slo/status` body), gate read live.
 
     Before the first tick it is computed from whatever is stored (request logs), or shows no
-    traffic (Prometheus: a status read never queries it), with a note saying so.
+    traffic (Prometheus: a status read never queries it), with a note saying so. `history=False`
+    leaves `history` empty (GET /metrics has no use for the sparklines' points).
     """
     s = s or config.settings()
     conn = aggregates.db(s)
@@ -186,7 +188,7 @@ def status(*, s: Settings | None = None, now: float | None = None) -> SloStatus:
         doc["notes"] = ["no tick has run yet: run `echoops slo tick`", *doc["notes"]]
     else:
         doc = orjson.loads(raw)
-    return _finish(conn, s, doc, clock.now_s(now))
+    return _finish(conn, s, doc, clock.now_s(now), history)
 
 
 def tick(*, s: Settings | None = None, now: float | None = None) -> SloTick:
