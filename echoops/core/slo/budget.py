@@ -37,7 +37,6 @@ from echoops.core.slo.deploy_gate import (  # re-exported: slo.gate() etc. are t
     validate_reason,
 )
 from echoops.core.slo.document import SourceUnavailable
-from echoops.core.slo.prometheus import PrometheusSource
 from echoops.core.slo.types import HistoryPoint, Rebaselined, SloDocument, SloStatus, SloTick
 
 __all__ = [
@@ -228,9 +227,10 @@ def tick(*, s: Settings | None = None, now: float | None = None) -> SloTick:
         incident = _raise(s, "SLO state red: " + "; ".join(doc["reasons"][:3]), meta, "slo:red", now)
     full = _finish(conn, s, doc, now)
     files.write_json(s.log_path(STATUS_FILE), full)
+    source_report = source.report()
     extra: dict[str, Any] = {}
-    if isinstance(source, PrometheusSource):
-        extra = {"source": source.name, "queries": source.queries}
+    if source_report is not None:
+        extra = {"source": source_report["name"], "queries": source_report["queries"]}
     ndjson.append(
         s.log_path(BUDGET_LOG),
         "slo_tick",
@@ -255,12 +255,8 @@ def tick(*, s: Settings | None = None, now: float | None = None) -> SloTick:
         **extra,
     )
     result: SloTick = {"status": full, "ingest": report, "gate_set": gate_set, "incident": incident}
-    if isinstance(source, PrometheusSource):
-        result["source"] = {
-            "name": source.name,
-            "queries": source.queries,
-            "duration_ms": round(source.duration_s * 1000, 1),
-        }
+    if source_report is not None:
+        result["source"] = source_report
     return result
 
 

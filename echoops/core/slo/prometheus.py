@@ -34,7 +34,7 @@ import httpx
 from echoops.core.config import Settings
 from echoops.core.slo import promql, rules
 from echoops.core.slo.document import Figures, SourceUnavailable
-from echoops.core.slo.types import RequestIngest
+from echoops.core.slo.types import RequestIngest, SourceReport
 
 __all__ = ["QUERIES_PER_TICK", "PrometheusSource", "SourceUnavailable"]
 
@@ -236,6 +236,10 @@ class PrometheusSource:
             t = round(per["requests"][i])
             out.append((t, min(t, round(per["errors"][i]))))
         return out
+
+    def report(self) -> SourceReport:
+        """The last `figures()` call: queries answered and how long it took."""
+        return {"name": self.name, "queries": self.queries, "duration_ms": round(self.duration_s * 1000, 1)}
 
     def recent_p95_ms(self, s: Settings, *, now: float, minutes: int) -> float | None:
         """p95 (ms) over the last `minutes` from Prometheus; None without traffic or when it cannot
