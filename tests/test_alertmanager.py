@@ -136,6 +136,7 @@ def test_resent_groups_do_not_page_again_and_a_resolved_alert_resolves_its_incid
         (lambda b: b.pop("version"), "version"),
         (lambda b: b.update(alerts={"a": 1}), "alerts"),
         (lambda b: b.update(truncatedAlerts=-1), "truncatedAlerts"),
+        (lambda b: b.update(truncatedAlerts=1.5), "truncatedAlerts"),
         (lambda b: b["alerts"].append("nope"), "alerts[2]"),
         (lambda b: b["alerts"][1].update(status="pending"), "alerts[1].status"),
         (lambda b: b["alerts"][1].pop("fingerprint"), "alerts[1].fingerprint"),
@@ -155,6 +156,14 @@ def test_a_malformed_payload_names_the_field_and_stores_nothing(settings, change
         pager.receive_alertmanager(body, s=settings, now=T0)
     assert err.value.field == field
     assert incidents(settings) == []  # not even the valid first alert
+
+
+def test_truncated_alerts_is_reported_and_a_whole_float_is_a_whole_number(settings):
+    body = payload(alert("9a"))
+    body["truncatedAlerts"] = 74.0
+    assert pager.receive_alertmanager(body, s=settings, now=T0)["truncated"] == 74
+    del body["truncatedAlerts"]
+    assert pager.receive_alertmanager(body, s=settings, now=T0)["truncated"] == 0
 
 
 def test_a_long_summary_is_cut_to_the_pager_limit_not_refused(settings):

@@ -31,7 +31,7 @@ from typing import Any
 
 import orjson
 
-from echoops.core import clock, config, ndjson, store
+from echoops.core import clock, config, ndjson, parsers, store
 from echoops.core.config import Settings
 from echoops.core.errors import ValidationError
 from echoops.core.pager import inbox
@@ -119,10 +119,11 @@ def parse(body: Mapping[str, object]) -> tuple[list[tuple[str, Item | None, floa
     if len(alerts) > MAX_ALERTS:
         raise ValidationError(f"alerts: at most {MAX_ALERTS}", field="alerts")
     receiver = body.get("receiver")
-    truncated = body.get("truncatedAlerts", 0)
-    if truncated is not None and (isinstance(truncated, bool) or not isinstance(truncated, int) or truncated < 0):
+    raw = body.get("truncatedAlerts")
+    truncated = 0 if raw is None else parsers.whole_count(raw)  # JSON's 74.0 is a whole number too
+    if truncated is None:
         raise ValidationError("truncatedAlerts must be a whole number >= 0", field="truncatedAlerts")
-    facts = {"receiver": receiver if isinstance(receiver, str) else None, "truncated": truncated or 0}
+    facts = {"receiver": receiver if isinstance(receiver, str) else None, "truncated": truncated}
     return [_alert(alert, i) for i, alert in enumerate(alerts)], facts
 
 
