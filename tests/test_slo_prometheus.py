@@ -396,3 +396,14 @@ def test_sample_values_and_urls_are_read_safely():
         1000.0,
     ]
     assert promql.shown_url("https://u:p@prom.example.com:9443/base?x=1") == "https://prom.example.com:9443/base"
+
+
+def test_the_latency_signal_asks_once_briefly_and_remembers_a_failure_for_a_minute(monkeypatch, recorder):
+    url, rec = recorder
+    s = prom_env(monkeypatch, url)
+    rec.answers = [(503, b"{}")] * 3
+    assert slo.recent_p95_ms(s=s, now=END) is None
+    assert len(rec.seen) == 1  # one attempt, no retry: a status read must not wait out backoffs
+    assert slo.recent_p95_ms(s=s, now=END + 30) is None and len(rec.seen) == 1  # remembered
+    rec.answers = [(200, VECTOR)]
+    assert slo.recent_p95_ms(s=s, now=END + 61) == 2000.0 and len(rec.seen) == 2  # a minute on: asked again

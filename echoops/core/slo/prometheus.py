@@ -43,6 +43,7 @@ ERROR_CODES = '=~"5.."'
 SERIES = "echoops_series"
 BUDGET = "budget"
 RECENT_CACHE_S = 60.0  # recent_p95_ms (the autoscaler's latency signal) asks at most once a minute
+RECENT_TIMEOUT_S = 2.0  # ... in one attempt of at most this long
 
 _recent: dict[tuple, tuple[float, float | None]] = {}
 _recent_lock = threading.Lock()
@@ -243,7 +244,8 @@ class PrometheusSource:
 
     def recent_p95_ms(self, s: Settings, *, now: float, minutes: int) -> float | None:
         """p95 (ms) over the last `minutes` from Prometheus; None without traffic or when it cannot
-        answer. Cached RECENT_CACHE_S per process (the autoscaler asks on every status read)."""
+        answer (one attempt, at most RECENT_TIMEOUT_S). Cached RECENT_CACHE_S per process (the
+        autoscaler asks on every status read, and /metrics reads the autoscaler's status)."""
         key = (s.prometheus_url, s.slo_prom_histogram, s.slo_prom_selector, minutes)
         with _recent_lock:
             hit = _recent.get(key)
@@ -253,7 +255,9 @@ class PrometheusSource:
         expr = f"histogram_quantile(0.95, sum by (le) (rate({buckets})))"
         value: float | None
         try:
-            with promql.Client(s, transport=self.transport) as client:
+            # one short attempt: a status read (the autoscaler's, a /metrics scrape) must not wait out retries
+            timeout = min(s.prometheus_timeout_s, RECENT_TIMEOUT_S)
+            with promql.Client(s, transport=self.transport, attempts=1, timeout_s=timeout) as client:
                 found = client.query(expr, at=now)
             values = [v for item in found if (v := _value(item)) is not None]
             value = values[0] * 1000 if values else None

@@ -50,12 +50,20 @@ def number(text: object) -> float | None:
 class Client:
     """One Prometheus server; `queries` counts the queries answered (for the tick's report)."""
 
-    def __init__(self, s: Settings, *, transport: httpx.BaseTransport | None = None):
+    def __init__(
+        self,
+        s: Settings,
+        *,
+        transport: httpx.BaseTransport | None = None,
+        attempts: int = ATTEMPTS,
+        timeout_s: float | None = None,
+    ):
         if not s.prometheus_url:
             raise SourceUnavailable("SLO_SOURCE=prometheus needs PROMETHEUS_URL")
         self.base = s.prometheus_url
         self.shown = shown_url(self.base)
-        self.timeout_s = s.prometheus_timeout_s
+        self.timeout_s = s.prometheus_timeout_s if timeout_s is None else timeout_s
+        self.attempts = attempts
         headers = {"User-Agent": f"echoops/{__version__}", "Accept": "application/json"}
         auth: tuple[str, str] | None = None
         if s.prometheus_bearer_token:
@@ -90,7 +98,7 @@ class Client:
         url = self.base + path
         form = {**params, "timeout": f"{self.timeout_s:g}s"}
         last = ""
-        for attempt in range(ATTEMPTS):
+        for attempt in range(self.attempts):
             if attempt:
                 time.sleep(BACKOFF_S[min(attempt, len(BACKOFF_S)) - 1])
             try:
@@ -110,7 +118,7 @@ class Client:
                     "check SLO_PROM_HISTOGRAM, SLO_PROM_SELECTOR and SLO_PROM_CODE_LABEL"
                 )
             return self._result(resp, kind)
-        raise SourceUnavailable(f"Prometheus at {self.shown} is unavailable after {ATTEMPTS} attempts: {last}")
+        raise SourceUnavailable(f"Prometheus at {self.shown} is unavailable after {self.attempts} attempts: {last}")
 
     def _result(self, resp: httpx.Response, kind: str) -> list[dict[str, Any]]:
         try:
