@@ -38,9 +38,10 @@ SECTIONS = ("slo", "pager", "costs", "scale", "scheduler")
 SLO_STATES = ("green", "yellow", "red")
 
 
-def _gauge(name: str, doc: str, value: float | None, unit: str = "") -> Iterator[Metric]:
+def _gauge(name: str, doc: str, value: float | None) -> Iterator[Metric]:
+    """A one-sample gauge, or nothing while the value does not exist (never a made-up 0)."""
     if value is not None:
-        yield GaugeMetricFamily(name, doc, value=value, unit=unit)
+        yield GaugeMetricFamily(name, doc, value=value)
 
 
 def _slo(s: Settings, now: float) -> Iterator[Metric]:
