@@ -1,12 +1,15 @@
 """The Bottle app: one auth hook, one error hook, security headers; routes live in shim/routes/.
 
-Every `/api/*` path needs `X-Dash-Key` equal to DASHBOARD_KEY (constant-time compare), except
-the paths listed in PUBLIC_API (where a signed token is the credential). Nothing here
-consults cost state: admin routes are never degraded.
+Every `/api/*` path, and the paths in KEYED (`/metrics`), needs the dashboard key, in
+`X-Dash-Key` or as `Authorization: Bearer <key>` (what Prometheus' and Alertmanager's
+`authorization` settings send), equal to DASHBOARD_KEY (constant-time compare), except the
+paths listed in PUBLIC_API (where a signed token is the credential). Nothing here consults
+cost state: admin routes are never degraded.
 
 The wiring is explicit and lives here: ROUTES lists the route modules (each has
-`install(app)`), PUBLIC_API the token-authenticated paths they declare, and POST_FORK the
-hooks `echoops serve` runs in each gunicorn worker. Importing a route module changes nothing.
+`install(app)`), PUBLIC_API the token-authenticated paths they declare, KEYED the keyed
+paths outside /api, and POST_FORK the hooks `echoops serve` runs in each gunicorn worker.
+Importing a route module changes nothing.
 """
 
 from __future__ import annotations
@@ -23,14 +26,17 @@ from echoops.core import auth, config, store
 from echoops.core.errors import EchoopsError
 from echoops.core.files import dumps
 from shim.http import MAX_BODY, HTTPTooLarge, client_ip, from_domain, json_error, json_response
-from shim.routes import costs, dashboard, health, incidents, openapi, portal, scale, slo
+from shim.routes import costs, dashboard, health, incidents, metrics, openapi, portal, scale, slo
 from shim.worker import WATCHDOG
 
 # Installed in this order.
-ROUTES = (health, dashboard, slo, incidents, portal, costs, scale, openapi)
+ROUTES = (health, dashboard, slo, incidents, portal, costs, scale, metrics, openapi)
 
 # Paths under /api/ that carry their own credential (a signed token): no X-Dash-Key.
 PUBLIC_API: frozenset[str] = frozenset(portal.PUBLIC)
+
+# Paths outside /api/ that need the dashboard key all the same.
+KEYED: frozenset[str] = frozenset(metrics.KEYED)
 
 # Run in each gunicorn worker after fork, with the settings (`echoops serve` passes them to
 # shim.server.gunicorn_options): the pager's drain thread, so an incident raised over HTTP is
@@ -77,16 +83,21 @@ def _undecodable_header(environ: dict) -> str | None:
 
 
 def _given_key(environ: dict) -> bytes | None:
-    """The X-Dash-Key header's bytes as sent, or None when it cannot be the key."""
+    """The key's bytes as sent: the X-Dash-Key header, else the token of `Authorization: Bearer`
+    (RFC 6750; the scheme in any case); None when neither can be the key."""
+    given = environ.get("HTTP_X_DASH_KEY")
+    if given is None:
+        scheme, _, token = environ.get("HTTP_AUTHORIZATION", "").strip().partition(" ")
+        given = token.strip() if scheme.lower() == "bearer" else ""
     try:
-        return environ.get("HTTP_X_DASH_KEY", "").encode("latin-1")
+        return given.encode("latin-1")
     except UnicodeError:  # a server that passed characters no header byte can carry
         return None
 
 
-def _access_check(public: frozenset[str]) -> Callable[[], None]:
-    """The before-request hook: body size, header bytes, then X-Dash-Key (with the wrong-key
-    throttle) on every /api path not in `public`."""
+def _access_check(public: frozenset[str], keyed: frozenset[str] = KEYED) -> Callable[[], None]:
+    """The before-request hook: body size, header bytes, then the key (X-Dash-Key or Bearer, with
+    the wrong-key throttle) on every /api path not in `public` and on every path in `keyed`."""
 
     def check_access() -> None:
         environ = request.environ
@@ -95,7 +106,7 @@ def _access_check(public: frozenset[str]) -> Callable[[], None]:
             raise from_domain(HTTPTooLarge())
         bad_header = _undecodable_header(environ)
         path = request.path
-        if not (path == "/api" or path.startswith("/api/")) or path in public:
+        if (not (path == "/api" or path.startswith("/api/")) or path in public) and path not in keyed:
             if bad_header:
                 raise json_error(400, "bad_request", f"header {bad_header} is not valid UTF-8")
             return
@@ -113,7 +124,7 @@ def _access_check(public: frozenset[str]) -> Callable[[], None]:
         given = _given_key(environ)
         if given is None or not hmac.compare_digest(given, key.encode("ascii")):
             wait = auth.record_failure(client, s=s)
-            resp = json_error(401, "unauthorized", "missing or wrong X-Dash-Key header")
+            resp = json_error(401, "unauthorized", "missing or wrong key (X-Dash-Key header or Authorization: Bearer)")
             if wait:
                 resp.set_header("Retry-After", str(wait))
             raise resp
@@ -124,7 +135,7 @@ def _access_check(public: frozenset[str]) -> Callable[[], None]:
 
 
 def _too_many(wait: int):
-    detail = f"too many wrong X-Dash-Key headers from this address; retry after {wait} s"
+    detail = f"too many wrong keys from this address; retry after {wait} s"
     return json_response({"error": "too_many_requests", "detail": detail}, 429, {"Retry-After": str(wait)})
 
 
@@ -160,13 +171,14 @@ def _error_page(err: HTTPError) -> bytes:
     return dumps({"error": code, "detail": detail})
 
 
-def create_app(public: Iterable[str] = PUBLIC_API) -> Bottle:
-    """Build the app with every route module installed; `public` paths skip the X-Dash-Key check."""
+def create_app(public: Iterable[str] = PUBLIC_API, keyed: Iterable[str] = KEYED) -> Bottle:
+    """Build the app with every route module installed; `public` /api paths skip the key check,
+    `keyed` paths outside /api get it."""
     app = Bottle(catchall=True)
     app.uninstall(JSONPlugin)
     app.install(JSONPlugin(json_dumps=lambda obj: dumps(obj).decode()))
     app.install(_domain_errors)
-    app.add_hook("before_request", _access_check(frozenset(public)))
+    app.add_hook("before_request", _access_check(frozenset(public), frozenset(keyed)))
     app.default_error_handler = _error_page
     for module in ROUTES:
         module.install(app)
@@ -187,7 +199,7 @@ class SecurityHeaders:
             headers.append(("X-Content-Type-Options", "nosniff"))
             if "referrer-policy" not in names:
                 headers.append(("Referrer-Policy", "no-referrer"))
-            if path.startswith("/api") and "cache-control" not in names:
+            if (path.startswith("/api") or path in KEYED) and "cache-control" not in names:
                 headers.append(("Cache-Control", "no-store"))
             if not path.startswith("/api"):
                 headers.append(("Content-Security-Policy", CSP))

@@ -28,6 +28,21 @@ TYPE_MODULES = (slo_types, pager_types, portal_types, costs_types, scale_types)
 # Every name the type modules define, for the annotations they spell as strings.
 NAMESPACE = {name: value for module in TYPE_MODULES for name, value in vars(module).items()}
 SECRET = "api-test-signing-secret-0123456789abcdefghijkl"
+AM_PAYLOAD = {
+    "version": "4",
+    "receiver": "echoops",
+    "status": "firing",
+    "alerts": [
+        {
+            "status": "firing",
+            "labels": {"alertname": "Api", "severity": "critical"},
+            "annotations": {"summary": "api test"},
+            "generatorURL": "",
+            "fingerprint": "a91",
+        },
+        {"status": "resolved", "labels": {"alertname": "Api"}, "fingerprint": "a91", "endsAt": "2026-11-30T12:00:00Z"},
+    ],
+}
 
 
 def problems(value: Any, tp: Any, path: str = "$") -> list[str]:
@@ -131,6 +146,7 @@ def test_every_result_matches_its_type_in_process_over_http_and_from_the_cli(mon
         "audit": (portal.audit(s=s), portal_types.Audit),
         "subscription": (portal.set_subscription("qa@echopilot.ai", True, s=s), portal_types.Subscription),
         "gate": (slo.gate(s=s), slo_types.GateFlag),
+        "alertmanager": (pager.receive_alertmanager(AM_PAYLOAD, s=s), pager_types.AlertmanagerReceived),
     }
     for name, (result, tp) in in_process.items():
         assert problems(result, tp) == [], name
@@ -146,6 +162,10 @@ def test_every_result_matches_its_type_in_process_over_http_and_from_the_cli(mon
             pager_types.Raised,
         ),
         "POST /api/incidents/summarize": (c.post("/api/incidents/summarize"), pager_types.Summary),
+        "POST /api/incidents/alertmanager": (
+            c.post("/api/incidents/alertmanager", json={**AM_PAYLOAD, "status": "resolved"}),
+            pager_types.AlertmanagerReceived,
+        ),
         "GET /api/portal/receipts": (c.get("/api/portal/receipts?email=qa@echopilot.ai"), portal_types.Receipts),
         "GET /api/portal/audit": (c.get("/api/portal/audit"), portal_types.Audit),
         "GET /api/costs/status": (c.get("/api/costs/status"), costs_types.CostsStatus),

@@ -96,7 +96,7 @@ def test_repeated_wrong_keys_from_one_client_get_429_and_others_are_unaffected(l
     wait = blocked.headers["retry-after"]
     assert blocked.json() == {
         "error": "too_many_requests",
-        "detail": f"too many wrong X-Dash-Key headers from this address; retry after {wait} s",
+        "detail": f"too many wrong keys from this address; retry after {wait} s",
     }
     with _client(srv.url, "127.0.0.1", TEST_KEY) as c:  # a right key from the guesser: still 429
         assert c.get("/api/ping").status_code == 429

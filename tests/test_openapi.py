@@ -54,6 +54,7 @@ def test_document_lists_every_status_with_a_schema_and_the_auth_schemes():
     schemes = doc["components"]["securitySchemes"]
     assert schemes["dashKey"] == {**schemes["dashKey"], "type": "apiKey", "in": "header", "name": "X-Dash-Key"}
     assert schemes["token"] == {**schemes["token"], "type": "apiKey", "in": "query", "name": "token"}
+    assert schemes["bearer"] == {**schemes["bearer"], "type": "http", "scheme": "bearer"}
     for path, methods in doc["paths"].items():
         for method, op in methods.items():
             where = f"{method.upper()} {path}"
@@ -62,11 +63,12 @@ def test_document_lists_every_status_with_a_schema_and_the_auth_schemes():
                 assert response["content"], (where, status)
                 for media, body in response["content"].items():
                     assert body["schema"], (where, status, media)
-            if path.startswith("/api/"):
-                expected = [{"token": []}] if path in shim_app.PUBLIC_API else [{"dashKey": []}]
+            key = [{"dashKey": []}, {"bearer": []}]
+            if path.startswith("/api/") or path in shim_app.KEYED:
+                expected = [{"token": []}] if path in shim_app.PUBLIC_API else key
                 assert op["security"] == expected, where
                 statuses = set(op["responses"])
-                assert ({"401", "429", "503"} if expected == [{"dashKey": []}] else {"403"}) <= statuses, where
+                assert ({"401", "429", "503"} if expected == key else {"403"}) <= statuses, where
             else:
                 assert op["security"] == [], where
 

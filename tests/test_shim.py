@@ -43,7 +43,7 @@ def _fill(rule: str) -> str:
 def _api_routes() -> list[tuple[str, str]]:
     out = []
     for route in shim_app.bottle_app.routes:
-        if not (route.rule == "/api" or route.rule.startswith("/api/")):
+        if not (route.rule == "/api" or route.rule.startswith("/api/")) and route.rule not in shim_app.KEYED:
             continue
         path = _fill(route.rule)
         if route.rule in shim_app.PUBLIC_API or path in shim_app.PUBLIC_API:
@@ -143,7 +143,7 @@ def test_every_api_route_needs_the_key(keyed, keyless, method, path):
     for client in (keyed.client(None), keyed.client(WRONG_KEY), keyed.client("")):
         r = _send(client, method, path)
         body = _assert_error(r, 401, "unauthorized")
-        assert body["detail"] == "missing or wrong X-Dash-Key header"
+        assert body["detail"] == "missing or wrong key (X-Dash-Key header or Authorization: Bearer)"
         assert r.headers["cache-control"] == "no-store"
     # a key that is a prefix or an extension of the real one is still wrong
     for near in (TEST_KEY[:-1], TEST_KEY + "x", TEST_KEY.upper()):
@@ -440,11 +440,12 @@ def test_a_public_path_skips_the_key_check_and_only_that_path():
 def test_the_app_lists_its_routes_public_paths_and_post_fork_hooks(settings):
     from echoops.core import pager, portal
     from shim import server
-    from shim.routes import costs, dashboard, health, incidents, openapi, scale, slo
+    from shim.routes import costs, dashboard, health, incidents, metrics, openapi, scale, slo
     from shim.routes import portal as portal_routes
 
-    assert (health, dashboard, slo, incidents, portal_routes, costs, scale, openapi) == shim_app.ROUTES
+    assert (health, dashboard, slo, incidents, portal_routes, costs, scale, metrics, openapi) == shim_app.ROUTES
     assert {portal.DOWNLOAD_PATH, portal.UNSUBSCRIBE_PATH} == shim_app.PUBLIC_API
+    assert {"/metrics"} == shim_app.KEYED
     assert (pager.start_background_drain,) == shim_app.POST_FORK
     assert not hasattr(server, "POST_FORK")  # nothing is registered by importing a module
     seen = []

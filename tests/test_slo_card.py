@@ -75,3 +75,21 @@ def test_slo_card_shows_the_operators_override(open_card, live_server, settings,
     expect(box.locator(".slo-override-reason")).to_have_text("rolled back <v42>")  # text, never markup
     expect(box.locator(".slo-override-until")).to_contain_text("The gate condition holds right now.")
     expect(box.locator(".slo-override-until")).to_contain_text("after it drops to 2\u00d7 or below")
+
+
+@pytest.mark.browser
+def test_slo_card_says_when_the_prometheus_source_is_stale(open_card, live_server, monkeypatch):
+    monkeypatch.setenv("SLO_SOURCE", "prometheus")
+    monkeypatch.setenv("PROMETHEUS_URL", "http://127.0.0.1:9")  # nothing listens on the discard port
+    from echoops.core import config, store
+    from echoops.core.slo import SourceUnavailable
+
+    store.close_all()
+    with pytest.raises(SourceUnavailable):
+        slo.tick(s=config.settings(), now=T0)
+    server = live_server()
+    page, section = open_card("slo", server=server)
+    box = section.locator(".slo-stale")
+    expect(box.locator("strong")).to_have_text("Stale: the SLO source cannot answer")
+    expect(box.locator(".slo-stale-error")).to_contain_text("Prometheus at http://127.0.0.1:9 is unavailable")
+    expect(box).to_contain_text("No tick has succeeded yet.")

@@ -38,6 +38,13 @@ def _panel(doc: SloStatus) -> None:
         f"(budget {target['error_budget_pct']:g}%)",
         f"remaining budget ({doc['budget']['window']}): {doc['remaining_budget_pct']:.1f}%",
     ]
+    stale = doc.get("stale")
+    if stale:
+        good = stale["last_good_at"] or "no tick has succeeded yet"
+        lines.append(
+            f"[bold yellow]STALE[/] since {escape(stale['since'])} ({stale['failed_ticks']} failed ticks): "
+            f"{escape(stale['error'])}; showing the last good status ({escape(good)})"
+        )
     gate = doc["gate"]
     if gate["set"]:
         lines.append(f"[bold red]DEPLOY GATE SET[/] since {escape(str(gate['since']))}: {escape(gate['reason'])}")

@@ -133,6 +133,80 @@ VARS: tuple[Var, ...] = (
         "Fewest requests a window needs to alarm",
         feature="slo",
     ),
+    Var(
+        "SLO_SOURCE",
+        "slo_source",
+        parsers.choice("files", "prometheus"),
+        "files",
+        "mode",
+        "files (request logs in the log dir) | prometheus (PromQL over PROMETHEUS_URL)",
+        feature="slo",
+    ),
+    Var(
+        "PROMETHEUS_URL",
+        "prometheus_url",
+        parsers.opt_plain_url,
+        "",
+        "url",
+        "Prometheus base URL (SLO_SOURCE=prometheus)",
+        feature="slo",
+    ),
+    Var(
+        "PROMETHEUS_BEARER_TOKEN",
+        "prometheus_bearer_token",
+        parsers.header_token,
+        "",
+        "secret",
+        "Sent as Authorization: Bearer to PROMETHEUS_URL (optional)",
+        True,
+        "slo",
+    ),
+    Var(
+        "PROMETHEUS_BASIC_AUTH",
+        "prometheus_basic_auth",
+        parsers.user_password,
+        "",
+        "secret",
+        "user:password for Prometheus' basic auth (instead of a bearer token)",
+        True,
+        "slo",
+    ),
+    Var(
+        "PROMETHEUS_TIMEOUT_S",
+        "prometheus_timeout_s",
+        parsers.number(0, 120, lo_open=True),
+        "10",
+        "s",
+        "Per-query timeout against Prometheus (3 attempts)",
+        feature="slo",
+    ),
+    Var(
+        "SLO_PROM_HISTOGRAM",
+        "slo_prom_histogram",
+        parsers.metric_name,
+        "http_request_duration_seconds",
+        "metric",
+        "Request latency histogram (seconds; _bucket, _count)",
+        feature="slo",
+    ),
+    Var(
+        "SLO_PROM_SELECTOR",
+        "slo_prom_selector",
+        parsers.label_matchers,
+        "",
+        "matchers",
+        'Label matchers for the app\'s series, e.g. job="app"',
+        feature="slo",
+    ),
+    Var(
+        "SLO_PROM_CODE_LABEL",
+        "slo_prom_code_label",
+        parsers.label_name,
+        "code",
+        "label",
+        "Label holding the HTTP status (5xx = errors)",
+        feature="slo",
+    ),
     # 77 pager
     Var(
         "TELEGRAM_BOT_TOKEN", "telegram_bot_token", parsers.opt_text, "", "secret", "Telegram bot token", True, "pager"
@@ -425,6 +499,14 @@ class Settings:
     slo_window_days: int
     slo_sources: str
     slo_min_requests: int
+    slo_source: str
+    prometheus_url: str | None
+    prometheus_bearer_token: str | None
+    prometheus_basic_auth: str | None
+    prometheus_timeout_s: float
+    slo_prom_histogram: str
+    slo_prom_selector: str
+    slo_prom_code_label: str
     telegram_bot_token: str | None
     telegram_chat_id: str | None
     telegram_api_base: str
@@ -517,6 +599,10 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
             problems.append(f"{var.env}={shown}: {exc}")
     if not problems and values["scale_min"] > values["scale_max"]:
         problems.append(f"SCALE_MIN={values['scale_min']} must be <= SCALE_MAX={values['scale_max']}")
+    if not problems and values["slo_source"] == "prometheus" and not values["prometheus_url"]:
+        problems.append("SLO_SOURCE=prometheus needs PROMETHEUS_URL (e.g. http://127.0.0.1:9090)")
+    if not problems and values["prometheus_bearer_token"] and values["prometheus_basic_auth"]:
+        problems.append("PROMETHEUS_BEARER_TOKEN and PROMETHEUS_BASIC_AUTH are both set: Prometheus takes one")
     if problems:
         raise ConfigError("invalid configuration: " + "; ".join(problems))
     warnings = []

@@ -142,6 +142,79 @@ def text(raw: str) -> str:
     return raw.strip()
 
 
+def choice(*options: str) -> Callable[[str], str]:
+    """One of `options` (case-insensitive), returned lower-case."""
+
+    def parse(raw: str) -> str:
+        v = raw.strip().lower()
+        if v not in options:
+            raise ValueError(f"must be one of {', '.join(options)}")
+        return v
+
+    return parse
+
+
+def opt_plain_url(raw: str) -> str | None:
+    """An http(s) URL without credentials in it (they would show in `echoops config`), or None when empty."""
+    if not raw.strip():
+        return None
+    v = url(raw)
+    if "@" in v.split("://", 1)[1].split("/", 1)[0]:
+        raise ValueError("must not hold credentials (user:password@): use the variable meant for them")
+    return v
+
+
+def user_password(raw: str) -> str | None:
+    """`user:password` (printable ASCII, a colon after a non-empty user), or None when empty."""
+    v = raw.strip()
+    if not v:
+        return None
+    if ":" not in v or v.startswith(":") or any(not (32 <= ord(c) < 127) for c in v):
+        raise ValueError("must be user:password (printable ASCII)")
+    return v
+
+
+def header_token(raw: str) -> str | None:
+    """A token sent in an HTTP header: printable ASCII without spaces, or None when empty."""
+    v = raw.strip()
+    if any(not (33 <= ord(c) < 127) for c in v):
+        raise ValueError("must be printable ASCII without spaces (it is sent in an Authorization header)")
+    return v or None
+
+
+_METRIC_NAME = re.compile(r"[a-zA-Z_:][a-zA-Z0-9_:]*\Z")
+_LABEL_NAME = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*\Z")
+# PromQL label matchers: name, operator, double-quoted value (backslash escapes), comma-separated.
+_MATCHER = r'\s*[a-zA-Z_][a-zA-Z0-9_]*\s*(?:=~|!~|!=|=)\s*"(?:[^"\\\n]|\\.)*"\s*'
+_MATCHERS = re.compile(rf"(?:{_MATCHER}(?:,{_MATCHER})*,?\s*)?\Z")
+
+
+def metric_name(raw: str) -> str:
+    """A Prometheus metric name (`[a-zA-Z_:][a-zA-Z0-9_:]*`)."""
+    v = raw.strip()
+    if not _METRIC_NAME.match(v):
+        raise ValueError("not a Prometheus metric name ([a-zA-Z_:][a-zA-Z0-9_:]*)")
+    return v
+
+
+def label_name(raw: str) -> str:
+    """A Prometheus label name (`[a-zA-Z_][a-zA-Z0-9_]*`)."""
+    v = raw.strip()
+    if not _LABEL_NAME.match(v):
+        raise ValueError("not a Prometheus label name ([a-zA-Z_][a-zA-Z0-9_]*)")
+    return v
+
+
+def label_matchers(raw: str) -> str:
+    """PromQL label matchers such as `job="app", env=~"prod|eu"` (braces optional), without the braces."""
+    v = raw.strip()
+    if v.startswith("{") and v.endswith("}"):
+        v = v[1:-1].strip()
+    if not _MATCHERS.match(v):
+        raise ValueError('not PromQL label matchers (e.g. job="app",env=~"prod.*")')
+    return v.rstrip().rstrip(",").strip()
+
+
 def opt_text(raw: str) -> str | None:
     return raw.strip() or None
 

@@ -15,3 +15,12 @@ expect POST /api/incidents/summarize 200 '' \
   '.totals.groups >= 1' '.totals.deliveries | has("failed")'
 expect POST '/api/incidents/summarize?hours=1' 200 '' '.hours == 1'
 expect POST '/api/incidents/summarize?hours=abc' 400 '' '.field == "hours"'
+
+# Alertmanager's webhook (payload version 4): a firing alert becomes an incident, a re-send dedups,
+# a resolved one resolves it, a malformed one names the field
+AM='{"version":"4","status":"firing","receiver":"echoops","alerts":[{"status":"firing","labels":{"alertname":"SmokeAlert","severity":"warning"},"annotations":{"summary":"smoke alert"},"startsAt":"2026-11-30T12:00:00Z","endsAt":"0001-01-01T00:00:00Z","generatorURL":"","fingerprint":"5a0c1e"}]}'
+expect POST /api/incidents/alertmanager 200 "$AM" '.firing == 1' '.alerts[0].fingerprint == "am:5a0c1e"' '.alerts[0].deduped == false'
+expect POST /api/incidents/alertmanager 200 "$AM" '.alerts[0].deduped == true'
+expect POST /api/incidents/alertmanager 200 "${AM//\"firing\"/\"resolved\"}" '.resolved == 1' '.alerts[0].id | startswith("inc_")'
+expect POST /api/incidents/summarize 200 '' '.groups[] | select(.fingerprint == "am:5a0c1e") | .severity == "WARNING" and (.resolved_at | type) == "string"'
+expect POST /api/incidents/alertmanager 400 '{"version":"3","alerts":[]}' '.field == "version"'

@@ -5,9 +5,10 @@ Each module of this package describes one feature's routes as `OPERATIONS`, a tu
 siblings (a new module is found without registering it). `document()` adds what every
 operation shares, so no operation lists it by hand:
 
-- the auth scheme (`X-Dash-Key` header; the `token` query parameter on the portal's public
-  links) and its answers: 401 and 429 with `Retry-After` for the key, 403 for a token, 503 when
-  DASHBOARD_KEY is unset or the store is unavailable;
+- the auth schemes (the dashboard key in the `X-Dash-Key` header or as `Authorization: Bearer`;
+  the `token` query parameter on the portal's public links) and their answers: 401 and 429
+  with `Retry-After` for the key, 403 for a token, 503 when DASHBOARD_KEY is unset or the
+  store is unavailable;
 - 400 (a header that is not UTF-8, a malformed body), and for operations with a body 408 (it
   did not arrive within ECHOOPS_REQUEST_READ_TIMEOUT_S) and 413 (over 64 KiB);
 - the error schema `{"error", "detail", "field"?}` for every error status.
@@ -40,7 +41,7 @@ ERROR = {
 ERROR_TEXT = {
     400: "Bad request: invalid input (`invalid`, names `field`), a header that is not UTF-8 (`bad_request`), "
     "or a malformed HTTP request (gunicorn's HTML page)",
-    401: "Missing or wrong `X-Dash-Key`",
+    401: "Missing or wrong key (`X-Dash-Key`, or `Authorization: Bearer`)",
     403: "The token is invalid, expired, tampered with or for another purpose",
     404: "Not found",
     408: "The request body did not arrive within ECHOOPS_REQUEST_READ_TIMEOUT_S",
@@ -59,7 +60,7 @@ RETRY_AFTER = {"Retry-After": {"description": "seconds to wait", "schema": {"typ
 class Operation:
     """One method on one path, as the route answers it.
 
-    `path` is in OpenAPI form (`/static/{filepath}`); `auth` is "key" (X-Dash-Key), "token"
+    `path` is in OpenAPI form (`/static/{filepath}`); `auth` is "key" (X-Dash-Key or Bearer), "token"
     (the signed `token` query parameter) or "public"; `responses` maps each status the route
     itself can answer to a JSON schema (errors: `ERROR`), to `(media_type, schema)` for a
     non-JSON answer, or to a list of those when it negotiates; `body` is the JSON schema of a
@@ -153,6 +154,7 @@ def _schema(spec: Any) -> Any:
 
 
 GUNICORN_HTML = ("text/html", {"type": "string"})
+KEY_SECURITY = [{"dashKey": []}, {"bearer": []}]  # either one
 
 
 def _responses(op: Operation) -> dict[str, Any]:
@@ -210,7 +212,7 @@ def _operation(op: Operation) -> dict[str, Any]:
                 "multipart/form-data": {"schema": op.form},
             },
         }
-    out["security"] = {"key": [{"dashKey": []}], "token": [{"token": []}], "public": []}[op.auth]
+    out["security"] = {"key": KEY_SECURITY, "token": [{"token": []}], "public": []}[op.auth]
     out.update(op.extra)
     return out
 
@@ -230,8 +232,9 @@ def document() -> dict[str, Any]:
             "title": "echoops",
             "version": __version__,
             "description": "SLOs, incident pager, customer portal, cost guardrails and autoscale for one app. "
-            "Every /api route needs `X-Dash-Key`, except the portal's links, where the signed `token` is the "
-            "credential. Errors are `{error, detail, field?}`.",
+            "Every /api route and /metrics needs the dashboard key (`X-Dash-Key`, or `Authorization: Bearer`), "
+            "except the portal's links, where the signed `token` is the credential. Errors are "
+            "`{error, detail, field?}`.",
         },
         "paths": dict(sorted(paths.items())),
         "components": {
@@ -243,6 +246,12 @@ def document() -> dict[str, Any]:
                     "name": "X-Dash-Key",
                     "description": "DASHBOARD_KEY (>= 16 characters); 10 wrong keys a minute from one client "
                     "give 429 with Retry-After (ECHOOPS_AUTH_FAILURES_PER_MIN)",
+                },
+                "bearer": {
+                    "type": "http",
+                    "scheme": "bearer",
+                    "description": "The same DASHBOARD_KEY as a bearer token (what Prometheus' and Alertmanager's "
+                    "`authorization` settings send); same throttle",
                 },
                 "token": {
                     "type": "apiKey",

@@ -49,6 +49,61 @@ GROUP = obj(
 
 SUMMARY = obj({"generated_at": TS, "hours": NUM, "groups": {"type": "array", "items": GROUP}})
 
+STRINGS = {"type": "object", "additionalProperties": STR}
+AM_ALERT = obj(
+    {
+        "status": {"type": "string", "enum": ["firing", "resolved"]},
+        "fingerprint": {"type": "string", "pattern": "^[0-9A-Za-z_-]{1,64}$"},
+        "labels": {
+            **STRINGS,
+            "maxProperties": 20,
+            "propertyNames": {"maxLength": 40},
+            "additionalProperties": {"type": "string", "maxLength": 200},
+        },
+    },
+    {
+        "annotations": {**STRINGS, "maxProperties": 5, "additionalProperties": {"type": "string", "maxLength": 500}},
+        "startsAt": STR,
+        "endsAt": STR,
+        "generatorURL": {"type": "string", "maxLength": 200},
+    },
+)
+AM_PAYLOAD = obj(
+    {"version": {"const": "4"}, "alerts": {"type": "array", "items": AM_ALERT, "maxItems": 10}},
+    {
+        "status": {"type": "string", "enum": ["firing", "resolved"]},
+        "receiver": STR,
+        "groupKey": STR,
+        "truncatedAlerts": {"type": "integer", "minimum": 0},
+        "groupLabels": STRINGS,
+        "commonLabels": STRINGS,
+        "commonAnnotations": STRINGS,
+        "externalURL": STR,
+    },
+)
+AM_RECEIVED = obj(
+    {
+        "receiver": nullable(STR),
+        "firing": INT,
+        "resolved": INT,
+        "truncated": INT,
+        "alerts": {
+            "type": "array",
+            "items": obj(
+                {
+                    "fingerprint": STR,
+                    "status": STR,
+                    "id": nullable(STR),
+                    "deduped": BOOL,
+                    "channels": CHANNEL_STATES,
+                },
+                closed=True,
+            ),
+        },
+    },
+    closed=True,
+)
+
 OPERATIONS = (
     Operation(
         "POST",
@@ -73,5 +128,19 @@ OPERATIONS = (
                 "look-back (h), default 24",
             ),
         ),
+    ),
+    Operation(
+        "POST",
+        "/api/incidents/alertmanager",
+        "Alertmanager's webhook (payload version 4): firing alerts raise incidents, resolved ones resolve them",
+        "key",
+        {200: AM_RECEIVED, 400: ERROR},
+        "incidents",
+        description="Point an Alertmanager `webhook_configs` receiver here with `send_resolved: true` and "
+        "`http_config.authorization` (Bearer DASHBOARD_KEY). Severity from `labels.severity` (critical, warning, "
+        "else ERROR), source `alertname`, msg from `annotations.summary` or `description`, fingerprint "
+        "`am:<fingerprint>`; re-sent groups are deduplicated like every raise. A malformed payload is 400 naming "
+        "the field, and nothing of it is stored.",
+        body=AM_PAYLOAD,
     ),
 )

@@ -1,4 +1,5 @@
-"""POST /api/incidents/raise and /api/incidents/summarize; the pager's drain thread for the server.
+"""POST /api/incidents/raise, /api/incidents/summarize and /api/incidents/alertmanager (Alertmanager's
+webhook); the pager's drain thread for the server.
 
 Raise enqueues and answers at once; each gunicorn worker runs a drain thread (POST_FORK,
 registered by shim/app.py) that is woken by the enqueue, so a CRITICAL is on its way
@@ -9,7 +10,7 @@ enqueued by other processes (the scheduler, the CLI) and retries that fell due.
 from __future__ import annotations
 
 from echoops.core import pager
-from echoops.core.pager.types import Raised, Summary
+from echoops.core.pager.types import AlertmanagerReceived, Raised, Summary
 from shim.http import json_body, query
 
 # Run in each gunicorn worker after fork (shim.app.POST_FORK).
@@ -24,6 +25,11 @@ def summarize_route() -> Summary:
     return pager.summarize(hours=query("hours", "24"))
 
 
+def alertmanager_route() -> AlertmanagerReceived:
+    return pager.receive_alertmanager(json_body())
+
+
 def install(app) -> None:
     app.route("/api/incidents/raise", "POST", raise_route)
     app.route("/api/incidents/summarize", "POST", summarize_route)
+    app.route("/api/incidents/alertmanager", "POST", alertmanager_route)

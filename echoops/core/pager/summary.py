@@ -12,6 +12,7 @@ import sqlite3
 from echoops.core import clock, config, files
 from echoops.core.config import Settings
 from echoops.core.errors import ValidationError
+from echoops.core.pager import alertmanager
 from echoops.core.pager.model import DELIVERY_STATES, SEVERITIES, SUMMARY_FILE, db
 from echoops.core.pager.types import Attention, Summary, SummaryGroup, SummaryTotals
 
@@ -125,6 +126,7 @@ def summarize(*, hours: float | str = 24, s: Settings | None = None, now: float 
         totals["incidents"] += g["count"]
         totals["pages"] += g["pages"]
         g["last_seen"] = clock.iso(last_seen[fp])
+    alertmanager.mark_resolved(s, groups, last_seen)  # interim: until the pager has incident states
     ordered = sorted(groups.values(), key=lambda g: g["last_seen"], reverse=True)
     body: Summary = {
         "generated_at": clock.iso(t),

@@ -76,6 +76,7 @@ class SummaryGroup(TypedDict):
     latest_id: str
     deliveries: dict[str, str]  # channel -> state of the group's latest page
     failed_deliveries: int
+    resolved_at: NotRequired[str]  # Alertmanager resolved the alert after its last firing occurrence
 
 
 class SummaryTotals(TypedDict):
@@ -121,3 +122,23 @@ class TestSend(TypedDict):
     """`echoops page test --json`."""
 
     results: dict[str, TestResult]
+
+
+class AlertReceived(TypedDict):
+    """One alert of an Alertmanager webhook payload, as recorded."""
+
+    fingerprint: str  # am:<Alertmanager's fingerprint>
+    status: str  # "firing" | "resolved"
+    id: str | None  # the incident (None: a resolved alert echoops never saw firing)
+    deduped: bool  # firing: counted into an open incident (no second page)
+    channels: dict[str, str]  # firing: channel -> state enqueued; {} when not paged
+
+
+class AlertmanagerReceived(TypedDict):
+    """`POST /api/incidents/alertmanager`: what one webhook call recorded."""
+
+    receiver: str | None
+    firing: int
+    resolved: int
+    truncated: int  # alerts Alertmanager left out of the payload (its `max_alerts`)
+    alerts: list[AlertReceived]

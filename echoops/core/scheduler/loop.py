@@ -59,6 +59,11 @@ SCHEMA = store.Schema(
             updated_at REAL NOT NULL
         );
         """,
+        # v2: when each job last succeeded (rc 0), kept through later failures (GET /metrics)
+        """
+        ALTER TABLE scheduler_jobs ADD COLUMN last_success REAL;
+        UPDATE scheduler_jobs SET last_success = last_end WHERE last_status = 'ok';
+        """,
     ),
 )
 
@@ -308,7 +313,10 @@ class Scheduler:
         killed: str | None = None,
     ) -> None:
         status = {"timeout": "timeout", "shutdown": "killed"}.get(killed or "", "ok" if rc == 0 else "failed")
-        self._save(job.name, job, now, last_end=now, last_rc=rc, last_duration_ms=duration_ms, last_status=status)
+        ended: dict[str, Any] = {"last_end": now, "last_rc": rc, "last_duration_ms": duration_ms, "last_status": status}
+        if status == "ok":
+            ended["last_success"] = now
+        self._save(job.name, job, now, **ended)
         self._emit(
             events,
             now,

@@ -138,3 +138,11 @@ def list_jobs(*, s: Settings | None = None, now: float | None = None) -> dict:
             }
         )
     return {"schedule": str(sched.path), "source": sched.source, "timezone": "UTC", "jobs": jobs}
+
+
+def last_successes(*, s: Settings | None = None) -> dict[str, float]:
+    """When each job last exited 0 (epoch s), by job name; jobs that never succeeded are absent."""
+    s = s or config.settings()
+    conn = store.db(s, SCHEMA)
+    rows = conn.execute("SELECT name, last_success FROM scheduler_jobs WHERE last_success IS NOT NULL ORDER BY name")
+    return {r["name"]: r["last_success"] for r in rows}

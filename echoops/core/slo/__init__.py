@@ -1,10 +1,13 @@
 """SLOs and error budgets (phase 76).
 
 Request logs are ingested incrementally into per-minute aggregates with a latency sketch
-(`aggregates`, `sketch`); each tick computes p95/p99, error rate, burn over eight windows,
-the alert tiers and a red/yellow/green state (`rules`), writes `slo_status.json`, and sets
-the deploy gate after a full 2h of burn over 2x, unless an operator's override stands
-(`deploy_gate`). `budget` runs the tick and serves status.
+(`aggregates`, `sketch`), or, with SLO_SOURCE=prometheus, the same figures come from PromQL
+(`prometheus`, over `promql`), behind one interface (`sources`); each tick computes p95/p99,
+error rate, burn over eight windows, the alert tiers and a red/yellow/green state (`rules`),
+writes `slo_status.json`, and sets the deploy gate after a full 2h of burn over 2x, unless an operator's override stands
+(`deploy_gate`). `document` builds the status from a source's figures; `budget` runs the
+tick (keeping the last good status, marked stale, when the source cannot answer) and serves
+status.
 
 Interface to the other controls: `tick`, `status`, `rebaseline`, `recent_p95_ms` (the
 autoscaler's latency signal) and the deploy gate (`gate`, `clear_gate`, `require_gate_open`,
@@ -23,12 +26,14 @@ from echoops.core.slo.deploy_gate import (
     set_gate,
     validate_reason,
 )
+from echoops.core.slo.document import SourceUnavailable
 
 __all__ = [
     "BUDGET_LOG",
     "GATE_FLAG",
     "STATUS_FILE",
     "DeployGateSet",
+    "SourceUnavailable",
     "clear_gate",
     "compute",
     "gate",

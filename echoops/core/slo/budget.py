@@ -25,7 +25,7 @@ import orjson
 from echoops.core import clock, config, files, ndjson, store
 from echoops.core.config import Settings
 from echoops.core.errors import ValidationError
-from echoops.core.slo import aggregates, deploy_gate, rules, sketch
+from echoops.core.slo import aggregates, deploy_gate, document, sources
 from echoops.core.slo.deploy_gate import (  # re-exported: slo.gate() etc. are the public names
     BUDGET_LOG,
     GATE_FLAG,
@@ -36,11 +36,13 @@ from echoops.core.slo.deploy_gate import (  # re-exported: slo.gate() etc. are t
     require_gate_open,
     validate_reason,
 )
-from echoops.core.slo.types import HistoryPoint, Rebaselined, SloDocument, SloStatus, SloTick, Window
+from echoops.core.slo.document import SourceUnavailable
+from echoops.core.slo.types import HistoryPoint, Rebaselined, SloDocument, SloStatus, SloTick
 
 __all__ = [
     "GATE_FLAG",
     "DeployGateSet",
+    "SourceUnavailable",
     "clear_gate",
     "compute",
     "gate",
@@ -78,101 +80,16 @@ def _rebaseline_minute(conn: sqlite3.Connection) -> tuple[float | None, int | No
 # --- the computation ----------------------------------------------------------------------
 
 
-def _r(x: float | None, digits: int) -> float | None:
-    return None if x is None else round(x, digits)
-
-
-def compute(s: Settings, *, now: float) -> SloDocument:
-    """The SLO document (without `gate` and `history`) from stored aggregates as of `now`."""
-    conn = aggregates.db(s)
-    cur = aggregates.last_minute(now)
-    rb_at, rb_min = _rebaseline_minute(conn)
-    budget_minutes = s.slo_window_days * 1440
-    span = max(budget_minutes, max(rules.WINDOWS.values()))
-    floor = cur - span + 1 if rb_min is None else max(cur - span + 1, rb_min)
-    wins = aggregates.Windows(conn, floor, cur)
-    budget = s.slo_err_budget_pct
-    minimum = s.slo_min_requests
-
-    def start(minutes: int) -> int:
-        return max(cur - minutes + 1, floor)
-
-    windows: dict[str, Window] = {}
-    for name, minutes in rules.WINDOWS.items():
-        t, e, sl = wins.sums(start(minutes), cur)
-        windows[name] = {
-            "requests": t,
-            "errors": e,
-            "slow": sl,
-            "error_rate": round(rules.ratio(e, t), 6),
-            "burn": round(rules.burn_rate(e, t, budget), 4),
-            "enough_traffic": t >= minimum,
-        }
-    cuts = []
-    for i in reversed(range(rules.GATE_SLICES)):  # oldest first
-        hi = cur - i * rules.GATE_SLICE_MIN
-        lo = hi - rules.GATE_SLICE_MIN + 1
-        t, e, _ = wins.sums(max(lo, floor), hi)
-        cuts.append((t, e))
-    slices = rules.judge_slices(cuts, budget, minimum)
-    bt, be, _ = wins.sums(start(budget_minutes), cur)
-    remaining = round(rules.remaining_budget_pct(be, bt, budget), 3)
-    period = windows[rules.PERIOD]
-    p95, p99 = sketch.quantiles(wins.merged(start(rules.WINDOWS[rules.PERIOD]), cur), (0.95, 0.99))
-    p95, p99 = _r(p95, 2), _r(p99, 2)
-    verdict = rules.evaluate(
-        windows,
-        p95_ms=p95,
-        period_enough=period["enough_traffic"],
-        remaining_pct=remaining,
-        budget_enough=bt >= minimum,
-        target_ms=s.slo_lat_p95_ms,
-        slices=slices,
-    )
-    notes: list[str] = []
-    thin = [name for name, w in windows.items() if not w["enough_traffic"]]
-    if thin:
-        notes.append(
-            f"insufficient traffic (< {minimum} requests) in {', '.join(thin)}: those windows raise no burn alarm"
-        )
-    if bt < minimum:
-        notes.append(f"insufficient traffic in the {s.slo_window_days}d budget window: the budget is not judged")
-    if not period["enough_traffic"]:
-        notes.append(f"insufficient traffic in {rules.PERIOD}: p95 is not judged against the target")
-    return {
-        "state": verdict["state"],
-        "reasons": verdict["reasons"],
-        "p95_ms": p95,
-        "p99_ms": p99,
-        "error_rate": period["error_rate"],
-        "period": rules.PERIOD,
-        "requests": period["requests"],
-        "errors": period["errors"],
-        "remaining_budget_pct": remaining,
-        "budget": {
-            "window": f"{s.slo_window_days}d",
-            "requests": bt,
-            "errors": be,
-            "allowed_errors": round(budget / 100.0 * bt, 3),
-            "remaining_budget_pct": remaining,
-        },
-        "burn_alert": verdict["burn_alert"],
-        "alerts": verdict["alerts"],
-        "burn": {name: w["burn"] for name, w in windows.items()},
-        "windows": windows,
-        "gate_condition": verdict["gate_condition"],
-        "gate_slices_burning": slices["burning"],
-        "gate_slices": slices,
-        "target": {
-            "p95_ms": s.slo_lat_p95_ms,
-            "error_budget_pct": budget,
-            "window_days": s.slo_window_days,
-            "min_requests": minimum,
-        },
-        "rebaseline_at": None if rb_at is None else clock.iso(rb_at),
-        "notes": notes,
-        "updated_at": clock.iso(now),
-    }
+def compute(s: Settings, *, now: float, source: sources.Source | None = None) -> SloDocument:
+    """The SLO document (without `gate` and `history`) as of `now`, from `source` (default: the one
+    SLO_SOURCE names; the request logs' stored aggregates, or Prometheus). SourceUnavailable when
+    the source cannot answer."""
+    source = source or sources.for_settings(s)
+    rb_at, _ = _rebaseline_minute(aggregates.db(s))
+    doc = document.build(s, source.figures(s, now=now, rebaseline_at=rb_at), now=now, rebaseline_at=rb_at)
+    if source.name != sources.FilesSource.name:
+        doc["source"] = source.name
+    return doc
 
 
 # --- tick / status --------------------------------------------------------------------------
@@ -237,50 +154,63 @@ def _backfill(conn: sqlite3.Connection, s: Settings, now: float) -> int:
     if first is None:
         return 0
     rows = []
+    files_source = sources.FilesSource()
     t = math.floor((now - 86400) / BACKFILL_STEP_S) * BACKFILL_STEP_S + BACKFILL_STEP_S
     while t < now:
         if t > first * 60:
-            rows.append(_tick_row(t, compute(s, now=t), True))
+            rows.append(_tick_row(t, compute(s, now=t, source=files_source), True))
         t += BACKFILL_STEP_S
     with store.transaction(conn):
         conn.executemany(_INSERT_TICK, rows)
     return len(rows)
 
 
-def _finish(conn: sqlite3.Connection, s: Settings, doc: SloDocument, now: float) -> SloStatus:
-    return {**doc, "gate": {**gate(s=s, now=now), "condition": doc["gate_condition"]}, "history": _history(conn)}
+def _finish(conn: sqlite3.Connection, s: Settings, doc: SloDocument, now: float, history: bool = True) -> SloStatus:
+    past = _history(conn) if history else []
+    return {**doc, "gate": {**gate(s=s, now=now), "condition": doc["gate_condition"]}, "history": past}
 
 
-def status(*, s: Settings | None = None, now: float | None = None) -> SloStatus:
+def status(*, s: Settings | None = None, now: float | None = None, history: bool = True) -> SloStatus:
     """The SLO status as of the last tick (the `GET /api/slo/status` body), gate read live.
 
-    Before the first tick it is computed from whatever is stored, with a note saying so.
+    Before the first tick it is computed from whatever is stored (request logs), or shows no
+    traffic (Prometheus: a status read never queries it), with a note saying so. `history=False`
+    leaves `history` empty (GET /metrics has no use for the sparklines' points).
     """
     s = s or config.settings()
     conn = aggregates.db(s)
     raw = _meta(conn, "status")
     doc: SloDocument
     if raw is None:
-        doc = compute(s, now=clock.now_s(now))
+        doc = _first(conn, s, clock.now_s(now))
         doc["updated_at"] = None
         doc["notes"] = ["no tick has run yet: run `echoops slo tick`", *doc["notes"]]
     else:
         doc = orjson.loads(raw)
-    return _finish(conn, s, doc, clock.now_s(now))
+    return _finish(conn, s, doc, clock.now_s(now), history)
 
 
 def tick(*, s: Settings | None = None, now: float | None = None) -> SloTick:
     """Ingest new request lines, recompute every window, update state/gate, write the outputs.
 
-    Returns `{"status": <status document>, "ingest": {...}, "gate_set": bool, "incident": dict|None}`.
+    Returns `{"status": <status document>, "ingest": {...}, "gate_set": bool, "incident": dict|None}`
+    (plus `source: {name, queries, duration_ms}` with SLO_SOURCE=prometheus). When the source
+    cannot answer, the last good status is kept, marked `stale`, the gate is left as it is, a
+    WARNING incident is raised, and SourceUnavailable (503 / exit 1) says why.
     """
     s = s or config.settings()
     now = clock.now_s(now)
-    report = aggregates.ingest(s, now=now)
+    source = sources.for_settings(s)
+    report = source.ingest(s, now=now)
     conn = aggregates.db(s)
     aggregates.prune(conn, s, now=now)
-    _backfill(conn, s, now)
-    doc = compute(s, now=now)
+    if source.backfills:
+        _backfill(conn, s, now)
+    try:
+        doc = compute(s, now=now, source=source)
+    except SourceUnavailable as exc:
+        _keep_stale(conn, s, exc, source.name, now)
+        raise
     info = deploy_gate.apply(s, doc, now)
     gate_set = info is not None
     with store.transaction(conn):
@@ -297,6 +227,10 @@ def tick(*, s: Settings | None = None, now: float | None = None) -> SloTick:
         incident = _raise(s, "SLO state red: " + "; ".join(doc["reasons"][:3]), meta, "slo:red", now)
     full = _finish(conn, s, doc, now)
     files.write_json(s.log_path(STATUS_FILE), full)
+    source_report = source.report()
+    extra: dict[str, Any] = {}
+    if source_report is not None:
+        extra = {"source": source_report["name"], "queries": source_report["queries"]}
     ndjson.append(
         s.log_path(BUDGET_LOG),
         "slo_tick",
@@ -319,8 +253,71 @@ def tick(*, s: Settings | None = None, now: float | None = None) -> SloTick:
         gate_set=gate_set,
         gate=full["gate"]["set"],
         incident=None if incident is None else incident["id"],
+        **extra,
     )
-    return {"status": full, "ingest": report, "gate_set": gate_set, "incident": incident}
+    result: SloTick = {"status": full, "ingest": report, "gate_set": gate_set, "incident": incident}
+    if source_report is not None:
+        result["source"] = source_report
+    return result
+
+
+def _first(conn: sqlite3.Connection, s: Settings, now: float) -> SloDocument:
+    """The document before any tick: stored aggregates (request logs), or no traffic (Prometheus)."""
+    source = sources.for_settings(s)
+    if source.backfills:
+        return compute(s, now=now, source=source)
+    rb_at, _ = _rebaseline_minute(conn)
+    doc = document.build(s, document.empty(), now=now, rebaseline_at=rb_at)
+    doc["source"] = source.name
+    return doc
+
+
+def _keep_stale(conn: sqlite3.Connection, s: Settings, exc: SourceUnavailable, source: str, now: float) -> None:
+    """The source failed: keep the last good status, mark it stale, log and raise a WARNING incident.
+
+    Neither the state nor the deploy gate changes: an outage of the source is not a recovery."""
+    raw = _meta(conn, "status")
+    if raw is None:
+        doc = _first(conn, s, now)
+        doc["updated_at"] = None
+        doc["notes"] = ["no tick has succeeded yet", *doc["notes"]]
+    else:
+        doc = orjson.loads(raw)
+    before = doc.get("stale")
+    doc["source"] = source
+    doc["stale"] = {
+        "since": before["since"] if before else clock.iso(now),
+        "error": exc.detail,
+        "last_good_at": doc["updated_at"],
+        "failed_ticks": (before["failed_ticks"] if before else 0) + 1,
+    }
+    with store.transaction(conn):
+        _set_meta(conn, "status", orjson.dumps(doc).decode())
+    full = _finish(conn, s, doc, now)
+    files.write_json(s.log_path(STATUS_FILE), full)
+    from echoops.core.pager import raise_incident  # lazy: ~20 ms that `slo status`/`slo gate` never need
+
+    incident = raise_incident(
+        "WARNING",
+        f"SLO source {source} unavailable: {exc.detail}",
+        "slo",
+        {"source": source, "stale_since": doc["stale"]["since"], "last_good_at": doc["updated_at"]},
+        "slo:source",
+        now=now,
+        s=s,
+    )
+    ndjson.append(
+        s.log_path(BUDGET_LOG),
+        "slo_source_error",
+        now=now,
+        source=source,
+        error=exc.detail,
+        stale_since=doc["stale"]["since"],
+        last_good_at=doc["updated_at"],
+        failed_ticks=doc["stale"]["failed_ticks"],
+        gate=full["gate"]["set"],
+        incident=incident["id"],
+    )
 
 
 def _raise(s: Settings, msg: str, meta: dict[str, Any], fingerprint: str, now: float) -> Raised:
@@ -345,13 +342,12 @@ def rebaseline(reason: object = None, *, s: Settings | None = None, now: float |
 def recent_p95_ms(*, s: Settings | None = None, now: float | None = None, minutes: int = 15) -> float | None:
     """p95 latency (ms) over the last `minutes` minutes (ingests new lines first); None without traffic.
 
-    Not clipped by a rebaseline: it describes the service now, not the SLO windows.
+    Not clipped by a rebaseline: it describes the service now, not the SLO windows. With
+    SLO_SOURCE=prometheus it asks Prometheus (at most once a minute per process; None when
+    Prometheus cannot answer).
     """
     s = s or config.settings()
     if isinstance(minutes, bool) or not isinstance(minutes, int) or not 1 <= minutes <= 1440:
         raise ValidationError("minutes must be a whole number from 1 to 1440", field="minutes")
-    now = clock.now_s(now)
-    aggregates.ingest(s, now=now)
-    cur = aggregates.last_minute(now)
-    wins = aggregates.Windows(aggregates.db(s), cur - minutes + 1, cur)
-    return _r(sketch.quantiles(wins.merged(cur - minutes + 1, cur), (0.95,))[0], 2)
+    value = sources.for_settings(s).recent_p95_ms(s, now=clock.now_s(now), minutes=minutes)
+    return None if value is None else round(value, 2)

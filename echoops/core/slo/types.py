@@ -5,7 +5,7 @@ printers. A new field is one line here (`NotRequired[...]` when not every answer
 No `from __future__ import annotations` here: TypedDict needs to see `NotRequired` at run time.
 """
 
-from typing import TYPE_CHECKING, TypedDict
+from typing import TYPE_CHECKING, NotRequired, TypedDict
 
 from echoops.core.types import UnreadableInput
 
@@ -95,6 +95,15 @@ class HistoryPoint(TypedDict):
     backfilled: bool  # replayed from stored aggregates by the first tick
 
 
+class Stale(TypedDict):
+    """Why the status is old: the source (Prometheus) could not answer the latest ticks."""
+
+    since: str  # the first failed tick of this outage
+    error: str  # the latest failure, in words
+    last_good_at: str | None  # `updated_at` of the status kept (None: no tick ever succeeded)
+    failed_ticks: int
+
+
 class SloDocument(TypedDict):
     """What a tick computes (`compute()`): the status document without `gate` and `history`."""
 
@@ -119,6 +128,8 @@ class SloDocument(TypedDict):
     rebaseline_at: str | None
     notes: list[str]
     updated_at: str | None  # None before the first tick
+    source: NotRequired[str]  # "prometheus" with SLO_SOURCE=prometheus (absent for the request logs)
+    stale: NotRequired[Stale]  # present while the source cannot answer: this is the last good status
 
 
 class SloStatus(SloDocument):
@@ -141,11 +152,20 @@ class RequestIngest(TypedDict):
     errors: list[UnreadableInput]  # sources that could not be read (skipped; the others were read)
 
 
+class SourceReport(TypedDict):
+    """How a Prometheus-sourced tick went (SLO_SOURCE=prometheus)."""
+
+    name: str  # "prometheus"
+    queries: int  # queries answered this tick (a constant: it does not grow with the history)
+    duration_ms: float
+
+
 class SloTick(TypedDict):
     """`echoops slo tick --json`."""
 
     status: SloStatus
     ingest: RequestIngest
+    source: NotRequired[SourceReport]  # SLO_SOURCE=prometheus only
     gate_set: bool  # this tick set the deploy gate
     incident: "Raised | None"  # the incident this tick raised
 

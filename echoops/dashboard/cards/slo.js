@@ -58,6 +58,15 @@
             (ov.burn_dropped_at ? "it dropped at " + E.fmt.time(ov.burn_dropped_at) : "it drops to 2\u00d7 or below") +
             (gate.condition ? ". The gate condition holds right now." : ".")))
       : null;
+    var stale = s.stale
+      ? E.el("div", {class: "slo-stale", role: "alert"},
+          E.el("strong", null, "Stale: the SLO source cannot answer"),
+          E.el("span", {class: "muted"}, " since " + E.fmt.time(s.stale.since) + " (" + s.stale.failed_ticks + " ticks)"),
+          E.el("p", {class: "slo-stale-error"}, s.stale.error),
+          E.el("p", {class: "muted"}, s.stale.last_good_at
+            ? "Showing the last good status, from " + E.fmt.time(s.stale.last_good_at) + "; the deploy gate is left as it was."
+            : "No tick has succeeded yet."))
+      : null;
     var p95Tone = typeof s.p95_ms === "number" && s.p95_ms > t.p95_ms ? "bad"
       : typeof s.p95_ms === "number" && s.p95_ms > 0.8 * t.p95_ms ? "warn" : null;
     var errTone = s.error_rate * 100 > t.error_budget_pct ? "bad" : null;
@@ -67,6 +76,7 @@
     body.replaceChildren(
       E.el("div", {class: "slo-head"}, E.stateBadge(s.state),
         E.el("span", {class: "slo-alert", dataset: {alert: s.burn_alert}}, "burn alert: " + s.burn_alert)),
+      stale,
       banner,
       override,
       E.el("div", {class: "metrics"},
