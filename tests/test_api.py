@@ -68,7 +68,7 @@ def problems(value: Any, tp: Any, path: str = "$") -> list[str]:
 
 
 def test_the_checker_catches_wrong_missing_and_extra_keys():
-    good = {"id": "inc_1", "fingerprint": "f", "deduped": False, "channels": {}}
+    good = {"id": "inc_1", "fingerprint": "f", "deduped": False, "channels": {}, "state": "open"}
     assert problems(good, pager_types.Raised) == []
     assert problems({**good, "deliveries": {"telegram": "ok"}}, pager_types.Raised) == []
     assert problems({**good, "deduped": "no", "colour": 1}, pager_types.Raised) == [

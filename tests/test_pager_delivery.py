@@ -22,6 +22,13 @@ from tests.fakes_telegram import FakeTelegram, blocked, cant_parse, server_error
 T0 = time.time()
 
 
+@pytest.fixture(autouse=True)
+def no_escalation(monkeypatch):
+    """These tests drive hours of simulated time to check the retry schedule, attempt by attempt;
+    escalation (a second page after PAGER_ESCALATE_MIN) has its own tests (test_pager_answer.py)."""
+    monkeypatch.setenv("PAGER_ESCALATE_MIN", "0")
+
+
 @pytest.fixture
 def tg(monkeypatch):
     with FakeTelegram() as fake:
@@ -135,6 +142,7 @@ def test_a_channel_that_stays_down_gets_6_attempts_then_failed_and_a_notice_by_e
         {
             "id": out["id"],
             "channel": "telegram",
+            "kind": "page",
             "state": "failed",
             "attempts": 6,
             "last_status": "500",

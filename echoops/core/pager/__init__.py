@@ -1,34 +1,50 @@
-"""Incident pager (phase 77).
+"""Incident pager (phase 77) that people can answer (issue 15).
 
 Every incident enters through `raise_incident` (`inbox`: validation, fingerprint; `incidents`:
-dedup per repeat window, outbox rows); CRITICAL ones get one delivery per channel in a durable
-outbox (`outbox`: at most 6 attempts each, then `failed` and a notice through the other
-channel), sent by `channels/` (Telegram, email) and drained by `drain`; `logs` turns CRITICAL
-lines of any `logs/*.ndjson` into incidents; `summary` groups the last hours by fingerprint;
-`runner` is the scheduler's job and the hand re-drive. Constants and tables are in `model`.
+dedup per repeat window, states, outbox rows); CRITICAL ones get one delivery per channel in a
+durable outbox (`outbox`: at most 6 attempts each, then `failed` and a notice through the
+other channel), sent by `channels/` (Telegram, email) with what `messages` builds, and drained
+by `drain`; `logs` turns CRITICAL lines of any `logs/*.ndjson` into incidents; `summary` groups
+the last hours by fingerprint; `runner` is the scheduler's job and the hand re-drive.
+People answer pages: `states` (ack, resolve, auto-resolve, ack expiry), `silences`,
+`escalation` (unacked CRITICALs paged again), `buttons` (Telegram inline buttons read back
+with getUpdates) and `links` (signed ack/resolve links in emails). Constants and tables are in
+`model`.
 
 Interface to the other controls: `raise_incident` (the SLO, cost and scale controls page
-through it; `raise_request` is the same for an HTTP body), `run`, `retry`, `summarize`,
-`send_test`, and `start_background_drain` for the server.
+through it; `raise_request` is the same for an HTTP body), `resolve(id_or_fingerprint, *, by,
+note)` and `auto_resolve(fingerprint, *, by, note)` (a feature that sees its problem end), `run`,
+`retry`, `summarize`, `send_test`, and `start_background_drain` for the server.
 """
 
 from echoops.core.pager.drain import start_background_drain
 from echoops.core.pager.inbox import configured_channels, raise_incident, raise_request, validate
-from echoops.core.pager.model import CHANNELS, INCIDENTS_LOG, SEVERITIES, SUMMARY_FILE, db
+from echoops.core.pager.model import CHANNELS, INCIDENTS_LOG, SEVERITIES, STATES, SUMMARY_FILE, db
 from echoops.core.pager.outbox import NothingToRetry
 from echoops.core.pager.runner import retry, run, send_test
+from echoops.core.pager.silences import add as add_silence
+from echoops.core.pager.silences import listing as list_silences
+from echoops.core.pager.silences import remove as remove_silence
+from echoops.core.pager.states import ack, auto_resolve, resolve
 from echoops.core.pager.summary import summarize
 
 __all__ = [
     "CHANNELS",
-    "NothingToRetry",
     "INCIDENTS_LOG",
+    "NothingToRetry",
     "SEVERITIES",
+    "STATES",
     "SUMMARY_FILE",
+    "ack",
+    "add_silence",
+    "auto_resolve",
     "configured_channels",
     "db",
+    "list_silences",
     "raise_incident",
     "raise_request",
+    "remove_silence",
+    "resolve",
     "retry",
     "run",
     "send_test",

@@ -8,7 +8,7 @@ from __future__ import annotations
 from echoops.core import clock, config, ndjson
 from echoops.core.config import Settings
 from echoops.core.errors import NotConfigured, ValidationError
-from echoops.core.pager import drain, inbox, logs, outbox
+from echoops.core.pager import buttons, drain, inbox, logs, outbox
 from echoops.core.pager.channels import Page
 from echoops.core.pager.model import CHANNELS, INCIDENTS_LOG
 from echoops.core.pager.summary import summarize
@@ -20,7 +20,8 @@ RUN_BUDGET_S = 60.0  # how long `page run` waits for retries falling due (real t
 def run(
     *, s: Settings | None = None, now: float | None = None, ingest: bool = True, budget_s: float | None = None
 ) -> PageRun:
-    """Consume new CRITICAL log lines into incidents (unless `ingest` is False), drain the outbox,
+    """Consume new CRITICAL log lines into incidents (unless `ingest` is False), read Telegram
+    button presses, do the upkeep (escalations, expired acks and silences), drain the outbox,
     and rewrite logs/incident_summary.json with the last 24h (the scheduler's job).
 
     Retries falling due within `budget_s` (default RUN_BUDGET_S) are waited for; a given `now` is
@@ -29,10 +30,12 @@ def run(
     s = s or config.settings()
     t = clock.now_s(now)
     read = logs.ingest(s, now=t) if ingest else None
+    pressed = buttons.poll(s, timeout_s=0, now=now)  # a short read: the server's thread long-polls
+    kept = drain.upkeep(s, now=now)
     wait = budget_s if budget_s is not None else (0.0 if now is not None else RUN_BUDGET_S)
-    deliveries = drain.drain(s, now=now, budget_s=wait)
+    deliveries = drain.drain(s, now=now, budget_s=wait, with_upkeep=False)
     summary = summarize(hours=24, s=s, now=now)  # after the drain: the states it left
-    return {"ingest": read, "deliveries": deliveries, "summary": summary["totals"]}
+    return {"ingest": read, "buttons": pressed, "upkeep": kept, "deliveries": deliveries, "summary": summary["totals"]}
 
 
 def retry(
@@ -53,7 +56,7 @@ def retry(
     for iid in dict.fromkeys(k[0] for k in keys):
         outbox.attempt_now(s, iid, now=t)
         mine = {c for i, c in keys if i == iid}
-        states[iid] = {c: v for c, v in outbox.delivery_states(s, iid)["deliveries"].items() if c in mine}
+        states[iid] = {c: v for c, v in outbox.delivery_states(s, iid, all_kinds=True)["deliveries"].items() if c in mine}
     return {"retried": [{"id": i, "channel": c} for i, c in keys], "deliveries": states}
 
 
