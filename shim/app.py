@@ -30,7 +30,7 @@ from shim.worker import WATCHDOG
 ROUTES = (health, dashboard, slo, incidents, portal, costs, scale, openapi)
 
 # Paths under /api/ that carry their own credential (a signed token): no X-Dash-Key.
-PUBLIC_API: frozenset[str] = frozenset(portal.PUBLIC)
+PUBLIC_API: frozenset[str] = frozenset((*portal.PUBLIC, *incidents.PUBLIC))
 
 # Run in each gunicorn worker after fork, with the settings (`echoops serve` passes them to
 # shim.server.gunicorn_options): the pager's drain thread, so an incident raised over HTTP is

@@ -119,7 +119,13 @@ def test_configured_channels_are_pending(monkeypatch, log_dir):
 def test_dedup_across_the_one_hour_boundary(settings, log_dir):
     first = pager.raise_incident("CRITICAL", "timeout after 31s", "api", now=T0, s=settings)
     again = pager.raise_incident("CRITICAL", "timeout after 29s", "api", now=T0 + 3599, s=settings)
-    assert again == {"id": first["id"], "fingerprint": first["fingerprint"], "deduped": True, "channels": {}, "state": "open"}
+    assert again == {
+        "id": first["id"],
+        "fingerprint": first["fingerprint"],
+        "deduped": True,
+        "channels": {},
+        "state": "open",
+    }
     later = pager.raise_incident("CRITICAL", "timeout after 30s", "api", now=T0 + 3600, s=settings)
     assert later["deduped"] is False and later["id"] != first["id"]
     assert later["channels"] == {"telegram": "skipped", "email": "skipped"}

@@ -7,14 +7,16 @@ from typing import Any
 import orjson
 import typer
 
+from echoops.commands import answer
 from echoops.commands.render import JSON_OPT, NOW_OPT, console, emit_json, state_text
 from echoops.core import clock
 from echoops.core.errors import ValidationError
 
 app = typer.Typer(
-    help="Incident inbox and pager: dedup by fingerprint, page CRITICAL to Telegram and email.\n\n"
-    "Exit codes: 0 ok, 1 a delivery attempt failed (retried up to 6 attempts in all; then `page retry`), "
-    "2 bad usage or config.\n\n"
+    help="Incident inbox and pager: dedup by fingerprint, page CRITICAL to Telegram and email; ack, resolve, "
+    "silence.\n\n"
+    "Exit codes: 0 ok, 1 a delivery attempt failed (retried up to 6 attempts in all; then `page retry`) or "
+    "no such incident/silence, 2 bad usage or config.\n\n"
     "Example: echoops page raise --severity CRITICAL --msg 'SLO burn' --source slo",
     no_args_is_help=True,
 )
@@ -176,12 +178,14 @@ def summarize_cmd(
         emit_json(body)
         return
     table = Table(title=f"Incidents, last {body['hours']:g}h", title_justify="left")
-    for col in ("last seen", "sev", "source", "msg", "count", "pages", "telegram", "email"):
+    for col in ("last seen", "state", "sev", "source", "msg", "count", "pages", "telegram", "email", "incident"):
         table.add_column(col, justify="right" if col in ("count", "pages") else "left")
     for g in body["groups"]:
         d = g["deliveries"]
+        who = g["acked_by"] if g["state"] == "acked" else g["resolved_by"] if g["state"] == "resolved" else None
         table.add_row(
             g["last_seen"][:19].replace("T", " "),
+            state_text(g["state"]) + (f" {escape(who)}" if who else ""),
             g["severity"],
             escape(g["source"]),
             escape(g["msg"][:60]),
@@ -189,6 +193,7 @@ def summarize_cmd(
             str(g["pages"]),
             state_text(d["telegram"]) if "telegram" in d else "-",
             state_text(d["email"]) if "email" in d else "-",
+            g["latest_id"],
         )
     out = console()
     out.print(table)
@@ -231,3 +236,11 @@ def test_cmd(
             out.print(f"{name}: {word} {escape(str(r['status']))} {escape(r['detail'])}", highlight=False)
     if not all(r["ok"] for r in body["results"].values()):
         raise typer.Exit(1)
+
+
+# Answering pages (issue 15) lives in its own module; wired here, on the same `page` group.
+app.command("ack")(answer.ack_cmd)
+app.command("resolve")(answer.resolve_cmd)
+app.command("silence")(answer.silence_cmd)
+app.command("silences")(answer.silences_cmd)
+app.command("unsilence")(answer.unsilence_cmd)

@@ -7,8 +7,9 @@ other channel), sent by `channels/` (Telegram, email) with what `messages` build
 by `drain`; `logs` turns CRITICAL lines of any `logs/*.ndjson` into incidents; `summary` groups
 the last hours by fingerprint; `runner` is the scheduler's job and the hand re-drive.
 People answer pages: `states` (ack, resolve, auto-resolve, ack expiry), `silences`,
-`escalation` (unacked CRITICALs paged again), `buttons` (Telegram inline buttons read back
-with getUpdates) and `links` (signed ack/resolve links in emails). Constants and tables are in
+`escalation` (unacked CRITICALs paged again), `buttons` and `presses` (Telegram inline
+buttons, read back with getUpdates) and `links` and `link_pages` (signed ack/resolve links in
+emails). Constants and tables are in
 `model`.
 
 Interface to the other controls: `raise_incident` (the SLO, cost and scale controls page
@@ -19,32 +20,46 @@ note)` and `auto_resolve(fingerprint, *, by, note)` (a feature that sees its pro
 
 from echoops.core.pager.drain import start_background_drain
 from echoops.core.pager.inbox import configured_channels, raise_incident, raise_request, validate
+from echoops.core.pager.link_pages import act as link_act
+from echoops.core.pager.link_pages import result_page as link_result_page
+from echoops.core.pager.link_pages import view as link_view
+from echoops.core.pager.links import ACK_PATH as ACK_LINK_PATH
+from echoops.core.pager.links import RESOLVE_PATH as RESOLVE_LINK_PATH
 from echoops.core.pager.model import CHANNELS, INCIDENTS_LOG, SEVERITIES, STATES, SUMMARY_FILE, db
 from echoops.core.pager.outbox import NothingToRetry
 from echoops.core.pager.runner import retry, run, send_test
 from echoops.core.pager.silences import add as add_silence
+from echoops.core.pager.silences import add_request as add_silence_request
 from echoops.core.pager.silences import listing as list_silences
 from echoops.core.pager.silences import remove as remove_silence
-from echoops.core.pager.states import ack, auto_resolve, resolve
+from echoops.core.pager.states import ack, ack_request, auto_resolve, resolve, resolve_request
 from echoops.core.pager.summary import summarize
 
 __all__ = [
+    "ACK_LINK_PATH",
     "CHANNELS",
     "INCIDENTS_LOG",
     "NothingToRetry",
+    "RESOLVE_LINK_PATH",
     "SEVERITIES",
     "STATES",
     "SUMMARY_FILE",
     "ack",
+    "ack_request",
     "add_silence",
+    "add_silence_request",
     "auto_resolve",
     "configured_channels",
     "db",
+    "link_act",
+    "link_result_page",
+    "link_view",
     "list_silences",
     "raise_incident",
     "raise_request",
     "remove_silence",
     "resolve",
+    "resolve_request",
     "retry",
     "run",
     "send_test",

@@ -5,7 +5,7 @@ that fell due: `upkeep`), then attempts what is due, resolves attempts whose res
 recorded, and waits for short backoffs within its time budget. `BackgroundDrain` runs it in
 each gunicorn worker: woken by an enqueue in that process, and every POLL_S seconds for pages
 queued by the CLI or the scheduler, retries and escalations that have come due; beside it a
-`buttons.ButtonPoller` reads Telegram button presses.
+`presses.ButtonPoller` reads Telegram button presses.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from collections import Counter
 
 from echoops.core import clock
 from echoops.core.config import Settings
-from echoops.core.pager import buttons, escalation, model, outbox, silences, states
+from echoops.core.pager import escalation, model, outbox, presses, silences, states
 from echoops.core.pager.types import Upkeep
 from echoops.core.redact import redact
 
@@ -100,12 +100,12 @@ class BackgroundDrain:
         self.wake = threading.Event()
         self.stop = threading.Event()
         self.thread = threading.Thread(target=self._loop, name="echoops-pager-drain", daemon=True)
-        self.buttons: buttons.ButtonPoller | None = None
+        self.buttons: presses.ButtonPoller | None = None
 
     def start(self) -> BackgroundDrain:
         model.ENQUEUE_LISTENERS.append(self.wake.set)
         self.thread.start()
-        self.buttons = buttons.start_poller(self.s)
+        self.buttons = presses.start_poller(self.s)
         return self
 
     def close(self, timeout: float = 5.0) -> None:

@@ -58,7 +58,9 @@ def escalate_due(conn: sqlite3.Connection, s: Settings, now: float) -> int:
             if not changed:
                 continue  # another drainer escalated it first, or it was acked meanwhile
             for dest, enabled in targets(s).items():
-                for channel, state in incidents.enqueue(conn, row["id"], enabled, now, kind="escalate", dest=dest).items():
+                for channel, state in incidents.enqueue(
+                    conn, row["id"], enabled, now, kind="escalate", dest=dest
+                ).items():
                     channels[channel if dest == "main" else f"{channel}:{dest}"] = state
         done += 1
         ndjson.append(
@@ -71,4 +73,3 @@ def escalate_due(conn: sqlite3.Connection, s: Settings, now: float) -> int:
             channels=channels,
         )
     return done
-

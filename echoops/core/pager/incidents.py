@@ -53,7 +53,9 @@ def record(s: Settings, items: list[Item], *, now: float, channels: Iterable[str
     return results
 
 
-def _target(latest: sqlite3.Row | None, now: float, window: float, pages: bool, silence: str | None) -> sqlite3.Row | None:
+def _target(
+    latest: sqlite3.Row | None, now: float, window: float, pages: bool, silence: str | None
+) -> sqlite3.Row | None:
     """The incident row a new occurrence counts into, or None when it opens a new one.
 
     An acked fingerprint counts into its acked incident until the ack runs out, however long
@@ -115,8 +117,8 @@ def store_incidents(
             # Rows since the fingerprint's last resolve are one episode: same start, one escalation.
             same_episode = latest is not None and latest["state"] != "resolved"
             conn.execute(
-                "INSERT INTO pager_incidents(id, fingerprint, severity, source, msg, meta, first_seen, "
-                "last_seen, count, paged, state, opened_at, silence_id, escalated_at) VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                "INSERT INTO pager_incidents(id, fingerprint, severity, source, msg, meta, first_seen, last_seen, "
+                "count, paged, state, opened_at, silence_id, escalated_at) VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                 (
                     incident_id,
                     fp,

@@ -43,15 +43,17 @@ def _hm(ts: float) -> str:
     return clock.iso(ts)[11:16] + " UTC"
 
 
-def status_line(inc: sqlite3.Row, now: float) -> str:
+def status_line(inc: sqlite3.Row) -> str:
     """The incident's state for people: who acked/resolved/silenced it and when."""
     state = inc["state"]
     if state == "acked":
-        return f"Acknowledged by {inc['acked_by']} at {_hm(inc['acked_at'])} (repeats held until {_hm(inc['ack_until'])})"
+        return (
+            f"Acknowledged by {inc['acked_by']} at {_hm(inc['acked_at'])} (repeats held until {_hm(inc['ack_until'])})"
+        )
     if state == "resolved":
         took = duration(inc["resolved_at"] - (inc["opened_at"] or inc["first_seen"]))
         note = f": {inc['resolve_note']}" if inc["resolve_note"] else ""
-        return f"Resolved by {inc['resolved_by']} at {_hm(inc['resolved_at'])} after {took}{note}"
+        return f"Incident resolved by {inc['resolved_by']} at {_hm(inc['resolved_at'])} after {took}{note}"
     if state == "silenced":
         return f"Silenced ({inc['silence_id']})"
     return ""
@@ -125,10 +127,10 @@ def build(conn: sqlite3.Connection, s: Settings, row: sqlite3.Row, now: float) -
             return None
         to = targets(s, channel, source["dest"])
         chat = to[0] if to else s.telegram_chat_id
-        return Page(**base, to=to, ref=source["ref"], status=status_line(inc, now), **_actions(s, inc, channel, chat, now))
+        return Page(**base, to=to, ref=source["ref"], status=status_line(inc), **_actions(s, inc, channel, chat, now))
     to = targets(s, channel, dest)
     if kind == "resolved":
-        return Page(**base, to=to, status=status_line(inc, now), ref=_reply_ref(conn, inc, channel, dest))
+        return Page(**base, to=to, status=status_line(inc), ref=_reply_ref(conn, inc, channel, dest))
     status = ""
     if kind == "escalate":
         status = f"Not acknowledged {duration(now - inc['first_seen'])} after it was paged"

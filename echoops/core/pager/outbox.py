@@ -174,8 +174,8 @@ def attempt(conn: sqlite3.Connection, row: sqlite3.Row, s: Settings, now: float,
     with store.transaction(conn):  # the store first: a crash after this never re-sends
         recorded = conn.execute(
             "UPDATE pager_outbox SET state=?, attempts=?, round_attempts=?, next_attempt_at=?, last_status=?, "
-            "last_error=?, delivered_at=?, sending_attempt=NULL, sending_at=NULL, claimed_by=NULL, "
-            "claimed_until=NULL, updated_at=?, ref=coalesce(?, ref) WHERE rowid=? AND claimed_by=? AND sending_attempt=?",
+            "last_error=?, delivered_at=?, sending_attempt=NULL, sending_at=NULL, claimed_by=NULL, claimed_until=NULL, "
+            "updated_at=?, ref=coalesce(?, ref) WHERE rowid=? AND claimed_by=? AND sending_attempt=?",
             (
                 state,
                 number,
@@ -233,7 +233,9 @@ def _finish(
 ) -> None:
     if state == "pending":
         return
-    fields: dict[str, Any] = {} if row["kind"] == "page" and row["dest"] == "main" else {"kind": row["kind"], "dest": row["dest"]}
+    fields: dict[str, Any] = (
+        {} if row["kind"] == "page" and row["dest"] == "main" else {"kind": row["kind"], "dest": row["dest"]}
+    )
     ndjson.append(
         s.log_path(model.INCIDENTS_LOG),
         "delivery",
@@ -366,9 +368,10 @@ def redrive(
     if incident_id is not None:
         if conn.execute("SELECT 1 FROM pager_incidents WHERE id=?", (incident_id,)).fetchone() is None:
             raise NotFound(f"no incident {incident_id!r}")
-        where, args = "state IN ('failed','unconfirmed') AND kind IN ('page','escalate','resolved') AND incident_id=?", [
-            incident_id
-        ]
+        where, args = (
+            "state IN ('failed','unconfirmed') AND kind IN ('page','escalate','resolved') AND incident_id=?",
+            [incident_id],
+        )
     if channel is not None:
         where, args = where + " AND channel=?", [*args, channel]
     with store.transaction(conn):
@@ -386,5 +389,7 @@ def redrive(
     path = s.log_path(model.INCIDENTS_LOG)
     for r in rows:
         extra = {} if r["kind"] == "page" and r["dest"] == "main" else {"kind": r["kind"], "dest": r["dest"]}
-        ndjson.append(path, "delivery_retry", now=now, id=r["incident_id"], channel=r["channel"], was=r["state"], **extra)
+        ndjson.append(
+            path, "delivery_retry", now=now, id=r["incident_id"], channel=r["channel"], was=r["state"], **extra
+        )
     return [(r["incident_id"], label(r["channel"], r["kind"], r["dest"])) for r in rows]

@@ -8,7 +8,7 @@ from __future__ import annotations
 from echoops.core import clock, config, ndjson
 from echoops.core.config import Settings
 from echoops.core.errors import NotConfigured, ValidationError
-from echoops.core.pager import buttons, drain, inbox, logs, outbox
+from echoops.core.pager import drain, inbox, logs, outbox, presses
 from echoops.core.pager.channels import Page
 from echoops.core.pager.model import CHANNELS, INCIDENTS_LOG
 from echoops.core.pager.summary import summarize
@@ -30,7 +30,7 @@ def run(
     s = s or config.settings()
     t = clock.now_s(now)
     read = logs.ingest(s, now=t) if ingest else None
-    pressed = buttons.poll(s, timeout_s=0, now=now)  # a short read: the server's thread long-polls
+    pressed = presses.poll(s, timeout_s=0, now=now)  # a short read: the server's thread long-polls
     kept = drain.upkeep(s, now=now)
     wait = budget_s if budget_s is not None else (0.0 if now is not None else RUN_BUDGET_S)
     deliveries = drain.drain(s, now=now, budget_s=wait, with_upkeep=False)
@@ -56,7 +56,9 @@ def retry(
     for iid in dict.fromkeys(k[0] for k in keys):
         outbox.attempt_now(s, iid, now=t)
         mine = {c for i, c in keys if i == iid}
-        states[iid] = {c: v for c, v in outbox.delivery_states(s, iid, all_kinds=True)["deliveries"].items() if c in mine}
+        states[iid] = {
+            c: v for c, v in outbox.delivery_states(s, iid, all_kinds=True)["deliveries"].items() if c in mine
+        }
     return {"retried": [{"id": i, "channel": c} for i, c in keys], "deliveries": states}
 
 

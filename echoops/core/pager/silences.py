@@ -65,12 +65,12 @@ def parse_matchers(match: object) -> dict[str, str]:
             if item.startswith("msg~"):
                 pairs.append(("msg~", item[4:].removeprefix("=")))
             elif "=" in item:
-                key, _, value = item.partition("=")
-                pairs.append((key.strip(), value))
+                name, _, text = item.partition("=")
+                pairs.append((name.strip(), text))
             else:
                 raise ValidationError(f"matcher {item[:40]!r} is not key=value", field="match")
     else:
-        raise ValidationError("match must be an object such as {\"source\": \"maint\"}", field="match")
+        raise ValidationError('match must be an object such as {"source": "maint"}', field="match")
     out: dict[str, str] = {}
     for key, value in pairs:
         if key not in KEYS:
@@ -155,7 +155,9 @@ def _public(row: sqlite3.Row, now: float, matched: int = 0) -> Silence:
 
 def _matched(conn: sqlite3.Connection, sid: str) -> int:
     """How many occurrences the silence kept quiet (the counts of the incidents it silenced)."""
-    return int(conn.execute("SELECT coalesce(sum(count), 0) FROM pager_incidents WHERE silence_id=?", (sid,)).fetchone()[0])
+    return int(
+        conn.execute("SELECT coalesce(sum(count), 0) FROM pager_incidents WHERE silence_id=?", (sid,)).fetchone()[0]
+    )
 
 
 def add(
@@ -282,8 +284,8 @@ def listing(*, all_recent: bool = False, s: Settings | None = None, now: float |
     t = clock.now_s(now)
     conn = db(s)
     rows = conn.execute(
-        "SELECT * FROM pager_silences WHERE (ended_at IS NULL AND ends_at > ?) OR (? AND coalesce(ended_at, ends_at) >= ?) "
-        "ORDER BY ends_at",
+        "SELECT * FROM pager_silences WHERE (ended_at IS NULL AND ends_at > ?) "
+        "OR (? AND coalesce(ended_at, ends_at) >= ?) ORDER BY ends_at",
         (t, int(all_recent), t - ENDED_SHOWN_S),
     ).fetchall()
     items = [_public(r, t, _matched(conn, r["id"])) for r in rows]
@@ -294,3 +296,18 @@ def listing(*, all_recent: bool = False, s: Settings | None = None, now: float |
 def describe(matchers: Mapping[str, Any]) -> str:
     """`source=maint msg~disk` (for people)."""
     return " ".join(f"{k}{'' if k.endswith('~') else '='}{v}" for k, v in matchers.items())
+
+
+SILENCE_FIELDS = ("match", "for_min", "reason", "by")
+
+
+def add_request(body: Mapping[str, object], *, s: Settings | None = None, now: float | None = None) -> Silence:
+    """add() from a request body `{match, for_min, reason, by?}` (`POST /api/incidents/silence`)."""
+    unknown = sorted(set(body) - set(SILENCE_FIELDS))
+    if unknown:
+        raise ValidationError(f"unknown field {unknown[0]!r} (allowed: {', '.join(SILENCE_FIELDS)})", field=unknown[0])
+    try:
+        minutes = config.check_number(body.get("for_min"), lo=MIN_FOR_S / 60, hi=MAX_FOR_S / 60)
+    except ValueError as exc:
+        raise ValidationError(f"for_min: {exc} (minutes; 1 to 43200)", field="for_min") from None
+    return add(body.get("match"), minutes * 60, body.get("reason"), by=body.get("by"), s=s, now=now)

@@ -21,12 +21,13 @@ latest row.
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Mapping
 from typing import Any
 
 from echoops.core import clock, config, ndjson, store
 from echoops.core.config import Settings
 from echoops.core.errors import NotFound, ValidationError
-from echoops.core.pager import incidents, silences
+from echoops.core.pager import incidents, outbox, silences
 from echoops.core.pager.model import CHANNELS, ENQUEUE_LISTENERS, INCIDENTS_LOG, MAX_FINGERPRINT_CHARS, PAGE_KINDS, db
 from echoops.core.pager.types import IncidentAction
 
@@ -106,10 +107,10 @@ def enqueue_edits(conn: sqlite3.Connection, ids: list[str], kind: str, now: floa
     ).fetchall()
     for r in sent:
         conn.execute(
-            "INSERT INTO pager_outbox(incident_id, kind, channel, dest, state, next_attempt_at, created_at, updated_at) "
-            "VALUES(?,?,'telegram',?,'pending',?,?,?) ON CONFLICT(incident_id, kind, channel, dest) DO UPDATE SET "
-            "state='pending', next_attempt_at=excluded.next_attempt_at, round_attempts=0, updated_at=excluded.updated_at "
-            "WHERE sending_attempt IS NULL",
+            "INSERT INTO pager_outbox(incident_id, kind, channel, dest, state, next_attempt_at, created_at, "
+            "updated_at) VALUES(?,?,'telegram',?,'pending',?,?,?) ON CONFLICT(incident_id, kind, channel, dest) "
+            "DO UPDATE SET state='pending', next_attempt_at=excluded.next_attempt_at, round_attempts=0, "
+            "updated_at=excluded.updated_at WHERE sending_attempt IS NULL",
             (r["incident_id"], kind, f"{r['kind']}:{r['dest']}", now, now, now),
         )
     return len(sent)
@@ -148,13 +149,19 @@ def ack_rows(
 
 
 def ack(
-    id_or_fingerprint: object, *, by: object = None, s: Settings | None = None, now: float | None = None
+    id_or_fingerprint: object,
+    *,
+    by: object = None,
+    s: Settings | None = None,
+    now: float | None = None,
+    send: bool = False,
 ) -> IncidentAction:
     """Acknowledge an incident (by id or fingerprint): "I'm on it". Repeats of it are counted,
     not paged, and it is not escalated, until it is resolved or PAGER_ACK_HOURS pass.
 
     Idempotent: acking an acked (or resolved) incident changes nothing (`changed: false`).
     NotFound for an unknown id/fingerprint; ValidationError (field `id`/`by`) for bad input.
+    `send=True` (the CLI) also makes the first attempt of the Telegram edits now.
     """
     s = s or config.settings()
     key, who = _key(id_or_fingerprint), silences.who(by, "api")
@@ -163,7 +170,15 @@ def ack(
     with store.transaction(conn):
         result, events, wake = ack_rows(conn, s, episode(conn, key), who, t)
     publish(s, events, wake, t)
+    if send and wake:
+        _send_now(s, result["ids"], t)
     return result
+
+
+def _send_now(s: Settings, ids: list[str], now: float) -> None:
+    """First attempts of what an action queued, now (the CLI; the server's drain would within seconds)."""
+    for incident_id in ids:
+        outbox.attempt_now(s, incident_id, now=now)
 
 
 # --- resolve ------------------------------------------------------------------------------
@@ -193,7 +208,9 @@ def resolve_rows(
     enabled = incidents.configured_channels(s)
     notices: dict[str, str] = {}
     for p in sorted(places, key=lambda p: (CHANNELS.index(p["channel"]), p["dest"])):
-        state = incidents.enqueue(conn, latest["id"], {p["channel"]: enabled[p["channel"]]}, now, kind="resolved", dest=p["dest"])
+        state = incidents.enqueue(
+            conn, latest["id"], {p["channel"]: enabled[p["channel"]]}, now, kind="resolved", dest=p["dest"]
+        )
         notices[p["channel"] if p["dest"] == "main" else f"{p['channel']}:{p['dest']}"] = state[p["channel"]]
     edits = enqueue_edits(conn, ids, "edit_resolve", now)
     row = _reload(conn, latest["id"])
@@ -228,6 +245,7 @@ def resolve(
     note: object = None,
     s: Settings | None = None,
     now: float | None = None,
+    send: bool = False,
 ) -> IncidentAction:
     """Resolve an incident (by id or fingerprint): "it's fixed". Sends one RESOLVED notice (the
     original message, how long it lasted, `note`) to each channel that delivered its page, and
@@ -236,7 +254,8 @@ def resolve(
     The one core call for every way an incident ends: `echoops page resolve`, `POST
     /api/incidents/resolve`, the Telegram button, the email link, and the automatic resolves
     (use `auto_resolve` when it is fine that nothing is open). Idempotent (`changed: false`
-    when already resolved); NotFound for an unknown id/fingerprint.
+    when already resolved); NotFound for an unknown id/fingerprint. `send=True` (the CLI) also
+    makes the first attempt of the notices and edits now (retries are the outbox's).
     """
     s = s or config.settings()
     key, who, text = _key(id_or_fingerprint), silences.who(by, "api"), _note(note)
@@ -245,6 +264,8 @@ def resolve(
     with store.transaction(conn):
         result, events, wake = resolve_rows(conn, s, episode(conn, key), who, text, t)
     publish(s, events, wake, t)
+    if send and wake:
+        _send_now(s, result["ids"], t)
     return result
 
 
@@ -294,3 +315,35 @@ def expire_acks(conn: sqlite3.Connection, s: Settings, now: float) -> int:
                 ack_until=clock.iso(r["until"]),
             )
     return done
+
+
+# --- request bodies (POST /api/incidents/ack, /resolve) ----------------------------------
+
+ACK_FIELDS = ("id", "fingerprint", "by")
+RESOLVE_FIELDS = ("id", "fingerprint", "by", "note")
+
+
+def _target(body: Mapping[str, object], allowed: tuple[str, ...]) -> str:
+    """The id or fingerprint a request body names (exactly one of them); unknown fields refused."""
+    unknown = sorted(set(body) - set(allowed))
+    if unknown:
+        raise ValidationError(f"unknown field {unknown[0]!r} (allowed: {', '.join(allowed)})", field=unknown[0])
+    given = [name for name in ("id", "fingerprint") if body.get(name) not in (None, "")]
+    if len(given) != 1:
+        raise ValidationError("give exactly one of id and fingerprint", field="id")
+    value = body[given[0]]
+    if not isinstance(value, str) or not value.strip():
+        raise ValidationError(f"{given[0]} must be a non-empty string", field=given[0])
+    return _key(value)
+
+
+def ack_request(body: Mapping[str, object], *, s: Settings | None = None, now: float | None = None) -> IncidentAction:
+    """ack() from a request body `{id | fingerprint, by?}` (`POST /api/incidents/ack`)."""
+    return ack(_target(body, ACK_FIELDS), by=body.get("by"), s=s, now=now)
+
+
+def resolve_request(
+    body: Mapping[str, object], *, s: Settings | None = None, now: float | None = None
+) -> IncidentAction:
+    """resolve() from a request body `{id | fingerprint, note?, by?}` (`POST /api/incidents/resolve`)."""
+    return resolve(_target(body, RESOLVE_FIELDS), by=body.get("by"), note=body.get("note"), s=s, now=now)
