@@ -54,7 +54,7 @@ def ack_cmd(
     if json_out:
         emit_json(body)
     else:
-        console().print(_action_line(dict(body), "acked"), highlight=False)
+        console().print(_action_line(dict(body), "acked"), highlight=False, soft_wrap=True)
 
 
 def resolve_cmd(
@@ -75,7 +75,7 @@ def resolve_cmd(
     if json_out:
         emit_json(body)
     else:
-        console().print(_action_line(dict(body), "resolved"), highlight=False)
+        console().print(_action_line(dict(body), "resolved"), highlight=False, soft_wrap=True)
 
 
 def silence_cmd(
@@ -138,7 +138,7 @@ def silences_cmd(
         return
     table = Table(title="Silences", title_justify="left")
     for col in ("id", "state", "match", "left", "ends (UTC)", "by", "matched", "reason"):
-        table.add_column(col, justify="right" if col == "matched" else "left")
+        table.add_column(col, justify="right" if col == "matched" else "left", no_wrap=col in ("id", "left"))
     for x in body["silences"]:
         table.add_row(
             x["id"],
@@ -169,4 +169,6 @@ def unsilence_cmd(
     if json_out:
         emit_json(body)
     else:
-        console().print(f"silence {body['id']} {body['state']} ({_describe(body['match'])})", highlight=False)
+        console().print(
+            f"silence {body['id']} {body['state']} ({_describe(body['match'])})", highlight=False, soft_wrap=True
+        )

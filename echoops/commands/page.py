@@ -178,7 +178,7 @@ def summarize_cmd(
         emit_json(body)
         return
     table = Table(title=f"Incidents, last {body['hours']:g}h", title_justify="left")
-    for col in ("last seen", "state", "sev", "source", "msg", "count", "pages", "telegram", "email", "incident"):
+    for col in ("last seen", "state", "sev", "source", "msg", "count", "pages", "telegram", "email"):
         table.add_column(col, justify="right" if col in ("count", "pages") else "left")
     for g in body["groups"]:
         d = g["deliveries"]
@@ -193,10 +193,18 @@ def summarize_cmd(
             str(g["pages"]),
             state_text(d["telegram"]) if "telegram" in d else "-",
             state_text(d["email"]) if "email" in d else "-",
-            g["latest_id"],
         )
     out = console()
     out.print(table)
+    for g in body["groups"]:
+        if g["paged"] and g["state"] in ("open", "acked"):  # what a person can still answer, and how
+            verb = "resolve" if g["state"] == "acked" else "ack"
+            out.print(
+                f"{state_text(g['state'])} {escape(g['source'])}: {escape(g['msg'][:50])}  ->  "
+                f"echoops page {verb} {g['latest_id']}",
+                highlight=False,
+                soft_wrap=True,
+            )
     for a in body["attention"]:
         error = escape(str(a["last_error"] or a["last_status"]))
         out.print(

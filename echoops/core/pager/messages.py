@@ -63,7 +63,7 @@ def _actions(s: Settings, inc: sqlite3.Row, channel: str, chat: str | None, now:
     """The buttons (Telegram) or links (email) that fit the incident's state; none without keys."""
     if inc["state"] == "resolved":
         return {}
-    wanted = ("resolve",) if inc["state"] == "acked" else ("ack", "resolve", "silence")
+    wanted = {"acked": ("resolve",), "silenced": ("ack", "resolve")}.get(inc["state"], ("ack", "resolve", "silence"))
     try:
         if channel == "telegram":
             return {"buttons": buttons.keyboard(s, inc["id"], chat or "", wanted)}

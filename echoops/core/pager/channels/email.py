@@ -87,7 +87,11 @@ def send(page: Page, s: Settings) -> list[Outcome]:
         if not accepted:
             conn.rset()
             return [Outcome(False, last[0], 400 <= last[0] < 500, detail=_reply(*last, s))]
-        code, text = conn.data(message.as_bytes())  # raises SMTPDataError unless 250
+        # CRLF line ends (RFC 5321 2.3.8): smtplib fixes them only in str messages, and servers refuse bare
+        # LFs (Postfix's smtpd_forbid_bare_newline) or read the whole message as one over-long line.
+        code, text = conn.data(
+            message.as_bytes(policy=message.policy.clone(linesep="\r\n"))
+        )  # SMTPDataError unless 250
         detail = _reply(code, text, s)
         if accepted < len(recipients):
             detail += f" ({len(recipients) - accepted} recipient(s) refused)"
