@@ -98,6 +98,18 @@ def test_critical_reaches_telegram_and_email_once(tg, smtp, log_dir):
     assert len(tg.delivered) == 1 and len(smtp.messages) == 1
 
 
+def test_a_long_email_goes_out_with_crlf_line_ends(smtp, log_dir):
+    # smtplib converts line ends only in str messages: bytes with bare LFs reach the server as one
+    # line, which a strict server (aiosmtpd here, Postfix with smtpd_forbid_bare_newline) refuses
+    # once the whole message is over 1000 bytes.
+    msg = "\n".join(f"stack frame {i}: worker.py line {i * 7} in handle_job" for i in range(60))
+    out = pager.raise_incident("CRITICAL", msg, "worker", now=T0)
+    assert pager.run(now=T0)["deliveries"] == {"ok": 1}
+    [mail] = smtp.messages
+    assert mail.get_content().replace("\r\n", "\n").count("stack frame") == 60
+    assert outbox_row(out["id"], "email")["state"] == "ok"
+
+
 def test_a_channel_that_fails_4_times_then_recovers_gets_the_page_once_after_5_attempts(tg, log_dir):
     tg.script(server_error(), server_error(502), server_error(), server_error(503))
     out = pager.raise_incident("CRITICAL", "db down", "db", now=T0)
