@@ -145,6 +145,7 @@ class SloTick(TypedDict):
     ingest: RequestIngest
     gate_set: bool  # this tick set the deploy gate
     incident: "Raised | None"  # the incident this tick raised
+    resolved: list[str]  # the SLO incidents this tick resolved (back to green/yellow, gate cleared)
 
 
 class Rebaselined(TypedDict):
@@ -162,3 +163,4 @@ class GateCleared(TypedDict):
     reason: str
     gate: GateFlag  # as it was before the clear
     override: GateOverride | None
+    resolved: list[str]  # the deploy-gate incident this resolved (when one was open)
