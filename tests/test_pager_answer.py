@@ -14,6 +14,7 @@ import pytest
 from echoops.core import config, pager, signing
 from echoops.core.errors import NotFound, ValidationError
 from echoops.core.pager import buttons, presses
+from tests.conftest import wait_for
 from tests.fakes_smtp import FakeSMTP
 from tests.fakes_telegram import ALICE, BOB, DEFAULT_CHAT, FakeTelegram
 
@@ -232,6 +233,40 @@ def test_only_one_process_reads_presses_and_the_offset_is_kept(tg, log_dir):
     tg.updates.insert(0, {"update_id": offset[0] - 1, "callback_query": {"id": "x", "data": "a"}})
     again = presses.poll(s, now=T0 + 30)
     assert again["updates"] == 0 and len(events(log_dir, "button_press")) == 1
+
+
+def test_the_poller_thread_reads_presses_backs_off_on_errors_and_releases_its_lease(tg, log_dir, monkeypatch):
+    s = config.settings()
+    page_and_deliver()
+    poller = presses.ButtonPoller(s, long_poll_s=1)
+    poller.IDLE_S = 0.05
+    poller.start()
+    try:
+        query = tg.press("Ack", user=ALICE)
+        assert tg.wait_answered(query, timeout=10).startswith("Acknowledged.")
+        assert group_state(s) == "acked"
+        tg.webhook = True  # getUpdates now fails: the thread logs it and backs off, it does not die
+        wait_for(lambda: len(errors(tg)) >= 2, what="two refused polls")
+        tg.webhook = False
+        second = tg.press(data=tg.buttons(tg.last_message()[1])["Resolve"], user=BOB)
+        assert tg.wait_answered(second, timeout=10).startswith("Resolved.")
+        assert poller.thread.is_alive()
+    finally:
+        poller.close(timeout=10)
+    assert not poller.thread.is_alive()
+    assert pager.db(s).execute("SELECT owner FROM pager_poll").fetchone()[0] is None
+    monkeypatch.delenv("PAGER_SIGNING_SECRET")
+    assert presses.start_poller(config.settings()) is None  # no keys: no buttons to read
+    monkeypatch.delenv("TELEGRAM_CHAT_ID")
+    assert presses.start_poller(config.settings()) is None
+
+
+def group_state(s) -> str:
+    return pager.summarize(s=s)["groups"][0]["state"]
+
+
+def errors(tg) -> list:
+    return [r for r in tg.requests if r["path"].endswith("/getUpdates") and r["status"] == 409]
 
 
 def test_get_updates_failures_are_reported_not_raised(tg, log_dir):

@@ -209,9 +209,9 @@ class ButtonPoller:
     IDLE_S = 5.0
     MAX_BACKOFF_S = 60.0
 
-    def __init__(self, s: Settings, on_action=None):
+    def __init__(self, s: Settings, *, long_poll_s: int = LONG_POLL_S):
         self.s = s
-        self.on_action = on_action
+        self.long_poll_s = long_poll_s
         self.stop = threading.Event()
         self.owner = ""
         self.thread = threading.Thread(target=self._loop, name="echoops-pager-buttons", daemon=True)
@@ -229,7 +229,7 @@ class ButtonPoller:
         backoff = self.IDLE_S
         while not self.stop.is_set():
             try:
-                got = poll(self.s, timeout_s=LONG_POLL_S, owner=self.owner, keep_lease=True)
+                got = poll(self.s, timeout_s=self.long_poll_s, owner=self.owner, keep_lease=True)
             except Exception as exc:  # keep polling after a store hiccup; never leak a secret
                 _log.warning("pager button poll failed: %s", redact(f"{type(exc).__name__}: {exc}", self.s))
                 got = _not_polled(type(exc).__name__)
