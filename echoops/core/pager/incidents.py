@@ -90,13 +90,14 @@ def store_incidents(
     results: list[Raised] = []
     events: list[dict[str, Any]] = []
     enqueued = False
+    in_force = silences.active(conn, now)  # once per batch: a log flood is many items
     for severity, msg, source, meta, fp, count in items:
         latest = conn.execute(
             "SELECT id, paged, count, severity, state, ack_until, first_seen, opened_at, escalated_at, silence_id "
             "FROM pager_incidents WHERE fingerprint=? ORDER BY first_seen DESC LIMIT 1",
             (fp,),
         ).fetchone()
-        silence = silences.matching(conn, severity, source, msg, fp, now)
+        silence = next((sid for sid, m in in_force if silences.matches(m, severity, source, msg, fp)), None)
         row = _target(latest, now, window, severity in PAGED_SEVERITIES, silence)
         pages = severity in PAGED_SEVERITIES and silence is None
         enqueued_to: dict[str, str] = {}
