@@ -6,6 +6,7 @@ Time is simulated through `now=` (`pager.run(now=...)` attempts what is due at t
 
 from __future__ import annotations
 
+import dataclasses
 import time
 
 import orjson
@@ -552,3 +553,32 @@ def test_signing_keyrings_fall_back_and_stay_apart(monkeypatch, log_dir):
     monkeypatch.delenv("PAGER_SIGNING_SECRET")
     with pytest.raises(signing.NotConfigured, match=r"PAGER_SIGNING_SECRET \(or PORTAL_SIGNING_SECRET\) is not set"):
         signing.keys(ring="pager")
+
+
+def test_an_edit_sent_twice_is_done_and_bot_api_failures_are_reported(tg, log_dir):
+    from echoops.core.pager.channels import Page, telegram
+    from echoops.core.pager.messages import duration
+
+    s = config.settings()
+    raised = page_and_deliver()
+    (chat, message_id), _ = tg.last_message()
+    edit = Page(raised["id"], "CRITICAL", "db", "db down", raised["fingerprint"], 1, T0, kind="edit_ack",
+                ref=str(message_id), status="Acknowledged by alice")  # fmt: skip
+    # at least once: a repeat of an edit that already landed is "not modified", which is done
+    assert [o.ok for o in telegram.send(edit, s)] == [True]
+    [again] = telegram.send(edit, s)
+    assert (again.ok, again.status, again.detail) == (True, 400, "not modified (already shown)")
+    missing = Page(**{**edit.__dict__, "ref": "999"})
+    [gone] = telegram.send(missing, s)
+    assert (gone.ok, gone.retry, gone.detail) == (False, False, "Bad Request: message to edit not found")
+    # an unknown query, and an unreachable Bot API, are failures to report, not exceptions
+    assert telegram.answer_callback(s, "no-such-query", "hi") is False
+    unreachable = dataclasses.replace(s, telegram_api_base="http://127.0.0.1:9")
+    ok, error, status, _ = telegram.get_updates(unreachable, 0, 0)
+    assert (ok, status) == (False, None) and error.startswith("ConnectError") and tg.token not in error
+    assert [duration(x) for x in (40, 7 * 60, 2 * 3600 + 5 * 60, 3 * 86400 + 4 * 3600)] == [
+        "40s",
+        "7m",
+        "2h 5m",
+        "3d 4h",
+    ]

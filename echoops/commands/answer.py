@@ -43,8 +43,10 @@ def ack_cmd(
     json_out: bool = JSON_OPT,
     now: str | None = NOW_OPT,
 ) -> None:
-    """Acknowledge an incident ("I'm on it"): repeats are counted, not paged, and it is not escalated,
-    until it is resolved or PAGER_ACK_HOURS pass. A repeat changes nothing (exit 0).
+    """Acknowledge an incident ("I'm on it"): its repeats are counted, not paged, nor escalated.
+
+    Holds until it is resolved or PAGER_ACK_HOURS pass. A repeat changes nothing (exit 0);
+    exit 1 for an unknown incident or fingerprint.
 
     Example: echoops page ack inc_0193a1b2c3d4e5f6a7b8c9 --by alice
     """
@@ -64,8 +66,10 @@ def resolve_cmd(
     json_out: bool = JSON_OPT,
     now: str | None = NOW_OPT,
 ) -> None:
-    """Resolve an incident ("it's fixed"): one RESOLVED notice (message, duration, note) goes to each
-    channel that got its page, and its next raise pages again at once. A repeat changes nothing.
+    """Resolve an incident ("it's fixed"): one RESOLVED notice to each channel that got its page.
+
+    The notice carries the message, how long it lasted and the note; the fingerprint's next raise
+    pages again at once. A repeat changes nothing (exit 0); exit 1 for an unknown one.
 
     Example: echoops page resolve inc_0193a1b2c3d4e5f6a7b8c9 --note 'rolled back v42'
     """
