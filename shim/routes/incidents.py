@@ -18,6 +18,7 @@ from bottle import HTTPResponse, request
 
 from echoops.core import pager
 from echoops.core.errors import EchoopsError, ValidationError
+from echoops.core.pager import link_pages
 from echoops.core.pager.types import IncidentAction, Raised, Silence, Silences, Summary
 from shim.http import form_value, from_domain, json_body, json_response, query
 
@@ -86,14 +87,14 @@ def _public(handler):
 def _link_routes(action: str):
     @_public
     def view() -> HTTPResponse:
-        return _html(pager.link_view(action, query("token") or ""))
+        return _html(link_pages.view(action, query("token") or ""))
 
     @_public
     def act() -> HTTPResponse:
         token = query("token") or form_value("token") or ""
         wants_html = "text/html" in request.environ.get("HTTP_ACCEPT", "")
-        result = pager.link_act(action, token, by=form_value("by"), note=form_value("note"))
-        return _html(pager.link_result_page(action, result)) if wants_html else json_response(result)
+        result = link_pages.act(action, token, by=form_value("by"), note=form_value("note"))
+        return _html(link_pages.result_page(action, result)) if wants_html else json_response(result)
 
     view.__name__, act.__name__ = f"{action}_link_view", f"{action}_link_act"
     return view, act

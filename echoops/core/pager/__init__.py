@@ -15,17 +15,22 @@ emails). Constants and tables are in
 Interface to the other controls: `raise_incident` (the SLO, cost and scale controls page
 through it; `raise_request` is the same for an HTTP body), `resolve(id_or_fingerprint, *, by,
 note)` and `auto_resolve(fingerprint, *, by, note)` (a feature that sees its problem end), `run`,
-`retry`, `summarize`, `send_test`, and `start_background_drain` for the server.
+`retry`, `summarize`, `send_test`, and `start_background_drain` for the server (whose link
+routes use `link_pages` directly: nothing else needs its HTML).
 """
 
 from echoops.core.pager.drain import start_background_drain
 from echoops.core.pager.inbox import configured_channels, raise_incident, raise_request, validate
-from echoops.core.pager.link_pages import act as link_act
-from echoops.core.pager.link_pages import result_page as link_result_page
-from echoops.core.pager.link_pages import view as link_view
-from echoops.core.pager.links import ACK_PATH as ACK_LINK_PATH
-from echoops.core.pager.links import RESOLVE_PATH as RESOLVE_LINK_PATH
-from echoops.core.pager.model import CHANNELS, INCIDENTS_LOG, SEVERITIES, STATES, SUMMARY_FILE, db
+from echoops.core.pager.model import (
+    ACK_LINK_PATH,
+    CHANNELS,
+    INCIDENTS_LOG,
+    RESOLVE_LINK_PATH,
+    SEVERITIES,
+    STATES,
+    SUMMARY_FILE,
+    db,
+)
 from echoops.core.pager.outbox import NothingToRetry
 from echoops.core.pager.runner import retry, run, send_test
 from echoops.core.pager.silences import add as add_silence
@@ -51,9 +56,6 @@ __all__ = [
     "auto_resolve",
     "configured_channels",
     "db",
-    "link_act",
-    "link_result_page",
-    "link_view",
     "list_silences",
     "raise_incident",
     "raise_request",

@@ -14,11 +14,15 @@ import logging
 import threading
 import time
 from collections import Counter
+from typing import TYPE_CHECKING
 
 from echoops.core import clock
 from echoops.core.config import Settings
-from echoops.core.pager import escalation, model, outbox, presses, silences, states
+from echoops.core.pager import escalation, model, outbox, silences, states
 from echoops.core.pager.types import Upkeep
+
+if TYPE_CHECKING:
+    from echoops.core.pager.presses import ButtonPoller
 from echoops.core.redact import redact
 
 POLL_S = 2.0  # enqueues from other processes (CLI, scheduler) are picked up within this
@@ -100,11 +104,13 @@ class BackgroundDrain:
         self.wake = threading.Event()
         self.stop = threading.Event()
         self.thread = threading.Thread(target=self._loop, name="echoops-pager-drain", daemon=True)
-        self.buttons: presses.ButtonPoller | None = None
+        self.buttons: ButtonPoller | None = None
 
     def start(self) -> BackgroundDrain:
         model.ENQUEUE_LISTENERS.append(self.wake.set)
         self.thread.start()
+        from echoops.core.pager import presses  # lazy: ~6 ms that every CLI command would pay; the server needs it
+
         self.buttons = presses.start_poller(self.s)
         return self
 

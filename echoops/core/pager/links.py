@@ -13,9 +13,9 @@ from __future__ import annotations
 
 from echoops.core import signing
 from echoops.core.config import Settings
+from echoops.core.pager.model import ACK_LINK_PATH, RESOLVE_LINK_PATH
 
-ACK_PATH = "/api/incidents/ack-link"
-RESOLVE_PATH = "/api/incidents/resolve-link"
+ACK_PATH, RESOLVE_PATH = ACK_LINK_PATH, RESOLVE_LINK_PATH
 # action -> (token purpose, path, button label, past tense)
 ACTIONS = {
     "ack": ("pager_ack", ACK_PATH, "Acknowledge", "acknowledged"),

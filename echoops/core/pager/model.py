@@ -33,6 +33,9 @@ PAGE_KINDS = ("page", "escalate")  # the deliveries that wake a person (resolve/
 DESTS = ("main", "escalate")  # the configured chat/recipients, or the escalation ones
 
 INCIDENTS_LOG = "incidents.ndjson"
+# The email links' routes (public: the signed token is the credential).
+ACK_LINK_PATH = "/api/incidents/ack-link"
+RESOLVE_LINK_PATH = "/api/incidents/resolve-link"
 SUMMARY_FILE = "incident_summary.json"
 
 SCHEMA = store.Schema(

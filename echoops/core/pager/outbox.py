@@ -31,7 +31,7 @@ from typing import Any
 from echoops.core import clock, ndjson, store
 from echoops.core.config import Settings
 from echoops.core.errors import EchoopsError, NotFound, ValidationError
-from echoops.core.pager import incidents, messages, model
+from echoops.core.pager import incidents, model
 from echoops.core.pager.channels import Outcome, Page
 from echoops.core.pager.types import Raised
 from echoops.core.redact import redact
@@ -160,6 +160,8 @@ def attempt(conn: sqlite3.Connection, row: sqlite3.Row, s: Settings, now: float,
     """Deliver one claimed row once, record the result (store first), log each request, and send
     the notice when the delivery ends failed. A failure to record propagates: the attempt stays
     marked as in flight and is resolved when its lease runs out."""
+    from echoops.core.pager import messages  # lazy: signing and the button/link builders, ~6 ms; only a sender pays
+
     started = time.monotonic()
     page: Page | None = messages.build(conn, s, row, now)
     if page is None:  # an edit of a message that was never delivered: nothing to do

@@ -8,11 +8,11 @@ from __future__ import annotations
 from echoops.core import clock, config, ndjson
 from echoops.core.config import Settings
 from echoops.core.errors import NotConfigured, ValidationError
-from echoops.core.pager import drain, inbox, logs, outbox, presses
+from echoops.core.pager import drain, inbox, logs, outbox
 from echoops.core.pager.channels import Page
 from echoops.core.pager.model import CHANNELS, INCIDENTS_LOG
 from echoops.core.pager.summary import summarize
-from echoops.core.pager.types import PageRun, Retried, TestResult, TestSend
+from echoops.core.pager.types import ButtonPoll, PageRun, Retried, TestResult, TestSend
 
 RUN_BUDGET_S = 60.0  # how long `page run` waits for retries falling due (real time only)
 
@@ -30,12 +30,21 @@ def run(
     s = s or config.settings()
     t = clock.now_s(now)
     read = logs.ingest(s, now=t) if ingest else None
-    pressed = presses.poll(s, timeout_s=0, now=now)  # a short read: the server's thread long-polls
+    pressed = _read_presses(s, now)
     kept = drain.upkeep(s, now=now)
     wait = budget_s if budget_s is not None else (0.0 if now is not None else RUN_BUDGET_S)
     deliveries = drain.drain(s, now=now, budget_s=wait, with_upkeep=False)
     summary = summarize(hours=24, s=s, now=now)  # after the drain: the states it left
     return {"ingest": read, "buttons": pressed, "upkeep": kept, "deliveries": deliveries, "summary": summary["totals"]}
+
+
+def _read_presses(s: Settings, now: float | None) -> ButtonPoll:
+    """A short read of Telegram button presses (the server's thread long-polls)."""
+    if not (s.telegram_bot_token and s.telegram_chat_id):
+        return {"polled": False, "updates": 0, "acted": 0, "ignored": 0, "error": None}
+    from echoops.core.pager import presses  # lazy: ~6 ms; only with Telegram set up
+
+    return presses.poll(s, timeout_s=0, now=now)
 
 
 def retry(
