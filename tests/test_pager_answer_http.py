@@ -116,13 +116,19 @@ def test_escalation_fires_once_after_the_delay_with_now(cli, tg, monkeypatch):
     assert len(tg.delivered) == 1
     quiet = json_of(cli("page", "run", "--json", "--now", clock.iso(T0 + 14 * 60)))
     assert quiet["upkeep"]["escalated"] == 0 and len(tg.delivered) == 1
-    fired = json_of(cli("page", "run", "--json", "--now", clock.iso(T0 + 15 * 60)))
-    assert fired["upkeep"] == {"silences_expired": 0, "acks_expired": 0, "escalated": 1}
-    assert fired["deliveries"] == {"ok": 1} and len(tg.delivered) == 2
+    fired = cli("page", "run", "--now", clock.iso(T0 + 15 * 60))
+    assert "escalated 1, acks expired 0, silences ended 0" in fired.stdout
+    assert "delivery attempts: 1 OK" in fired.stdout and len(tg.delivered) == 2
     assert tg.delivered[1]["text"].startswith("<b>ESCALATED</b>\n<b>CRITICAL · billing</b>")
     for minutes in (16, 30, 45):
         assert json_of(cli("page", "run", "--json", "--now", clock.iso(T0 + minutes * 60)))["upkeep"]["escalated"] == 0
     assert len(tg.delivered) == 2
+    tg.webhook = True  # someone set a webhook on the bot: the run says so, and still delivers
+    human = cli("page", "run", "--now", clock.iso(T0 + 46 * 60))
+    assert (
+        human.exit_code == 0 and "telegram buttons: 0 presses acted on, 0 ignored; getUpdates failed: " in human.stdout
+    )
+    assert "can't use getUpdates method while webhook is active" in human.stdout
     g = json_of(cli("page", "summarize", "--json", "--now", clock.iso(T0 + 3000)))["groups"][0]
     assert (g["latest_id"], g["escalated_at"]) == (raised["id"], clock.iso(T0 + 15 * 60))
 

@@ -128,6 +128,8 @@ def run_cmd(
 
     Example: echoops page run   (schedule.cron: */5 * * * * echoops page run)
     """
+    from rich.markup import escape  # lazy: rich costs ~15 ms; only human output needs it
+
     from echoops.core import pager  # lazy: 15-45 ms a package, off --help and other commands
 
     body = pager.run(now=clock.parse_cli_time(now), ingest=not drain_only)
@@ -140,6 +142,20 @@ def run_cmd(
             out.print(
                 f"read {ingest['lines']} new lines in {ingest['files']} files: {ingest['critical']} CRITICAL, "
                 f"{ingest['new_incidents']} new incidents, {ingest['bad']} bad lines skipped",
+                highlight=False,
+            )
+        kept, pressed = body["upkeep"], body["buttons"]
+        if pressed["polled"]:
+            out.print(
+                f"telegram buttons: {pressed['acted']} presses acted on, {pressed['ignored']} ignored"
+                + (f"; [yellow]getUpdates failed:[/] {escape(pressed['error'])}" if pressed["error"] else ""),
+                highlight=False,
+                soft_wrap=True,
+            )
+        if any(kept.values()):
+            out.print(
+                f"escalated {kept['escalated']}, acks expired {kept['acks_expired']}, "
+                f"silences ended {kept['silences_expired']}",
                 highlight=False,
             )
         done = ", ".join(f"{n} {state_text(state)}" for state, n in body["deliveries"].items())
