@@ -21,7 +21,8 @@ from echoops.core.costs import status as _costs_status
 from echoops.core.costs.types import CostsStatus, Decision, Scope, StripeFees
 from echoops.core.errors import EchoopsError, Forbidden, NotConfigured, NotFound, ValidationError
 from echoops.core.pager import raise_incident
-from echoops.core.pager.types import Raised
+from echoops.core.pager import resolve as _resolve
+from echoops.core.pager.types import IncidentAction, Raised
 from echoops.core.portal import receipts
 from echoops.core.portal.types import Purchase, Receipts
 from echoops.core.scale import status as _scale_status
@@ -34,6 +35,7 @@ __all__ = [
     "Decision",
     "EchoopsError",
     "Forbidden",
+    "IncidentAction",
     "NotConfigured",
     "NotFound",
     "Purchase",
@@ -49,6 +51,7 @@ __all__ = [
     "guard",
     "raise_incident",
     "receipts",
+    "resolve_incident",
     "scale_status",
     "slo_status",
 ]
@@ -72,3 +75,19 @@ def scale_status(*, s: Settings | None = None, now: float | None = None) -> Scal
     """The autoscaler's decision for now (not recorded): desired vs actual workers and why, the
     forecast, cooldown, deploy gate and recent decisions. The body of `GET /api/scale/status`."""
     return _scale_status(s=s, now=now)
+
+
+def resolve_incident(
+    id_or_fingerprint: str,
+    *,
+    by: str = "api",
+    note: str | None = None,
+    s: Settings | None = None,
+    now: float | None = None,
+) -> IncidentAction:
+    """Resolve an incident your app raised, by its id or fingerprint, once the problem is over:
+    one RESOLVED notice (the message, how long it lasted, `note`) goes to each channel that got
+    its page, and the fingerprint's next raise pages again at once. A repeat changes nothing
+    (`changed: false`); `NotFound` for an unknown id/fingerprint. The body of
+    `POST /api/incidents/resolve`."""
+    return _resolve(id_or_fingerprint, by=by, note=note, s=s, now=now)

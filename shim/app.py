@@ -33,7 +33,7 @@ from shim.worker import WATCHDOG
 ROUTES = (health, dashboard, slo, incidents, portal, costs, scale, metrics, openapi)
 
 # Paths under /api/ that carry their own credential (a signed token): no X-Dash-Key.
-PUBLIC_API: frozenset[str] = frozenset(portal.PUBLIC)
+PUBLIC_API: frozenset[str] = frozenset((*portal.PUBLIC, *incidents.PUBLIC))
 
 # Paths outside /api/ that need the dashboard key all the same.
 KEYED: frozenset[str] = frozenset(metrics.KEYED)

@@ -100,7 +100,7 @@ def test_resent_groups_do_not_page_again_and_a_resolved_alert_resolves_its_incid
     assert len(outbox(settings)) == 2  # one delivery per channel, once
 
     group = pager.summarize(s=settings, now=T0 + 1000)["groups"][0]
-    assert "resolved_at" not in group
+    assert (group["state"], group["resolved_at"]) == ("open", None)
     done = pager.receive_alertmanager(
         payload(alert("f00d", "resolved", severity="critical"), status="resolved"), s=settings, now=T0 + 1200
     )
@@ -114,16 +114,25 @@ def test_resent_groups_do_not_page_again_and_a_resolved_alert_resolves_its_incid
         }
     ]
     group = pager.summarize(s=settings, now=T0 + 1300)["groups"][0]
-    assert group["resolved_at"] == "2026-11-30T12:10:00.000Z" and group["count"] == 4
+    assert (group["state"], group["resolved_by"], group["count"]) == ("resolved", "alertmanager", 4)
+    assert group["resolved_at"] == "2026-11-30T12:20:00.000Z"  # when echoops heard
+    assert group["note"] == "resolved in Alertmanager at 2026-11-30T12:10:00.000Z"  # Alertmanager's endsAt
     events = [orjson.loads(x) for x in (log_dir / "incidents.ndjson").read_bytes().splitlines()]
-    resolved = [e for e in events if e["event"] == "incident_resolved"]
+    resolved = [e for e in events if e["event"] == "incident_resolve"]
     assert [(e["id"], e["fingerprint"], e["by"]) for e in resolved] == [
         (first["alerts"][0]["id"], "am:f00d", "alertmanager")
     ]
+    # a second resolved notification changes nothing (the pager's resolve is idempotent)
+    pager.receive_alertmanager(
+        payload(alert("f00d", "resolved", severity="critical"), status="resolved"), s=settings, now=T0 + 1250
+    )
+    events = [orjson.loads(x) for x in (log_dir / "incidents.ndjson").read_bytes().splitlines()]
+    assert sum(e["event"] == "incident_resolve" for e in events) == 1
 
-    # it fires again: the group is open again (and deduplicated into the same incident within the hour)
-    pager.receive_alertmanager(body, s=settings, now=T0 + 1500)
-    assert "resolved_at" not in pager.summarize(s=settings, now=T0 + 1600)["groups"][0]
+    # it fires again: the resolve re-opened the fingerprint, so it is a new, open incident
+    again = pager.receive_alertmanager(body, s=settings, now=T0 + 1500)
+    assert again["alerts"][0]["deduped"] is False and again["alerts"][0]["id"] != first["alerts"][0]["id"]
+    assert pager.summarize(s=settings, now=T0 + 1600)["groups"][0]["state"] == "open"
     # a resolved alert echoops never saw firing resolves nothing
     unknown = pager.receive_alertmanager(payload(alert("beef", "resolved")), s=settings, now=T0 + 1700)
     assert unknown["alerts"][0]["id"] is None and unknown["resolved"] == 1
@@ -256,10 +265,11 @@ def test_a_real_alertmanager_pages_once_through_the_webhook_and_resolves(live_se
 
         def resolved():
             groups = srv.client().post("/api/incidents/summarize").json()["groups"]
-            return [g for g in groups if g["fingerprint"] == fp and "resolved_at" in g]
+            return [g for g in groups if g["fingerprint"] == fp and g["state"] == "resolved"]
 
         wait_for(resolved, timeout=60, what="the resolved notification")
         assert len(outbox(settings)) == 2
     events = [orjson.loads(x) for x in (log_dir / "incidents.ndjson").read_bytes().splitlines()]
-    assert [e["fingerprint"] for e in events if e["event"] == "incident_resolved"][:1] == [fp]
+    resolves = [(e["fingerprint"], e["by"]) for e in events if e["event"] == "incident_resolve"]
+    assert resolves[:1] == [(fp, "alertmanager")]
     assert sum(1 for e in events if e["event"] == "incident" and not e["deduped"]) == 1

@@ -83,7 +83,7 @@ def problems(value: Any, tp: Any, path: str = "$") -> list[str]:
 
 
 def test_the_checker_catches_wrong_missing_and_extra_keys():
-    good = {"id": "inc_1", "fingerprint": "f", "deduped": False, "channels": {}}
+    good = {"id": "inc_1", "fingerprint": "f", "deduped": False, "channels": {}, "state": "open"}
     assert problems(good, pager_types.Raised) == []
     assert problems({**good, "deliveries": {"telegram": "ok"}}, pager_types.Raised) == []
     assert problems({**good, "deduped": "no", "colour": 1}, pager_types.Raised) == [
@@ -102,7 +102,15 @@ def test_the_api_module_exports_documented_typed_functions():
         obj = getattr(echoops.api, name)
         assert inspect.getdoc(obj), name
     functions = {n: getattr(echoops.api, n) for n in echoops.api.__all__ if inspect.isfunction(getattr(echoops.api, n))}
-    assert set(functions) == {"costs_status", "guard", "raise_incident", "receipts", "scale_status", "slo_status"}
+    assert set(functions) == {
+        "costs_status",
+        "guard",
+        "raise_incident",
+        "receipts",
+        "resolve_incident",
+        "scale_status",
+        "slo_status",
+    }
     for name, fn in functions.items():
         returns = get_type_hints(fn, localns=NAMESPACE)["return"]
         assert is_typeddict(returns), (name, returns)
@@ -131,6 +139,7 @@ def test_every_result_matches_its_type_in_process_over_http_and_from_the_cli(mon
         assert problems(result, tp) == [], name
     assert ticked["page run"][0]["ingest"]["new_incidents"] == 1  # the demo's CRITICAL app line
 
+    payments = raise_incident("CRITICAL", "payments down", "app", fingerprint="app:payments", s=s)
     in_process = {
         "slo": (slo_status(s=s), slo_types.SloStatus),
         "costs": (echoops.api.costs_status(s=s), costs_types.CostsStatus),
@@ -140,6 +149,10 @@ def test_every_result_matches_its_type_in_process_over_http_and_from_the_cli(mon
         "raise": (raise_incident("INFO", "deploy done", "ci", {"sha": "abc"}, s=s), pager_types.Raised),
         "raise+send": (raise_incident("WARNING", "slow", "ci", s=s, send=True), pager_types.Raised),
         "summary": (pager.summarize(s=s), pager_types.Summary),
+        "ack": (pager.ack(raise_incident("CRITICAL", "db down", "db", s=s)["id"], s=s), pager_types.IncidentAction),
+        "resolve": (echoops.api.resolve_incident(payments["fingerprint"], s=s), pager_types.IncidentAction),
+        "silence": (pager.add_silence({"source": "maint"}, 600, "migration", s=s), pager_types.Silence),
+        "silences": (pager.list_silences(s=s), pager_types.Silences),
         "rebaseline": (slo.rebaseline("test", s=s), slo_types.Rebaselined),
         "set-cap": (costs.set_cap("model", "gpt-4o", 19.99, s=s), costs_types.CapSet),
         "apply": (scale.apply(True, s=s), scale_types.ScaleApplied),
@@ -166,6 +179,19 @@ def test_every_result_matches_its_type_in_process_over_http_and_from_the_cli(mon
             c.post("/api/incidents/alertmanager", json={**AM_PAYLOAD, "status": "resolved"}),
             pager_types.AlertmanagerReceived,
         ),
+        "POST /api/incidents/ack": (
+            c.post("/api/incidents/ack", json={"fingerprint": "app:payments"}),
+            pager_types.IncidentAction,
+        ),
+        "POST /api/incidents/resolve": (
+            c.post("/api/incidents/resolve", json={"fingerprint": "app:payments", "note": "again"}),
+            pager_types.IncidentAction,
+        ),
+        "POST /api/incidents/silence": (
+            c.post("/api/incidents/silence", json={"match": {"msg~": "disk"}, "for_min": 5, "reason": "r"}),
+            pager_types.Silence,
+        ),
+        "GET /api/incidents/silences": (c.get("/api/incidents/silences?all=true"), pager_types.Silences),
         "GET /api/portal/receipts": (c.get("/api/portal/receipts?email=qa@echopilot.ai"), portal_types.Receipts),
         "GET /api/portal/audit": (c.get("/api/portal/audit"), portal_types.Audit),
         "GET /api/costs/status": (c.get("/api/costs/status"), costs_types.CostsStatus),
@@ -187,6 +213,13 @@ def test_every_result_matches_its_type_in_process_over_http_and_from_the_cli(mon
         "page raise": (("page", "raise", "--severity", "INFO", "--msg", "m", "--source", "s", "--json"), None),
         "page run": (("page", "run", "--json"), pager_types.PageRun),
         "page summarize": (("page", "summarize", "--json"), pager_types.Summary),
+        "page ack": (("page", "ack", "app:payments", "--json"), pager_types.IncidentAction),
+        "page resolve": (("page", "resolve", "app:payments", "--json"), pager_types.IncidentAction),
+        "page silence": (
+            ("page", "silence", "--match", "source=x", "--for", "1h", "--reason", "r", "--json"),
+            pager_types.Silence,
+        ),
+        "page silences": (("page", "silences", "--json"), pager_types.Silences),
         "portal receipts": (("portal", "receipts", "qa@echopilot.ai", "--json"), portal_types.Receipts),
         "costs status": (("costs", "status", "--json"), costs_types.CostsStatus),
         "costs check": (("costs", "check", "gpt-4o", "--json"), costs_types.Decision),

@@ -109,7 +109,7 @@ def test_log_line_controls_are_replaced_and_the_page_is_emailed(smtp, log_dir):
         "[CRITICAL] api\ufffd\ufffdBcc: everyone@example.com: db down Bcc: everyone@example.com\ufffd[31m"
     )
     assert mail["Bcc"] is None
-    assert "db down\nBcc: everyone@example.com" in mail.get_content()  # msg keeps its lines (CRLF as sent)
+    assert "db down\r\nBcc: everyone@example.com" in mail.get_content()  # msg keeps its lines (sent with CRLF)
 
 
 def test_ledger_document_refuses_control_characters(settings):

@@ -17,6 +17,13 @@ from tests.fakes_smtp import PASSWORD, USER, FakeSMTP
 from tests.fakes_telegram import FakeTelegram, blocked, hang, hold, server_error
 
 
+@pytest.fixture(autouse=True)
+def no_escalation(monkeypatch):
+    """These tests drive hours of simulated time to check the retry schedule, attempt by attempt;
+    escalation (a second page after PAGER_ESCALATE_MIN) has its own tests (test_pager_answer.py)."""
+    monkeypatch.setenv("PAGER_ESCALATE_MIN", "0")
+
+
 @pytest.fixture
 def tg(monkeypatch):
     with FakeTelegram() as fake:
@@ -167,7 +174,7 @@ def test_http_raise_validates_and_summarize_groups(server):
     ok = c.post("/api/incidents/raise", json={"severity": "critical", "msg": "SLO burn", "source": "slo"})
     assert ok.status_code == 200
     body = ok.json()
-    assert set(body) == {"id", "fingerprint", "deduped", "channels"}
+    assert set(body) == {"id", "fingerprint", "deduped", "channels", "state"}
     assert body["channels"] == {"telegram": "skipped", "email": "skipped"} and body["deduped"] is False
     assert c.post("/api/incidents/raise", json={"severity": "CRITICAL", "msg": "SLO burn", "source": "slo"}).json()[
         "deduped"

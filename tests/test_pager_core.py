@@ -85,7 +85,7 @@ def test_limits_are_inclusive(settings):
 
 def test_critical_without_credentials_is_skipped_visibly(settings, log_dir):
     out = pager.raise_incident("critical", "SLO burn", "slo", {"burn": 14.4}, now=T0, s=settings)
-    assert set(out) == {"id", "fingerprint", "deduped", "channels"}
+    assert set(out) == {"id", "fingerprint", "deduped", "channels", "state"}
     assert out["deduped"] is False
     assert out["fingerprint"] == fingerprint("slo", "SLO burn")
     assert out["channels"] == {"telegram": "skipped", "email": "skipped"}
@@ -119,7 +119,13 @@ def test_configured_channels_are_pending(monkeypatch, log_dir):
 def test_dedup_across_the_one_hour_boundary(settings, log_dir):
     first = pager.raise_incident("CRITICAL", "timeout after 31s", "api", now=T0, s=settings)
     again = pager.raise_incident("CRITICAL", "timeout after 29s", "api", now=T0 + 3599, s=settings)
-    assert again == {"id": first["id"], "fingerprint": first["fingerprint"], "deduped": True, "channels": {}}
+    assert again == {
+        "id": first["id"],
+        "fingerprint": first["fingerprint"],
+        "deduped": True,
+        "channels": {},
+        "state": "open",
+    }
     later = pager.raise_incident("CRITICAL", "timeout after 30s", "api", now=T0 + 3600, s=settings)
     assert later["deduped"] is False and later["id"] != first["id"]
     assert later["channels"] == {"telegram": "skipped", "email": "skipped"}
@@ -137,7 +143,13 @@ def test_warning_then_critical_still_pages(settings):
     crit = pager.raise_incident("CRITICAL", "queue slow", "worker", now=T0 + 60, s=settings)
     assert crit["deduped"] is False and crit["channels"] == {"telegram": "skipped", "email": "skipped"}
     warn2 = pager.raise_incident("WARNING", "queue slow", "worker", now=T0 + 120, s=settings)
-    assert warn2 == {"id": crit["id"], "fingerprint": crit["fingerprint"], "deduped": True, "channels": {}}
+    assert warn2 == {
+        "id": crit["id"],
+        "fingerprint": crit["fingerprint"],
+        "deduped": True,
+        "channels": {},
+        "state": "open",
+    }
     # two rows (the WARNING one, then the paged one), one group, shown at its worst severity
     [group] = pager.summarize(now=T0 + 120, s=settings)["groups"]
     assert (group["severity"], group["count"], group["pages"]) == ("CRITICAL", 3, 1)
@@ -226,7 +238,8 @@ def test_summarize_groups_by_fingerprint_over_the_window(settings, log_dir):
         "incidents": 5,
         "pages": 2,
         "by_severity": {"CRITICAL": 3, "ERROR": 2, "WARNING": 0, "INFO": 0},
-        "deliveries": {"ok": 0, "failed": 1, "unconfirmed": 0, "pending": 0, "skipped": 3},
+        "deliveries": {"ok": 0, "failed": 1, "unconfirmed": 0, "pending": 0, "skipped": 3, "cancelled": 0},
+        "by_state": {"open": 2, "acked": 0, "silenced": 0, "resolved": 0},
     }
     assert [(a["id"], a["channel"], a["state"]) for a in body["attention"]] == [(first["id"], "telegram", "failed")]
     assert files.read_json(log_dir / "incident_summary.json") == body

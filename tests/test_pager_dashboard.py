@@ -26,7 +26,7 @@ def test_incidents_card_shows_groups_and_highlights_failed_deliveries(open_card,
         pager.run(now=now - 5)  # delivered
         page, section = open_card("incidents")
         expect(section.locator("[data-metric=incidents] .metric-value")).to_have_text("5")
-        expect(section.locator("[data-metric=groups] .metric-value")).to_have_text("3")
+        expect(section.locator("[data-metric=open] .metric-value")).to_have_text("3")
         expect(section.locator("[data-metric=failed] .metric-value")).to_have_text("1")
         rows = section.locator("tbody tr")
         expect(rows).to_have_count(3)
@@ -35,7 +35,7 @@ def test_incidents_card_shows_groups_and_highlights_failed_deliveries(open_card,
         expect(failed.locator(".inc-msg")).to_have_text("checkout <b>down</b>")  # text, never markup
         expect(failed.locator("[data-channel=telegram] .badge")).to_have_text("\u2715FAILED")
         expect(failed.locator("[data-channel=email] .badge")).to_have_text("\u2013SKIPPED")
-        expect(rows.nth(0)).to_have_class("inc-row inc-failed")  # failures sort first
+        expect(rows.nth(0)).to_have_class("inc-row inc-failed inc-state-open")  # failures sort first
         db_row = section.locator("tr", has_text="db pool exhausted")
         expect(db_row.locator("[data-channel=telegram] .badge")).to_have_text("\u2713OK")
         worker = section.locator("tr", has_text="queue slow")
@@ -59,3 +59,58 @@ def test_pages_with_no_channel_configured_are_not_shown_as_ok(open_card):
     pager.run(now=now - 5)  # no Telegram, no SMTP: both deliveries are skipped
     page, section = open_card("incidents")
     expect(page.locator("#card-incidents .card-state .badge")).to_have_text("\u2013SKIPPED")
+
+
+@pytest.mark.browser
+def test_incidents_card_acks_resolves_and_manages_silences(open_card, log_dir):
+    now = time.time()
+    db = pager.raise_incident("CRITICAL", "db pool exhausted", "db", now=now - 600)
+    pager.raise_incident("WARNING", "queue slow", "worker", now=now - 300)
+    kept = pager.add_silence({"source": "maint"}, 2 * 3600, "db migration", by="alice", now=now - 60)
+    pager.raise_incident("CRITICAL", "replica lag", "maint", now=now - 30)
+    page, section = open_card("incidents")
+    row = section.locator(f"tr[data-id='{db['id']}']")
+    expect(row.locator(".inc-state .badge").first).to_have_text("\u2715OPEN")
+    expect(row.locator(".inc-since")).to_have_text(re.compile(r"^paged 10 min ago$"))
+    quiet = section.locator("tr", has_text="replica lag")
+    expect(quiet.locator(".inc-state .badge").first).to_have_text("\u2013SILENCED")
+    expect(section.locator("[data-metric=open] .metric-value")).to_have_text("2")
+    # Ack: the row says who and since when; only Resolve is left
+    row.locator("button.inc-ack").click()
+    expect(row.locator(".inc-state .badge").first).to_have_text("!ACKED")
+    expect(row.locator(".inc-since")).to_contain_text("acked just now by dashboard")
+    expect(row.locator("button.inc-ack")).to_have_count(0)
+    expect(section.locator(".inc-flash")).to_have_text(re.compile(r"^Acked inc_[0-9a-f]+ \(repeats held until "))
+    group = next(g for g in pager.summarize()["groups"] if g["latest_id"] == db["id"])
+    assert (group["state"], group["acked_by"]) == ("acked", "dashboard")
+    row.locator("button.inc-resolve").click()
+    expect(row.locator(".inc-state .badge").first).to_have_text("\u2713RESOLVED")
+    expect(row.locator("button")).to_have_count(0)
+    # silences: the one in force, with time left; add one; remove one
+    item = section.locator(f".inc-silence[data-id='{kept['id']}']")
+    expect(item.locator(".inc-silence-match")).to_have_text("source=maint")
+    expect(item.locator(".inc-silence-left")).to_have_text(re.compile(r"^1 h 5[89] min left$"))
+    expect(item).to_contain_text("by alice, 1 kept quiet")
+    form = section.locator("form.inc-silence-form")
+    form.locator("input[name=source]").fill("batch")
+    form.locator("input[name='msg~']").fill("nightly")
+    form.locator("select[name=for_min]").select_option("60")
+    form.locator("button[type=submit]").click()
+    expect(section.locator(".inc-flash")).to_have_text(re.compile(r"^Not done: .*reason"))  # reason is required
+    form = section.locator("form.inc-silence-form")
+    expect(form.locator("input[name=source]")).to_have_value("batch")  # the draft survived the re-render
+    form.locator("input[name=reason]").fill("nightly reindex")
+    form.locator("button[type=submit]").click()
+    expect(section.locator(".inc-flash")).to_have_text(re.compile(r"^Silenced source=batch msg~nightly until "))
+    expect(section.locator(".inc-silence")).to_have_count(2)
+    [added] = [x for x in pager.list_silences()["silences"] if x["id"] != kept["id"]]
+    assert (added["match"], added["reason"], added["created_by"]) == (
+        {"source": "batch", "msg~": "nightly"},
+        "nightly reindex",
+        "dashboard",
+    )
+    assert 3590 <= added["left_s"] <= 3600
+    section.locator(f".inc-silence[data-id='{kept['id']}'] button.inc-unsilence").click()
+    expect(section.locator(".inc-silence")).to_have_count(1)
+    expect(section.locator(".inc-flash")).to_have_text(f"Silence {kept['id']} removed")
+    assert [x["id"] for x in pager.list_silences()["silences"]] == [added["id"]]

@@ -22,6 +22,13 @@ from tests.fakes_telegram import FakeTelegram, blocked, cant_parse, server_error
 T0 = time.time()
 
 
+@pytest.fixture(autouse=True)
+def no_escalation(monkeypatch):
+    """These tests drive hours of simulated time to check the retry schedule, attempt by attempt;
+    escalation (a second page after PAGER_ESCALATE_MIN) has its own tests (test_pager_answer.py)."""
+    monkeypatch.setenv("PAGER_ESCALATE_MIN", "0")
+
+
 @pytest.fixture
 def tg(monkeypatch):
     with FakeTelegram() as fake:
@@ -91,6 +98,18 @@ def test_critical_reaches_telegram_and_email_once(tg, smtp, log_dir):
     assert len(tg.delivered) == 1 and len(smtp.messages) == 1
 
 
+def test_a_long_email_goes_out_with_crlf_line_ends(smtp, log_dir):
+    # smtplib converts line ends only in str messages: bytes with bare LFs reach the server as one
+    # line, which a strict server (aiosmtpd here, Postfix with smtpd_forbid_bare_newline) refuses
+    # once the whole message is over 1000 bytes.
+    msg = "\n".join(f"stack frame {i}: worker.py line {i * 7} in handle_job" for i in range(60))
+    out = pager.raise_incident("CRITICAL", msg, "worker", now=T0)
+    assert pager.run(now=T0)["deliveries"] == {"ok": 1}
+    [mail] = smtp.messages
+    assert mail.get_content().replace("\r\n", "\n").count("stack frame") == 60
+    assert outbox_row(out["id"], "email")["state"] == "ok"
+
+
 def test_a_channel_that_fails_4_times_then_recovers_gets_the_page_once_after_5_attempts(tg, log_dir):
     tg.script(server_error(), server_error(502), server_error(), server_error(503))
     out = pager.raise_incident("CRITICAL", "db down", "db", now=T0)
@@ -135,6 +154,7 @@ def test_a_channel_that_stays_down_gets_6_attempts_then_failed_and_a_notice_by_e
         {
             "id": out["id"],
             "channel": "telegram",
+            "kind": "page",
             "state": "failed",
             "attempts": 6,
             "last_status": "500",

@@ -93,6 +93,13 @@ def test_rollback_79_high_caps_then_a_tick(cli, log_dir, monkeypatch):
     monkeypatch.setenv("MODEL_CAPS_JSON", "{}")
     assert cli("costs", "tick", "--now", str(NOON + 60)).exit_code == 0
     assert cli("costs", "check", "gpt-4o-mini", "--now", str(NOON + 60)).exit_code == 0
+    # and the cap-reached incidents are resolved: the problem is over (issue 15)
+    summary = orjson.loads(cli("page", "summarize", "--json", "--now", str(NOON + 60)).stdout)
+    notes = {g["fingerprint"]: (g["state"], g["note"]) for g in summary["groups"] if "throttle" in g["fingerprint"]}
+    assert notes == {
+        "costs:throttle:global:2026-11-27": ("resolved", "global cap raised above spend ($15 of $100000)"),
+        "costs:throttle:gpt-4o-mini:2026-11-27": ("resolved", "gpt-4o-mini no longer has a cap"),
+    }
 
 
 def test_rollback_80_scale_dry_run_true_applies_nothing(log_dir, monkeypatch, actuator):  # noqa: F811

@@ -444,7 +444,12 @@ def test_the_app_lists_its_routes_public_paths_and_post_fork_hooks(settings):
     from shim.routes import portal as portal_routes
 
     assert (health, dashboard, slo, incidents, portal_routes, costs, scale, metrics, openapi) == shim_app.ROUTES
-    assert {portal.DOWNLOAD_PATH, portal.UNSUBSCRIBE_PATH} == shim_app.PUBLIC_API
+    assert {
+        portal.DOWNLOAD_PATH,
+        portal.UNSUBSCRIBE_PATH,
+        pager.ACK_LINK_PATH,
+        pager.RESOLVE_LINK_PATH,
+    } == shim_app.PUBLIC_API
     assert {"/metrics"} == shim_app.KEYED
     assert (pager.start_background_drain,) == shim_app.POST_FORK
     assert not hasattr(server, "POST_FORK")  # nothing is registered by importing a module

@@ -7,14 +7,16 @@ from typing import Any
 import orjson
 import typer
 
+from echoops.commands import answer
 from echoops.commands.render import JSON_OPT, NOW_OPT, console, emit_json, input_errors, state_text
 from echoops.core import clock
 from echoops.core.errors import ValidationError
 
 app = typer.Typer(
-    help="Incident inbox and pager: dedup by fingerprint, page CRITICAL to Telegram and email.\n\n"
-    "Exit codes: 0 ok, 1 a delivery attempt failed (retried up to 6 attempts in all; then `page retry`), "
-    "2 bad usage or config.\n\n"
+    help="Incident inbox and pager: dedup by fingerprint, page CRITICAL to Telegram and email; ack, resolve, "
+    "silence.\n\n"
+    "Exit codes: 0 ok, 1 a delivery attempt failed (retried up to 6 attempts in all; then `page retry`) or "
+    "no such incident/silence, 2 bad usage or config.\n\n"
     "Example: echoops page raise --severity CRITICAL --msg 'SLO burn' --source slo",
     no_args_is_help=True,
 )
@@ -126,6 +128,8 @@ def run_cmd(
 
     Example: echoops page run   (schedule.cron: */5 * * * * echoops page run)
     """
+    from rich.markup import escape  # lazy: rich costs ~15 ms; only human output needs it
+
     from echoops.core import pager  # lazy: 15-45 ms a package, off --help and other commands
 
     body = pager.run(now=clock.parse_cli_time(now), ingest=not drain_only)
@@ -139,6 +143,20 @@ def run_cmd(
             out.print(
                 f"read {ingest['lines']} new lines in {ingest['files']} files: {ingest['critical']} CRITICAL, "
                 f"{ingest['new_incidents']} new incidents, {ingest['bad']} bad lines skipped",
+                highlight=False,
+            )
+        kept, pressed = body["upkeep"], body["buttons"]
+        if pressed["polled"]:
+            out.print(
+                f"telegram buttons: {pressed['acted']} presses acted on, {pressed['ignored']} ignored"
+                + (f"; [yellow]getUpdates failed:[/] {escape(pressed['error'])}" if pressed["error"] else ""),
+                highlight=False,
+                soft_wrap=True,
+            )
+        if any(kept.values()):
+            out.print(
+                f"escalated {kept['escalated']}, acks expired {kept['acks_expired']}, "
+                f"silences ended {kept['silences_expired']}",
                 highlight=False,
             )
         done = ", ".join(f"{n} {state_text(state)}" for state, n in body["deliveries"].items())
@@ -177,12 +195,14 @@ def summarize_cmd(
         emit_json(body)
         return
     table = Table(title=f"Incidents, last {body['hours']:g}h", title_justify="left")
-    for col in ("last seen", "sev", "source", "msg", "count", "pages", "telegram", "email"):
+    for col in ("last seen", "state", "sev", "source", "msg", "count", "pages", "telegram", "email"):
         table.add_column(col, justify="right" if col in ("count", "pages") else "left")
     for g in body["groups"]:
         d = g["deliveries"]
+        who = g["acked_by"] if g["state"] == "acked" else g["resolved_by"] if g["state"] == "resolved" else None
         table.add_row(
             g["last_seen"][:19].replace("T", " "),
+            state_text(g["state"]) + (f" {escape(who)}" if who else ""),
             g["severity"],
             escape(g["source"]),
             escape(g["msg"][:60]),
@@ -193,6 +213,15 @@ def summarize_cmd(
         )
     out = console()
     out.print(table)
+    for g in body["groups"]:
+        if g["paged"] and g["state"] in ("open", "acked"):  # what a person can still answer, and how
+            verb = "resolve" if g["state"] == "acked" else "ack"
+            out.print(
+                f"{state_text(g['state'])} {escape(g['source'])}: {escape(g['msg'][:50])}  ->  "
+                f"echoops page {verb} {g['latest_id']}",
+                highlight=False,
+                soft_wrap=True,
+            )
     for a in body["attention"]:
         error = escape(str(a["last_error"] or a["last_status"]))
         out.print(
@@ -232,3 +261,11 @@ def test_cmd(
             out.print(f"{name}: {word} {escape(str(r['status']))} {escape(r['detail'])}", highlight=False)
     if not all(r["ok"] for r in body["results"].values()):
         raise typer.Exit(1)
+
+
+# Answering pages (issue 15) lives in its own module; wired here, on the same `page` group.
+app.command("ack")(answer.ack_cmd)
+app.command("resolve")(answer.resolve_cmd)
+app.command("silence")(answer.silence_cmd)
+app.command("silences")(answer.silences_cmd)
+app.command("unsilence")(answer.unsilence_cmd)

@@ -24,6 +24,14 @@ STATE_STYLE = {
     "unconfirmed": "bold red",
     "pending": "yellow",
     "skipped": "dim",
+    "cancelled": "dim",
+    "open": "bold red",
+    "acked": "yellow",
+    "silenced": "dim",
+    "resolved": "green",
+    "active": "yellow",
+    "expired": "dim",
+    "removed": "dim",
 }
 
 

@@ -254,6 +254,70 @@ VARS: tuple[Var, ...] = (
         "Page a fingerprint at most once per this",
         feature="pager",
     ),
+    Var(
+        "PAGER_ACK_HOURS",
+        "pager_ack_hours",
+        parsers.number(0, 720, lo_open=True),
+        "4",
+        "h",
+        "An ack holds repeat pages and escalation this long (then the incident re-opens)",
+        feature="pager",
+    ),
+    Var(
+        "PAGER_ESCALATE_MIN",
+        "pager_escalate_min",
+        parsers.int_range(0, 10080),
+        "15",
+        "min",
+        "Page an unacked CRITICAL again, marked ESCALATED, after this (0 = off)",
+        feature="pager",
+    ),
+    Var(
+        "TELEGRAM_ESCALATE_CHAT_ID",
+        "telegram_escalate_chat_id",
+        parsers.opt_text,
+        "",
+        "id",
+        "Extra Telegram chat that gets escalations",
+        feature="pager",
+    ),
+    Var(
+        "SMTP_ESCALATE_TO",
+        "smtp_escalate_to",
+        parsers.emails,
+        "",
+        "emails",
+        "Extra recipients of escalations, comma-separated",
+        feature="pager",
+    ),
+    Var(
+        "PAGER_SIGNING_SECRET",
+        "pager_signing_keys",
+        parsers.csv_list,
+        "",
+        "secret",
+        "HMAC keys of Telegram buttons and email ack links (default: PORTAL_SIGNING_SECRET)",
+        True,
+        "pager",
+    ),
+    Var(
+        "PAGER_LINK_TTL_HRS",
+        "pager_link_ttl_hrs",
+        parsers.int_range(1, 168),
+        "24",
+        "h",
+        "Lifetime of the ack/resolve links in a page's email",
+        feature="pager",
+    ),
+    Var(
+        "PAGER_BASE_URL",
+        "pager_base_url",
+        parsers.opt_url,
+        "",
+        "url",
+        "Base of the email ack/resolve links (default: PORTAL_BASE_URL)",
+        feature="pager",
+    ),
     # 78 portal
     Var(
         "PORTAL_SIGNING_SECRET",
@@ -519,6 +583,13 @@ class Settings:
     smtp_tls: str | None
     smtp_timeout_s: float
     pager_repeat_min: int
+    pager_ack_hours: float
+    pager_escalate_min: int
+    telegram_escalate_chat_id: str | None
+    smtp_escalate_to: tuple[str, ...]
+    pager_signing_keys: tuple[str, ...]
+    pager_link_ttl_hrs: int
+    pager_base_url: str | None
     portal_signing_keys: tuple[str, ...]
     portal_link_ttl_hrs: int
     portal_base_url: str
@@ -615,6 +686,13 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         warnings.append(
             "PAGER_RETRY_HOURS is no longer used: a delivery gets at most 6 attempts over about 34 minutes, "
             "then `echoops page retry` re-drives it"
+        )
+    pager_keys = values["pager_signing_keys"] or values["portal_signing_keys"]
+    pages_go_out = (values["telegram_bot_token"] and values["telegram_chat_id"]) or values["smtp_host"]
+    if pages_go_out and (not pager_keys or any(len(k.encode()) < 32 for k in pager_keys)):
+        warnings.append(
+            "PAGER_SIGNING_SECRET (or PORTAL_SIGNING_SECRET) is unset or has a key shorter than 32 bytes: "
+            "pages carry no Ack/Resolve buttons or email links"
         )
     weak_key = weak_dashboard_key(values["dashboard_key"])
     if weak_key:

@@ -251,6 +251,10 @@ def url(raw: str) -> str:
     return v
 
 
+def opt_url(raw: str) -> str | None:
+    return url(raw) if raw.strip() else None
+
+
 def host(raw: str) -> str:
     v = raw.strip()
     if not v or any(c.isspace() for c in v):

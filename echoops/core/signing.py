@@ -8,7 +8,9 @@ Token: `v1.<payload>.<signature>`, both parts unpadded URL-safe base64.
 The MAC covers the exact transmitted text and the check compares the encoded signature text
 (hmac.compare_digest), so changing any character of a token, even a base64 padding bit,
 fails. PORTAL_SIGNING_SECRET holds comma-separated keys: the first signs, every listed key
-verifies, so rotating is "prepend the new key, drop the old one after the link TTL".
+verifies, so rotating is "prepend the new key, drop the old one after the link TTL". The pager
+signs with PAGER_SIGNING_SECRET, else the portal's keys (`KEYRINGS`); `short_mac` is the same
+HMAC cut short, for Telegram's 64-byte button data.
 A missing key or one shorter than 32 bytes is NotConfigured: echoops never signs with a weak key.
 """
 
@@ -60,21 +62,50 @@ def kid(key: str) -> str:
     return hashlib.sha256(key.encode()).hexdigest()[:8]
 
 
-def keys(s: Settings | None = None) -> dict[str, bytes]:
-    """kid -> key bytes, signing key first. NotConfigured when unset or any key is under 32 bytes."""
+# Keyrings: which settings hold the keys of each signer, first set one wins. The pager's
+# buttons and email links use PAGER_SIGNING_SECRET, else the portal's secret (one secret is
+# enough for a small install; tokens are purpose-bound, so a portal link never acks a page).
+KEYRINGS = {
+    "portal": ("PORTAL_SIGNING_SECRET",),
+    "pager": ("PAGER_SIGNING_SECRET", "PORTAL_SIGNING_SECRET"),
+}
+_KEY_ATTRS = {"PORTAL_SIGNING_SECRET": "portal_signing_keys", "PAGER_SIGNING_SECRET": "pager_signing_keys"}
+_DISABLED = {"portal": "signed portal links are disabled", "pager": "pager buttons and email links are disabled"}
+
+
+def keys(s: Settings | None = None, *, ring: str = "portal") -> dict[str, bytes]:
+    """kid -> key bytes of keyring `ring`, signing key first. NotConfigured when unset or any key is under 32 bytes."""
     s = s or config.settings()
-    if not s.portal_signing_keys:
-        raise NotConfigured("PORTAL_SIGNING_SECRET is not set: signed portal links are disabled")
+    names = KEYRINGS[ring]
+    name = next((n for n in names if getattr(s, _KEY_ATTRS[n])), None)
+    if name is None:
+        shown = names[0] + "".join(f" (or {n})" for n in names[1:])
+        raise NotConfigured(f"{shown} is not set: {_DISABLED[ring]}")
     out: dict[str, bytes] = {}
-    for i, key in enumerate(s.portal_signing_keys, start=1):
+    for i, key in enumerate(getattr(s, _KEY_ATTRS[name]), start=1):
         raw = key.encode()
         if len(raw) < MIN_KEY_BYTES:
             raise NotConfigured(
-                f"PORTAL_SIGNING_SECRET key #{i} is {len(raw)} bytes; every key needs >= {MIN_KEY_BYTES} "
-                "(signed portal links are disabled)"
+                f"{name} key #{i} is {len(raw)} bytes; every key needs >= {MIN_KEY_BYTES} ({_DISABLED[ring]})"
             )
         out.setdefault(kid(key), raw)
     return out
+
+
+def short_mac(message: str, *, ring: str, chars: int, s: Settings | None = None) -> str:
+    """The first `chars` characters of the URL-safe HMAC-SHA256 of `message` under the signing key
+    (for identifiers that must stay short, e.g. Telegram's 64-byte callback data)."""
+    key = next(iter(keys(s, ring=ring).values()))
+    return _b64(hmac.new(key, message.encode(), hashlib.sha256).digest())[:chars]
+
+
+def check_short_mac(message: str, mac: str, *, ring: str, s: Settings | None = None) -> bool:
+    """True when `mac` is short_mac(message) under any key of `ring` (constant-time compare)."""
+    good = False
+    for key in keys(s, ring=ring).values():
+        want = _b64(hmac.new(key, message.encode(), hashlib.sha256).digest())[: len(mac)]
+        good |= bool(mac) and hmac.compare_digest(want.encode(), mac.encode("ascii", "replace"))
+    return good
 
 
 def _b64(data: bytes) -> str:
@@ -97,12 +128,13 @@ def sign(
     ttl_s: float | None = None,
     s: Settings | None = None,
     now: float | None = None,
+    ring: str = "portal",
 ) -> tuple[str, int]:
     """(token, expiry epoch s) for (purpose, resource, email), valid `ttl_s` (default PORTAL_LINK_TTL_HRS)."""
     s = s or config.settings()
     if not purpose or not isinstance(purpose, str):
         raise ValidationError("purpose must be a non-empty string", field="purpose")
-    signing_kid, key = next(iter(keys(s).items()))
+    signing_kid, key = next(iter(keys(s, ring=ring).items()))
     ttl = s.portal_link_ttl_hrs * 3600 if ttl_s is None else ttl_s
     if not math.isfinite(ttl) or ttl <= 0:
         raise ValidationError("ttl must be a positive number of seconds", field="ttl_s")
@@ -127,9 +159,11 @@ def _decode(token: str) -> tuple[str, str, dict]:
     return payload_text, sig, payload
 
 
-def verify(token: str, purpose: str, *, s: Settings | None = None, now: float | None = None) -> Claims:
+def verify(
+    token: str, purpose: str, *, s: Settings | None = None, now: float | None = None, ring: str = "portal"
+) -> Claims:
     """Claims of a valid, unexpired token for `purpose`; BadToken (403, precise `reason`) otherwise."""
-    known = keys(s)  # NotConfigured first: without keys nothing can be judged
+    known = keys(s, ring=ring)  # NotConfigured first: without keys nothing can be judged
     payload_text, sig, payload = _decode(token)
     kid = payload.get("k")
     key = known.get(kid) if isinstance(kid, str) else None

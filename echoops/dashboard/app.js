@@ -143,6 +143,7 @@
     red: "bad", throttle: "bad", over: "bad", failed: "bad", unconfirmed: "bad",
     pending: "info",
     skipped: "muted",
+    open: "bad", acked: "warn", silenced: "muted", resolved: "good", cancelled: "muted", active: "info",
   };
   var TONE_ICON = {good: "\u2713", warn: "!", bad: "\u2715", info: "\u2026", muted: "\u2013"};
 

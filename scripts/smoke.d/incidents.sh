@@ -24,3 +24,24 @@ expect POST /api/incidents/alertmanager 200 "$AM" '.alerts[0].deduped == true'
 expect POST /api/incidents/alertmanager 200 "${AM//\"firing\"/\"resolved\"}" '.resolved == 1' '.alerts[0].id | startswith("inc_")'
 expect POST /api/incidents/summarize 200 '' '.groups[] | select(.fingerprint == "am:5a0c1e") | .severity == "WARNING" and (.resolved_at | type) == "string"'
 expect POST /api/incidents/alertmanager 400 '{"version":"3","alerts":[]}' '.field == "version"'
+
+# Issue 15: answering pages. The SLO burn group is open; ack it by fingerprint, then resolve it.
+expect POST /api/incidents/ack 404 '{"fingerprint":"smoke:db","by":"smoke"}' '.error == "not_found"'
+expect POST /api/incidents/raise 200 '{"severity":"CRITICAL","msg":"db down","source":"db","fingerprint":"smoke:db"}' \
+  '.state == "open"'
+expect POST /api/incidents/ack 200 '{"fingerprint":"smoke:db","by":"smoke"}' \
+  '.state == "acked"' '.acked_by == "smoke"' '.changed == true'
+expect POST /api/incidents/ack 200 '{"fingerprint":"smoke:db"}' '.changed == false' '.acked_by == "smoke"'
+expect POST /api/incidents/raise 200 '{"severity":"CRITICAL","msg":"db down","source":"db","fingerprint":"smoke:db"}' \
+  '.deduped == true' '.state == "acked"' '.channels == {}'
+expect POST /api/incidents/resolve 200 '{"fingerprint":"smoke:db","note":"smoke test"}' \
+  '.state == "resolved"' '.note == "smoke test"' '.notices == {}'
+expect POST /api/incidents/resolve 404 '{"id":"inc_nope"}' '.error == "not_found"'
+expect POST /api/incidents/ack 400 '{}' '.field == "id"'
+expect POST /api/incidents/silence 200 '{"match":{"source":"maint"},"for_min":30,"reason":"smoke"}' \
+  '.state == "active"' '.left_s == 1800' '.id | startswith("sil_")'
+expect POST /api/incidents/raise 200 '{"severity":"CRITICAL","msg":"replica lag","source":"maint"}' \
+  '.state == "silenced"' '.channels == {}'
+expect GET /api/incidents/silences 200 '' '.silences | length == 1' '.silences[0].matched == 1'
+expect POST /api/incidents/silence 400 '{"match":{"colour":"red"},"for_min":30,"reason":"smoke"}' '.field == "match"'
+expect GET '/api/incidents/ack-link?token=v1.x.y' 403 '' '.error == "forbidden"'

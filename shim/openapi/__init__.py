@@ -233,8 +233,8 @@ def document() -> dict[str, Any]:
             "version": __version__,
             "description": "SLOs, incident pager, customer portal, cost guardrails and autoscale for one app. "
             "Every /api route and /metrics needs the dashboard key (`X-Dash-Key`, or `Authorization: Bearer`), "
-            "except the portal's links, where the signed `token` is the credential. Errors are "
-            "`{error, detail, field?}`.",
+            "except the portal's links and the pager's email links, where the signed `token` is the credential. "
+            "Errors are `{error, detail, field?}`.",
         },
         "paths": dict(sorted(paths.items())),
         "components": {
@@ -257,7 +257,8 @@ def document() -> dict[str, Any]:
                     "type": "apiKey",
                     "in": "query",
                     "name": "token",
-                    "description": "A signed, purpose-bound, expiring portal link token (HMAC-SHA256)",
+                    "description": "A signed, purpose-bound, expiring link token (HMAC-SHA256): portal links, pager "
+                    "email links",
                 },
             },
         },

@@ -1,7 +1,9 @@
 """The incident pager (phase 77)."""
 
-from echoops.core.pager import SEVERITIES
+from echoops.core.pager import ACK_LINK_PATH, RESOLVE_LINK_PATH, SEVERITIES, STATES
 from echoops.core.pager.model import MAX_FINGERPRINT_CHARS, MAX_MSG_BYTES, MAX_SOURCE_CHARS
+from echoops.core.pager.silences import MAX_BY_CHARS, MAX_FOR_S, MAX_REASON_CHARS
+from echoops.core.pager.states import MAX_NOTE_CHARS
 from echoops.core.pager.summary import MAX_SUMMARY_HOURS
 from shim.openapi import BOOL, ERROR, INT, NUM, STR, TS, Operation, nullable, obj, param, text
 
@@ -30,7 +32,10 @@ RAISE_BODY = obj(
     closed=True,
 )
 
-RAISED = obj({"id": STR, "fingerprint": STR, "deduped": BOOL, "channels": CHANNEL_STATES})
+STATE = {"type": "string", "enum": list(STATES)}
+RAISED = obj(
+    {"id": STR, "fingerprint": STR, "deduped": BOOL, "channels": CHANNEL_STATES, "state": STATE}, {"silence": STR}
+)
 
 GROUP = obj(
     {
@@ -44,8 +49,90 @@ GROUP = obj(
         "paged": BOOL,
         "pages": INT,
     },
-    {"latest_id": STR, "deliveries": CHANNEL_STATES, "failed_deliveries": INT},
+    {
+        "latest_id": STR,
+        "deliveries": CHANNEL_STATES,
+        "failed_deliveries": INT,
+        "state": STATE,
+        "paged_at": nullable(TS),
+        "acked_by": nullable(STR),
+        "acked_at": nullable(TS),
+        "ack_until": nullable(TS),
+        "resolved_at": nullable(TS),
+        "resolved_by": nullable(STR),
+        "note": nullable(STR),
+        "silence": nullable(STR),
+        "escalated_at": nullable(TS),
+    },
 )
+
+TARGET = {
+    "id": text(MAX_FINGERPRINT_CHARS, "an incident id (inc_...); or give fingerprint"),
+    "fingerprint": text(MAX_FINGERPRINT_CHARS, "a fingerprint: its latest incident"),
+    "by": nullable(text(MAX_BY_CHARS, "who (default: api)")),
+}
+ONE_TARGET = {
+    "oneOf": [{"required": ["id"]}, {"required": ["fingerprint"]}],
+    "description": "exactly one of id and fingerprint",
+}
+ACK_BODY = {**obj({}, TARGET, closed=True), **ONE_TARGET}
+RESOLVE_BODY = {
+    **obj({}, {**TARGET, "note": nullable(text(MAX_NOTE_CHARS, "why it is over"))}, closed=True),
+    **ONE_TARGET,
+}
+ACTION = obj(
+    {
+        "id": STR,
+        "fingerprint": STR,
+        "state": STATE,
+        "changed": BOOL,
+        "ids": {"type": "array", "items": STR},
+        "acked_by": nullable(STR),
+        "acked_at": nullable(TS),
+        "ack_until": nullable(TS),
+        "resolved_by": nullable(STR),
+        "resolved_at": nullable(TS),
+        "note": nullable(STR),
+        "notices": CHANNEL_STATES,
+    }
+)
+MATCH = {
+    "type": "object",
+    "minProperties": 1,
+    "properties": {
+        "source": text(MAX_SOURCE_CHARS),
+        "severity": {"type": "string", "enum": list(SEVERITIES), "description": "any case"},
+        "fingerprint": text(MAX_FINGERPRINT_CHARS),
+        "msg~": text(200, "the message contains this (any case)"),
+    },
+    "additionalProperties": False,
+}
+SILENCE_BODY = obj(
+    {
+        "match": MATCH,
+        "for_min": {"type": "number", "minimum": 1, "maximum": MAX_FOR_S / 60, "description": "minutes"},
+        "reason": text(MAX_REASON_CHARS),
+    },
+    {"by": nullable(text(MAX_BY_CHARS, "who (default: api)"))},
+    closed=True,
+)
+SILENCE = obj(
+    {
+        "id": STR,
+        "match": {"type": "object", "additionalProperties": STR},
+        "reason": STR,
+        "created_by": STR,
+        "created_at": TS,
+        "ends_at": TS,
+        "state": {"type": "string", "enum": ["active", "expired", "removed"]},
+        "left_s": INT,
+        "ended_at": nullable(TS),
+        "ended_by": nullable(STR),
+        "matched": INT,
+    }
+)
+SILENCES = obj({"generated_at": TS, "silences": {"type": "array", "items": SILENCE}})
+HTML = ("text/html", {"type": "string"})
 
 SUMMARY = obj({"generated_at": TS, "hours": NUM, "groups": {"type": "array", "items": GROUP}})
 
@@ -143,4 +230,84 @@ OPERATIONS = (
         "the field, and nothing of it is stored.",
         body=AM_PAYLOAD,
     ),
+    Operation(
+        "POST",
+        "/api/incidents/ack",
+        "Acknowledge an incident: repeats are counted, not paged, until resolved or PAGER_ACK_HOURS pass",
+        "key",
+        {200: ACTION, 400: ERROR, 404: ERROR},
+        "incidents",
+        description="Idempotent: a repeat answers the incident as it is, with `changed: false`.",
+        body=ACK_BODY,
+    ),
+    Operation(
+        "POST",
+        "/api/incidents/resolve",
+        "Resolve an incident: one RESOLVED notice to each channel that got the page",
+        "key",
+        {200: ACTION, 400: ERROR, 404: ERROR},
+        "incidents",
+        description="Idempotent: a repeat answers the incident as it is, with `changed: false`.",
+        body=RESOLVE_BODY,
+    ),
+    Operation(
+        "POST",
+        "/api/incidents/silence",
+        "Silence incidents that match, for a while: recorded with state silenced, not paged",
+        "key",
+        {200: SILENCE, 400: ERROR},
+        "incidents",
+        body=SILENCE_BODY,
+    ),
+    Operation(
+        "GET",
+        "/api/incidents/silences",
+        "The silences in force, with time left",
+        "key",
+        {200: SILENCES, 400: ERROR},
+        "incidents",
+        query=(
+            param(
+                "all", {"type": "string", "enum": ["true", "false", "1", "0"]}, "also those ended in the last 7 days"
+            ),
+        ),
+    ),
+    Operation(
+        "DELETE",
+        "/api/incidents/silence",
+        "End a silence now",
+        "key",
+        {200: SILENCE, 400: ERROR, 404: ERROR},
+        "incidents",
+        query=(
+            param("id", {"type": "string", "minLength": 1}, "the silence (sil_...)", required=True),
+            param("by", text(MAX_BY_CHARS), "who (default: api)"),
+        ),
+    ),
 )
+
+for _path, _label in ((ACK_LINK_PATH, "Acknowledge"), (RESOLVE_LINK_PATH, "Resolve")):
+    OPERATIONS += (
+        Operation(
+            "GET",
+            _path,
+            f"{_label} link of a page's email: a confirmation page (changes nothing)",
+            "token",
+            {200: HTML, 404: ERROR},
+            "incidents",
+        ),
+        Operation(
+            "POST",
+            _path,
+            f"{_label} link of a page's email: the confirmation page's button",
+            "token",
+            {200: [("application/json", ACTION), HTML], 400: ERROR, 404: ERROR},
+            "incidents",
+            description="JSON answer; an HTML page when `Accept` includes text/html.",
+            form=obj(
+                {},
+                {"by": text(MAX_BY_CHARS, "your name"), "note": text(MAX_NOTE_CHARS, "resolve only")},
+            ),
+            body_required=False,
+        ),
+    )

@@ -123,6 +123,7 @@ def set_cap(
     ndjson.append(s.log_path(EVENTS_LOG), "cap_set", now=now, **cap)
     doc = _publish(conn, s, now)
     _alert(conn, s, doc, now)
+    resolve_cleared(conn, s, doc, now)
     return {"cap": cap, "status": _public(doc)}
 
 
@@ -324,6 +325,50 @@ def _alert(conn: sqlite3.Connection, s: Settings, doc: dict[str, Any], now: floa
     return fired
 
 
+RESOLVE_LOOKBACK_S = 7 * 86400  # throttle incidents of this many past days are still checked
+
+
+def resolve_cleared(conn: sqlite3.Connection, s: Settings, doc: dict[str, Any], now: float) -> list[str]:
+    """Resolve the cap-reached (throttle) incidents that are over, through the pager's
+    auto-resolve: an earlier UTC day's (spend starts again at midnight: the first tick or cap
+    change of the new day resolves it), and today's whose scope is back under its cap (the cap was
+    raised above spend). Today's alert record is then dropped, so crossing the new cap pages again.
+    Returns the ids of the incidents resolved."""
+    rows = conn.execute(
+        "SELECT day, scope, fingerprint FROM costs_alerts WHERE kind='throttle' AND incident_id IS NOT NULL "
+        "AND day >= ?",
+        (clock.iso(now - RESOLVE_LOOKBACK_S)[:10],),
+    ).fetchall()
+    if not rows:
+        return []
+    from echoops.core.pager import auto_resolve  # lazy: ~25 ms; only when a throttle incident was raised
+
+    entries = {"global": doc["global"], **doc["models"]}
+    done: list[str] = []
+    for r in rows:
+        if r["day"] == doc["day"]:
+            entry = entries.get(r["scope"])
+            if entry is None or entry["state"] == "throttle":
+                continue
+            if entry.get("cap_usd") is None:
+                note = f"{r['scope']} no longer has a cap"
+            else:
+                note = f"{r['scope']} cap raised above spend (${entry['spent_usd']:g} of ${entry['cap_usd']:g})"
+        elif r["day"] > doc["day"]:
+            continue
+        else:
+            note = f"a new UTC day ({doc['day']}): spend starts again from zero"
+        incident = auto_resolve(r["fingerprint"], by="auto:costs", note=note, s=s, now=now)
+        if incident is not None:
+            done.append(incident["id"])
+        if r["day"] == doc["day"]:
+            with store.transaction(conn):
+                conn.execute(
+                    "DELETE FROM costs_alerts WHERE day=? AND scope=? AND kind='throttle'", (r["day"], r["scope"])
+                )
+    return done
+
+
 # --- the tick ------------------------------------------------------------------------------
 
 
@@ -339,6 +384,7 @@ def tick(*, s: Settings | None = None, now: float | None = None) -> CostsTick:
         conn.execute("INSERT OR REPLACE INTO costs_meta(k, v) VALUES('last_tick', ?)", (now,))
     doc = _publish(conn, s, now)
     alerts = _alert(conn, s, doc, now)
+    resolve_cleared(conn, s, doc, now)
     summary: CostsTick = {
         "day": doc["day"],
         "lines": usage["lines"],

@@ -11,12 +11,10 @@ fingerprint within PAGER_REPEAT_MIN: Alertmanager re-sends a group every `group_
 - meta: the alert's labels plus `generatorURL`;
 - fingerprint: `am:<Alertmanager's fingerprint>`.
 
-A resolved alert resolves its incident. Until the pager has incident states of its own, that is
-recorded here, in one table of this module's own (`am_resolved`: the incident fingerprint, when
-Alertmanager ended it, when echoops heard), logged as `incident_resolved` in incidents.ndjson
-and shown by the summary (`resolved_at` on the group, `mark_resolved`); `resolve_incident` is the
-one function to point at the pager's resolve when it exists. A group that fires again after
-its resolution shows as open again.
+A resolved alert resolves its incident through the pager's own resolve (`states.auto_resolve`,
+by "alertmanager", the note naming Alertmanager's `endsAt`): one RESOLVED notice to each
+channel that got the page, and the fingerprint re-opens, so an alert that fires again after
+its resolution pages again.
 
 The whole payload is checked before anything is stored: a malformed one is a ValidationError
 (400) naming the field (`alerts[2].labels`), and nothing of it is recorded.
@@ -25,38 +23,24 @@ The whole payload is checked before anything is stored: a malformed one is a Val
 from __future__ import annotations
 
 import re
-import sqlite3
 from collections.abc import Mapping
 from typing import Any
 
 import orjson
 
-from echoops.core import clock, config, ndjson, parsers, store
+from echoops.core import clock, config, parsers
 from echoops.core.config import Settings
 from echoops.core.errors import ValidationError
-from echoops.core.pager import inbox
+from echoops.core.pager import inbox, states
 from echoops.core.pager.incidents import Item, record
-from echoops.core.pager.model import INCIDENTS_LOG, MAX_META_BYTES, MAX_MSG_BYTES, MAX_SOURCE_CHARS, db
-from echoops.core.pager.types import AlertmanagerReceived, AlertReceived, SummaryGroup
+from echoops.core.pager.model import MAX_META_BYTES, MAX_MSG_BYTES, MAX_SOURCE_CHARS, db
+from echoops.core.pager.types import AlertmanagerReceived, AlertReceived
 
 VERSION = "4"
 PREFIX = "am:"
 MAX_ALERTS = 1000  # far above what fits the 64 KiB body limit
 SEVERITY = {"critical": "CRITICAL", "warning": "WARNING"}  # anything else: ERROR
 _FINGERPRINT = re.compile(r"[0-9A-Za-z_-]{1,64}\Z")
-
-SCHEMA = store.Schema(
-    "alertmanager",
-    (
-        """
-        CREATE TABLE am_resolved (
-            fingerprint TEXT PRIMARY KEY,
-            resolved_at REAL NOT NULL,
-            received_at REAL NOT NULL
-        );
-        """,
-    ),
-)
 
 
 def _strings(value: object, field: str) -> dict[str, str]:
@@ -159,13 +143,9 @@ def receive(body: Mapping[str, object], *, s: Settings | None = None, now: float
     }
 
 
-def _conn(s: Settings) -> sqlite3.Connection:
-    return store.db(s, SCHEMA)
-
-
 def resolve_incident(s: Settings, fingerprint: str, *, at: float, now: float) -> str | None:
-    """Mark the latest incident of `fingerprint` resolved at `at`; its id, or None when echoops
-    never saw it. (The interim resolve: point this at the pager's own resolve when it lands.)"""
+    """Resolve the incident of `fingerprint` (Alertmanager ended the alert at `at`): its latest
+    incident's id, or None when echoops never saw it fire. Already resolved: nothing more happens."""
     row = (
         db(s)
         .execute("SELECT id FROM pager_incidents WHERE fingerprint=? ORDER BY first_seen DESC LIMIT 1", (fingerprint,))
@@ -173,36 +153,7 @@ def resolve_incident(s: Settings, fingerprint: str, *, at: float, now: float) ->
     )
     if row is None:
         return None
-    conn = _conn(s)
-    with store.transaction(conn):
-        conn.execute(
-            "INSERT INTO am_resolved(fingerprint, resolved_at, received_at) VALUES(?,?,?) ON CONFLICT(fingerprint) "
-            "DO UPDATE SET resolved_at=excluded.resolved_at, received_at=excluded.received_at",
-            (fingerprint, at, now),
-        )
-    ndjson.append(
-        s.log_path(INCIDENTS_LOG),
-        "incident_resolved",
-        now=now,
-        id=row["id"],
-        fingerprint=fingerprint,
-        resolved_at=clock.iso(at),
-        by="alertmanager",
+    states.auto_resolve(
+        fingerprint, by="alertmanager", note=f"resolved in Alertmanager at {clock.iso(at)}", s=s, now=now
     )
-    return row["id"]
-
-
-def mark_resolved(s: Settings, groups: Mapping[str, SummaryGroup], last_seen: Mapping[str, float]) -> None:
-    """Add `resolved_at` to each summary group resolved since its last firing occurrence."""
-    wanted = [fp for fp in groups if fp.startswith(PREFIX)]
-    if not wanted:
-        return
-    conn = _conn(s)
-    for i in range(0, len(wanted), 500):
-        chunk = wanted[i : i + 500]
-        marks = ",".join("?" * len(chunk))
-        for fp, resolved_at, received_at in conn.execute(
-            f"SELECT fingerprint, resolved_at, received_at FROM am_resolved WHERE fingerprint IN ({marks})", chunk
-        ):
-            if received_at >= last_seen[fp]:
-                groups[fp]["resolved_at"] = clock.iso(resolved_at)
+    return str(row["id"])

@@ -1,9 +1,11 @@
 """Draining the outbox: every due delivery, in a loop (`page run`) or a server thread.
 
-`drain` attempts what is due, resolves attempts whose result was never recorded, and waits for
-short backoffs within its time budget. `BackgroundDrain` runs it in each gunicorn worker: woken
-by an enqueue in that process, and every POLL_S seconds for pages queued by the CLI or the
-scheduler and for retries that have come due.
+`drain` first does the upkeep that comes with time (silences and acks that ran out, escalations
+that fell due: `upkeep`), then attempts what is due, resolves attempts whose result was never
+recorded, and waits for short backoffs within its time budget. `BackgroundDrain` runs it in
+each gunicorn worker: woken by an enqueue in that process, and every POLL_S seconds for pages
+queued by the CLI or the scheduler, retries and escalations that have come due; beside it a
+`presses.ButtonPoller` reads Telegram button presses.
 """
 
 from __future__ import annotations
@@ -12,14 +14,31 @@ import logging
 import threading
 import time
 from collections import Counter
+from typing import TYPE_CHECKING
 
 from echoops.core import clock
 from echoops.core.config import Settings
-from echoops.core.pager import model, outbox
+from echoops.core.pager import escalation, model, outbox, silences, states
+from echoops.core.pager.types import Upkeep
+
+if TYPE_CHECKING:
+    from echoops.core.pager.presses import ButtonPoller
 from echoops.core.redact import redact
 
 POLL_S = 2.0  # enqueues from other processes (CLI, scheduler) are picked up within this
 _log = logging.getLogger("echoops.pager")
+
+
+def upkeep(s: Settings, *, now: float | None = None) -> Upkeep:
+    """What time changes: silences that ran out, acks that ran out (re-opened), and unacked
+    CRITICALs due for escalation (queued). Each is done once, whoever runs it first."""
+    conn = model.db(s)
+    t = clock.now_s(now)
+    return {
+        "silences_expired": silences.expire(conn, s, t),
+        "acks_expired": states.expire_acks(conn, s, t),
+        "escalated": escalation.escalate_due(conn, s, t),
+    }
 
 
 def drain(
@@ -29,13 +48,15 @@ def drain(
     budget_s: float = 60.0,
     stop: threading.Event | None = None,
     wake: threading.Event | None = None,
+    with_upkeep: bool = True,
 ) -> dict[str, int]:
     """Attempt every due delivery; wait for backoffs that fall due within `budget_s` seconds.
 
     `now` shifts the clock (tests, `--now`): time still advances in real seconds from it. `wake`
-    cuts a backoff wait short (a new enqueue in this process goes out at once). Returns counts
-    of attempts by resulting state, counting attempts whose result was never recorded and that
-    this call resolved (see `outbox`).
+    cuts a backoff wait short (a new enqueue in this process goes out at once). First the
+    `upkeep` (unless `with_upkeep` is False). Returns counts of attempts by resulting state
+    (edits of sent messages as `edit_<state>`), counting attempts whose result was never
+    recorded and that this call resolved (see `outbox`).
     """
     conn = model.db(s)
     start_wall, start_mono = clock.now_s(now), time.monotonic()
@@ -45,12 +66,15 @@ def drain(
 
     owner = outbox.owner_id()
     counts: Counter[str] = Counter()
+    if with_upkeep:
+        upkeep(s, now=current())
     counts.update(outbox.resolve_unrecorded(conn, s, current()))
     while not (stop is not None and stop.is_set()):
         t = current()
         row = outbox.claim(conn, s, t, owner)
         if row is not None:
-            counts[outbox.attempt(conn, row, s, t, owner)["state"]] += 1
+            state = outbox.attempt(conn, row, s, t, owner)["state"]
+            counts[f"edit_{state}" if row["kind"].startswith("edit_") else state] += 1
             continue
         nxt = conn.execute(
             "SELECT min(next_attempt_at) FROM pager_outbox WHERE state='pending' AND next_attempt_at IS NOT NULL "
@@ -80,10 +104,14 @@ class BackgroundDrain:
         self.wake = threading.Event()
         self.stop = threading.Event()
         self.thread = threading.Thread(target=self._loop, name="echoops-pager-drain", daemon=True)
+        self.buttons: ButtonPoller | None = None
 
     def start(self) -> BackgroundDrain:
         model.ENQUEUE_LISTENERS.append(self.wake.set)
         self.thread.start()
+        from echoops.core.pager import presses  # lazy: ~6 ms that every CLI command would pay; the server needs it
+
+        self.buttons = presses.start_poller(self.s)
         return self
 
     def close(self, timeout: float = 5.0) -> None:
@@ -91,6 +119,8 @@ class BackgroundDrain:
         self.wake.set()
         if self.wake.set in model.ENQUEUE_LISTENERS:
             model.ENQUEUE_LISTENERS.remove(self.wake.set)
+        if self.buttons is not None:
+            self.buttons.close(timeout)
         self.thread.join(timeout)
 
     def _loop(self) -> None:

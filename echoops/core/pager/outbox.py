@@ -23,11 +23,8 @@ retried; receivers can dedup on the Message-ID, which names the incident).
 
 from __future__ import annotations
 
-import os
 import random
-import socket
 import sqlite3
-import threading
 import time
 from typing import Any
 
@@ -47,7 +44,14 @@ SEMANTICS = {"telegram": "at-most-once", "email": "at-least-once"}
 LABEL = {"telegram": "Telegram", "email": "Email"}
 NOTICE_FP = "pager:delivery_failed:"  # + channel: the notice that a channel's delivery failed
 UNCONFIRMED = "unconfirmed"
-HOST = socket.gethostname()
+# Deliveries a person must hear about when they fail (an edit of a sent message is cosmetic).
+WATCHED_KINDS = ("page", "escalate", "resolved")
+
+
+def semantics(channel: str, kind: str = "page") -> str:
+    """At-most-once for a Telegram message (a duplicate page is worse than a late one), at-least-once
+    for email and for edits (editing a message to what it already shows changes nothing)."""
+    return "at-least-once" if kind.startswith("edit_") else SEMANTICS[channel]
 
 
 class NothingToRetry(EchoopsError):
@@ -58,9 +62,7 @@ class NothingToRetry(EchoopsError):
     exit_code = 1
 
 
-def owner_id() -> str:
-    """Who holds a lease: host, pid and thread (a dead pid on this host frees its leases)."""
-    return f"{HOST}:{os.getpid()}:{threading.get_ident()}"
+owner_id = model.lease_owner  # who holds a lease: host, pid and thread
 
 
 def lease_s(s: Settings) -> float:
@@ -74,23 +76,13 @@ def backoff_s(attempt: int, rng: random.Random | None = None) -> float:
     return base * (1 + JITTER * (rng or random).random())
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # alive, owned by another user
-        pass
-    return True
-
-
 def _expire_dead_leases(conn: sqlite3.Connection, now: float) -> None:
     """Leases held by processes on this host that no longer exist run out now (killed mid-send)."""
     rows = conn.execute(
         "SELECT rowid, claimed_by FROM pager_outbox WHERE claimed_until > ? AND claimed_by LIKE ?",
-        (now, HOST + ":%"),
+        (now, model.HOST + ":%"),
     ).fetchall()
-    dead = [r[0] for r in rows if not _pid_alive(int(r[1].rsplit(":", 2)[1]))]
+    dead = [r[0] for r in rows if model.dead_owner(r[1])]
     if dead:
         with store.transaction(conn):
             conn.executemany(
@@ -164,24 +156,18 @@ def _next_state(outcome: Outcome, series_attempts: int, now: float) -> tuple[str
     return "failed", None
 
 
-def _page(row: sqlite3.Row) -> Page:
-    return Page(
-        row["incident_id"],
-        row["severity"],
-        row["source"],
-        row["msg"],
-        row["fingerprint"],
-        row["count"],
-        row["first_seen"],
-    )
-
-
 def attempt(conn: sqlite3.Connection, row: sqlite3.Row, s: Settings, now: float, owner: str) -> dict[str, Any]:
     """Deliver one claimed row once, record the result (store first), log each request, and send
     the notice when the delivery ends failed. A failure to record propagates: the attempt stays
     marked as in flight and is resolved when its lease runs out."""
+    from echoops.core.pager import messages  # lazy: signing and the button/link builders, ~6 ms; only a sender pays
+
     started = time.monotonic()
-    outcomes = _send(row["channel"], _page(row), s) or [Outcome(False, "no_request", True)]
+    page: Page | None = messages.build(conn, s, row, now)
+    if page is None:  # an edit of a message that was never delivered: nothing to do
+        outcomes = [Outcome(False, "nothing_to_edit", False, detail="the message to edit was never delivered")]
+    else:
+        outcomes = _send(row["channel"], page, s) or [Outcome(False, "no_request", True)]
     now += time.monotonic() - started  # backoff and records count from the answer, not the claim
     final = outcomes[-1]
     number = row["attempts"] + 1
@@ -190,8 +176,8 @@ def attempt(conn: sqlite3.Connection, row: sqlite3.Row, s: Settings, now: float,
     with store.transaction(conn):  # the store first: a crash after this never re-sends
         recorded = conn.execute(
             "UPDATE pager_outbox SET state=?, attempts=?, round_attempts=?, next_attempt_at=?, last_status=?, "
-            "last_error=?, delivered_at=?, sending_attempt=NULL, sending_at=NULL, claimed_by=NULL, "
-            "claimed_until=NULL, updated_at=? WHERE rowid=? AND claimed_by=? AND sending_attempt=?",
+            "last_error=?, delivered_at=?, sending_attempt=NULL, sending_at=NULL, claimed_by=NULL, claimed_until=NULL, "
+            "updated_at=?, ref=coalesce(?, ref) WHERE rowid=? AND claimed_by=? AND sending_attempt=?",
             (
                 state,
                 number,
@@ -201,6 +187,7 @@ def attempt(conn: sqlite3.Connection, row: sqlite3.Row, s: Settings, now: float,
                 None if final.ok else final.detail[:500],
                 now if final.ok else None,
                 now,
+                final.ref,
                 row["rowid"],
                 owner,
                 number,
@@ -226,6 +213,8 @@ def _log_attempt(
             "status": outcome.status,
             "ok": outcome.ok,
         }
+        if row["kind"] != "page" or row["dest"] != "main":
+            fields.update(kind=row["kind"], dest=row["dest"])
         if len(outcomes) > 1:
             fields["request"] = i
         if not outcome.ok:
@@ -246,6 +235,9 @@ def _finish(
 ) -> None:
     if state == "pending":
         return
+    fields: dict[str, Any] = (
+        {} if row["kind"] == "page" and row["dest"] == "main" else {"kind": row["kind"], "dest": row["dest"]}
+    )
     ndjson.append(
         s.log_path(model.INCIDENTS_LOG),
         "delivery",
@@ -254,9 +246,10 @@ def _finish(
         channel=row["channel"],
         state=state,
         attempts=number,
-        semantics=SEMANTICS[row["channel"]],
+        semantics=semantics(row["channel"], row["kind"]),
+        **fields,
     )
-    if state in ("failed", UNCONFIRMED):
+    if state in ("failed", UNCONFIRMED) and row["kind"] in model.PAGE_KINDS:
         notify(s, row, state, series, final.detail, now)
 
 
@@ -273,7 +266,7 @@ def notify(s: Settings, row: sqlite3.Row, state: str, series: int, error: str, n
     if state == UNCONFIRMED:
         what = (
             f"is unconfirmed: attempt {row['sending_attempt']}'s result was never recorded, so it was not sent "
-            f"again ({SEMANTICS[channel]}); check the chat, then `echoops page retry {row['incident_id']}` if missing"
+            f"again ({semantics(channel)}); check the chat, then `echoops page retry {row['incident_id']}` if missing"
         )
     else:
         plural = "" if series == 1 else "s"
@@ -295,7 +288,7 @@ def resolve_unrecorded(conn: sqlite3.Connection, s: Settings, now: float) -> lis
     done: list[str] = []
     for row in rows:
         channel = row["channel"]
-        retry = SEMANTICS[channel] == "at-least-once"
+        retry = semantics(channel, row["kind"]) == "at-least-once"
         number = row["sending_attempt"]
         detail = f"attempt {number}: the result was never recorded (the sender died or could not write it)"
         outcome = Outcome(False, UNCONFIRMED, retry, detail=detail)
@@ -328,18 +321,28 @@ def attempt_now(s: Settings, incident_id: str, *, now: float | None = None) -> d
     return out
 
 
-def delivery_states(s: Settings, incident_id: str) -> dict[str, dict[str, Any]]:
-    """`{"deliveries": {channel: state}, "attempts": {channel: {attempts, last_status, last_error, retry_at}}}`."""
+def label(channel: str, kind: str, dest: str) -> str:
+    """How a delivery is named in outputs: its channel for a page, else `channel:kind[:escalate]`."""
+    if kind == "page" and dest == "main":
+        return channel
+    return f"{channel}:{kind}" + ("" if dest == "main" else f":{dest}")
+
+
+def delivery_states(s: Settings, incident_id: str, *, all_kinds: bool = False) -> dict[str, dict[str, Any]]:
+    """`{"deliveries": {channel: state}, "attempts": {channel: {attempts, last_status, last_error, retry_at}}}`
+    of the incident's page (`all_kinds`: every delivery but edits, named by `label`)."""
+    where = "kind IN ('page','escalate','resolved')" if all_kinds else "kind='page' AND dest='main'"
     rows = model.db(s).execute(
-        "SELECT channel, state, attempts, last_status, last_error, next_attempt_at FROM pager_outbox "
-        "WHERE incident_id=? ORDER BY rowid",
+        "SELECT channel, kind, dest, state, attempts, last_status, last_error, next_attempt_at FROM pager_outbox "
+        f"WHERE incident_id=? AND {where} ORDER BY rowid",
         (incident_id,),
     )
     deliveries: dict[str, str] = {}
     attempts: dict[str, dict[str, Any]] = {}
     for r in rows:
-        deliveries[r["channel"]] = r["state"]
-        attempts[r["channel"]] = {
+        name = label(r["channel"], r["kind"], r["dest"])
+        deliveries[name] = r["state"]
+        attempts[name] = {
             "attempts": r["attempts"],
             "last_status": r["last_status"],
             "last_error": r["last_error"],
@@ -357,22 +360,25 @@ def redrive(
     now: float,
 ) -> list[tuple[str, str]]:
     """Put failed (and, by id, unconfirmed) deliveries back in the queue for a new series of
-    MAX_ATTEMPTS, due now; logs `delivery_retry`. Returns [(incident_id, channel)]."""
+    MAX_ATTEMPTS, due now; logs `delivery_retry`. Returns [(incident_id, label)] (see `label`)."""
     if (incident_id is None) == (not all_failed):
         raise ValidationError("give an incident id or --all-failed (not both)", field="id")
     if channel is not None and channel not in model.CHANNELS:
         raise ValidationError(f"channel must be one of {', '.join(model.CHANNELS)}", field="channel")
     conn = model.db(s)
-    where, args = "state='failed'", []
+    where, args = "state='failed' AND kind IN ('page','escalate','resolved')", []
     if incident_id is not None:
         if conn.execute("SELECT 1 FROM pager_incidents WHERE id=?", (incident_id,)).fetchone() is None:
             raise NotFound(f"no incident {incident_id!r}")
-        where, args = "state IN ('failed','unconfirmed') AND incident_id=?", [incident_id]
+        where, args = (
+            "state IN ('failed','unconfirmed') AND kind IN ('page','escalate','resolved') AND incident_id=?",
+            [incident_id],
+        )
     if channel is not None:
         where, args = where + " AND channel=?", [*args, channel]
     with store.transaction(conn):
         rows = conn.execute(
-            f"SELECT rowid, incident_id, channel, state FROM pager_outbox WHERE {where}", args
+            f"SELECT rowid, incident_id, channel, kind, dest, state FROM pager_outbox WHERE {where}", args
         ).fetchall()
         conn.executemany(
             "UPDATE pager_outbox SET state='pending', round_attempts=0, redrives=redrives+1, next_attempt_at=?, "
@@ -384,5 +390,8 @@ def redrive(
         raise NothingToRetry(f"no failed delivery of {what}{f' on {channel}' if channel else ''} to retry")
     path = s.log_path(model.INCIDENTS_LOG)
     for r in rows:
-        ndjson.append(path, "delivery_retry", now=now, id=r["incident_id"], channel=r["channel"], was=r["state"])
-    return [(r["incident_id"], r["channel"]) for r in rows]
+        extra = {} if r["kind"] == "page" and r["dest"] == "main" else {"kind": r["kind"], "dest": r["dest"]}
+        ndjson.append(
+            path, "delivery_retry", now=now, id=r["incident_id"], channel=r["channel"], was=r["state"], **extra
+        )
+    return [(r["incident_id"], label(r["channel"], r["kind"], r["dest"])) for r in rows]

@@ -12,7 +12,7 @@ from echoops.core.pager import drain, inbox, logs, outbox
 from echoops.core.pager.channels import Page
 from echoops.core.pager.model import CHANNELS, INCIDENTS_LOG
 from echoops.core.pager.summary import summarize
-from echoops.core.pager.types import PageRun, Retried, TestResult, TestSend
+from echoops.core.pager.types import ButtonPoll, PageRun, Retried, TestResult, TestSend
 
 RUN_BUDGET_S = 60.0  # how long `page run` waits for retries falling due (real time only)
 
@@ -20,7 +20,8 @@ RUN_BUDGET_S = 60.0  # how long `page run` waits for retries falling due (real t
 def run(
     *, s: Settings | None = None, now: float | None = None, ingest: bool = True, budget_s: float | None = None
 ) -> PageRun:
-    """Consume new CRITICAL log lines into incidents (unless `ingest` is False), drain the outbox,
+    """Consume new CRITICAL log lines into incidents (unless `ingest` is False), read Telegram
+    button presses, do the upkeep (escalations, expired acks and silences), drain the outbox,
     and rewrite logs/incident_summary.json with the last 24h (the scheduler's job).
 
     Retries falling due within `budget_s` (default RUN_BUDGET_S) are waited for; a given `now` is
@@ -29,10 +30,21 @@ def run(
     s = s or config.settings()
     t = clock.now_s(now)
     read = logs.ingest(s, now=t) if ingest else None
+    pressed = _read_presses(s, now)
+    kept = drain.upkeep(s, now=now)
     wait = budget_s if budget_s is not None else (0.0 if now is not None else RUN_BUDGET_S)
-    deliveries = drain.drain(s, now=now, budget_s=wait)
+    deliveries = drain.drain(s, now=now, budget_s=wait, with_upkeep=False)
     summary = summarize(hours=24, s=s, now=now)  # after the drain: the states it left
-    return {"ingest": read, "deliveries": deliveries, "summary": summary["totals"]}
+    return {"ingest": read, "buttons": pressed, "upkeep": kept, "deliveries": deliveries, "summary": summary["totals"]}
+
+
+def _read_presses(s: Settings, now: float | None) -> ButtonPoll:
+    """A short read of Telegram button presses (the server's thread long-polls)."""
+    if not (s.telegram_bot_token and s.telegram_chat_id):
+        return {"polled": False, "updates": 0, "acted": 0, "ignored": 0, "error": None}
+    from echoops.core.pager import presses  # lazy: ~6 ms; only with Telegram set up
+
+    return presses.poll(s, timeout_s=0, now=now)
 
 
 def retry(
@@ -53,7 +65,9 @@ def retry(
     for iid in dict.fromkeys(k[0] for k in keys):
         outbox.attempt_now(s, iid, now=t)
         mine = {c for i, c in keys if i == iid}
-        states[iid] = {c: v for c, v in outbox.delivery_states(s, iid)["deliveries"].items() if c in mine}
+        states[iid] = {
+            c: v for c, v in outbox.delivery_states(s, iid, all_kinds=True)["deliveries"].items() if c in mine
+        }
     return {"retried": [{"id": i, "channel": c} for i, c in keys], "deliveries": states}
 
 

@@ -12,8 +12,7 @@ import sqlite3
 from echoops.core import clock, config, files
 from echoops.core.config import Settings
 from echoops.core.errors import ValidationError
-from echoops.core.pager import alertmanager
-from echoops.core.pager.model import DELIVERY_STATES, SEVERITIES, SUMMARY_FILE, db
+from echoops.core.pager.model import DELIVERY_STATES, SEVERITIES, STATES, SUMMARY_FILE, db
 from echoops.core.pager.types import Attention, Summary, SummaryGroup, SummaryTotals
 
 MAX_SUMMARY_HOURS = 24 * 31
@@ -22,20 +21,25 @@ ATTENTION_DAYS = 7  # a failed delivery is listed this long (whatever `hours`), 
 ATTENTION_MAX = 50
 
 
+def _iso(ts: float | None) -> str | None:
+    return clock.iso(ts) if ts is not None else None
+
+
 def attention(conn: sqlite3.Connection, now: float) -> list[Attention]:
     """Deliveries that need a person: `failed` after their attempts, or `unconfirmed`, newest first,
     those that ended in the last ATTENTION_DAYS (at most ATTENTION_MAX)."""
     rows = conn.execute(
-        "SELECT o.incident_id, o.channel, o.state, o.attempts, o.last_status, o.last_error, o.updated_at, "
-        "i.severity, i.source, i.msg FROM pager_outbox o JOIN pager_incidents i ON i.id = o.incident_id "
-        "WHERE o.state IN ('failed','unconfirmed') AND o.updated_at >= ? AND o.updated_at <= ? "
-        "ORDER BY o.updated_at DESC LIMIT ?",
+        "SELECT o.incident_id, o.channel, o.kind, o.dest, o.state, o.attempts, o.last_status, o.last_error, "
+        "o.updated_at, i.severity, i.source, i.msg FROM pager_outbox o JOIN pager_incidents i ON i.id = o.incident_id "
+        "WHERE o.state IN ('failed','unconfirmed') AND o.kind IN ('page','escalate','resolved') "
+        "AND o.updated_at >= ? AND o.updated_at <= ? ORDER BY o.updated_at DESC LIMIT ?",
         (now - ATTENTION_DAYS * 86400, now, ATTENTION_MAX),
     )
     return [
         {
             "id": r["incident_id"],
             "channel": r["channel"],
+            "kind": r["kind"] if r["dest"] == "main" else f"{r['kind']}:{r['dest']}",
             "state": r["state"],
             "attempts": r["attempts"],
             "last_status": r["last_status"],
@@ -63,7 +67,8 @@ def summarize(*, hours: float | str = 24, s: Settings | None = None, now: float 
     since = t - hours * 3600
     conn = db(s)
     rows = conn.execute(
-        "SELECT id, fingerprint, severity, source, msg, first_seen, last_seen, count, paged "
+        "SELECT id, fingerprint, severity, source, msg, first_seen, last_seen, count, paged, state, acked_by, "
+        "acked_at, ack_until, resolved_at, resolved_by, resolve_note, silence_id, escalated_at "
         "FROM pager_incidents WHERE last_seen >= ? AND first_seen <= ? ORDER BY first_seen",
         (since, t),
     ).fetchall()
@@ -73,6 +78,7 @@ def summarize(*, hours: float | str = 24, s: Settings | None = None, now: float 
         "pages": 0,
         "by_severity": {name: 0 for name in SEVERITIES},
         "deliveries": {state: 0 for state in DELIVERY_STATES},
+        "by_state": {state: 0 for state in STATES},
     }
     latest_paged: dict[str, str] = {}
     group_of: dict[str, str] = {}
@@ -95,8 +101,23 @@ def summarize(*, hours: float | str = 24, s: Settings | None = None, now: float 
                 "latest_id": r["id"],
                 "deliveries": {},
                 "failed_deliveries": 0,
+                "state": "open",
+                "paged_at": None,
+                "acked_by": None,
+                "acked_at": None,
+                "ack_until": None,
+                "resolved_at": None,
+                "resolved_by": None,
+                "note": None,
+                "silence": None,
+                "escalated_at": None,
             }
         g["count"] += r["count"]
+        # The group's state is its latest incident's (rows come oldest first).
+        g["state"] = "open" if r["state"] == "acked" and (r["ack_until"] or 0) <= t else r["state"]
+        g["acked_by"], g["acked_at"], g["ack_until"] = r["acked_by"], _iso(r["acked_at"]), _iso(r["ack_until"])
+        g["resolved_at"], g["resolved_by"], g["note"] = _iso(r["resolved_at"]), r["resolved_by"], r["resolve_note"]
+        g["silence"], g["escalated_at"] = r["silence_id"], _iso(r["escalated_at"])
         last_seen[fp] = max(last_seen.get(fp, r["last_seen"]), r["last_seen"])
         g["msg"], g["latest_id"] = r["msg"], r["id"]
         g["severity"] = min(g["severity"], r["severity"], key=SEVERITIES.index)  # the worst (most severe first)
@@ -104,13 +125,14 @@ def summarize(*, hours: float | str = 24, s: Settings | None = None, now: float 
         if r["paged"]:
             g["paged"] = True
             g["pages"] += 1
+            g["paged_at"] = clock.iso(r["first_seen"])
             latest_paged[r["fingerprint"]] = r["id"]
             group_of[r["id"]] = r["fingerprint"]
     # Every delivery of every page in the window counts in the totals (an older page of a
     # group can still be failing); a group shows the states of its latest page.
     for d in conn.execute(
         "SELECT o.incident_id, o.channel, o.state FROM pager_outbox o JOIN pager_incidents i ON i.id = o.incident_id "
-        "WHERE i.last_seen >= ? AND i.first_seen <= ?",
+        "WHERE i.last_seen >= ? AND i.first_seen <= ? AND o.kind='page' AND o.dest='main'",
         (since, t),
     ):
         fp = group_of.get(d["incident_id"])
@@ -125,8 +147,8 @@ def summarize(*, hours: float | str = 24, s: Settings | None = None, now: float 
         totals["groups"] += 1
         totals["incidents"] += g["count"]
         totals["pages"] += g["pages"]
+        totals["by_state"][g["state"]] += 1
         g["last_seen"] = clock.iso(last_seen[fp])
-    alertmanager.mark_resolved(s, groups, last_seen)  # interim: until the pager has incident states
     ordered = sorted(groups.values(), key=lambda g: g["last_seen"], reverse=True)
     body: Summary = {
         "generated_at": clock.iso(t),

@@ -17,6 +17,8 @@ class Raised(TypedDict):
     fingerprint: str
     deduped: bool  # counted into an incident of the same fingerprint inside PAGER_REPEAT_MIN
     channels: dict[str, str]  # channel -> state this call enqueued ("pending" | "skipped"); {} when not paged
+    state: str  # the incident's state after this raise: open | acked (counted, not paged) | silenced
+    silence: NotRequired[str]  # the silence that kept it quiet (state silenced)
     deliveries: NotRequired[dict[str, str]]  # send=True only: channel -> state after sending
     attempts: NotRequired[dict[str, "DeliveryAttempts"]]  # send=True only: channel -> how its attempts went
 
@@ -43,17 +45,37 @@ class LogIngest(TypedDict):
     errors: list[UnreadableInput]  # logs that could not be read (skipped; the others were read)
 
 
+class Upkeep(TypedDict):
+    """What the drain's upkeep did: state changes that come with time."""
+
+    escalated: int  # unacked CRITICALs paged again, marked ESCALATED
+    acks_expired: int  # acks older than PAGER_ACK_HOURS: the incidents re-opened
+    silences_expired: int
+
+
+class ButtonPoll(TypedDict):
+    """One read of Telegram button presses (getUpdates)."""
+
+    polled: bool  # False when Telegram or the signing keys are not set up, or another process polls
+    updates: int
+    acted: int  # presses that changed an incident
+    ignored: int  # answered and ignored: another chat, forged or stale data, a double press
+    error: str | None
+
+
 class PageRun(TypedDict):
     """`echoops page run --json`."""
 
     ingest: LogIngest | None  # None with --drain-only
-    deliveries: dict[str, int]  # state -> attempts made this run
+    buttons: ButtonPoll  # Telegram button presses read this run
+    upkeep: Upkeep  # escalations, expired acks and silences
+    deliveries: dict[str, int]  # state -> attempts made this run (edits of sent messages as edit_<state>)
     summary: "SummaryTotals"  # totals of the 24h summary this run wrote to incident_summary.json
 
 
 class RetriedDelivery(TypedDict):
     id: str
-    channel: str
+    channel: str  # the channel for a page, else `channel:kind[:escalate]`
 
 
 class Retried(TypedDict):
@@ -76,7 +98,16 @@ class SummaryGroup(TypedDict):
     latest_id: str
     deliveries: dict[str, str]  # channel -> state of the group's latest page
     failed_deliveries: int
-    resolved_at: NotRequired[str]  # Alertmanager resolved the alert after its last firing occurrence
+    state: str  # open | acked | silenced | resolved (the state of the latest incident)
+    paged_at: str | None  # when the group's latest page was raised
+    acked_by: str | None
+    acked_at: str | None
+    ack_until: str | None  # repeats are held until then, unless resolved first
+    resolved_at: str | None  # resolved by hand, a button, a link, a feature or Alertmanager
+    resolved_by: str | None
+    note: str | None  # the resolve note
+    silence: str | None  # the silence that keeps it quiet (state silenced)
+    escalated_at: str | None
 
 
 class SummaryTotals(TypedDict):
@@ -84,7 +115,8 @@ class SummaryTotals(TypedDict):
     incidents: int
     pages: int
     by_severity: dict[str, int]
-    deliveries: dict[str, int]  # state -> deliveries in the window
+    deliveries: dict[str, int]  # state -> deliveries of pages in the window
+    by_state: dict[str, int]  # incident state -> groups
 
 
 class Attention(TypedDict):
@@ -92,6 +124,7 @@ class Attention(TypedDict):
 
     id: str
     channel: str
+    kind: str  # page | escalate | resolved (":escalate" when it went to the escalation targets)
     state: str  # "failed" | "unconfirmed"
     attempts: int
     last_status: str | None
@@ -142,3 +175,43 @@ class AlertmanagerReceived(TypedDict):
     resolved: int
     truncated: int  # alerts Alertmanager left out of the payload (its `max_alerts`)
     alerts: list[AlertReceived]
+
+
+class IncidentAction(TypedDict):
+    """`POST /api/incidents/ack` and `/resolve`, `echoops page ack|resolve --json`: the incident after the action."""
+
+    id: str  # the fingerprint's latest incident
+    fingerprint: str
+    state: str  # open | acked | silenced | resolved
+    changed: bool  # False for a repeat (already acked / resolved): nothing was done
+    ids: list[str]  # the incidents of the episode the action applied to (empty when nothing changed)
+    acked_by: str | None
+    acked_at: str | None
+    ack_until: str | None
+    resolved_by: str | None
+    resolved_at: str | None
+    note: str | None
+    notices: dict[str, str]  # resolve: "channel" or "channel:escalate" -> state of the RESOLVED notice enqueued
+
+
+class Silence(TypedDict):
+    """One silence (`POST /api/incidents/silence`, `DELETE /api/incidents/silence`)."""
+
+    id: str  # sil_<hex ms><random>
+    match: dict[str, str]  # source / severity / fingerprint / msg~ -> value; all must match
+    reason: str
+    created_by: str
+    created_at: str
+    ends_at: str
+    state: str  # active | expired | removed
+    left_s: int  # seconds left (0 once ended)
+    ended_at: str | None
+    ended_by: str | None  # who removed it (None when it ran out)
+    matched: int  # occurrences it kept quiet
+
+
+class Silences(TypedDict):
+    """`GET /api/incidents/silences`, `echoops page silences --json`."""
+
+    generated_at: str
+    silences: list[Silence]  # active first (soonest end first), then recently ended with --all

@@ -231,6 +231,7 @@ def tick(*, s: Settings | None = None, now: float | None = None) -> SloTick:
     extra: dict[str, Any] = {}
     if source_report is not None:
         extra = {"source": source_report["name"], "queries": source_report["queries"]}
+    resolved = _resolve_over(s, doc["state"], full["gate"]["set"], now)
     ndjson.append(
         s.log_path(BUDGET_LOG),
         "slo_tick",
@@ -253,9 +254,16 @@ def tick(*, s: Settings | None = None, now: float | None = None) -> SloTick:
         gate_set=gate_set,
         gate=full["gate"]["set"],
         incident=None if incident is None else incident["id"],
+        resolved=resolved,
         **extra,
     )
-    result: SloTick = {"status": full, "ingest": report, "gate_set": gate_set, "incident": incident}
+    result: SloTick = {
+        "status": full,
+        "ingest": report,
+        "gate_set": gate_set,
+        "incident": incident,
+        "resolved": resolved,
+    }
     if source_report is not None:
         result["source"] = source_report
     return result
@@ -324,6 +332,22 @@ def _raise(s: Settings, msg: str, meta: dict[str, Any], fingerprint: str, now: f
     from echoops.core.pager import raise_incident  # lazy: ~20 ms that `slo status`/`slo gate` never need
 
     return raise_incident("CRITICAL", msg, "slo", meta, fingerprint, now=now, s=s)
+
+
+def _resolve_over(s: Settings, state: str, gate_set: bool, now: float) -> list[str]:
+    """Resolve the SLO's incidents whose problem is over (the pager's auto-resolve: nothing when
+    none is open): `slo:red` once the state is back to green or yellow, `slo:deploy_gate` once
+    the gate is clear. Returns the ids of the incidents resolved."""
+    from echoops.core.pager import auto_resolve  # lazy: ~20 ms that `slo status`/`slo gate` never need
+
+    done = []
+    if state != "red":
+        result = auto_resolve("slo:red", by="auto:slo", note=f"SLO back to {state}", s=s, now=now)
+        done += [result["id"]] if result else []
+    if not gate_set:
+        result = auto_resolve("slo:deploy_gate", by="auto:slo", note="deploy gate cleared", s=s, now=now)
+        done += [result["id"]] if result else []
+    return done
 
 
 def rebaseline(reason: object = None, *, s: Settings | None = None, now: float | None = None) -> Rebaselined:

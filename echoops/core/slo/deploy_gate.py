@@ -192,7 +192,11 @@ def clear_gate(
     before = gate(s=s, now=now)
     cleared = files.clear_flag(gate_path(s))
     override = _record_override(conn, s, by="command", reason=text, for_s=duration, now=now, before=before)
-    return {"cleared": cleared, "reason": text, "gate": before, "override": override}
+    from echoops.core.pager import auto_resolve  # lazy: ~20 ms that `slo gate` without --clear never needs
+
+    incident = auto_resolve("slo:deploy_gate", by="auto:slo", note=f"deploy gate cleared: {text}", s=s, now=now)
+    resolved = [incident["id"]] if incident else []
+    return {"cleared": cleared, "reason": text, "gate": before, "override": override, "resolved": resolved}
 
 
 def validate_reason(reason: object, *, required: bool) -> str | None:

@@ -168,6 +168,7 @@ class SloTick(TypedDict):
     source: NotRequired[SourceReport]  # SLO_SOURCE=prometheus only
     gate_set: bool  # this tick set the deploy gate
     incident: "Raised | None"  # the incident this tick raised
+    resolved: list[str]  # the SLO incidents this tick resolved (back to green/yellow, gate cleared)
 
 
 class Rebaselined(TypedDict):
@@ -185,3 +186,4 @@ class GateCleared(TypedDict):
     reason: str
     gate: GateFlag  # as it was before the clear
     override: GateOverride | None
+    resolved: list[str]  # the deploy-gate incident this resolved (when one was open)

@@ -11,7 +11,15 @@ from echoops.core import clock
 
 @dataclass(frozen=True)
 class Page:
-    """What a channel delivers: one incident, as of the moment of sending."""
+    """What a channel delivers: one incident, as of the moment of sending.
+
+    `kind` says which message it is (`model.KINDS`: the page, its escalation, the resolved
+    notice, or an edit of a Telegram message already sent); `to` overrides the configured
+    chat/recipients (escalation targets); `status` is the incident's state line for people
+    ("Acknowledged by alice at ..."); `buttons` are Telegram inline buttons (label, signed
+    callback data) and `links` email links (label, signed URL); `ref` is what an edit edits
+    or a notice replies to (a Telegram message_id, or the page's email Message-ID).
+    """
 
     incident_id: str
     severity: str
@@ -21,12 +29,18 @@ class Page:
     count: int
     first_seen: float
     test: bool = False
+    kind: str = "page"
+    to: tuple[str, ...] = ()
+    status: str = ""
+    buttons: tuple[tuple[str, str], ...] = ()
+    links: tuple[tuple[str, str], ...] = ()
+    ref: str | None = None
 
     @property
     def headline(self) -> str:
         """One line: `[CRITICAL] source: first line of msg` (no newlines, for subjects)."""
         first = " ".join(self.msg.split())
-        prefix = "[TEST] " if self.test else ""
+        prefix = "[TEST] " if self.test else MARKS.get(self.kind, "")
         return f"{prefix}[{self.severity}] {self.source}: {first}"
 
     def details(self) -> str:
@@ -35,6 +49,10 @@ class Page:
             f"first seen {clock.iso(self.first_seen)}, count {self.count}\n"
             f"incident {self.incident_id}\nfingerprint {self.fingerprint[:16]}"
         )
+
+
+# The word in front of a headline, per kind (a page and an edit of it have none).
+MARKS = {"escalate": "[ESCALATED] ", "resolved": "[RESOLVED] "}
 
 
 @dataclass(frozen=True)
@@ -47,3 +65,4 @@ class Outcome:
     retry: bool
     retry_after: float | None = None
     detail: str = ""
+    ref: str | None = None  # what the channel calls the message it took (Telegram message_id)

@@ -15,7 +15,7 @@ from email.message import EmailMessage
 from email.utils import formatdate
 
 from echoops.core.config import Settings
-from echoops.core.pager.channels import Outcome, Page
+from echoops.core.pager.channels import MARKS, Outcome, Page
 from echoops.core.redact import redact
 
 MAX_SUBJECT = 180
@@ -63,8 +63,9 @@ def _reply(code: int, text: bytes | str, s: Settings) -> str:
 
 def send(page: Page, s: Settings) -> list[Outcome]:
     """One delivery attempt of `page` to SMTP_TO through SMTP_HOST."""
+    recipients = page.to or s.smtp_to
     try:
-        message = compose(page, s)
+        message = compose_for(page, s)
         message.as_bytes()  # the headers are encoded here: fail before connecting
     except (ValueError, UnicodeError) as exc:
         return [Outcome(False, "header_unencodable", False, detail=redact(f"cannot build the email: {exc}", s))]
@@ -79,17 +80,21 @@ def send(page: Page, s: Settings) -> list[Outcome]:
             return [Outcome(False, code, 400 <= code < 500, detail=_reply(code, text, s))]
         accepted = 0
         last = (0, b"")
-        for rcpt in s.smtp_to:
+        for rcpt in recipients:
             code, text = conn.rcpt(rcpt)
             last = (code, text)
             accepted += code in (250, 251)
         if not accepted:
             conn.rset()
             return [Outcome(False, last[0], 400 <= last[0] < 500, detail=_reply(*last, s))]
-        code, text = conn.data(message.as_bytes())  # raises SMTPDataError unless 250
+        # CRLF line ends (RFC 5321 2.3.8): smtplib fixes them only in str messages, and servers refuse bare
+        # LFs (Postfix's smtpd_forbid_bare_newline) or read the whole message as one over-long line.
+        code, text = conn.data(
+            message.as_bytes(policy=message.policy.clone(linesep="\r\n"))
+        )  # SMTPDataError unless 250
         detail = _reply(code, text, s)
-        if accepted < len(s.smtp_to):
-            detail += f" ({len(s.smtp_to) - accepted} recipient(s) refused)"
+        if accepted < len(recipients):
+            detail += f" ({len(recipients) - accepted} recipient(s) refused)"
         return [Outcome(code == 250, code, 400 <= code < 500, detail=detail)]
     except smtplib.SMTPResponseException as exc:  # data/login/helo errors carry a code
         code = exc.smtp_code
@@ -106,3 +111,41 @@ def send(page: Page, s: Settings) -> list[Outcome]:
                 conn.quit()
             except (smtplib.SMTPException, OSError):
                 conn.close()
+
+
+# --- answerable pages (issue 15): escalations, resolved notices, ack/resolve links ---------
+
+
+def message_id(page: Page) -> str:
+    """The Message-ID of `page`'s email: one per incident and kind (and escalation target), so a
+    re-sent copy folds into the first and a resolved notice can thread under its page."""
+    if page.test:
+        return f"<{page.incident_id}.test@echoops>"
+    if page.kind == "escalate":
+        dest = "escalate" if page.to else "main"
+        return f"<{page.incident_id}.escalate.{dest}@echoops>"
+    return f"<{page.incident_id}.{page.kind}@echoops>"
+
+
+def compose_for(page: Page, s: Settings) -> EmailMessage:
+    """compose() for any kind of message: its own Message-ID, the escalation recipients when
+    `page.to` names them, a resolved notice threaded under the page (In-Reply-To), the
+    incident's state line, and the signed ack/resolve links (`page.links`) below the details."""
+    msg = compose(page, s)
+    del msg["Message-ID"]
+    msg["Message-ID"] = message_id(page)
+    if page.to:
+        del msg["To"]
+        msg["To"] = ", ".join(page.to)
+    if page.ref:
+        msg["In-Reply-To"] = page.ref
+        msg["References"] = page.ref
+    body = msg.get_content()
+    if page.kind in MARKS:
+        body = f"{MARKS[page.kind].strip(' []')}\n\n{body}"
+    if page.status:
+        body += f"\n{page.status}\n"
+    if page.links:
+        body += "\n" + "".join(f"{label}: {url}\n" for label, url in page.links)
+    msg.set_content(body)
+    return msg

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import html
 import logging
+from dataclasses import replace
 
 import httpx
 
@@ -78,7 +79,7 @@ def _classify(resp: httpx.Response, s: Settings) -> Outcome:
     description = redact(str(body.get("description") or resp.reason_phrase or "")[:300], s)
     status = resp.status_code
     if status == 200 and body.get("ok") is True:
-        return Outcome(True, 200, False, detail="ok")
+        return Outcome(True, 200, False, detail="ok", ref=message_ref(body))
     if status == 200:
         return Outcome(False, 200, True, detail=f"answer without ok: true: {description}")
     if status == 429:
@@ -95,26 +96,123 @@ def _classify(resp: httpx.Response, s: Settings) -> Outcome:
 
 def send(page: Page, s: Settings, *, client: httpx.Client | None = None) -> list[Outcome]:
     """One delivery attempt of `page` to TELEGRAM_CHAT_ID (two requests when HTML is refused)."""
-    rich, plain = compose(page)
-    url = f"{s.telegram_api_base}/bot{s.telegram_bot_token}/sendMessage"
+    rich, plain = compose_for(page)
+    method, target = addressing(page, s)
+    url = f"{s.telegram_api_base}/bot{s.telegram_bot_token}/{method}"
     own = client is None
     client = client or httpx.Client(timeout=httpx.Timeout(TIMEOUT_S, connect=CONNECT_TIMEOUT_S))
     outcomes: list[Outcome] = []
     try:
-        payload: dict = {"chat_id": s.telegram_chat_id, "text": rich, "parse_mode": "HTML"}
+        payload: dict = {**target, "text": rich, "parse_mode": "HTML"}
         for _ in range(2):
             try:
                 resp = client.post(url, json=payload)
             except httpx.HTTPError as exc:
                 outcomes.append(Outcome(False, type(exc).__name__, True, detail=redact(exc, s)))
                 break
-            outcome = _classify(resp, s)
+            outcome = edited(_classify(resp, s)) if method == "editMessageText" else _classify(resp, s)
             outcomes.append(outcome)
             entity_error = outcome.status == 400 and "can't parse entities" in outcome.detail.lower()
             if not (entity_error and "parse_mode" in payload):
                 break
-            payload = {"chat_id": s.telegram_chat_id, "text": plain}
+            payload = {**target, "text": plain}
     finally:
         if own:
             client.close()
     return outcomes
+
+
+# --- answerable pages (issue 15): buttons, edits, notices, and reading button presses ---------
+# Shapes from the Bot API reference (https://core.telegram.org/bots/api: InlineKeyboardMarkup,
+# editMessageText, ReplyParameters, getUpdates, CallbackQuery, answerCallbackQuery).
+
+BANNERS = {"escalate": "ESCALATED", "resolved": "RESOLVED"}
+EDIT_KINDS = ("edit_ack", "edit_resolve", "edit_silence")
+NOT_MODIFIED = "message is not modified"  # an edit that changes nothing: already done
+MAX_CALLBACK_ANSWER = 200  # answerCallbackQuery text, characters
+
+
+def message_ref(body: dict) -> str | None:
+    """The message_id of a sendMessage/editMessageText answer, as text (None when absent)."""
+    result = body.get("result")
+    message_id = result.get("message_id") if isinstance(result, dict) else None
+    return str(message_id) if isinstance(message_id, int) and not isinstance(message_id, bool) else None
+
+
+def edited(outcome: Outcome) -> Outcome:
+    """An edit Telegram refuses as "not modified" already shows what we wanted: done."""
+    if outcome.status == 400 and NOT_MODIFIED in outcome.detail.lower():
+        return Outcome(True, 400, False, detail="not modified (already shown)")
+    return outcome
+
+
+def addressing(page: Page, s: Settings) -> tuple[str, dict]:
+    """(Bot API method, the payload's fields besides the text) for `page`: the chat (TELEGRAM_CHAT_ID
+    unless `page.to` names another), its inline keyboard, and for an edit the message it edits;
+    a resolved notice replies to the page's message when it has one."""
+    chat = page.to[0] if page.to else s.telegram_chat_id
+    target: dict = {"chat_id": chat}
+    if page.kind in EDIT_KINDS:
+        target["message_id"] = int(page.ref or 0)
+    if page.buttons or page.kind in EDIT_KINDS:  # an edit without buttons removes the keyboard
+        row = [{"text": label, "callback_data": data} for label, data in page.buttons]
+        target["reply_markup"] = {"inline_keyboard": [row] if row else []}
+    if page.kind == "resolved" and page.ref:
+        target["reply_parameters"] = {"message_id": int(page.ref), "allow_sending_without_reply": True}
+    return ("editMessageText" if page.kind in EDIT_KINDS else "sendMessage"), target
+
+
+def compose_for(page: Page) -> tuple[str, str]:
+    """compose() plus what this kind of message adds: a banner (ESCALATED, RESOLVED) on top and
+    the incident's state line below, still within MAX_CHARS (the message is cut to fit)."""
+    banner = BANNERS.get(page.kind, "")
+
+    def render(p: Page) -> tuple[str, str]:
+        rich, plain = compose(p)
+        if banner:
+            rich, plain = f"<b>{banner}</b>\n{rich}", f"{banner}\n{plain}"
+        if p.status:
+            rich += f"\n\n<b>{html.escape(p.status, quote=False)}</b>"
+            plain += f"\n\n{p.status}"
+        return rich, plain
+
+    rich, plain = render(page)
+    msg = page.msg
+    while _units(rich) > MAX_CHARS and msg:
+        msg = _cut(msg, max(_units(msg) - (_units(rich) - MAX_CHARS) - 1, 0))
+        rich, plain = render(replace(page, msg=msg + ELLIPSIS))
+    return rich, plain
+
+
+def call(s: Settings, method: str, payload: dict, *, timeout_s: float = TIMEOUT_S, client: httpx.Client | None = None):
+    """POST one Bot API method; (ok, result or redacted error text, HTTP status, retry_after)."""
+    url = f"{s.telegram_api_base}/bot{s.telegram_bot_token}/{method}"
+    own = client is None
+    client = client or httpx.Client(timeout=httpx.Timeout(timeout_s, connect=CONNECT_TIMEOUT_S))
+    try:
+        resp = client.post(url, json=payload)
+    except httpx.HTTPError as exc:
+        return False, redact(f"{type(exc).__name__}: {exc}", s), None, None
+    finally:
+        if own:
+            client.close()
+    outcome = _classify(resp, s)
+    if not outcome.ok:
+        return False, outcome.detail, resp.status_code, outcome.retry_after
+    return True, resp.json().get("result"), 200, None
+
+
+def get_updates(s: Settings, offset: int, timeout_s: int, *, client: httpx.Client | None = None):
+    """getUpdates: button presses (callback queries) from `offset` on, long-polling `timeout_s`
+    seconds; (ok, list of Update objects or error text, status, retry_after)."""
+    payload = {"offset": offset, "timeout": timeout_s, "limit": 100, "allowed_updates": ["callback_query"]}
+    ok, result, status, wait = call(s, "getUpdates", payload, timeout_s=timeout_s + TIMEOUT_S, client=client)
+    if ok and not isinstance(result, list):
+        return False, "getUpdates answered without a list of updates", status, None
+    return ok, result, status, wait
+
+
+def answer_callback(s: Settings, query_id: str, text: str, *, client: httpx.Client | None = None) -> bool:
+    """answerCallbackQuery: stop the button's spinner and show `text` (<= 200 characters) to the presser."""
+    payload = {"callback_query_id": query_id, "text": text[:MAX_CALLBACK_ANSWER]}
+    return call(s, "answerCallbackQuery", payload, client=client)[0]
