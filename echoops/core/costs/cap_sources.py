@@ -88,6 +88,15 @@ def _env_caps(s: Settings) -> dict[tuple[str, str], int]:
     return caps
 
 
+def bump_version(conn: sqlite3.Connection) -> None:
+    """Note that a cap changed (inside the writing transaction): per-call decisions cache the
+    caps per version (`reservations.load_caps`). `costs_meta` belongs to the costs schema,
+    which every caller of this module has ensured."""
+    conn.execute(
+        "INSERT INTO costs_meta(k, v) VALUES('caps_version', 1) ON CONFLICT(k) DO UPDATE SET v = costs_meta.v + 1"
+    )
+
+
 def _noted(conn: sqlite3.Connection) -> dict[tuple[str, str], sqlite3.Row]:
     return {(r["scope"], r["key"]): r for r in conn.execute("SELECT scope, key, cap_micro, seen_at FROM costs_cap_env")}
 
@@ -104,6 +113,7 @@ def observe(conn: sqlite3.Connection, s: Settings, now: float) -> list[dict[str,
         return []  # the common case: nothing new, no write lock
     superseded: list[dict[str, Any]] = []
     with store.transaction(conn):
+        bump_version(conn)
         seen = _noted(conn)
         api = {(r["scope"], r["key"]): r for r in conn.execute("SELECT scope, key, cap_micro, set_at FROM costs_caps")}
         for key in set(env) | set(api):
