@@ -324,8 +324,8 @@ def _only(body: dict[str, Any], allowed: set[str]) -> None:
         raise ValidationError(f"unknown field {extra[0]!r} (allowed: {', '.join(sorted(allowed))})", field=extra[0])
 
 
-def usage_request(body: dict[str, Any]) -> Recorded:
-    """`POST /api/costs/usage`: record one call, or settle the `reservation` it held."""
+def usage_request(body: dict[str, Any], *, s: Settings | None = None, now: float | None = None) -> Recorded:
+    """`POST /api/costs/usage` (and `costs record`): record one call, or settle the `reservation` it held."""
     _only(body, {"model", "input_tokens", "output_tokens", "usd", "reservation", "ts"})
     model = model_name(body.get("model"), "model")
     tin, tout, usd = body.get("input_tokens"), body.get("output_tokens"), body.get("usd")
@@ -334,10 +334,10 @@ def usage_request(body: dict[str, Any]) -> Recorded:
     tin, tout = 0 if tin is None else tin, 0 if tout is None else tout
     reservation = body.get("reservation")
     if reservation is None:
-        return record_usage(model, input_tokens=tin, output_tokens=tout, usd=usd, ts=body.get("ts"))
+        return record_usage(model, input_tokens=tin, output_tokens=tout, usd=usd, ts=body.get("ts"), s=s, now=now)
     if body.get("ts") is not None:
         raise ValidationError("ts is not allowed with reservation (it counts on its reservation's day)", field="ts")
-    return settle(reservation, model=model, input_tokens=tin, output_tokens=tout, usd=usd)
+    return settle(reservation, model=model, input_tokens=tin, output_tokens=tout, usd=usd, s=s, now=now)
 
 
 def reserve_request(body: dict[str, Any]) -> Reservation:
