@@ -255,14 +255,12 @@ class _Used:
         held = self.held_all if scope is None else self.held.get(scope, 0)
         if spent + held < cap and spent + held + est <= cap:
             return None
-        label = "global" if scope is None else scope
+        name = "global daily AI cap" if scope is None else f"{scope} daily cap"
         if cap == 0:
-            return f"{label} cap is $0"
+            return f"{name} is $0"
         if spent >= cap:
-            return f"{label} daily cap reached ({_usd(spent)} of {_usd(cap)})"
-        return (
-            f"{label} daily cap: {_usd(spent)} spent + {_usd(held)} reserved + {_usd(est)} for this call > {_usd(cap)}"
-        )
+            return f"{name} reached ({_usd(spent)} of {_usd(cap)})"
+        return f"{name}: {_usd(spent)} spent + {_usd(held)} reserved + {_usd(est)} for this call > {_usd(cap)}"
 
     def near(self, scope: str | None, cap: int | None, est: int) -> bool:
         if not cap:

@@ -248,7 +248,8 @@ def guard_openai(
 ) -> GuardedOpenAI:
     """Wrap an `openai.OpenAI` client: each chat completion or response reserves its estimate,
     switches model or raises CostThrottled, and settles from the response's usage (module doc)."""
-    if inspect.iscoroutinefunction(getattr(client.chat.completions, "create", None)):
+    create = getattr(client.chat.completions, "create", None)
+    if create is not None and inspect.iscoroutinefunction(inspect.unwrap(create)):
         raise TypeError("guard_openai wraps the synchronous openai.OpenAI client, not AsyncOpenAI")
     if type(default_output_tokens) is not int or not 0 < default_output_tokens <= MAX_TOKENS:
         raise ValidationError(
