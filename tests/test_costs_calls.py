@@ -375,3 +375,46 @@ def test_spend_saturates_instead_of_overflowing(capped):
         reservations._MAX,
         2,
     )
+
+
+APP = """
+import orjson
+from echoops.api import record_usage, spend
+print(orjson.dumps(record_usage("gpt-4o", usd=1.0)["decision"]).decode())
+with spend("gpt-4o", estimate_usd=0.1) as held:
+    print(held.action, held.model)
+"""
+
+
+def test_an_app_without_the_cost_variables_uses_the_published_configuration(monkeypatch, cli, log_dir):
+    monkeypatch.setenv("MODEL_CAPS_JSON", '{"gpt-4o": 1, "gpt-4o-mini": 15}')
+    monkeypatch.setenv("MODEL_FALLBACKS_JSON", '{"gpt-4o": "gpt-4o-mini"}')
+    monkeypatch.setenv("MODEL_PRICES_JSON", '{"gpt-4o": {"input": 5}}')
+    assert cli("costs", "set-cap", "--scope", "model", "--key", "gpt-4o-mini", "--usd", "3").exit_code == 0
+    assert cli("costs", "tick").exit_code == 0  # the scheduler: notes the environment, publishes
+    app_env = {k: v for k, v in os.environ.items() if not k.startswith(("MODEL_", "COST_"))}
+    app_env["PYTHONPATH"] = str(ROOT)
+    run = subprocess.run([sys.executable, "-c", APP], env=app_env, capture_output=True, text=True, timeout=60)
+    assert run.returncode == 0, run.stderr
+    decision, held = run.stdout.splitlines()
+    assert orjson.loads(decision) == {
+        "action": "switch",
+        "model": "gpt-4o-mini",
+        "reason": "gpt-4o daily cap reached ($1 of $1); gpt-4o-mini has headroom",
+        "retry_after_s": orjson.loads(decision)["retry_after_s"],
+    }
+    assert held == "switch gpt-4o-mini"  # the published fallback, the noted $1 cap
+    state = orjson.loads((log_dir / "cost_state.json").read_bytes())
+    assert (state["fallbacks"], state["prices"], state["enforce"]) == (
+        {"gpt-4o": "gpt-4o-mini"},
+        {"gpt-4o": {"input": 5.0}},
+        True,
+    )
+    assert (state["caps"]["models"], state["caps"]["sources"]) == (
+        {"gpt-4o": 1.0, "gpt-4o-mini": 3.0},
+        {"gpt-4o": "env", "gpt-4o-mini": "api"},
+    )
+    events = [orjson.loads(x)["event"] for x in (log_dir / "costs.ndjson").read_bytes().splitlines()]
+    assert "cap_superseded" not in events  # the app's environment was never noted
+    status = costs.status()
+    assert (status["models"]["gpt-4o-mini"]["cap_usd"], status["models"]["gpt-4o"]["cap_usd"]) == (3.0, 1.0)

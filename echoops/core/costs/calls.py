@@ -13,6 +13,12 @@ How it fits with the rest of the guardrails:
   happened and its cost is unknown, and counting what was held keeps the guarantee. Leaving
   it on an exception releases the hold: the exception is almost always the call failing, which
   providers do not bill (call `record()` as soon as the call returns).
+- Whose configuration: the published one. An app process calling `spend()` needs only
+  ECHOOPS_LOG_DIR: caps are the environment's as the server, scheduler or CLI last noted them in
+  the store (plus API caps), fallbacks, prices and the mode come from cost_state.json
+  (`published_settings`), as for guard(). This process's own COST_* and MODEL_* variables
+  count only before anything was published, and are never noted (COST_ENFORCE=false in it
+  still means monitoring only, for its own calls).
 - A reservation nobody settles (a killed process, an HTTP client that never came back) is
   settled at its estimate by the first tick after COST_RESERVATION_TTL_S (600 s by default,
   the OpenAI client's own request timeout); a settle that comes later still corrects it.
@@ -20,6 +26,7 @@ How it fits with the rest of the guardrails:
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from decimal import ROUND_HALF_EVEN, Decimal
@@ -29,7 +36,7 @@ from echoops.core import clock, config
 from echoops.core.config import Settings
 from echoops.core.costs import caps, prices, reservations
 from echoops.core.costs.cap_sources import model_name
-from echoops.core.costs.guardrail import enforcing, guard, seconds_to_midnight
+from echoops.core.costs.guardrail import enforcing, guard, published, seconds_to_midnight
 from echoops.core.costs.ingest import MAX_TOKENS, MAX_USD
 from echoops.core.errors import Conflict, EchoopsError, ValidationError
 
@@ -98,12 +105,40 @@ def _reservation_id(value: object) -> str:
     return value.strip()
 
 
+# --- whose configuration ----------------------------------------------------------------------
+
+# (this process's settings, the published document, the settings made from both)
+_published_memo: tuple[Settings, dict[str, Any], Settings] | None = None
+
+
+def published_settings(s: Settings, now: float) -> Settings:
+    """`s` with the fallbacks, prices, mode and Stripe fee cap cost_state.json was last written
+    with (the server's and scheduler's), or `s` itself before anything was published."""
+    global _published_memo
+    doc = published(s=s, now=now)
+    if doc is None:
+        return s
+    memo = _published_memo
+    if memo is not None and memo[0] is s and memo[1] is doc:
+        return memo[2]
+    fees: dict[str, Any] = doc["stripe_fees"] if isinstance(doc.get("stripe_fees"), dict) else {}
+    merged = dataclasses.replace(
+        s,
+        model_fallbacks={str(k): str(v) for k, v in doc.get("fallbacks", {}).items()},
+        model_prices=doc["prices"] if isinstance(doc.get("prices"), dict) else s.model_prices,
+        cost_enforce=bool(doc.get("enforce", s.cost_enforce)),
+        stripe_fees_cap_usd=fees.get("cap_usd") if isinstance(fees.get("cap_usd"), (int, float)) else None,
+    )
+    _published_memo = (s, doc, merged)
+    return merged
+
+
 # --- recording ----------------------------------------------------------------------------------
 
 
 def _counted(counted: reservations.Counted, model: str, s: Settings, now: float) -> Recorded:
     if counted.changed and counted.day == clock.day_iso(now):
-        caps.republish(s=s, now=now)
+        caps.republish(s=published_settings(s, now), now=now)
     return {"recorded_usd": counted.cost_p / prices.PICO_PER_USD, "decision": guard(model, s=s, now=now)}
 
 
@@ -128,7 +163,8 @@ def record_usage(
     when = t if ts is None else clock.parse_ts(ts)
     if when is None:
         raise ValidationError("ts must be epoch seconds or an ISO-8601 time", field="ts")
-    counted = reservations.record(caps.db(s), s, name, tin, tout, usd_p, day=clock.day_iso(when), now=t)
+    cfg = published_settings(s, t)
+    counted = reservations.record(caps.db(s), cfg, name, tin, tout, usd_p, day=clock.day_iso(when), now=t)
     return _counted(counted, name, s, t)
 
 
@@ -149,8 +185,9 @@ def settle(
     call_id = _reservation_id(reservation)
     name = None if model is None else model_name(model, "model")
     tin, tout, usd_p = _amount(input_tokens, output_tokens, usd)
+    cfg = published_settings(s, t)
     counted = reservations.settle(
-        caps.db(s), s, call_id, model=name, input_tokens=tin, output_tokens=tout, usd_p=usd_p, now=t
+        caps.db(s), cfg, call_id, model=name, input_tokens=tin, output_tokens=tout, usd_p=usd_p, now=t
     )
     return _counted(counted, counted.name, s, t)
 
@@ -160,9 +197,9 @@ def release(reservation: str, *, s: Settings | None = None, now: float | None = 
     s = s or config.settings()
     t = clock.now_s(now)
     call_id = _reservation_id(reservation)
-    counted = reservations.release(caps.db(s), s, call_id)
+    counted = reservations.release(caps.db(s), published_settings(s, t), call_id)
     if counted.changed and counted.day == clock.day_iso(t):
-        caps.republish(s=s, now=t)
+        caps.republish(s=published_settings(s, t), now=t)
     return {"reservation": call_id, "released": True}
 
 
@@ -240,7 +277,7 @@ class Spend:
         s, t = self._s, clock.now_s(self._now)
         counted = reservations.settle(
             caps.db(s),
-            s,
+            published_settings(s, t),
             self.reservation,
             model=None,
             input_tokens=0,
@@ -290,8 +327,9 @@ def reserve(
         def estimate(_limits: reservations.Caps, _model: str) -> int:
             return fixed
 
+    cfg = published_settings(s, t)
     held = reservations.reserve(
-        caps.db(s), s, name, estimate, enforce=enforcing(s=s, now=t), now=t, ttl_s=ttl, source=source
+        caps.db(s), cfg, name, estimate, enforce=enforcing(s=s, now=t), now=t, ttl_s=ttl, source=source
     )
     return Spend(held, s=s, now=now, t=t)
 

@@ -145,11 +145,25 @@ def observe(conn: sqlite3.Connection, s: Settings, now: float) -> list[dict[str,
     return superseded
 
 
-def effective_caps(conn: sqlite3.Connection, s: Settings) -> tuple[Cap, dict[str, Cap]]:
-    """(daily, {model: cap}), each cap `(µ$, source, since)`: an API cap (not superseded, see
-    `observe`) overrides the environment; `since` is when it was set or first seen."""
+def noted_env(conn: sqlite3.Connection) -> dict[tuple[str, str], int] | None:
+    """The environment's caps as `observe` last noted them (from the server, the scheduler or the
+    CLI), or None when nothing was noted yet. Per-call decisions use these, so an app process
+    that calls `spend()` needs none of the cost variables and never notes an environment of its own."""
     store.ensure(conn, SCHEMA)
-    env = _env_caps(s)
+    noted = _noted(conn)
+    if ("daily", "") not in noted:
+        return None
+    return {k: r["cap_micro"] for k, r in noted.items() if r["cap_micro"] is not None}
+
+
+def effective_caps(
+    conn: sqlite3.Connection, s: Settings, env: dict[tuple[str, str], int] | None = None
+) -> tuple[Cap, dict[str, Cap]]:
+    """(daily, {model: cap}), each cap `(µ$, source, since)`: an API cap (not superseded, see
+    `observe`) overrides the environment (`s`'s, or `env`: see `noted_env`); `since` is when it
+    was set or first seen."""
+    store.ensure(conn, SCHEMA)
+    env = _env_caps(s) if env is None else env
     seen = _noted(conn)
 
     def changed(key: tuple[str, str]) -> bool:

@@ -149,11 +149,14 @@ def _entry(spent_p: int, held_p: int, cap_micro: int | None, elapsed: float) -> 
     return out
 
 
-def state_document(conn: sqlite3.Connection, s: Settings, now: float) -> dict[str, Any]:
-    """The full state (status plus caps, fallbacks and decisions): what cost_state.json holds."""
+def state_document(
+    conn: sqlite3.Connection, s: Settings, now: float, env_caps: dict[tuple[str, str], int] | None = None
+) -> dict[str, Any]:
+    """The full state (status plus caps, fallbacks, prices and decisions): what cost_state.json
+    holds. `env_caps`: the environment's caps to use instead of `s`'s (see `republish`)."""
     day = clock.day_iso(now)
     elapsed = now - clock.day_start(now)
-    daily, caps = effective_caps(conn, s)
+    daily, caps = effective_caps(conn, s, env_caps)
     rows = conn.execute(
         "SELECT model, cost_p, unpriced_calls FROM costs_spend WHERE day=? ORDER BY model", (day,)
     ).fetchall()
@@ -197,6 +200,7 @@ def state_document(conn: sqlite3.Connection, s: Settings, now: float) -> dict[st
             "sources": {k: v[1] for k, v in sorted(caps.items())},
         },
         "fallbacks": dict(s.model_fallbacks),
+        "prices": dict(s.model_prices),
         "enforce": s.cost_enforce,
         "mode": "enforce" if s.cost_enforce else "monitor",
     }
@@ -250,12 +254,16 @@ def calls_status(*, s: Settings | None = None, now: float | None = None) -> Call
     return reservations.calls_summary(db(s), clock.now_s(now), s.cost_reservation_ttl_s)
 
 
-def _publish(conn: sqlite3.Connection, s: Settings, now: float) -> dict[str, Any]:
+def _publish(
+    conn: sqlite3.Connection, s: Settings, now: float, env_caps: dict[tuple[str, str], int] | None = None
+) -> dict[str, Any]:
     """Recompute the decisions and write cost_state.json, under the store's write lock so the
-    last writer always holds the newest data."""
-    cap_sources.observe(conn, s, now)
+    last writer always holds the newest data. Notes `s`'s environment first, unless `env_caps`
+    stands in for it (a per-call republish from an app's process)."""
+    if env_caps is None:
+        cap_sources.observe(conn, s, now)
     with store.transaction(conn):
-        doc = state_document(conn, s, now)
+        doc = state_document(conn, s, now, env_caps)
         row = conn.execute("SELECT v FROM costs_meta WHERE k='version'").fetchone()
         version = int(row[0]) + 1 if row else 1
         conn.execute("INSERT OR REPLACE INTO costs_meta(k, v) VALUES('version', ?)", (version,))
@@ -266,9 +274,14 @@ def _publish(conn: sqlite3.Connection, s: Settings, now: float) -> dict[str, Any
 def republish(*, s: Settings, now: float) -> None:
     """A call recorded one at a time moved a scope across 90% or 100% of its cap (or back):
     rewrite cost_state.json now, so every process's guard() sees the new decision within
-    milliseconds, and alert as the tick would (once per scope, kind and day)."""
+    milliseconds, and alert as the tick would (once per scope, kind and day).
+
+    It runs in whatever process recorded the call (an app's), so it keeps the configuration
+    the server and scheduler published: `s` carries the published fallbacks, prices and mode
+    (`calls.published_settings`), and the caps are the environment's as last noted in the store;
+    this process's own environment is never noted."""
     conn = db(s)
-    _alert(conn, s, _publish(conn, s, now), now)
+    _alert(conn, s, _publish(conn, s, now, cap_sources.noted_env(conn)), now)
 
 
 # --- alerts --------------------------------------------------------------------------------

@@ -230,6 +230,13 @@ def _current(s: Settings | None, t: float) -> tuple:
     return cache
 
 
+def published(*, s: Settings | None = None, now: float | None = None) -> dict[str, Any] | None:
+    """The document the last tick or cap change wrote to cost_state.json (cached, as guard reads
+    it), or None before any was written."""
+    doc = _current(s, time.time() if now is None else now)[2]
+    return doc if "version" in doc else None
+
+
 def enforcing(*, s: Settings | None = None, now: float | None = None) -> bool:
     """False in monitoring-only mode: COST_ENFORCE=false in this process's environment, or in
     cost_state.json (written by the tick from the scheduler's environment), as guard() decides."""

@@ -138,8 +138,9 @@ _memo: tuple[Settings, str, object, Caps] | None = None
 
 
 def load_caps(conn: sqlite3.Connection, s: Settings) -> Caps:
-    """The caps in force (environment or API, see cap_sources), fallbacks and prices, cached per
-    caps version; call it inside the transaction that decides on them."""
+    """The caps in force (API, else the environment's as last noted in the store, else `s`'s
+    before anything was noted; see cap_sources), `s`'s fallbacks and prices, cached per caps
+    version; call it inside the transaction that decides on them."""
     global _memo
     row = conn.execute("SELECT v FROM costs_meta WHERE k='caps_version'").fetchone()
     version = None if row is None else row[0]
@@ -147,7 +148,7 @@ def load_caps(conn: sqlite3.Connection, s: Settings) -> Caps:
     memo = _memo
     if memo is not None and memo[0] is s and memo[1] == where and memo[2] == version:
         return memo[3]
-    daily, models = cap_sources.effective_caps(conn, s)
+    daily, models = cap_sources.effective_caps(conn, s, cap_sources.noted_env(conn))
     ppm = prices.PICO_PER_MICRO
     caps = Caps(
         daily[0] * ppm,
