@@ -14,10 +14,13 @@ from pathlib import Path
 
 import orjson
 import pytest
+from hypothesis import given
+from hypothesis import settings as settings_hypothesis
+from hypothesis import strategies as st
 
 from echoops.api import CostThrottled, record_usage, spend
 from echoops.core import config, costs, store
-from echoops.core.costs import reservations
+from echoops.core.costs import admission, reservations
 from echoops.core.errors import NotFound, ValidationError
 
 DAY = 1795737600  # 2026-11-27T00:00:00Z
@@ -418,3 +421,27 @@ def test_an_app_without_the_cost_variables_uses_the_published_configuration(monk
     assert "cap_superseded" not in events  # the app's environment was never noted
     status = costs.status()
     assert (status["models"]["gpt-4o-mini"]["cap_usd"], status["models"]["gpt-4o"]["cap_usd"]) == (3.0, 1.0)
+
+
+@settings_hypothesis(max_examples=300, deadline=None)
+@given(
+    spent=st.dictionaries(st.sampled_from(["gpt-4o", "gpt-4o-mini", "o3"]), st.integers(0, 3 * PICO), max_size=3),
+    held=st.dictionaries(st.sampled_from(["gpt-4o", "gpt-4o-mini", "o3"]), st.integers(0, PICO), max_size=3),
+    caps=st.dictionaries(st.sampled_from(["gpt-4o", "gpt-4o-mini"]), st.integers(0, 2 * PICO), max_size=2),
+    daily=st.integers(0, 5 * PICO),
+    estimate=st.integers(0, PICO),
+    model=st.sampled_from(["gpt-4o", "gpt-4o-mini", "o3"]),
+)
+def test_admit_never_holds_more_than_a_cap_has_room_for(spent, held, caps, daily, estimate, model):
+    limits = admission.Caps(daily, caps, {"gpt-4o": "gpt-4o-mini", "o3": "gpt-4o"}, costs.prices.BUILTIN)
+    adm = admission.admit(limits, model, lambda _m: estimate, spent, held)
+    if adm.action == "throttle":
+        assert adm.estimate_p == 0
+        return
+    scope = limits.scope(adm.name)
+    used_all = sum(spent.values()) + sum(held.values())
+    assert used_all < daily and used_all + estimate <= daily
+    if scope in caps:
+        used = spent.get(scope, 0) + held.get(scope, 0)
+        assert used < caps[scope] and used + estimate <= caps[scope]
+    assert (adm.action == "switch") == (adm.model != model)

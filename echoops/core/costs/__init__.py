@@ -8,7 +8,8 @@ one AI call (allow, switch to a cheaper model, throttle), never touching admin.
 
 Per call: `calls` (`spend`, `record_usage`, the reserve/usage/release bodies) over
 `reservations` (the ledger: every statement that holds or settles money, one transaction a
-call, the overshoot guarantee) and `clients` (`guard_openai`, the official OpenAI client).
+call, the overshoot guarantee), `admission` (the decision, a pure function) and `clients`
+(`guard_openai`, the official OpenAI client).
 
 Interface to the other controls and to apps: `guard` (in front of every AI call), `spend`,
 `record_usage`, `check`, `status`, `calls_status` (reservations in flight and the per-call

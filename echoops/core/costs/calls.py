@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING, Any
 
 from echoops.core import clock, config
 from echoops.core.config import Settings
-from echoops.core.costs import caps, prices, reservations
+from echoops.core.costs import admission, caps, prices, reservations
 from echoops.core.costs.cap_sources import model_name
 from echoops.core.costs.guardrail import enforcing, guard, published, seconds_to_midnight
 from echoops.core.costs.ingest import MAX_TOKENS, MAX_USD
@@ -314,17 +314,17 @@ def reserve(
     t = clock.now_s(now)
     name = model_name(model, "model")
     ttl = s.cost_reservation_ttl_s if ttl_s is None else _ttl(ttl_s)
-    estimate: Callable[[reservations.Caps, str], int]
+    estimate: Callable[[admission.Caps, str], int]
     if estimate_tokens is not None:
         tin, tout = _tokens(estimate_tokens[0], "input_tokens"), _tokens(estimate_tokens[1], "output_tokens")
 
-        def estimate(limits: reservations.Caps, m: str) -> int:
+        def estimate(limits: admission.Caps, m: str) -> int:
             return limits.cost(limits.name(m), tin, tout, None)[0]
 
     else:
         fixed = usd_pico(estimate_usd, "estimate_usd")
 
-        def estimate(_limits: reservations.Caps, _model: str) -> int:
+        def estimate(_limits: admission.Caps, _model: str) -> int:
             return fixed
 
     cfg = published_settings(s, t)

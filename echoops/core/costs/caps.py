@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any, cast
 
 from echoops.core import clock, config, files, ndjson, store
 from echoops.core.config import Settings
-from echoops.core.costs import cap_sources, prices, reservations
+from echoops.core.costs import admission, cap_sources, prices, reservations
 from echoops.core.costs import fees as stripe_fees
 from echoops.core.costs.cap_sources import effective_caps, model_name, validate_cap
 from echoops.core.costs.guardrail import STATE_FILE, decide, guard, known_models
@@ -143,7 +143,7 @@ def _entry(spent_p: int, held_p: int, cap_micro: int | None, elapsed: float) -> 
         cap_p = cap_micro * prices.PICO_PER_MICRO
         out["cap_usd"] = prices.micro_to_usd(cap_micro)
         out["pct"] = round(spent_p * 100 / cap_p, 2) if cap_p else None
-        out["state"] = reservations.state_of(spent_p, cap_p)
+        out["state"] = admission.state_of(spent_p, cap_p)
         out["forecast_over"] = bool(cap_p) and forecast_p >= cap_p
     out["forecast_usd"] = prices.pico_to_usd(min(forecast_p, prices.MAX_PICO))
     return out
