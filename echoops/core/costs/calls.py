@@ -179,7 +179,8 @@ def settle(
     now: float | None = None,
 ) -> Recorded:
     """Close a reservation at the call's actual cost (tokens or `usd`), under `model` (default: the
-    model reserved). NotFound for an unknown token, Conflict when it was already closed."""
+    model reserved). NotFound when the token is unknown or no longer open (settled or released:
+    a retried settle counts nothing twice)."""
     s = s or config.settings()
     t = clock.now_s(now)
     call_id = _reservation_id(reservation)
@@ -193,7 +194,7 @@ def settle(
 
 
 def release(reservation: str, *, s: Settings | None = None, now: float | None = None) -> Released:
-    """Close a reservation counting nothing (the call failed). NotFound / Conflict as `settle`."""
+    """Close a reservation counting nothing (the call failed). NotFound as `settle`."""
     s = s or config.settings()
     t = clock.now_s(now)
     call_id = _reservation_id(reservation)
