@@ -21,9 +21,12 @@ tick ingests, and usage recorded without a reservation, report calls already mad
 added without asking and may take a scope past its cap, which closes it to the next call.)
 
 **Serialisation.** Every transaction here is `store.transaction` (SQLite's BEGIN IMMEDIATE: the
-database's write lock), so no other writer interleaves with a read-check-insert. `lock_day` is
-where a backend without a database-wide write lock serialises the day's budget transactions
-(see there). The SQL is standard, or the `INSERT ... ON CONFLICT ... DO UPDATE` form that SQLite
+database's write lock), so no other writer interleaves with a read-check-insert. It is entered
+through `store.queued_transaction(conn, "budget")`, an flock queue in front of that lock (16
+processes on one cap line up instead of sleeping in SQLite's busy handler); correctness rests
+on the database's lock.
+`lock_day` is where a backend without a database-wide write lock serialises the day's budget
+transactions (see there). The SQL is standard, or the `INSERT ... ON CONFLICT ... DO UPDATE` form that SQLite
 and PostgreSQL share; ids are made by the client.
 
 **Pages a call.** A commit's cost here is mostly the pages it writes to the WAL (a checkpoint
@@ -240,7 +243,7 @@ def reserve(
     """Decide one call and, unless throttled, hold its estimate (`estimate(caps, model)`, in
     pico-dollars, for whichever model is chosen): one transaction (see the guarantee)."""
     day = clock.day_iso(now)
-    with store.transaction(conn):
+    with store.queued_transaction(conn, "budget"):
         lock_day(conn, day)
         caps = load_caps(conn, s)
         spent, held = _spent_and_held(conn, day)
@@ -285,7 +288,7 @@ def record(
     now: float,
 ) -> Counted:
     """Count one call reported without a reservation (it happened: no cap is asked)."""
-    with store.transaction(conn):
+    with store.queued_transaction(conn, "budget"):
         lock_day(conn, day)
         caps = load_caps(conn, s)
         name = caps.name(model)
@@ -327,7 +330,7 @@ def settle(
 ) -> Counted:
     """Close an open (or expired) reservation at the call's actual cost, under `model` (default: the
     model reserved); `at_estimate` counts what was held. NotFound when not open (or expired)."""
-    with store.transaction(conn):
+    with store.queued_transaction(conn, "budget"):
         call_id, row = _closing(conn, reservation)
         day, held_name, state = row["day"], row["model"], row["state"]
         lock_day(conn, day)
@@ -348,7 +351,7 @@ def settle(
 
 def release(conn: sqlite3.Connection, s: Settings, reservation: str) -> Counted:
     """Close a reservation counting nothing (the call failed). NotFound when not open (or expired)."""
-    with store.transaction(conn):
+    with store.queued_transaction(conn, "budget"):
         call_id, row = _closing(conn, reservation)
         lock_day(conn, row["day"])
         caps = load_caps(conn, s)
@@ -362,7 +365,7 @@ def release(conn: sqlite3.Connection, s: Settings, reservation: str) -> Counted:
 def expire(conn: sqlite3.Connection, now: float) -> int:
     """Settle reservations left open past their TTL at their estimate (a killed process may
     have made the call and been billed); returns how many. The tick's job."""
-    with store.transaction(conn):
+    with store.queued_transaction(conn, "budget"):
         rows = conn.execute(
             "SELECT id, day, model, reserved_p FROM costs_calls WHERE state='open' AND expires_at <= ? ORDER BY day",
             (now,),
