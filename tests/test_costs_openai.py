@@ -184,3 +184,18 @@ def test_monitoring_only_sends_the_model_asked_for_and_still_counts(client, api,
     client.chat.completions.create(model="gpt-4o", messages=[{"role": "user", "content": "one two"}], max_tokens=2)
     assert api.models_called() == ["gpt-4o"]
     assert spent("gpt-4o") == round(usd("gpt-4o", 2, 2), 6)
+
+
+def test_a_store_failure_after_the_call_is_logged_not_raised(client, api, log_dir, caplog):
+    stream = client.chat.completions.create(
+        model="gpt-4o-mini", messages=[{"role": "user", "content": "hi"}], stream=True, max_tokens=2
+    )
+    for suffix in ("", "-wal", "-shm"):  # the store is replaced while the answer streams
+        (log_dir / f"echoops.db{suffix}").unlink(missing_ok=True)
+    with caplog.at_level("WARNING", logger="echoops.costs"):
+        chunks = list(stream)
+    assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == "ok ok "
+    assert [r.getMessage().split(":")[0] for r in caplog.records] == [
+        "echoops could not settle an AI call at its estimate"
+    ]
+    assert "NotFound: no open reservation" in caplog.records[0].getMessage()  # a new, empty store
