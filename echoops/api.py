@@ -1,6 +1,6 @@
 """The public Python API of echoops: what an application imports (nothing else is promised).
 
-    from echoops.api import guard, raise_incident, slo_status
+    from echoops.api import guard, raise_incident, slo_status, spend
 
 Every function reads its settings from the environment (the same variables as the CLI and
 the server, see the README) unless given `s=` (an `echoops.core.config.Settings`), and the
@@ -10,15 +10,19 @@ type checker, not at run time. Failures raise `EchoopsError` subclasses carrying
 `detail` and `field` (for a bad argument); `ValidationError` names the field.
 
 Importing this module loads every control (~0.1 s once per process); `guard` itself then
-costs a few µs a call.
+costs a few µs a call, `spend` a fraction of a millisecond (two store transactions).
 """
 
 from __future__ import annotations
 
+from typing import TypeVar, cast
+
 from echoops.core.config import Settings
-from echoops.core.costs import guard
+from echoops.core.costs import CostThrottled, Spend, guard, record_usage, spend
+from echoops.core.costs import guard_openai as _guard_openai
 from echoops.core.costs import status as _costs_status
-from echoops.core.costs.types import CostsStatus, Decision, Scope, StripeFees
+from echoops.core.costs.clients.openai import DEFAULT_OUTPUT_TOKENS
+from echoops.core.costs.types import Calls, CostsStatus, Decision, Recorded, Reservation, Scope, StripeFees
 from echoops.core.errors import EchoopsError, Forbidden, NotConfigured, NotFound, ValidationError
 from echoops.core.pager import raise_incident
 from echoops.core.pager import resolve as _resolve
@@ -31,6 +35,8 @@ from echoops.core.slo import status as _slo_status
 from echoops.core.slo.types import SloStatus
 
 __all__ = [
+    "Calls",
+    "CostThrottled",
     "CostsStatus",
     "Decision",
     "EchoopsError",
@@ -41,20 +47,45 @@ __all__ = [
     "Purchase",
     "Raised",
     "Receipts",
+    "Recorded",
+    "Reservation",
     "ScaleStatus",
     "Scope",
     "Settings",
     "SloStatus",
+    "Spend",
     "StripeFees",
     "ValidationError",
     "costs_status",
     "guard",
+    "guard_openai",
     "raise_incident",
     "receipts",
+    "record_usage",
     "resolve_incident",
     "scale_status",
     "slo_status",
+    "spend",
 ]
+
+_Client = TypeVar("_Client")
+
+
+def guard_openai(
+    client: _Client,
+    *,
+    default_output_tokens: int = DEFAULT_OUTPUT_TOKENS,
+    ttl_s: float | None = None,
+    s: Settings | None = None,
+) -> _Client:
+    """Wrap an `openai.OpenAI` client (extra `echoops[openai]`): `chat.completions.create/parse`
+    and `responses.create/parse` reserve an estimate first (prompt characters / 4 plus the
+    output limit, see the README), call the fallback model on `switch`, raise `CostThrottled`
+    (with `retry_after_s`) on `throttle`, and settle from the response's `usage`, streamed
+    responses when the stream ends; a call that raises releases its hold. Typed as the client
+    it wraps: it answers the same calls (everything else passes through unguarded)."""
+    guarded = _guard_openai(client, default_output_tokens=default_output_tokens, ttl_s=ttl_s, s=s)
+    return cast(_Client, guarded)
 
 
 def slo_status(*, s: Settings | None = None, now: float | None = None) -> SloStatus:

@@ -102,16 +102,20 @@ def test_the_api_module_exports_documented_typed_functions():
         obj = getattr(echoops.api, name)
         assert inspect.getdoc(obj), name
     functions = {n: getattr(echoops.api, n) for n in echoops.api.__all__ if inspect.isfunction(getattr(echoops.api, n))}
-    assert set(functions) == {
+    documents = {
         "costs_status",
         "guard",
         "raise_incident",
         "receipts",
+        "record_usage",
         "resolve_incident",
         "scale_status",
         "slo_status",
     }
-    for name, fn in functions.items():
+    # spend() yields a Spend (its document() is a Reservation); guard_openai returns the client it wraps
+    assert set(functions) == documents | {"spend", "guard_openai"}
+    assert get_type_hints(echoops.api.Spend.document, localns=NAMESPACE)["return"] is costs_types.Reservation
+    for name, fn in ((n, functions[n]) for n in documents):
         returns = get_type_hints(fn, localns=NAMESPACE)["return"]
         assert is_typeddict(returns), (name, returns)
         assert getattr(echoops.api, returns.__name__) is returns  # the result type is exported too
@@ -155,6 +159,9 @@ def test_every_result_matches_its_type_in_process_over_http_and_from_the_cli(mon
         "silences": (pager.list_silences(s=s), pager_types.Silences),
         "rebaseline": (slo.rebaseline("test", s=s), slo_types.Rebaselined),
         "set-cap": (costs.set_cap("model", "gpt-4o", 19.99, s=s), costs_types.CapSet),
+        "record_usage": (echoops.api.record_usage("gpt-4o", input_tokens=10, s=s), costs_types.Recorded),
+        "reserve": (costs.reserve("gpt-4o", estimate_usd=0.1, s=s).document(), costs_types.Reservation),
+        "calls": (costs.calls_status(s=s), costs_types.Calls),
         "apply": (scale.apply(True, s=s), scale_types.ScaleApplied),
         "audit": (portal.audit(s=s), portal_types.Audit),
         "subscription": (portal.set_subscription("qa@echopilot.ai", True, s=s), portal_types.Subscription),
@@ -167,6 +174,7 @@ def test_every_result_matches_its_type_in_process_over_http_and_from_the_cli(mon
 
     server = live_server(PORTAL_SIGNING_SECRET=SECRET)
     c = server.client()
+    reserve_body = {"model": "gpt-4o", "estimate_usd": 0.1}
     over_http = {
         "GET /api/slo/status": (c.get("/api/slo/status"), slo_types.SloStatus),
         "POST /api/slo/rebaseline": (c.post("/api/slo/rebaseline", json={}), slo_types.Rebaselined),
@@ -200,6 +208,16 @@ def test_every_result_matches_its_type_in_process_over_http_and_from_the_cli(mon
             c.post("/api/costs/set-cap", json={"scope": "daily", "usd_cap": 30.5}),
             costs_types.CapSet,
         ),
+        "POST /api/costs/usage": (c.post("/api/costs/usage", json={"model": "o3", "usd": 0.5}), costs_types.Recorded),
+        "POST /api/costs/reserve": (c.post("/api/costs/reserve", json=reserve_body), costs_types.Reservation),
+        "POST /api/costs/reserve (throttle)": (
+            c.post("/api/costs/reserve", json={"model": "o3", "estimate_usd": 10**6}),
+            costs_types.Reservation,
+        ),
+        "POST /api/costs/release": (
+            c.post("/api/costs/release", json={"reservation": costs.reserve("o3", estimate_usd=0.1).reservation}),
+            costs_types.Released,
+        ),
         "GET /api/scale/status": (c.get("/api/scale/status"), scale_types.ScaleStatus),
         "POST /api/scale/apply": (c.post("/api/scale/apply", json={}), scale_types.ScaleApplied),
     }
@@ -224,6 +242,7 @@ def test_every_result_matches_its_type_in_process_over_http_and_from_the_cli(mon
         "costs status": (("costs", "status", "--json"), costs_types.CostsStatus),
         "costs check": (("costs", "check", "gpt-4o", "--json"), costs_types.Decision),
         "costs tick": (("costs", "tick", "--json"), costs_types.CostsTick),
+        "costs record": (("costs", "record", "gpt-4o", "--usd", "0.01", "--json"), costs_types.Recorded),
         "scale status": (("scale", "status", "--json"), scale_types.ScaleStatus),
         "scale apply": (("scale", "apply", "--json"), scale_types.ScaleApplied),
     }

@@ -236,6 +236,7 @@ def test_at_100_percent_throttles_and_raises_a_critical_incident(log_dir, settin
     body = costs.status(s=settings, now=NOON)
     assert body["models"]["gpt-4o-mini"] | {} == {
         "spent_usd": 15.0,
+        "reserved_usd": 0.0,
         "cap_usd": 15.0,
         "pct": 100.0,
         "state": "throttle",
@@ -398,6 +399,7 @@ def test_a_cents_valued_cap_set_through_the_api_reads_back_exactly(log_dir, sett
     assert out["cap"]["usd_cap"] == 19.99
     assert out["status"]["models"]["gpt-4o"] | {} == {
         "spent_usd": 19.99,
+        "reserved_usd": 0.0,
         "cap_usd": 19.99,
         "pct": 100.0,
         "state": "throttle",

@@ -83,3 +83,24 @@ def test_monitoring_only_mode_is_shown_and_nothing_reads_as_throttled(open_card,
     expect(mini.locator('[role="meter"]')).to_have_attribute("aria-valuenow", "100")
     expect(mini.locator(".costs-action")).to_have_count(0)  # the action is allow
     expect(page.locator("#card-costs .card-state .badge")).to_have_text("✕OVER")
+
+
+@pytest.mark.browser
+def test_the_card_shows_calls_in_flight_and_the_per_call_recording_rate(open_card):
+    from echoops.core import costs
+
+    for _ in range(3):
+        costs.record_usage("gpt-4o-mini", usd=0.5)
+    held = costs.reserve("gpt-4o", estimate_usd=0.25)
+    assert held.action == "allow"
+    page, section = open_card("costs")
+    calls = section.locator(".costs-calls")
+    expect(calls).to_have_attribute("data-in-flight", "1")
+    expect(calls).to_contain_text("Per call: 1 in flight ($0.25 reserved) · 0.6 calls/min recorded (last 5 min)")
+    expect(calls).to_contain_text("Unsettled reservations settle at their estimate after 600 s.")
+    expect(section.locator("[data-metric=in-flight] .metric-value")).to_have_text("1")
+    expect(section.locator("[data-metric=per-min] .metric-value")).to_have_text("0.6")
+    expect(section.locator('[data-scope="gpt-4o"] .costs-held')).to_have_text("+ $0.25 reserved")
+    expect(section.locator('[data-scope="global"] .costs-held')).to_have_text("+ $0.25 reserved")
+    expect(section.locator("[data-metric=spent] .metric-value")).to_have_text("$1.50")  # no tick needed
+    expect(section.locator('[data-scope="gpt-4o-mini"] .costs-held')).to_have_count(0)

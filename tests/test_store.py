@@ -227,3 +227,44 @@ def test_many_processes_opening_a_fresh_db_at_once_all_get_in(tmp_path):
         assert conn.execute("SELECT count(*) FROM rows").fetchone()[0] == 400
         assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
         conn.close()
+
+
+def test_queued_transactions_take_turns_and_work_without_their_lock_file(settings):
+    import threading
+
+    conn = store.connect(settings)
+    conn.execute("CREATE TABLE IF NOT EXISTS turns(n INTEGER)")
+    entered = threading.Event()
+    release = threading.Event()
+    order: list[str] = []
+
+    def holder() -> None:
+        c = store.connect(settings)
+        with store.queued_transaction(c, "test"):
+            order.append("holder in")
+            entered.set()
+            release.wait(10)
+            order.append("holder out")
+        store.close_all()
+
+    t = threading.Thread(target=holder)
+    t.start()
+    assert entered.wait(10)
+
+    def queued() -> None:
+        with store.queued_transaction(store.connect(settings), "test"):
+            order.append("waiter in")
+        store.close_all()
+
+    waiter = threading.Thread(target=queued)
+    waiter.start()
+    waiter.join(0.3)
+    assert order == ["holder in"]  # queued on the lock file, not yet in
+    release.set()
+    t.join(10)
+    waiter.join(10)
+    assert order == ["holder in", "holder out", "waiter in"]
+    assert (settings.log_dir / "echoops.db.test-lock").exists()
+    with store.queued_transaction(conn, "no/such/dir"):  # no lock file: the database's lock alone
+        conn.execute("INSERT INTO turns VALUES (1)")
+    assert conn.execute("SELECT COUNT(*) FROM turns").fetchone()[0] == 1

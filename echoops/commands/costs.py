@@ -98,6 +98,15 @@ def _show(body: CostsStatus) -> None:
         out.print(failed, highlight=False, soft_wrap=True)
     if body["unpriced"]:
         out.print(f"[yellow]unpriced models (counted at the default price):[/] {escape(', '.join(body['unpriced']))}")
+    calls = body["calls"]
+    expired = f", {calls['expired']} expired (settled at their estimate by the next tick)" if calls["expired"] else ""
+    out.print(
+        f"per call: {calls['in_flight']} in flight ({_usd(calls['reserved_usd'])} reserved){expired}; "
+        f"{calls['per_min']:g} calls/min recorded one by one (last 5 min); "
+        f"unsettled reservations settle at their estimate after {calls['ttl_s']} s",
+        highlight=False,
+        markup=False,
+    )
     out.print(f"caps from: {_sources(body)}", highlight=False, markup=False)
     out.print(f"updated {body['updated_at'] or 'never (run: echoops costs tick)'}", highlight=False)
 
@@ -169,6 +178,41 @@ def set_cap_cmd(
         f"{what} cap: {_usd(cap['old_usd_cap'])} ({cap['old_source'] or 'unset'}) -> {_usd(cap['usd_cap'])}",
         highlight=False,
         markup=False,
+    )
+
+
+@app.command("record")
+def record_cmd(
+    model: str = typer.Argument(..., help="The model the call went to."),
+    input_tokens: int | None = typer.Option(None, "--input-tokens", help="Prompt tokens (priced from the table)."),
+    output_tokens: int | None = typer.Option(None, "--output-tokens", help="Completion tokens."),
+    usd: str | None = typer.Option(None, "--usd", help="The call's cost in USD instead of tokens."),
+    json_out: bool = JSON_OPT,
+    now: str | None = NOW_OPT,
+) -> None:
+    """Count one AI call against today's caps now (no tick needed); print the next call's decision.
+
+    Give --input-tokens/--output-tokens (priced like ai_usage.ndjson lines) or --usd. Do not also
+    write the call to ai_usage.ndjson: it would count twice. Exit 0 when recorded (whatever the
+    decision), 2 when invalid. --json prints what POST /api/costs/usage returns.
+
+    Example: echoops costs record gpt-4o-mini --input-tokens 812 --output-tokens 95
+    Example: echoops costs record gpt-4o --usd 0.0123 --json | jq -r .decision.action
+    """
+    from echoops.core import costs  # lazy: 15-45 ms a package, off --help and other commands
+
+    body = {"model": model, "input_tokens": input_tokens, "output_tokens": output_tokens, "usd": usd}
+    recorded = costs.usage_request(body, now=clock.parse_cli_time(now))
+    if json_out:
+        emit_json(recorded)
+        return
+    d = recorded["decision"]
+    target = f" -> {d['model']}" if d["action"] == "switch" else ""
+    console().print(
+        f"recorded ${recorded['recorded_usd']:.6f} on {model}; next call: {d['action'].upper()}{target}: {d['reason']}",
+        highlight=False,
+        markup=False,
+        soft_wrap=True,
     )
 
 

@@ -395,6 +395,15 @@ VARS: tuple[Var, ...] = (
         feature="costs",
     ),
     Var(
+        "COST_RESERVATION_TTL_S",
+        "cost_reservation_ttl_s",
+        parsers.int_range(1, 86400),
+        "600",
+        "s",
+        "An unsettled per-call reservation (spend(), POST /api/costs/reserve) is settled at its estimate after this",
+        feature="costs",
+    ),
+    Var(
         "MODEL_CAPS_JSON",
         "model_caps",
         parsers.usd_map,
@@ -598,6 +607,7 @@ class Settings:
     stripe_api_base: str
     cost_cap_daily_usd: float
     cost_enforce: bool
+    cost_reservation_ttl_s: int
     model_caps: dict[str, float]
     model_fallbacks: dict[str, str]
     model_prices: dict[str, dict[str, float]]

@@ -34,3 +34,21 @@ expect POST /api/costs/set-cap 400 '{"scope":"weekly","usd_cap":3}' '.field == "
 if $ECHOOPS costs check gpt-4o >/dev/null; then echo "ok   echoops costs check gpt-4o -> 0"; else
   echo "FAIL echoops costs check gpt-4o exited $?"; failures=$((failures + 1)); fi
 checks=$((checks + 1))
+
+# per-call enforcement (issue 14): reserve, settle through usage, release, record
+expect POST /api/costs/reserve 200 '{"model":"gpt-4o","estimate_usd":0.02}' \
+  '.action == "allow"' '.reservation | test("^rsv_[0-9]+$")' '.estimate_usd == 0.02' '(.expires_at | type) == "string"'
+rsv=$(jq -r .reservation "$BODY_FILE")
+expect GET /api/costs/status 200 "" '.calls.in_flight == 1' '.calls.reserved_usd == 0.02' '.models["gpt-4o"].reserved_usd == 0.02'
+expect POST /api/costs/usage 200 "{\"model\":\"gpt-4o\",\"input_tokens\":812,\"output_tokens\":95,\"reservation\":\"$rsv\"}" \
+  '.recorded_usd == 0.00298' '.decision.model == "gpt-4o"'
+expect POST /api/costs/usage 404 "{\"model\":\"gpt-4o\",\"usd\":1,\"reservation\":\"$rsv\"}" '.field == "reservation"'
+expect POST /api/costs/reserve 200 '{"model":"gpt-4o","estimate_usd":0.5}' '.action == "allow"'
+expect POST /api/costs/release 200 "{\"reservation\":$(jq .reservation "$BODY_FILE")}" '.released == true'
+expect POST /api/costs/usage 200 '{"model":"gpt-4o-mini","usd":0.01}' '.recorded_usd == 0.01'
+expect POST /api/costs/usage 400 '{"model":"gpt-4o-mini","usd":-1}' '.field == "usd"'
+expect POST /api/costs/usage 400 '{"model":"gpt-4o-mini"}' '.field == "usd"'
+expect GET /api/costs/status 200 "" '.calls.in_flight == 0' '.calls.recorded_5m >= 2'
+if $ECHOOPS costs record gpt-4o --usd 0.01 >/dev/null; then echo "ok   echoops costs record -> 0"; else
+  echo "FAIL echoops costs record exited $?"; failures=$((failures + 1)); fi
+checks=$((checks + 1))

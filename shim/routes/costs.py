@@ -1,13 +1,14 @@
-"""Routes of the costs feature: status, set-cap and the guard decision (X-Dash-Key, like every /api route).
+"""Routes of the costs feature: status, set-cap, the guard decision and per-call enforcement
+(reserve, usage, release), all behind X-Dash-Key like every /api route.
 
-Nothing here (or in the shim's auth) throttles a request: cost state only shapes the
-answers of /api/costs/check, which the app asks before an AI call.
+Nothing here (or in the shim's auth) throttles a request: cost state only shapes the answers
+of /api/costs/check and /api/costs/reserve, which the app asks before an AI call.
 """
 
 from __future__ import annotations
 
 from echoops.core import costs
-from echoops.core.costs.types import CapSet, CostsStatus, Decision
+from echoops.core.costs.types import CapSet, CostsStatus, Decision, Recorded, Released, Reservation
 from shim.http import json_body, query
 
 
@@ -24,3 +25,15 @@ def install(app) -> None:
     @app.get("/api/costs/check")
     def costs_check() -> Decision:
         return costs.check(query("model"))
+
+    @app.post("/api/costs/reserve")
+    def costs_reserve() -> Reservation:
+        return costs.reserve_request(json_body())
+
+    @app.post("/api/costs/usage")
+    def costs_usage() -> Recorded:
+        return costs.usage_request(json_body())
+
+    @app.post("/api/costs/release")
+    def costs_release() -> Released:
+        return costs.release_request(json_body())

@@ -88,6 +88,15 @@ def _env_caps(s: Settings) -> dict[tuple[str, str], int]:
     return caps
 
 
+def bump_version(conn: sqlite3.Connection) -> None:
+    """Note that a cap changed (inside the writing transaction): per-call decisions cache the
+    caps per version (`reservations.load_caps`). `costs_meta` belongs to the costs schema,
+    which every caller of this module has ensured."""
+    conn.execute(
+        "INSERT INTO costs_meta(k, v) VALUES('caps_version', 1) ON CONFLICT(k) DO UPDATE SET v = costs_meta.v + 1"
+    )
+
+
 def _noted(conn: sqlite3.Connection) -> dict[tuple[str, str], sqlite3.Row]:
     return {(r["scope"], r["key"]): r for r in conn.execute("SELECT scope, key, cap_micro, seen_at FROM costs_cap_env")}
 
@@ -104,6 +113,7 @@ def observe(conn: sqlite3.Connection, s: Settings, now: float) -> list[dict[str,
         return []  # the common case: nothing new, no write lock
     superseded: list[dict[str, Any]] = []
     with store.transaction(conn):
+        bump_version(conn)
         seen = _noted(conn)
         api = {(r["scope"], r["key"]): r for r in conn.execute("SELECT scope, key, cap_micro, set_at FROM costs_caps")}
         for key in set(env) | set(api):
@@ -135,11 +145,25 @@ def observe(conn: sqlite3.Connection, s: Settings, now: float) -> list[dict[str,
     return superseded
 
 
-def effective_caps(conn: sqlite3.Connection, s: Settings) -> tuple[Cap, dict[str, Cap]]:
-    """(daily, {model: cap}), each cap `(µ$, source, since)`: an API cap (not superseded, see
-    `observe`) overrides the environment; `since` is when it was set or first seen."""
+def noted_env(conn: sqlite3.Connection) -> dict[tuple[str, str], int] | None:
+    """The environment's caps as `observe` last noted them (from the server, the scheduler or the
+    CLI), or None when nothing was noted yet. Per-call decisions use these, so an app process
+    that calls `spend()` needs none of the cost variables and never notes an environment of its own."""
     store.ensure(conn, SCHEMA)
-    env = _env_caps(s)
+    noted = _noted(conn)
+    if ("daily", "") not in noted:
+        return None
+    return {k: r["cap_micro"] for k, r in noted.items() if r["cap_micro"] is not None}
+
+
+def effective_caps(
+    conn: sqlite3.Connection, s: Settings, env: dict[tuple[str, str], int] | None = None
+) -> tuple[Cap, dict[str, Cap]]:
+    """(daily, {model: cap}), each cap `(µ$, source, since)`: an API cap (not superseded, see
+    `observe`) overrides the environment (`s`'s, or `env`: see `noted_env`); `since` is when it
+    was set or first seen."""
+    store.ensure(conn, SCHEMA)
+    env = _env_caps(s) if env is None else env
     seen = _noted(conn)
 
     def changed(key: tuple[str, str]) -> bool:

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any, cast
 
 from echoops.core import clock, config, files, ndjson, store
 from echoops.core.config import Settings
-from echoops.core.costs import cap_sources, prices
+from echoops.core.costs import admission, cap_sources, prices, reservations
 from echoops.core.costs import fees as stripe_fees
 from echoops.core.costs.cap_sources import effective_caps, model_name, validate_cap
 from echoops.core.costs.guardrail import STATE_FILE, decide, guard, known_models
@@ -32,12 +32,11 @@ from echoops.core.costs.ingest import ingest_usage
 from echoops.core.errors import EchoopsError
 
 if TYPE_CHECKING:  # annotations only: `costs check` and guard() start-up skip building the TypedDicts
-    from echoops.core.costs.types import Alert, CapChange, CapSet, CostsStatus, CostsTick, Decision, Scope
+    from echoops.core.costs.types import Alert, Calls, CapChange, CapSet, CostsStatus, CostsTick, Decision, Scope
 
-__all__ = ["SCHEMA", "check", "guard", "set_cap", "status", "tick", "state_document"]
+__all__ = ["SCHEMA", "calls_status", "check", "guard", "republish", "set_cap", "status", "tick", "state_document"]
 
 EVENTS_LOG = "costs.ndjson"
-WARN_RATIO = (9, 10)  # warn at spent * 10 >= cap * 9
 MIN_FORECAST_S = 3600  # extrapolate from at least an hour, so 00:05's first call is not x288
 
 SCHEMA = store.Schema(
@@ -80,6 +79,7 @@ SCHEMA = store.Schema(
         );
         CREATE TABLE costs_meta (k TEXT PRIMARY KEY, v REAL NOT NULL);
         """,
+        reservations.MIGRATION,  # v2: per-call reservations and records
     ),
 )
 
@@ -113,6 +113,7 @@ def set_cap(
             "INSERT OR REPLACE INTO costs_caps(scope, key, cap_micro, set_at) VALUES(?,?,?,?)",
             (scope, key, micro, now),
         )
+        cap_sources.bump_version(conn)
     cap: CapChange = {
         "scope": scope,
         "key": key or None,
@@ -130,27 +131,33 @@ def set_cap(
 # --- the status document -----------------------------------------------------------------
 
 
-def _entry(spent_p: int, cap_micro: int | None, elapsed: float) -> dict[str, Any]:
+def _entry(spent_p: int, held_p: int, cap_micro: int | None, elapsed: float) -> dict[str, Any]:
     forecast_p = spent_p * 86400 // max(int(elapsed), MIN_FORECAST_S)
-    out: dict[str, Any] = {"spent_usd": prices.pico_to_usd(spent_p), "cap_usd": None, "pct": None, "state": "ok"}
+    out: dict[str, Any] = {
+        "spent_usd": prices.pico_to_usd(spent_p),
+        "reserved_usd": prices.pico_to_usd(held_p),
+        "cap_usd": None,
+        "pct": None,
+        "state": "ok",
+    }
     if cap_micro is not None:
         cap_p = cap_micro * prices.PICO_PER_MICRO
         out["cap_usd"] = prices.micro_to_usd(cap_micro)
         out["pct"] = round(spent_p * 100 / cap_p, 2) if cap_p else None
-        if spent_p >= cap_p:
-            out["state"] = "throttle"
-        elif spent_p * WARN_RATIO[1] >= cap_p * WARN_RATIO[0]:
-            out["state"] = "warn"
+        out["state"] = admission.state_of(spent_p, cap_p)
         out["forecast_over"] = bool(cap_p) and forecast_p >= cap_p
     out["forecast_usd"] = prices.pico_to_usd(min(forecast_p, prices.MAX_PICO))
     return out
 
 
-def state_document(conn: sqlite3.Connection, s: Settings, now: float) -> dict[str, Any]:
-    """The full state (status plus caps, fallbacks and decisions): what cost_state.json holds."""
+def state_document(
+    conn: sqlite3.Connection, s: Settings, now: float, env_caps: dict[tuple[str, str], int] | None = None
+) -> dict[str, Any]:
+    """The full state (status plus caps, fallbacks, prices and decisions): what cost_state.json
+    holds. `env_caps`: the environment's caps to use instead of `s`'s (see `republish`)."""
     day = clock.day_iso(now)
     elapsed = now - clock.day_start(now)
-    daily, caps = effective_caps(conn, s)
+    daily, caps = effective_caps(conn, s, env_caps)
     rows = conn.execute(
         "SELECT model, cost_p, unpriced_calls FROM costs_spend WHERE day=? ORDER BY model", (day,)
     ).fetchall()
@@ -161,9 +168,15 @@ def state_document(conn: sqlite3.Connection, s: Settings, now: float) -> dict[st
         spent[scope] = spent.get(scope, 0) + row["cost_p"]
         if scope != row["model"]:
             members.setdefault(scope, []).append(row["model"])
+    held: dict[str, int] = {}
+    held_models = reservations.held_by_model(conn, day)
+    for model, amount in held_models.items():
+        scope = prices.cap_scope(model, caps)
+        held[scope] = held.get(scope, 0) + amount
+        spent.setdefault(scope, 0)
     models: dict[str, Any] = {}
     for scope in sorted(spent):
-        entry = _entry(spent[scope], caps[scope][0] if scope in caps else None, elapsed)
+        entry = _entry(spent[scope], held.get(scope, 0), caps[scope][0] if scope in caps else None, elapsed)
         if scope in caps:
             entry.update(cap_sources.describe(caps[scope]))
         if scope in members:
@@ -172,11 +185,15 @@ def state_document(conn: sqlite3.Connection, s: Settings, now: float) -> dict[st
     meta = dict(conn.execute("SELECT k, v FROM costs_meta").fetchall())
     doc: dict[str, Any] = {
         "day": day,
-        "global": {**_entry(sum(row["cost_p"] for row in rows), daily[0], elapsed), **cap_sources.describe(daily)},
+        "global": {
+            **_entry(sum(row["cost_p"] for row in rows), sum(held_models.values()), daily[0], elapsed),
+            **cap_sources.describe(daily),
+        },
         "models": models,
         "stripe_fees": stripe_fees.status_entry(conn, s, day),
         "unpriced": sorted(row["model"] for row in rows if row["unpriced_calls"]),
         "updated_at": clock.iso(meta["last_tick"]) if "last_tick" in meta else None,
+        "calls": reservations.calls_summary(conn, now, s.cost_reservation_ttl_s),
         "caps": {
             "daily_usd": prices.micro_to_usd(daily[0]),
             "daily_source": daily[1],
@@ -184,6 +201,7 @@ def state_document(conn: sqlite3.Connection, s: Settings, now: float) -> dict[st
             "sources": {k: v[1] for k, v in sorted(caps.items())},
         },
         "fallbacks": dict(s.model_fallbacks),
+        "prices": dict(s.model_prices),
         "enforce": s.cost_enforce,
         "mode": "enforce" if s.cost_enforce else "monitor",
     }
@@ -218,6 +236,7 @@ def _public(doc: dict[str, Any]) -> CostsStatus:
         "stripe_fees": doc["stripe_fees"],
         "unpriced": doc["unpriced"],
         "updated_at": doc["updated_at"],
+        "calls": doc["calls"],
     }
 
 
@@ -229,17 +248,41 @@ def status(*, s: Settings | None = None, now: float | None = None) -> CostsStatu
     return _public(state_document(conn, s, t))
 
 
-def _publish(conn: sqlite3.Connection, s: Settings, now: float) -> dict[str, Any]:
+def calls_status(*, s: Settings | None = None, now: float | None = None) -> Calls:
+    """Per-call enforcement now: reservations in flight (and expired, awaiting the tick), USD
+    held, and calls recorded one by one in the last 5 minutes (the Costs card, /metrics)."""
+    s = s or config.settings()
+    return reservations.calls_summary(db(s), clock.now_s(now), s.cost_reservation_ttl_s)
+
+
+def _publish(
+    conn: sqlite3.Connection, s: Settings, now: float, env_caps: dict[tuple[str, str], int] | None = None
+) -> dict[str, Any]:
     """Recompute the decisions and write cost_state.json, under the store's write lock so the
-    last writer always holds the newest data."""
-    cap_sources.observe(conn, s, now)
+    last writer always holds the newest data. Notes `s`'s environment first, unless `env_caps`
+    stands in for it (a per-call republish from an app's process)."""
+    if env_caps is None:
+        cap_sources.observe(conn, s, now)
     with store.transaction(conn):
-        doc = state_document(conn, s, now)
+        doc = state_document(conn, s, now, env_caps)
         row = conn.execute("SELECT v FROM costs_meta WHERE k='version'").fetchone()
         version = int(row[0]) + 1 if row else 1
         conn.execute("INSERT OR REPLACE INTO costs_meta(k, v) VALUES('version', ?)", (version,))
         files.write_json(s.log_path(STATE_FILE), {**doc, "version": version, "written_at": clock.iso(now)})
     return doc
+
+
+def republish(*, s: Settings, now: float) -> None:
+    """A call recorded one at a time moved a scope across 90% or 100% of its cap (or back):
+    rewrite cost_state.json now, so every process's guard() sees the new decision within
+    milliseconds, and alert as the tick would (once per scope, kind and day).
+
+    It runs in whatever process recorded the call (an app's), so it keeps the configuration
+    the server and scheduler published: `s` carries the published fallbacks, prices and mode
+    (`calls.published_settings`), and the caps are the environment's as last noted in the store;
+    this process's own environment is never noted."""
+    conn = db(s)
+    _alert(conn, s, _publish(conn, s, now, cap_sources.noted_env(conn)), now)
 
 
 # --- alerts --------------------------------------------------------------------------------
@@ -378,6 +421,7 @@ def tick(*, s: Settings | None = None, now: float | None = None) -> CostsTick:
     now = clock.now_s(now)
     started = time.perf_counter()
     conn = db(s)
+    expired = reservations.expire(conn, now)
     usage = ingest_usage(conn, s, now)
     fees = stripe_fees.sync_fees(conn, s, now)
     with store.transaction(conn):
@@ -399,6 +443,7 @@ def tick(*, s: Settings | None = None, now: float | None = None) -> CostsTick:
         "over_cap": sorted(k for k, v in doc["models"].items() if v["state"] == "throttle"),
         "stripe_fees": {"spent_usd": doc["stripe_fees"]["spent_usd"], **fees},
         "alerts": alerts,
+        "expired_reservations": expired,
         "duration_ms": round((time.perf_counter() - started) * 1000, 1),
     }
     ndjson.append(s.log_path(EVENTS_LOG), "cost_tick", now=now, **summary)

@@ -161,10 +161,17 @@ _cache: tuple[tuple | None, dict[str, Verdict], dict[str, Any], set[str]] = (Non
 _settings_memo: tuple[str | None, Path] | None = None
 
 
+# The state file of the last Settings object passed in (spend() passes one on every call).
+_given_memo: tuple[Settings, Path] | None = None
+
+
 def _state_path(s: Settings | None) -> Path:
-    global _settings_memo
+    global _settings_memo, _given_memo
     if s is not None:
-        return s.log_path(STATE_FILE)
+        given = _given_memo
+        if given is None or given[0] is not s:
+            given = _given_memo = (s, s.log_path(STATE_FILE))
+        return given[1]
     raw = os.environ.get("ECHOOPS_LOG_DIR")
     memo = _settings_memo
     if memo is None or memo[0] != raw:
@@ -205,15 +212,9 @@ def _load(path: Path, key: tuple, dayno: int) -> tuple:
     return _cache
 
 
-def guard(model: str, *, s: Settings | None = None, now: float | None = None) -> Decision:
-    """Decision for one AI call: `{action: allow|switch|throttle, model, reason, retry_after_s}`.
-
-    `model` is what the caller wants; on `switch`, `model` is the one to call instead. When
-    throttled, `retry_after_s` counts the seconds to the next UTC midnight (0 otherwise).
-    """
+def _current(s: Settings | None, t: float) -> tuple:
+    """The cached (key, memo, document, known names) of the state file as it is now."""
     path = _state_path(s)
-    monitor = _monitor_env(s)
-    t = time.time() if now is None else now
     dayno = int(t // DAY_S)
     key: tuple[object, ...]
     try:
@@ -226,6 +227,33 @@ def guard(model: str, *, s: Settings | None = None, now: float | None = None) ->
     cache = _cache
     if key != cache[0]:
         cache = _load(path, key, dayno)
+    return cache
+
+
+def published(*, s: Settings | None = None, now: float | None = None) -> dict[str, Any] | None:
+    """The document the last tick or cap change wrote to cost_state.json (cached, as guard reads
+    it), or None before any was written."""
+    doc = _current(s, time.time() if now is None else now)[2]
+    return doc if "version" in doc else None
+
+
+def enforcing(*, s: Settings | None = None, now: float | None = None) -> bool:
+    """False in monitoring-only mode: COST_ENFORCE=false in this process's environment, or in
+    cost_state.json (written by the tick from the scheduler's environment), as guard() decides."""
+    if _monitor_env(s):
+        return False
+    return bool(_current(s, time.time() if now is None else now)[2].get("enforce", True))
+
+
+def guard(model: str, *, s: Settings | None = None, now: float | None = None) -> Decision:
+    """Decision for one AI call: `{action: allow|switch|throttle, model, reason, retry_after_s}`.
+
+    `model` is what the caller wants; on `switch`, `model` is the one to call instead. When
+    throttled, `retry_after_s` counts the seconds to the next UTC midnight (0 otherwise).
+    """
+    monitor = _monitor_env(s)
+    t = time.time() if now is None else now
+    cache = _current(s, t)
     memo = cache[1]
     decision = memo.get(model)
     if decision is None:

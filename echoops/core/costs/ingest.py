@@ -4,9 +4,11 @@
     {"ts": "2026-11-27T10:00:00Z", "model": "gpt-4o-mini", "input_tokens": 812, "output_tokens": 95}
     {"ts": 1795000000, "model": "gpt-4o", "usd": 0.0123}
 Spend lands per (UTC day, model) in `costs_spend`, in the same transaction that moves the
-reader's cursor, so racing ticks never count a line twice. Tokens are summed per (day, model)
-and priced once per tick (price x tokens is linear, so this is exact and keeps the per-line
-work to a few dict operations).
+reader's cursor, so racing ticks never count a line twice. Usage recorded per call
+(`record_usage`, `spend`, `POST /api/costs/usage`) goes straight into the store and never
+into this file, so each call is counted once whichever way it arrives. Tokens are summed per
+(day, model) and priced once per tick (price x tokens is linear, so this is exact and keeps
+the per-line work to a few dict operations).
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from typing import Any
 
 from echoops.core import clock, ndjson, store
 from echoops.core.config import Settings
-from echoops.core.costs import prices
+from echoops.core.costs import prices, reservations
 
 SOURCE = "ai_usage.ndjson"
 CONSUMER = "costs"
@@ -190,21 +192,10 @@ def price(agg: dict[tuple[str, str], list[int]], table: dict[str, tuple[int, int
 
 
 def _add_rows(conn: sqlite3.Connection, rows: dict[tuple[str, str], list[int]]) -> None:
+    for day in sorted({day for day, _ in rows}):
+        reservations.lock_day(conn, day)  # the day's budget transactions see this spend whole
     for (day, model), (calls, tin, tout, cost, unpriced) in rows.items():
-        old = conn.execute(
-            "SELECT calls, input_tokens, output_tokens, cost_p, unpriced_calls FROM costs_spend "
-            "WHERE day=? AND model=?",
-            (day, model),
-        ).fetchone()
-        if old is not None:
-            calls, tin, tout = calls + old[0], tin + old[1], tout + old[2]
-            cost, unpriced = cost + old[3], unpriced + old[4]
-        top = prices.MAX_PICO
-        conn.execute(
-            "INSERT OR REPLACE INTO costs_spend(day, model, calls, input_tokens, output_tokens, cost_p, "
-            "unpriced_calls) VALUES(?,?,?,?,?,?,?)",
-            (day, model, min(calls, top), min(tin, top), min(tout, top), min(cost, top), min(unpriced, top)),
-        )
+        reservations.add_spend(conn, day, model, calls, tin, tout, cost, unpriced)
 
 
 def ingest_usage(conn: sqlite3.Connection, s: Settings, now: float) -> dict[str, Any]:

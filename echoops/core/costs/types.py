@@ -14,7 +14,8 @@ from echoops.core.types import UnreadableInput
 class Scope(TypedDict):
     """Spend against one cap (the global cap or a model's) today, in USD."""
 
-    spent_usd: float
+    spent_usd: float  # settled: recorded per call, settled reservations, ingested log lines
+    reserved_usd: float  # held by per-call reservations not settled yet (spend()/POST /api/costs/reserve)
     cap_usd: float | None  # None: no cap on this scope
     pct: float | None
     state: str  # "ok" | "warn" (>= 90%) | "throttle" (>= 100%)
@@ -39,6 +40,18 @@ class StripeFees(TypedDict):
     state: NotRequired[str]  # "ok" | "warn" | "over"
 
 
+class Calls(TypedDict):
+    """Per-call enforcement right now: reservations in flight and the recording rate
+    (`costs.calls_status()`, the `calls` of `GET /api/costs/status`)."""
+
+    in_flight: int  # open reservations within their TTL (AI calls under way)
+    reserved_usd: float  # held by every open reservation, expired ones included
+    expired: int  # open past their TTL: the next tick settles them at their estimate
+    recorded_5m: int  # calls recorded or settled one by one in the last 5 minutes
+    per_min: float  # recorded_5m / 5
+    ttl_s: int  # COST_RESERVATION_TTL_S
+
+
 # `GET /api/costs/status`, `echoops costs status --json`.
 CostsStatus = TypedDict(
     "CostsStatus",
@@ -50,6 +63,7 @@ CostsStatus = TypedDict(
         "stripe_fees": StripeFees,
         "unpriced": list[str],  # models counted at the conservative default price
         "updated_at": str | None,  # the last tick; None before the first
+        "calls": Calls,
     },
 )
 
@@ -67,6 +81,33 @@ class Decision(Verdict):
     """`guard(model)`, `GET /api/costs/check`, `echoops costs check`: the decision for one AI call."""
 
     retry_after_s: int  # seconds to the next UTC midnight when throttled, else 0
+
+
+class Reservation(TypedDict):
+    """`POST /api/costs/reserve`; what `spend()` decided (`Spend.document()`)."""
+
+    reservation: str | None  # settle it with POST /api/costs/usage; None when throttled (nothing reserved)
+    action: str  # "allow" | "switch" | "throttle"
+    model: str  # the model to call (the fallback on "switch")
+    reason: str
+    estimate_usd: float  # what is held against the caps (0 when throttled)
+    expires_at: str | None  # when an unsettled reservation is settled at its estimate
+    retry_after_s: int  # seconds to the next UTC midnight when throttled, else 0
+    would: NotRequired[str]  # monitoring-only mode: the action enforcing would have taken
+
+
+class Recorded(TypedDict):
+    """`POST /api/costs/usage`, `record_usage()`, `Spend.record()`, `echoops costs record --json`."""
+
+    recorded_usd: float  # the call's cost as counted (USD)
+    decision: Decision  # the guard's decision for the next call on the same model
+
+
+class Released(TypedDict):
+    """`POST /api/costs/release`: a reservation closed without counting anything (the call failed)."""
+
+    reservation: str
+    released: bool
 
 
 class CapChange(TypedDict):
@@ -108,6 +149,7 @@ CostsTick = TypedDict(
         "input_errors": list[UnreadableInput],  # ai_usage.ndjson could not be read
         "stripe_fees": dict[str, Any],  # spent_usd plus the fee sync's report (source, error?, ...)
         "alerts": list[Alert],
+        "expired_reservations": int,  # open past their TTL, settled at their estimate by this tick
         "duration_ms": float,
     },
 )

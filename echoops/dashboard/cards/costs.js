@@ -1,6 +1,7 @@
 // Cost Guardrails card (Phase 79): today's AI spend per scope (global and each capped model)
 // as utilisation bars with state colours, where each cap comes from (environment or API, since
-// when), the end-of-day forecast, Stripe fees (which never throttle AI), unpriced models,
+// when), the end-of-day forecast, per-call enforcement (reservations in flight, USD held, calls
+// recorded one by one per minute), Stripe fees (which never throttle AI), unpriced models,
 // monitoring-only mode (COST_ENFORCE=false), and a form to set a cap (POST /api/costs/set-cap).
 (function () {
   "use strict";
@@ -21,6 +22,10 @@
     // Monitoring only: over the cap is shown as such, never as a throttle that is not happening.
     var state = monitor && entry.state === "throttle" ? "over" : entry.state;
     var amount = E.fmt.usd(entry.spent_usd) + (capped ? " of " + E.fmt.usd(entry.cap_usd) : " (no cap)");
+    var held = entry.reserved_usd > 0
+      ? E.el("span", {class: "costs-held muted", dataset: {held: String(entry.reserved_usd)}},
+          "+ " + E.fmt.usd(entry.reserved_usd) + " reserved")
+      : null;
     var action = entry.action && entry.action !== "allow"
       ? E.el("span", {class: "costs-action", dataset: {action: entry.action}}, entry.action)
       : null;
@@ -28,7 +33,7 @@
       E.el("div", {class: "costs-scope-head"},
         E.el("span", {class: "costs-scope-name"}, name),
         E.stateBadge(state), action,
-        E.el("span", {class: "costs-amount num"}, amount)),
+        E.el("span", {class: "costs-amount num"}, amount), held),
       capped ? E.meter(entry.pct, {label: name, state: entry.state})
         : E.el("p", {class: "muted costs-uncapped"}, "counts toward the global cap only"),
       capSource(entry),
@@ -52,6 +57,21 @@
     return E.el("p", {class: "costs-fees", dataset: {error: fees.error ? "true" : "false"}},
       E.el("strong", null, "Stripe fees: "), parts.join(" \u00b7 "), " ", badge, failed,
       E.el("span", {class: "muted costs-fees-note"}, " Fees warn and page only; they never throttle AI calls."));
+  }
+
+  // Per-call enforcement: what spend() and POST /api/costs/reserve hold right now, and how fast
+  // calls are recorded one by one (they count at once, not at the next tick).
+  function callsLine(calls) {
+    var expired = calls.expired
+      ? E.el("span", {class: "costs-calls-expired", dataset: {expired: String(calls.expired)}},
+          " \u00b7 " + calls.expired + " expired (settled at their estimate by the next tick)")
+      : null;
+    return E.el("p", {class: "costs-calls", dataset: {inFlight: String(calls.in_flight)}},
+      E.el("strong", null, "Per call: "),
+      calls.in_flight + " in flight (" + E.fmt.usd(calls.reserved_usd) + " reserved) \u00b7 " +
+        calls.per_min + " calls/min recorded (last 5 min)", expired,
+      E.el("span", {class: "muted costs-calls-note"},
+        " Unsettled reservations settle at their estimate after " + calls.ttl_s + " s."));
   }
 
   // The outcome of the last set-cap survives the re-render that shows its effect.
@@ -124,16 +144,19 @@
         metric("spent today (UTC " + s.day + ")", E.fmt.usd(g.spent_usd), "spent"),
         metric("global cap", E.fmt.usd(g.cap_usd), "cap"),
         metric("end-of-day forecast", E.fmt.usd(g.forecast_usd), "forecast"),
+        metric("AI calls in flight", String(s.calls.in_flight), "in-flight"),
+        metric("recorded per call / min", String(s.calls.per_min), "per-min"),
         metric("Stripe fees today", E.fmt.usd(s.stripe_fees.spent_usd), "fees")),
       forecastOver ? E.el("p", {class: "costs-forecast-warn"}, E.stateBadge("warn"),
         " At today's rate spend reaches " + E.fmt.usd(g.forecast_usd) + ", over the " + E.fmt.usd(g.cap_usd) + " cap.") : null,
       scopes,
+      callsLine(s.calls),
       s.unpriced.length ? E.el("p", {class: "costs-unpriced"}, E.stateBadge("warn"),
         " No price for " + s.unpriced.join(", ") + ": counted at a conservative default. Add it to MODEL_PRICES_JSON.") : null,
       feesLine(s.stripe_fees),
       capForm(names, ctx),
-      E.el("p", {class: "muted costs-updated"}, "Spend last ingested " + (s.updated_at ? E.fmt.ago(s.updated_at) : "never") +
-        " (echoops costs tick, hourly)."));
+      E.el("p", {class: "muted costs-updated"}, "Log lines last ingested " + (s.updated_at ? E.fmt.ago(s.updated_at) : "never") +
+        " (echoops costs tick, hourly); calls recorded one by one count at once."));
   }
 
   E.registerCard({id: "costs", title: "AI cost guardrails", order: 40, render: render});
