@@ -27,7 +27,7 @@ class EchoopsGroup(TyperGroup):
             _store_failure(exc)
             raise
         except Exception as exc:
-            if type(exc).__module__ == "sqlite3":
+            if type(exc).__module__.split(".")[0] in ("sqlite3", "psycopg", "psycopg_pool"):
                 _store_failure(exc)
             raise
 

@@ -15,7 +15,6 @@ Importing a route module changes nothing.
 from __future__ import annotations
 
 import hmac
-import sqlite3
 import time
 from collections.abc import Callable, Iterable
 from io import BytesIO
@@ -148,7 +147,7 @@ def _domain_errors(callback):
             return callback(*args, **kwargs)
         except EchoopsError as exc:
             return from_domain(exc)
-        except (sqlite3.Error, OSError) as exc:
+        except (*store.Error, OSError) as exc:
             found = store.unavailable(exc)
             if found is None:
                 raise

@@ -20,7 +20,10 @@ from echoops.core import config, store
 
 # One session-wide Playwright/Chromium for every dashboard test (fixtures `browser`, `dashboard`);
 # Debian's redis-server on a free port for the queue-source tests (fixture `redis_server`).
-pytest_plugins = ["tests.browser", "tests.redis_server"]
+# Debian's PostgreSQL on a free port for the store tests run on both backends (`postgres_server`).
+pytest_plugins = ["tests.browser", "tests.redis_server", "tests.postgres_server"]
+
+BACKENDS = ("sqlite", "postgres")
 
 TEST_KEY = "test-dash-key-0123456789abcdef"
 
@@ -50,6 +53,34 @@ def isolated_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     store.close_all()
     yield log_dir
     store.close_all()
+
+
+def pytest_generate_tests(metafunc):
+    """Tests marked `backends` run once per store backend: SQLite and PostgreSQL."""
+    if metafunc.definition.get_closest_marker("backends"):
+        metafunc.parametrize("db_backend", BACKENDS, indirect=True)
+
+
+@pytest.fixture(autouse=True)
+def db_backend(request, isolated_env: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """The store backend of this test: "sqlite" (the default), or "postgres" for a test marked
+    `backends` (a fresh database on the session's PostgreSQL, in ECHOOPS_DB_URL)."""
+    # ECHOOPS_TEST_BACKEND=postgres runs every other test on PostgreSQL too (a survey run).
+    backend = getattr(request, "param", os.environ.get("ECHOOPS_TEST_BACKEND") or "sqlite")
+    if backend == "sqlite":
+        yield backend
+        return
+    server = request.getfixturevalue("postgres_server")
+    url = server.new_database()
+    monkeypatch.setenv("ECHOOPS_DB_URL", url)
+    store.close_all()
+    yield backend
+    store.close_all()
+    from echoops.core import postgres  # lazy: psycopg only for the tests that use it
+
+    postgres.close_pools()
+    postgres.ensured_reset()
+    server.drop(url)
 
 
 @pytest.fixture

@@ -95,7 +95,7 @@ def test_pragmas(settings):
     conn = store.connect(settings)
     assert settings.db_path.exists()
     assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-    assert conn.execute("PRAGMA user_version").fetchone()[0] == store.META_VERSION == 2
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == store.META_VERSION == 3
     assert conn.execute("PRAGMA busy_timeout").fetchone()[0] == store.BUSY_TIMEOUT_MS
     assert conn.execute("PRAGMA foreign_keys").fetchone()[0] == 1
     # and a second, independent connection sees WAL as the file's mode
@@ -159,11 +159,11 @@ def test_store_schema_newer_than_code_errors(settings):
     conn = store.connect(settings)
     conn.execute("PRAGMA user_version=99")
     store.close_all()
-    with pytest.raises(store.SchemaTooNew, match="store schema v99; this echoops knows v2"):
+    with pytest.raises(store.SchemaTooNew, match="store schema v99; this echoops knows v3"):
         store.connect(settings)
 
 
-def test_meta_upgrade_from_v1_adds_cursor_head(log_dir, settings):
+def test_meta_upgrade_from_v1_adds_cursor_head_and_host(log_dir, settings):
     db = sqlite3.connect(log_dir / "echoops.db", isolation_level=None)
     for stmt in store._statements(store._META[0]):
         db.execute(stmt)
@@ -171,8 +171,15 @@ def test_meta_upgrade_from_v1_adds_cursor_head(log_dir, settings):
     db.execute("PRAGMA user_version=1")
     db.close()
     conn = store.connect(settings)
-    assert conn.execute("PRAGMA user_version").fetchone()[0] == 2
-    assert tuple(conn.execute("SELECT offset, head FROM cursors").fetchone()) == (2, b"")
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == 3
+    # v3 keys cursors by host too: the SQLite store's own cursors keep host '' (read on, not again)
+    assert tuple(conn.execute("SELECT host, consumer, source, offset, head FROM cursors").fetchone()) == (
+        "",
+        "c",
+        "s",
+        2,
+        b"",
+    )
 
 
 def test_transaction_commits_rolls_back_and_nests(settings):

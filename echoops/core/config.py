@@ -11,6 +11,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote, urlsplit
 
 from echoops.core import parsers
 from echoops.core.errors import ConfigError
@@ -86,6 +87,48 @@ VARS: tuple[Var, ...] = (
         "",
         "cidrs",
         "Proxies whose X-Forwarded-For names the client (audit ip, 401 throttle)",
+    ),
+    # the store beyond one box (issue 19)
+    Var(
+        "ECHOOPS_DB_URL",
+        "db_url",
+        parsers.db_url,
+        "",
+        "secret",
+        "PostgreSQL URL for all state (TLS options in it); unset: SQLite echoops.db in the log dir",
+        True,
+    ),
+    Var(
+        "ECHOOPS_HOST_ID",
+        "host_id",
+        parsers.host_id,
+        "",
+        "name",
+        "This host in a shared store: its log cursors, SLO rows, leases (default: the hostname)",
+    ),
+    Var(
+        "ECHOOPS_DB_POOL_MAX",
+        "db_pool_max",
+        parsers.int_range(1, 100),
+        "10",
+        "count",
+        "PostgreSQL connections per process at most",
+    ),
+    Var(
+        "ECHOOPS_DB_TIMEOUT_MS",
+        "db_timeout_ms",
+        parsers.int_range(100, 600_000),
+        "15000",
+        "ms",
+        "PostgreSQL statement timeout (lock waits too), connect and pool wait",
+    ),
+    Var(
+        "ECHOOPS_LEADER_LEASE_S",
+        "leader_lease_s",
+        parsers.int_range(3, 3600),
+        "30",
+        "s",
+        "Scheduler leader lease: a dead leader is replaced within this",
     ),
     # 76 SLO
     Var(
@@ -567,6 +610,11 @@ class Settings:
     dashboard_key: str | None
     auth_failures_per_min: int
     trusted_proxies: tuple[str, ...]
+    db_url: str | None
+    host_id: str
+    db_pool_max: int
+    db_timeout_ms: int
+    leader_lease_s: int
     slo_lat_p95_ms: float
     slo_err_budget_pct: float
     slo_window_days: int
@@ -661,6 +709,10 @@ class Settings:
                 out.extend(v for v in value if v)
             elif value:
                 out.append(value)
+        if self.db_url:  # libpq quotes neither, but a message may hold the password alone
+            password = urlsplit(self.db_url).password
+            if password:
+                out.extend({password, unquote(password)})
         return out
 
 

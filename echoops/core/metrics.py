@@ -20,7 +20,6 @@ several Prometheus servers, or a burst of requests, cost one read a second; a sc
 
 from __future__ import annotations
 
-import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -30,7 +29,7 @@ from prometheus_client.exposition import choose_encoder
 from prometheus_client.registry import Collector, CollectorRegistry
 
 from echoops import __version__
-from echoops.core import clock, config, costs, pager, scale, scheduler, slo
+from echoops.core import clock, config, costs, pager, scale, scheduler, slo, store
 from echoops.core.config import Settings
 from echoops.core.errors import EchoopsError
 
@@ -193,7 +192,7 @@ class StateCollector(Collector):
         for name, reader in READERS.items():
             try:
                 metrics = list(reader(self.s, self.now))
-            except (EchoopsError, sqlite3.Error, OSError):
+            except (EchoopsError, *store.Error, OSError):
                 up.add_metric([name], 0.0)
                 continue
             up.add_metric([name], 1.0)

@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import fcntl
 import os
-import sqlite3
 import stat
 import threading
 from collections import Counter
@@ -72,12 +71,29 @@ SCHEMA = store.Schema(
             PRIMARY KEY (consumer, source)
         );
         """,
+        # v2: per host, as the cursors (store meta v3): hosts sharing a PostgreSQL store each
+        # read their own files, which may have the same paths.
+        """
+        CREATE TABLE cursor_marks_v2 (
+            host TEXT NOT NULL DEFAULT '',
+            consumer TEXT NOT NULL,
+            source TEXT NOT NULL,
+            tail BLOB NOT NULL,
+            rotated INTEGER,
+            PRIMARY KEY (host, consumer, source)
+        );
+        INSERT INTO cursor_marks_v2(host, consumer, source, tail, rotated)
+        SELECT '', consumer, source, tail, rotated FROM cursor_marks;
+        DROP TABLE cursor_marks;
+        ALTER TABLE cursor_marks_v2 RENAME TO cursor_marks;
+        """,
     ),
 )
+# A cursor is this host's (store.host: '' on SQLite) for one consumer and one file path.
 _CURSOR_SQL = (
-    "SELECT c.inode, c.offset, c.size, c.head, m.tail, m.rotated FROM cursors c "
-    "LEFT JOIN cursor_marks m ON m.consumer = c.consumer AND m.source = c.source "
-    "WHERE c.consumer=? AND c.source=?"
+    'SELECT c.inode, c."offset", c.size, c.head, m.tail, m.rotated FROM cursors c '
+    "LEFT JOIN cursor_marks m ON m.host = c.host AND m.consumer = c.consumer AND m.source = c.source "
+    "WHERE c.host=? AND c.consumer=? AND c.source=?"
 )
 # Rotated files searched for the cursor's file: <name>.1 ... <name>.MAX_ROTATED.
 MAX_ROTATED = 20
@@ -209,7 +225,7 @@ def _rotated_inode(path: Path) -> int | None:
         return None
 
 
-def pending(conn: sqlite3.Connection, path: Path, consumer: str, *, listed: bool = False) -> bool:
+def pending(conn: store.Conn, path: Path, consumer: str, *, listed: bool = False) -> bool:
     """Cheap check (two stats, one indexed row, two small reads): is there anything past
     `consumer`'s cursor? InputError when `path` exists but cannot be read, or (`listed`: the
     caller just found it in a directory listing) when it is gone."""
@@ -224,7 +240,7 @@ def pending(conn: sqlite3.Connection, path: Path, consumer: str, *, listed: bool
     if not stat.S_ISREG(st.st_mode):
         raise InputError(path, "not_a_file", _kind(st.st_mode))
     store.ensure(conn, SCHEMA)
-    row = conn.execute(_CURSOR_SQL, (consumer, str(Path(path).absolute()))).fetchone()
+    row = conn.execute(_CURSOR_SQL, (store.host(conn), consumer, str(Path(path).absolute()))).fetchone()
     if row is None or st.st_ino != row[0] or st.st_size != row[1]:
         return True
     if row[5] is not None and _rotated_inode(path) != row[5]:
@@ -291,7 +307,7 @@ class Reader:
     old one is gone), "truncated" / "replaced" (the file restarted, no copy of it found).
     """
 
-    def __init__(self, conn: sqlite3.Connection, path: Path, consumer: str, *, chunk: int = CHUNK):
+    def __init__(self, conn: store.Conn, path: Path, consumer: str, *, chunk: int = CHUNK):
         self.conn = conn
         self.path = Path(path)
         self.source = str(self.path.absolute())
@@ -305,7 +321,8 @@ class Reader:
             # the same lines; inside BEGIN IMMEDIATE the second waits for the first.
             raise RuntimeError("ndjson.Reader must be created inside store.transaction()")
         store.ensure(conn, SCHEMA)
-        row = conn.execute(_CURSOR_SQL, (consumer, self.source)).fetchone()
+        self.host = store.host(conn)
+        row = conn.execute(_CURSOR_SQL, (self.host, consumer, self.source)).fetchone()
         # no cursor yet (or one saved before the file ever existed): the whole file is new
         self._fresh = row is None or row[0] == 0
         self._inode: int = row[0] if row else 0
@@ -531,11 +548,12 @@ class Reader:
     def commit(self, now: float | None = None) -> None:
         """Save the cursor (call inside the transaction that stores what was derived)."""
         self.conn.execute(
-            "INSERT INTO cursors(consumer, source, inode, offset, size, lines, bad, updated_at, head) "
-            "VALUES(?,?,?,?,?,?,?,?,?) ON CONFLICT(consumer, source) DO UPDATE SET "
-            "inode=excluded.inode, offset=excluded.offset, size=excluded.size, head=excluded.head, "
+            'INSERT INTO cursors(host, consumer, source, inode, "offset", size, lines, bad, updated_at, head) '
+            "VALUES(?,?,?,?,?,?,?,?,?,?) ON CONFLICT(host, consumer, source) DO UPDATE SET "
+            'inode=excluded.inode, "offset"=excluded."offset", size=excluded.size, head=excluded.head, '
             "lines=cursors.lines+excluded.lines, bad=cursors.bad+excluded.bad, updated_at=excluded.updated_at",
             (
+                self.host,
                 self.consumer,
                 self.source,
                 self._inode,
@@ -556,6 +574,7 @@ class Reader:
             in_path = False
         rotated = _rotated_inode(self.path) if in_path else self._inode
         self.conn.execute(
-            "INSERT OR REPLACE INTO cursor_marks(consumer, source, tail, rotated) VALUES(?,?,?,?)",
-            (self.consumer, self.source, self._tail, rotated),
+            "INSERT INTO cursor_marks(host, consumer, source, tail, rotated) VALUES(?,?,?,?,?) "
+            "ON CONFLICT(host, consumer, source) DO UPDATE SET tail=excluded.tail, rotated=excluded.rotated",
+            (self.host, self.consumer, self.source, self._tail, rotated),
         )

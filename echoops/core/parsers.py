@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 import re
 import shlex
+import socket
 from collections.abc import Callable
 from pathlib import Path
 
@@ -370,6 +371,24 @@ def redis_url(raw: str) -> str | None:
         return None
     if not re.match(r"^(rediss?://[^\s/]*|unix:///?[^\s]+)", value):
         raise ValueError("not a Redis URL (redis://[:password@]host:port/db, rediss://..., unix:///path)")
+    return value
+
+
+def db_url(raw: str) -> str | None:
+    """A PostgreSQL URL for psycopg (`postgresql://user:pass@host:port/db?sslmode=...`); never echoed."""
+    value = raw.strip()
+    if not value:
+        return None
+    if not re.match(r"^postgres(ql)?://[^\s]*$", value):
+        raise ValueError("not a PostgreSQL URL (postgresql://user:password@host:5432/dbname?sslmode=require)")
+    return value
+
+
+def host_id(raw: str) -> str:
+    """This host's name in a shared store (letters, digits, . _ -; at most 64); default: the hostname."""
+    value = raw.strip() or socket.gethostname()
+    if not re.match(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$", value):
+        raise ValueError("letters, digits, '.', '_' and '-' only, at most 64 characters")
     return value
 
 

@@ -1,4 +1,17 @@
-"""SQLite state store: `echoops.db` in the log dir, WAL, busy timeout, per-feature schemas.
+"""The state store: one interface, two backends. Unset `ECHOOPS_DB_URL`: SQLite, `echoops.db` in
+the log dir (WAL, busy timeout). `ECHOOPS_DB_URL=postgresql://...`: every table in PostgreSQL
+(`postgres.py`: psycopg 3, a connection pool). Features call `db`/`connect`, `ensure`,
+`transaction`, `queued_transaction` and `conn.execute(...)` with the SQL of `dialect.py`;
+none of them knows which backend is in use.
+
+Transactions (`transaction`): SQLite's BEGIN IMMEDIATE takes the database's write lock, so
+a transaction's reads and writes never interleave with another writer's. PostgreSQL gets
+the same guarantee from a store-wide advisory lock taken with BEGIN (`STORE_LOCK`, held to
+COMMIT), so every read-check-write that is safe on SQLite is safe across instances.
+`transaction(conn, lock=None)` skips that lock: the statements serialise through the row
+locks they take (`SELECT ... FOR UPDATE SKIP LOCKED` for the pager outbox's claims), and
+`lock="<name>"` serialises only with the transactions of that name (one host's SLO ingest).
+On SQLite every form is BEGIN IMMEDIATE.
 
 `PRAGMA user_version` holds the version of the store's own meta schema (cursors and the
 feature version table). Each feature owns its tables and declares them as a Schema: an
@@ -25,9 +38,10 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import cast
+from typing import Any, Protocol, cast
 
 from echoops.core.config import Settings
+from echoops.core.dialect import for_sqlite
 from echoops.core.errors import EchoopsError
 
 _META = [
@@ -41,7 +55,7 @@ _META = [
         consumer TEXT NOT NULL,
         source TEXT NOT NULL,
         inode INTEGER NOT NULL,
-        offset INTEGER NOT NULL,
+        "offset" INTEGER NOT NULL,
         size INTEGER NOT NULL,
         lines INTEGER NOT NULL DEFAULT 0,
         bad INTEGER NOT NULL DEFAULT 0,
@@ -54,8 +68,59 @@ _META = [
     """
     ALTER TABLE cursors ADD COLUMN head BLOB NOT NULL DEFAULT x'';
     """,
+    # v3: cursors per host and source (several hosts ingest their own files into one PostgreSQL
+    # store). Existing cursors belong to host '' (an SQLite store is one host's: see `host`).
+    """
+    CREATE TABLE cursors_v3 (
+        host TEXT NOT NULL DEFAULT '',
+        consumer TEXT NOT NULL,
+        source TEXT NOT NULL,
+        inode INTEGER NOT NULL,
+        "offset" INTEGER NOT NULL,
+        size INTEGER NOT NULL,
+        lines INTEGER NOT NULL DEFAULT 0,
+        bad INTEGER NOT NULL DEFAULT 0,
+        updated_at REAL NOT NULL,
+        head BLOB NOT NULL DEFAULT x'',
+        PRIMARY KEY (host, consumer, source)
+    );
+    INSERT INTO cursors_v3(host, consumer, source, inode, "offset", size, lines, bad, updated_at, head)
+    SELECT '', consumer, source, inode, "offset", size, lines, bad, updated_at, head FROM cursors;
+    DROP TABLE cursors;
+    ALTER TABLE cursors_v3 RENAME TO cursors;
+    """,
 ]
 META_VERSION = len(_META)
+STORE_LOCK = "echoops:store"  # PostgreSQL: the advisory lock every default transaction takes
+
+
+class Cursor(Protocol):
+    """What `execute` returns: rows (by position and by column name), `rowcount`."""
+
+    rowcount: int
+
+    def fetchone(self) -> Any: ...
+
+    def fetchall(self) -> list[Any]: ...
+
+    def __iter__(self) -> Iterator[Any]: ...
+
+
+class Conn(Protocol):
+    """A store connection, either backend: what features are handed and call."""
+
+    @property
+    def in_transaction(self) -> bool: ...
+
+    def execute(self, sql: str, parameters: Any = ..., /) -> Any: ...
+
+    def executemany(self, sql: str, parameters: Any, /) -> Any: ...
+
+
+Row = Any  # sqlite3.Row or postgres.Row: row[0], row["name"], row.keys()
+# Exceptions a store call can raise besides StoreUnavailable (extended by the PostgreSQL
+# backend when it is loaded); `except store.Error` is evaluated when an error is raised.
+Error: tuple[type[Exception], ...] = (sqlite3.Error,)
 
 BUSY_TIMEOUT_MS = 15000
 
@@ -89,6 +154,12 @@ def unavailable(exc: BaseException) -> StoreUnavailable | None:
     """
     if isinstance(exc, StoreUnavailable):
         return exc
+    if type(exc).__module__.startswith(("psycopg", "psycopg_pool")):
+        from echoops.core import postgres  # lazy: psycopg is loaded only with ECHOOPS_DB_URL (it raised this)
+
+        if not postgres.is_unavailable(exc):
+            return None
+        return StoreUnavailable(f"the database is unavailable: {postgres.describe(exc)}")
     if isinstance(exc, sqlite3.Error):
         code = getattr(exc, "sqlite_errorcode", None)
         if code is None or (code & 0xFF) not in _UNAVAILABLE_CODES:
@@ -129,9 +200,14 @@ class Connection(sqlite3.Connection):
     wal_ident: tuple[int, int] | None
     broken: bool
 
-    def execute(self, *args):
+    backend = "sqlite"
+    host = ""  # an SQLite store is one host's: its cursors and rows need no host key
+
+    def execute(self, sql, *args):
+        if "FOR " in sql:  # a row-locking SELECT: the write lock covers it (dialect.for_sqlite)
+            sql = for_sqlite(sql)
         try:
-            return super().execute(*args)
+            return super().execute(sql, *args)
         except sqlite3.Error as exc:
             self._failed(exc)
             raise
@@ -273,8 +349,10 @@ def _migrate_meta(conn: sqlite3.Connection) -> None:
             conn.execute(f"PRAGMA user_version={step}")
 
 
-def conn_path(conn: sqlite3.Connection) -> str:
-    """The file behind a connection (for messages)."""
+def conn_path(conn: Conn) -> str:
+    """The file (or database server, without credentials) behind a connection (for messages)."""
+    if getattr(conn, "backend", "sqlite") != "sqlite":
+        return cast(str, getattr(conn, "path", "?"))
     row = conn.execute("PRAGMA database_list").fetchone()
     return row[2] if row else "?"
 
@@ -283,8 +361,22 @@ def _statements(script: str) -> list[str]:
     return [s.strip() for s in script.split(";") if s.strip()]
 
 
-def connect(s: Settings) -> sqlite3.Connection:
-    """This thread's connection to the store of `s.log_dir` (opened once per thread and process)."""
+def host(conn: Conn) -> str:
+    """The host key of this connection's cursors and per-host rows: ECHOOPS_HOST_ID on a shared
+    (PostgreSQL) store, '' on SQLite (the store is the host's own, whatever its name becomes)."""
+    return cast(str, getattr(conn, "host", ""))
+
+
+def shared(conn: Conn) -> bool:
+    """True when several hosts may use this store at once (PostgreSQL)."""
+    return getattr(conn, "backend", "sqlite") != "sqlite"
+
+
+def connect(s: Settings) -> Any:
+    """This thread's connection to the store (`s.db_url`'s database, else `s.log_dir`'s file;
+    opened once per thread and process)."""
+    if s.db_url:
+        return _connect_postgres(s)
     # Fast path for the per-request callers (/healthz, routes): no path resolution, which
     # costs a realpath (an lstat per component). A relative log dir is keyed by the cwd too.
     log_dir = s.log_dir
@@ -311,6 +403,50 @@ def connect(s: Settings) -> sqlite3.Connection:
     return conn
 
 
+def _connect_postgres(s: Settings) -> Any:
+    key = (s.db_url, os.getpid(), s.host_id)
+    pg: dict = getattr(_local, "pg", None) or {}
+    _local.pg = pg
+    conn = pg.get(key)
+    if conn is None:
+        from echoops.core import postgres  # lazy: psycopg and its pool (~60 ms) only with ECHOOPS_DB_URL
+
+        global Error
+        Error = (sqlite3.Error, *postgres.ERRORS)
+        conn = postgres.Connection(
+            s.db_url, max_size=s.db_pool_max, timeout_ms=s.db_timeout_ms, host=s.host_id, on_failure=note_failure
+        )
+        try:
+            _migrate_meta_postgres(conn)
+        except BaseException:
+            conn.close()
+            raise
+        pg[key] = conn
+    return conn
+
+
+def _migrate_meta_postgres(conn: Any) -> None:
+    """The store's own tables on PostgreSQL: `_META`, its version kept as feature '_store'."""
+    if "_store" in conn.ensured:
+        return
+    with transaction(conn):  # the store lock: two instances starting together migrate once
+        conn.execute(_META[0].split(";")[0])  # schema_versions (IF NOT EXISTS)
+        row = conn.execute("SELECT version FROM schema_versions WHERE feature='_store'").fetchone()
+        version = row[0] if row else 0
+        if version > META_VERSION:
+            raise SchemaTooNew(f"{conn.path} has store schema v{version}; this echoops knows v{META_VERSION}")
+        for script in _META[version:]:
+            for stmt in _statements(script):
+                conn.execute(stmt)
+        if version < META_VERSION:
+            conn.execute(
+                "INSERT INTO schema_versions(feature, version, updated_at) VALUES('_store',?,?) "
+                "ON CONFLICT(feature) DO UPDATE SET version=excluded.version, updated_at=excluded.updated_at",
+                (META_VERSION, time.time()),
+            )
+    conn.ensured.add("_store")
+
+
 def _discard(conn: sqlite3.Connection) -> None:
     """Forget and close one of this thread's connections (its file is gone, or it failed)."""
     for cache in (getattr(_local, "conns", None) or {}, getattr(_local, "fast", None) or {}):
@@ -331,9 +467,12 @@ def close_all() -> None:
             pass
     _local.conns = {}
     _local.fast = {}
+    for pg in (getattr(_local, "pg", None) or {}).values():
+        pg.close()
+    _local.pg = {}
 
 
-def ensure(conn: sqlite3.Connection, schema: Schema) -> None:
+def ensure(conn: Conn, schema: Schema) -> None:
     """Apply `schema`'s pending migrations (once per connection; cheap afterwards)."""
     ensured: set[str] = conn.ensured  # type: ignore[attr-defined]  # every connection is a store.Connection
     if schema.feature in ensured:
@@ -356,7 +495,7 @@ def ensure(conn: sqlite3.Connection, schema: Schema) -> None:
         ensured.add(schema.feature)
 
 
-def _feature_version(conn: sqlite3.Connection, schema: Schema) -> int:
+def _feature_version(conn: Conn, schema: Schema) -> int:
     """The migrations of `schema` already applied (0 for a new feature); SchemaTooNew past the code's."""
     row = conn.execute("SELECT version FROM schema_versions WHERE feature=?", (schema.feature,)).fetchone()
     version = row[0] if row else 0
@@ -368,7 +507,7 @@ def _feature_version(conn: sqlite3.Connection, schema: Schema) -> int:
     return version
 
 
-def db(s: Settings, *schemas: Schema) -> sqlite3.Connection:
+def db(s: Settings, *schemas: Schema) -> Any:
     """Connection with `schemas` ensured: what a feature calls first."""
     conn = connect(s)
     for schema in schemas:
@@ -396,12 +535,17 @@ def _queue_fd(conn: sqlite3.Connection, queue: str) -> int | None:
 
 
 @contextmanager
-def queued_transaction(conn: sqlite3.Connection, queue: str) -> Iterator[sqlite3.Connection]:
+def queued_transaction(conn: Any, queue: str) -> Iterator[Any]:
     """`transaction`, entered in turn with every other caller of the same `queue`: an flock on
     `<db>.<queue>-lock` first. The kernel hands that lock to the next waiter as soon as it is
     free, where SQLite's busy handler sleeps 1, 2, 5, 10 ms and more between tries: many
     processes writing the same rows at a high rate (per-call cost reservations) queue instead
-    of sleeping. Only a queue: the database's write lock is what serialises."""
+    of sleeping. Only a queue: the database's write lock is what serialises. PostgreSQL: the
+    store lock's waiters already queue in the server, in order: a plain `transaction`."""
+    if getattr(conn, "backend", "sqlite") != "sqlite":
+        with transaction(conn):
+            yield conn
+        return
     fd = _queue_fd(conn, queue)
     if fd is not None:
         fcntl.flock(fd, fcntl.LOCK_EX)
@@ -413,11 +557,63 @@ def queued_transaction(conn: sqlite3.Connection, queue: str) -> Iterator[sqlite3
             fcntl.flock(fd, fcntl.LOCK_UN)
 
 
+def begin(conn: Any, *, lock: str | None = STORE_LOCK) -> None:
+    """Start a transaction that `commit`/`rollback` ends (for a writer whose transaction spans
+    a loop, as the portal import's); `transaction` is the context-manager form."""
+    if getattr(conn, "backend", "sqlite") != "sqlite":
+        conn.begin(lock)
+    else:
+        conn.execute("BEGIN IMMEDIATE")
+
+
+def commit(conn: Any) -> None:
+    """Commit the transaction `begin` started."""
+    if getattr(conn, "backend", "sqlite") != "sqlite":
+        conn.commit()
+    else:
+        conn.execute("COMMIT")
+
+
+def rollback(conn: Any) -> None:
+    """Roll back the transaction `begin` started (nothing when none is open)."""
+    if getattr(conn, "backend", "sqlite") != "sqlite":
+        conn.rollback()
+    elif conn.in_transaction:
+        conn.execute("ROLLBACK")
+
+
 @contextmanager
-def transaction(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
-    """BEGIN IMMEDIATE ... COMMIT (ROLLBACK on error). Nested use joins the outer transaction."""
+def bulk_cache(conn: Any, kib: int) -> Iterator[None]:
+    """A `kib` KiB page cache on this connection for one bulk load (SQLite; PostgreSQL sizes
+    its own buffers)."""
+    if getattr(conn, "backend", "sqlite") != "sqlite":
+        yield
+        return
+    old = conn.execute("PRAGMA cache_size").fetchone()[0]
+    conn.execute(f"PRAGMA cache_size=-{int(kib)}")
+    try:
+        yield
+    finally:
+        conn.execute(f"PRAGMA cache_size={old}")
+
+
+@contextmanager
+def transaction(conn: Any, *, lock: str | None = STORE_LOCK) -> Iterator[Any]:
+    """BEGIN IMMEDIATE ... COMMIT (ROLLBACK on error). Nested use joins the outer transaction.
+
+    PostgreSQL: BEGIN with the advisory lock `lock` held to the end (the default, STORE_LOCK,
+    makes it exclusive like SQLite's write lock; None: only the row locks its statements take)."""
     if conn.in_transaction:
         yield conn
+        return
+    if getattr(conn, "backend", "sqlite") != "sqlite":
+        conn.begin(lock)
+        try:
+            yield conn
+        except BaseException:
+            conn.rollback()
+            raise
+        conn.commit()
         return
     conn.execute("BEGIN IMMEDIATE")
     try:

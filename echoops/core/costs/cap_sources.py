@@ -15,7 +15,6 @@ applies. Money is micro-dollars here (see prices.py).
 
 from __future__ import annotations
 
-import sqlite3
 from typing import Any
 
 from echoops.core import clock, config, ndjson, store
@@ -88,7 +87,7 @@ def _env_caps(s: Settings) -> dict[tuple[str, str], int]:
     return caps
 
 
-def bump_version(conn: sqlite3.Connection) -> None:
+def bump_version(conn: store.Conn) -> None:
     """Note that a cap changed (inside the writing transaction): per-call decisions cache the
     caps per version (`reservations.load_caps`). `costs_meta` belongs to the costs schema,
     which every caller of this module has ensured."""
@@ -97,11 +96,11 @@ def bump_version(conn: sqlite3.Connection) -> None:
     )
 
 
-def _noted(conn: sqlite3.Connection) -> dict[tuple[str, str], sqlite3.Row]:
+def _noted(conn: store.Conn) -> dict[tuple[str, str], store.Row]:
     return {(r["scope"], r["key"]): r for r in conn.execute("SELECT scope, key, cap_micro, seen_at FROM costs_cap_env")}
 
 
-def observe(conn: sqlite3.Connection, s: Settings, now: float) -> list[dict[str, Any]]:
+def observe(conn: store.Conn, s: Settings, now: float) -> list[dict[str, Any]]:
     """Note the environment's caps; drop API caps an environment change has superseded.
 
     Writes only when something changed. Returns the `cap_superseded` events it logged."""
@@ -145,7 +144,7 @@ def observe(conn: sqlite3.Connection, s: Settings, now: float) -> list[dict[str,
     return superseded
 
 
-def noted_env(conn: sqlite3.Connection) -> dict[tuple[str, str], int] | None:
+def noted_env(conn: store.Conn) -> dict[tuple[str, str], int] | None:
     """The environment's caps as `observe` last noted them (from the server, the scheduler or the
     CLI), or None when nothing was noted yet. Per-call decisions use these, so an app process
     that calls `spend()` needs none of the cost variables and never notes an environment of its own."""
@@ -157,7 +156,7 @@ def noted_env(conn: sqlite3.Connection) -> dict[tuple[str, str], int] | None:
 
 
 def effective_caps(
-    conn: sqlite3.Connection, s: Settings, env: dict[tuple[str, str], int] | None = None
+    conn: store.Conn, s: Settings, env: dict[tuple[str, str], int] | None = None
 ) -> tuple[Cap, dict[str, Cap]]:
     """(daily, {model: cap}), each cap `(µ$, source, since)`: an API cap (not superseded, see
     `observe`) overrides the environment (`s`'s, or `env`: see `noted_env`); `since` is when it

@@ -18,7 +18,6 @@ in micro-dollars (see prices.py); floats appear only in the returned JSON.
 
 from __future__ import annotations
 
-import sqlite3
 import time
 from typing import TYPE_CHECKING, Any, cast
 
@@ -84,7 +83,7 @@ SCHEMA = store.Schema(
 )
 
 
-def db(s: Settings) -> sqlite3.Connection:
+def db(s: Settings) -> store.Conn:
     """The store connection with the costs tables (migrated on first use)."""
     return store.db(s, SCHEMA)
 
@@ -110,7 +109,8 @@ def set_cap(
         daily, models = effective_caps(conn, s)
         old = daily if scope == "daily" else models.get(key)
         conn.execute(
-            "INSERT OR REPLACE INTO costs_caps(scope, key, cap_micro, set_at) VALUES(?,?,?,?)",
+            "INSERT INTO costs_caps(scope, key, cap_micro, set_at) VALUES(?,?,?,?) "
+            "ON CONFLICT(scope, key) DO UPDATE SET cap_micro=excluded.cap_micro, set_at=excluded.set_at",
             (scope, key, micro, now),
         )
         cap_sources.bump_version(conn)
@@ -151,7 +151,7 @@ def _entry(spent_p: int, held_p: int, cap_micro: int | None, elapsed: float) -> 
 
 
 def state_document(
-    conn: sqlite3.Connection, s: Settings, now: float, env_caps: dict[tuple[str, str], int] | None = None
+    conn: store.Conn, s: Settings, now: float, env_caps: dict[tuple[str, str], int] | None = None
 ) -> dict[str, Any]:
     """The full state (status plus caps, fallbacks, prices and decisions): what cost_state.json
     holds. `env_caps`: the environment's caps to use instead of `s`'s (see `republish`)."""
@@ -256,7 +256,7 @@ def calls_status(*, s: Settings | None = None, now: float | None = None) -> Call
 
 
 def _publish(
-    conn: sqlite3.Connection, s: Settings, now: float, env_caps: dict[tuple[str, str], int] | None = None
+    conn: store.Conn, s: Settings, now: float, env_caps: dict[tuple[str, str], int] | None = None
 ) -> dict[str, Any]:
     """Recompute the decisions and write cost_state.json, under the store's write lock so the
     last writer always holds the newest data. Notes `s`'s environment first, unless `env_caps`
@@ -267,7 +267,9 @@ def _publish(
         doc = state_document(conn, s, now, env_caps)
         row = conn.execute("SELECT v FROM costs_meta WHERE k='version'").fetchone()
         version = int(row[0]) + 1 if row else 1
-        conn.execute("INSERT OR REPLACE INTO costs_meta(k, v) VALUES('version', ?)", (version,))
+        conn.execute(
+            "INSERT INTO costs_meta(k, v) VALUES('version', ?) ON CONFLICT(k) DO UPDATE SET v=excluded.v", (version,)
+        )
         files.write_json(s.log_path(STATE_FILE), {**doc, "version": version, "written_at": clock.iso(now)})
     return doc
 
@@ -318,7 +320,7 @@ def _message(scope: str, kind: str, entry: dict[str, Any], day: str, enforce: bo
     return f"{what} ${entry['spent_usd']:g} of ${entry['cap_usd']:g} ({entry['pct']}%): {action} ({day})"
 
 
-def _alert(conn: sqlite3.Connection, s: Settings, doc: dict[str, Any], now: float) -> list[Alert]:
+def _alert(conn: store.Conn, s: Settings, doc: dict[str, Any], now: float) -> list[Alert]:
     """Fire each alert at most once per scope, kind and UTC day (recorded before paging)."""
     day = doc["day"]
     fresh = []
@@ -326,12 +328,13 @@ def _alert(conn: sqlite3.Connection, s: Settings, doc: dict[str, Any], now: floa
         for scope, kind, severity, event, entry in _candidates(doc):
             fp = f"costs:{kind}:{scope}:{day}"
             cur = conn.execute(
-                "INSERT OR IGNORE INTO costs_alerts(day, scope, kind, fingerprint, at) VALUES(?,?,?,?,?)",
+                "INSERT INTO costs_alerts(day, scope, kind, fingerprint, at) VALUES(?,?,?,?,?) ON CONFLICT DO NOTHING",
                 (day, scope, kind, fp, now),
             )
             if kind == "throttle":  # a warn after the page would be noise
                 conn.execute(
-                    "INSERT OR IGNORE INTO costs_alerts(day, scope, kind, fingerprint, at) VALUES(?,?,?,?,?)",
+                    "INSERT INTO costs_alerts(day, scope, kind, fingerprint, at) VALUES(?,?,?,?,?) "
+                    "ON CONFLICT DO NOTHING",
                     (day, scope, "warn", f"costs:warn:{scope}:{day}", now),
                 )
             if cur.rowcount == 1:
@@ -350,7 +353,7 @@ def _alert(conn: sqlite3.Connection, s: Settings, doc: dict[str, Any], now: floa
 
             try:
                 incident = raise_incident(severity, msg, "costs", {"scope": scope, "day": day}, fp, now=now, s=s)
-            except (EchoopsError, sqlite3.Error) as exc:
+            except (EchoopsError, *store.Error) as exc:
                 # Forget the record so the next tick tries again; say why in the log.
                 with store.transaction(conn):
                     conn.execute("DELETE FROM costs_alerts WHERE day=? AND scope=? AND kind=?", (day, scope, kind))
@@ -371,7 +374,7 @@ def _alert(conn: sqlite3.Connection, s: Settings, doc: dict[str, Any], now: floa
 RESOLVE_LOOKBACK_S = 7 * 86400  # throttle incidents of this many past days are still checked
 
 
-def resolve_cleared(conn: sqlite3.Connection, s: Settings, doc: dict[str, Any], now: float) -> list[str]:
+def resolve_cleared(conn: store.Conn, s: Settings, doc: dict[str, Any], now: float) -> list[str]:
     """Resolve the cap-reached (throttle) incidents that are over, through the pager's
     auto-resolve: an earlier UTC day's (spend starts again at midnight: the first tick or cap
     change of the new day resolves it), and today's whose scope is back under its cap (the cap was
@@ -425,7 +428,9 @@ def tick(*, s: Settings | None = None, now: float | None = None) -> CostsTick:
     usage = ingest_usage(conn, s, now)
     fees = stripe_fees.sync_fees(conn, s, now)
     with store.transaction(conn):
-        conn.execute("INSERT OR REPLACE INTO costs_meta(k, v) VALUES('last_tick', ?)", (now,))
+        conn.execute(
+            "INSERT INTO costs_meta(k, v) VALUES('last_tick', ?) ON CONFLICT(k) DO UPDATE SET v=excluded.v", (now,)
+        )
     doc = _publish(conn, s, now)
     alerts = _alert(conn, s, doc, now)
     resolve_cleared(conn, s, doc, now)

@@ -14,7 +14,6 @@ where the figures last came from and when.
 
 from __future__ import annotations
 
-import sqlite3
 from collections import Counter
 from typing import Any
 
@@ -77,7 +76,7 @@ def _from_ledger(s: Settings, since: float, now: float) -> tuple[dict[str, list[
     return per_day, dict(other)
 
 
-def sync_fees(conn: sqlite3.Connection, s: Settings, now: float) -> dict[str, Any]:
+def sync_fees(conn: store.Conn, s: Settings, now: float) -> dict[str, Any]:
     """Refresh yesterday's and today's fees (Stripe when keyed, else the portal ledger).
 
     `{"source", "today_cents", "other_currencies"}`, or `{"source", "error"}` when the read
@@ -93,7 +92,7 @@ def sync_fees(conn: sqlite3.Connection, s: Settings, now: float) -> dict[str, An
             per_day, other = _from_stripe(s, since)
         else:
             per_day, other = _from_ledger(s, since, now)
-    except (EchoopsError, sqlite3.Error) as exc:
+    except (EchoopsError, *store.Error) as exc:
         detail = (exc.detail if isinstance(exc, EchoopsError) else f"ledger unreadable: {exc}")[:MAX_ERROR_CHARS]
         with store.transaction(conn):
             conn.execute(
@@ -108,19 +107,21 @@ def sync_fees(conn: sqlite3.Connection, s: Settings, now: float) -> dict[str, An
             cents, count = per_day.get(day, [0, 0])
             extra = {"other_currencies": other} if other and day == days[1] else None
             conn.execute(
-                "INSERT OR REPLACE INTO costs_fees(day, source, fee_cents, count, detail, updated_at) "
-                "VALUES(?,?,?,?,?,?)",
+                "INSERT INTO costs_fees(day, source, fee_cents, count, detail, updated_at) VALUES(?,?,?,?,?,?) "
+                "ON CONFLICT(day) DO UPDATE SET source=excluded.source, fee_cents=excluded.fee_cents, "
+                "count=excluded.count, detail=excluded.detail, updated_at=excluded.updated_at",
                 (day, source, cents, count, None if extra is None else files.dumps(extra).decode(), now),
             )
         conn.execute(
-            "INSERT OR REPLACE INTO costs_fee_reads(id, source, fetched_at, error, error_source, error_at) "
-            "VALUES(1,?,?,NULL,NULL,NULL)",
+            "INSERT INTO costs_fee_reads(id, source, fetched_at, error, error_source, error_at) "
+            "VALUES(1,?,?,NULL,NULL,NULL) ON CONFLICT(id) DO UPDATE SET source=excluded.source, "
+            "fetched_at=excluded.fetched_at, error=NULL, error_source=NULL, error_at=NULL",
             (source, now),
         )
     return {"source": source, "today_cents": per_day.get(days[1], [0, 0])[0], "other_currencies": other}
 
 
-def status_entry(conn: sqlite3.Connection, s: Settings, day: str) -> dict[str, Any]:
+def status_entry(conn: store.Conn, s: Settings, day: str) -> dict[str, Any]:
     """The `stripe_fees` entry of the costs status: `{spent_usd, source, fetched_at, error,
     error_at, count?, cap_usd?, pct?, state?}` (times ISO-8601; `error` null after a good read)."""
     store.ensure(conn, SCHEMA)

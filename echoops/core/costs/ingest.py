@@ -13,7 +13,6 @@ the per-line work to a few dict operations).
 
 from __future__ import annotations
 
-import sqlite3
 from collections import Counter
 from collections.abc import Iterator
 from typing import Any
@@ -191,14 +190,14 @@ def price(agg: dict[tuple[str, str], list[int]], table: dict[str, tuple[int, int
     return out
 
 
-def _add_rows(conn: sqlite3.Connection, rows: dict[tuple[str, str], list[int]]) -> None:
+def _add_rows(conn: store.Conn, rows: dict[tuple[str, str], list[int]]) -> None:
     for day in sorted({day for day, _ in rows}):
         reservations.lock_day(conn, day)  # the day's budget transactions see this spend whole
     for (day, model), (calls, tin, tout, cost, unpriced) in rows.items():
         reservations.add_spend(conn, day, model, calls, tin, tout, cost, unpriced)
 
 
-def ingest_usage(conn: sqlite3.Connection, s: Settings, now: float) -> dict[str, Any]:
+def ingest_usage(conn: store.Conn, s: Settings, now: float) -> dict[str, Any]:
     """Read new ai_usage.ndjson lines into costs_spend; the report counts lines, calls and bad
     lines, and names an ai_usage.ndjson that cannot be read in `errors` (nothing read then)."""
     path = s.log_path(SOURCE)

@@ -37,7 +37,6 @@ deleted, the spend row, the minute's count). `bench/costs_spend.py` measures it.
 from __future__ import annotations
 
 import secrets
-import sqlite3
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -104,7 +103,7 @@ def parse_token(text: str) -> int | None:
 _memo: tuple[Settings, str, object, Caps] | None = None
 
 
-def load_caps(conn: sqlite3.Connection, s: Settings) -> Caps:
+def load_caps(conn: store.Conn, s: Settings) -> Caps:
     """The caps in force (API, else the environment's as last noted in the store, else `s`'s
     before anything was noted; see cap_sources), `s`'s fallbacks and prices, cached per caps
     version; call it inside the transaction that decides on them."""
@@ -130,7 +129,7 @@ def load_caps(conn: sqlite3.Connection, s: Settings) -> Caps:
 # --- the statements -------------------------------------------------------------------------
 
 
-def lock_day(conn: sqlite3.Connection, day: str) -> None:
+def lock_day(conn: store.Conn, day: str) -> None:
     """Serialise `day`'s budget transactions: called first in each transaction that changes the
     day's spend or reservations. SQLite: nothing to do, `store.transaction` holds the database's
     write lock already (a statement here would cost a page per commit). PostgreSQL (READ
@@ -154,7 +153,7 @@ _ADD_SPEND = (
 
 
 def add_spend(
-    conn: sqlite3.Connection,
+    conn: store.Conn,
     day: str,
     model: str,
     calls: int,
@@ -168,11 +167,11 @@ def add_spend(
     conn.execute(_ADD_SPEND, (day, model, *values))
 
 
-def _spent(conn: sqlite3.Connection, day: str) -> dict[str, int]:
+def _spent(conn: store.Conn, day: str) -> dict[str, int]:
     return {r[0]: r[1] for r in conn.execute("SELECT model, cost_p FROM costs_spend WHERE day=?", (day,))}
 
 
-def _spent_and_held(conn: sqlite3.Connection, day: str) -> tuple[dict[str, int], dict[str, int]]:
+def _spent_and_held(conn: store.Conn, day: str) -> tuple[dict[str, int], dict[str, int]]:
     """`day`'s spend and open holds per model, in one statement."""
     rows = conn.execute(
         "SELECT 0, model, cost_p FROM costs_spend WHERE day=? "
@@ -185,7 +184,7 @@ def _spent_and_held(conn: sqlite3.Connection, day: str) -> tuple[dict[str, int],
     return out
 
 
-def held_by_model(conn: sqlite3.Connection, day: str) -> dict[str, int]:
+def held_by_model(conn: store.Conn, day: str) -> dict[str, int]:
     """Pico-dollars held by `day`'s open reservations, per model (expired ones included: they
     are counted at their estimate either way)."""
     rows = conn.execute(
@@ -194,7 +193,7 @@ def held_by_model(conn: sqlite3.Connection, day: str) -> dict[str, int]:
     return {r[0]: r[1] for r in rows}
 
 
-def _insert(conn: sqlite3.Connection, now: float, values: tuple) -> int:
+def _insert(conn: store.Conn, now: float, values: tuple) -> int:
     """Insert a reservation under a new id (a clash within the same millisecond is retried)."""
     for _ in range(8):
         call_id = new_id(now)
@@ -205,10 +204,10 @@ def _insert(conn: sqlite3.Connection, now: float, values: tuple) -> int:
         )
         if cur.rowcount == 1:
             return call_id
-    raise sqlite3.IntegrityError("no free call id")  # 8 clashes in 4M: the clock or the RNG is broken
+    raise RuntimeError("no free call id")  # 8 clashes in 4M: the clock or the RNG is broken
 
 
-def _count_minute(conn: sqlite3.Connection, now: float) -> None:
+def _count_minute(conn: store.Conn, now: float) -> None:
     conn.execute(
         "INSERT INTO costs_minutes(minute, calls) VALUES(?, 1) "
         "ON CONFLICT(minute) DO UPDATE SET calls = costs_minutes.calls + 1",
@@ -230,7 +229,7 @@ class Held:
 
 
 def reserve(
-    conn: sqlite3.Connection,
+    conn: store.Conn,
     s: Settings,
     model: str,
     estimate: Callable[[Caps, str], int],
@@ -265,7 +264,7 @@ class Counted:
     changed: bool
 
 
-def _apply(conn: sqlite3.Connection, caps: Caps, day: str, changes: list[tuple[str, int, int, int, int, int]]) -> bool:
+def _apply(conn: store.Conn, caps: Caps, day: str, changes: list[tuple[str, int, int, int, int, int]]) -> bool:
     """Add (name, calls, in, out, cost, unpriced) rows to `day`'s spend; True when a state changed."""
     before = _spent(conn, day)
     after = dict(before)
@@ -277,7 +276,7 @@ def _apply(conn: sqlite3.Connection, caps: Caps, day: str, changes: list[tuple[s
 
 
 def record(
-    conn: sqlite3.Connection,
+    conn: store.Conn,
     s: Settings,
     model: str,
     input_tokens: int,
@@ -298,7 +297,7 @@ def record(
     return Counted(day, name, cost, changed)
 
 
-def _closing(conn: sqlite3.Connection, reservation: str) -> tuple[int, sqlite3.Row]:
+def _closing(conn: store.Conn, reservation: str) -> tuple[int, store.Row]:
     """The id and row of an open (or expired) reservation; NotFound otherwise (unknown, already
     settled or released: those rows are gone)."""
     call_id = parse_token(reservation)
@@ -317,7 +316,7 @@ def _closing(conn: sqlite3.Connection, reservation: str) -> tuple[int, sqlite3.R
 
 
 def settle(
-    conn: sqlite3.Connection,
+    conn: store.Conn,
     s: Settings,
     reservation: str,
     *,
@@ -349,7 +348,7 @@ def settle(
     return Counted(day, name, cost, changed)
 
 
-def release(conn: sqlite3.Connection, s: Settings, reservation: str) -> Counted:
+def release(conn: store.Conn, s: Settings, reservation: str) -> Counted:
     """Close a reservation counting nothing (the call failed). NotFound when not open (or expired)."""
     with store.queued_transaction(conn, "budget"):
         call_id, row = _closing(conn, reservation)
@@ -362,7 +361,7 @@ def release(conn: sqlite3.Connection, s: Settings, reservation: str) -> Counted:
     return Counted(row["day"], row["model"], 0, changed)
 
 
-def expire(conn: sqlite3.Connection, now: float) -> int:
+def expire(conn: store.Conn, now: float) -> int:
     """Settle reservations left open past their TTL at their estimate (a killed process may
     have made the call and been billed); returns how many. The tick's job."""
     with store.queued_transaction(conn, "budget"):
@@ -382,7 +381,7 @@ def expire(conn: sqlite3.Connection, now: float) -> int:
     return len(rows)
 
 
-def calls_summary(conn: sqlite3.Connection, now: float, ttl_s: int) -> Calls:
+def calls_summary(conn: store.Conn, now: float, ttl_s: int) -> Calls:
     """Reservations in flight and the per-call recording rate, as of `now`."""
     row = conn.execute(
         "SELECT COUNT(*), SUM(reserved_p), SUM(CASE WHEN expires_at <= ? THEN 1 ELSE 0 END) "

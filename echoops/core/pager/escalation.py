@@ -10,8 +10,6 @@ long outage of the drain does not wake everyone for yesterday's news).
 
 from __future__ import annotations
 
-import sqlite3
-
 from echoops.core import ndjson, store
 from echoops.core.config import Settings
 from echoops.core.pager import incidents, silences
@@ -33,7 +31,7 @@ def targets(s: Settings) -> dict[str, dict[str, bool]]:
     return out
 
 
-def escalate_due(conn: sqlite3.Connection, s: Settings, now: float) -> int:
+def escalate_due(conn: store.Conn, s: Settings, now: float) -> int:
     """Escalate every incident that is due at `now`; returns how many were escalated."""
     if s.pager_escalate_min <= 0:
         return 0

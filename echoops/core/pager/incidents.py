@@ -13,7 +13,6 @@ delivery failed.
 from __future__ import annotations
 
 import secrets
-import sqlite3
 from collections.abc import Iterable
 from typing import Any
 
@@ -53,9 +52,7 @@ def record(s: Settings, items: list[Item], *, now: float, channels: Iterable[str
     return results
 
 
-def _target(
-    latest: sqlite3.Row | None, now: float, window: float, pages: bool, silence: str | None
-) -> sqlite3.Row | None:
+def _target(latest: store.Row | None, now: float, window: float, pages: bool, silence: str | None) -> store.Row | None:
     """The incident row a new occurrence counts into, or None when it opens a new one.
 
     An acked fingerprint counts into its acked incident until the ack runs out, however long
@@ -76,7 +73,7 @@ def _target(
 
 
 def store_incidents(
-    conn: sqlite3.Connection,
+    conn: store.Conn,
     s: Settings,
     items: list[Item],
     *,
@@ -105,8 +102,9 @@ def store_incidents(
             # The row keeps the worst severity it has seen (an ERROR after a WARNING escalates).
             worst = min(severity, row["severity"], key=SEVERITIES.index)
             conn.execute(
-                "UPDATE pager_incidents SET count=count+?, last_seen=max(last_seen, ?), severity=? WHERE id=?",
-                (count, now, worst, row["id"]),
+                "UPDATE pager_incidents SET count=count+?, "
+                "last_seen=CASE WHEN last_seen > ? THEN last_seen ELSE ? END, severity=? WHERE id=?",
+                (count, now, now, worst, row["id"]),
             )
             incident_id, deduped, total = row["id"], True, row["count"] + count
             state, silence = row["state"], row["silence_id"] if row["state"] == "silenced" else None
@@ -170,7 +168,7 @@ def store_incidents(
 
 
 def _enqueue(
-    conn: sqlite3.Connection,
+    conn: store.Conn,
     incident_id: str,
     enabled: dict[str, bool],
     now: float,

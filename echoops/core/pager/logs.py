@@ -8,7 +8,6 @@ into one incident with their count (a 1,000-line flood is one page, one event li
 
 from __future__ import annotations
 
-import sqlite3
 from pathlib import Path
 from typing import Any
 
@@ -121,7 +120,7 @@ def ingest(s: Settings, *, now: float) -> LogIngest:
     return stats
 
 
-def _ingest_file(conn: sqlite3.Connection, s: Settings, path: Path, now: float, stats: LogIngest) -> None:
+def _ingest_file(conn: store.Conn, s: Settings, path: Path, now: float, stats: LogIngest) -> None:
     more = True
     while more:  # bounded slices: a cold read of a big log never holds the write lock long
         more = False

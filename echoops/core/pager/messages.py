@@ -13,9 +13,7 @@
 
 from __future__ import annotations
 
-import sqlite3
-
-from echoops.core import clock
+from echoops.core import clock, store
 from echoops.core.config import Settings
 from echoops.core.errors import NotConfigured
 from echoops.core.pager import buttons, links
@@ -43,7 +41,7 @@ def _hm(ts: float) -> str:
     return clock.iso(ts)[11:16] + " UTC"
 
 
-def status_line(inc: sqlite3.Row) -> str:
+def status_line(inc: store.Row) -> str:
     """The incident's state for people: who acked/resolved/silenced it and when."""
     state = inc["state"]
     if state == "acked":
@@ -59,7 +57,7 @@ def status_line(inc: sqlite3.Row) -> str:
     return ""
 
 
-def _actions(s: Settings, inc: sqlite3.Row, channel: str, chat: str | None, now: float) -> dict:
+def _actions(s: Settings, inc: store.Row, channel: str, chat: str | None, now: float) -> dict:
     """The buttons (Telegram) or links (email) that fit the incident's state; none without keys."""
     if inc["state"] == "resolved":
         return {}
@@ -72,7 +70,7 @@ def _actions(s: Settings, inc: sqlite3.Row, channel: str, chat: str | None, now:
         return {}  # `echoops config` warns: pages go out without buttons or links
 
 
-def _source(conn: sqlite3.Connection, incident_id: str, dest: str) -> sqlite3.Row | None:
+def _source(conn: store.Conn, incident_id: str, dest: str) -> store.Row | None:
     """The delivery an edit edits (`dest` is `<kind>:<dest>` of it)."""
     kind, _, where = dest.partition(":")
     return conn.execute(
@@ -81,7 +79,7 @@ def _source(conn: sqlite3.Connection, incident_id: str, dest: str) -> sqlite3.Ro
     ).fetchone()
 
 
-def _reply_ref(conn: sqlite3.Connection, inc: sqlite3.Row, channel: str, dest: str) -> str | None:
+def _reply_ref(conn: store.Conn, inc: store.Row, channel: str, dest: str) -> str | None:
     """What a RESOLVED notice replies to: the latest message of this episode delivered to the same place."""
     row = conn.execute(
         "SELECT o.incident_id, o.kind, o.ref FROM pager_outbox o JOIN pager_incidents i ON i.id = o.incident_id "
@@ -106,7 +104,7 @@ def targets(s: Settings, channel: str, dest: str) -> tuple[str, ...]:
     return s.smtp_escalate_to
 
 
-def build(conn: sqlite3.Connection, s: Settings, row: sqlite3.Row, now: float) -> Page | None:
+def build(conn: store.Conn, s: Settings, row: store.Row, now: float) -> Page | None:
     """The Page for a claimed outbox row (joined with its incident), or None when there is
     nothing left to send (an edit whose message was never delivered)."""
     inc = conn.execute("SELECT * FROM pager_incidents WHERE id=?", (row["incident_id"],)).fetchone()

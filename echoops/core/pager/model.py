@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import socket
-import sqlite3
 import threading
 
 from echoops.core import store
@@ -166,7 +165,7 @@ SCHEMA = store.Schema(
 ENQUEUE_LISTENERS: list = []
 
 
-def db(s: Settings) -> sqlite3.Connection:
+def db(s: Settings) -> store.Conn:
     """The store connection with the pager tables ensured."""
     return store.db(s, SCHEMA)
 

@@ -2,8 +2,10 @@
 
 One row per (incident, channel) in `pager_outbox`, state pending -> ok | failed | unconfirmed
 (or skipped from the start). Several drainers (gunicorn workers' background threads,
-`echoops page run`, `page raise`) can run at once: a row is claimed in a BEGIN IMMEDIATE
-transaction (claimed_by/claimed_until), so one delivery is never attempted by two of them.
+`echoops page run`, `page raise`) can run at once: a row is claimed in a transaction that
+locks it (claimed_by/claimed_until), so one delivery is never attempted by two of them. On a
+PostgreSQL store shared by several instances the claim is `SELECT ... FOR UPDATE SKIP
+LOCKED`: two servers' drainers claim different rows side by side, never the same one.
 
 Retries: at most MAX_ATTEMPTS (6) attempts per delivery, the first plus 5 retries after
 BACKOFF_S (10 s, 1 min, 3 min, 10 min, 20 min, +0-10% jitter: 34 min in all; a Telegram 429
@@ -24,7 +26,6 @@ retried; receivers can dedup on the Message-ID, which names the incident).
 from __future__ import annotations
 
 import random
-import sqlite3
 import time
 from typing import Any
 
@@ -76,23 +77,32 @@ def backoff_s(attempt: int, rng: random.Random | None = None) -> float:
     return base * (1 + JITTER * (rng or random).random())
 
 
-def _expire_dead_leases(conn: sqlite3.Connection, now: float) -> None:
+def _expire_dead_leases(conn: store.Conn, now: float) -> None:
     """Leases held by processes on this host that no longer exist run out now (killed mid-send)."""
     rows = conn.execute(
-        "SELECT rowid, claimed_by FROM pager_outbox WHERE claimed_until > ? AND claimed_by LIKE ?",
+        f"SELECT {_KEY_COLUMNS}, claimed_by FROM pager_outbox WHERE claimed_until > ? AND claimed_by LIKE ?",
         (now, model.HOST + ":%"),
     ).fetchall()
-    dead = [r[0] for r in rows if model.dead_owner(r[1])]
+    dead = [tuple(r[:4]) for r in rows if model.dead_owner(r[4])]
     if dead:
         with store.transaction(conn):
             conn.executemany(
-                "UPDATE pager_outbox SET claimed_until=? WHERE rowid=? AND claimed_until > ?",
-                [(now, rowid, now) for rowid in dead],
+                f"UPDATE pager_outbox SET claimed_until=? WHERE {_KEY} AND claimed_until > ?",
+                [(now, *key, now) for key in dead],
             )
 
 
+# A delivery is one row per (incident, kind, channel, dest): its primary key.
+_KEY_COLUMNS = "incident_id, kind, channel, dest"
+_KEY = "incident_id=? AND kind=? AND channel=? AND dest=?"
+
+
+def _key(row: store.Row) -> tuple[str, str, str, str]:
+    return (row["incident_id"], row["kind"], row["channel"], row["dest"])
+
+
 _SELECT = (
-    "SELECT o.rowid AS rowid, o.*, i.severity, i.source, i.msg, i.fingerprint, i.count, i.first_seen "
+    "SELECT o.*, i.severity, i.source, i.msg, i.fingerprint, i.count, i.first_seen "
     "FROM pager_outbox o JOIN pager_incidents i ON i.id = o.incident_id"
 )
 _DUE = (
@@ -101,9 +111,7 @@ _DUE = (
 )
 
 
-def claim(
-    conn: sqlite3.Connection, s: Settings, now: float, owner: str, *, incident_id: str | None = None
-) -> sqlite3.Row | None:
+def claim(conn: store.Conn, s: Settings, now: float, owner: str, *, incident_id: str | None = None) -> store.Row | None:
     """Lease the most overdue delivery (of `incident_id`, when given) to `owner` and record the
     attempt about to be made; None when nothing is due."""
     where, args = _DUE, list[object]([now, now])
@@ -111,14 +119,17 @@ def claim(
         where, args = where + " AND o.incident_id=?", [*args, incident_id]
     if conn.execute(f"SELECT 1 FROM pager_outbox o WHERE {where} LIMIT 1", args).fetchone() is None:
         return None  # the common case, without taking the write lock
-    with store.transaction(conn):
-        row = conn.execute(f"{_SELECT} WHERE {where} ORDER BY o.next_attempt_at LIMIT 1", args).fetchone()
+    # Row locks only (no store-wide lock): concurrent claimers skip each other's rows.
+    with store.transaction(conn, lock=None):
+        row = conn.execute(
+            f"{_SELECT} WHERE {where} ORDER BY o.next_attempt_at LIMIT 1 FOR UPDATE OF o SKIP LOCKED", args
+        ).fetchone()
         if row is None:
             return None
         conn.execute(
             "UPDATE pager_outbox SET claimed_by=?, claimed_until=?, sending_attempt=?, sending_at=?, updated_at=? "
-            "WHERE rowid=?",
-            (owner, now + lease_s(s), row["attempts"] + 1, now, now, row["rowid"]),
+            f"WHERE {_KEY} AND sending_attempt IS NULL",
+            (owner, now + lease_s(s), row["attempts"] + 1, now, now, *_key(row)),
         )
     return row
 
@@ -156,7 +167,7 @@ def _next_state(outcome: Outcome, series_attempts: int, now: float) -> tuple[str
     return "failed", None
 
 
-def attempt(conn: sqlite3.Connection, row: sqlite3.Row, s: Settings, now: float, owner: str) -> dict[str, Any]:
+def attempt(conn: store.Conn, row: store.Row, s: Settings, now: float, owner: str) -> dict[str, Any]:
     """Deliver one claimed row once, record the result (store first), log each request, and send
     the notice when the delivery ends failed. A failure to record propagates: the attempt stays
     marked as in flight and is resolved when its lease runs out."""
@@ -177,7 +188,7 @@ def attempt(conn: sqlite3.Connection, row: sqlite3.Row, s: Settings, now: float,
         recorded = conn.execute(
             "UPDATE pager_outbox SET state=?, attempts=?, round_attempts=?, next_attempt_at=?, last_status=?, "
             "last_error=?, delivered_at=?, sending_attempt=NULL, sending_at=NULL, claimed_by=NULL, claimed_until=NULL, "
-            "updated_at=?, ref=coalesce(?, ref) WHERE rowid=? AND claimed_by=? AND sending_attempt=?",
+            f"updated_at=?, ref=coalesce(?, ref) WHERE {_KEY} AND claimed_by=? AND sending_attempt=?",
             (
                 state,
                 number,
@@ -188,7 +199,7 @@ def attempt(conn: sqlite3.Connection, row: sqlite3.Row, s: Settings, now: float,
                 now if final.ok else None,
                 now,
                 final.ref,
-                row["rowid"],
+                *_key(row),
                 owner,
                 number,
             ),
@@ -200,7 +211,7 @@ def attempt(conn: sqlite3.Connection, row: sqlite3.Row, s: Settings, now: float,
 
 
 def _log_attempt(
-    s: Settings, row: sqlite3.Row, number: int, outcomes: list[Outcome], now: float, *, lease_lost: bool = False
+    s: Settings, row: store.Row, number: int, outcomes: list[Outcome], now: float, *, lease_lost: bool = False
 ) -> None:
     """One `page` event per request of attempt `number` (two when Telegram refused the markup)."""
     path = s.log_path(model.INCIDENTS_LOG)
@@ -226,7 +237,7 @@ def _log_attempt(
 
 def _finish(
     s: Settings,
-    row: sqlite3.Row,
+    row: store.Row,
     state: str,
     number: int,
     series: int,
@@ -253,7 +264,7 @@ def _finish(
         notify(s, row, state, series, final.detail, now)
 
 
-def notify(s: Settings, row: sqlite3.Row, state: str, series: int, error: str, now: float) -> Raised | None:
+def notify(s: Settings, row: store.Row, state: str, series: int, error: str, now: float) -> Raised | None:
     """Tell the other configured channel(s) that `row`'s delivery ended `failed` or `unconfirmed`:
     a CRITICAL incident routed only there, deduped per failing channel (one notice an hour while
     a channel stays down). A notice's own failure sends no further notice."""
@@ -276,11 +287,11 @@ def notify(s: Settings, row: sqlite3.Row, state: str, series: int, error: str, n
     item = ("CRITICAL", msg, "pager", meta, NOTICE_FP + channel, 1)
     try:
         return incidents.record(s, [item], now=now, channels=others)[0]
-    except (sqlite3.Error, OSError):
+    except (*store.Error, OSError):
         return None  # the failure itself is recorded and shown; a notice is best effort
 
 
-def resolve_unrecorded(conn: sqlite3.Connection, s: Settings, now: float) -> list[str]:
+def resolve_unrecorded(conn: store.Conn, s: Settings, now: float) -> list[str]:
     """Resolve attempts whose lease ran out without a recorded result, per SEMANTICS; returns
     the state each resolved row ended in."""
     _expire_dead_leases(conn, now)
@@ -298,8 +309,8 @@ def resolve_unrecorded(conn: sqlite3.Connection, s: Settings, now: float) -> lis
             changed = conn.execute(
                 "UPDATE pager_outbox SET state=?, attempts=?, round_attempts=?, next_attempt_at=?, last_status=?, "
                 "last_error=?, sending_attempt=NULL, sending_at=NULL, claimed_by=NULL, claimed_until=NULL, "
-                "updated_at=? WHERE rowid=? AND sending_attempt=? AND claimed_until <= ?",
-                (state, number, series, next_at, UNCONFIRMED, detail, now, row["rowid"], number, now),
+                f"updated_at=? WHERE {_KEY} AND sending_attempt=? AND claimed_until <= ?",
+                (state, number, series, next_at, UNCONFIRMED, detail, now, *_key(row), number, now),
             ).rowcount
         if not changed:
             continue  # another drainer resolved it first
@@ -334,7 +345,8 @@ def delivery_states(s: Settings, incident_id: str, *, all_kinds: bool = False) -
     where = "kind IN ('page','escalate','resolved')" if all_kinds else "kind='page' AND dest='main'"
     rows = model.db(s).execute(
         "SELECT channel, kind, dest, state, attempts, last_status, last_error, next_attempt_at FROM pager_outbox "
-        f"WHERE incident_id=? AND {where} ORDER BY rowid",
+        f"WHERE incident_id=? AND {where} "
+        "ORDER BY created_at, CASE channel WHEN 'telegram' THEN 0 ELSE 1 END, kind, dest",
         (incident_id,),
     )
     deliveries: dict[str, str] = {}
@@ -377,13 +389,11 @@ def redrive(
     if channel is not None:
         where, args = where + " AND channel=?", [*args, channel]
     with store.transaction(conn):
-        rows = conn.execute(
-            f"SELECT rowid, incident_id, channel, kind, dest, state FROM pager_outbox WHERE {where}", args
-        ).fetchall()
+        rows = conn.execute(f"SELECT {_KEY_COLUMNS}, state FROM pager_outbox WHERE {where}", args).fetchall()
         conn.executemany(
             "UPDATE pager_outbox SET state='pending', round_attempts=0, redrives=redrives+1, next_attempt_at=?, "
-            "updated_at=? WHERE rowid=?",
-            [(now, now, r["rowid"]) for r in rows],
+            f"updated_at=? WHERE {_KEY}",
+            [(now, now, *_key(r)) for r in rows],
         )
     if not rows:
         what = f"incident {incident_id}" if incident_id else "any incident"

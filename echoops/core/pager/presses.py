@@ -12,7 +12,6 @@ message is then edited (an `edit_*` outbox delivery) to show who acked, resolved
 from __future__ import annotations
 
 import logging
-import sqlite3
 import threading
 import time
 from typing import Any
@@ -53,7 +52,7 @@ def _hm(ts: float | None) -> str:
 
 
 def handle(
-    conn: sqlite3.Connection, s: Settings, query: dict[str, Any], now: float
+    conn: store.Conn, s: Settings, query: dict[str, Any], now: float
 ) -> tuple[str, str, list[tuple[str, dict[str, Any]]], bool, dict[str, Any]]:
     """Inside a transaction: act on one callback query. Returns (answer text, result word,
     events to publish, anything queued, fields for the `button_press` event)."""
@@ -100,12 +99,14 @@ def _not_polled(error: str | None = None) -> ButtonPoll:
     return {"polled": False, "updates": 0, "acted": 0, "ignored": 0, "error": error}
 
 
-def _lease(conn: sqlite3.Connection, owner: str, seconds: float) -> int | None:
+def _lease(conn: store.Conn, owner: str, seconds: float) -> int | None:
     """Take (or renew) the poll lease for `seconds`; the next offset, or None when another live
     process holds it. Wall-clock time: the lease coordinates processes, whatever `now` simulates."""
     wall = time.time()
     with store.transaction(conn):
-        conn.execute("INSERT OR IGNORE INTO pager_poll(name, next_offset, updated_at) VALUES(?, 0, ?)", (POLL, wall))
+        conn.execute(
+            "INSERT INTO pager_poll(name, next_offset, updated_at) VALUES(?, 0, ?) ON CONFLICT DO NOTHING", (POLL, wall)
+        )
         row = conn.execute("SELECT owner, lease_until, next_offset FROM pager_poll WHERE name=?", (POLL,)).fetchone()
         free = row["owner"] in (None, owner) or (row["lease_until"] or 0) <= wall or dead_owner(row["owner"])
         if not free:
@@ -124,7 +125,7 @@ def release(s: Settings, owner: str) -> None:
         conn.execute("UPDATE pager_poll SET owner=NULL, lease_until=NULL WHERE name=? AND owner=?", (POLL, owner))
 
 
-def _record_error(conn: sqlite3.Connection, error: str) -> None:
+def _record_error(conn: store.Conn, error: str) -> None:
     with store.transaction(conn):
         conn.execute("UPDATE pager_poll SET last_error=?, error_at=? WHERE name=?", (error[:300], time.time(), POLL))
 
@@ -176,7 +177,7 @@ def poll(
     return out
 
 
-def _one(conn: sqlite3.Connection, s: Settings, update: dict, owner: str, now: float, telegram, client) -> bool | None:
+def _one(conn: store.Conn, s: Settings, update: dict, owner: str, now: float, telegram, client) -> bool | None:
     """Handle one update; True when it changed an incident, False when ignored, None when another
     process got to it first (or it is not a number)."""
     uid = update.get("update_id")
@@ -243,7 +244,7 @@ class ButtonPoller:
                 self.stop.wait(self.IDLE_S)
         try:
             release(self.s, self.owner)
-        except (sqlite3.Error, OSError):
+        except (*store.Error, OSError):
             pass  # the lease runs out by itself
 
 

@@ -11,7 +11,6 @@ the text, case-insensitive). At most one matcher per key; all must match.
 from __future__ import annotations
 
 import secrets
-import sqlite3
 from collections.abc import Mapping
 from typing import Any
 
@@ -106,7 +105,7 @@ def matches(matchers: Mapping[str, str], severity: str, source: str, msg: str, f
     return True
 
 
-def active(conn: sqlite3.Connection, now: float) -> list[tuple[str, dict[str, str]]]:
+def active(conn: store.Conn, now: float) -> list[tuple[str, dict[str, str]]]:
     """(id, matchers) of every silence in force at `now`, oldest first."""
     rows = conn.execute(
         "SELECT id, matchers FROM pager_silences WHERE ended_at IS NULL AND ends_at > ? ORDER BY created_at",
@@ -115,7 +114,7 @@ def active(conn: sqlite3.Connection, now: float) -> list[tuple[str, dict[str, st
     return [(r["id"], orjson.loads(r["matchers"])) for r in rows]
 
 
-def active_id(conn: sqlite3.Connection, silence_id: str | None, now: float) -> bool:
+def active_id(conn: store.Conn, silence_id: str | None, now: float) -> bool:
     """Whether silence `silence_id` is in force at `now`."""
     if not silence_id:
         return False
@@ -125,9 +124,7 @@ def active_id(conn: sqlite3.Connection, silence_id: str | None, now: float) -> b
     return row is not None
 
 
-def matching(
-    conn: sqlite3.Connection, severity: str, source: str, msg: str, fingerprint: str, now: float
-) -> str | None:
+def matching(conn: store.Conn, severity: str, source: str, msg: str, fingerprint: str, now: float) -> str | None:
     """The id of the first silence in force that the incident matches, or None."""
     for sid, matchers in active(conn, now):
         if matches(matchers, severity, source, msg, fingerprint):
@@ -135,7 +132,7 @@ def matching(
     return None
 
 
-def _public(row: sqlite3.Row, now: float, matched: int = 0) -> Silence:
+def _public(row: store.Row, now: float, matched: int = 0) -> Silence:
     ended = row["ended_at"]
     state = "active" if ended is None and row["ends_at"] > now else ("removed" if row["ended_by"] else "expired")
     return {
@@ -153,7 +150,7 @@ def _public(row: sqlite3.Row, now: float, matched: int = 0) -> Silence:
     }
 
 
-def _matched(conn: sqlite3.Connection, sid: str) -> int:
+def _matched(conn: store.Conn, sid: str) -> int:
     """How many occurrences the silence kept quiet (the counts of the incidents it silenced)."""
     return int(
         conn.execute("SELECT coalesce(sum(count), 0) FROM pager_incidents WHERE silence_id=?", (sid,)).fetchone()[0]
@@ -191,7 +188,7 @@ def add(
 
 
 def insert(
-    conn: sqlite3.Connection, matchers: dict[str, str], duration: float, reason: str, by: str, now: float
+    conn: store.Conn, matchers: dict[str, str], duration: float, reason: str, by: str, now: float
 ) -> tuple[Silence, dict[str, Any]]:
     """Inside a transaction: store a checked silence and take over the open incidents it
     matches; (the silence, the `silence_add` event's fields)."""
@@ -213,7 +210,7 @@ def insert(
     return _public(row, now), event
 
 
-def take_over(conn: sqlite3.Connection, sid: str, matchers: Mapping[str, str], now: float) -> list[str]:
+def take_over(conn: store.Conn, sid: str, matchers: Mapping[str, str], now: float) -> list[str]:
     """Inside a transaction: mark the open incidents of the last 24 h that `matchers` match as
     silenced by `sid`; returns their ids."""
     rows = conn.execute(
@@ -252,7 +249,7 @@ def remove(silence_id: object, *, by: object = None, s: Settings | None = None, 
     return _public(row, t, _matched(conn, sid))
 
 
-def expire(conn: sqlite3.Connection, s: Settings, now: float) -> int:
+def expire(conn: store.Conn, s: Settings, now: float) -> int:
     """Record the end of silences whose time ran out (`silence_expire`, `why: "ended"`); the
     drain calls this, so each is logged once whoever notices first. Returns how many."""
     due = conn.execute(
@@ -285,7 +282,7 @@ def listing(*, all_recent: bool = False, s: Settings | None = None, now: float |
     conn = db(s)
     rows = conn.execute(
         "SELECT * FROM pager_silences WHERE (ended_at IS NULL AND ends_at > ?) "
-        "OR (? AND coalesce(ended_at, ends_at) >= ?) ORDER BY ends_at",
+        "OR (? = 1 AND coalesce(ended_at, ends_at) >= ?) ORDER BY ends_at",
         (t, int(all_recent), t - ENDED_SHOWN_S),
     ).fetchall()
     items = [_public(r, t, _matched(conn, r["id"])) for r in rows]

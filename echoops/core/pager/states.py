@@ -20,7 +20,6 @@ latest row.
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Mapping
 from typing import Any
 
@@ -48,7 +47,7 @@ def _key(value: object) -> str:
     return key
 
 
-def episode(conn: sqlite3.Connection, id_or_fingerprint: str) -> list[sqlite3.Row]:
+def episode(conn: store.Conn, id_or_fingerprint: str) -> list[store.Row]:
     """The rows of the episode an incident id names (or a fingerprint's latest episode), oldest
     first; NotFound when neither matches."""
     row = conn.execute("SELECT fingerprint, opened_at FROM pager_incidents WHERE id=?", (id_or_fingerprint,)).fetchone()
@@ -65,7 +64,7 @@ def episode(conn: sqlite3.Connection, id_or_fingerprint: str) -> list[sqlite3.Ro
     ).fetchall()
 
 
-def _action(row: sqlite3.Row, changed: bool, ids: list[str], notices: dict[str, str] | None = None) -> IncidentAction:
+def _action(row: store.Row, changed: bool, ids: list[str], notices: dict[str, str] | None = None) -> IncidentAction:
     return {
         "id": row["id"],
         "fingerprint": row["fingerprint"],
@@ -82,11 +81,11 @@ def _action(row: sqlite3.Row, changed: bool, ids: list[str], notices: dict[str, 
     }
 
 
-def _reload(conn: sqlite3.Connection, incident_id: str) -> sqlite3.Row:
+def _reload(conn: store.Conn, incident_id: str) -> store.Row:
     return conn.execute("SELECT * FROM pager_incidents WHERE id=?", (incident_id,)).fetchone()
 
 
-def _cancel_pending_pages(conn: sqlite3.Connection, ids: list[str], now: float) -> None:
+def _cancel_pending_pages(conn: store.Conn, ids: list[str], now: float) -> None:
     """Pages and escalations of `ids` still waiting for an attempt will not wake anyone now."""
     conn.executemany(
         "UPDATE pager_outbox SET state='cancelled', next_attempt_at=NULL, last_status='cancelled', updated_at=? "
@@ -96,7 +95,7 @@ def _cancel_pending_pages(conn: sqlite3.Connection, ids: list[str], now: float) 
     )
 
 
-def enqueue_edits(conn: sqlite3.Connection, ids: list[str], kind: str, now: float) -> int:
+def enqueue_edits(conn: store.Conn, ids: list[str], kind: str, now: float) -> int:
     """An `edit_*` delivery for each Telegram message this episode sent (newest first, at most
     EDITS_PER_ACTION); an edit already queued is re-armed. Returns how many were queued."""
     marks = ",".join("?" * len(ids))
@@ -129,7 +128,7 @@ def publish(s: Settings, events: list[tuple[str, dict[str, Any]]], wake: bool, n
 
 
 def ack_rows(
-    conn: sqlite3.Connection, s: Settings, rows: list[sqlite3.Row], by: str, now: float
+    conn: store.Conn, s: Settings, rows: list[store.Row], by: str, now: float
 ) -> tuple[IncidentAction, list[tuple[str, dict[str, Any]]], bool]:
     """Inside a transaction: ack the episode `rows`; (result, events to publish, anything queued)."""
     latest = rows[-1]
@@ -185,7 +184,7 @@ def _send_now(s: Settings, ids: list[str], now: float) -> None:
 
 
 def resolve_rows(
-    conn: sqlite3.Connection, s: Settings, rows: list[sqlite3.Row], by: str, note: str | None, now: float
+    conn: store.Conn, s: Settings, rows: list[store.Row], by: str, note: str | None, now: float
 ) -> tuple[IncidentAction, list[tuple[str, dict[str, Any]]], bool]:
     """Inside a transaction: resolve the episode `rows`; (result, events to publish, anything queued)."""
     latest = rows[-1]
@@ -288,7 +287,7 @@ def auto_resolve(
 # --- upkeep -------------------------------------------------------------------------------
 
 
-def expire_acks(conn: sqlite3.Connection, s: Settings, now: float) -> int:
+def expire_acks(conn: store.Conn, s: Settings, now: float) -> int:
     """Re-open acked incidents whose ack ran out (`incident_ack_expired`): their next raise pages
     again. Called by the drain's upkeep; returns how many episodes re-opened."""
     due = conn.execute(

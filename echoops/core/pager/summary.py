@@ -7,9 +7,7 @@ The last-24h summary is also written to logs/incident_summary.json (atomic repla
 
 from __future__ import annotations
 
-import sqlite3
-
-from echoops.core import clock, config, files
+from echoops.core import clock, config, files, store
 from echoops.core.config import Settings
 from echoops.core.errors import ValidationError
 from echoops.core.pager.model import DELIVERY_STATES, SEVERITIES, STATES, SUMMARY_FILE, db
@@ -25,7 +23,7 @@ def _iso(ts: float | None) -> str | None:
     return clock.iso(ts) if ts is not None else None
 
 
-def attention(conn: sqlite3.Connection, now: float) -> list[Attention]:
+def attention(conn: store.Conn, now: float) -> list[Attention]:
     """Deliveries that need a person: `failed` after their attempts, or `unconfirmed`, newest first,
     those that ended in the last ATTENTION_DAYS (at most ATTENTION_MAX)."""
     rows = conn.execute(

@@ -85,7 +85,7 @@ def render_document(row: Any, kind: str, *, seller: str, unsubscribe_url: str) -
     dl = "".join(f"<dt>{escape(k)}</dt><dd>{escape(str(v))}</dd>" for k, v in (f for f in facts if f))
     line = escape(row["description"] or "Purchase")
     heading = f"{title} {escape(number)}" if (kind == "invoice" and number) else title
-    refunded = int(row["refunded_cents"] or 0) if "refunded_cents" in row.keys() else 0  # noqa: SIM118 (sqlite3.Row)
+    refunded = int(row["refunded_cents"] or 0) if "refunded_cents" in row.keys() else 0  # noqa: SIM118 (store.Row)
     foot = f"<tr><td>Total</td><td class=num>{escape(amount)}</td></tr>"
     if refunded:
         back = format_amount(refunded, row["currency"])

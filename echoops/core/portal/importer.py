@@ -100,41 +100,41 @@ class _Writer(threading.Thread):
         self.batches: queue.Queue[list[tuple] | bool] = queue.Queue(maxsize=4)
         self.error: BaseException | None = None
         self.landed = 0
+        self.told_to_finish = False  # finish() handed its True/False over: nothing more comes
 
     def run(self) -> None:
         conn = ledger.conn_for(self.s)  # this thread's own connection
-        old_cache = conn.execute("PRAGMA cache_size").fetchone()[0]
-        conn.execute(f"PRAGMA cache_size=-{IMPORT_CACHE_KIB}")
-        told_to_finish = False
         try:
-            conn.execute("BEGIN IMMEDIATE")
-            if self.rebuild_index:  # inside the transaction: a rollback puts it back
-                conn.execute("DROP INDEX IF EXISTS portal_purchases_email")
-            while True:
-                item = self.batches.get()
-                told_to_finish = item is True or item is False
-                if item is True:
-                    if self.rebuild_index:
-                        conn.execute(ledger.EMAIL_INDEX_SQL)
-                    conn.execute("COMMIT")
-                    return
-                if item is False:
-                    conn.execute("ROLLBACK")
-                    self.landed = 0
-                    return
-                if self.error is None:
-                    conn.executemany(ledger.UPSERT_SQL, item)
-                    self.landed += len(item)
+            with store.bulk_cache(conn, IMPORT_CACHE_KIB):
+                self._write(conn)
         except BaseException as exc:  # handed to the caller, which raises it
             self.error = exc
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
+            store.rollback(conn)
             self.landed = 0
-            if not told_to_finish:  # else finish() already handed its True/False over: nothing more comes
+            if not self.told_to_finish:  # else finish() already handed its True/False over: nothing more comes
                 self._drain()
         finally:
-            conn.execute(f"PRAGMA cache_size={old_cache}")
             store.close_all()  # the thread ends: so does its connection
+
+    def _write(self, conn: store.Conn) -> None:
+        store.begin(conn)
+        if self.rebuild_index:  # inside the transaction: a rollback puts it back
+            conn.execute("DROP INDEX IF EXISTS portal_purchases_email")
+        while True:
+            item = self.batches.get()
+            self.told_to_finish = item is True or item is False
+            if item is True:
+                if self.rebuild_index:
+                    conn.execute(ledger.EMAIL_INDEX_SQL)
+                store.commit(conn)
+                return
+            if item is False:
+                store.rollback(conn)
+                self.landed = 0
+                return
+            if self.error is None:
+                conn.executemany(ledger.UPSERT_SQL, item)
+                self.landed += len(item)
 
     def _drain(self) -> None:
         # keep the producer from blocking on a full queue after a failure

@@ -10,7 +10,6 @@ per-field rules); importing files lives in `importer`.
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -80,7 +79,7 @@ UPSERT_SQL = (
 RECEIPTS_DIR = "receipts"
 
 
-def conn_for(s: Settings) -> sqlite3.Connection:
+def conn_for(s: Settings) -> store.Conn:
     """This thread's store connection with the portal tables migrated."""
     return store.db(s, SCHEMA)
 
@@ -102,7 +101,7 @@ def upsert(rows: Iterable[tuple], *, s: Settings | None = None) -> int:
 # --- queries ------------------------------------------------------------------------------
 
 
-def purchases_for(email: str, *, limit: int = 100, s: Settings | None = None) -> list[sqlite3.Row]:
+def purchases_for(email: str, *, limit: int = 100, s: Settings | None = None) -> list[store.Row]:
     """The newest `limit` purchases of one (normalised) email."""
     conn = conn_for(s or config.settings())
     return conn.execute(
@@ -112,7 +111,7 @@ def purchases_for(email: str, *, limit: int = 100, s: Settings | None = None) ->
     ).fetchall()
 
 
-def purchase(purchase_id: str, *, s: Settings | None = None) -> sqlite3.Row:
+def purchase(purchase_id: str, *, s: Settings | None = None) -> store.Row:
     """One purchase by id; NotFound otherwise."""
     row = (
         conn_for(s or config.settings())
@@ -124,7 +123,7 @@ def purchase(purchase_id: str, *, s: Settings | None = None) -> sqlite3.Row:
     return row
 
 
-def count_upto(conn: sqlite3.Connection, limit: int) -> int:
+def count_upto(conn: store.Conn, limit: int) -> int:
     """Rows in the ledger, counting no further than `limit` (cheap on a big ledger)."""
     sql = "SELECT count(*) FROM (SELECT 1 FROM portal_purchases LIMIT ?)"
     return conn.execute(sql, (limit,)).fetchone()[0]

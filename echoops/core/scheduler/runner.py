@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import signal
-import sqlite3
 import threading
 import time
 from collections.abc import Callable
@@ -46,7 +45,7 @@ def run(
         while not signals:
             try:
                 sched.step(time.time())
-            except (OSError, sqlite3.Error) as exc:
+            except (OSError, *store.Error) as exc:
                 # A full disk or a locked store must not take running jobs down with the
                 # loop: report it, back off, try again (timeouts and reaping resume).
                 record = {"ts": clock.iso(time.time()), "event": "scheduler_error", "error": str(exc)}

@@ -17,7 +17,6 @@ what it would accept, with the same result, whatever lines came before
 from __future__ import annotations
 
 import math
-import sqlite3
 from collections import Counter
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -82,23 +81,26 @@ SCHEMA = store.Schema(
 )
 
 
-def db(s: Settings) -> sqlite3.Connection:
+def db(s: Settings) -> store.Conn:
     """The store connection with the SLO tables ensured."""
     return store.db(s, SCHEMA)
 
 
-def meta(conn: sqlite3.Connection, key: str) -> str | None:
+def meta(conn: store.Conn, key: str) -> str | None:
     """A value of the SLO's small key/value table (`slo_meta`), None when absent."""
     row = conn.execute("SELECT value FROM slo_meta WHERE key=?", (key,)).fetchone()
     return row[0] if row else None
 
 
-def set_meta(conn: sqlite3.Connection, key: str, value: str | None) -> None:
+def set_meta(conn: store.Conn, key: str, value: str | None) -> None:
     """Set (or, with None, delete) a `slo_meta` value."""
     if value is None:
         conn.execute("DELETE FROM slo_meta WHERE key=?", (key,))
     else:
-        conn.execute("INSERT OR REPLACE INTO slo_meta(key, value) VALUES(?,?)", (key, value))
+        conn.execute(
+            "INSERT INTO slo_meta(key, value) VALUES(?,?) ON CONFLICT(key) DO UPDATE SET value=excluded.value",
+            (key, value),
+        )
 
 
 def sources(s: Settings) -> list[Path]:
@@ -210,8 +212,8 @@ def _key(lat: object, target: float) -> int:
     return k | SLOW_FLAG if lat > target else k  # type: ignore[operator]
 
 
-def _rows_in(conn: sqlite3.Connection, sql: str, keys: list[int]) -> dict[int, sqlite3.Row]:
-    out: dict[int, sqlite3.Row] = {}
+def _rows_in(conn: store.Conn, sql: str, keys: list[int]) -> dict[int, store.Row]:
+    out: dict[int, store.Row] = {}
     for i in range(0, len(keys), _IN_CHUNK):
         part = keys[i : i + _IN_CHUNK]
         marks = ",".join("?" * len(part))
@@ -221,7 +223,7 @@ def _rows_in(conn: sqlite3.Connection, sql: str, keys: list[int]) -> dict[int, s
 
 
 def _with_stored(
-    row: sqlite3.Row | None, total: int, errors: int, slow: int, counts: dict[int, int]
+    row: store.Row | None, total: int, errors: int, slow: int, counts: dict[int, int]
 ) -> tuple[int, int, int, bytes]:
     """(total, errors, slow, encoded sketch): new counts added to a stored `(key, total, errors, slow, sketch)`
     row when there is one (the minute and the hour rollup merge the same way)."""
@@ -235,16 +237,49 @@ def _with_stored(
     return total, errors, slow, sketch.encode(counts)
 
 
-def _flush(conn: sqlite3.Connection, agg: _Agg) -> int:
-    """Merge the in-memory aggregates into minute and hour rows; returns minutes touched."""
+def _locked(conn: store.Conn, table: str, key: str, keys: list[int], sql: str) -> dict[int, store.Row]:
+    """The stored rows of `keys`, each locked until the transaction ends: hosts sharing a
+    PostgreSQL store merge into the same minutes (their ingests run side by side). A key
+    without a row gets an empty one first, so there is a row to lock; keys are locked in
+    ascending order (two flushes never wait on each other in a cycle). SQLite: the
+    transaction's write lock covers it all (dialect.for_sqlite drops FOR UPDATE)."""
+    cols, values = (
+        ("total, errors, slow, sketch", "0, 0, 0, x''") if table == "slo_hour" else ("total, errors, slow", "0, 0, 0")
+    )
+    conn.executemany(
+        f"INSERT INTO {table}({key}, {cols}) VALUES(?, {values}) ON CONFLICT DO NOTHING", [(k,) for k in keys]
+    )
+    return _rows_in(conn, sql, keys)
+
+
+# The merged values replace the stored ones (read under the rows' locks, above).
+_UPSERT_MINUTE = (
+    "INSERT INTO slo_minute(minute, total, errors, slow) VALUES(?,?,?,?) ON CONFLICT(minute) DO UPDATE SET "
+    "total=excluded.total, errors=excluded.errors, slow=excluded.slow"
+)
+_UPSERT_SKETCH = (
+    "INSERT INTO slo_minute_sketch(minute, sketch) VALUES(?,?) ON CONFLICT(minute) DO UPDATE SET sketch=excluded.sketch"
+)
+_UPSERT_HOUR = (
+    "INSERT INTO slo_hour(hour, total, errors, slow, sketch) VALUES(?,?,?,?,?) ON CONFLICT(hour) DO UPDATE SET "
+    "total=excluded.total, errors=excluded.errors, slow=excluded.slow, sketch=excluded.sketch"
+)
+
+
+def _flush(conn: store.Conn, agg: _Agg) -> int:
+    """Merge the in-memory aggregates into minute and hour rows (counts add, sketches merge,
+    into what any host stored before); returns minutes touched."""
     if not agg.per:
         return 0
     minutes = sorted(agg.per)
-    old = _rows_in(
+    old = _locked(
         conn,
-        "SELECT m.minute, m.total, m.errors, m.slow, s.sketch FROM slo_minute m "
-        "LEFT JOIN slo_minute_sketch s ON s.minute = m.minute WHERE m.minute IN ({marks})",
+        "slo_minute",
+        "minute",
         minutes,
+        "SELECT m.minute, m.total, m.errors, m.slow, s.sketch FROM slo_minute m "
+        "LEFT JOIN slo_minute_sketch s ON s.minute = m.minute WHERE m.minute IN ({marks}) "
+        "ORDER BY m.minute FOR UPDATE OF m",
     )
     minute_rows = []
     sketch_rows = []
@@ -272,12 +307,18 @@ def _flush(conn: sqlite3.Connection, agg: _Agg) -> int:
         total, errors, slow, blob = _with_stored(old.get(m), total, errors, slow, delta)
         minute_rows.append((m, total, errors, slow))
         sketch_rows.append((m, blob))
-    conn.executemany("INSERT OR REPLACE INTO slo_minute(minute, total, errors, slow) VALUES(?,?,?,?)", minute_rows)
-    conn.executemany("INSERT OR REPLACE INTO slo_minute_sketch(minute, sketch) VALUES(?,?)", sketch_rows)
+    conn.executemany(_UPSERT_MINUTE, minute_rows)
+    conn.executemany(_UPSERT_SKETCH, sketch_rows)
     hour_keys = sorted(hours)
-    old_h = _rows_in(conn, "SELECT hour, total, errors, slow, sketch FROM slo_hour WHERE hour IN ({marks})", hour_keys)
+    old_h = _locked(
+        conn,
+        "slo_hour",
+        "hour",
+        hour_keys,
+        "SELECT hour, total, errors, slow, sketch FROM slo_hour WHERE hour IN ({marks}) ORDER BY hour FOR UPDATE",
+    )
     hour_rows = [(hk, *_with_stored(old_h.get(hk), *hours[hk])) for hk in hour_keys]
-    conn.executemany("INSERT OR REPLACE INTO slo_hour(hour, total, errors, slow, sketch) VALUES(?,?,?,?,?)", hour_rows)
+    conn.executemany(_UPSERT_HOUR, hour_rows)
     touched = len(minutes)
     agg.per.clear()
     return touched
@@ -324,7 +365,9 @@ def ingest(s: Settings, *, now: float) -> RequestIngest:
             bcache: dict[Any, int] = {}
             touched = 0
             held = 0
-            with store.transaction(conn):
+            # One ingest per host at a time (its cursors); hosts sharing a PostgreSQL store
+            # ingest side by side and meet only on the minute rows (_locked).
+            with store.transaction(conn, lock=f"ingest:{CONSUMER}:{store.host(conn)}"):
                 reader = ndjson.Reader(conn, path, CONSUMER)
                 for batch in reader.batches():
                     _fold(batch, agg, stamps, bcache, target, oldest, reader)
@@ -349,7 +392,7 @@ def ingest(s: Settings, *, now: float) -> RequestIngest:
     return report
 
 
-def prune(conn: sqlite3.Connection, s: Settings, *, now: float) -> None:
+def prune(conn: store.Conn, s: Settings, *, now: float) -> None:
     """Delete minutes older than SLO_WINDOW_DAYS + 1 day (and ticks older than 8 days)."""
     oldest = retention_minute(s, now)
     with store.transaction(conn):
@@ -368,7 +411,7 @@ class Windows:
     Full hours come from `slo_hour`, the partial hours at either edge from `slo_minute`.
     """
 
-    def __init__(self, conn: sqlite3.Connection, lo: int, hi: int):
+    def __init__(self, conn: store.Conn, lo: int, hi: int):
         self.conn = conn
         self.lo, self.hi = lo, hi
         self.hours = {

@@ -17,7 +17,6 @@ one CRITICAL incident. A transition into red raises a CRITICAL incident (the pag
 from __future__ import annotations
 
 import math
-import sqlite3
 from typing import TYPE_CHECKING, Any
 
 import orjson
@@ -69,7 +68,7 @@ _meta = aggregates.meta
 _set_meta = aggregates.set_meta
 
 
-def _rebaseline_minute(conn: sqlite3.Connection) -> tuple[float | None, int | None]:
+def _rebaseline_minute(conn: store.Conn) -> tuple[float | None, int | None]:
     raw = _meta(conn, "rebaseline_at")
     if raw is None:
         return None, None
@@ -115,7 +114,7 @@ def _tick_row(ts: float, doc: SloDocument, backfilled: bool) -> tuple:
 _INSERT_TICK = f"INSERT OR REPLACE INTO slo_ticks(ts, {', '.join(_TICK_COLUMNS)}, backfilled) VALUES(?,?,?,?,?,?,?,?,?)"
 
 
-def _history(conn: sqlite3.Connection) -> list[HistoryPoint]:
+def _history(conn: store.Conn) -> list[HistoryPoint]:
     last = conn.execute("SELECT max(ts) FROM slo_ticks").fetchone()[0]
     if last is None:
         return []
@@ -143,7 +142,7 @@ def _history(conn: sqlite3.Connection) -> list[HistoryPoint]:
     ]
 
 
-def _backfill(conn: sqlite3.Connection, s: Settings, now: float) -> int:
+def _backfill(conn: store.Conn, s: Settings, now: float) -> int:
     """With no tick recorded in the 24h before `now`, replay the SLO every 15 minutes of that day
     from the stored aggregates (points marked `backfilled`), so the sparklines have a past at once."""
     if conn.execute("SELECT 1 FROM slo_ticks WHERE ts > ? AND ts < ? LIMIT 1", (now - 86400, now)).fetchone():
@@ -165,7 +164,7 @@ def _backfill(conn: sqlite3.Connection, s: Settings, now: float) -> int:
     return len(rows)
 
 
-def _finish(conn: sqlite3.Connection, s: Settings, doc: SloDocument, now: float, history: bool = True) -> SloStatus:
+def _finish(conn: store.Conn, s: Settings, doc: SloDocument, now: float, history: bool = True) -> SloStatus:
     past = _history(conn) if history else []
     return {**doc, "gate": {**gate(s=s, now=now), "condition": doc["gate_condition"]}, "history": past}
 
@@ -269,7 +268,7 @@ def tick(*, s: Settings | None = None, now: float | None = None) -> SloTick:
     return result
 
 
-def _first(conn: sqlite3.Connection, s: Settings, now: float) -> SloDocument:
+def _first(conn: store.Conn, s: Settings, now: float) -> SloDocument:
     """The document before any tick: stored aggregates (request logs), or no traffic (Prometheus)."""
     source = sources.for_settings(s)
     if source.backfills:
@@ -280,7 +279,7 @@ def _first(conn: sqlite3.Connection, s: Settings, now: float) -> SloDocument:
     return doc
 
 
-def _keep_stale(conn: sqlite3.Connection, s: Settings, exc: SourceUnavailable, source: str, now: float) -> None:
+def _keep_stale(conn: store.Conn, s: Settings, exc: SourceUnavailable, source: str, now: float) -> None:
     """The source failed: keep the last good status, mark it stale, log and raise a WARNING incident.
 
     Neither the state nor the deploy gate changes: an outage of the source is not a recovery."""

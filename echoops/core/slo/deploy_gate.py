@@ -15,7 +15,6 @@ whole 2h window after that drop ("burn rose again for a full 2h").
 
 from __future__ import annotations
 
-import sqlite3
 from pathlib import Path
 from typing import Any, cast
 
@@ -55,7 +54,7 @@ def gate_path(s: Settings) -> Path:
 # --- the override ----------------------------------------------------------------------------
 
 
-def _load_override(conn: sqlite3.Connection) -> dict[str, Any] | None:
+def _load_override(conn: store.Conn) -> dict[str, Any] | None:
     raw = aggregates.meta(conn, _OVERRIDE)
     if raw is None:
         return None
@@ -84,7 +83,7 @@ def _public_override(ov: dict[str, Any] | None) -> GateOverride | None:
 
 
 def _record_override(
-    conn: sqlite3.Connection, s: Settings, *, by: str, reason: str, for_s: float, now: float, before: GateFlag
+    conn: store.Conn, s: Settings, *, by: str, reason: str, for_s: float, now: float, before: GateFlag
 ) -> GateOverride:
     """Store a new override (replacing any) and log `slo_gate_cleared`; returns its public form."""
     ov = {"since": now, "by": by, "reason": reason, "until": now + for_s, "burn_dropped_at": None}
@@ -105,7 +104,7 @@ def _record_override(
     return public
 
 
-def notice_hand_removal(conn: sqlite3.Connection, s: Settings, now: float) -> bool:
+def notice_hand_removal(conn: store.Conn, s: Settings, now: float) -> bool:
     """When the flag this tick wrote is gone, an operator removed it: record the override once."""
     if aggregates.meta(conn, _OURS) is None or gate_path(s).exists():
         return False
@@ -123,7 +122,7 @@ def notice_hand_removal(conn: sqlite3.Connection, s: Settings, now: float) -> bo
     return True
 
 
-def _end_override(conn: sqlite3.Connection, s: Settings, ov: dict[str, Any], why: str, now: float) -> None:
+def _end_override(conn: store.Conn, s: Settings, ov: dict[str, Any], why: str, now: float) -> None:
     with store.transaction(conn):
         aggregates.set_meta(conn, _OVERRIDE, None)
     ndjson.append(s.log_path(BUDGET_LOG), "slo_gate_override_end", now=now, why=why, override=_public_override(ov))

@@ -32,10 +32,10 @@ from __future__ import annotations
 import inspect
 import logging
 import math
-import sqlite3
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
+from echoops.core import store
 from echoops.core.config import Settings
 from echoops.core.costs import calls
 from echoops.core.costs.calls import CostThrottled, Spend
@@ -101,7 +101,7 @@ def _quietly(what: str, fn: Callable[[], object]) -> None:
     is logged (the tick settles the hold at its estimate after its TTL)."""
     try:
         fn()
-    except (EchoopsError, sqlite3.Error, OSError) as exc:
+    except (EchoopsError, *store.Error, OSError) as exc:
         _log.warning("echoops could not %s: %s: %s", what, type(exc).__name__, exc)
 
 

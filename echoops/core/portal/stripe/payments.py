@@ -10,7 +10,6 @@ refunds and receipt link of a purchase are derived from its charges' rows (`tota
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -59,7 +58,7 @@ def chunks(items: Iterable[str]) -> Iterable[list[str]]:
         yield ids[i : i + _CHUNK]
 
 
-def known(conn: sqlite3.Connection, ids: Iterable[str]) -> dict[str, str]:
+def known(conn: store.Conn, ids: Iterable[str]) -> dict[str, str]:
     """payment id -> purchase id, for the ids earlier syncs recorded."""
     out: dict[str, str] = {}
     for chunk in chunks(ids):
@@ -69,7 +68,7 @@ def known(conn: sqlite3.Connection, ids: Iterable[str]) -> dict[str, str]:
     return out
 
 
-def _fold(conn: sqlite3.Connection, charge_ids: Iterable[str]) -> int:
+def _fold(conn: store.Conn, charge_ids: Iterable[str]) -> int:
     """Delete Stripe rows landed for charges that turned out to pay an invoice; how many."""
     removed = 0
     for cid in charge_ids:
@@ -77,7 +76,7 @@ def _fold(conn: sqlite3.Connection, charge_ids: Iterable[str]) -> int:
     return removed
 
 
-def record(conn: sqlite3.Connection, charges: list[ChargeLink], links: dict[str, str], stamp: float) -> tuple[set, int]:
+def record(conn: store.Conn, charges: list[ChargeLink], links: dict[str, str], stamp: float) -> tuple[set, int]:
     """Store this sync's charges and invoice links (inside the caller's transaction).
 
     `links` maps payment intent and charge ids to invoice ids. Returns the purchase ids whose
@@ -127,7 +126,7 @@ def record(conn: sqlite3.Connection, charges: list[ChargeLink], links: dict[str,
     return touched, _fold(conn, stale - touched)
 
 
-def totals(conn: sqlite3.Connection, purchase_ids: Iterable[str]) -> dict[str, tuple[int | None, int, str | None]]:
+def totals(conn: store.Conn, purchase_ids: Iterable[str]) -> dict[str, tuple[int | None, int, str | None]]:
     """Per purchase, from its charges: (fee total, None when no fee is known; refunded total;
     the newest receipt URL)."""
     out: dict[str, tuple[int | None, int, str | None]] = {}
@@ -136,7 +135,8 @@ def totals(conn: sqlite3.Connection, purchase_ids: Iterable[str]) -> dict[str, t
         rows = conn.execute(
             "SELECT purchase_id, sum(fee_cents), count(fee_cents), sum(refunded_cents), "
             "(SELECT receipt_url FROM portal_stripe_payments r WHERE r.purchase_id = p.purchase_id "
-            "AND r.kind = 'charge' AND r.receipt_url IS NOT NULL ORDER BY r.created DESC, r.payment_id DESC LIMIT 1) "
+            "AND r.kind = 'charge' AND r.receipt_url IS NOT NULL "
+            "ORDER BY r.created DESC NULLS LAST, r.payment_id DESC LIMIT 1) "
             f"FROM portal_stripe_payments p WHERE kind='charge' AND purchase_id IN ({marks}) GROUP BY purchase_id",
             chunk,
         )

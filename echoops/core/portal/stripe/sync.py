@@ -27,7 +27,6 @@ written only when something in it changed, so re-running a sync adds and changes
 
 from __future__ import annotations
 
-import sqlite3
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -243,7 +242,7 @@ def _read_charges(run: _Run) -> list[_Charge]:
 # --- writing ---------------------------------------------------------------------------------
 
 
-def _existing(conn: sqlite3.Connection, ids: Iterable[str]) -> dict[str, tuple]:
+def _existing(conn: store.Conn, ids: Iterable[str]) -> dict[str, tuple]:
     """Ledger rows by id: COLUMNS values plus refunded_cents at the end."""
     out: dict[str, tuple] = {}
     cols = ",".join(ledger.COLUMNS) + ",refunded_cents"
@@ -279,7 +278,7 @@ def _same(new: tuple, refunded: int, old: tuple | None) -> bool:
     return new[1 : cols - 1] == old[1 : cols - 1] and refunded == old[cols]
 
 
-def _link(conn: sqlite3.Connection, charges: list[_Charge], links: dict[str, str]) -> None:
+def _link(conn: store.Conn, charges: list[_Charge], links: dict[str, str]) -> None:
     """Set each charge's invoice: its own field, this sync's links, then earlier syncs' links."""
     known = payments.known(conn, [c.id for c in charges] + [c.payment_intent for c in charges if c.payment_intent])
     for c in charges:
