@@ -20,7 +20,7 @@ def events(log_dir, name="incidents.ndjson"):
 
 
 def outbox(settings):
-    rows = pager.db(settings).execute("SELECT incident_id, channel, state FROM pager_outbox ORDER BY rowid")
+    rows = pager.db(settings).execute("SELECT incident_id, channel, state FROM pager_outbox ORDER BY created_at, CASE channel WHEN 'telegram' THEN 0 ELSE 1 END")
     return [tuple(r) for r in rows]
 
 

@@ -115,8 +115,9 @@ def record_failure(address: str | None, *, s: Settings, now: float | None = None
             conn.execute(
                 "INSERT INTO auth_failures(client, window_start, failures) VALUES (?, ?, 1) "
                 "ON CONFLICT(client) DO UPDATE SET "
-                "failures = CASE WHEN window_start <= ? THEN 1 ELSE failures + 1 END, "
-                "window_start = CASE WHEN window_start <= ? THEN excluded.window_start ELSE window_start END",
+                "failures = CASE WHEN auth_failures.window_start <= ? THEN 1 ELSE auth_failures.failures + 1 END, "
+                "window_start = CASE WHEN auth_failures.window_start <= ? THEN excluded.window_start "
+                "ELSE auth_failures.window_start END",
                 (key, t, t - WINDOW_S, t - WINDOW_S),
             )
             conn.execute("DELETE FROM auth_failures WHERE window_start <= ? AND client != ?", (t - WINDOW_S, key))

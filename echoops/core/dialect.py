@@ -10,7 +10,7 @@ PostgreSQL (`to_postgres`, cached per statement text):
   for `?`;
 - `a IS ?` / `a IS NOT b` (SQLite's null-safe comparison with a non-NULL operand) ->
   `IS NOT DISTINCT FROM` / `IS DISTINCT FROM`;
-- `group_concat(x)` -> `string_agg((x)::text, ',')`;
+- `group_concat(x)` -> `string_agg((x)::text, ',')`; `date(x, 'unixepoch')` -> the UTC day;
 - in CREATE/ALTER TABLE: `INTEGER` -> `BIGINT` (ids and pico-dollar amounts use 63 bits),
   `INTEGER PRIMARY KEY AUTOINCREMENT` -> an identity column, `REAL` -> `DOUBLE PRECISION`,
   `BLOB` -> `BYTEA`, `WITHOUT ROWID` dropped; anywhere, `x'..'` -> a bytea literal.
@@ -33,7 +33,7 @@ class NotPortable(ValueError):
     """A statement uses an SQLite-only form that has a standard spelling (a bug in the caller)."""
 
 
-_REFUSED = re.compile(r"\bINSERT\s+OR\s+(REPLACE|IGNORE)\b|\browid\b|^\s*PRAGMA\b", re.IGNORECASE)
+_REFUSED = re.compile(r"\bINSERT\s+OR\s+(REPLACE|IGNORE)\b|(?<!WITHOUT )\browid\b|^\s*PRAGMA\b", re.IGNORECASE)
 _IS_NOT = re.compile(r"\bIS\s+NOT\s+(?!NULL\b|DISTINCT\b|TRUE\b|FALSE\b)", re.IGNORECASE)
 _IS = re.compile(r"\bIS\s+(?!NOT\b|NULL\b|DISTINCT\b|TRUE\b|FALSE\b)", re.IGNORECASE)
 _GROUP_CONCAT = re.compile(r"\bgroup_concat\(\s*([A-Za-z_][A-Za-z0-9_.]*)\s*\)", re.IGNORECASE)
@@ -44,6 +44,7 @@ _REAL = re.compile(r"\bREAL\b", re.IGNORECASE)
 _BLOB = re.compile(r"\bBLOB\b", re.IGNORECASE)
 _WITHOUT_ROWID = re.compile(r"\)\s*WITHOUT\s+ROWID\s*$", re.IGNORECASE)
 _HEX = re.compile(r"\b[xX]'([0-9A-Fa-f]*)'")
+_UNIXEPOCH_DATE = re.compile(r"\bdate\(\s*([A-Za-z_][A-Za-z0-9_.]*)\s*,\s*'unixepoch'\s*\)", re.IGNORECASE)
 _FOR_UPDATE = re.compile(
     r"\s+FOR\s+(UPDATE|SHARE|NO\s+KEY\s+UPDATE)(\s+OF\s+[A-Za-z_][A-Za-z0-9_]*(\s*,\s*[A-Za-z_][A-Za-z0-9_]*)*)?"
     r"(\s+SKIP\s+LOCKED|\s+NOWAIT)?\s*$",
@@ -90,6 +91,7 @@ def check_portable(sql: str) -> None:
 def to_postgres(sql: str) -> str:
     """`sql` (SQLite spelling, see the module doc) as PostgreSQL takes it through psycopg."""
     check_portable(sql)
+    sql = _UNIXEPOCH_DATE.sub(r"to_char(to_timestamp(\1) AT TIME ZONE 'UTC', 'YYYY-MM-DD')", sql)
     ddl = bool(_DDL.match(sql))
     parts: list[str] = []
     for quoted, text in _split_quoted(sql):

@@ -109,7 +109,7 @@ def enqueue_edits(conn: store.Conn, ids: list[str], kind: str, now: float) -> in
             "INSERT INTO pager_outbox(incident_id, kind, channel, dest, state, next_attempt_at, created_at, "
             "updated_at) VALUES(?,?,'telegram',?,'pending',?,?,?) ON CONFLICT(incident_id, kind, channel, dest) "
             "DO UPDATE SET state='pending', next_attempt_at=excluded.next_attempt_at, round_attempts=0, "
-            "updated_at=excluded.updated_at WHERE sending_attempt IS NULL",
+            "updated_at=excluded.updated_at WHERE pager_outbox.sending_attempt IS NULL",
             (r["incident_id"], kind, f"{r['kind']}:{r['dest']}", now, now, now),
         )
     return len(sent)

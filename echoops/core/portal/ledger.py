@@ -74,7 +74,8 @@ UPSERT_SQL = (
     f"INSERT INTO portal_purchases({','.join(COLUMNS)}) VALUES({','.join('?' * len(COLUMNS))}) "
     "ON CONFLICT(id) DO UPDATE SET "
     + ",".join(f"{c}=excluded.{c}" for c in COLUMNS[1:])
-    + f" WHERE ({','.join(_COMPARED)}) IS NOT ({','.join('excluded.' + c for c in _COMPARED)})"
+    + f" WHERE ({','.join('portal_purchases.' + c for c in _COMPARED)})"
+    + f" IS NOT ({','.join('excluded.' + c for c in _COMPARED)})"
 )
 RECEIPTS_DIR = "receipts"
 
@@ -125,7 +126,7 @@ def purchase(purchase_id: str, *, s: Settings | None = None) -> store.Row:
 
 def count_upto(conn: store.Conn, limit: int) -> int:
     """Rows in the ledger, counting no further than `limit` (cheap on a big ledger)."""
-    sql = "SELECT count(*) FROM (SELECT 1 FROM portal_purchases LIMIT ?)"
+    sql = "SELECT count(*) FROM (SELECT 1 FROM portal_purchases LIMIT ?) AS upto"
     return conn.execute(sql, (limit,)).fetchone()[0]
 
 

@@ -111,7 +111,10 @@ def _tick_row(ts: float, doc: SloDocument, backfilled: bool) -> tuple:
     )
 
 
-_INSERT_TICK = f"INSERT OR REPLACE INTO slo_ticks(ts, {', '.join(_TICK_COLUMNS)}, backfilled) VALUES(?,?,?,?,?,?,?,?,?)"
+_INSERT_TICK = (
+    f"INSERT INTO slo_ticks(ts, {', '.join(_TICK_COLUMNS)}, backfilled) VALUES(?,?,?,?,?,?,?,?,?) "
+    f"ON CONFLICT(ts) DO UPDATE SET {', '.join(f'{c}=excluded.{c}' for c in (*_TICK_COLUMNS, 'backfilled'))}"
+)
 
 
 def _history(conn: store.Conn) -> list[HistoryPoint]:

@@ -90,7 +90,8 @@ def record(conn: store.Conn, charges: list[ChargeLink], links: dict[str, str], s
             "refunded_cents, receipt_url, updated_at) VALUES(?,?,'charge',?,?,?,?,?,?) ON CONFLICT(payment_id) "
             "DO UPDATE SET purchase_id=excluded.purchase_id, kind='charge', payment_intent=excluded.payment_intent, "
             "created=excluded.created, fee_cents=excluded.fee_cents, refunded_cents=excluded.refunded_cents, "
-            "receipt_url=coalesce(excluded.receipt_url, receipt_url), updated_at=excluded.updated_at",
+            "receipt_url=coalesce(excluded.receipt_url, portal_stripe_payments.receipt_url), "
+            "updated_at=excluded.updated_at",
             (c.id, c.purchase_id, c.payment_intent, c.created, c.fee, c.refunded, c.receipt_url, stamp),
         )
         touched.add(c.purchase_id)
@@ -102,7 +103,7 @@ def record(conn: store.Conn, charges: list[ChargeLink], links: dict[str, str], s
         conn.execute(
             "INSERT INTO portal_stripe_payments(payment_id, purchase_id, kind, updated_at) VALUES(?,?,?,?) "
             "ON CONFLICT(payment_id) DO UPDATE SET purchase_id=excluded.purchase_id, updated_at=excluded.updated_at "
-            "WHERE purchase_id IS NOT excluded.purchase_id",
+            "WHERE portal_stripe_payments.purchase_id IS NOT excluded.purchase_id",
             (pid, invoice_id, kind, stamp),
         )
         if kind == "charge" and before is not None and before[0] != invoice_id:
