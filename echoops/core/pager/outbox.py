@@ -31,6 +31,8 @@ import threading
 import time
 from typing import Any
 
+import orjson
+
 from echoops.core import clock, ndjson, store
 from echoops.core.config import Settings
 from echoops.core.errors import EchoopsError, NotFound, ValidationError
@@ -100,7 +102,7 @@ def _expire_dead_leases(conn: sqlite3.Connection, now: float) -> None:
 
 
 _SELECT = (
-    "SELECT o.rowid AS rowid, o.*, i.severity, i.source, i.msg, i.fingerprint, i.count, i.first_seen "
+    "SELECT o.rowid AS rowid, o.*, i.severity, i.source, i.msg, i.fingerprint, i.count, i.first_seen, i.meta "
     "FROM pager_outbox o JOIN pager_incidents i ON i.id = o.incident_id"
 )
 _DUE = (
@@ -173,7 +175,17 @@ def _page(row: sqlite3.Row) -> Page:
         row["fingerprint"],
         row["count"],
         row["first_seen"],
+        meta=_meta(row["meta"]),
     )
+
+
+def _meta(text: str | None) -> dict[str, Any] | None:
+    """The incident's stored `meta` (JSON text) for the channels; None when absent or unreadable."""
+    try:
+        meta = orjson.loads(text) if text else None
+    except orjson.JSONDecodeError:
+        return None
+    return meta if isinstance(meta, dict) else None
 
 
 def attempt(conn: sqlite3.Connection, row: sqlite3.Row, s: Settings, now: float, owner: str) -> dict[str, Any]:
