@@ -288,7 +288,8 @@ def test_config_json_exact_keys_and_masking(cli, monkeypatch, log_dir):
     result = cli("config", "--json")
     assert result.exit_code == 0, result.output
     doc = json.loads(result.stdout)
-    assert set(doc) == {"settings", "warnings"}
+    assert set(doc) == {"settings", "warnings", "env_file", "sources"}
+    assert doc["env_file"] is None and set(doc["sources"].values()) == {"env", "default"}
     assert list(doc["settings"]) == [v.env for v in VARS]
     assert doc["settings"]["ECHOOPS_LOG_DIR"] == str(log_dir)
     assert doc["settings"]["ECHOOPS_PORT"] == 5000

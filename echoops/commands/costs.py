@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING
 
 import typer
 
-from echoops.commands.render import JSON_OPT, NOW_OPT, STATE_STYLE, console, emit_json, error, state_text
+from echoops.commands.render import JSON_OPT, NOW_OPT, STATE_STYLE, console, emit_json, error, reading, state_text
 from echoops.core import clock
 
 if TYPE_CHECKING:  # the result types, for the printers (no import cost at run time)
@@ -101,7 +101,8 @@ def status_cmd(json_out: bool = JSON_OPT, now: str | None = NOW_OPT) -> None:
     """
     from echoops.core import costs  # lazy: 15-45 ms a package, off --help and other commands
 
-    body = costs.status(now=clock.parse_cli_time(now))
+    with reading():
+        body = costs.status(now=clock.parse_cli_time(now))
     if json_out:
         emit_json(body)
     else:

@@ -7,7 +7,7 @@ from typing import Any
 import orjson
 import typer
 
-from echoops.commands.render import JSON_OPT, NOW_OPT, console, emit_json, state_text
+from echoops.commands.render import JSON_OPT, NOW_OPT, console, emit_json, reading, state_text
 from echoops.core import clock
 from echoops.core.errors import ValidationError
 
@@ -171,7 +171,8 @@ def summarize_cmd(
 
     from echoops.core import pager  # lazy: 15-45 ms a package, off --help and other commands
 
-    body = pager.summarize(hours=hours, now=clock.parse_cli_time(now))
+    with reading():
+        body = pager.summarize(hours=hours, now=clock.parse_cli_time(now))
     if json_out:
         emit_json(body)
         return

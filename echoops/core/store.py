@@ -283,6 +283,17 @@ def _statements(script: str) -> list[str]:
     return [s.strip() for s in script.split(";") if s.strip()]
 
 
+def holds_data(s: Settings) -> bool:
+    """True when the log dir holds echoops data: its echoops.db, or an NDJSON file (an input
+    the app writes, or an output echoops wrote). Read-only commands create nothing elsewhere."""
+    if s.db_path.exists():
+        return True
+    try:
+        return any(s.log_dir.glob("*.ndjson")) or any(s.log_dir.glob(s.slo_sources))
+    except OSError:  # no such dir, or unreadable
+        return False
+
+
 def connect(s: Settings) -> sqlite3.Connection:
     """This thread's connection to the store of `s.log_dir` (opened once per thread and process)."""
     # Fast path for the per-request callers (/healthz, routes): no path resolution, which
