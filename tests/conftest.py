@@ -46,9 +46,13 @@ def isolated_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv("ECHOOPS_SCHEDULE", str(tmp_path / "schedule.cron"))
     monkeypatch.setenv("DASHBOARD_KEY", TEST_KEY)
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    # no echoops.env from wherever pytest runs (`up --demo` in the checkout writes one there)
+    monkeypatch.setenv("ECHOOPS_ENV_FILE", str(tmp_path / "echoops.env"))
+    config.use_env_file()
     store.close_all()
     yield log_dir
     store.close_all()
+    config.use_env_file()
 
 
 @pytest.fixture

@@ -24,8 +24,8 @@ def folder(tmp_path, monkeypatch):
     cwd.mkdir()
     monkeypatch.chdir(cwd)
     monkeypatch.delenv("ECHOOPS_LOG_DIR")
-    yield cwd
-    config.use_env_file(None)
+    monkeypatch.delenv("ECHOOPS_ENV_FILE")  # the default: ./echoops.env
+    return cwd
 
 
 # --- envfile: syntax and writing -------------------------------------------------------------
@@ -116,6 +116,21 @@ def test_unknown_names_in_the_file_are_warnings_and_bad_lines_exit_2(cli, folder
     (folder / "echoops.env").write_text("SCALE_MIN=-1\n")
     bad = cli("scale", "status")
     assert bad.exit_code == 2 and "SCALE_MIN='-1'" in bad.stderr
+
+
+def test_echoops_env_file_names_another_file_and_only_settings_are_taken(cli, folder, monkeypatch, tmp_path):
+    other = tmp_path / "ops.env"
+    other.write_text("ECHOOPS_LOG_DIR=data\nECHOOPS_ENV_FILE=loop.env\nOPENAI_API_KEY=sk-not-ours\n")
+    (folder / "echoops.env").write_text("ECHOOPS_LOG_DIR=not-this-one\n")
+    monkeypatch.setenv("ECHOOPS_ENV_FILE", str(other))
+    doc = json.loads(cli("config", "--json").stdout)
+    assert doc["settings"]["ECHOOPS_LOG_DIR"] == "data" and doc["env_file"] == str(other)
+    assert doc["settings"]["ECHOOPS_ENV_FILE"] == str(other)
+    assert doc["warnings"][:2] == [
+        f"{other}: ECHOOPS_ENV_FILE is read from the environment only (ignored here)",
+        f"{other}: OPENAI_API_KEY is not an echoops setting (ignored)",
+    ]
+    assert "OPENAI_API_KEY" not in config.environment({})  # never handed to the processes echoops starts
 
 
 # --- the note: which log dir a command reads ------------------------------------------------

@@ -91,6 +91,14 @@ VARS: tuple[Var, ...] = (
         "cidrs",
         "Proxies whose X-Forwarded-For names the client (audit ip, 401 throttle)",
     ),
+    Var(
+        "ECHOOPS_ENV_FILE",
+        "env_file",
+        parsers.path,
+        "echoops.env",
+        "path",
+        "Folder settings the echoops command reads, under the environment (`up --demo` writes it)",
+    ),
     # 76 SLO
     Var(
         "SLO_LAT_P95_MS",
@@ -386,6 +394,7 @@ class Settings:
     dashboard_key: str | None
     auth_failures_per_min: int
     trusted_proxies: tuple[str, ...]
+    env_file: Path
     slo_lat_p95_ms: float
     slo_err_budget_pct: float
     slo_window_days: int
@@ -464,21 +473,31 @@ class Settings:
 
 # --- the folder's echoops.env: a layer under the environment ---------------------------------
 
-_ENV_FILE: tuple[Path | None, dict[str, str]] = (None, {})
+# (the file, its echoops settings, the names in it that are ignored)
+_ENV_FILE: tuple[Path | None, dict[str, str], tuple[str, ...]] = (None, {}, ())
 
 
-def use_env_file(path: Path | str | None = envfile.NAME) -> Path | None:
-    """Read `path` (default ./echoops.env) as the settings layer under the environment, for this
-    process and the processes it starts with `environment()`. Returns the path when the file
-    exists; None (and no layer) when it does not or `path` is None. ConfigError on a bad line."""
+def env_file_path() -> Path:
+    """The folder settings file this process reads: ECHOOPS_ENV_FILE (from the environment
+    only: the file cannot name itself), else ./echoops.env."""
+    return Path((os.environ.get("ECHOOPS_ENV_FILE") or "").strip() or envfile.NAME).expanduser()
+
+
+def use_env_file(path: Path | str | None = None) -> Path | None:
+    """Read `path` (default `env_file_path()`) as the settings layer under the environment, for
+    this process and the processes it starts with `environment()`. Returns the path when the
+    file exists; None (and no layer) when it does not. ConfigError on a bad line."""
     global _ENV_FILE
-    _ENV_FILE = (None, {})
-    if path is None:
-        return None
+    _ENV_FILE = (None, {}, ())
+    path = env_file_path() if path is None else path
     found = envfile.read(Path(path))
     if found is None:
         return None
-    _ENV_FILE = (Path(path), found)
+    # only echoops' own settings (not ECHOOPS_ENV_FILE: the file cannot name itself); the rest
+    # is reported by `load_settings` and never passed on to the processes echoops starts
+    known = {v.env for v in VARS} - {"ECHOOPS_ENV_FILE"}
+    ignored = tuple(name for name in found if name not in known)
+    _ENV_FILE = (Path(path), {k: v for k, v in found.items() if k in known}, ignored)
     return Path(path)
 
 
@@ -513,9 +532,13 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     file_warnings: list[str] = []
     if env is None:
         env = environment()
-        path, layer = _ENV_FILE
-        known = {v.env for v in VARS}
-        file_warnings = [f"{path}: {name} is not an echoops setting (ignored)" for name in layer if name not in known]
+        path, _, ignored = _ENV_FILE
+        file_warnings = [
+            f"{path}: ECHOOPS_ENV_FILE is read from the environment only (ignored here)"
+            if name == "ECHOOPS_ENV_FILE"
+            else f"{path}: {name} is not an echoops setting (ignored)"
+            for name in ignored
+        ]
     values: dict[str, Any] = {}
     problems: list[str] = []
     for var in VARS:

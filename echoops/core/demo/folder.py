@@ -16,7 +16,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from echoops.core import envfile, files
+from echoops.core import config, envfile, files
 from echoops.core.config import Settings
 from echoops.core.demo import history
 from echoops.core.scheduler import crontab
@@ -82,8 +82,9 @@ def settings(
     return out
 
 
-def write_settings(values: Mapping[str, str], path: Path = Path(envfile.NAME)) -> Path:
-    """Set `values` in ./echoops.env (kept: every other line of an existing file)."""
+def write_settings(values: Mapping[str, str]) -> Path:
+    """Set `values` in ./echoops.env (or ECHOOPS_ENV_FILE), keeping every other line of it."""
+    path = config.env_file_path()
     envfile.update(path, values, header=HEADER)
     return path
 
