@@ -20,7 +20,7 @@ from echoops.core.portal import ledger
 from tests.conftest import alive, free_port, wait_for
 from tests.test_up import Up, children_of, wait_healthy
 
-NOW = 1_796_000_000.0  # 2026-11-29T01:33:20Z: a night hour, the quietest traffic of the day
+NOW = 1_796_000_000.0  # 2026-11-30T00:53:20Z: a night hour, the quietest traffic of the day
 CRITICAL_AT_MIN = 4  # story.LOG_LINES: the loop's CRITICAL at 4:00
 
 
@@ -209,3 +209,112 @@ def test_a_second_terminal_in_the_folder_reads_the_live_demo(tmp_path):
         assert envfile.read(settings_file)["DASHBOARD_KEY"] == key
     finally:
         up.kill()
+
+
+# --- the demo app's edges: no history, fallbacks, no cap, a new day ---------------------------
+
+
+def _usage(log_dir: Path) -> list[dict]:
+    """The AI usage lines that parse (a test may have written bad ones on purpose)."""
+    path = log_dir / "ai_usage.ndjson"
+    found = []
+    for raw in path.read_bytes().splitlines() if path.exists() else []:
+        try:
+            found.append(orjson.loads(raw))
+        except orjson.JSONDecodeError:
+            continue
+    return found
+
+
+def test_on_an_empty_log_dir_the_capped_model_catches_up_in_batch_jobs(settings, log_dir):
+    traffic = Traffic(settings, NOW)
+    assert traffic.advance(NOW) == {}  # nothing to write for no time
+    counts = traffic.advance(NOW + 2)
+    usage = _usage(log_dir)
+    mini = [u for u in usage if u["model"] == "gpt-4o-mini"]
+    assert {u["feature"] for u in mini} == {"chat", "nightly-batch"}
+    spent = sum(u["input_tokens"] * 0.15 + u["output_tokens"] * 0.6 for u in mini) / 1e6
+    assert 0.84 * 15 <= spent < 0.84 * 15 + 0.25  # the plan's start: 84% of the $15 cap
+    assert counts["usd"] >= 0.84 * 15
+    assert not (log_dir / "queue.ndjson").exists()  # the first sample comes at +15 s
+    traffic.advance(NOW + 16)
+    first = lines(log_dir / "queue.ndjson")[0]
+    assert first["workers"] == 2 and first["depth"] >= 0  # no history: an empty queue, 2 workers
+
+
+def test_a_throttled_model_with_a_fallback_is_switched_and_no_cap_means_steady_calls(monkeypatch, log_dir):
+    monkeypatch.setenv("MODEL_CAPS_JSON", '{"gpt-4o-mini": 0.01}')
+    monkeypatch.setenv("MODEL_FALLBACKS_JSON", '{"gpt-4o-mini": "gpt-4.1-nano"}')
+    s = config.settings()
+    (log_dir / "ai_usage.ndjson").write_text(
+        '{"ts": "2026-11-30T00:10:00Z", "model": "gpt-4o-mini", "input_tokens": 200000, "output_tokens": 0}\n'
+        "not json\n"
+        '{"ts": "2026-11-30T00:11:00Z", "model": "gpt-4o-mini", "input_tokens": "x"}\n'
+        '{"ts": "2026-11-29T23:59:00Z", "model": "gpt-4o-mini", "input_tokens": 9999999}\n'  # yesterday
+    )
+    costs.tick(s=s, now=NOW)  # $0.03 > the $0.01 cap: the guard switches gpt-4o-mini
+    traffic = Traffic(s, NOW)
+    assert traffic.spent_usd == pytest.approx(0.03)
+    traffic.advance(NOW + 60)
+    new = _usage(log_dir)[3:]  # after the three good lines written above
+    assert {u["model"] for u in new} >= {"gpt-4.1-nano"} and "gpt-4o-mini" not in {u["model"] for u in new}
+    monkeypatch.setenv("MODEL_CAPS_JSON", "{}")
+    costs.tick(s=config.settings(), now=NOW + 60)  # no cap on it now: the guard allows it again
+    uncapped = Traffic(config.settings(), NOW + 60)
+    uncapped.advance(NOW + 120)
+    later = _usage(log_dir)[3 + len(new) :]
+    assert any(u["model"] == "gpt-4o-mini" and u["feature"] == "chat" for u in later)
+    assert not any(u.get("feature") == "nightly-batch" for u in later)  # no plan without a cap
+
+
+def test_a_new_utc_day_starts_the_spend_plan_again(settings, log_dir):
+    day_end = clock.day_start(NOW) + 86400
+    traffic = Traffic(settings, day_end - 5)
+    traffic.advance(day_end - 1)
+    before = traffic.spent_usd
+    assert before >= 0.84 * 15
+    traffic.advance(day_end + 1)
+    assert traffic.day == day_end
+    after = [u for u in _usage(log_dir) if u["model"] == "gpt-4o-mini" and clock.parse_ts(u["ts"]) >= day_end]
+    spent_today = sum(u["input_tokens"] * 0.15 + u["output_tokens"] * 0.6 for u in after) / 1e6
+    # counted from zero at midnight, and caught up to the plan again with the new day's own calls
+    assert traffic.spent_usd == pytest.approx(spent_today) and spent_today >= 0.84 * 15
+
+
+def test_the_queue_goes_on_from_the_last_good_sample(settings, log_dir):
+    (log_dir / "queue.ndjson").write_text('{"ts": 1, "depth": 42, "workers": 3}\n{"depth": "junk"}\nnot json\n')
+    traffic = Traffic(settings, NOW)
+    assert (traffic.depth, traffic.workers) == (42, 3)
+
+
+def test_poisson_draws():
+    import random
+
+    from echoops.core.demo.traffic import _poisson
+
+    rng = random.Random(1)
+    assert _poisson(rng, 0) == 0 and _poisson(rng, -1) == 0
+    draws = [_poisson(rng, 4.0) for _ in range(2000)]
+    assert 3.8 < sum(draws) / len(draws) < 4.2
+    assert 900 < _poisson(rng, 1000.0) < 1100
+
+
+def test_an_old_demo_dir_at_the_default_path_gets_its_marker(monkeypatch, tmp_path):
+    from echoops.core.demo import folder
+
+    monkeypatch.chdir(tmp_path)
+    demo_dir = tmp_path / "logs" / "demo"
+    demo_dir.mkdir(parents=True)
+    (demo_dir / "requests.ndjson").write_text('{"ts": 1, "status": 200, "latency_ms": 1}\n')
+    monkeypatch.setenv("ECHOOPS_LOG_DIR", "logs/demo")
+    monkeypatch.setenv("ECHOOPS_SCHEDULE", "logs/demo/schedule.cron")
+    said: list[str] = []
+    assert folder.prepare(config.settings(), say=said.append) is True
+    assert said == []  # not seeded over
+    assert orjson.loads((demo_dir / "demo.json").read_bytes())["by"] == "echoops up --demo"
+    assert (demo_dir / "schedule.cron").read_text().startswith("# The demo's schedule")
+    # another dir with data but no marker is not the demo's: no live traffic there
+    monkeypatch.setenv("ECHOOPS_LOG_DIR", str(tmp_path / "real"))
+    (tmp_path / "real").mkdir()
+    (tmp_path / "real" / "requests.ndjson").write_text('{"ts": 1, "status": 200, "latency_ms": 1}\n')
+    assert folder.prepare(config.settings(), say=said.append) is False

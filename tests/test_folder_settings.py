@@ -208,3 +208,39 @@ def test_a_secret_in_the_file_is_used_and_masked(cli, folder, monkeypatch):
     doc = json.loads(result.stdout)
     assert doc["settings"]["DASHBOARD_KEY"] == "***" and doc["sources"]["DASHBOARD_KEY"] == "file"
     assert key not in result.output and TEST_KEY not in result.output
+
+
+def test_at_a_terminal_a_command_names_a_log_dir_the_environment_chose(tmp_path):
+    """A person at a terminal is told too (a pty as stderr, a real process)."""
+    import pty
+    import subprocess
+    import sys
+
+    other = tmp_path / "elsewhere"
+    other.mkdir()
+    (other / "app.ndjson").write_text("")
+    leader, follower = pty.openpty()
+    env = dict(os.environ, ECHOOPS_LOG_DIR=str(other))
+    proc = subprocess.run(
+        [sys.executable, "-m", "echoops", "slo", "status", "--json"],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=follower,
+        timeout=60,
+    )
+    os.close(follower)
+    said = os.read(leader, 4096).decode()
+    os.close(leader)
+    assert proc.returncode == 0 and json.loads(proc.stdout)["state"] == "green"
+    assert said == f"echoops: reading {other} (ECHOOPS_LOG_DIR)\r\n"
+
+
+def test_envfile_errors(tmp_path):
+    with pytest.raises(ConfigError) as info:
+        envfile.read(tmp_path)  # a directory
+    assert info.value.detail.startswith(f"{tmp_path}: cannot read it: ")
+    (tmp_path / "target").mkdir()
+    with pytest.raises(OSError):
+        envfile.update(tmp_path / "target", {"A": "1"}, header="h")  # cannot replace a directory
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["logs", "target"]  # no temp file left behind

@@ -148,3 +148,24 @@ def test_a_missing_input_file_is_bad_usage(cli, tmp_path, monkeypatch, args, mes
     result = cli(*args)
     assert result.exit_code == 2
     assert result.stderr == message
+
+
+def test_owner_reads_proc_tables_and_skips_what_it_cannot_read(tmp_path):
+    proc = tmp_path / "proc"
+    (proc / "net").mkdir(parents=True)
+    header = "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode\n"
+    (proc / "net" / "tcp").write_text(
+        header
+        + "   0: 0100007F:1388 00000000:0000 0A 00000000:00000000 00:00000000 00000000  1000 0 4242 1\n"
+        + "   1: 0100007F:1388 0100007F:9C40 01 00000000:00000000 00:00000000 00000000  1000 0 999 1\n"
+        + "   2: junk\n"
+    )
+    (proc / "net" / "tcp6").write_text(header)
+    (proc / "7").mkdir()  # another user's process: no readable fd dir
+    (proc / "12" / "fd").mkdir(parents=True)
+    (proc / "12" / "fd" / "3").symlink_to("socket:[4242]")
+    (proc / "12" / "comm").write_text("gunicorn\n")
+    (proc / "self").mkdir()
+    assert ports.owner(5000, proc=proc) == (12, "gunicorn")
+    assert ports.owner(5001, proc=proc) is None
+    assert ports.owner(5000, proc=tmp_path / "no-proc") is None

@@ -15,13 +15,12 @@ The file holds secrets: it is written with mode 600, and git-ignored in the echo
 
 from __future__ import annotations
 
-import os
 import re
 import shlex
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 
+from echoops.core import files
 from echoops.core.errors import ConfigError
 
 NAME = "echoops.env"
@@ -119,17 +118,4 @@ def update(path: Path, values: Mapping[str, str], *, header: str) -> None:
             continue  # a repeated line for a name we set: dropped (the last one would win anyway)
         lines.append(raw)
     lines.extend(f"{name}={quote(value)}" for name, value in pending.items())
-    data = ("\n".join(lines) + "\n").encode("utf-8")
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent or Path("."))
-    try:
-        with os.fdopen(fd, "wb") as fh:  # mkstemp creates it 0600: it never exists readable by others
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
+    files.write_bytes(path, ("\n".join(lines) + "\n").encode("utf-8"), mode=0o600)

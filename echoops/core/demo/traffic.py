@@ -57,7 +57,6 @@ class Traffic:
         self.next_sample = start + QUEUE_SAMPLE_S
         self.next_call = {m: start + self.rng.expovariate(r) for m, r in STEADY_CALLS_PER_S.items()}
         self.depth, self.workers = _last_queue_state(s.log_path("queue.ndjson"))
-        self.arrived = 0  # jobs since the last sample
         self.prices = price_list.price_table(s.model_prices)
         self.day = clock.day_start(start)
         self.spent_usd = _spent_today(s.log_path("ai_usage.ndjson"), self.day, self.prices)
@@ -181,6 +180,7 @@ class Traffic:
                     lines.append((ts, line))
                     total += usd
                 self.next_call[model] = ts + self.rng.expovariate(rate)
+        t0 = max(t0, day)  # calls counted in today's spend are today's calls
         decision = guard(CAPPED_MODEL, s=self.s, now=until)
         if decision["action"] == "switch":
             for _ in range(_poisson(self.rng, SWITCHED_CALLS_PER_S * (until - t0))):
@@ -344,12 +344,9 @@ def run(
     s: Settings | None = None,
     interval_s: float = 1.0,
     now: Callable[[], float] = clock.now_s,
-    on_step: Callable[[dict[str, Any]], None] | None = None,
 ) -> None:
     """Advance a `Traffic` from now every `interval_s` seconds until `stop` is set."""
     s = s or config.settings()
     traffic = Traffic(s, now())
     while not stop.wait(interval_s):
-        counts = traffic.advance(now())
-        if on_step is not None:
-            on_step(counts)
+        traffic.advance(now())
