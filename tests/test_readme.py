@@ -75,3 +75,10 @@ def test_the_demo_schedule_runs_the_default_jobs_every_minute():
     packaged = crontab.parse(crontab.default_path().read_text(), path=crontab.default_path())
     assert [j.argv for j in demo.enabled] == [j.argv for j in packaged.enabled]
     assert {j.schedule for j in demo.enabled} == {"* * * * *"}
+
+
+def test_ci_uses_its_own_venv_and_temp_files():
+    ci = (ROOT / ".ci" / "run").read_text()
+    assert ".venv" not in ci.replace("checkout's .venv", "")  # never creates or deletes the checkout's venv
+    assert 'venv="${ECHOOPS_CI_VENV:-$scratch/venv}"' in ci and "scratch=$(mktemp -d" in ci
+    assert "/tmp/echoops-pip.log" not in ci
