@@ -180,13 +180,20 @@ def test_reading_an_empty_folder_creates_nothing_and_says_why_it_is_empty(cli, f
     result = cli(*args)
     assert result.exit_code == 0, result.output
     assert result.stderr == (
-        "echoops: logs holds no echoops data yet (no echoops.db, no *.ndjson): this is an empty store's "
+        "echoops: logs holds no echoops data yet (it is empty or missing): this is an empty store's "
         "answer and nothing was written there; run `echoops up --demo`, or set ECHOOPS_LOG_DIR to your log dir\n"
     )
     assert sorted(p.name for p in folder.rglob("*")) == [".gitkeep", "logs"]
     assert "ECHOOPS_LOG_DIR" not in os.environ  # the scratch dir was only for the call
     if "--json" in args:
         json.loads(result.stdout)
+
+
+def test_a_hand_made_gate_flag_alone_is_data_the_gate_reads(cli, folder):
+    (folder / "logs").mkdir()
+    (folder / "logs" / "deploy_gate.flag").write_text("frozen for the launch\n")
+    result = cli("slo", "gate")
+    assert result.exit_code == 1 and "frozen for the launch" in result.stderr
 
 
 def test_a_missing_log_dir_is_not_created_by_a_read(cli, folder):

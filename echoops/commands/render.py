@@ -84,7 +84,7 @@ def reading() -> Iterator[None]:
         yield
         return
     note(
-        f"{s.log_dir} holds no echoops data yet (no echoops.db, no *.ndjson): this is an empty store's "
+        f"{s.log_dir} holds no echoops data yet (it is empty or missing): this is an empty store's "
         "answer and nothing was written there; run `echoops up --demo`, or set ECHOOPS_LOG_DIR to your log dir"
     )
     before = os.environ.get("ECHOOPS_LOG_DIR")

@@ -284,12 +284,11 @@ def _statements(script: str) -> list[str]:
 
 
 def holds_data(s: Settings) -> bool:
-    """True when the log dir holds echoops data: its echoops.db, or an NDJSON file (an input
-    the app writes, or an output echoops wrote). Read-only commands create nothing elsewhere."""
-    if s.db_path.exists():
-        return True
+    """True when the log dir holds anything but dotfiles (the checkout's `logs/.gitkeep`): its
+    echoops.db, an NDJSON input or output, a hand-made deploy_gate.flag, receipts/... Read-only
+    commands create nothing in a log dir that does not (or does not exist)."""
     try:
-        return any(s.log_dir.glob("*.ndjson")) or any(s.log_dir.glob(s.slo_sources))
+        return any(not entry.name.startswith(".") for entry in s.log_dir.iterdir())
     except OSError:  # no such dir, or unreadable
         return False
 
