@@ -34,11 +34,9 @@ import orjson
 
 from echoops.core import clock, config, files, ports
 from echoops.core.config import Settings
-from echoops.core.demo import folder as demo_folder
 from echoops.core.errors import ConfigError, EchoopsError, NotConfigured
 from echoops.core.scheduler import crontab
 
-DEMO_LOG_DIR = demo_folder.LOG_DIR
 LOCK_NAME = "up.lock"
 STOP_TIMEOUT_S = 45.0  # > the scheduler's 30 s grace
 ANNOUNCE_AFTER_S = 30.0  # print the URL even if the server is not answering by then
@@ -77,6 +75,8 @@ def run_up(
     url = ports.url(host, port)
     demo_settings = None
     if demo:
+        from echoops.core.demo import folder as demo_folder  # lazy: the demo package (~50 ms), for --demo only
+
         demo_settings = demo_folder.settings(environ, child_env, host=host, port=port, url=url)
         child_env.update(demo_settings.env)
     s = config.load_settings(child_env)
