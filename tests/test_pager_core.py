@@ -179,6 +179,7 @@ def test_redact_masks_bot_urls_and_configured_secrets(monkeypatch):
     assert redact(f"ConnectError for {url}") == "ConnectError for https://api.telegram.org/bot<redacted>/sendMessage"
     assert redact("/bot42%3Aabc/sendMessage") == "/bot<redacted>/sendMessage"
     assert redact("the bottom line, /bottles") == "the bottom line, /bottles"  # only token-shaped paths
+    monkeypatch.setenv("SMTP_USER", "pager@example.com")
     monkeypatch.setenv("SMTP_PASS", "hunter2-long-pass")
     monkeypatch.setenv("TELEGRAM_BOT_TOKEN", "999:zzzsecret")
     s = config.settings()

@@ -244,6 +244,24 @@ def path(raw: str) -> Path:
     return Path(raw.strip()).expanduser()
 
 
+def pem_file(raw: str) -> Path | None:
+    """An existing, readable file holding at least one PEM certificate (None when empty)."""
+    if not raw.strip():
+        return None
+    found = Path(raw.strip()).expanduser()
+    try:
+        text = found.read_bytes()
+    except IsADirectoryError:
+        raise ValueError("is a directory, not a PEM file") from None
+    except FileNotFoundError:
+        raise ValueError("no such file") from None
+    except OSError as exc:
+        raise ValueError(f"cannot read it: {exc.strerror or exc}") from None
+    if b"-----BEGIN CERTIFICATE-----" not in text:
+        raise ValueError("holds no PEM certificate (-----BEGIN CERTIFICATE-----)")
+    return found
+
+
 def url(raw: str) -> str:
     v = raw.strip().rstrip("/")
     if not re.match(r"^https?://[^\s/]+", v):

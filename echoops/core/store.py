@@ -283,6 +283,16 @@ def _statements(script: str) -> list[str]:
     return [s.strip() for s in script.split(";") if s.strip()]
 
 
+def holds_data(s: Settings) -> bool:
+    """True when the log dir holds anything but dotfiles (the checkout's `logs/.gitkeep`): its
+    echoops.db, an NDJSON input or output, a hand-made deploy_gate.flag, receipts/... Read-only
+    commands create nothing in a log dir that does not (or does not exist)."""
+    try:
+        return any(not entry.name.startswith(".") for entry in s.log_dir.iterdir())
+    except OSError:  # no such dir, or unreadable
+        return False
+
+
 def connect(s: Settings) -> sqlite3.Connection:
     """This thread's connection to the store of `s.log_dir` (opened once per thread and process)."""
     # Fast path for the per-request callers (/healthz, routes): no path resolution, which

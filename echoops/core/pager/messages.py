@@ -14,6 +14,9 @@
 from __future__ import annotations
 
 import sqlite3
+from typing import Any
+
+import orjson
 
 from echoops.core import clock
 from echoops.core.config import Settings
@@ -120,6 +123,7 @@ def build(conn: sqlite3.Connection, s: Settings, row: sqlite3.Row, now: float) -
         count=inc["count"],
         first_seen=inc["first_seen"],
         kind=kind,
+        meta=_meta(inc["meta"]),
     )
     if kind in EDIT_KINDS:
         source = _source(conn, inc["id"], dest)
@@ -136,3 +140,12 @@ def build(conn: sqlite3.Connection, s: Settings, row: sqlite3.Row, now: float) -
         status = f"Not acknowledged {duration(now - inc['first_seen'])} after it was paged"
     chat = (to[0] if to else s.telegram_chat_id) if channel == "telegram" else None
     return Page(**base, to=to, status=status, **_actions(s, inc, channel, chat, now))
+
+
+def _meta(text: str | None) -> dict[str, Any] | None:
+    """The incident's stored `meta` (JSON text) for the channels; None when absent or unreadable."""
+    try:
+        meta = orjson.loads(text) if text else None
+    except orjson.JSONDecodeError:
+        return None
+    return meta if isinstance(meta, dict) else None

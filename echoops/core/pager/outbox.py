@@ -92,7 +92,7 @@ def _expire_dead_leases(conn: sqlite3.Connection, now: float) -> None:
 
 
 _SELECT = (
-    "SELECT o.rowid AS rowid, o.*, i.severity, i.source, i.msg, i.fingerprint, i.count, i.first_seen "
+    "SELECT o.rowid AS rowid, o.*, i.severity, i.source, i.msg, i.fingerprint, i.count, i.first_seen, i.meta "
     "FROM pager_outbox o JOIN pager_incidents i ON i.id = o.incident_id"
 )
 _DUE = (
