@@ -50,9 +50,13 @@ def isolated_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv("ECHOOPS_SCHEDULE", str(tmp_path / "schedule.cron"))
     monkeypatch.setenv("DASHBOARD_KEY", TEST_KEY)
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    # no echoops.env from wherever pytest runs (`up --demo` in the checkout writes one there)
+    monkeypatch.setenv("ECHOOPS_ENV_FILE", str(tmp_path / "echoops.env"))
+    config.use_env_file()
     store.close_all()
     yield log_dir
     store.close_all()
+    config.use_env_file()
 
 
 def pytest_generate_tests(metafunc):
@@ -141,13 +145,20 @@ class LiveServer:
         return httpx.Client(base_url=self.url, headers=headers, timeout=10)
 
 
-def start_server(env: dict[str, str], workers: int = 2, extra_args: tuple[str, ...] = ()) -> LiveServer:
-    """`echoops serve` on gunicorn on a free port with `env`; waits for /healthz."""
+def start_server(
+    env: dict[str, str], workers: int = 2, extra_args: tuple[str, ...] = (), *, wsgi: bool = False
+) -> LiveServer:
+    """`echoops serve` on gunicorn on a free port with `env`; waits for /healthz. `wsgi=True`:
+    plain `gunicorn shim.wsgi:app` instead (no `serve` checks: a server without a key)."""
     port = free_port()
+    if wsgi:
+        argv = ["-m", "gunicorn", "--bind", f"127.0.0.1:{port}", "--workers", str(workers), "shim.wsgi:app"]
+    else:
+        argv = ["-m", "echoops", "serve", "--port", str(port), "--workers", str(workers), "--no-access-log"]
     proc = subprocess.Popen(
-        [sys.executable, "-m", "echoops", "serve", "--port", str(port), "--workers", str(workers), *extra_args],
+        [sys.executable, *argv, *extra_args],
         env=env,
-        stdout=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,  # nobody reads it: a pipe would fill and stall the server
         stderr=subprocess.PIPE,
         start_new_session=True,
     )

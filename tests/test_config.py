@@ -19,6 +19,8 @@ SECRETS = {
     "PORTAL_SIGNING_SECRET": "portal-secret-value-0123456789abcdef,old-portal-secret-0123456789abcdef",
     "STRIPE_API_KEY": "sk_test_stripe_secret_value",
 }
+# SMTP_PASS needs its SMTP_USER (a config error alone); the user name is not a secret.
+WITH_SECRETS = {**SECRETS, "SMTP_USER": "pager@example.com"}
 
 
 def rejected(env: dict[str, str]) -> str:
@@ -242,7 +244,7 @@ def test_secret_values_are_never_echoed_in_errors():
 
 
 def test_describe_masks_secrets():
-    s = load_settings(SECRETS)
+    s = load_settings(WITH_SECRETS)
     out = describe(s)
     assert list(out) == [v.env for v in VARS]
     assert out["DASHBOARD_KEY"] == "***"
@@ -250,7 +252,7 @@ def test_describe_masks_secrets():
     assert out["TELEGRAM_BOT_TOKEN"] == "***"
     assert out["STRIPE_API_KEY"] == "***"
     assert out["PORTAL_SIGNING_SECRET"] == "***(2 set)"
-    assert out["SMTP_USER"] is None
+    assert out["SMTP_USER"] == "pager@example.com"
     text = json.dumps(out)
     for value in SECRETS.values():
         for part in value.split(","):
@@ -259,7 +261,7 @@ def test_describe_masks_secrets():
 
 
 def test_repr_masks_secrets():
-    s = load_settings(SECRETS)
+    s = load_settings(WITH_SECRETS)
     text = repr(s) + str(s)
     assert text.startswith("Settings(log_dir=PosixPath('logs'), host='127.0.0.1', port=5000")
     assert "dashboard_key=***" in text and "smtp_pass=***" in text
@@ -281,12 +283,13 @@ def test_settings_cache_follows_environment(monkeypatch):
 
 
 def test_config_json_exact_keys_and_masking(cli, monkeypatch, log_dir):
-    for env, value in SECRETS.items():
+    for env, value in WITH_SECRETS.items():
         monkeypatch.setenv(env, value)
     result = cli("config", "--json")
     assert result.exit_code == 0, result.output
     doc = json.loads(result.stdout)
-    assert set(doc) == {"settings", "warnings"}
+    assert set(doc) == {"settings", "warnings", "env_file", "sources"}
+    assert doc["env_file"] is None and set(doc["sources"].values()) == {"env", "default"}
     assert list(doc["settings"]) == [v.env for v in VARS]
     assert doc["settings"]["ECHOOPS_LOG_DIR"] == str(log_dir)
     assert doc["settings"]["ECHOOPS_PORT"] == 5000
@@ -303,7 +306,7 @@ def test_config_json_exact_keys_and_masking(cli, monkeypatch, log_dir):
 
 
 def test_config_table_masks_secrets(cli, monkeypatch):
-    for env, value in SECRETS.items():
+    for env, value in WITH_SECRETS.items():
         monkeypatch.setenv(env, value)
     result = cli("config")
     assert result.exit_code == 0

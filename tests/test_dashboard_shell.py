@@ -173,7 +173,7 @@ def test_key_prompt_wrong_key_then_right_key(browser, server):
 @pytest.mark.browser
 def test_server_without_dashboard_key_is_named(browser, isolated_env):
     env = dict(os.environ, DASHBOARD_KEY="")
-    srv = start_server(env, workers=1, extra_args=("--demo",))
+    srv = start_server(env, workers=1, wsgi=True)
     try:
         page = new_page(browser)
         page.goto(srv.url + "/")

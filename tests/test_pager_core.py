@@ -20,7 +20,10 @@ def events(log_dir, name="incidents.ndjson"):
 
 
 def outbox(settings):
-    rows = pager.db(settings).execute("SELECT incident_id, channel, state FROM pager_outbox ORDER BY created_at, CASE channel WHEN 'telegram' THEN 0 ELSE 1 END")
+    rows = pager.db(settings).execute(
+        "SELECT incident_id, channel, state FROM pager_outbox "
+        "ORDER BY created_at, CASE channel WHEN 'telegram' THEN 0 ELSE 1 END"
+    )
     return [tuple(r) for r in rows]
 
 
@@ -179,6 +182,7 @@ def test_redact_masks_bot_urls_and_configured_secrets(monkeypatch):
     assert redact(f"ConnectError for {url}") == "ConnectError for https://api.telegram.org/bot<redacted>/sendMessage"
     assert redact("/bot42%3Aabc/sendMessage") == "/bot<redacted>/sendMessage"
     assert redact("the bottom line, /bottles") == "the bottom line, /bottles"  # only token-shaped paths
+    monkeypatch.setenv("SMTP_USER", "pager@example.com")
     monkeypatch.setenv("SMTP_PASS", "hunter2-long-pass")
     monkeypatch.setenv("TELEGRAM_BOT_TOKEN", "999:zzzsecret")
     s = config.settings()

@@ -97,7 +97,8 @@ def test_import_exit_codes(log_dir, cli):
     loose = cli("portal", "import", str(f))
     assert loose.exit_code == 1
     assert "1 landed, 1 bad" in loose.stdout and "line 3: amount_cents: must be >= 0" in loose.stdout
-    assert cli("portal", "import", str(log_dir / "missing.csv")).exit_code == 1
+    missing = cli("portal", "import", str(log_dir / "missing.csv"))
+    assert missing.exit_code == 2 and missing.stderr == f"Error: no such file: {log_dir / 'missing.csv'}\n"
 
 
 def test_unsubscribe_resubscribe_audit(seeded, cli):

@@ -11,7 +11,7 @@ from hypothesis import settings as hsettings
 from hypothesis import strategies as st
 
 from echoops.core import parsers, portal
-from echoops.core.errors import NotFound, ValidationError
+from echoops.core.errors import ValidationError
 from echoops.core.portal import ledger, rows
 
 GOOD = [
@@ -161,8 +161,9 @@ def test_csv_without_required_columns_is_refused(tmp_path, settings):
 
 
 def test_missing_file(tmp_path, settings):
-    with pytest.raises(NotFound):
+    with pytest.raises(ValidationError) as info:  # bad usage (exit 2), like any bad argument
         portal.import_purchases(tmp_path / "nope.csv", s=settings)
+    assert info.value.field == "file"
 
 
 def test_fees_by_day(tmp_path, settings):

@@ -67,3 +67,18 @@ def test_the_python_examples_import_only_the_public_api_and_run(log_dir, capsys)
         assert imports and all(line.startswith("from echoops.api import ") for line in imports), imports
         exec(compile(block, "README.md", "exec"), {})  # against the test's empty log dir
     assert capsys.readouterr().out == ""  # a fresh install is green: nothing to print
+
+
+def test_the_demo_schedule_runs_the_default_jobs_every_minute():
+    # a job added to the default schedule belongs in the live demo's too (every minute there)
+    demo = crontab.parse(crontab.demo_text(), path=Path("schedule.demo.cron"))
+    packaged = crontab.parse(crontab.default_path().read_text(), path=crontab.default_path())
+    assert [j.argv for j in demo.enabled] == [j.argv for j in packaged.enabled]
+    assert {j.schedule for j in demo.enabled} == {"* * * * *"}
+
+
+def test_ci_uses_its_own_venv_and_temp_files():
+    ci = (ROOT / ".ci" / "run").read_text()
+    assert ".venv" not in ci.replace("checkout's .venv", "")  # never creates or deletes the checkout's venv
+    assert 'venv="${ECHOOPS_CI_VENV:-$scratch/venv}"' in ci and "scratch=$(mktemp -d" in ci
+    assert "/tmp/echoops-pip.log" not in ci

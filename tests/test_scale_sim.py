@@ -159,8 +159,8 @@ def test_simulate_decides_exactly_like_production_on_the_same_samples(tmp_path, 
 
 def test_simulate_rejects_bad_input(tmp_path, cli):
     missing = cli("scale", "simulate", str(tmp_path / "nope.ndjson"))
-    assert missing.exit_code == 1
-    assert "does not exist" in missing.stderr
+    assert missing.exit_code == 2
+    assert missing.stderr == f"Error: trace {tmp_path / 'nope.ndjson'} does not exist\n"
     tiny = write(tmp_path, "tiny.ndjson", b'{"ts": 1790000000, "depth": 1, "workers": 1}\nnot json\n')
     short = cli("scale", "simulate", str(tiny))
     assert short.exit_code == 2

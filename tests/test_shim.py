@@ -107,10 +107,10 @@ def keyed(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def keyless(tmp_path_factory):
-    """`echoops serve --demo` without DASHBOARD_KEY: admin routes must answer 503."""
-    log_dir = tmp_path_factory.mktemp("shim-demo") / "logs"
+    """`gunicorn shim.wsgi:app` without DASHBOARD_KEY (`serve` refuses to start): admin routes answer 503."""
+    log_dir = tmp_path_factory.mktemp("shim-keyless") / "logs"
     log_dir.mkdir()
-    srv = Server(start_server(_base_env(log_dir), 1, ("--demo",)))
+    srv = Server(start_server(_base_env(log_dir), 1, wsgi=True))
     yield srv
     srv.close()
 
@@ -284,7 +284,9 @@ def test_serve_refuses_without_key(cli, monkeypatch):
     monkeypatch.delenv("DASHBOARD_KEY")
     result = cli("serve", "--port", "1")
     assert result.exit_code == 2
-    assert result.stderr == "Error: DASHBOARD_KEY is not set: set it (admin routes need it) or pass --demo\n"
+    assert result.stderr == (
+        "Error: DASHBOARD_KEY is not set: set it (admin routes need it), or run `echoops up --demo`\n"
+    )
 
 
 def test_serve_refuses_without_key_in_a_real_process(log_dir):

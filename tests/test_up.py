@@ -21,7 +21,7 @@ PY = shlex.quote(sys.executable)
 
 
 def children_of(pid: int) -> dict[str, int]:
-    """{"serve": pid, "scheduler": pid} among the direct children of `pid` (from /proc)."""
+    """{"serve": pid, "scheduler": pid, "traffic": pid} among the direct children of `pid` (from /proc)."""
     out: dict[str, int] = {}
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
@@ -37,6 +37,8 @@ def children_of(pid: int) -> dict[str, int]:
             out["serve"] = int(entry.name)
         elif b"scheduler" in argv:
             out["scheduler"] = int(entry.name)
+        elif b"traffic" in argv:
+            out["traffic"] = int(entry.name)
     return out
 
 
@@ -84,13 +86,14 @@ class Up:
 
 @pytest.fixture
 def up_env(tmp_path: Path) -> tuple[Path, dict[str, str], int]:
-    """A temp working dir with a one-line schedule, and the env for `up` (no log dir, no key set)."""
+    """A temp working dir with a one-line schedule (set in ECHOOPS_SCHEDULE, which the demo then
+    leaves alone), and the env for `up` (no log dir, no key set)."""
     cwd = tmp_path / "work"
     cwd.mkdir()
-    (cwd / "schedule.cron").write_text(f"* * * * * {PY} -c pass  # name=light\n")
+    (cwd / "light.cron").write_text(f"* * * * * {PY} -c pass  # name=light\n")
     port = free_port()
     env = {k: v for k, v in os.environ.items() if k not in ("ECHOOPS_LOG_DIR", "DASHBOARD_KEY", "ECHOOPS_SCHEDULE")}
-    env.update(ECHOOPS_PORT=str(port), ECHOOPS_WORKERS="1")
+    env.update(ECHOOPS_PORT=str(port), ECHOOPS_WORKERS="1", ECHOOPS_SCHEDULE=str(cwd / "light.cron"))
     return cwd, env, port
 
 
@@ -137,7 +140,7 @@ def test_up_demo_prints_a_working_key_and_sigterm_stops_both_children(up_env):
         first = [orjson.loads(line) for line in log.read_bytes().splitlines()][:2]
         assert [(e["event"], e.get("trigger")) for e in first] == [("scheduler_start", None), ("job_start", "run_now")]
         kids = children_of(up.proc.pid)
-        assert set(kids) == {"serve", "scheduler"}
+        assert set(kids) == {"serve", "scheduler", "traffic"}
         up.proc.send_signal(signal.SIGTERM)
         assert up.proc.wait(30) == 0
         for pid in kids.values():

@@ -14,6 +14,7 @@ from echoops.commands.render import (
     emit_json,
     error,
     input_errors,
+    reading,
     state_text,
 )
 from echoops.core import clock
@@ -119,7 +120,8 @@ def status_cmd(json_out: bool = JSON_OPT, now: str | None = NOW_OPT) -> None:
     """
     from echoops.core import costs  # lazy: 15-45 ms a package, off --help and other commands
 
-    body = costs.status(now=clock.parse_cli_time(now))
+    with reading():
+        body = costs.status(now=clock.parse_cli_time(now))
     if json_out:
         emit_json(body)
     else:

@@ -8,7 +8,8 @@ from echoops.commands import render
 from echoops.core import clock
 
 app = typer.Typer(
-    help="Demo data: write realistic synthetic inputs into the log dir.\n\nExample: echoops demo seed",
+    help="Demo data: synthetic history (seed) and a live demo app (traffic) in the log dir.\n\n"
+    "Example: echoops demo seed",
     no_args_is_help=True,
 )
 
@@ -37,3 +38,38 @@ def seed(
     out.print(f"Seeded demo data in {result['log_dir']} (ending {result['now']}):", highlight=False)
     for name, count in result["counts"].items():
         out.print(f"  {name:<10} {count:>8} lines", highlight=False)
+
+
+@app.command("traffic")
+def traffic(
+    force: bool = typer.Option(False, "--force", help="Write into a log dir that `demo seed` did not write."),
+    interval: float = typer.Option(1.0, "--interval", min=0.1, max=60, help="Seconds between writes."),
+) -> None:
+    """Play the demo app in real time: requests, AI calls, queue samples, app log lines, purchases.
+
+    Follows a 15-minute story that loops (normal, error burst, sustained burn, recovery; AI
+    spend climbing to a throttle; a backlog building and draining) until SIGINT/SIGTERM.
+    `echoops up --demo` runs it next to the server and the scheduler. It refuses a log dir
+    without demo data (no demo.json from `demo seed`) unless --force: it appends to the inputs.
+    Exit codes: 0 stopped by a signal, 2 not a demo log dir.
+
+    Example: ECHOOPS_LOG_DIR=./logs/demo echoops demo traffic
+    """
+    # lazy: the demo package pulls in every control (15-45 ms each); only these commands need it
+    import signal
+    import threading
+
+    from echoops.core import config, demo
+    from echoops.core.errors import ValidationError
+
+    s = config.settings()
+    if not force and not demo.is_demo(s=s):
+        raise ValidationError(
+            f"{s.log_dir} holds no demo data (no {demo.MARKER}): the demo traffic appends to the app's inputs; "
+            "run `echoops demo seed` first, or pass --force",
+            field="force",
+        )
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda _n, _f: stop.set())
+    demo.run_traffic(stop=stop, s=s, interval_s=interval)

@@ -8,7 +8,7 @@ import orjson
 import typer
 
 from echoops.commands import answer
-from echoops.commands.render import JSON_OPT, NOW_OPT, console, emit_json, input_errors, state_text
+from echoops.commands.render import JSON_OPT, NOW_OPT, console, emit_json, input_errors, reading, state_text
 from echoops.core import clock
 from echoops.core.errors import ValidationError
 
@@ -190,7 +190,8 @@ def summarize_cmd(
 
     from echoops.core import pager  # lazy: 15-45 ms a package, off --help and other commands
 
-    body = pager.summarize(hours=hours, now=clock.parse_cli_time(now))
+    with reading():
+        body = pager.summarize(hours=hours, now=clock.parse_cli_time(now))
     if json_out:
         emit_json(body)
         return

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 
 import typer
 
-from echoops.commands.render import JSON_OPT, NOW_OPT, console, emit_json
+from echoops.commands.render import JSON_OPT, NOW_OPT, console, emit_json, reading
 from echoops.core import clock
 from echoops.core.errors import ValidationError
 
@@ -39,7 +39,9 @@ def receipts_cmd(
 
     from echoops.core import portal  # lazy: 15-45 ms a package, off --help and other commands
 
-    body = portal.receipts(email, limit=limit, ip="cli", route="echoops portal receipts", now=clock.parse_cli_time(now))
+    with reading():
+        t = clock.parse_cli_time(now)
+        body = portal.receipts(email, limit=limit, ip="cli", route="echoops portal receipts", now=t)
     if json_out:
         emit_json(body)
         return
@@ -79,7 +81,8 @@ def link_cmd(
     """
     from echoops.core import portal  # lazy: 15-45 ms a package, off --help and other commands
 
-    body = portal.link(purchase_id, kind, ip="cli", route="echoops portal link", now=clock.parse_cli_time(now))
+    with reading():
+        body = portal.link(purchase_id, kind, ip="cli", route="echoops portal link", now=clock.parse_cli_time(now))
     if json_out:
         emit_json(body)
     else:

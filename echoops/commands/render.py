@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import typer
@@ -75,6 +78,46 @@ def input_errors(errors: list[dict[str, str]]) -> None:
             highlight=False,
             soft_wrap=True,
         )
+
+
+def note(text: str) -> None:
+    """One `echoops: …` line on stderr for people (stdout stays the command's output, --json clean)."""
+    sys.stderr.write(f"echoops: {text}\n")
+    sys.stderr.flush()
+
+
+@contextmanager
+def reading() -> Iterator[None]:
+    """Around a read-only command's core call: when the log dir holds no echoops data, answer
+    as an empty store would, from a scratch dir removed afterwards, and say so on stderr.
+
+    Reads open `echoops.db` (and the pager writes its summary, the portal its audit line); in
+    a folder that is not an echoops log dir that would leave files behind for a question.
+    """
+    # lazy: the store and tempfile cost start-up time; only the read commands need them
+    import tempfile
+
+    from echoops.core import config, store
+
+    s = config.settings()
+    if store.holds_data(s):
+        yield
+        return
+    note(
+        f"{s.log_dir} holds no echoops data yet (it is empty or missing): this is an empty store's "
+        "answer and nothing was written there; run `echoops up --demo`, or set ECHOOPS_LOG_DIR to your log dir"
+    )
+    before = os.environ.get("ECHOOPS_LOG_DIR")
+    with tempfile.TemporaryDirectory(prefix="echoops-empty-") as scratch:
+        os.environ["ECHOOPS_LOG_DIR"] = scratch  # config re-reads on change: every core call sees it
+        try:
+            yield
+        finally:
+            store.close_all()  # the scratch echoops.db is deleted next
+            if before is None:
+                del os.environ["ECHOOPS_LOG_DIR"]
+            else:
+                os.environ["ECHOOPS_LOG_DIR"] = before
 
 
 def state_text(state: str) -> str:

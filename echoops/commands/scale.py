@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 
 import typer
 
-from echoops.commands.render import JSON_OPT, NOW_OPT, console, emit_json, input_errors
+from echoops.commands.render import JSON_OPT, NOW_OPT, console, emit_json, input_errors, reading
 from echoops.core import clock
 
 if TYPE_CHECKING:  # the result types, for the printers (no import cost at run time)
@@ -64,7 +64,9 @@ def status_cmd(json_out: bool = JSON_OPT, now: str | None = NOW_OPT) -> None:
     """
     from echoops.core import scale  # lazy: 15-45 ms a package, off --help and other commands
 
-    _emit(scale.status(now=clock.parse_cli_time(now)), json_out)
+    with reading():
+        body = scale.status(now=clock.parse_cli_time(now))
+    _emit(body, json_out)
 
 
 @app.command("sample")

@@ -66,7 +66,8 @@ def list_(
     """
     from echoops.core import scheduler  # lazy: 15-45 ms a package, off --help and other commands
 
-    result = scheduler.list_jobs(now=clock.parse_cli_time(now))
+    with render.reading():
+        result = scheduler.list_jobs(now=clock.parse_cli_time(now))
     if json_out:
         render.emit_json(result)
         return

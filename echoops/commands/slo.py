@@ -80,7 +80,8 @@ def status(json_out: bool = render.JSON_OPT) -> None:
     """
     from echoops.core import slo  # lazy: 15-45 ms a package, off --help and other commands
 
-    doc = slo.status()
+    with render.reading():
+        doc = slo.status()
     if json_out:
         render.emit_json(doc)
         return
@@ -180,8 +181,9 @@ def gate(
         return
     if for_ is not None:
         raise ValidationError("--for goes with --clear", field="for")
-    if json_out:
-        render.emit_json(slo.gate(now=t))
-    slo.require_gate_open()  # DeployGateSet -> "Error: deploy gate is set…: reason" on stderr, exit 1
+    with render.reading():
+        if json_out:
+            render.emit_json(slo.gate(now=t))
+        slo.require_gate_open()  # DeployGateSet -> "Error: deploy gate is set…: reason" on stderr, exit 1
     if not json_out:
         render.console().print("deploy gate open", highlight=False)

@@ -2,6 +2,10 @@
 
 Every variable has a parser (the unit lives there, see core/parsers.py), a default and a line
 of docs in VARS; `echoops config` and the README's env table are built from the same table.
+
+Precedence, highest first: the environment (a non-empty value), the folder's `echoops.env`
+when the process chose to read one (`use_env_file`; the `echoops` command does, from its
+working dir: see core/envfile.py), then the VARS default.
 """
 
 from __future__ import annotations
@@ -13,7 +17,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
-from echoops.core import parsers
+from echoops.core import envfile, parsers
 from echoops.core.errors import ConfigError
 from echoops.core.parsers import check_number  # re-exported: features validate with config.check_number
 
@@ -88,6 +92,14 @@ VARS: tuple[Var, ...] = (
         "cidrs",
         "Proxies whose X-Forwarded-For names the client (audit ip, 401 throttle)",
     ),
+    Var(
+        "ECHOOPS_ENV_FILE",
+        "env_file",
+        parsers.path,
+        "echoops.env",
+        "path",
+        "Folder settings the echoops command reads, under the environment (`up --demo` writes it)",
+    ),
     # the store beyond one box (issue 19)
     Var(
         "ECHOOPS_DB_URL",
@@ -99,12 +111,12 @@ VARS: tuple[Var, ...] = (
         True,
     ),
     Var(
-        "ECHOOPS_HOST_ID",
-        "host_id",
-        parsers.host_id,
+        "ECHOOPS_INSTANCE",
+        "instance",
+        parsers.instance,
         "",
         "name",
-        "This host in a shared store: its log cursors, SLO rows, leases (default: the hostname)",
+        "This instance's name: its log cursors, per-host SLO minutes, the scheduler lease (default: hostname)",
     ),
     Var(
         "ECHOOPS_DB_POOL_MAX",
@@ -123,12 +135,12 @@ VARS: tuple[Var, ...] = (
         "PostgreSQL statement timeout (lock waits too), connect and pool wait",
     ),
     Var(
-        "ECHOOPS_LEADER_LEASE_S",
-        "leader_lease_s",
-        parsers.int_range(3, 3600),
+        "ECHOOPS_LEASE_S",
+        "lease_s",
+        parsers.int_range(5, 600),
         "30",
         "s",
-        "Scheduler leader lease: a dead leader is replaced within this",
+        "Scheduler leader lease: another instance takes over within this after the leader dies",
     ),
     # 76 SLO
     Var(
@@ -266,8 +278,16 @@ VARS: tuple[Var, ...] = (
     ),
     Var("SMTP_HOST", "smtp_host", parsers.opt_text, "", "host", "SMTP server for email pages", feature="pager"),
     Var("SMTP_PORT", "smtp_port", parsers.int_range(1, 65535), "587", "port", "SMTP port", feature="pager"),
-    Var("SMTP_USER", "smtp_user", parsers.opt_text, "", "user", "SMTP login (optional)", feature="pager"),
-    Var("SMTP_PASS", "smtp_pass", parsers.opt_text, "", "secret", "SMTP password", True, "pager"),
+    Var(
+        "SMTP_USER",
+        "smtp_user",
+        parsers.opt_text,
+        "",
+        "user",
+        "SMTP login (optional; needs SMTP_PASS)",
+        feature="pager",
+    ),
+    Var("SMTP_PASS", "smtp_pass", parsers.opt_text, "", "secret", "SMTP password (with SMTP_USER)", True, "pager"),
     Var("SMTP_FROM", "smtp_from", parsers.opt_text, "", "email", "Sender address", feature="pager"),
     Var("SMTP_TO", "smtp_to", parsers.emails, "", "emails", "Recipients, comma-separated", feature="pager"),
     Var(
@@ -277,6 +297,15 @@ VARS: tuple[Var, ...] = (
         "",
         "mode",
         "starttls|ssl|none (default: ssl on 465, else starttls)",
+        feature="pager",
+    ),
+    Var(
+        "SMTP_CA_FILE",
+        "smtp_ca_file",
+        parsers.pem_file,
+        "",
+        "path",
+        "PEM bundle of CAs trusted for SMTP TLS, in addition to the system's",
         feature="pager",
     ),
     Var(
@@ -610,11 +639,12 @@ class Settings:
     dashboard_key: str | None
     auth_failures_per_min: int
     trusted_proxies: tuple[str, ...]
+    env_file: Path
     db_url: str | None
-    host_id: str
+    instance: str
     db_pool_max: int
     db_timeout_ms: int
-    leader_lease_s: int
+    lease_s: int
     slo_lat_p95_ms: float
     slo_err_budget_pct: float
     slo_window_days: int
@@ -638,6 +668,7 @@ class Settings:
     smtp_from: str | None
     smtp_to: tuple[str, ...]
     smtp_tls: str | None
+    smtp_ca_file: Path | None
     smtp_timeout_s: float
     pager_repeat_min: int
     pager_ack_hours: float
@@ -716,9 +747,74 @@ class Settings:
         return out
 
 
+# --- the folder's echoops.env: a layer under the environment ---------------------------------
+
+# (the file, its echoops settings, the names in it that are ignored)
+_ENV_FILE: tuple[Path | None, dict[str, str], tuple[str, ...]] = (None, {}, ())
+
+
+def env_file_path() -> Path:
+    """The folder settings file this process reads: ECHOOPS_ENV_FILE (from the environment
+    only: the file cannot name itself), else ./echoops.env."""
+    return Path((os.environ.get("ECHOOPS_ENV_FILE") or "").strip() or envfile.NAME).expanduser()
+
+
+def use_env_file(path: Path | str | None = None) -> Path | None:
+    """Read `path` (default `env_file_path()`) as the settings layer under the environment, for
+    this process and the processes it starts with `environment()`. Returns the path when the
+    file exists; None (and no layer) when it does not. ConfigError on a bad line."""
+    global _ENV_FILE
+    _ENV_FILE = (None, {}, ())
+    path = env_file_path() if path is None else path
+    found = envfile.read(Path(path))
+    if found is None:
+        return None
+    # only echoops' own settings (not ECHOOPS_ENV_FILE: the file cannot name itself); the rest
+    # is reported by `load_settings` and never passed on to the processes echoops starts
+    known = {v.env for v in VARS} - {"ECHOOPS_ENV_FILE"}
+    ignored = tuple(name for name in found if name not in known)
+    _ENV_FILE = (Path(path), {k: v for k, v in found.items() if k in known}, ignored)
+    return Path(path)
+
+
+def env_file() -> Path | None:
+    """The echoops.env this process reads (None without one)."""
+    return _ENV_FILE[0]
+
+
+def environment(base: Mapping[str, str] | None = None) -> dict[str, str]:
+    """`base` (default os.environ) over the echoops.env layer: what settings are read from.
+
+    A name set to an empty value in `base` counts as unset, as it does everywhere else."""
+    merged = dict(_ENV_FILE[1])
+    for name, value in (os.environ if base is None else base).items():
+        if value.strip() or name not in merged:
+            merged[name] = value
+    return merged
+
+
+def source(name: str, base: Mapping[str, str] | None = None) -> str:
+    """Where the value of `name` comes from: "env", "file" (echoops.env) or "default"."""
+    if ((os.environ if base is None else base).get(name) or "").strip():
+        return "env"
+    if (_ENV_FILE[1].get(name) or "").strip():
+        return "file"
+    return "default"
+
+
 def load_settings(env: Mapping[str, str] | None = None) -> Settings:
-    """Build Settings from `env` (default os.environ); ConfigError lists every bad variable."""
-    env = os.environ if env is None else env
+    """Build Settings from `env` (default: the environment over echoops.env); ConfigError lists
+    every bad variable."""
+    file_warnings: list[str] = []
+    if env is None:
+        env = environment()
+        path, _, ignored = _ENV_FILE
+        file_warnings = [
+            f"{path}: ECHOOPS_ENV_FILE is read from the environment only (ignored here)"
+            if name == "ECHOOPS_ENV_FILE"
+            else f"{path}: {name} is not an echoops setting (ignored)"
+            for name in ignored
+        ]
     values: dict[str, Any] = {}
     problems: list[str] = []
     for var in VARS:
@@ -736,9 +832,10 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         problems.append("SLO_SOURCE=prometheus needs PROMETHEUS_URL (e.g. http://127.0.0.1:9090)")
     if not problems and values["prometheus_bearer_token"] and values["prometheus_basic_auth"]:
         problems.append("PROMETHEUS_BEARER_TOKEN and PROMETHEUS_BASIC_AUTH are both set: Prometheus takes one")
+    problems.extend(_smtp_login_problems(values))
     if problems:
         raise ConfigError("invalid configuration: " + "; ".join(problems))
-    warnings = []
+    warnings = file_warnings
     weak = [k for k in values["portal_signing_keys"] if len(k.encode()) < 32]
     if not values["portal_signing_keys"]:
         warnings.append("PORTAL_SIGNING_SECRET is unset: portal links are disabled")
@@ -762,6 +859,17 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     return Settings(**values, warnings=tuple(warnings))
 
 
+def _smtp_login_problems(values: Mapping[str, Any]) -> list[str]:
+    """SMTP_USER and SMTP_PASS go together: one alone would send unauthenticated mail the
+    server refuses (or log in with an empty password), found only when a page fails."""
+    user, password = values.get("smtp_user"), values.get("smtp_pass")
+    if user and not password:
+        return ["SMTP_PASS is not set but SMTP_USER is: set both to log in to SMTP_HOST, or neither"]
+    if password and not user:
+        return ["SMTP_USER is not set but SMTP_PASS is: set both to log in to SMTP_HOST, or neither"]
+    return []
+
+
 MIN_DASHBOARD_KEY_CHARS = 16
 
 
@@ -776,7 +884,7 @@ def weak_dashboard_key(key: str | None) -> str | None:
     return None
 
 
-_cache: tuple[tuple, Settings] | None = None
+_cache: tuple[tuple, Settings, object] | None = None
 _ENV_NAMES = tuple(v.env for v in VARS)
 _ENV_KEYS = tuple(os.fsencode(name) for name in _ENV_NAMES)
 
@@ -795,8 +903,8 @@ def settings() -> Settings:
     """Settings for the current process environment, re-read when a relevant variable changes."""
     global _cache
     key = _env_snapshot()
-    if _cache is None or _cache[0] != key:
-        _cache = (key, load_settings())
+    if _cache is None or _cache[0] != key or _cache[2] is not _ENV_FILE:
+        _cache = (key, load_settings(), _ENV_FILE)
     return _cache[1]
 
 

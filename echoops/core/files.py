@@ -34,8 +34,9 @@ def write_json(path: Path, obj: Any) -> None:
     write_bytes(path, dumps(obj, indent=True) + b"\n")
 
 
-def write_bytes(path: Path, data: bytes) -> None:
-    """Atomically replace `path` with `data`."""
+def write_bytes(path: Path, data: bytes, *, mode: int = 0o644) -> None:
+    """Atomically replace `path` with `data` (file mode `mode`; it is never readable more widely
+    on the way: the temp file starts at 0600)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
@@ -44,7 +45,7 @@ def write_bytes(path: Path, data: bytes) -> None:
             fh.write(data)
             fh.flush()
             os.fsync(fh.fileno())
-        os.chmod(tmp, 0o644)
+        os.chmod(tmp, mode)
         os.replace(tmp, path)
     except BaseException:
         try:

@@ -67,7 +67,7 @@ def probe(s: Settings, *, max_age_s: float = 0.0) -> str | None:
                 "ON CONFLICT(id) DO UPDATE SET pid=excluded.pid, probed_at=excluded.probed_at",
                 (os.getpid(), time.time()),
             )
-    except (*store.Error, OSError, EchoopsError) as exc:
+    except store.errors(OSError, EchoopsError) as exc:
         _last_good = None
         found = store.unavailable(exc)
         return found.detail if found is not None else f"the store failed: {type(exc).__name__}: {exc}"

@@ -192,7 +192,7 @@ class StateCollector(Collector):
         for name, reader in READERS.items():
             try:
                 metrics = list(reader(self.s, self.now))
-            except (EchoopsError, *store.Error, OSError):
+            except store.errors(EchoopsError, OSError):
                 up.add_metric([name], 0.0)
                 continue
             up.add_metric([name], 1.0)

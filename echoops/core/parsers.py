@@ -245,6 +245,24 @@ def path(raw: str) -> Path:
     return Path(raw.strip()).expanduser()
 
 
+def pem_file(raw: str) -> Path | None:
+    """An existing, readable file holding at least one PEM certificate (None when empty)."""
+    if not raw.strip():
+        return None
+    found = Path(raw.strip()).expanduser()
+    try:
+        text = found.read_bytes()
+    except IsADirectoryError:
+        raise ValueError("is a directory, not a PEM file") from None
+    except FileNotFoundError:
+        raise ValueError("no such file") from None
+    except OSError as exc:
+        raise ValueError(f"cannot read it: {exc.strerror or exc}") from None
+    if b"-----BEGIN CERTIFICATE-----" not in text:
+        raise ValueError("holds no PEM certificate (-----BEGIN CERTIFICATE-----)")
+    return found
+
+
 def url(raw: str) -> str:
     v = raw.strip().rstrip("/")
     if not re.match(r"^https?://[^\s/]+", v):
@@ -384,8 +402,8 @@ def db_url(raw: str) -> str | None:
     return value
 
 
-def host_id(raw: str) -> str:
-    """This host's name in a shared store (letters, digits, . _ -; at most 64); default: the hostname."""
+def instance(raw: str) -> str:
+    """This instance's name in a shared store (letters, digits, . _ -; at most 64); default: the hostname."""
     value = raw.strip() or socket.gethostname()
     if not re.match(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$", value):
         raise ValueError("letters, digits, '.', '_' and '-' only, at most 64 characters")

@@ -62,7 +62,7 @@ class Row(tuple):
 
     _index: dict[str, int] = {}
 
-    def __getitem__(self, key: Any) -> Any:  # type: ignore[override]
+    def __getitem__(self, key: Any) -> Any:
         if key.__class__ is str:
             return tuple.__getitem__(self, self._index[key])
         return tuple.__getitem__(self, key)

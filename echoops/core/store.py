@@ -122,6 +122,12 @@ Row = Any  # sqlite3.Row or postgres.Row: row[0], row["name"], row.keys()
 # backend when it is loaded); `except store.Error` is evaluated when an error is raised.
 Error: tuple[type[Exception], ...] = (sqlite3.Error,)
 
+
+def errors(*extra: type[BaseException]) -> tuple[type[BaseException], ...]:
+    """`store.Error` and `extra`, for an `except` that also catches other failures."""
+    return (*Error, *extra)
+
+
 BUSY_TIMEOUT_MS = 15000
 
 
@@ -362,7 +368,7 @@ def _statements(script: str) -> list[str]:
 
 
 def host(conn: Conn) -> str:
-    """The host key of this connection's cursors and per-host rows: ECHOOPS_HOST_ID on a shared
+    """The host key of this connection's cursors and per-host rows: ECHOOPS_INSTANCE on a shared
     (PostgreSQL) store, '' on SQLite (the store is the host's own, whatever its name becomes)."""
     return cast(str, getattr(conn, "host", ""))
 
@@ -372,11 +378,24 @@ def shared(conn: Conn) -> bool:
     return getattr(conn, "backend", "sqlite") != "sqlite"
 
 
+def holds_data(s: Settings) -> bool:
+    """True when the store may hold data: always with ECHOOPS_DB_URL (the database is the
+    store), else when the log dir holds anything but dotfiles (the checkout's `logs/.gitkeep`):
+    its echoops.db, an NDJSON input or output, a hand-made deploy_gate.flag, receipts/...
+    Read-only commands create nothing in a log dir that does not (or does not exist)."""
+    if s.db_url:
+        return True
+    try:
+        return any(not entry.name.startswith(".") for entry in s.log_dir.iterdir())
+    except OSError:  # no such dir, or unreadable
+        return False
+
+
 def connect(s: Settings) -> Any:
     """This thread's connection to the store (`s.db_url`'s database, else `s.log_dir`'s file;
     opened once per thread and process)."""
     if s.db_url:
-        return _connect_postgres(s)
+        return _connect_postgres(s, s.db_url)
     # Fast path for the per-request callers (/healthz, routes): no path resolution, which
     # costs a realpath (an lstat per component). A relative log dir is keyed by the cwd too.
     log_dir = s.log_dir
@@ -403,8 +422,8 @@ def connect(s: Settings) -> Any:
     return conn
 
 
-def _connect_postgres(s: Settings) -> Any:
-    key = (s.db_url, os.getpid(), s.host_id)
+def _connect_postgres(s: Settings, url: str) -> Any:
+    key = (url, os.getpid(), s.instance)
     pg: dict = getattr(_local, "pg", None) or {}
     _local.pg = pg
     conn = pg.get(key)
@@ -414,7 +433,7 @@ def _connect_postgres(s: Settings) -> Any:
         global Error
         Error = (sqlite3.Error, *postgres.ERRORS)
         conn = postgres.Connection(
-            s.db_url, max_size=s.db_pool_max, timeout_ms=s.db_timeout_ms, host=s.host_id, on_failure=note_failure
+            url, max_size=s.db_pool_max, timeout_ms=s.db_timeout_ms, host=s.instance, on_failure=note_failure
         )
         try:
             _migrate_meta_postgres(conn)

@@ -1,39 +1,53 @@
-"""`echoops up`: the server and the scheduler as two child processes, supervised together.
+"""`echoops up`: the server, the scheduler (and with --demo the demo traffic) as child
+processes, supervised together.
 
 - Each child runs `python -m echoops …` with this interpreter, in its own session (process
   group), so a Ctrl-C in the terminal reaches only `up`, which forwards it; on Linux each
   child also gets SIGTERM if `up` itself dies (PR_SET_PDEATHSIG), so none is orphaned.
-- SIGINT/SIGTERM: forwarded to both; `up` waits for them (the scheduler gives running jobs
+- SIGINT/SIGTERM: forwarded to all; `up` waits for them (the scheduler gives running jobs
   up to 30 s) and exits 0. Children still alive after `stop_timeout_s` are SIGKILLed.
-- A child that exits on its own stops the other, and `up` exits non-zero (the child's code,
+- A child that exits on its own stops the others, and `up` exits non-zero (the child's code,
   128+N for signal N, 1 for a clean exit that should not have happened).
-- `--demo`: ECHOOPS_LOG_DIR defaults to ./logs/demo, demo data is seeded when that dir has
-  none, DASHBOARD_KEY is generated when unset, and the scheduler starts with --run-now so
-  the dashboard fills at once. The URL and the generated key are printed once: the only
-  place echoops ever shows a key (a key taken from the environment is never printed).
+- Before anything starts (exit 2, nothing printed but the error): one `up` per log dir (a
+  second one names the running one's URL), and the port must be free (its holder named).
+- `--demo`: the demo's settings go into ./echoops.env (core/demo/folder.py), so every later
+  command in this folder reads the demo; its log dir (./logs/demo unless ECHOOPS_LOG_DIR is
+  set) is seeded once; the scheduler runs the demo schedule (every job every minute) with
+  --run-now, and `echoops demo traffic` appends live traffic. The URL and the demo's key
+  are printed: the only place echoops ever shows a key (a key taken from the environment is
+  never printed).
 """
 
 from __future__ import annotations
 
 import ctypes
+import fcntl
 import os
-import secrets
 import signal
 import socket
 import subprocess
 import sys
 import time
 from collections.abc import Callable, Mapping
-from pathlib import Path
 
-from echoops.core import config
-from echoops.core import demo as demo_data
-from echoops.core.errors import ConfigError, NotConfigured
+import orjson
+
+from echoops.core import clock, config, files, ports
+from echoops.core.config import Settings
+from echoops.core.errors import ConfigError, EchoopsError, NotConfigured
 from echoops.core.scheduler import crontab
 
-DEMO_LOG_DIR = Path("logs") / "demo"
+LOCK_NAME = "up.lock"
 STOP_TIMEOUT_S = 45.0  # > the scheduler's 30 s grace
 ANNOUNCE_AFTER_S = 30.0  # print the URL even if the server is not answering by then
+
+
+class AlreadyRunning(EchoopsError):
+    """Another `echoops up` runs on this log dir (exit 2: use it, or stop it first)."""
+
+    code = "already_running"
+    status = 409
+    exit_code = 2
 
 
 def run_up(
@@ -42,26 +56,29 @@ def run_up(
     port: int | None = None,
     *,
     env: Mapping[str, str] | None = None,
+    access_log: bool = True,
     out: Callable[[str], None],
     err: Callable[[str], None],
     stop_timeout_s: float = STOP_TIMEOUT_S,
 ) -> int:
-    """Run serve + scheduler until a signal (-> 0) or until one of them dies (-> non-zero).
+    """Run serve + scheduler (+ demo traffic) until a signal (-> 0) or until one dies (-> non-zero).
 
-    ConfigError / NotConfigured (exit 2) before anything starts when the settings are bad
-    or, outside demo mode, DASHBOARD_KEY is unset. The banner goes to `out`, child failures to
-    `err`: the command decides where; core prints nothing itself.
+    ConfigError / NotConfigured / AlreadyRunning (exit 2) before anything starts when the
+    settings are bad, outside demo mode DASHBOARD_KEY is unset, another `up` holds the log dir
+    or the port is taken. The banner goes to `out`, child failures to `err`: the command
+    decides where; core prints nothing itself.
     """
-    child_env = dict(os.environ if env is None else env)
-    generated_key = None
+    environ = dict(os.environ if env is None else env)
+    child_env = config.environment(environ)  # the environment over ./echoops.env
+    first = config.load_settings(child_env)
+    host, port = host or first.host, port or first.port
+    url = ports.url(host, port)
+    demo_settings = None
     if demo:
-        if not child_env.get("ECHOOPS_LOG_DIR", "").strip():
-            child_env["ECHOOPS_LOG_DIR"] = str(DEMO_LOG_DIR.absolute())
-        if not child_env.get("DASHBOARD_KEY", "").strip():
-            generated_key = child_env["DASHBOARD_KEY"] = secrets.token_urlsafe(24)
-        # The demo portal needs a signing key (never printed; links die with the process).
-        if not child_env.get("PORTAL_SIGNING_SECRET", "").strip():
-            child_env["PORTAL_SIGNING_SECRET"] = secrets.token_urlsafe(48)
+        from echoops.core.demo import folder as demo_folder  # lazy: the demo package (~50 ms), for --demo only
+
+        demo_settings = demo_folder.settings(environ, child_env, host=host, port=port, url=url)
+        child_env.update(demo_settings.env)
     s = config.load_settings(child_env)
     if not s.dashboard_key:
         raise NotConfigured(
@@ -70,29 +87,114 @@ def run_up(
     weak = config.weak_dashboard_key(s.dashboard_key)
     if weak:
         raise ConfigError(f"{weak}: use a long random key, e.g. `openssl rand -hex 16`")
-    host, port = host or s.host, port or s.port
-    if demo and not child_env.get("PORTAL_BASE_URL", "").strip():
-        child_env["PORTAL_BASE_URL"] = _url(host, port).rstrip("/")  # signed links point at this server
-    s.log_dir.mkdir(parents=True, exist_ok=True)
-    if demo and demo_data.is_empty(s=s):
-        counts = demo_data.seed(s=s)["counts"]
-        out(f"Seeded demo data in {s.log_dir}: " + ", ".join(f"{k} {v}" for k, v in counts.items()))
+    _refuse_if_running(s)  # before the port: a second `up` here is told where the first one is
+    ports.ensure_free(host, port)
+    lock = _hold_log_dir(s, url)
+    try:
+        live = False
+        if demo_settings is not None:
+            demo_folder.write_settings(demo_settings.file)
+            live = demo_folder.prepare(s, say=out)
+            if not live:
+                err(f"echoops up: {s.log_dir} holds no demo data (no demo.json from `echoops demo seed`): no live demo")
+        children = {
+            "serve": [
+                "serve",
+                "--host",
+                host,
+                "--port",
+                str(port),
+                "--access-log" if access_log else "--no-access-log",
+            ],
+            "scheduler": ["scheduler", "run", *(["--run-now"] if demo else [])],
+        }
+        if live:
+            children["traffic"] = ["demo", "traffic"]
+        banner = _banner(s, url, demo_settings.key if demo_settings else None, demo=demo, live=live)
+        return _run_children(children, child_env, host, port, banner, out, err, stop_timeout_s)
+    finally:
+        os.close(lock)
 
+
+def _banner(s: Settings, url: str, key: str | None, *, demo: bool, live: bool) -> str:
+    path, source = crontab.resolve(s)
+    lines = [
+        "echoops is up",
+        f"Dashboard: {url}",
+        f"Key: {key}" if key else "Key: the DASHBOARD_KEY you set",
+        f"Log dir: {s.log_dir}",
+        f"Schedule: {path}{' (packaged default)' if source == 'default' else ''}",
+    ]
+    if live:
+        lines.append(
+            "Live demo: requests, AI calls, queue samples and app log lines every second, along a 15-minute "
+            "loop (normal, error burst, sustained burn, recovery)"
+        )
+    if demo:
+        lines.append(
+            "Folder settings: ./echoops.env: every echoops command run here reads this demo "
+            "(delete the file to go back to ./logs)"
+        )
+    lines.append("Stop with Ctrl-C.")
+    return "\n".join(lines)
+
+
+def _already_running(s: Settings) -> AlreadyRunning:
+    holder = files.read_json(s.log_path(LOCK_NAME), {})
+    holder = holder if isinstance(holder, dict) else {}
+    where = f" at {holder['url']}" if holder.get("url") else ""
+    pid = f" (PID {holder['pid']})" if holder.get("pid") else ""
+    return AlreadyRunning(
+        f"echoops up is already running for {s.log_dir}{pid}{where}: use that one, "
+        "or stop it (Ctrl-C in its terminal) before starting another"
+    )
+
+
+def _refuse_if_running(s: Settings) -> None:
+    """AlreadyRunning when another `up` holds the log dir's lock (creates nothing)."""
+    try:
+        fd = os.open(s.log_path(LOCK_NAME), os.O_RDWR)
+    except OSError:  # no lock file (never started here), or no log dir yet
+        return
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        raise _already_running(s) from None
+    finally:
+        os.close(fd)  # releases the probe's lock, if it got one
+
+
+def _hold_log_dir(s: Settings, url: str) -> int:
+    """Lock `up.lock` in the log dir for this process's life and record who holds it; AlreadyRunning
+    (naming the holder's URL) when another `up` took it meanwhile. The lock dies with the process."""
+    path = s.log_path(LOCK_NAME)
+    try:
+        fd = files.lock_file(path, wait=False)
+    except BlockingIOError:
+        raise _already_running(s) from None
+    record = orjson.dumps({"pid": os.getpid(), "url": url, "log_dir": str(s.log_dir), "since": clock.iso(time.time())})
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, record + b"\n", 0)
+    return fd
+
+
+def _run_children(
+    args: dict[str, list[str]],
+    child_env: dict[str, str],
+    host: str,
+    port: int,
+    banner: str,
+    out: Callable[[str], None],
+    err: Callable[[str], None],
+    stop_timeout_s: float,
+) -> int:
+    """Start each child of `args` (name -> `echoops` arguments) and supervise them until the end."""
     received: list[int] = []
     previous = {sig: signal.signal(sig, lambda n, _f: received.append(n)) for sig in (signal.SIGINT, signal.SIGTERM)}
     children: dict[str, subprocess.Popen] = {}
     try:
-        children["serve"] = _spawn(["serve", "--host", host, "--port", str(port)], child_env)
-        children["scheduler"] = _spawn(["scheduler", "run", *(["--run-now"] if demo else [])], child_env)
-        path, source = crontab.resolve(s)
-        banner = (
-            "echoops is up\n"
-            f"Dashboard: {_url(host, port)}\n"
-            + (f"Key: {generated_key}\n" if generated_key else "Key: the DASHBOARD_KEY you set\n")
-            + f"Log dir: {s.log_dir}\n"
-            + f"Schedule: {path}{' (packaged default)' if source == 'default' else ''}\n"
-            + "Stop with Ctrl-C."
-        )
+        for name, argv in args.items():
+            children[name] = _spawn(argv, child_env)
         return _supervise(children, received, ready=lambda: _answers(host, port), announce=lambda: out(banner), err=err)
     finally:
         _stop(children, received[0] if received else signal.SIGTERM, received, stop_timeout_s)
@@ -181,13 +283,6 @@ def _answers(host: str, port: int) -> bool:
 
 def _connect_host(host: str) -> str:
     return {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}.get(host, host)
-
-
-def _url(host: str, port: int) -> str:
-    shown = "localhost" if host in ("0.0.0.0", "::", "") else host
-    if ":" in shown:
-        shown = f"[{shown}]"
-    return f"http://{shown}:{port}/"
 
 
 def _describe(rc: int) -> str:

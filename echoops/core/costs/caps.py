@@ -353,7 +353,7 @@ def _alert(conn: store.Conn, s: Settings, doc: dict[str, Any], now: float) -> li
 
             try:
                 incident = raise_incident(severity, msg, "costs", {"scope": scope, "day": day}, fp, now=now, s=s)
-            except (EchoopsError, *store.Error) as exc:
+            except store.errors(EchoopsError) as exc:
                 # Forget the record so the next tick tries again; say why in the log.
                 with store.transaction(conn):
                     conn.execute("DELETE FROM costs_alerts WHERE day=? AND scope=? AND kind=?", (day, scope, kind))

@@ -92,7 +92,7 @@ def sync_fees(conn: store.Conn, s: Settings, now: float) -> dict[str, Any]:
             per_day, other = _from_stripe(s, since)
         else:
             per_day, other = _from_ledger(s, since, now)
-    except (EchoopsError, *store.Error) as exc:
+    except store.errors(EchoopsError) as exc:
         detail = (exc.detail if isinstance(exc, EchoopsError) else f"ledger unreadable: {exc}")[:MAX_ERROR_CHARS]
         with store.transaction(conn):
             conn.execute(

@@ -13,6 +13,10 @@
 
 from __future__ import annotations
 
+from typing import Any
+
+import orjson
+
 from echoops.core import clock, store
 from echoops.core.config import Settings
 from echoops.core.errors import NotConfigured
@@ -118,6 +122,7 @@ def build(conn: store.Conn, s: Settings, row: store.Row, now: float) -> Page | N
         count=inc["count"],
         first_seen=inc["first_seen"],
         kind=kind,
+        meta=_meta(inc["meta"]),
     )
     if kind in EDIT_KINDS:
         source = _source(conn, inc["id"], dest)
@@ -134,3 +139,12 @@ def build(conn: store.Conn, s: Settings, row: store.Row, now: float) -> Page | N
         status = f"Not acknowledged {duration(now - inc['first_seen'])} after it was paged"
     chat = (to[0] if to else s.telegram_chat_id) if channel == "telegram" else None
     return Page(**base, to=to, status=status, **_actions(s, inc, channel, chat, now))
+
+
+def _meta(text: str | None) -> dict[str, Any] | None:
+    """The incident's stored `meta` (JSON text) for the channels; None when absent or unreadable."""
+    try:
+        meta = orjson.loads(text) if text else None
+    except orjson.JSONDecodeError:
+        return None
+    return meta if isinstance(meta, dict) else None

@@ -102,7 +102,7 @@ def _key(row: store.Row) -> tuple[str, str, str, str]:
 
 
 _SELECT = (
-    "SELECT o.*, i.severity, i.source, i.msg, i.fingerprint, i.count, i.first_seen "
+    "SELECT o.*, i.severity, i.source, i.msg, i.fingerprint, i.count, i.first_seen, i.meta "
     "FROM pager_outbox o JOIN pager_incidents i ON i.id = o.incident_id"
 )
 _DUE = (
@@ -287,7 +287,7 @@ def notify(s: Settings, row: store.Row, state: str, series: int, error: str, now
     item = ("CRITICAL", msg, "pager", meta, NOTICE_FP + channel, 1)
     try:
         return incidents.record(s, [item], now=now, channels=others)[0]
-    except (*store.Error, OSError):
+    except store.errors(OSError):
         return None  # the failure itself is recorded and shown; a notice is best effort
 
 

@@ -244,7 +244,7 @@ class ButtonPoller:
                 self.stop.wait(self.IDLE_S)
         try:
             release(self.s, self.owner)
-        except (*store.Error, OSError):
+        except store.errors(OSError):
             pass  # the lease runs out by itself
 
 

@@ -23,7 +23,7 @@ import orjson
 
 from echoops.core import clock, config, store
 from echoops.core.config import Settings
-from echoops.core.errors import NotFound, ValidationError
+from echoops.core.errors import ValidationError
 from echoops.core.portal import ledger
 from echoops.core.portal.rows import REQUIRED, purchase_row
 from echoops.core.portal.types import ImportReport, RowError
@@ -176,7 +176,7 @@ def import_purchases(
     try:
         fh = open(path, "rb")
     except FileNotFoundError:
-        raise NotFound(f"no such file: {path}") from None
+        raise ValidationError(f"no such file: {path}", field="file") from None  # bad usage: exit 2
     except IsADirectoryError:
         raise ValidationError(f"{path} is a directory", field="file") from None
     started = time.perf_counter()

@@ -33,7 +33,7 @@ import orjson
 
 from echoops.core import clock, config
 from echoops.core.config import Settings
-from echoops.core.errors import NotFound, ValidationError
+from echoops.core.errors import ValidationError
 from echoops.core.scale.forecast import DEFAULT_METHOD, Forecaster, parse_sample
 from echoops.core.scale.policy import PolicyConfig, decide
 
@@ -48,7 +48,7 @@ def load_trace(
     try:
         raw = path.read_bytes()
     except FileNotFoundError:
-        raise NotFound(f"trace {path} does not exist") from None
+        raise ValidationError(f"trace {path} does not exist", field="file") from None  # bad usage: exit 2
     except (IsADirectoryError, PermissionError) as exc:
         raise ValidationError(f"cannot read trace {path}: {exc.strerror}", field="file") from None
     fc = Forecaster(seasonal=False)

@@ -39,6 +39,7 @@ from echoops.core.config import Settings
 from echoops.core.errors import ValidationError
 
 DEFAULT_RESOURCE = "schedule.default.cron"
+DEMO_RESOURCE = "schedule.demo.cron"  # every job every minute: `echoops up --demo` copies it into the demo log dir
 MACROS = ("@yearly", "@annually", "@monthly", "@weekly", "@daily", "@midnight", "@hourly")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 ._:/-]{0,63}$")
 _NAME_TAG = re.compile(r"\s#\s*name=(?P<name>[^#]*?)\s*$")
@@ -104,6 +105,11 @@ class Schedule:
 def default_path() -> Path:
     """The default job file shipped inside the package (used when the configured one is missing)."""
     return Path(str(resources.files("echoops").joinpath(DEFAULT_RESOURCE)))
+
+
+def demo_text() -> str:
+    """The demo's job file as shipped (every job every minute)."""
+    return resources.files("echoops").joinpath(DEMO_RESOURCE).read_text(encoding="utf-8")
 
 
 def resolve(s: Settings) -> tuple[Path, str]:

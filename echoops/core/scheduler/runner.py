@@ -45,7 +45,7 @@ def run(
         while not signals:
             try:
                 sched.step(time.time())
-            except (OSError, *store.Error) as exc:
+            except store.errors(OSError) as exc:
                 # A full disk or a locked store must not take running jobs down with the
                 # loop: report it, back off, try again (timeouts and reaping resume).
                 record = {"ts": clock.iso(time.time()), "event": "scheduler_error", "error": str(exc)}

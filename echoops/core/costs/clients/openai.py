@@ -101,7 +101,7 @@ def _quietly(what: str, fn: Callable[[], object]) -> None:
     is logged (the tick settles the hold at its estimate after its TTL)."""
     try:
         fn()
-    except (EchoopsError, *store.Error, OSError) as exc:
+    except store.errors(EchoopsError, OSError) as exc:
         _log.warning("echoops could not %s: %s: %s", what, type(exc).__name__, exc)
 
 

@@ -4,7 +4,11 @@ the Outcomes of the requests it made (usually one); retries and backoff live in 
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
+
+import orjson
 
 from echoops.core import clock
 
@@ -35,6 +39,16 @@ class Page:
     buttons: tuple[tuple[str, str], ...] = ()
     links: tuple[tuple[str, str], ...] = ()
     ref: str | None = None
+    meta: Mapping[str, Any] | None = None  # the raise's `meta` object, shown by each channel
+
+    def meta_pairs(self) -> list[tuple[str, str]]:
+        """`meta` as (key, value text) pairs in the raise's order: strings as they are, other
+        values as compact JSON, each on one line (newlines folded to spaces)."""
+        pairs = []
+        for key, value in (self.meta or {}).items():
+            text = value if isinstance(value, str) else orjson.dumps(value).decode()
+            pairs.append((" ".join(str(key).split()), " ".join(text.split())))
+        return pairs
 
     @property
     def headline(self) -> str:

@@ -32,8 +32,22 @@ def compose(page: Page, s: Settings) -> EmailMessage:
     kind = "test" if page.test else "page"
     msg["Message-ID"] = f"<{page.incident_id}.{kind}@echoops>"
     msg["X-Echoops-Fingerprint"] = page.fingerprint
-    msg.set_content(f"{page.severity} from {page.source}\n\n{page.msg}\n\n{page.details()}\n")
+    msg.set_content(f"{page.severity} from {page.source}\n\n{page.msg}\n\n{meta_lines(page)}{page.details()}\n")
     return msg
+
+
+def meta_lines(page: Page) -> str:
+    """The raise's `meta` as `key: value` lines and a blank line ("" without meta)."""
+    pairs = page.meta_pairs()
+    return "".join(f"{key}: {value}\n" for key, value in pairs) + "\n" if pairs else ""
+
+
+def tls_context(s: Settings) -> ssl.SSLContext:
+    """Verifying TLS context: the system's CAs plus SMTP_CA_FILE's (a private CA's bundle)."""
+    context = ssl.create_default_context()
+    if s.smtp_ca_file is not None:
+        context.load_verify_locations(cafile=str(s.smtp_ca_file))
+    return context
 
 
 def _open(s: Settings, context: ssl.SSLContext) -> smtplib.SMTP:
@@ -69,7 +83,10 @@ def send(page: Page, s: Settings) -> list[Outcome]:
         message.as_bytes()  # the headers are encoded here: fail before connecting
     except (ValueError, UnicodeError) as exc:
         return [Outcome(False, "header_unencodable", False, detail=redact(f"cannot build the email: {exc}", s))]
-    context = ssl.create_default_context()
+    try:
+        context = tls_context(s)
+    except (OSError, ssl.SSLError) as exc:  # checked as PEM at start-up; unusable as a CA bundle
+        return [Outcome(False, "SMTP_CA_FILE", False, detail=redact(f"SMTP_CA_FILE cannot be loaded: {exc}", s))]
     conn = None
     try:
         conn = _open(s, context)

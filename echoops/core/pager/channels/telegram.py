@@ -25,6 +25,7 @@ CONNECT_TIMEOUT_S = 5.0
 TIMEOUT_S = 10.0
 ELLIPSIS = "…"
 MAX_RETRY_AFTER_S = 86399.0  # a longer `retry_after` is junk, not a flood wait
+MAX_META_UNITS = 1024  # the meta line's share of a message; the msg is cut first, then this
 
 # httpx logs every request URL at INFO; with the token in the path that would leak it.
 for _name in ("httpx", "httpcore"):
@@ -51,10 +52,13 @@ def compose(page: Page) -> tuple[str, str]:
     esc = html.escape
     head = f"{'[TEST] ' if page.test else ''}{page.severity} · {page.source}"
     tail = page.details()
+    meta_rich, meta_plain = meta_block(page)
 
     def render(msg: str) -> tuple[str, str]:
-        rich = f"<b>{esc(head, quote=False)}</b>\n\n{esc(msg, quote=False)}\n\n<i>{esc(tail, quote=False)}</i>"
-        return rich, f"{head}\n\n{msg}\n\n{tail}"
+        rich = (
+            f"<b>{esc(head, quote=False)}</b>\n\n{esc(msg, quote=False)}{meta_rich}\n\n<i>{esc(tail, quote=False)}</i>"
+        )
+        return rich, f"{head}\n\n{msg}{meta_plain}\n\n{tail}"
 
     rich, plain = render(page.msg)
     if _units(rich) <= MAX_CHARS:
@@ -67,6 +71,29 @@ def compose(page: Page) -> tuple[str, str]:
         else:
             hi = mid - 1
     return render(_cut(page.msg, lo) + ELLIPSIS)
+
+
+def meta_block(page: Page) -> tuple[str, str]:
+    """The raise's `meta` on one line, `key=value · key=value` (html, plain), led by a blank
+    line; ("", "") without meta. At most MAX_META_UNITS of markup: a longer one is cut."""
+    pairs = page.meta_pairs()
+    if not pairs:
+        return "", ""
+    plain = " · ".join(f"{key}={value}" for key, value in pairs)
+
+    def rich_of(text: str) -> str:
+        return "\n\n<code>" + html.escape(text, quote=False) + "</code>"
+
+    if _units(rich_of(plain)) > MAX_META_UNITS:
+        lo, hi = 0, _units(plain)
+        while lo < hi:  # the longest cut whose markup fits (escaping makes it longer than the text)
+            mid = (lo + hi + 1) // 2
+            if _units(rich_of(_cut(plain, mid) + ELLIPSIS)) <= MAX_META_UNITS:
+                lo = mid
+            else:
+                hi = mid - 1
+        plain = _cut(plain, lo) + ELLIPSIS
+    return rich_of(plain), "\n\n" + plain
 
 
 def _classify(resp: httpx.Response, s: Settings) -> Outcome:

@@ -1,4 +1,4 @@
-"""Demo data: realistic synthetic inputs in DESIGN.md's formats, ending at `now`.
+"""Demo history: three days of realistic synthetic inputs in DESIGN.md's formats, ending at `now`.
 
 `seed()` plays the operator's app: three days of request logs with an error burst over
 the last 2h20m (long enough for the 2h deploy gate), today's AI usage close to the default
@@ -27,6 +27,7 @@ from echoops.core.errors import ValidationError
 from echoops.core.portal import ledger, rows
 
 INPUT_FILES = ("requests.ndjson", "ai_usage.ndjson", "queue.ndjson", "app.ndjson")
+MARKER = "demo.json"  # written by `seed`: this log dir holds demo data (the live traffic writes only there)
 
 HISTORY_DAYS = 3
 BURST_MIN = 140  # the error burst covers the last 140 minutes: over 2h, so the gate sets
@@ -34,7 +35,7 @@ BACKLOG_MIN = 60  # the queue backlog builds over the last hour
 QUEUE_HOURS = 6
 
 # (method, path, weight, latency factor): a small SaaS with an AI endpoint that is slower.
-_ROUTES = (
+ROUTES = (
     ("GET", "/api/items", 40, 0.8),
     ("GET", "/api/items/detail", 20, 0.9),
     ("POST", "/api/generate", 15, 2.2),
@@ -47,7 +48,7 @@ _ROUTES = (
 # gpt-4o-mini at ~92% of its cap (a WARN), embeddings at ~45%, global at ~71%.
 _SPEND_TARGET_USD = {"gpt-4o-mini": 13.8, "gpt-4o": 3.0, "text-embedding-3-small": 0.9}
 # Tokens per call, log-normal (mu, sigma) for input then output, and the app feature calling.
-_CALL_SHAPE = {
+CALL_SHAPE = {
     "gpt-4o-mini": (7.7, 0.6, 5.6, 0.6, "chat"),  # ~2200 in, ~270 out
     "gpt-4o": (7.6, 0.5, 5.7, 0.5, "report"),
     "text-embedding-3-small": (9.9, 0.5, 0.0, 0.0, "search-index"),  # ~20k tokens per batch
@@ -70,7 +71,7 @@ def _write(path: Path, lines: list[bytes]) -> int:
     return len(lines)
 
 
-def _diurnal(ts: float, low: float, high: float, peak_hour: float = 15.0) -> float:
+def diurnal(ts: float, low: float, high: float, peak_hour: float = 15.0) -> float:
     """A smooth daily cycle between `low` and `high`, highest at `peak_hour` UTC."""
     hour = (ts % 86400) / 3600
     return low + (high - low) * (1 + math.cos(2 * math.pi * (hour - peak_hour) / 24)) / 2
@@ -79,9 +80,9 @@ def _diurnal(ts: float, low: float, high: float, peak_hour: float = 15.0) -> flo
 def seed_requests(s: Settings, now: float) -> int:
     """Three days of request lines (20-110 req/min, log-normal latency, p95 ~400 ms) with a 5xx burst."""
     rng = _rng(now, "requests")
-    routes = [(m, p) for m, p, _, _ in _ROUTES]
-    weights = [w for _, _, w, _ in _ROUTES]
-    factors = {p: f for _, p, _, f in _ROUTES}
+    routes = [(m, p) for m, p, _, _ in ROUTES]
+    weights = [w for _, _, w, _ in ROUTES]
+    factors = {p: f for _, p, _, f in ROUTES}
     burst_start = now - BURST_MIN * 60
     start = math.floor((now - HISTORY_DAYS * 86400) / 60) * 60
     dumps = orjson.dumps
@@ -91,7 +92,7 @@ def seed_requests(s: Settings, now: float) -> int:
     minute = start
     while minute < now:
         span = min(60.0, now - minute)
-        rate = _diurnal(minute, 20, 110) * rng.uniform(0.85, 1.15)
+        rate = diurnal(minute, 20, 110) * rng.uniform(0.85, 1.15)
         n = int(rate * span / 60)
         in_burst = minute >= burst_start
         # The burst ramps up over its first 20 minutes: several % of 5xx, slower responses.
@@ -134,7 +135,7 @@ def seed_ai_usage(s: Settings, now: float) -> int:
         price_in, price_out = prices.BUILTIN[model]  # the cost guardrails' list prices, µ$/Mtok
         spent = 0.0
         while spent < target:
-            mu_in, sigma_in, mu_out, sigma_out, feature = _CALL_SHAPE[model]
+            mu_in, sigma_in, mu_out, sigma_out, feature = CALL_SHAPE[model]
             tokens_in = int(rng.lognormvariate(mu_in, sigma_in))
             tokens_out = int(rng.lognormvariate(mu_out, sigma_out)) if mu_out else 0
             spent += (tokens_in * price_in + tokens_out * price_out) / prices.PICO_PER_USD
@@ -161,7 +162,7 @@ def seed_queue(s: Settings, now: float) -> int:
         ts = start + i * 60
         # In the last hour arrivals climb to ~1.35x what two workers finish: the backlog grows.
         ramp = min(1.0, (ts - backlog_start) / 1800)
-        load = 0.8 + 0.55 * ramp if ts >= backlog_start else _diurnal(ts, 0.45, 0.8)
+        load = 0.8 + 0.55 * ramp if ts >= backlog_start else diurnal(ts, 0.45, 0.8)
         arrivals = max(0, round(capacity * load * rng.uniform(0.85, 1.15)))
         completed = min(depth + arrivals, round(capacity * rng.uniform(0.92, 1.0)))
         depth = depth + arrivals - completed
@@ -227,7 +228,7 @@ def _receipt_pdf(lines: list[str]) -> bytes:
     return bytes(out)
 
 
-def _card_fee_cents(cents: int) -> int:
+def card_fee_cents(cents: int) -> int:
     """Stripe's standard card fee on a charge of `cents`: 2.9% + 30 cents."""
     return round(cents * 0.029) + 30
 
@@ -244,7 +245,7 @@ def seed_purchases(s: Settings, now: float) -> int:
             "currency": "usd",
             "description": desc,
             "invoice_number": number,
-            "fee_cents": _card_fee_cents(cents),
+            "fee_cents": card_fee_cents(cents),
         }
         if stored:
             rel = f"demo/{rec['id']}.pdf"
@@ -264,7 +265,7 @@ def seed_purchases(s: Settings, now: float) -> int:
                 "amount_cents": cents,
                 "currency": "usd",
                 "description": "Team plan, monthly" if cents == 4900 else "Usage",
-                "fee_cents": _card_fee_cents(cents),
+                "fee_cents": card_fee_cents(cents),
             }
         )
     return ledger.upsert([rows.purchase_row(r, source="demo", now=now) for r in records], s=s)
@@ -306,4 +307,13 @@ def seed(*, s: Settings | None = None, now: float | None = None, force: bool = F
             )
     s.log_dir.mkdir(parents=True, exist_ok=True)
     counts = {name: step(s, t) for name, step in STEPS}
+    files.write_json(
+        s.log_path(MARKER), {"seeded_at": clock.iso(t), "by": "echoops demo seed", "note": "synthetic demo data"}
+    )
     return {"now": clock.iso(t), "log_dir": str(s.log_dir), "counts": counts}
+
+
+def is_demo(*, s: Settings | None = None) -> bool:
+    """True when `demo seed` wrote this log dir (its `demo.json` marker is there)."""
+    s = s or config.settings()
+    return s.log_path(MARKER).exists()
