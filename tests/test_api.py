@@ -17,14 +17,15 @@ import orjson
 
 import echoops.api
 from echoops.api import guard, raise_incident, slo_status
-from echoops.core import config, costs, demo, pager, portal, scale, slo
+from echoops.core import config, costs, demo, pager, portal, scale, scheduler, slo
 from echoops.core.costs import types as costs_types
 from echoops.core.pager import types as pager_types
 from echoops.core.portal import types as portal_types
 from echoops.core.scale import types as scale_types
+from echoops.core.scheduler import types as scheduler_types
 from echoops.core.slo import types as slo_types
 
-TYPE_MODULES = (slo_types, pager_types, portal_types, costs_types, scale_types)
+TYPE_MODULES = (slo_types, pager_types, portal_types, costs_types, scale_types, scheduler_types)
 # Every name the type modules define, for the annotations they spell as strings.
 NAMESPACE = {name: value for module in TYPE_MODULES for name, value in vars(module).items()}
 SECRET = "api-test-signing-secret-0123456789abcdefghijkl"
@@ -167,6 +168,9 @@ def test_every_result_matches_its_type_in_process_over_http_and_from_the_cli(mon
         "subscription": (portal.set_subscription("qa@echopilot.ai", True, s=s), portal_types.Subscription),
         "gate": (slo.gate(s=s), slo_types.GateFlag),
         "alertmanager": (pager.receive_alertmanager(AM_PAYLOAD, s=s), pager_types.AlertmanagerReceived),
+        "slo ingest": (slo.ingest(s=s), slo_types.RequestIngest),
+        "page logs": (pager.ingest_logs(s=s), pager_types.LogIngest),
+        "leadership": (scheduler.leadership(s=s), scheduler_types.Leadership),
     }
     for name, (result, tp) in in_process.items():
         assert problems(result, tp) == [], name
@@ -224,6 +228,8 @@ def test_every_result_matches_its_type_in_process_over_http_and_from_the_cli(mon
     for name, (response, tp) in over_http.items():
         assert response.status_code == 200, (name, response.text)
         assert problems(response.json(), tp) == [], name
+    health = c.get("/healthz").json()
+    assert problems({k: health[k] for k in ("instance", "leader", "is_leader")}, scheduler_types.Leadership) == []
 
     from_cli = {
         "slo status": (("slo", "status", "--json"), slo_types.SloStatus),
@@ -245,6 +251,8 @@ def test_every_result_matches_its_type_in_process_over_http_and_from_the_cli(mon
         "costs record": (("costs", "record", "gpt-4o", "--usd", "0.01", "--json"), costs_types.Recorded),
         "scale status": (("scale", "status", "--json"), scale_types.ScaleStatus),
         "scale apply": (("scale", "apply", "--json"), scale_types.ScaleApplied),
+        "slo ingest": (("slo", "ingest", "--json"), slo_types.RequestIngest),
+        "page run --logs-only": (("page", "run", "--logs-only", "--json"), pager_types.LogIngest),
     }
     for name, (args, tp) in from_cli.items():
         assert problems(_cli_json(cli, *args), tp or pager_types.Raised) == [], name

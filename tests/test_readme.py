@@ -53,10 +53,18 @@ def test_every_route_is_in_the_endpoint_table():
 def test_repo_schedule_lists_the_packaged_default_jobs():
     repo = crontab.parse((ROOT / "schedule.cron").read_text(), path=ROOT / "schedule.cron")
     packaged = crontab.parse(crontab.default_path().read_text(), path=crontab.default_path())
-    assert [(j.name, j.schedule, j.argv, j.enabled) for j in repo.jobs] == [
-        (j.name, j.schedule, j.argv, j.enabled) for j in packaged.jobs
+    assert [(j.name, j.schedule, j.argv, j.enabled, j.local) for j in repo.jobs] == [
+        (j.name, j.schedule, j.argv, j.enabled, j.local) for j in packaged.jobs
     ]
-    assert [j.name for j in repo.enabled] == ["slo tick", "page run", "costs tick", "scale tick", "scale sample"]
+    assert [j.name for j in repo.enabled] == [
+        "slo tick",
+        "page run",
+        "costs tick",
+        "scale tick",
+        "scale sample",
+        "slo ingest",
+        "page logs",
+    ]
 
 
 def test_the_python_examples_import_only_the_public_api_and_run(log_dir, capsys):
@@ -73,7 +81,7 @@ def test_the_demo_schedule_runs_the_default_jobs_every_minute():
     # a job added to the default schedule belongs in the live demo's too (every minute there)
     demo = crontab.parse(crontab.demo_text(), path=Path("schedule.demo.cron"))
     packaged = crontab.parse(crontab.default_path().read_text(), path=crontab.default_path())
-    assert [j.argv for j in demo.enabled] == [j.argv for j in packaged.enabled]
+    assert [(j.argv, j.local) for j in demo.enabled] == [(j.argv, j.local) for j in packaged.enabled]
     assert {j.schedule for j in demo.enabled} == {"* * * * *"}
 
 

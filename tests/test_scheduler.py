@@ -57,14 +57,18 @@ def drive_until_idle(sched: Scheduler, now: float, timeout: float = 15) -> list[
 
 def test_default_schedule_parses_to_the_four_phase_jobs_and_the_queue_sample():
     sched = crontab.parse(crontab.default_path().read_text(), source="default")
-    assert [(j.name, j.schedule, j.enabled) for j in sched.jobs] == [
-        ("slo tick", "*/15 * * * *", True),
-        ("page run", "*/5 * * * *", True),
-        ("costs tick", "0 * * * *", True),
-        ("scale tick", "*/10 * * * *", True),
-        ("scale sample", "* * * * *", True),
+    assert [(j.name, j.schedule, j.enabled, j.local) for j in sched.jobs] == [
+        ("slo tick", "*/15 * * * *", True, False),
+        ("page run", "*/5 * * * *", True, False),
+        ("costs tick", "0 * * * *", True, False),
+        ("scale tick", "*/10 * * * *", True, False),
+        ("scale sample", "* * * * *", True, False),
+        # every instance ingests its own host's logs (the leader computes over all of them)
+        ("slo ingest", "*/5 * * * *", True, True),
+        ("page logs", "*/5 * * * *", True, True),
     ]
     assert sched.jobs[0].exec_argv() == [sys.executable, "-m", "echoops", "slo", "tick"]
+    assert sched.jobs[6].exec_argv() == [sys.executable, "-m", "echoops", "page", "run", "--logs-only"]
 
 
 def test_names_comments_and_disabled_jobs():
@@ -147,6 +151,8 @@ def test_missing_file_falls_back_to_the_packaged_default(cli, settings):
         ("costs tick", "2026-11-27T13:00:00.000Z"),
         ("scale tick", "2026-11-27T12:10:00.000Z"),
         ("scale sample", "2026-11-27T12:08:00.000Z"),
+        ("slo ingest", "2026-11-27T12:10:00.000Z"),
+        ("page logs", "2026-11-27T12:10:00.000Z"),
     ]
 
 
@@ -374,7 +380,7 @@ def test_list_json_exact_shape(cli, settings):
     sched.start(T0)
     sched.step(T0 + 53 * 60)  # 13:00: "four" runs; "slo tick" (echoops, 12:15 …) runs too
     drive_until_idle(sched, T0 + 53 * 60 + 2)
-    result = cli("scheduler", "list", "--json", "--now", "2026-11-27T13:01:00Z")
+    result = cli("scheduler", "list", "--json", "--now", "2026-11-27T13:00:10Z")
     assert result.exit_code == 0
     body = orjson.loads(result.stdout)
     slo_last = body["jobs"][0]["last"]
@@ -383,6 +389,15 @@ def test_list_json_exact_shape(cli, settings):
         "schedule": str(Path(settings.schedule_file).absolute()),
         "source": "file",
         "timezone": "UTC",
+        # SQLite: the one scheduler of the log dir leads (its lease renewed at 13:00:00)
+        "instance": settings.instance,
+        "leader": {
+            "instance": settings.instance,
+            "until": "2026-11-27T13:00:30.000Z",
+            "since": "2026-11-27T12:07:00.000Z",
+            "epoch": 1,
+        },
+        "is_leader": True,
         "jobs": [
             {
                 "name": "slo tick",
@@ -390,6 +405,7 @@ def test_list_json_exact_shape(cli, settings):
                 "command": "echoops slo tick",
                 "line": 1,
                 "enabled": True,
+                "local": False,
                 "next_run": "2026-11-27T13:15:00.000Z",
                 "last": slo_last,
             },
@@ -399,6 +415,7 @@ def test_list_json_exact_shape(cli, settings):
                 "command": "echoops scale tick",
                 "line": 2,
                 "enabled": False,
+                "local": False,
                 "next_run": None,
                 "last": None,
             },
@@ -408,6 +425,7 @@ def test_list_json_exact_shape(cli, settings):
                 "command": f"{PY} -c {shlex.quote('import sys; sys.exit(4)')}",
                 "line": 3,
                 "enabled": True,
+                "local": False,
                 "next_run": "2026-11-27T14:00:00.000Z",
                 "last": {
                     "status": "failed",
@@ -416,11 +434,12 @@ def test_list_json_exact_shape(cli, settings):
                     "ended": "2026-11-27T13:00:02.000Z",
                     "rc": 4,
                     "duration_ms": body["jobs"][2]["last"]["duration_ms"],
+                    "instance": settings.instance,
                 },
             },
         ],
     }
-    assert set(slo_last) == {"status", "trigger", "started", "ended", "rc", "duration_ms"}
+    assert set(slo_last) == {"status", "trigger", "started", "ended", "rc", "duration_ms", "instance"}
     human = cli("scheduler", "list")
     assert human.exit_code == 0
     assert "disabled" in human.stdout and "four" in human.stdout

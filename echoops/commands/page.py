@@ -118,6 +118,9 @@ def retry_cmd(
 @app.command("run")
 def run_cmd(
     drain_only: bool = typer.Option(False, "--drain-only", help="Only deliver what is queued; read no logs."),
+    logs_only: bool = typer.Option(
+        False, "--logs-only", help="Only turn this host's new CRITICAL log lines into incidents; deliver nothing."
+    ),
     json_out: bool = JSON_OPT,
     now: str | None = NOW_OPT,
 ) -> None:
@@ -125,6 +128,8 @@ def run_cmd(
 
     Also rewrites logs/incident_summary.json with the last 24h. With --now the clock is
     simulated: what is due at that instant is attempted, nothing is waited for.
+    --logs-only is the host-local job of a host sharing a PostgreSQL store: its own logs
+    become incidents; the servers' delivery threads send them.
 
     Example: echoops page run   (schedule.cron: */5 * * * * echoops page run)
     """
@@ -132,6 +137,20 @@ def run_cmd(
 
     from echoops.core import pager  # lazy: 15-45 ms a package, off --help and other commands
 
+    if drain_only and logs_only:
+        raise typer.BadParameter("--drain-only and --logs-only exclude each other", param_hint="--logs-only")
+    if logs_only:
+        read = pager.ingest_logs(now=clock.parse_cli_time(now))
+        if json_out:
+            emit_json(read)
+            return
+        input_errors(read["errors"])
+        console().print(
+            f"read {read['lines']} new lines in {read['files']} files: {read['critical']} CRITICAL, "
+            f"{read['new_incidents']} new incidents, {read['bad']} bad lines skipped",
+            highlight=False,
+        )
+        return
     body = pager.run(now=clock.parse_cli_time(now), ingest=not drain_only)
     if json_out:
         emit_json(body)

@@ -30,6 +30,8 @@ def _event_line(record: dict) -> None:
         "schedule_reload": lambda r: f"{len(r['jobs'])} job(s) from {r['schedule']}",
         "schedule_invalid": lambda r: "; ".join(r["problems"]) + " (keeping the previous jobs)",
         "scheduler_error": lambda r: f"{r['error']} (retrying)",
+        "leader_start": lambda r: f"{r['instance']} leads the schedule (epoch {r['epoch']}, lease {r['lease_s']:g} s)",
+        "leader_lost": lambda r: f"{r['instance']} lost the lease; another instance leads",
         "scheduler_stop": lambda r: f"{r['reason']}" + (f", killed {', '.join(r['killed'])}" if r["killed"] else ""),
     }.get(event, lambda _r: "")(record)
     sys.stderr.write(f"{record['ts']} {event} {detail}\n")
@@ -41,18 +43,22 @@ def run(
     run_now: bool = typer.Option(False, "--run-now", help="Also run every enabled job once at start."),
     grace: float = typer.Option(30.0, "--grace", min=0, max=3600, help="Seconds running jobs get after SIGTERM."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No event lines on stderr (the NDJSON log has them)."),
+    local_only: bool = typer.Option(
+        False, "--local-only", help="Run only the @local jobs and never lead (an app host that ingests its logs)."
+    ),
 ) -> None:
     """Run jobs on their schedule until SIGTERM/SIGINT (then wait up to --grace for running jobs; exit 0).
 
     A job never overlaps itself; after downtime a missed job runs once; each job has
     ECHOOPS_JOB_TIMEOUT_S (its whole process group is killed). Edits to the job file are
-    picked up while running.
+    picked up while running. With several instances on one PostgreSQL store (ECHOOPS_DB_URL),
+    only the leader (lease ECHOOPS_LEASE_S) runs the jobs; `@local` jobs run on every instance.
 
     Example: echoops scheduler run --run-now
     """
     from echoops.core import scheduler  # lazy: 15-45 ms a package, off --help and other commands
 
-    scheduler.run(run_now=run_now, grace_s=grace, on_event=None if quiet else _event_line)
+    scheduler.run(run_now=run_now, grace_s=grace, on_event=None if quiet else _event_line, local_only=local_only)
 
 
 @app.command("list")
@@ -76,7 +82,13 @@ def list_(
     from rich.table import Table
 
     origin = " (packaged default: no schedule file found)" if result["source"] == "default" else ""
-    table = Table(title=f"{escape(result['schedule'])}{origin}", title_justify="left")
+    leader = result["leader"]
+    if leader is None:
+        lead = "leader: none (no scheduler holds the lease)"
+    else:
+        me = " (this instance)" if result["is_leader"] else ""
+        lead = f"leader: {escape(leader['instance'])}{me}, lease until {leader['until']}"
+    table = Table(title=f"{escape(result['schedule'])}{origin}\n{lead}", title_justify="left")
     for col in ("job", "schedule", "state", "last result", "next run (UTC)"):
         table.add_column(col)
     for job in result["jobs"]:
@@ -88,6 +100,8 @@ def list_(
             rc = "" if last["rc"] is None else f" rc={last['rc']}"
             last_text = f"[{style}]{last['status']}[/]{rc} {last['ended'] or last['started']}"
         state = "enabled" if job["enabled"] else "[dim]disabled[/]"
+        if job["local"]:
+            state += " @local"
         table.add_row(escape(job["name"]), job["schedule"], state, last_text, job["next_run"] or "-")
     render.console().print(table)
 

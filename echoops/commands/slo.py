@@ -119,6 +119,32 @@ def tick(
         out.print(f"[bold red]deploy gate set:[/] {doc['gate']['reason']}", highlight=False)
 
 
+@app.command("ingest")
+def ingest(
+    now: str | None = render.NOW_OPT,
+    json_out: bool = render.JSON_OPT,
+) -> None:
+    """Fold this host's new request-log lines into per-minute aggregates (no status or gate).
+
+    The host-local job of every host sharing a PostgreSQL store (ECHOOPS_DB_URL): each host
+    ingests the logs it writes; the leader's `slo tick` computes over all of them.
+
+    Example: */5 * * * * @local echoops slo ingest   (in schedule.cron)
+    """
+    from echoops.core import slo  # lazy: 15-45 ms a package, off --help and other commands
+
+    ing = slo.ingest(now=clock.parse_cli_time(now))
+    if json_out:
+        render.emit_json(ing)
+        return
+    render.input_errors(ing["errors"])
+    render.console().print(
+        f"slo ingest: {ing['lines']} new lines ({ing['bad']} bad, {ing['too_old']} too old) "
+        f"from {len(ing['sources'])} sources, {ing['minutes_touched']} minutes updated",
+        highlight=False,
+    )
+
+
 @app.command("rebaseline")
 def rebaseline(
     reason: str = typer.Option(None, "--reason", help="Why (logged in slo_budget.ndjson)."),

@@ -2,9 +2,21 @@
 
 from shim.openapi import BOOL, ERROR, STR, Operation, obj
 
+LEADER = obj(
+    {"instance": STR, "until": STR, "since": STR, "epoch": {"type": "integer"}},
+    closed=True,
+)
 HEALTH = obj(
     {"ok": BOOL, "version": STR, "log_dir_writable": BOOL, "db_ok": BOOL},
-    {"detail": {"type": "string", "description": "why not ok (disk full, read-only, ...)"}},
+    {
+        "detail": {"type": "string", "description": "why not ok (disk full, read-only, ...)"},
+        "instance": {"type": "string", "description": "this instance's ECHOOPS_INSTANCE"},
+        "leader": {
+            "anyOf": [LEADER, {"type": "null"}],
+            "description": "the instance holding the scheduler lease; null when none does",
+        },
+        "is_leader": {"type": "boolean", "description": "whether this instance leads the schedule"},
+    },
     closed=True,
 )
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 
 from echoops import __version__
-from echoops.core import config, health
+from echoops.core import config, health, store
 from shim.http import json_response
 
 # A load balancer probing every few seconds gets a fresh write each time; a flood of probes
@@ -24,7 +24,19 @@ def healthz():
     body = {"ok": problem is None, "version": __version__, "log_dir_writable": log_dir_ok, "db_ok": problem is None}
     if problem is not None:
         body["detail"] = problem
+    else:
+        body.update(_leadership(s))
     return json_response(body, 200 if body["ok"] else 503, {"Cache-Control": "no-store"})
+
+
+def _leadership(s) -> dict:
+    """Who leads the schedule ({"instance", "leader", "is_leader"}); {} when the store cannot say."""
+    from echoops.core import scheduler  # lazy: the scheduler package only for this read
+
+    try:
+        return dict(scheduler.leadership(s=s))
+    except store.errors(OSError):
+        return {}
 
 
 def ping():

@@ -35,7 +35,7 @@ from echoops.core.pager.model import (
     db,
 )
 from echoops.core.pager.outbox import NothingToRetry
-from echoops.core.pager.runner import retry, run, send_test
+from echoops.core.pager.runner import ingest_logs, retry, run, send_test
 from echoops.core.pager.silences import add as add_silence
 from echoops.core.pager.silences import add_request as add_silence_request
 from echoops.core.pager.silences import listing as list_silences
@@ -61,6 +61,7 @@ __all__ = [
     "configured_channels",
     "counts",
     "db",
+    "ingest_logs",
     "list_silences",
     "raise_incident",
     "raise_request",

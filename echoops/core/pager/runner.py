@@ -12,7 +12,7 @@ from echoops.core.pager import drain, inbox, logs, outbox
 from echoops.core.pager.channels import Page
 from echoops.core.pager.model import CHANNELS, INCIDENTS_LOG
 from echoops.core.pager.summary import summarize
-from echoops.core.pager.types import ButtonPoll, PageRun, Retried, TestResult, TestSend
+from echoops.core.pager.types import ButtonPoll, LogIngest, PageRun, Retried, TestResult, TestSend
 
 RUN_BUDGET_S = 60.0  # how long `page run` waits for retries falling due (real time only)
 
@@ -36,6 +36,14 @@ def run(
     deliveries = drain.drain(s, now=now, budget_s=wait, with_upkeep=False)
     summary = summarize(hours=24, s=s, now=now)  # after the drain: the states it left
     return {"ingest": read, "buttons": pressed, "upkeep": kept, "deliveries": deliveries, "summary": summary["totals"]}
+
+
+def ingest_logs(*, s: Settings | None = None, now: float | None = None) -> LogIngest:
+    """Only turn this host's new CRITICAL log lines into incidents (`page run --logs-only`, the
+    `@local` job of a host sharing a PostgreSQL store): delivery is left to the servers'
+    delivery threads and the leader's `page run`."""
+    s = s or config.settings()
+    return logs.ingest(s, now=clock.now_s(now))
 
 
 def _read_presses(s: Settings, now: float | None) -> ButtonPoll:

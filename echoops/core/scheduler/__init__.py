@@ -1,11 +1,12 @@
 """The scheduler: runs the jobs of `schedule.cron` (crontab syntax, `crontab`) as subprocesses
 with no overlap, timeouts and misfire-once (`loop`); `runner` holds the entry points.
 
-Interface: `run`, `run_once`, `check`, `list_jobs`, `last_successes` (for GET /metrics).
+Interface: `run`, `run_once`, `check`, `list_jobs`, `leadership` (GET /healthz), `last_successes`
+(for GET /metrics). Several instances on one PostgreSQL store elect one leader (`lease`).
 """
 
 from echoops.core.scheduler.loop import DEFAULT_GRACE_S, LOG_NAME, SCHEMA, Scheduler
-from echoops.core.scheduler.runner import check, last_successes, list_jobs, run, run_once
+from echoops.core.scheduler.runner import check, last_successes, leadership, list_jobs, run, run_once
 
 __all__ = [
     "DEFAULT_GRACE_S",
@@ -13,6 +14,7 @@ __all__ = [
     "SCHEMA",
     "Scheduler",
     "check",
+    "leadership",
     "last_successes",
     "list_jobs",
     "run",

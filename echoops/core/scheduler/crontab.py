@@ -19,6 +19,10 @@ Format (one job a line, times in UTC):
   words (`python3 -c …` -> "python3"). A trailing `# name=NAME` sets it explicitly. Names
   of enabled jobs must be unique; a disabled line may repeat a name (an old version kept
   beside its replacement).
+- `@local` before the command (`*/5 * * * * @local echoops slo ingest`) makes it a
+  host-local job: every instance sharing a store runs it for its own files (request logs
+  are ingested where they are written). Every other job runs only on the scheduler leader
+  (`lease`); with SQLite (one box) the single scheduler always leads.
 - A bad line (bad cron expression, no command, unbalanced quotes, a sixth time field) is an
   error naming the line number and its text; `load` reports every bad line at once.
 """
@@ -40,6 +44,7 @@ from echoops.core.errors import ValidationError
 
 DEFAULT_RESOURCE = "schedule.default.cron"
 DEMO_RESOURCE = "schedule.demo.cron"  # every job every minute: `echoops up --demo` copies it into the demo log dir
+LOCAL = "@local"  # before a command: a host-local job
 MACROS = ("@yearly", "@annually", "@monthly", "@weekly", "@daily", "@midnight", "@hourly")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 ._:/-]{0,63}$")
 _NAME_TAG = re.compile(r"\s#\s*name=(?P<name>[^#]*?)\s*$")
@@ -68,6 +73,7 @@ class Job:
     argv: tuple[str, ...]  # shlex-split command (`echoops` not yet expanded)
     enabled: bool
     line: int
+    local: bool = False  # `@local`: every instance runs it; otherwise only the leader
 
     def exec_argv(self) -> list[str]:
         """The argv to run: `echoops …` becomes `<this python> -m echoops …`."""
@@ -190,12 +196,16 @@ def _parse_line(line: str, number: int, *, enabled: bool) -> Job:
         croniter(expr, 0.0)
     except (ValueError, KeyError) as exc:
         raise ValueError(f"bad cron expression {expr!r} ({exc})") from None
+    local = False
+    words = command.split(None, 1)
+    if words and words[0] == LOCAL:
+        local, command = True, (words[1] if len(words) > 1 else "")
     try:
         argv = tuple(shlex.split(command, comments=True))
     except ValueError as exc:
         raise ValueError(f"cannot split the command ({exc})") from None
     if not argv:
-        raise ValueError("missing command after the schedule")
+        raise ValueError(f"missing command after the schedule{' and @local' if local else ''}")
     if _LOOKS_LIKE_FIELD.match(argv[0]):
         raise ValueError(f"command starts with {argv[0]!r}: a sixth time field? use 5 fields")
     return Job(
@@ -205,6 +215,7 @@ def _parse_line(line: str, number: int, *, enabled: bool) -> Job:
         argv=argv,
         enabled=enabled,
         line=number,
+        local=local,
     )
 
 

@@ -18,8 +18,14 @@ Rules, and how they hold:
   session) gets SIGTERM, then SIGKILL `kill_after_s` later.
 - Shutdown (`shutdown`, on SIGTERM/SIGINT in `run`): no new jobs; running jobs get
   `grace_s` to finish, then their groups are terminated. A second signal skips the wait.
+- Leader (`lease`): jobs run only on the instance holding the leader lease, except `@local`
+  jobs, which every instance runs (state per host). Before starting a leader job's slot,
+  the slot is claimed in the store (`scheduler_slots`): a slot claimed once is never started
+  again, by any instance. On taking the lease the leader reloads the jobs' state (what the
+  previous leader ran). `local_only` (`scheduler run --local-only`) runs only the `@local`
+  jobs and never bids for the lease.
 - Events go to `logs/scheduler.ndjson`: scheduler_start, job_start, job_skip, job_end,
-  schedule_reload, schedule_invalid, scheduler_stop.
+  schedule_reload, schedule_invalid, leader_start, leader_lost, scheduler_stop.
 """
 
 from __future__ import annotations
@@ -41,6 +47,7 @@ from echoops.core.errors import ValidationError
 from echoops.core.redact import redact
 from echoops.core.scheduler import crontab
 from echoops.core.scheduler.crontab import Job, Schedule
+from echoops.core.scheduler.lease import Lease, claim_slot, prune_slots
 
 SCHEMA = store.Schema(
     "scheduler",
@@ -64,6 +71,48 @@ SCHEMA = store.Schema(
         ALTER TABLE scheduler_jobs ADD COLUMN last_success REAL;
         UPDATE scheduler_jobs SET last_success = last_end WHERE last_status = 'ok';
         """,
+        # v3 (several instances on one PostgreSQL store): job state per host ('' for the
+        # leader's jobs, the instance for its @local jobs), the leader lease, slot claims.
+        """
+        CREATE TABLE scheduler_jobs_v3 (
+            host TEXT NOT NULL DEFAULT '',
+            name TEXT NOT NULL,
+            schedule TEXT,
+            last_slot REAL,
+            last_trigger TEXT,
+            last_start REAL,
+            last_end REAL,
+            last_rc INTEGER,
+            last_duration_ms INTEGER,
+            last_status TEXT,
+            updated_at REAL NOT NULL,
+            last_success REAL,
+            instance TEXT,
+            PRIMARY KEY (host, name)
+        );
+        INSERT INTO scheduler_jobs_v3(host, name, schedule, last_slot, last_trigger, last_start, last_end, last_rc,
+                                      last_duration_ms, last_status, updated_at, last_success)
+        SELECT '', name, schedule, last_slot, last_trigger, last_start, last_end, last_rc,
+               last_duration_ms, last_status, updated_at, last_success FROM scheduler_jobs;
+        DROP TABLE scheduler_jobs;
+        ALTER TABLE scheduler_jobs_v3 RENAME TO scheduler_jobs;
+        CREATE TABLE scheduler_lease (
+            name TEXT PRIMARY KEY,
+            holder TEXT NOT NULL,
+            token TEXT NOT NULL,
+            until REAL NOT NULL,
+            epoch INTEGER NOT NULL,
+            acquired_at REAL NOT NULL,
+            renewed_at REAL NOT NULL
+        );
+        CREATE TABLE scheduler_slots (
+            job TEXT NOT NULL,
+            slot REAL NOT NULL,
+            instance TEXT NOT NULL,
+            claimed_at REAL NOT NULL,
+            PRIMARY KEY (job, slot)
+        );
+        """,
     ),
 )
 
@@ -73,6 +122,7 @@ REDACT_MARGIN = 1024  # longer than any secret
 KILL_AFTER_S = 5.0
 DEFAULT_GRACE_S = 30.0
 MAX_MISSED_COUNT = 10_000  # counting missed slots stops here (a per-minute job down for a week)
+SLOT_CLAIMS_KEPT_S = 86400.0  # slot claims older than this are pruned (last_slot covers them)
 
 
 @dataclass
@@ -100,6 +150,7 @@ class Scheduler:
     kill_after_s: float = KILL_AFTER_S
     on_event: Callable[[dict], None] | None = None
     stdout: Any = subprocess.DEVNULL  # where job stdout goes (None: inherit, for `once`)
+    local_only: bool = False  # run only the @local jobs; never bid for the leader lease
 
     def __post_init__(self) -> None:
         self.job_timeout_s = float(self.s.job_timeout_s if self.timeout_s is None else self.timeout_s)
@@ -109,7 +160,63 @@ class Scheduler:
         self.accepting = True
         self.log_path = self.s.log_path(LOG_NAME)
         self.conn = store.db(self.s, SCHEMA)
-        self.state = {r["name"]: dict(r) for r in self.conn.execute("SELECT * FROM scheduler_jobs")}
+        self.host = store.host(self.conn)  # the key of this instance's @local jobs ('' on SQLite)
+        # SQLite: one scheduler per log dir (scheduler.lock), so it may take the lease at once,
+        # even from a predecessor killed before its lease ran out.
+        self.lease = None if self.local_only else Lease(self.conn, self.s.instance, float(self.s.lease_s))
+        self._force = not store.shared(self.conn)
+        self._pruned_at = 0.0
+        self.state: dict[str, dict] = {}
+        self._load_state(local=True, leader=True)
+
+    def _host_of(self, job: Job | None, name: str) -> str:
+        local = job.local if job is not None else self.state.get(name, {}).get("host", "") != ""
+        return self.host if local else ""
+
+    def _load_state(self, *, local: bool, leader: bool) -> None:
+        """(Re)read job state rows: this host's @local jobs, and/or the leader's jobs."""
+        jobs = {j.name: j for j in self.schedule.jobs}
+        rows = self.conn.execute("SELECT * FROM scheduler_jobs WHERE host IN (?, '')", (self.host,)).fetchall()
+        for r in rows:
+            job = jobs.get(r["name"])
+            want = self._host_of(job, r["name"]) if job is not None else r["host"]
+            if r["host"] != want or (r["host"] and not local) or (not r["host"] and not leader):
+                continue
+            self.state[r["name"]] = dict(r)
+
+    def leading(self, now: float) -> bool:
+        """True while this scheduler holds the leader lease."""
+        return self.lease is not None and self.lease.leading(now)
+
+    def _lead(self, now: float, events: list[dict]) -> bool:
+        """Take or renew the lease; on taking it, reload the leader jobs' state."""
+        if self.lease is None:
+            return False
+        leading, changed = self.lease.hold(now, force=self._force)
+        if self._force:  # SQLite: always the leader (one scheduler per log dir); nothing to tell
+            changed = False
+        if changed and leading:
+            self._load_state(local=False, leader=True)
+            stale = [
+                n
+                for n, st in self.state.items()
+                if not st["host"] and st["last_status"] == "running" and n not in self.running
+            ]
+            for name in stale:
+                self._save(name, self.schedule.find(name), now, last_status="interrupted")
+            self._emit(
+                events, now, "leader_start", instance=self.s.instance, epoch=self.lease.epoch,
+                lease_s=self.lease.lease_s, pid=os.getpid(),
+            )  # fmt: skip
+        elif changed:
+            self._emit(events, now, "leader_lost", instance=self.s.instance, pid=os.getpid())
+        if leading and now - self._pruned_at > 3600:
+            self._pruned_at = now
+            prune_slots(self.conn, now - SLOT_CLAIMS_KEPT_S)
+        return leading
+
+    def _runs_here(self, job: Job, leading: bool) -> bool:
+        return job.local or (leading and not self.local_only)
 
     # --- the loop -------------------------------------------------------------------------
 
@@ -119,9 +226,11 @@ class Scheduler:
         `run_now` starts every enabled job at once (and counts as their latest slot).
         """
         events: list[dict] = []
-        stale = [n for n, st in self.state.items() if st["last_status"] == "running"]
+        stale = [n for n, st in self.state.items() if st["host"] and st["last_status"] == "running"]
+        if self._force:  # SQLite: this is the only scheduler; its leader jobs were this log dir's
+            stale += [n for n, st in self.state.items() if not st["host"] and st["last_status"] == "running"]
         for name in stale:
-            self._save(name, None, now, last_status="interrupted")
+            self._save(name, self.schedule.find(name), now, last_status="interrupted")
         self._emit(
             events,
             now,
@@ -131,11 +240,15 @@ class Scheduler:
             jobs=[j.name for j in self.schedule.enabled],
             run_now=run_now,
             pid=os.getpid(),
+            instance=self.s.instance,
+            local_only=self.local_only,
         )
+        leading = self._lead(now, events)
         if run_now:
             for job in self.schedule.enabled:
-                self._set_slot(job, job.latest_at(now), now)
-                self._launch(job, now, events, trigger="run_now", slot=None, missed=0)
+                if self._runs_here(job, leading):
+                    self._set_slot(job, job.latest_at(now), now)
+                    self._launch(job, now, events, trigger="run_now", slot=None, missed=0)
         return events + self.step(now)
 
     def step(self, now: float) -> list[dict]:
@@ -145,8 +258,10 @@ class Scheduler:
         self._reap(now, events)
         self._enforce_timeouts(now)
         if self.accepting:
+            leading = self._lead(now, events)
             for job in self.schedule.enabled:
-                self._consider(job, now, events)
+                if self._runs_here(job, leading):
+                    self._consider(job, now, events)
         return events
 
     def sleep_for(self, now: float) -> float:
@@ -174,6 +289,8 @@ class Scheduler:
             time.sleep(0.05)
         killed = sorted(self.running)
         self._terminate_all(events, wall)
+        if self.lease is not None:
+            self.lease.release(wall())  # the next instance leads at its next step, not a lease later
         self._emit(events, wall(), "scheduler_stop", reason=reason, killed=killed, pid=os.getpid())
         return events
 
@@ -228,6 +345,10 @@ class Scheduler:
             return
         missed = _count_between(job, st["last_slot"], latest)
         self._set_slot(job, latest, now)
+        if not job.local and not claim_slot(self.conn, job.name, latest, self.s.instance, now):
+            # another instance's leader started this slot (a lease handed over mid-slot)
+            self._emit(events, now, "job_skip", job=job.name, slot=clock.iso(latest), reason="slot_claimed")
+            return
         run = self.running.get(job.name)
         if run is not None:
             self._emit(
@@ -361,17 +482,27 @@ class Scheduler:
     def _save(self, name: str, job: Job | None, now: float, **cols: Any) -> None:
         """Upsert the job's state row with `cols` (and keep the in-memory copy in step)."""
         row = self.state.get(name)
-        insert = {"schedule": cols.get("schedule", job.schedule if job else None), **cols, "updated_at": now}
+        host = self._host_of(job, name)
+        if row is not None and row["host"] != host:  # the line gained or lost @local: a new job
+            row = None
+        insert = {
+            "schedule": cols.get("schedule", job.schedule if job else None),
+            **cols,
+            "instance": self.s.instance,
+            "updated_at": now,
+        }
         if row is None:
-            row = self.state[name] = {"name": name, "last_slot": None, "last_status": None, "last_trigger": None}
+            row = self.state[name] = {
+                "host": host, "name": name, "last_slot": None, "last_status": None, "last_trigger": None,
+            }  # fmt: skip
             row["schedule"] = insert["schedule"]
         row.update(cols, updated_at=now)
-        sets = ", ".join(f"{c}=excluded.{c}" for c in [*cols, "updated_at"])
+        sets = ", ".join(f"{c}=excluded.{c}" for c in [*cols, "instance", "updated_at"])
         with store.transaction(self.conn):
             self.conn.execute(
-                f"INSERT INTO scheduler_jobs(name, {', '.join(insert)}) VALUES(?{', ?' * len(insert)}) "
-                f"ON CONFLICT(name) DO UPDATE SET {sets}",
-                (name, *insert.values()),
+                f"INSERT INTO scheduler_jobs(host, name, {', '.join(insert)}) VALUES(?, ?{', ?' * len(insert)}) "
+                f"ON CONFLICT(host, name) DO UPDATE SET {sets}",
+                (host, name, *insert.values()),
             )
 
     def _emit(self, events: list[dict], now: float, event: str, **fields: Any) -> None:

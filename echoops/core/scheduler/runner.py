@@ -16,12 +16,23 @@ from typing import Any
 from echoops.core import clock, config, files, store
 from echoops.core.config import Settings
 from echoops.core.errors import Conflict, ValidationError
-from echoops.core.scheduler import crontab
+from echoops.core.scheduler import crontab, lease
 from echoops.core.scheduler.loop import DEFAULT_GRACE_S, LOG_NAME, SCHEMA, Scheduler
+from echoops.core.scheduler.types import Leadership
 
 ERROR_BACKOFF_S = 5.0
 
-__all__ = ["DEFAULT_GRACE_S", "LOG_NAME", "SCHEMA", "Scheduler", "check", "list_jobs", "run", "run_once"]
+__all__ = [
+    "DEFAULT_GRACE_S",
+    "LOG_NAME",
+    "SCHEMA",
+    "Scheduler",
+    "check",
+    "leadership",
+    "list_jobs",
+    "run",
+    "run_once",
+]
 
 
 def run(
@@ -30,8 +41,12 @@ def run(
     run_now: bool = False,
     grace_s: float = DEFAULT_GRACE_S,
     on_event: Callable[[dict], None] | None = None,
+    local_only: bool = False,
 ) -> dict:
-    """Run the scheduler until SIGTERM/SIGINT; {"stopped_by": signal name}. One per log dir (Conflict)."""
+    """Run the scheduler until SIGTERM/SIGINT; {"stopped_by": signal name}. One per log dir (Conflict).
+
+    It runs the leader's jobs while it holds the leader lease and its `@local` jobs always;
+    `local_only`: only the `@local` jobs, never bidding for the lease (an app host)."""
     s = s or config.settings()
     lock = _take_lock(s)
     signals: list[int] = []
@@ -40,7 +55,7 @@ def run(
         for sig in (signal.SIGTERM, signal.SIGINT):
             previous[sig] = signal.signal(sig, lambda signum, _frame: signals.append(signum))
     try:
-        sched = Scheduler(s=s, on_event=on_event)
+        sched = Scheduler(s=s, on_event=on_event, local_only=local_only)
         sched.start(time.time(), run_now=run_now)
         while not signals:
             try:
@@ -108,13 +123,17 @@ def list_jobs(*, s: Settings | None = None, now: float | None = None) -> dict:
     t = clock.now_s(now)
     sched = crontab.load(s)
     conn = store.db(s, SCHEMA)
-    state = {r["name"]: r for r in conn.execute("SELECT * FROM scheduler_jobs")}
+    host = store.host(conn)
+    rows = conn.execute("SELECT * FROM scheduler_jobs WHERE host IN (?, '')", (host,)).fetchall()
+    by_key = {(r["host"], r["name"]): r for r in rows}
     enabled_names = {j.name for j in sched.enabled}
     jobs = []
     for job in sched.jobs:
         # A disabled line that shares its name with an enabled job (an old version kept
         # beside its replacement) does not show the enabled job's results.
-        st = None if not job.enabled and job.name in enabled_names else state.get(job.name)
+        st = None
+        if job.enabled or job.name not in enabled_names:
+            st = by_key.get((host if job.local else "", job.name))
         last = None
         if st is not None and st["last_start"] is not None:
             last = {
@@ -124,6 +143,7 @@ def list_jobs(*, s: Settings | None = None, now: float | None = None) -> dict:
                 "ended": None if st["last_end"] is None else clock.iso(st["last_end"]),
                 "rc": st["last_rc"],
                 "duration_ms": st["last_duration_ms"],
+                "instance": st["instance"],
             }
         jobs.append(
             {
@@ -132,11 +152,24 @@ def list_jobs(*, s: Settings | None = None, now: float | None = None) -> dict:
                 "command": job.command,
                 "line": job.line,
                 "enabled": job.enabled,
+                "local": job.local,
                 "next_run": clock.iso(job.next_after(t)) if job.enabled else None,
                 "last": last,
             }
         )
-    return {"schedule": str(sched.path), "source": sched.source, "timezone": "UTC", "jobs": jobs}
+    return {
+        "schedule": str(sched.path),
+        "source": sched.source,
+        "timezone": "UTC",
+        **lease.leader(conn, s.instance, t),
+        "jobs": jobs,
+    }
+
+
+def leadership(*, s: Settings | None = None, now: float | None = None) -> Leadership:
+    """Who leads the schedule now and whether this instance does (GET /healthz)."""
+    s = s or config.settings()
+    return lease.leader(store.db(s, SCHEMA), s.instance, clock.now_s(now))
 
 
 def last_successes(*, s: Settings | None = None) -> dict[str, float]:

@@ -14,7 +14,7 @@ autoscaler's latency signal) and the deploy gate (`gate`, `clear_gate`, `require
 `gate_path`): the autoscaler refuses to scale up while the gate is set.
 """
 
-from echoops.core.slo.budget import STATUS_FILE, compute, rebaseline, recent_p95_ms, status, tick
+from echoops.core.slo.budget import STATUS_FILE, compute, ingest, rebaseline, recent_p95_ms, status, tick
 from echoops.core.slo.deploy_gate import (
     BUDGET_LOG,
     GATE_FLAG,
@@ -38,6 +38,7 @@ __all__ = [
     "compute",
     "gate",
     "gate_path",
+    "ingest",
     "rebaseline",
     "recent_p95_ms",
     "require_gate_open",

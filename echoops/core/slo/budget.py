@@ -36,7 +36,7 @@ from echoops.core.slo.deploy_gate import (  # re-exported: slo.gate() etc. are t
     validate_reason,
 )
 from echoops.core.slo.document import SourceUnavailable
-from echoops.core.slo.types import HistoryPoint, Rebaselined, SloDocument, SloStatus, SloTick
+from echoops.core.slo.types import HistoryPoint, Rebaselined, RequestIngest, SloDocument, SloStatus, SloTick
 
 __all__ = [
     "GATE_FLAG",
@@ -190,6 +190,14 @@ def status(*, s: Settings | None = None, now: float | None = None, history: bool
     else:
         doc = orjson.loads(raw)
     return _finish(conn, s, doc, clock.now_s(now), history)
+
+
+def ingest(*, s: Settings | None = None, now: float | None = None) -> RequestIngest:
+    """Fold this host's new request-log lines into the per-minute aggregates, nothing more (no
+    status, gate or page): `echoops slo ingest`, the `@local` job of every host sharing a
+    PostgreSQL store. The leader's `slo tick` then computes over every host's minutes."""
+    s = s or config.settings()
+    return sources.for_settings(s).ingest(s, now=clock.now_s(now))
 
 
 def tick(*, s: Settings | None = None, now: float | None = None) -> SloTick:
