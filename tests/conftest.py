@@ -60,8 +60,10 @@ def isolated_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 def pytest_generate_tests(metafunc):
-    """Tests marked `backends` run once per store backend: SQLite and PostgreSQL."""
-    if metafunc.definition.get_closest_marker("backends"):
+    """Tests marked `backends` run once per store backend: SQLite and PostgreSQL (not those
+    also marked `sqlite_only`: they open the SQLite file themselves)."""
+    node = metafunc.definition
+    if node.get_closest_marker("backends") and not node.get_closest_marker("sqlite_only"):
         metafunc.parametrize("db_backend", BACKENDS, indirect=True)
 
 

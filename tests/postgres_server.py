@@ -112,6 +112,12 @@ class PostgresServer:
 
         return psycopg.connect(self.url(), autocommit=True)
 
+    def admin_for(self, url: str):
+        """A plain psycopg connection (autocommit) to the database of `url`."""
+        import psycopg  # lazy: only the tests that use PostgreSQL import it
+
+        return psycopg.connect(url, autocommit=True)
+
     def new_database(self) -> str:
         """A fresh database (from template0) and its URL."""
         name = f"t{os.getpid()}_{next(_counter)}"

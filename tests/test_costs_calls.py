@@ -28,9 +28,13 @@ NOON = DAY + 12 * 3600
 ROOT = Path(__file__).resolve().parent.parent
 PICO = 10**12
 
+# the store and feature tests run on both backends (SQLite; PostgreSQL: tests/postgres_server.py)
+pytestmark = pytest.mark.backends
+
 LOOP = """
 import sys
 from echoops.api import spend
+
 calls = 0
 while True:
     with spend("gpt-4o-mini", estimate_usd=0.05) as s:

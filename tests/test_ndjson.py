@@ -20,6 +20,9 @@ from hypothesis import strategies as st
 from echoops.core import clock, ndjson, store
 from echoops.core.config import load_settings
 
+# the store and feature tests run on both backends (SQLite; PostgreSQL: tests/postgres_server.py)
+pytestmark = pytest.mark.backends
+
 ISO_Z = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
 
 
@@ -112,6 +115,7 @@ def test_concurrent_appends_from_processes_and_threads_never_interleave(log_dir)
 # --- reader: incremental, partial lines -----------------------------------------------------
 
 
+@pytest.mark.sqlite_only
 def test_incremental_reads_each_line_once(conn, log_dir):
     path = log_dir / "requests.ndjson"
     assert read(conn, path)[0] == []  # missing file: nothing, no error

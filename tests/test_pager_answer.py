@@ -19,6 +19,9 @@ from tests.conftest import wait_for
 from tests.fakes_smtp import FakeSMTP
 from tests.fakes_telegram import ALICE, BOB, DEFAULT_CHAT, FakeTelegram
 
+# the store and feature tests run on both backends (SQLite; PostgreSQL: tests/postgres_server.py)
+pytestmark = pytest.mark.backends
+
 T0 = time.time()
 SECRET = "pager-signing-secret-0123456789abcdefghij"
 OTHER_CHAT = "-1009999999999"
@@ -211,6 +214,7 @@ def test_resolve_and_silence_buttons(tg, log_dir):
     assert (later["state"], later["deduped"], later["channels"]["telegram"]) == ("open", False, "pending")
 
 
+@pytest.mark.sqlite_only
 def test_only_one_process_reads_presses_and_the_offset_is_kept(tg, log_dir):
     s = config.settings()
     page_and_deliver()
@@ -512,6 +516,7 @@ def test_acked_silenced_and_non_critical_incidents_are_not_escalated_and_zero_tu
 # --- the store ----------------------------------------------------------------------------------
 
 
+@pytest.mark.sqlite_only
 def test_a_v2_store_is_migrated_and_old_incidents_are_never_escalated(settings, log_dir):
     from echoops.core import store
     from echoops.core.pager.model import SCHEMA

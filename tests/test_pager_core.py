@@ -11,6 +11,9 @@ from echoops.core import pager
 from echoops.core.errors import ValidationError
 from echoops.core.pager.fingerprint import fingerprint, normalize
 
+# the store and feature tests run on both backends (SQLite; PostgreSQL: tests/postgres_server.py)
+pytestmark = pytest.mark.backends
+
 T0 = 1_800_000_000.0
 
 

@@ -16,6 +16,9 @@ from echoops.core.clock import iso
 from echoops.core.errors import ValidationError
 from echoops.core.slo import aggregates, budget, rules
 
+# the store and feature tests run on both backends (SQLite; PostgreSQL: tests/postgres_server.py)
+pytestmark = pytest.mark.backends
+
 # 2026-11-27T12:00:00Z: every SLO test evaluates at or after this instant
 T0 = 1795780800.0
 
@@ -729,6 +732,7 @@ def fill_30_days(settings, now: float) -> None:
         )
 
 
+@pytest.mark.sqlite_only
 @pytest.mark.slow
 def test_no_new_data_tick_over_30_days_of_minutes_reads_nothing_and_keeps_the_budget(settings, log_dir):
     # How fast this is (< 50 ms in process, < 0.5 s for the process) is measured by

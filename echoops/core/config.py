@@ -15,7 +15,6 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import unquote, urlsplit
 
 from echoops.core import envfile, parsers
 from echoops.core.errors import ConfigError
@@ -741,9 +740,7 @@ class Settings:
             elif value:
                 out.append(value)
         if self.db_url:  # libpq quotes neither, but a message may hold the password alone
-            password = urlsplit(self.db_url).password
-            if password:
-                out.extend({password, unquote(password)})
+            out.extend(parsers.db_url_passwords(self.db_url))
         return out
 
 
@@ -913,7 +910,9 @@ def describe(s: Settings) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for var in VARS:
         value = getattr(s, var.attr)
-        if var.secret:
+        if var.attr == "db_url" and value:
+            value = parsers.shown_db_url(value)  # where the state is, without the password
+        elif var.secret:
             count = len(value) if isinstance(value, tuple) else (1 if value else 0)
             value = f"***({count} set)" if isinstance(value, tuple) and count else ("***" if count else None)
         elif isinstance(value, Path):

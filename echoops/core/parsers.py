@@ -12,6 +12,7 @@ import shlex
 import socket
 from collections.abc import Callable
 from pathlib import Path
+from urllib.parse import parse_qsl, quote, unquote, urlsplit, urlunsplit
 
 import orjson
 
@@ -400,6 +401,33 @@ def db_url(raw: str) -> str | None:
     if not re.match(r"^postgres(ql)?://[^\s]*$", value):
         raise ValueError("not a PostgreSQL URL (postgresql://user:password@host:5432/dbname?sslmode=require)")
     return value
+
+
+def db_url_passwords(url: str) -> list[str]:
+    """The passwords in a PostgreSQL URL (in the authority and/or a `password=` option), as
+    written and decoded: what redaction must mask."""
+    parts = urlsplit(url)
+    found = [parts.password or ""] + [v for k, v in parse_qsl(parts.query, keep_blank_values=True) if k == "password"]
+    out: list[str] = []
+    for value in found:
+        for form in (value, unquote(value), quote(unquote(value), safe="")):
+            if form and form not in out:
+                out.append(form)
+    return out
+
+
+def shown_db_url(url: str) -> str:
+    """`url` with its password as `***` (user, host, database and TLS options stay readable)."""
+    parts = urlsplit(url)
+    netloc = parts.netloc
+    if parts.password is not None:
+        user, _, host = netloc.rpartition("@")
+        netloc = f"{user.split(':', 1)[0]}:***@{host}"
+    query = "&".join(
+        f"{k}=***" if k == "password" else f"{k}={quote(v, safe='/:.,-_~')}"
+        for k, v in parse_qsl(parts.query, keep_blank_values=True)
+    )
+    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
 
 
 def instance(raw: str) -> str:

@@ -30,6 +30,7 @@ from urllib.parse import urlsplit
 import psycopg
 from psycopg import errors as pg_errors
 from psycopg.adapt import Dumper, Loader
+from psycopg.conninfo import conninfo_to_dict
 from psycopg_pool import ConnectionPool, PoolTimeout
 
 from echoops.core.dialect import to_postgres
@@ -143,6 +144,23 @@ def pool(url: str, *, max_size: int, timeout_ms: int) -> ConnectionPool:
     return found
 
 
+# libpq options of every connection (the URL's own options, TLS ones included, come on top)
+_CONNECT_KWARGS: dict[str, Any] = {
+    "keepalives": 1,
+    "keepalives_idle": 10,
+    "keepalives_interval": 5,
+    "keepalives_count": 3,
+    "application_name": "echoops",
+}
+
+
+def _options(url: str, **defaults: Any) -> dict[str, Any]:
+    """echoops' connection options, minus those the URL sets itself (the URL wins: an operator's
+    `connect_timeout`, `application_name` or keepalive settings pass through)."""
+    given = conninfo_to_dict(url)
+    return {k: v for k, v in {**_CONNECT_KWARGS, **defaults}.items() if k not in given}
+
+
 def _new_pool(url: str, max_size: int, timeout_ms: int) -> ConnectionPool:
     idle_tx_ms = max(2 * timeout_ms, 30_000)
 
@@ -157,21 +175,16 @@ def _new_pool(url: str, max_size: int, timeout_ms: int) -> ConnectionPool:
             "SET tcp_keepalives_idle = 10; SET tcp_keepalives_interval = 5; SET tcp_keepalives_count = 3"
         )
 
-    kwargs = {
-        "autocommit": True,
-        "connect_timeout": max(1, timeout_ms // 1000),
-        "keepalives": 1,
-        "keepalives_idle": 10,
-        "keepalives_interval": 5,
-        "keepalives_count": 3,
-        "application_name": "echoops",
-    }
+    kwargs: dict[str, Any] = {**_options(url, connect_timeout=max(1, timeout_ms // 1000)), "autocommit": True}
     return ConnectionPool(
         url,
         min_size=1,
         max_size=max_size,
         kwargs=kwargs,
         configure=configure,
+        # A pooled connection the server dropped (a restart, a failover, an idle timeout) is
+        # replaced before use, for one round trip: a write never lands on a dead socket.
+        check=ConnectionPool.check_connection,
         timeout=timeout_ms / 1000,
         open=True,
         name="echoops",
@@ -237,13 +250,13 @@ class Connection:
         if self._tx is not None:
             return self._run(self._tx, query, args)
         for attempt in (1, 2):
-            conn = self._pool.getconn()
+            conn = self._getconn()
             try:
                 return self._run(conn, query, args)
             except psycopg.OperationalError:
                 # A pooled connection the server closed (a restart): a read is retried once
                 # on a fresh one; a write may have happened, so it is not.
-                if attempt == 2 or not conn.closed or not query.lstrip()[:6].upper() == "SELECT":
+                if attempt == 2 or not (conn.closed or conn.broken) or not query.lstrip()[:6].upper() == "SELECT":
                     raise
             finally:
                 self._pool.putconn(conn)
@@ -254,7 +267,7 @@ class Connection:
         rows = [tuple(p) for p in seq]
         if self._tx is not None:
             return self._run_many(self._tx, query, rows)
-        conn = self._pool.getconn()
+        conn = self._getconn()
         try:
             with conn.transaction():  # autocommit SQLite runs executemany as one implicit transaction
                 return self._run_many(conn, query, rows)
@@ -286,6 +299,20 @@ class Connection:
             self.broken = True
             self._on_failure()
 
+    def _getconn(self) -> psycopg.Connection:
+        """A pooled connection; when none comes within the timeout, why: the pool only says it
+        waited, so one direct connection attempt names the cause (refused, TLS required,
+        authentication failed), raised in its place. A pool merely busy stays PoolTimeout."""
+        try:
+            return self._pool.getconn()
+        except PoolTimeout as exc:
+            self._failed(exc)
+            try:
+                psycopg.connect(self.url, **_options(self.url, connect_timeout=2)).close()
+            except psycopg.OperationalError as cause:
+                raise cause.with_traceback(None) from None
+            raise
+
     # --- transactions -------------------------------------------------------------------
 
     def begin(self, lock: str | None, *, shared: bool = False) -> None:
@@ -296,13 +323,13 @@ class Connection:
             fn = "pg_advisory_xact_lock_shared" if shared else "pg_advisory_xact_lock"
             statement = f"BEGIN; SELECT {fn}({lock_key(lock)})"
         for attempt in (1, 2):
-            conn = self._pool.getconn()
+            conn = self._getconn()
             try:
                 conn.execute(statement)
             except psycopg.OperationalError as exc:
                 # Nothing was written yet: a connection the server closed is replaced once.
                 self._pool.putconn(conn)
-                if attempt == 2 or not conn.closed:
+                if attempt == 2 or not (conn.closed or conn.broken):
                     self._failed(exc)
                     raise
                 continue

@@ -32,6 +32,7 @@ import errno
 import fcntl
 import os
 import sqlite3
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -489,6 +490,9 @@ def close_all() -> None:
     for pg in (getattr(_local, "pg", None) or {}).values():
         pg.close()
     _local.pg = {}
+    postgres = sys.modules.get("echoops.core.postgres")
+    if postgres is not None:  # the next connection checks its schemas again (as a new SQLite one does)
+        postgres.ensured_reset()
 
 
 def ensure(conn: Conn, schema: Schema) -> None:

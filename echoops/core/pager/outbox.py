@@ -126,12 +126,12 @@ def claim(conn: store.Conn, s: Settings, now: float, owner: str, *, incident_id:
         ).fetchone()
         if row is None:
             return None
-        conn.execute(
+        claimed = conn.execute(
             "UPDATE pager_outbox SET claimed_by=?, claimed_until=?, sending_attempt=?, sending_at=?, updated_at=? "
             f"WHERE {_KEY} AND sending_attempt IS NULL",
             (owner, now + lease_s(s), row["attempts"] + 1, now, now, *_key(row)),
-        )
-    return row
+        ).rowcount
+    return row if claimed else None  # another drainer's attempt is in flight (never expected under the lock)
 
 
 def send_once(channel: str, page: Page, s: Settings) -> Outcome:
