@@ -87,8 +87,11 @@ def test_the_password_is_redacted_everywhere(cli, monkeypatch, settings):
     assert load_settings({"ECHOOPS_DB_URL": wrong}).secrets()[-1] == "not-" + PASSWORD
 
 
+@pytest.mark.slow
 def test_a_restarted_server_is_used_again_and_a_down_one_is_unavailable(monkeypatch, postgres_server):
-    monkeypatch.setenv("ECHOOPS_DB_TIMEOUT_MS", "1000")
+    # the pool reconnects in the background with a back-off of about a second: the wait for a
+    # connection (ECHOOPS_DB_TIMEOUT_MS, 15 s by default) must outlast it
+    monkeypatch.setenv("ECHOOPS_DB_TIMEOUT_MS", "5000")
     s = config.settings()
     conn = store.db(s, SCHEMA)
     with store.transaction(conn):
