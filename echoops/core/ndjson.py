@@ -361,6 +361,9 @@ class _Scan:
     def count_bad(self, reason: str, n: int = 1) -> None:
         self.bad[reason] += n
 
+    def batches(self) -> Iterator[list[Any]]:
+        raise NotImplementedError
+
     def _read(self, seg: _Segment, stop: int | None = None) -> Iterator[list[Any]]:
         """Read one file from seg.start to its last newline (or to `stop`, just after a newline);
         the cursor ends there."""
