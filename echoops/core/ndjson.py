@@ -231,9 +231,10 @@ class Typed:
         if len(buf) > MAX_LINE or not buf.isascii():
             return None
         try:
-            return self.decode(b"[" + buf[:-1].replace(b"\n", b",") + b"]")
+            out = self.decode(b"[" + buf[:-1].replace(b"\n", b",") + b"]")
         except self.errors:
             return None
+        return out or None  # `[]`: one blank line, which the per-line path counts
 
 
 def _classify(line: bytes) -> str:
