@@ -9,7 +9,7 @@ from __future__ import annotations
 import typer
 from typer.core import TyperGroup
 
-from echoops.commands import config_cmd, costs, demo, page, portal, scale, scheduler, serve, slo
+from echoops.commands import config_cmd, costs, demo, jobs, page, portal, scale, scheduler, serve, slo
 from echoops.commands.render import error
 from echoops.core.errors import EchoopsError
 
@@ -34,14 +34,9 @@ class EchoopsGroup(TyperGroup):
 
 def _store_failure(exc: Exception) -> None:
     """A full disk, a read-only or vanished store: `Error: the store is unavailable: ...`, exit 1."""
-    from echoops.core import store  # lazy: only a failing command pays for the store module
-
-    found = store.unavailable(exc)
-    if found is not None:
-        from echoops.commands.render import error  # lazy: rich, ~15 ms, only on this error path
-
-        error(found.detail)
-        raise typer.Exit(found.exit_code) from None
+    code = jobs.store_failure(exc)
+    if code is not None:
+        raise typer.Exit(code) from None
 
 
 app = typer.Typer(

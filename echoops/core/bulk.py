@@ -17,7 +17,6 @@ scheduler's jobs); a threaded server worker folds in one process.
 from __future__ import annotations
 
 import os
-import pickle
 import signal
 import threading
 from collections.abc import Callable, Sequence
@@ -91,6 +90,8 @@ def fan_out(pieces: Sequence[Any], fold: Callable[[Any], T], rest: Callable[[], 
     piece. An exception in a child is raised here (InputError and other picklable errors as
     themselves); the children of a failed fan-out are killed.
     """
+    import pickle  # noqa: F401  # lazy: 8 ms, only for a backlog folded in processes (children use it)
+
     children: list[tuple[int, int, Any]] = []
     try:
         for piece in pieces[1:]:
@@ -121,6 +122,8 @@ def fan_out(pieces: Sequence[Any], fold: Callable[[Any], T], rest: Callable[[], 
 
 
 def _child(piece: Any, fold: Callable[[Any], Any], w: int) -> None:  # pragma: no cover - runs in the child
+    import pickle  # lazy: imported by fan_out before the fork
+
     code = 0
     try:
         try:
@@ -154,6 +157,8 @@ def _collect(pid: int, r: int, piece: Any) -> Any:
         _, status = os.waitpid(pid, 0)
     if not parts:
         raise RuntimeError(f"a bulk ingest process ended without an answer (wait status {status})")
+    import pickle  # lazy: imported by fan_out already
+
     answer = pickle.loads(b"".join(parts))
     if answer[0] == "error":
         raise answer[1]
