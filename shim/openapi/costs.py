@@ -30,7 +30,15 @@ DECISION = obj(
 )
 
 OPERATIONS = (
-    Operation("GET", "/api/costs/status", "Today's AI spend against the caps", "key", {200: STATUS}, "costs"),
+    Operation(
+        "GET",
+        "/api/costs/status",
+        "Today's AI spend against the caps",
+        "key",
+        {200: STATUS},
+        "costs",
+        conditional=True,
+    ),
     Operation(
         "POST",
         "/api/costs/set-cap",

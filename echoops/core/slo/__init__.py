@@ -6,12 +6,22 @@ the alert tiers and a red/yellow/green state (`rules`), writes `slo_status.json`
 the deploy gate after a full 2h of burn over 2x, unless an operator's override stands
 (`deploy_gate`). `budget` runs the tick and serves status.
 
-Interface to the other controls: `tick`, `status`, `rebaseline`, `recent_p95_ms` (the
+Interface to the other controls: `tick`, `status` (`status_snapshot`: the same, cached per
+process until what it is made of changes, with an ETag), `rebaseline`, `recent_p95_ms` (the
 autoscaler's latency signal) and the deploy gate (`gate`, `clear_gate`, `require_gate_open`,
 `gate_path`): the autoscaler refuses to scale up while the gate is set.
 """
 
-from echoops.core.slo.budget import STATUS_FILE, compute, rebaseline, recent_p95_ms, status, tick
+from echoops.core.slo.budget import (
+    STATUS_FILE,
+    StatusSnapshot,
+    compute,
+    rebaseline,
+    recent_p95_ms,
+    status,
+    status_snapshot,
+    tick,
+)
 from echoops.core.slo.deploy_gate import (
     BUDGET_LOG,
     GATE_FLAG,
@@ -29,6 +39,7 @@ __all__ = [
     "GATE_FLAG",
     "STATUS_FILE",
     "DeployGateSet",
+    "StatusSnapshot",
     "clear_gate",
     "compute",
     "gate",
@@ -38,6 +49,7 @@ __all__ = [
     "require_gate_open",
     "set_gate",
     "status",
+    "status_snapshot",
     "tick",
     "validate_reason",
 ]
