@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from typing import Any
 
@@ -34,13 +35,18 @@ def _matches(header: str, etag: str) -> bool:
     return any(tag.strip().removeprefix("W/") == etag for tag in header.split(","))
 
 
+@functools.lru_cache(maxsize=64)
+def _http_date(ts: float) -> str:
+    return http_date(ts)
+
+
 def conditional(body: bytes, etag: str, modified: float | None = None) -> HTTPResponse:
     """A JSON body with its ETag (and Last-Modified when `modified` is known), or `304 Not
     Modified` (no body) when the request's If-None-Match names it, or, without If-None-Match,
     when If-Modified-Since is not before `modified`."""
     headers = {"ETag": etag}
     if modified:
-        headers["Last-Modified"] = http_date(modified)
+        headers["Last-Modified"] = _http_date(modified)
     none_match = request.environ.get("HTTP_IF_NONE_MATCH")
     if none_match is not None:
         fresh = _matches(none_match, etag)

@@ -284,7 +284,8 @@ class StatusSnapshot:
     modified: float  # epoch seconds: the last tick, override or change of the flag file
 
 
-_snapshots: dict[str, tuple[tuple, StatusSnapshot]] = {}  # per store file, in this process
+# per log dir, in this process: (the flag file's path, the key the snapshot was made at, it)
+_snapshots: dict[Any, tuple[str, tuple | None, StatusSnapshot | None]] = {}
 _snapshot_lock = threading.Lock()
 _KEY_SQL = (
     "SELECT (SELECT value FROM slo_meta WHERE key='status_version'), "
@@ -292,7 +293,7 @@ _KEY_SQL = (
 )
 
 
-def _status_key(conn: sqlite3.Connection, s: Settings) -> tuple | None:
+def _status_key(conn: sqlite3.Connection, flag_path: str) -> tuple | None:
     """What the status document is made of, cheaply: the tick's version (the stored document and
     the history), the operator's override, the flag this process wrote and the flag file's
     identity; None before the first tick (the document is then computed for `now`)."""
@@ -300,7 +301,7 @@ def _status_key(conn: sqlite3.Connection, s: Settings) -> tuple | None:
     if row[0] is None:
         return None
     try:
-        st = os.stat(gate_path(s))
+        st = os.stat(flag_path)
         flag: tuple | None = (st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
     except FileNotFoundError:
         flag = None
@@ -313,11 +314,11 @@ def status_snapshot(*, s: Settings | None = None, now: float | None = None) -> S
     Last-Modified). Before the first tick it is computed each time."""
     s = s or config.settings()
     conn = aggregates.db(s)
-    where = str(s.db_path)
-    key = _status_key(conn, s)
-    cached = _snapshots.get(where)
-    if key is not None and cached is not None and cached[0] == key:
-        return cached[1]
+    entry = _snapshots.get(s.log_dir)
+    flag_path = entry[0] if entry is not None else str(gate_path(s))
+    key = _status_key(conn, flag_path)
+    if key is not None and entry is not None and entry[1] == key and entry[2] is not None:
+        return entry[2]
     doc = status(s=s, now=now)
     body = files.dumps(doc)
     override = doc["gate"]["override"]
@@ -328,9 +329,9 @@ def status_snapshot(*, s: Settings | None = None, now: float | None = None) -> S
     )
     snap = StatusSnapshot(doc, body, f'"{hashlib.blake2b(body, digest_size=12).hexdigest()}"', modified)
     # Kept only when nothing changed while it was computed (status() may itself record an override).
-    if key is not None and _status_key(conn, s) == key:
-        with _snapshot_lock:
-            _snapshots[where] = (key, snap)
+    kept = snap if key is not None and _status_key(conn, flag_path) == key else None
+    with _snapshot_lock:
+        _snapshots[s.log_dir] = (flag_path, key, kept)
     return snap
 
 
