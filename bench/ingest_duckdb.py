@@ -260,8 +260,11 @@ def slo_size(args: argparse.Namespace, work: Path, n: int, cmd: list[str], extra
     print(f"| echoops in process (`aggregates.ingest`) | {fmt(inproc)} | | |")
     print(
         f"\nechoops / DuckDB: {ratio:.2f}x"
-        + (f"; echoops / naive: {statistics.median(walls['echoops']) / statistics.median(walls['naive']):.2f}x"
-           if "naive" in walls else "")  # fmt: skip
+        + (
+            f"; echoops / naive: {statistics.median(walls['echoops']) / statistics.median(walls['naive']):.2f}x"
+            if "naive" in walls
+            else ""
+        )  # fmt: skip
     )
     print(
         f"accuracy: counts {'equal' if exact else 'DIFFER'} ({total:,} requests, {errors:,} errors, {slow:,} slow); "
@@ -274,7 +277,9 @@ def slo_size(args: argparse.Namespace, work: Path, n: int, cmd: list[str], extra
         "exact": exact and close,
         "rss": max(r["rss_mb"] for r in runs["echoops"]),
         "tree": max(r["tree_mb"] for r in runs["echoops"]),
-        "vs_naive": (statistics.median(walls["echoops"]) / statistics.median(walls["naive"])) if "naive" in walls else None,
+        "vs_naive": (statistics.median(walls["echoops"]) / statistics.median(walls["naive"]))
+        if "naive" in walls
+        else None,
     }
 
 
@@ -290,7 +295,7 @@ def costs_run(args: argparse.Namespace, work: Path, cmd: list[str], extra: dict)
     size = write_ndjson(src, usage_lines(args.costs_lines, day0))
     runs: dict[str, list[dict]] = {"echoops": [], "duckdb": []}
     for rnd in range(args.rounds):
-        for name in (["echoops", "duckdb"] if rnd % 2 == 0 else ["duckdb", "echoops"]):
+        for name in ["echoops", "duckdb"] if rnd % 2 == 0 else ["duckdb", "echoops"]:
             if name == "echoops":
                 d = fresh_log_dir(work, "costs", {"ai_usage.ndjson": src})
                 r = run([*cmd, "costs", "tick", "--now", now_iso], {**bench_env(d), **extra})

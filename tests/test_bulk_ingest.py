@@ -284,7 +284,7 @@ def raw_request_line(draw) -> bytes:
     line = b"{" + b",".join(fields) + b"}"
     if draw(st.integers(0, 5)):
         return line
-    return draw(st.sampled_from([b" " + line + b"\r", line + line, line + b" " + line, b"", b" "]))
+    return draw(st.sampled_from([b" " + line + b"\r", line + line, line + b" " + line, b"", b" ", b"null"]))
 
 
 def _per_line(raw: bytes) -> list:

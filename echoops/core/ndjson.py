@@ -223,7 +223,7 @@ class Typed:
         import msgspec  # lazy: 30 ms, only once there is input to read
 
         self.struct = struct
-        self.decode = msgspec.json.Decoder(list[struct]).decode  # type: ignore[valid-type]
+        self.decode = msgspec.json.Decoder(list[struct | None]).decode  # type: ignore[valid-type]
         self.errors = msgspec.DecodeError  # ValidationError is one
 
     def chunk(self, buf: bytes) -> list | None:
@@ -231,10 +231,14 @@ class Typed:
         if len(buf) > MAX_LINE or not buf.isascii():
             return None
         try:
-            out = self.decode(b"[" + buf[:-1].replace(b"\n", b",") + b"]")
+            # every newline a comma, then a `null` to close the list: two copies of the chunk
+            out = self.decode(b"".join((b"[", buf.replace(b"\n", b","), b"null]")))
         except self.errors:
             return None
-        return out or None  # `[]`: one blank line, which the per-line path counts
+        out.pop()
+        if not out or None in out:  # one blank line, or a line `null`: the per-line path says what they are
+            return None
+        return out
 
 
 def _classify(line: bytes) -> str:

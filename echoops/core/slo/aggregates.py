@@ -15,8 +15,9 @@ the definition: the fast paths only ever accept what it would accept, with the s
 whatever lines came before (tests/test_fast_paths.py).
 
 A backlog above ECHOOPS_INGEST_BULK_MB is folded in several processes (`ndjson.Reader.fold`,
-core/bulk.py): each piece returns its minutes packed as stored rows (`_pack`), the parent
-merges them into the store with its own, in the one transaction that moves the cursor.
+core/bulk.py): each piece returns its minute rows and hour rollups packed as stored rows
+(`_Part`), the parent merges them into the store with its own, in the one transaction that
+moves the cursor.
 """
 
 from __future__ import annotations
@@ -371,13 +372,70 @@ def _compact(agg: _Agg) -> dict[int, Minute]:
     return out
 
 
-def _pack(minutes: dict[int, Minute]) -> dict[int, tuple[int, int, int, bytes]]:
-    """Minute aggregates as stored rows (the sketch encoded): what a bulk piece sends back."""
-    return {m: (t, e, sl, sketch.encode(counts)) for m, (t, e, sl, counts) in minutes.items()}
+Row = tuple[int, int, int, bytes]  # (total, errors, slow, encoded sketch), as stored
 
 
-def _unpack(rows: dict[int, tuple[int, int, int, bytes]]) -> dict[int, Minute]:
-    return {m: [t, e, sl, sketch.to_dict(blob)] for m, (t, e, sl, blob) in rows.items()}
+class _Part:
+    """What a bulk piece sends back: its minute rows and their hour rollups, sketches encoded
+    (a few MB for millions of lines), so the parent only writes them (`_store_rows`)."""
+
+    def __init__(self) -> None:
+        self.minutes: dict[int, Row] = {}
+        self.hours: dict[int, list] = {}  # hour -> [total, errors, slow, {bucket: count}] while folding
+
+    def add(self, minutes: dict[int, Minute]) -> None:
+        for m, (t, e, sl, counts) in minutes.items():
+            h = self.hours.get(m // 60)
+            if h is None:
+                h = self.hours[m // 60] = [0, 0, 0, {}]
+            h[0] += t
+            h[1] += e
+            h[2] += sl
+            sketch.add_counts(h[3], counts)
+            known = self.minutes.get(m)  # a minute split by a flush: merged here
+            self.minutes[m] = _with_stored((m, *known) if known else None, t, e, sl, counts)  # type: ignore[arg-type]
+
+    def packed(self) -> tuple[dict[int, Row], dict[int, Row]]:
+        return self.minutes, {h: (t, e, sl, sketch.encode(c)) for h, (t, e, sl, c) in self.hours.items()}
+
+
+def _merged_rows(old: dict[int, sqlite3.Row], rows: dict[int, Row]) -> list[tuple]:
+    """`rows` added to the stored rows of the same keys: (key, total, errors, slow, sketch)."""
+    out = []
+    for key in sorted(rows):
+        t, e, sl, blob = rows[key]
+        stored = old.get(key)
+        if stored is not None:
+            t, e, sl, blob = _with_stored(stored, t, e, sl, sketch.to_dict(blob))
+        out.append((key, t, e, sl, blob))
+    return out
+
+
+def _store_rows(conn: sqlite3.Connection, minutes: dict[int, Row], hours: dict[int, Row]) -> int:
+    """Merge a bulk piece's packed minute and hour rows into the store; returns the minutes touched."""
+    if not minutes:
+        return 0
+    old = _rows_in(
+        conn,
+        "SELECT m.minute, m.total, m.errors, m.slow, s.sketch FROM slo_minute m "
+        "LEFT JOIN slo_minute_sketch s ON s.minute = m.minute WHERE m.minute IN ({marks})",
+        sorted(minutes),
+    )
+    merged = _merged_rows(old, minutes)
+    conn.executemany(
+        "INSERT OR REPLACE INTO slo_minute(minute, total, errors, slow) VALUES(?,?,?,?)", [r[:4] for r in merged]
+    )
+    conn.executemany(
+        "INSERT OR REPLACE INTO slo_minute_sketch(minute, sketch) VALUES(?,?)", [(r[0], r[4]) for r in merged]
+    )
+    old_h = _rows_in(
+        conn, "SELECT hour, total, errors, slow, sketch FROM slo_hour WHERE hour IN ({marks})", sorted(hours)
+    )
+    conn.executemany(
+        "INSERT OR REPLACE INTO slo_hour(hour, total, errors, slow, sketch) VALUES(?,?,?,?,?)",
+        _merged_rows(old_h, hours),
+    )
+    return len(minutes)
 
 
 def _store(conn: sqlite3.Connection, minutes: dict[int, Minute]) -> int:
@@ -432,18 +490,18 @@ def retention_minute(s: Settings, now: float) -> int:
     return int(now // 60) - (s.slo_window_days + 1) * 1440
 
 
-def _fold_scan(scan: Any, conn: sqlite3.Connection, now: float, target: float, oldest: int) -> tuple[list, int, int]:
-    """Fold the lines of one reader or bulk piece: (packed rows for the parent to store, when
-    `scan.remote`; lines too old; minutes touched in the store here)."""
+def _fold_scan(scan: Any, conn: sqlite3.Connection, now: float, target: float, oldest: int) -> tuple:
+    """Fold the lines of one reader or bulk piece: (packed minute and hour rows for the parent to
+    store, when `scan.remote`, else None; lines too old; minutes touched in the store here)."""
     agg = _Agg()
     stamps = clock.Stamps(now)
     bcache: dict[Any, int] = {}
-    packed: list[dict[int, tuple[int, int, int, bytes]]] = []
+    part = _Part()
     touched = held = 0
 
     def flush() -> int:
         if scan.remote:
-            packed.append(_pack(_compact(agg)))
+            part.add(_compact(agg))
             return 0
         return _flush(conn, agg)
 
@@ -456,7 +514,7 @@ def _fold_scan(scan: Any, conn: sqlite3.Connection, now: float, target: float, o
         if len(bcache) > _BCACHE_MAX:
             bcache.clear()
     touched += flush()
-    return packed, agg.old, touched
+    return (part.packed() if scan.remote else None), agg.old, touched
 
 
 def ingest(s: Settings, *, now: float) -> RequestIngest:
@@ -498,8 +556,8 @@ def ingest(s: Settings, *, now: float) -> RequestIngest:
                 for packed, old, done in parts:
                     too_old += old
                     touched += done
-                    for rows in packed:
-                        touched += _store(conn, _unpack(rows))
+                    if packed is not None:
+                        touched += _store_rows(conn, *packed)
                 reader.commit(now)
         except ndjson.InputError as exc:  # rolled back: this source is read again next tick
             report["errors"].append(exc.as_dict())
