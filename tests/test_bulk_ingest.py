@@ -194,6 +194,24 @@ def test_an_input_error_in_a_child_comes_back_as_itself(log_dir):
         fh.close()
 
 
+def test_a_child_that_dies_without_answering_fails_the_fold(log_dir):
+    path = log_dir / "x.ndjson"
+    path.write_bytes(b"{}\n" * 10)
+
+    def fold(piece):
+        if piece.remote:
+            os._exit(3)  # killed, out of memory...: no answer comes back
+        return "here"
+
+    with open(path, "rb") as fh:
+        scan = ndjson.Piece.__new__(ndjson.Piece)
+        scan.path, scan.chunk, scan.typed = path, 64, None
+        seg = ndjson._Segment(fh, 0, 1, "x")
+        pieces = [ndjson.Piece(scan, seg, a, b) for a, b in bulk.split(fh.fileno(), 0, 30, 2)]
+        with pytest.raises(RuntimeError, match="ended without an answer"):
+            bulk.fan_out(pieces, fold, lambda: "rest")
+
+
 def test_processes_setting_and_the_single_thread_rule():
     assert bulk.processes(3) == 3
     assert bulk.processes(0) == bulk.available_cpus()

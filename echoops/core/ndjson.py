@@ -497,10 +497,6 @@ class Piece(_Scan):
         self._stop = stop
         self._head = self._tail = b""
 
-    @property
-    def size(self) -> int:
-        return self._stop - self._seg.start
-
     def batches(self) -> Iterator[list[Any]]:
         return self._read(self._seg, self._stop)
 

@@ -90,10 +90,7 @@ class Trace:
         except (IsADirectoryError, PermissionError) as exc:
             raise ValidationError(f"cannot read trace {self.path}: {exc.strerror}", field="file") from None
         with fh:
-            try:
-                yield from fh
-            except IsADirectoryError as exc:
-                raise ValidationError(f"cannot read trace {self.path}: {exc.strerror}", field="file") from None
+            yield from fh
 
     def _walk(self) -> Iterator[tuple[float, float, float, float, int, float | None]]:
         """(ts, dt_min, arrivals, depth, workers, completed) per interval after the first usable
