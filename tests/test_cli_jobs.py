@@ -121,3 +121,12 @@ def test_other_command_lines_go_to_typer():
 def test_typer_help_still_answers_for_a_job():
     r = subprocess.run([sys.executable, "-m", "echoops", "slo", "tick", "--help"], capture_output=True, text=True)
     assert r.returncode == 0 and "Ingest new requests" in r.stdout
+
+
+def test_a_store_failure_is_mapped_the_same_way(tmp_path):
+    _seed(tmp_path / "seed")
+    (tmp_path / "seed" / "echoops.db").mkdir()  # a database that cannot be opened
+    fast, typer_run = _both(tmp_path, ["slo", "tick", "--now", NOW])
+    assert fast == typer_run
+    code, out, err = fast
+    assert (code, out) == (1, "") and err.startswith("Error: the store is unavailable: ")

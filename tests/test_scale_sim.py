@@ -205,3 +205,13 @@ def test_simulate_streams_the_trace_memory_does_not_grow_with_it(tmp_path, setti
     grown = _peak_bytes(large, settings) - _peak_bytes(small, settings)
     assert grown < 3_000_000, grown  # the changes listed: about 25 bytes a sample here
     assert backtest.Trace(large, 20.0).info["samples"] == 55_000
+
+
+def test_a_streamed_trace_counts_its_bad_lines(tmp_path, settings):
+    good = trace(diurnal_rate, 30, workers=2).splitlines()
+    bad = [b"", b"not json", b"[1]", b'{"ts": "yesterday", "depth": 1, "workers": 1}']
+    path = tmp_path / "t.ndjson"
+    path.write_bytes(b"\n".join(good[:10] + bad + good[10:]) + b"\n")
+    tr = backtest.Trace(path, 20.0)
+    assert (tr.info["samples"], tr.info["bad"]) == (30, 3)  # the blank line is neither
+    assert len(list(tr.intervals())) == 29 == len(list(tr.intervals()))  # read again for each replay
