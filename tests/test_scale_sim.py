@@ -15,6 +15,8 @@ from pathlib import Path
 import orjson
 import pytest
 
+from echoops.core.scale import backtest
+
 T0 = 1_790_000_000
 
 
@@ -180,3 +182,36 @@ def test_trace_without_arrivals_or_completions_is_still_replayed(tmp_path, cli):
     assert js["model"]["capacity_source"] == "SCALE_JOBS_PER_WORKER_MIN"
     assert js["trace"]["arrivals"] > 0
     assert js["methods"]["damped+seasonal"]["summary"]["changes"] > 0
+
+
+def _peak_bytes(path, settings) -> int:
+    import tracemalloc  # lazy: only this test traces allocations
+
+    tracemalloc.start()
+    try:
+        backtest.simulate(path, method="holt", s=settings)
+        return tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+
+@pytest.mark.slow
+def test_simulate_streams_the_trace_memory_does_not_grow_with_it(tmp_path, settings):
+    """Issue 20: a trace ten times longer takes no more memory (the old replay held every
+    interval and sample: 17 MB more here); the changes it lists are all that grows."""
+    small, large = tmp_path / "small.ndjson", tmp_path / "large.ndjson"
+    small.write_bytes(trace(diurnal_rate, 5_000, workers=3))
+    large.write_bytes(trace(diurnal_rate, 55_000, workers=3))
+    grown = _peak_bytes(large, settings) - _peak_bytes(small, settings)
+    assert grown < 3_000_000, grown  # the changes listed: about 25 bytes a sample here
+    assert backtest.Trace(large, 20.0).info["samples"] == 55_000
+
+
+def test_a_streamed_trace_counts_its_bad_lines(tmp_path, settings):
+    good = trace(diurnal_rate, 30, workers=2).splitlines()
+    bad = [b"", b"not json", b"[1]", b'{"ts": "yesterday", "depth": 1, "workers": 1}']
+    path = tmp_path / "t.ndjson"
+    path.write_bytes(b"\n".join(good[:10] + bad + good[10:]) + b"\n")
+    tr = backtest.Trace(path, 20.0)
+    assert (tr.info["samples"], tr.info["bad"]) == (30, 3)  # the blank line is neither
+    assert len(list(tr.intervals())) == 29 == len(list(tr.intervals()))  # read again for each replay

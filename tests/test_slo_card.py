@@ -93,3 +93,25 @@ def test_slo_card_says_when_the_prometheus_source_is_stale(open_card, live_serve
     expect(box.locator("strong")).to_have_text("Stale: the SLO source cannot answer")
     expect(box.locator(".slo-stale-error")).to_contain_text("Prometheus at http://127.0.0.1:9 is unavailable")
     expect(box).to_contain_text("No tick has succeeded yet.")
+
+
+@pytest.mark.browser
+def test_a_dashboard_refresh_asks_conditionally_and_keeps_the_card(open_card, live_server, settings, log_dir):
+    server = live_server()
+    history(log_dir, end=T0 + 3600, minutes=60, per_minute=20)
+    slo.tick(s=settings, now=T0 + 3600)
+    page, section = open_card("slo", server=server)
+    expect(section.locator(".slo-head .badge")).to_have_text(re.compile("GREEN"))
+
+    def refresh() -> int:
+        with page.expect_response(lambda r: r.url.endswith("/api/slo/status")) as answer:
+            page.click("#refresh-btn")
+        return answer.value.status
+
+    assert refresh() == 304  # nothing changed: the card is drawn again from the body it holds
+    expect(section.locator(".slo-head .badge")).to_have_text(re.compile("GREEN"))
+    expect(section.locator("[data-metric=p95] .metric-value")).to_have_text(re.compile(r"^1(19|20|21) ms$"))
+    history(log_dir, end=T0 + 5400, minutes=30, per_minute=20, err_pct=5)
+    slo.tick(s=settings, now=T0 + 5400)
+    assert refresh() == 200
+    expect(section.locator(".slo-head .badge")).to_have_text(re.compile("YELLOW"))

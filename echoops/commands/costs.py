@@ -6,14 +6,13 @@ from typing import TYPE_CHECKING
 
 import typer
 
+from echoops.commands import jobs
 from echoops.commands.render import (
     JSON_OPT,
     NOW_OPT,
     STATE_STYLE,
     console,
     emit_json,
-    error,
-    input_errors,
     reading,
     state_text,
 )
@@ -137,24 +136,9 @@ def tick_cmd(json_out: bool = JSON_OPT, now: str | None = NOW_OPT) -> None:
 
     Example: echoops costs tick   (schedule.cron: 0 * * * * echoops costs tick)
     """
-    from echoops.core import costs  # lazy: 15-45 ms a package, off --help and other commands
-
-    body = costs.tick(now=clock.parse_cli_time(now))
-    if json_out:
-        emit_json(body)
-    else:
-        input_errors(body["input_errors"])
-        g = body["global"]
-        console().print(
-            f"{body['day']}: {body['lines']} new lines, {body['calls']} calls; global {_usd(g['spent_usd'])} of "
-            f"{_usd(g['cap_usd'])} ({g['state'].upper()}); alerts: {len(body['alerts'])}",
-            highlight=False,
-            markup=False,
-        )
-    failure = body["stripe_fees"].get("error")
-    if failure:
-        error(f"Stripe fees could not be read: {failure}")
-        raise typer.Exit(1)
+    code = jobs.costs_tick(now, json_out)  # the same body `echoops costs tick` runs without Typer
+    if code:
+        raise typer.Exit(code)
 
 
 @app.command("set-cap")

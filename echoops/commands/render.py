@@ -1,47 +1,32 @@
-"""Output helpers shared by every command: JSON for scripts, rich for people, errors on stderr."""
+"""Output helpers shared by every command: the options every command has, rich for people
+(tables, panels), and what `output` does without Typer (JSON, lines, errors on stderr)."""
 
 from __future__ import annotations
 
 import os
-import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any
 
 import typer
 
-from echoops.core.files import dumps
+from echoops.commands.output import STATE_STYLE, emit_json, error, input_errors, note
+
+__all__ = [
+    "JSON_OPT",
+    "NOW_OPT",
+    "STATE_STYLE",
+    "console",
+    "emit_json",
+    "err_console",
+    "error",
+    "input_errors",
+    "note",
+    "reading",
+]
 
 # Options every feature command shares (one definition, one help text).
 JSON_OPT = typer.Option(False, "--json", help="Print JSON for jq (the endpoint's body).")
 NOW_OPT = typer.Option(None, "--now", help="Pretend the time is this (ISO-8601 or epoch s).")
-
-STATE_STYLE = {
-    "green": "green",
-    "yellow": "yellow",
-    "red": "bold red",
-    "ok": "green",
-    "warn": "yellow",
-    "throttle": "bold red",
-    "failed": "bold red",
-    "unconfirmed": "bold red",
-    "pending": "yellow",
-    "skipped": "dim",
-    "cancelled": "dim",
-    "open": "bold red",
-    "acked": "yellow",
-    "silenced": "dim",
-    "resolved": "green",
-    "active": "yellow",
-    "expired": "dim",
-    "removed": "dim",
-}
-
-
-def emit_json(obj: Any) -> None:
-    """Print `obj` as indented JSON on stdout (exactly what the matching endpoint returns)."""
-    sys.stdout.write(dumps(obj, indent=True).decode() + "\n")
-    sys.stdout.flush()
 
 
 def console():
@@ -56,34 +41,6 @@ def err_console():
     from rich.console import Console
 
     return Console(stderr=True)
-
-
-def error(message: str) -> None:
-    """`Error: …` on stderr as one line (no markup interpretation of user text, no wrapping)."""
-    # lazy: rich costs ~15 ms; only human output needs it
-    from rich.markup import escape
-
-    # soft_wrap: rich would otherwise break long messages at the terminal width (80 columns
-    # when piped), splitting `VAR='value'` across lines for anyone grepping stderr.
-    err_console().print(f"[bold red]Error:[/] {escape(message)}", highlight=False, soft_wrap=True)
-
-
-def input_errors(errors: list[dict[str, str]]) -> None:
-    """One `Warning: <source>: <error> (<detail>); skipped` line on stderr per input a tick could not read."""
-    from rich.markup import escape  # lazy: rich, ~15 ms, only when an input could not be read
-
-    for e in errors:
-        err_console().print(
-            f"[yellow]Warning:[/] {escape(e['source'])}: {e['error']} ({escape(e['detail'])}); skipped",
-            highlight=False,
-            soft_wrap=True,
-        )
-
-
-def note(text: str) -> None:
-    """One `echoops: …` line on stderr for people (stdout stays the command's output, --json clean)."""
-    sys.stderr.write(f"echoops: {text}\n")
-    sys.stderr.flush()
 
 
 @contextmanager

@@ -8,7 +8,8 @@ from typing import TYPE_CHECKING
 
 import typer
 
-from echoops.commands.render import JSON_OPT, NOW_OPT, console, emit_json, input_errors, reading
+from echoops.commands import jobs
+from echoops.commands.render import JSON_OPT, NOW_OPT, console, emit_json, reading
 from echoops.core import clock
 
 if TYPE_CHECKING:  # the result types, for the printers (no import cost at run time)
@@ -24,36 +25,7 @@ app = typer.Typer(
 
 def _emit(body: ScaleStatus, json_out: bool) -> None:
     """status, tick and apply print the same document: JSON for jq or the human summary."""
-    if json_out:
-        emit_json(body)
-        return
-    input_errors(body.get("input_errors", []))
-    out = console()
-    mode = "[yellow]DRY RUN[/]" if body["dry_run"] else "[green]LIVE[/]"
-    f = body["forecast"]
-    out.print(f"{mode}  desired [bold]{body['desired']}[/]  actual [bold]{body['actual']}[/]  ({body['action']})")
-    out.print(f"reason: {body['reason']}", highlight=False, markup=False)
-    out.print(
-        f"backlog {f['backlog']}, arrivals {f['rate_now_per_min']}/min now -> {f['rate_in_horizon_per_min']}/min "
-        f"in {f['horizon_min']}m, {f['jobs_per_worker_min']} jobs/min per worker ({f['throughput_source']})",
-        highlight=False,
-    )
-    out.print(f"forecast: {f['method_reason']}", highlight=False, markup=False)
-    src = body["source"]
-    if src["kind"] != "file":
-        health = "ok" if not src["missed_in_row"] else f"{src['missed_in_row']} missed in a row: {src['last_error']}"
-        out.print(f"queue source {src['kind']}: {health}", highlight=False, markup=False)
-    p95 = "no data" if body["p95_ms"] is None else f"{body['p95_ms']:g} ms"
-    out.print(f"p95 {p95} (target {body['p95_target_ms']:g} ms)", highlight=False)
-    gate = body["gate"]
-    out.print(
-        f"cooldown {body['cooldown_remaining_s']}s left, gate {'SET' if gate['set'] else 'clear'}, "
-        f"bounds {body['bounds']['min']}..{body['bounds']['max']}, last change {body['last_change_at'] or 'never'}",
-        highlight=False,
-    )
-    if body.get("actuator"):
-        a = body["actuator"]
-        out.print(f"actuator: {' '.join(a['argv'])} -> rc {a['rc']}", highlight=False, markup=False)
+    jobs.scale_summary(body, json_out)
 
 
 @app.command("status")
@@ -78,24 +50,7 @@ def sample_cmd(json_out: bool = JSON_OPT, now: str | None = NOW_OPT) -> None:
 
     Example: SCALE_QUEUE_SOURCE=rq SCALE_REDIS_URL=redis://localhost:6379/0 echoops scale sample --json
     """
-    from echoops.core import scale  # lazy: 15-45 ms a package, off --help and other commands
-
-    body = scale.sample(now=clock.parse_cli_time(now))
-    if json_out:
-        emit_json(body)
-        return
-    line = body["sample"]
-    if line is None:
-        sys.stdout.write(body["detail"] + "\n")
-        return
-    parts = [
-        f"depth {line['depth']}",
-        f"workers {line['workers']}" + ("" if line.get("workers_known", True) else " (known to echoops)"),
-    ]
-    parts += [f"{k} {line[k]}" for k in ("busy", "idle", "arrivals", "completed") if line.get(k) is not None]
-    sys.stdout.write(f"{body['source']} sample at {line['ts']}: " + ", ".join(parts) + "\n")
-    if line.get("estimate"):
-        sys.stdout.write(f"estimate: {line['estimate']}\n")
+    jobs.scale_sample(now, json_out)  # the same body `echoops scale sample` runs without Typer
 
 
 @app.command("tick")
@@ -104,9 +59,7 @@ def tick_cmd(json_out: bool = JSON_OPT, now: str | None = NOW_OPT) -> None:
 
     Example: echoops scale tick   (schedule.cron: */10 * * * * echoops scale tick)
     """
-    from echoops.core import scale  # lazy: 15-45 ms a package, off --help and other commands
-
-    _emit(scale.tick(now=clock.parse_cli_time(now)), json_out)
+    jobs.scale_tick(now, json_out)  # the same body `echoops scale tick` runs without Typer
 
 
 @app.command("apply")

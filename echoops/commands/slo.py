@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING, Any
 
 import typer
 
-from echoops.commands import render
+from echoops.commands import jobs, render
 from echoops.core import clock
 
 if TYPE_CHECKING:  # the result types, for the printers (no import cost at run time)
@@ -100,23 +100,9 @@ def tick(
 
     Example: echoops slo tick --now 2026-11-27T12:00:00Z
     """
-    from echoops.core import slo  # lazy: 15-45 ms a package, off --help and other commands
-
-    result = slo.tick(now=clock.parse_cli_time(now))
-    if json_out:
-        render.emit_json(result)
-        return
-    doc, ing = result["status"], result["ingest"]
-    render.input_errors(ing["errors"])
-    out = render.console()
-    out.print(
-        f"slo tick: {ing['lines']} new lines ({ing['bad']} bad), state {render.state_text(doc['state'])}, "
-        f"p95 {_fmt(doc['p95_ms'], ' ms')}, error rate {doc['error_rate'] * 100:.3f}%, "
-        f"burn 1h {doc['burn']['1h']:.2f}, remaining {doc['remaining_budget_pct']:.1f}%",
-        highlight=False,
-    )
-    if result["gate_set"]:
-        out.print(f"[bold red]deploy gate set:[/] {doc['gate']['reason']}", highlight=False)
+    code = jobs.slo_tick(now, json_out)  # the same body `echoops slo tick` runs without Typer
+    if code:
+        raise typer.Exit(code)
 
 
 @app.command("rebaseline")
@@ -163,7 +149,7 @@ def gate(
     Example: echoops slo gate || echo "deploys paused: error budget burning"
     Example: echoops slo gate --clear --reason "rolled back v42" --for 6h
     """
-    from echoops.core import clock, slo  # lazy: 15-45 ms a package, off --help and other commands
+    from echoops.core import slo  # lazy: 15-45 ms a package, off --help and other commands
     from echoops.core.errors import ValidationError
 
     t = clock.parse_cli_time(now)

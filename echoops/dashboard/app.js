@@ -3,6 +3,7 @@
  *
  *   echoops.registerCard({id, title, order, wide?, render: async (body, ctx) => {}})
  *   echoops.api(path, {method, body}) -> parsed JSON; throws echoops.ApiError {status, body}
+ *                                             (a GET answered with an ETag is re-asked conditionally)
  *   echoops.el(tag, attrs, ...children)       DOM builder; text goes in as textContent only
  *   echoops.sparkline(values, {width, height, label, target})  -> <svg>
  *   echoops.stateBadge(state)                 colour AND the word (green/yellow/red/ok/warn/...)
@@ -238,19 +239,31 @@
     return null;
   }
 
+  // The last answer to each GET that came with an ETag: the next GET of that path is conditional
+  // (If-None-Match) and a 304 reuses the body held here. The status routes change on a tick, the
+  // dashboard refreshes every 30 s: most refreshes move no document at all.
+  var held = {};
+
   function request(path, opts, withKey) {
     opts = opts || {};
+    var method = opts.method || "GET";
     var headers = {"Accept": "application/json", "X-Dash-Key": withKey};
-    var init = {method: opts.method || "GET", headers: headers, cache: "no-store", credentials: "same-origin"};
+    var init = {method: method, headers: headers, cache: "no-store", credentials: "same-origin"};
     if (opts.body !== undefined) {
       headers["Content-Type"] = "application/json";
       init.body = typeof opts.body === "string" ? opts.body : JSON.stringify(opts.body);
     }
+    var last = method === "GET" ? held[path] : undefined;
+    if (last) headers["If-None-Match"] = last.etag;
     return fetch(path, init).then(function (resp) {
+      if (resp.status === 304 && last) return JSON.parse(last.text);
       return resp.text().then(function (text) {
         var body = null;
         if (text) { try { body = JSON.parse(text); } catch (e) { body = {error: "bad_json", detail: text.slice(0, 200)}; } }
         if (!resp.ok) throw new ApiError(resp.status, body);
+        var etag = resp.headers.get("ETag");
+        if (method === "GET" && etag) held[path] = {etag: etag, text: text};
+        else if (method === "GET") delete held[path];
         return body;
       });
     });

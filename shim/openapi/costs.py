@@ -59,7 +59,15 @@ RESERVATION = obj(
 RECORDED = obj({"recorded_usd": NUM, "decision": DECISION})
 
 OPERATIONS = (
-    Operation("GET", "/api/costs/status", "Today's AI spend against the caps", "key", {200: STATUS}, "costs"),
+    Operation(
+        "GET",
+        "/api/costs/status",
+        "Today's AI spend against the caps",
+        "key",
+        {200: STATUS},
+        "costs",
+        conditional=True,
+    ),
     Operation(
         "POST",
         "/api/costs/set-cap",

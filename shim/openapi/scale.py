@@ -13,7 +13,15 @@ STATUS = obj(
 )
 
 OPERATIONS = (
-    Operation("GET", "/api/scale/status", "Desired and actual workers, forecast", "key", {200: STATUS}, "scale"),
+    Operation(
+        "GET",
+        "/api/scale/status",
+        "Desired and actual workers, forecast",
+        "key",
+        {200: STATUS},
+        "scale",
+        conditional=True,
+    ),
     Operation(
         "POST",
         "/api/scale/apply",

@@ -25,7 +25,6 @@ import orjson
 from echoops.core import clock, config, files, ndjson, parsers, store
 from echoops.core.config import Settings
 from echoops.core.errors import EchoopsError, NotConfigured, ValidationError
-from echoops.core.pager import raise_incident
 from echoops.core.scale.forecast import Forecaster, parse_sample
 from echoops.core.scale.policy import Decision, PolicyConfig, decide
 from echoops.core.scale.types import (
@@ -37,7 +36,6 @@ from echoops.core.scale.types import (
     ScaleStatus,
     SourceHealth,
 )
-from echoops.core.slo import recent_p95_ms
 from echoops.core.types import UnreadableInput
 
 SCHEMA = store.Schema(
@@ -205,6 +203,8 @@ def _evaluate(conn, s: Settings, now: float) -> tuple[Decision, Context]:
     window_start = now - cfg.cooldown_s
     recent = conn.execute("SELECT ts, recommended FROM scale_decisions WHERE ts>=?", (window_start,)).fetchall()
     gate = files.read_flag(s.log_path("deploy_gate.flag"))
+    from echoops.core.slo import recent_p95_ms  # lazy: 25 ms, not for `scale sample`, which imports this module
+
     p95 = recent_p95_ms(s=s, now=now)
     source = source_health(conn, s)
     decision = decide(
@@ -433,6 +433,8 @@ def apply(dry_run: bool | None = None, *, s: Settings | None = None, now: float 
         event["actuator"] = {"rc": actuator["rc"], "ok": actuator["ok"]}
     ndjson.append(s.log_path("scale.ndjson"), "scale_decision", now=now, **event)
     if actuator is not None and not applied:
+        from echoops.core.pager import raise_incident  # lazy: 40 ms, only when the actuator fails
+
         incident = raise_incident(
             "WARNING",
             f"scale actuator failed setting {decision.target} workers: {actuator['error']}",
