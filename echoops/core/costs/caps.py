@@ -265,14 +265,16 @@ def _candidates(doc: dict[str, Any]) -> list[tuple[str, str, str, str, dict[str,
 def _message(scope: str, kind: str, entry: dict[str, Any], day: str, enforce: bool = True) -> str:
     what = "global AI spend" if scope == "global" else ("Stripe fees" if scope == "stripe_fees" else f"{scope} spend")
     if kind == "forecast":
-        return f"{what} forecast ${entry['forecast_usd']:g} exceeds the ${entry['cap_usd']:g} daily cap ({day})"
+        forecast, cap = prices.usd_text(entry["forecast_usd"]), prices.usd_text(entry["cap_usd"])
+        return f"{what} forecast {forecast} exceeds the {cap} daily cap ({day})"
     if kind == "unpriced":
         return f"model {scope} has no price: counted at the conservative default ({day})"
     if kind == "fee_error":
         return stripe_fees.error_message(entry, day)
     throttle = "cap reached: AI calls throttled" if enforce else "cap reached (monitoring only: AI calls not throttled)"
     action = {"throttle": throttle, "fee_over": "cap reached (no throttling)"}.get(kind, "near its daily cap")
-    return f"{what} ${entry['spent_usd']:g} of ${entry['cap_usd']:g} ({entry['pct']}%): {action} ({day})"
+    spent, cap = prices.usd_text(entry["spent_usd"]), prices.usd_text(entry["cap_usd"])
+    return f"{what} {spent} of {cap} ({entry['pct']}%): {action} ({day})"
 
 
 def _alert(conn: sqlite3.Connection, s: Settings, doc: dict[str, Any], now: float) -> list[Alert]:
@@ -353,7 +355,8 @@ def resolve_cleared(conn: sqlite3.Connection, s: Settings, doc: dict[str, Any], 
             if entry.get("cap_usd") is None:
                 note = f"{r['scope']} no longer has a cap"
             else:
-                note = f"{r['scope']} cap raised above spend (${entry['spent_usd']:g} of ${entry['cap_usd']:g})"
+                spent, cap = prices.usd_text(entry["spent_usd"]), prices.usd_text(entry["cap_usd"])
+                note = f"{r['scope']} cap raised above spend ({spent} of {cap})"
         elif r["day"] > doc["day"]:
             continue
         else:
