@@ -339,6 +339,32 @@ def test_money_a_person_reads_has_cents_and_events_keep_the_exact_figure(log_dir
     assert [e["forecast_usd"] for e in events(settings.log_dir, "cost_forecast")] == [61.36016]
 
 
+def test_spend_today_is_the_global_total_each_tick_saw(log_dir, settings):
+    from echoops.core.costs import series
+
+    assert costs.status(s=settings, now=DAY + 3600)["spend_today"] == []  # no tick yet
+    write_usage(log_dir, mini(10_000_000, ts=DAY + 3000))  # $1.50 before 01:00
+    costs.tick(s=settings, now=DAY + 3600)
+    write_usage(log_dir, mini(20_000_000, ts=DAY + 7000), mini(10_000_000, ts=DAY + 7100, model="gpt-4o"))
+    costs.tick(s=settings, now=DAY + 7200)  # + $3.00 + $25.00
+    costs.tick(s=settings, now=DAY + 7320)  # same 5-minute slot: the later point stands for it
+    assert costs.status(s=settings, now=DAY + 3 * 3600)["spend_today"] == [
+        {"ts": "2026-11-27T01:00:00.000Z", "spent_usd": 1.5},
+        {"ts": "2026-11-27T02:02:00.000Z", "spent_usd": 29.5},
+    ]
+    assert costs.status(s=settings, now=DAY + 3601)["spend_today"] == [  # a simulated past: nothing after it
+        {"ts": "2026-11-27T01:00:00.000Z", "spent_usd": 1.5},
+    ]
+    # a new UTC day starts from nothing; points older than two days are dropped
+    costs.tick(s=settings, now=DAY + 86400 + 60)
+    assert costs.status(s=settings, now=DAY + 86400 + 120)["spend_today"] == [
+        {"ts": "2026-11-28T00:01:00.000Z", "spent_usd": 0.0}
+    ]
+    costs.tick(s=settings, now=DAY + 3 * 86400)
+    days = [r[0] for r in store.db(settings).execute("SELECT DISTINCT day FROM costs_points ORDER BY day")]
+    assert days == ["2026-11-28", "2026-11-30"] and series.KEEP_DAYS == 2
+
+
 def test_cap_of_zero_closes_a_model_without_paging(log_dir, settings):
     costs.set_cap("model", "gpt-4o", 0, s=settings, now=NOON)
     assert costs.guard("gpt-4o", s=settings, now=NOON)["action"] == "throttle"

@@ -15,7 +15,10 @@ STATUS = obj(
         "stripe_fees": {"type": "object"},
         "unpriced": {"type": "array"},
     },
-    {"updated_at": nullable(TS)},
+    {
+        "updated_at": nullable(TS),
+        "spend_today": {"type": "array", "items": obj({"ts": TS, "spent_usd": NUM})},
+    },
 )
 # printable ASCII without surrounding spaces (the server takes any printable name)
 MODEL = {"type": "string", "pattern": "^[!-~]([ -~]*[!-~])?$", "maxLength": MAX_KEY_CHARS}

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any, cast
 
 from echoops.core import clock, config, files, ndjson, store
 from echoops.core.config import Settings
-from echoops.core.costs import cap_sources, prices
+from echoops.core.costs import cap_sources, prices, series
 from echoops.core.costs import fees as stripe_fees
 from echoops.core.costs.cap_sources import effective_caps, model_name, validate_cap
 from echoops.core.costs.guardrail import STATE_FILE, decide, guard, known_models
@@ -32,7 +32,7 @@ from echoops.core.costs.ingest import ingest_usage
 from echoops.core.errors import EchoopsError
 
 if TYPE_CHECKING:  # annotations only: `costs check` and guard() start-up skip building the TypedDicts
-    from echoops.core.costs.types import Alert, CapChange, CapSet, CostsStatus, CostsTick, Decision, Scope
+    from echoops.core.costs.types import Alert, CapChange, CapSet, CostsStatus, CostsTick, Decision, Scope, SpendPoint
 
 __all__ = ["SCHEMA", "check", "guard", "set_cap", "status", "tick", "state_document"]
 
@@ -124,7 +124,7 @@ def set_cap(
     doc = _publish(conn, s, now)
     _alert(conn, s, doc, now)
     resolve_cleared(conn, s, doc, now)
-    return {"cap": cap, "status": _public(doc)}
+    return {"cap": cap, "status": _public(doc, series.points(conn, now))}
 
 
 # --- the status document -----------------------------------------------------------------
@@ -204,8 +204,8 @@ def check(model: object, *, s: Settings | None = None, now: float | None = None)
     return guard(model_name(model, "model"), s=s, now=now)
 
 
-def _public(doc: dict[str, Any]) -> CostsStatus:
-    """The /api/costs/status body: the state document without its lookup tables."""
+def _public(doc: dict[str, Any], spend_today: list[SpendPoint]) -> CostsStatus:
+    """The /api/costs/status body: the state document without its lookup tables, and today's points."""
 
     def scope(entry: dict[str, Any]) -> Scope:
         return cast("Scope", {k: v for k, v in entry.items() if k != "forecast_over"})
@@ -218,6 +218,7 @@ def _public(doc: dict[str, Any]) -> CostsStatus:
         "stripe_fees": doc["stripe_fees"],
         "unpriced": doc["unpriced"],
         "updated_at": doc["updated_at"],
+        "spend_today": spend_today,
     }
 
 
@@ -226,7 +227,7 @@ def status(*, s: Settings | None = None, now: float | None = None) -> CostsStatu
     s = s or config.settings()
     conn, t = db(s), clock.now_s(now)
     cap_sources.observe(conn, s, t)
-    return _public(state_document(conn, s, t))
+    return _public(state_document(conn, s, t), series.points(conn, t))
 
 
 def _publish(conn: sqlite3.Connection, s: Settings, now: float) -> dict[str, Any]:
@@ -385,6 +386,7 @@ def tick(*, s: Settings | None = None, now: float | None = None) -> CostsTick:
     fees = stripe_fees.sync_fees(conn, s, now)
     with store.transaction(conn):
         conn.execute("INSERT OR REPLACE INTO costs_meta(k, v) VALUES('last_tick', ?)", (now,))
+        series.record(conn, now)
     doc = _publish(conn, s, now)
     alerts = _alert(conn, s, doc, now)
     resolve_cleared(conn, s, doc, now)

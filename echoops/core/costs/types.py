@@ -39,6 +39,13 @@ class StripeFees(TypedDict):
     state: NotRequired[str]  # "ok" | "warn" | "over"
 
 
+class SpendPoint(TypedDict):
+    """Today's global AI spend as one tick saw it (the Costs chart)."""
+
+    ts: str
+    spent_usd: float
+
+
 # `GET /api/costs/status`, `echoops costs status --json`.
 CostsStatus = TypedDict(
     "CostsStatus",
@@ -50,6 +57,7 @@ CostsStatus = TypedDict(
         "stripe_fees": StripeFees,
         "unpriced": list[str],  # models counted at the conservative default price
         "updated_at": str | None,  # the last tick; None before the first
+        "spend_today": list[SpendPoint],  # global spend at each tick today (at most one per 5 min), oldest first
     },
 )
 
