@@ -44,7 +44,7 @@ def test_check_exit_codes(cli, log_dir):
         "reason": "gpt-4o-mini daily cap reached ($15.00 of $15.00); no fallback configured",
         "retry_after_s": 43200,
     }
-    human = cli("costs", "check", "gpt-4o-mini", "--now", str(NOON))
+    human = cli("costs", "check", "gpt-4o-mini", "--now", str(NOON), env={"COLUMNS": "120"})
     assert human.exit_code == 1
     assert human.stdout == (
         "THROTTLE: gpt-4o-mini daily cap reached ($15.00 of $15.00); no fallback configured (retry in 43200 s)\n"
