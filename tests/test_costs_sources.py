@@ -58,7 +58,8 @@ def test_monitoring_only_still_warns_and_pages_and_says_it_does_not_throttle(set
     [event] = events(log_dir, "cost_throttle")
     assert event["enforced"] is False
     assert event["msg"] == (
-        "gpt-4o-mini spend $15.00 of $15.00 (100.0%): cap reached (monitoring only: AI calls not throttled) (2026-11-27)"
+        "gpt-4o-mini spend $15.00 of $15.00 (100.0%): cap reached (monitoring only: AI calls not throttled) "
+        "(2026-11-27)"
     )
     assert ("CRITICAL", "costs:throttle:gpt-4o-mini:2026-11-27") in incidents(settings, "gpt-4o-mini")
 
