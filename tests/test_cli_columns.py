@@ -104,6 +104,8 @@ def test_status_and_summary_commands_fit_the_terminal(busy, cli, width, monkeypa
     assert re.search(r"^time \(UTC\)\s+method\s+workers\s+backlog", shown[("scale", "simulate")], re.M)
     links = [line for line in shown[("portal", "receipts")].splitlines() if URL.match(line)]
     assert len(links) == 7 and all("token=v1." in link for link in links)  # 4 receipts, 2 invoices, unsubscribe
+    changed = cli("costs", "set-cap", "--scope", "daily", "--usd", "30", env={"COLUMNS": str(width)})
+    assert changed.stdout == "global daily cap: $25.00 (env) -> $30.00\n"
 
 
 def test_a_table_too_narrow_for_its_text_prints_each_row_as_a_block(monkeypatch, capsys):

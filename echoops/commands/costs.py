@@ -18,9 +18,9 @@ from echoops.commands.render import (
     panel,
     state_text,
     table,
-    usd,
     when,
 )
+from echoops.commands.render import usd as dollars
 from echoops.core import clock
 
 if TYPE_CHECKING:  # the result types, for the printers (no import cost at run time)
@@ -48,7 +48,14 @@ def _row(name: str, entry: Scope) -> list[str]:
     used = "-" if pct is None else f"[{STATE_STYLE.get(state, 'white')}]{_bar(pct)}[/] {pct:.1f}%"
     action = entry.get("action")
     shown = state_text(state) + (f"\n[dim]calls: {action}[/]" if action and action != "allow" else "")
-    return [name, usd(entry.get("spent_usd")), usd(entry.get("cap_usd")), used, shown, usd(entry.get("forecast_usd"))]
+    return [
+        name,
+        dollars(entry.get("spent_usd")),
+        dollars(entry.get("cap_usd")),
+        used,
+        shown,
+        dollars(entry.get("forecast_usd")),
+    ]
 
 
 def _sources(body: CostsStatus) -> str:
@@ -77,18 +84,17 @@ def _show(body: CostsStatus) -> None:
             "AI calls are never throttled"
         )
     cap = (
-        f" of {usd(g['cap_usd'])} ({g['pct']:.1f}%)"
+        f" of {dollars(g['cap_usd'])} ({g['pct']:.1f}%)"
         if g.get("cap_usd") is not None and g.get("pct") is not None
         else ""
     )
-    lines.append(
-        f"global {usd(g['spent_usd'])}{cap} {state_text(g['state'])}; forecast {usd(g['forecast_usd'])} by midnight UTC"
-    )
+    forecast = dollars(g["forecast_usd"])
+    lines.append(f"global {dollars(g['spent_usd'])}{cap} {state_text(g['state'])}; forecast {forecast} by midnight UTC")
     fees = body["stripe_fees"]
-    fee_cap = f" of {usd(fees['cap_usd'])} ({fees.get('state', 'ok').upper()})" if "cap_usd" in fees else ""
+    fee_cap = f" of {dollars(fees['cap_usd'])} ({fees.get('state', 'ok').upper()})" if "cap_usd" in fees else ""
     fetched = f", fetched {when(fees['fetched_at'], zone=True)}" if fees.get("fetched_at") else ""
     source = escape(fees.get("source") or "none")
-    lines.append(f"Stripe fees today: {usd(fees['spent_usd'])}{fee_cap} (source: {source}{fetched})")
+    lines.append(f"Stripe fees today: {dollars(fees['spent_usd'])}{fee_cap} (source: {source}{fetched})")
     if fees.get("error"):
         lines.append(
             f"[bold red]Stripe fee read failed[/] at {when(fees['error_at'], zone=True)}: {escape(fees['error'])}"
@@ -149,8 +155,8 @@ def tick_cmd(json_out: bool = JSON_OPT, now: str | None = NOW_OPT) -> None:
         input_errors(body["input_errors"])
         g = body["global"]
         console().print(
-            f"{body['day']}: {body['lines']} new lines, {body['calls']} calls; global {usd(g['spent_usd'])} of "
-            f"{usd(g['cap_usd'])} ({g['state'].upper()}); alerts: {len(body['alerts'])}",
+            f"{body['day']}: {body['lines']} new lines, {body['calls']} calls; global {dollars(g['spent_usd'])} of "
+            f"{dollars(g['cap_usd'])} ({g['state'].upper()}); alerts: {len(body['alerts'])}",
             highlight=False,
             markup=False,
         )
@@ -180,7 +186,7 @@ def set_cap_cmd(
     cap = body["cap"]
     what = "global daily" if cap["scope"] == "daily" else f"{cap['key']}"
     console().print(
-        f"{what} cap: {usd(cap['old_usd_cap'])} ({cap['old_source'] or 'unset'}) -> {usd(cap['usd_cap'])}",
+        f"{what} cap: {dollars(cap['old_usd_cap'])} ({cap['old_source'] or 'unset'}) -> {dollars(cap['usd_cap'])}",
         highlight=False,
         markup=False,
     )
