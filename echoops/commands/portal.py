@@ -252,7 +252,7 @@ def unsubscribe_cmd(
     """
     from echoops.core import portal  # lazy: 15-45 ms a package, off --help and other commands
 
-    body = portal.set_subscription(email, True)
+    body = portal.set_subscription(email, True, ip="cli", route="echoops portal unsubscribe")
     if json_out:
         emit_json(body)
     else:
@@ -270,7 +270,7 @@ def resubscribe_cmd(
     """
     from echoops.core import portal  # lazy: 15-45 ms a package, off --help and other commands
 
-    body = portal.set_subscription(email, False)
+    body = portal.set_subscription(email, False, ip="cli", route="echoops portal resubscribe")
     if json_out:
         emit_json(body)
     else:
