@@ -72,29 +72,29 @@ def summary_rows(stdout: str) -> dict[str, list[float]]:
     for line in stdout.splitlines():
         m = re.match(r"^\W*(reactive|holt|damped\+seas\S*|damped)\*?" + r"\W+([\d.]+)" * 5, line)
         if m:
-            rows[m.group(1).rstrip("…*")] = [float(x) for x in m.groups()[1:]]
+            rows[m.group(1).rstrip("*")] = [float(x) for x in m.groups()[1:]]
     return rows
 
 
 def test_ramp_every_method_side_by_side_and_holt_is_the_old_predictive(tmp_path, cli, monkeypatch):
     monkeypatch.setenv("SCALE_MAX", "12")
     path = write(tmp_path, "ramp.ndjson", trace(ramp_rate, 600))
-    out = cli("scale", "simulate", str(path))
+    out = cli("scale", "simulate", str(path), env={"COLUMNS": "200"})  # every reason on its row's line
     assert out.exit_code == 0
     rows = summary_rows(out.stdout)
-    assert set(rows) == {"reactive", "holt", "damped", "damped+seasona"}
+    assert set(rows) == {"reactive", "holt", "damped", "damped+seasonal"}
     # Holt is the forecast `scale tick` used before issue 18: the same numbers as then
     # (predictive 1802 backlog-min / 2369 worker-min, reactive 13305 / 2329)
     assert rows["holt"][1:3] == [1802.0, 2369.0]
     assert rows["reactive"][1:3] == [13305.0, 2329.0]
     assert rows["holt"][1] < 0.5 * rows["reactive"][1]
     # a 10-hour trace has no seasonal history: the default is the damped trend alone
-    assert rows["damped+seasona"] == rows["damped"]
+    assert rows["damped+seasonal"] == rows["damped"]
     assert rows["damped"][4] < rows["holt"][4]  # the damped forecast's MAPE
     assert "* the method scale tick uses (SCALE_FORECAST=damped+seasonal)" in out.stdout
     assert "reactive vs holt: backlog-minutes +638.3%, worker-minutes -1.7%" in out.stdout
     # the printed decisions name their numbers
-    assert re.search(r"holt\s+3 -> 5\s+backlog 29\s+backlog 29 \+ forecast 3082 in 30m needs 5 workers", out.stdout)
+    assert re.search(r"holt\s+3 -> 5\s+29\s+backlog 29 \+ forecast 3082 in 30m needs 5 workers", out.stdout)
     js = orjson.loads(cli("scale", "simulate", str(path), "--json").stdout)
     assert list(js["methods"]) == ["reactive", "holt", "damped", "damped+seasonal"]
     assert js["methods"]["holt"]["summary"]["backlog_minutes"] == 1802.0

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
-from echoops.commands.output import emit_json, error, fmt, input_errors, note_log_dir, say, state
+from echoops.commands.output import emit_json, error, fmt, input_errors, note_log_dir, say, state, usd
 from echoops.core import clock, config
 from echoops.core.errors import EchoopsError
 
@@ -39,10 +39,6 @@ def slo_tick(now: str | None, json_out: bool) -> int:
     return 0
 
 
-def _usd(value: float | None) -> str:
-    return "-" if value is None else f"${value:,.2f}"
-
-
 def costs_tick(now: str | None, json_out: bool) -> int:
     """`echoops costs tick`: 1 when the Stripe fees could not be read (AI spend was still ingested)."""
     from echoops.core import costs  # lazy: the job's own work, off `--help`
@@ -54,8 +50,8 @@ def costs_tick(now: str | None, json_out: bool) -> int:
         input_errors(body["input_errors"])
         g = body["global"]
         say(
-            f"{body['day']}: {body['lines']} new lines, {body['calls']} calls; global {_usd(g['spent_usd'])} of "
-            f"{_usd(g['cap_usd'])} ({g['state'].upper()}); alerts: {len(body['alerts'])}"
+            f"{body['day']}: {body['lines']} new lines, {body['calls']} calls; global {usd(g['spent_usd'])} of "
+            f"{usd(g['cap_usd'])} ({g['state'].upper()}); alerts: {len(body['alerts'])}"
         )
     failure = body["stripe_fees"].get("error")
     if failure:
@@ -98,8 +94,15 @@ def scale_summary(body, json_out: bool) -> None:
     if src["kind"] != "file":
         health = "ok" if not src["missed_in_row"] else f"{src['missed_in_row']} missed in a row: {src['last_error']}"
         say(f"queue source {src['kind']}: {health}")
+    projection = body.get("projection") or []
+    if projection:
+        end = projection[-1]
+        say(
+            f"queue in {end['in_min']} min: {end['backlog_at_actual']:,.0f} with {body['actual']} workers, "
+            f"{end['backlog_at_desired']:,.0f} with {body['desired']}"
+        )
     p95 = "no data" if body["p95_ms"] is None else f"{body['p95_ms']:g} ms"
-    say(f"p95 {p95} (target {body['p95_target_ms']:g} ms)")
+    say(f"p95 last {body['p95_window_min']} min: {p95} (target {body['p95_target_ms']:g} ms)")
     gate = body["gate"]
     say(
         f"cooldown {body['cooldown_remaining_s']}s left, gate {'SET' if gate['set'] else 'clear'}, "

@@ -9,11 +9,12 @@ as the plain text, one line, never wrapped, never parsed for markup (user text i
 from __future__ import annotations
 
 import sys
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
-from echoops.core import config
+from echoops.core import clock, config
 from echoops.core.errors import EchoopsError
 from echoops.core.files import dumps
 
@@ -107,6 +108,25 @@ def input_errors(errors: list[dict[str, str]]) -> None:
     """One `Warning: <source>: <error> (<detail>); skipped` line on stderr per input a tick could not read."""
     for e in errors:
         say(("Warning:", "yellow"), f" {e['source']}: {e['error']} ({e['detail']}); skipped", err=True)
+
+
+def when(value: object, *, seconds: bool = False, zone: bool = False) -> str:
+    """A timestamp (ISO-8601 or epoch s) for people: `2026-11-30 06:51` in UTC (`:42` with
+    `seconds`, ` UTC` with `zone`); `-` when there is none or it is unreadable."""
+    ts = clock.parse_ts(value) if value not in (None, "") else None
+    if ts is None:
+        return "-"
+    text = time.strftime("%Y-%m-%d %H:%M:%S" if seconds else "%Y-%m-%d %H:%M", time.gmtime(ts))
+    return text + (" UTC" if zone else "")
+
+
+def usd(value: float | None) -> str:
+    """Dollars for people: `$1,234.57`; a non-zero amount under a cent keeps 4 decimals (`$0.0042`)."""
+    if value is None:
+        return "-"
+    sign = "-" if value < 0 else ""
+    amount = abs(value)
+    return f"{sign}${amount:.4f}" if 0 < amount < 0.01 else f"{sign}${amount:,.2f}"
 
 
 def fmt(value: Any, unit: str = "") -> str:

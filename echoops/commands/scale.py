@@ -9,7 +9,19 @@ from typing import TYPE_CHECKING
 import typer
 
 from echoops.commands import jobs
-from echoops.commands.render import JSON_OPT, NOW_OPT, console, emit_json, reading
+from echoops.commands.render import (
+    JSON_OPT,
+    NOW_OPT,
+    Col,
+    console,
+    emit_json,
+    input_errors,
+    panel,
+    plain_table,
+    reading,
+    table,
+    when,
+)
 from echoops.core import clock
 
 if TYPE_CHECKING:  # the result types, for the printers (no import cost at run time)
@@ -24,8 +36,50 @@ app = typer.Typer(
 
 
 def _emit(body: ScaleStatus, json_out: bool) -> None:
-    """status, tick and apply print the same document: JSON for jq or the human summary."""
-    jobs.scale_summary(body, json_out)
+    """status, tick and apply print the same document: JSON for jq or the human panel."""
+    if json_out:
+        emit_json(body)
+        return
+    # lazy: rich costs ~15 ms; only human output needs it
+    from rich.markup import escape
+
+    input_errors(body.get("input_errors", []))
+    mode = "[yellow]DRY RUN[/]" if body["dry_run"] else "[green]LIVE[/]"
+    f = body["forecast"]
+    gate = body["gate"]
+    lines = [
+        f"{mode}  desired [bold]{body['desired']}[/]  actual [bold]{body['actual']}[/]  "
+        f"({body['action'].replace('_', ' ')})",
+        f"reason: {escape(body['reason'])}",
+        f"backlog {f['backlog']:,g} jobs; arrivals {f['rate_now_per_min']:g}/min now -> "
+        f"{f['rate_in_horizon_per_min']:g}/min in {f['horizon_min']} min",
+        f"throughput {f['jobs_per_worker_min']:g} jobs/min per worker ({f['throughput_source']})",
+        f"forecast: {escape(f['method_reason'])}",
+    ]
+    projection = body.get("projection") or []
+    if projection:
+        end = projection[-1]
+        lines.append(
+            f"queue in {end['in_min']} min: {end['backlog_at_actual']:,.0f} with {body['actual']} workers, "
+            f"{end['backlog_at_desired']:,.0f} with {body['desired']}"
+        )
+    src = body["source"]
+    if src["kind"] != "file":
+        health = "ok" if not src["missed_in_row"] else f"{src['missed_in_row']} missed in a row: {src['last_error']}"
+        lines.append(f"queue source {src['kind']}: {escape(health)}")
+    p95 = "no data" if body["p95_ms"] is None else f"{body['p95_ms']:g} ms"
+    lines.append(f"p95 last {body['p95_window_min']} min: {p95} (target {body['p95_target_ms']:g} ms)")
+    lines.append(
+        f"cooldown {body['cooldown_remaining_s']}s left, deploy gate "
+        + (f"[bold red]SET[/]: no scale-up ({escape(gate['reason'] or 'no reason')})" if gate["set"] else "clear")
+    )
+    changed = when(body["last_change_at"], zone=True) if body["last_change_at"] else "never"
+    lines.append(f"bounds {body['bounds']['min']}..{body['bounds']['max']} workers, last change {changed}")
+    if body.get("actuator"):
+        a = body["actuator"]
+        lines.append(f"actuator: {escape(' '.join(a['argv']))} -> rc {a['rc']}")
+    state = "yellow" if gate["set"] or body["desired"] != body["actual"] else "green"
+    panel("Autoscale", lines, state=state)
 
 
 @app.command("status")
@@ -142,33 +196,32 @@ def simulate_cmd(
     if json_out:
         emit_json(result)
         return
-    write = sys.stdout.write
-    for e in backtest.timeline(result):
-        write(
-            f"{e['ts']}  {e['method']:<15}  {e['from']:>3} -> {e['to']:<3}  backlog {e['backlog']:<6}  {e['reason']}\n"
-        )
+    changes = [
+        [when(e["ts"]), e["method"], f"{e['from']} -> {e['to']}", f"{e['backlog']:,}", e["reason"]]
+        for e in backtest.timeline(result)
+    ]
+    what = "every decision" if all_decisions else "changes"
+    cols = [Col("time (UTC)"), Col("method"), Col("workers"), Col("backlog", "right"), Col("reason", wide=True)]
+    sys.stdout.write(plain_table(cols, changes, title=f"{what} ({len(changes)})"))
     m, t = result["model"], result["trace"]
-    write(
-        f"\ntrace {t['samples']} samples ({t['bad']} bad), {t['minutes']:g} min, {t['arrivals']:g} arrivals; "
+    out = console()
+    out.print(
+        f"\ntrace {t['samples']:,} samples ({t['bad']} bad), {t['minutes']:g} min, {t['arrivals']:g} arrivals; "
         f"{m['jobs_per_worker_min']:g} jobs/min per worker ({m['capacity_source']}), decision every "
-        f"{m['tick_min']:g} min" + (f", mean of {m['phases']} phases" if m["phases"] > 1 else "") + "\n"
+        f"{m['tick_min']:g} min" + (f", mean of {m['phases']} phases" if m["phases"] > 1 else ""),
+        highlight=False,
     )
-    # lazy: rich costs ~15 ms; only human output needs it
-    from rich.table import Table
-
-    table = Table(title="summary")
-    for col in ("method", "changes", "backlog-min", "worker-min", "peak backlog", "MAPE %"):
-        table.add_column(col, justify="right" if col != "method" else "left")
+    rows = []
     for name, part in result["methods"].items():
         s = part["summary"]
         label = name + ("*" if name == m["production_method"] else "")
         mape = "n/a" if s["mape_pct"] is None else f"{s['mape_pct']:g}"
-        table.add_row(
+        rows.append([
             label, f"{s['changes']:g}", f"{s['backlog_minutes']:g}", f"{s['worker_minutes']:g}",
             f"{s['peak_backlog']:g}", mape,
-        )  # fmt: skip
-    out = console()
-    out.print(table)
+        ])  # fmt: skip
+    names = ("changes", "backlog-min", "worker-min", "peak backlog", "MAPE %")
+    table([Col("method"), *(Col(n, "right") for n in names)], rows, title="summary", out=out)
     out.print(f"* the method scale tick uses (SCALE_FORECAST={m['production_method']})", highlight=False)
     for name, c in result.get("comparison", {}).items():
         out.print(

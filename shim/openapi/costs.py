@@ -29,7 +29,10 @@ STATUS = obj(
         "unpriced": {"type": "array"},
         "calls": CALLS,
     },
-    {"updated_at": nullable(TS)},
+    {
+        "updated_at": nullable(TS),
+        "spend_today": {"type": "array", "items": obj({"ts": TS, "spent_usd": NUM})},
+    },
 )
 # printable ASCII without surrounding spaces (the server takes any printable name)
 MODEL = {"type": "string", "pattern": "^[!-~]([ -~]*[!-~])?$", "maxLength": MAX_KEY_CHARS}
