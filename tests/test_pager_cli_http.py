@@ -14,7 +14,7 @@ import pytest
 
 from echoops.core import config, pager
 from tests.fakes_smtp import PASSWORD, USER, FakeSMTP
-from tests.fakes_telegram import FakeTelegram, blocked, hang, hold, server_error
+from tests.fakes_telegram import blocked, hang, hold, server_error
 
 
 @pytest.fixture(autouse=True)
@@ -22,13 +22,6 @@ def no_escalation(monkeypatch):
     """These tests drive hours of simulated time to check the retry schedule, attempt by attempt;
     escalation (a second page after PAGER_ESCALATE_MIN) has its own tests (test_pager_answer.py)."""
     monkeypatch.setenv("PAGER_ESCALATE_MIN", "0")
-
-
-@pytest.fixture
-def tg(monkeypatch):
-    with FakeTelegram() as fake:
-        fake.configure(monkeypatch)
-        yield fake
 
 
 def test_every_page_command_has_help_and_an_example(cli):

@@ -17,7 +17,7 @@ from echoops.core import config, pager
 from echoops.core.pager import drain as pager_drain
 from echoops.core.pager import outbox as pager_outbox
 from tests.fakes_smtp import PASSWORD, USER, FakeSMTP, make_cert
-from tests.fakes_telegram import FakeTelegram, blocked, cant_parse, server_error, too_many
+from tests.fakes_telegram import blocked, cant_parse, server_error, too_many
 
 T0 = time.time()
 
@@ -27,20 +27,6 @@ def no_escalation(monkeypatch):
     """These tests drive hours of simulated time to check the retry schedule, attempt by attempt;
     escalation (a second page after PAGER_ESCALATE_MIN) has its own tests (test_pager_answer.py)."""
     monkeypatch.setenv("PAGER_ESCALATE_MIN", "0")
-
-
-@pytest.fixture
-def tg(monkeypatch):
-    with FakeTelegram() as fake:
-        fake.configure(monkeypatch)
-        yield fake
-
-
-@pytest.fixture
-def smtp(monkeypatch):
-    with FakeSMTP() as fake:
-        fake.configure(monkeypatch)
-        yield fake
 
 
 def page_events(log_dir, channel=None):

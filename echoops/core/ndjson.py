@@ -172,19 +172,7 @@ def check_input(path: Path) -> None:
 def append(path: Path, event: str, *, now: float | None = None, **fields: Any) -> dict[str, Any]:
     """Append `{"ts":…, "event": event, **fields}` to `path` as one line; returns the record."""
     record = {"ts": iso(now_s(now)), "event": event, **fields}
-    line = dumps(record) + b"\n"
-    path = Path(path)
-    with _lock:
-        try:
-            fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-        except FileNotFoundError:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
-            os.write(fd, line)
-        finally:
-            os.close(fd)  # closing releases the flock
+    _append_bytes(Path(path), dumps(record) + b"\n")
     return record
 
 
@@ -194,7 +182,12 @@ def append_lines(path: Path, records: list[dict[str, Any]]) -> int:
     if not records:
         return 0
     data = b"".join(dumps(r) + b"\n" for r in records)
-    path = Path(path)
+    _append_bytes(Path(path), data)
+    return len(data)
+
+
+def _append_bytes(path: Path, data: bytes) -> None:
+    """Append whole lines under this process's lock and an flock, so writers never interleave."""
     with _lock:
         try:
             fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
@@ -207,8 +200,7 @@ def append_lines(path: Path, records: list[dict[str, Any]]) -> int:
             while view:  # a regular file takes it in one write; a short write is finished, not lost
                 view = view[os.write(fd, view) :]
         finally:
-            os.close(fd)
-    return len(data)
+            os.close(fd)  # closing releases the flock
 
 
 _REFUSED = object()
