@@ -42,7 +42,9 @@ UNITS = {
     "echoops-ingest.service": CONTRIB / "systemd" / "echoops-ingest.service",
 }
 SCHEMA = json.loads((ROOT / "tests" / "data" / "compose-spec.json").read_text())
-ECHOOPS = Path(sys.executable).with_name("echoops")  # the console script pip installed
+# the console script pip installed next to this Python (what ExecStart runs), else the one on PATH
+ECHOOPS = Path(sys.executable).with_name("echoops")
+ECHOOPS = ECHOOPS if ECHOOPS.exists() else Path(shutil.which("echoops") or "echoops")
 
 # Issue 19's contract (/work/tools/i19-contract.md), landing on another branch: accepted here
 # while absent, checked like everything else once present.
