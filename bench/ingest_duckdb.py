@@ -58,7 +58,7 @@ DUCK_SLO = r"""
 import json, sys
 import duckdb
 path = sys.argv[1].replace("'", "''")
-row = duckdb.connect().execute(
+row = duckdb.connect(config={"enable_progress_bar": False}).execute(
     "SELECT count(*), sum((status >= 500)::INT), sum((latency_ms > 800)::INT), "
     "quantile_disc(latency_ms, 0.95), quantile_disc(latency_ms, 0.99) "
     f"FROM read_ndjson('{path}', columns={{ts: 'VARCHAR', status: 'INTEGER', latency_ms: 'DOUBLE'}})"
@@ -70,7 +70,7 @@ DUCK_COSTS = r"""
 import json, sys
 import duckdb
 path = sys.argv[1].replace("'", "''")
-rows = duckdb.connect().execute(
+rows = duckdb.connect(config={"enable_progress_bar": False}).execute(
     "SELECT model, count(*), coalesce(sum(input_tokens), 0), coalesce(sum(output_tokens), 0), "
     "coalesce(sum(usd::DECIMAL(38, 12)), 0)::VARCHAR, count(usd) "
     f"FROM read_ndjson('{path}', columns={{ts: 'VARCHAR', model: 'VARCHAR', input_tokens: 'BIGINT', "
@@ -243,7 +243,7 @@ def slo_size(args: argparse.Namespace, work: Path, n: int, cmd: list[str], extra
                 r = run([sys.executable, "-c", NAIVE, str(src)], dict(os.environ))
             runs[name].append(r)
         inproc.append(in_process_slo(work, src, args.code))
-    duck = orjson.loads(runs["duckdb"][0]["stdout"])
+    duck = orjson.loads(runs["duckdb"][0]["stdout"].strip().splitlines()[-1])
     total, errors, slow, p95, p99 = runs["echoops"][0]["stored"]
     exact = (total, errors, slow) == tuple(duck[:3])
     close = abs(p95 - duck[3]) <= 0.01 * duck[3] and abs(p99 - duck[4]) <= 0.01 * duck[4]
@@ -313,7 +313,7 @@ def costs_run(args: argparse.Namespace, work: Path, cmd: list[str], extra: dict)
             runs[name].append(r)
     table = prices.price_table()
     expected: dict[str, list[int]] = {}
-    for model, calls, tin, tout, usd, _ in orjson.loads(runs["duckdb"][0]["stdout"]):
+    for model, calls, tin, tout, usd, _ in orjson.loads(runs["duckdb"][0]["stdout"].strip().splitlines()[-1]):
         name = prices.canonical(model, table)
         p_in, p_out, _ = prices.price_of(name, table)
         row = expected.setdefault(name, [0, 0, 0, 0])
