@@ -58,7 +58,7 @@ DUCK_SLO = r"""
 import json, sys
 import duckdb
 path = sys.argv[1].replace("'", "''")
-row = duckdb.connect(config={"enable_progress_bar": False}).execute(
+row = duckdb.connect().execute("SET enable_progress_bar = false").execute(
     "SELECT count(*), sum((status >= 500)::INT), sum((latency_ms > 800)::INT), "
     "quantile_disc(latency_ms, 0.95), quantile_disc(latency_ms, 0.99) "
     f"FROM read_ndjson('{path}', columns={{ts: 'VARCHAR', status: 'INTEGER', latency_ms: 'DOUBLE'}})"
@@ -70,7 +70,7 @@ DUCK_COSTS = r"""
 import json, sys
 import duckdb
 path = sys.argv[1].replace("'", "''")
-rows = duckdb.connect(config={"enable_progress_bar": False}).execute(
+rows = duckdb.connect().execute("SET enable_progress_bar = false").execute(
     "SELECT model, count(*), coalesce(sum(input_tokens), 0), coalesce(sum(output_tokens), 0), "
     "coalesce(sum(usd::DECIMAL(38, 12)), 0)::VARCHAR, count(usd) "
     f"FROM read_ndjson('{path}', columns={{ts: 'VARCHAR', model: 'VARCHAR', input_tokens: 'BIGINT', "
