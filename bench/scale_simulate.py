@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Bench: `echoops scale simulate` over a 30-day trace of one-minute samples (43,200), and a year.
 
-Targets: issue 7, the whole process under 2 s (now four methods, one pass); issue 18, the
+Targets: issue 7, the whole process under 2 s (now four methods, one pass); issue 20, 432,000
+samples (all four methods) under 60 MB peak RSS, the trace streamed; issue 18, the
 seasonal method alone (`--method damped+seasonal`) over 30 days under 3 s, and over a year of
 minutes (525,600) a time that grows linearly with the trace (`--year-days`, reported as the
 ratio of the per-sample cost, 1.0 = linear). Baselines in the same run: the bare CLI start-up
@@ -45,14 +46,14 @@ def measure(args: argparse.Namespace, tmp: Path) -> bool:
 
     s = load_settings(env)
     t = time.perf_counter()
-    intervals, info, observed = backtest.load_trace(path, s.scale_jobs_per_worker_min)
+    tr = backtest.Trace(path, s.scale_jobs_per_worker_min)  # the first read: summary and capacity
     parse_s = time.perf_counter() - t
+    info, observed, start = tr.info, tr.observed, tr.start_ts
     cfg = PolicyConfig(s.scale_min, s.scale_max, s.scale_cooldown_min * 60.0, float(s.scale_horizon_min))
-    start = intervals[0][0] - intervals[0][1] * 60
     replay = {}
-    for name in backtest.METHODS:
+    for name in backtest.METHODS:  # each replay reads the trace again (streamed)
         t = time.perf_counter()
-        out = backtest.replay([name], intervals, info, observed or 20.0, cfg, 20.0, 600.0, start)[name]
+        out = backtest.replay([name], tr.intervals(), info, observed or 20.0, cfg, 20.0, 600.0, start)[name]
         replay[name] = (time.perf_counter() - t, out["summary"])
     seasonal_30 = replay["damped+seasonal"][0] + parse_s
 
@@ -79,15 +80,16 @@ def measure(args: argparse.Namespace, tmp: Path) -> bool:
     year = tmp / "queue_year.ndjson"
     year.write_bytes(trace(diurnal_rate, year_minutes, workers=3, cap=25.0, seed=11))
     t = time.perf_counter()
-    y_intervals, y_info, y_obs = backtest.load_trace(year, s.scale_jobs_per_worker_min)
+    y_tr = backtest.Trace(year, s.scale_jobs_per_worker_min)
     y_parse = time.perf_counter() - t
     t = time.perf_counter()
-    backtest.replay(["damped+seasonal"], y_intervals, y_info, y_obs or 20.0, cfg, 20.0, 600.0,
-                    y_intervals[0][0] - 60)  # fmt: skip
+    backtest.replay(["damped+seasonal"], y_tr.intervals(), y_tr.info, y_tr.observed or 20.0, cfg, 20.0, 600.0,
+                    y_tr.start_ts)  # fmt: skip
     y_replay = time.perf_counter() - t
-    del y_intervals
     y_argv = [*PYTHON_M_ECHOOPS, "scale", "simulate", str(year), "--json", "--method", "damped+seasonal"]
     y_wall = process_wall(y_argv, env)
+    rss_argv = [*PYTHON_M_ECHOOPS, "scale", "simulate", str(year_432k(tmp)), "--json"]
+    rss_mb = peak_rss_mb(rss_argv, env)
     per_30 = seasonal_30 / minutes * 1e6
     per_year = (y_parse + y_replay) / year_minutes * 1e6
     print(
@@ -97,7 +99,29 @@ def measure(args: argparse.Namespace, tmp: Path) -> bool:
     )
     linear = per_year / per_30 < 1.5
     print("target linear growth (per-sample cost within 1.5x):", "met" if linear else "MISSED")
-    return ok and ok3 and linear
+    small = peak_rss_mb([*PYTHON_M_ECHOOPS, "scale", "simulate", str(path), "--json"], env)
+    fits = rss_mb < 60.0
+    print(
+        f"peak RSS of `scale simulate --json` (all four methods): 432,000 samples {rss_mb:.1f} MB, "
+        f"{minutes:,} samples {small:.1f} MB (target < 60 MB at 432,000):",
+        "met" if fits else "MISSED",
+    )
+    return ok and ok3 and linear and fits
+
+
+def year_432k(tmp: Path) -> Path:
+    """300 days of one-minute samples: the 432,000-sample trace issue 20 bounds the memory of."""
+    path = tmp / "queue_432k.ndjson"
+    if not path.exists():
+        path.write_bytes(trace(diurnal_rate, 432_000, workers=3, cap=25.0, seed=11))
+    return path
+
+
+def peak_rss_mb(argv: list[str], env: dict[str, str]) -> float:
+    """Peak RSS of one whole process (its VmHWM, sampled every 10 ms), in MB."""
+    from ingest_duckdb import run
+
+    return run(argv, env)["rss_mb"]
 
 
 if __name__ == "__main__":

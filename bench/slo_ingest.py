@@ -157,10 +157,14 @@ def duckdb_reference(path: Path) -> str:
         return "duckdb not installed: no reference figure"
 
     t0 = time.perf_counter()
-    row = duckdb.sql(
-        f"SELECT count(*), sum((status >= 500)::INT), quantile_disc(latency_ms, 0.95) "
-        f"FROM read_ndjson('{path}', columns={{ts:'VARCHAR',status:'INTEGER',latency_ms:'DOUBLE'}})"
-    ).fetchone()
+    row = (
+        duckdb.connect()
+        .execute(
+            f"SELECT count(*), sum((status >= 500)::INT), quantile_disc(latency_ms, 0.95) "
+            f"FROM read_ndjson('{path}', columns={{ts:'VARCHAR',status:'INTEGER',latency_ms:'DOUBLE'}})"
+        )
+        .fetchone()
+    )
     return f"duckdb read_ndjson: {time.perf_counter() - t0:.3f} s for {row[0]} rows (p95 {row[2]})"
 
 

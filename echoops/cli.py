@@ -6,19 +6,13 @@ failed), 2 bad usage or configuration.
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import typer
 from typer.core import TyperGroup
 
-from echoops.commands import config_cmd, costs, demo, page, portal, scale, scheduler, serve, slo
-from echoops.commands.render import error, note
+from echoops.commands import config_cmd, costs, demo, jobs, page, portal, scale, scheduler, serve, slo
+from echoops.commands.output import error, note_log_dir
 from echoops.core import config
 from echoops.core.errors import EchoopsError
-
-# These show the log dir themselves (a banner, the settings table).
-_SAY_OWN_LOG_DIR = {"up", "serve", "config"}
 
 
 class EchoopsGroup(TyperGroup):
@@ -32,7 +26,7 @@ class EchoopsGroup(TyperGroup):
     def invoke(self, ctx):
         try:
             config.use_env_file()  # ./echoops.env, under the environment (core/envfile.py)
-            _note_log_dir(ctx.meta.get("echoops.argv", []))
+            note_log_dir(ctx.meta.get("echoops.argv", []))
             return super().invoke(ctx)
         except EchoopsError as exc:
             error(exc.detail)
@@ -46,38 +40,11 @@ class EchoopsGroup(TyperGroup):
             raise
 
 
-def _note_log_dir(args: list[str]) -> None:
-    """`echoops: reading logs/demo (ECHOOPS_LOG_DIR from ./echoops.env)` on stderr when the log
-    dir is not ./logs: always when echoops.env chose it (a folder setting is easy to forget),
-    and to a person at a terminal when the environment did (a script or a scheduler job that
-    sets ECHOOPS_LOG_DIR knows where it points)."""
-    if not args or args[0] in _SAY_OWN_LOG_DIR or "--help" in args:
-        return
-    try:
-        s = config.settings()
-    except EchoopsError:
-        return  # the command reports the bad configuration itself
-    if s.log_dir.absolute() == Path("logs").absolute():
-        return
-    origin = config.source("ECHOOPS_LOG_DIR")
-    if origin == "file":
-        path = config.env_file()
-        shown = f"./{path}" if path is not None and not path.is_absolute() else str(path)
-        note(f"reading {s.log_dir} (ECHOOPS_LOG_DIR from {shown})")
-    elif sys.stderr.isatty():
-        note(f"reading {s.log_dir} (ECHOOPS_LOG_DIR)")
-
-
 def _store_failure(exc: Exception) -> None:
     """A full disk, a read-only or vanished store: `Error: the store is unavailable: ...`, exit 1."""
-    from echoops.core import store  # lazy: only a failing command pays for the store module
-
-    found = store.unavailable(exc)
-    if found is not None:
-        from echoops.commands.render import error  # lazy: rich, ~15 ms, only on this error path
-
-        error(found.detail)
-        raise typer.Exit(found.exit_code) from None
+    code = jobs.store_failure(exc)
+    if code is not None:
+        raise typer.Exit(code) from None
 
 
 app = typer.Typer(

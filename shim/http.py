@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import functools
+import hashlib
 from typing import Any
 
 import orjson
-from bottle import HTTPError, HTTPResponse, request
+from bottle import HTTPError, HTTPResponse, http_date, parse_date, request
 
 from echoops.core import auth, config
 from echoops.core.errors import EchoopsError, ValidationError
@@ -17,6 +19,43 @@ MAX_BODY = 64 * 1024
 def json_response(obj: Any, status: int = 200, headers: dict[str, str] | None = None) -> HTTPResponse:
     """A JSON HTTPResponse (use for non-200 answers or lists; routes may also return dicts)."""
     resp = HTTPResponse(dumps(obj), status=status, headers=headers)
+    resp.content_type = "application/json"
+    return resp
+
+
+def etag_of(body: bytes) -> str:
+    """A strong ETag for a response body (quoted): the same bytes give the same tag in every worker."""
+    return f'"{hashlib.blake2b(body, digest_size=12).hexdigest()}"'
+
+
+def _matches(header: str, etag: str) -> bool:
+    """If-None-Match against `etag`, with the weak comparison RFC 9110 asks for on GET."""
+    if header.strip() == "*":
+        return True
+    return any(tag.strip().removeprefix("W/") == etag for tag in header.split(","))
+
+
+@functools.lru_cache(maxsize=64)
+def _http_date(ts: float) -> str:
+    return http_date(ts)
+
+
+def conditional(body: bytes, etag: str, modified: float | None = None) -> HTTPResponse:
+    """A JSON body with its ETag (and Last-Modified when `modified` is known), or `304 Not
+    Modified` (no body) when the request's If-None-Match names it, or, without If-None-Match,
+    when If-Modified-Since is not before `modified`."""
+    headers = {"ETag": etag}
+    if modified:
+        headers["Last-Modified"] = _http_date(modified)
+    none_match = request.environ.get("HTTP_IF_NONE_MATCH")
+    if none_match is not None:
+        fresh = _matches(none_match, etag)
+    else:
+        since = parse_date(request.environ.get("HTTP_IF_MODIFIED_SINCE", "")) if modified else None
+        fresh = since is not None and int(modified or 0) <= since
+    if fresh:
+        return HTTPResponse(status=304, headers=headers)
+    resp = HTTPResponse(body, status=200, headers=headers)
     resp.content_type = "application/json"
     return resp
 

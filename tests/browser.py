@@ -15,12 +15,13 @@ Fixtures:
 - `open_card`: what every card test starts with. `open_card("costs", **env)` starts a live
   server with `env` (seed or tick first), opens the dashboard at desktop width and returns
   `(page, section)`; `open_card("slo", server=server)` reuses a server (to see it again after
-  another tick). After the test every page is closed, and a console error or CSP violation
-  on any of them fails the test.
+  another tick); `viewport=PHONE` and `timezone_id="Europe/Berlin"` open it as that viewer.
+  After the test every page is closed, and a console error or CSP violation on any of them
+  fails the test.
 
 Helpers (for tests that need more control):
 
-- `open_dashboard(browser, server, *, key=None, setup_js=None, viewport=PHONE) -> page`
+- `open_dashboard(browser, server, *, key=None, setup_js=None, viewport=PHONE, timezone_id=None) -> page`
   opens the server in a fresh context, runs `setup_js` (e.g. an `echoops.registerCard(...)`
   for a throwaway card) before the key is entered, enters `key` (default `server.key`) and
   waits until the shell is ready. The caller closes `page.context`.
@@ -85,9 +86,10 @@ def browser_fixture():
         chromium.close()
 
 
-def new_page(browser, *, viewport: dict | None = None):
-    """A page in a fresh context that records console errors and request URLs."""
-    context = browser.new_context(viewport=viewport or DESKTOP, service_workers="block")
+def new_page(browser, *, viewport: dict | None = None, timezone_id: str | None = None):
+    """A page in a fresh context (the viewer's time zone `timezone_id`, default the machine's)
+    that records console errors and request URLs."""
+    context = browser.new_context(viewport=viewport or DESKTOP, service_workers="block", timezone_id=timezone_id)
     context.add_init_script(_RECORD_CSP)
     page = context.new_page()
     page.console_errors = []
@@ -148,9 +150,11 @@ def enter_key(page, key: str) -> None:
     page.click("#key-submit")
 
 
-def open_dashboard(browser, server, *, key: str | None = None, setup_js: str | None = None, viewport=None):
+def open_dashboard(
+    browser, server, *, key: str | None = None, setup_js: str | None = None, viewport=None, timezone_id=None
+):
     """Open the dashboard on `server`, run `setup_js`, enter the key, wait for the shell; -> page."""
-    page = new_page(browser, viewport=viewport)
+    page = new_page(browser, viewport=viewport, timezone_id=timezone_id)
     page.goto(server.url + "/")
     wait_for(page, "() => document.body.dataset.shell === 'started' && !!window.echoops")
     if setup_js:
@@ -165,8 +169,10 @@ def open_card_fixture(browser, live_server) -> Iterator:
     """Factory: open_card(card_id, server=None, **env) -> (page, card section); see the module doc."""
     pages = []
 
-    def open_(card_id: str, server=None, **env: str):
-        page = open_dashboard(browser, server or live_server(**env), viewport=DESKTOP)
+    def open_(card_id: str, server=None, viewport=None, timezone_id=None, **env: str):
+        page = open_dashboard(
+            browser, server or live_server(**env), viewport=viewport or DESKTOP, timezone_id=timezone_id
+        )
         pages.append(page)
         return page, card(page, card_id)
 

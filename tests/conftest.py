@@ -211,3 +211,23 @@ def live_server(isolated_env: Path) -> Iterator:
 def server(live_server) -> LiveServer:
     """A live server with the default test env."""
     return live_server()
+
+
+@pytest.fixture
+def tg(monkeypatch) -> Iterator:
+    """A fake Telegram Bot API on a loopback port, configured as this test's channel."""
+    from tests.fakes_telegram import FakeTelegram  # lazy: only pager tests start it
+
+    with FakeTelegram() as fake:
+        fake.configure(monkeypatch)
+        yield fake
+
+
+@pytest.fixture
+def smtp(monkeypatch) -> Iterator:
+    """A real SMTP server (aiosmtpd) on a loopback port, configured as this test's email channel."""
+    from tests.fakes_smtp import FakeSMTP  # lazy: only pager tests start it
+
+    with FakeSMTP() as fake:
+        fake.configure(monkeypatch)
+        yield fake

@@ -212,7 +212,7 @@ def test_warn_at_90_percent_once_per_day(log_dir, settings):
     assert costs.guard("gpt-4o-mini", s=settings, now=NOON) == {
         "action": "allow",
         "model": "gpt-4o-mini",
-        "reason": "gpt-4o-mini near its daily cap ($13.5 of $15)",
+        "reason": "gpt-4o-mini near its daily cap ($13.50 of $15.00)",
         "retry_after_s": 0,
     }
     assert incidents(settings, "gpt-4o-mini") == [("WARNING", "costs:warn:gpt-4o-mini:2026-11-27")]
@@ -249,7 +249,7 @@ def test_at_100_percent_throttles_and_raises_a_critical_incident(log_dir, settin
     assert decision == {
         "action": "throttle",
         "model": "gpt-4o-mini",
-        "reason": "gpt-4o-mini daily cap reached ($15 of $15); no fallback configured",
+        "reason": "gpt-4o-mini daily cap reached ($15.00 of $15.00); no fallback configured",
         "retry_after_s": 12 * 3600,
     }
     assert incidents(settings, "gpt-4o-mini") == [("CRITICAL", "costs:throttle:gpt-4o-mini:2026-11-27")]
@@ -268,7 +268,7 @@ def test_switch_to_fallback_with_headroom_then_throttle_when_none(log_dir, monke
     assert costs.guard("gpt-4o", s=s, now=NOON) == {
         "action": "switch",
         "model": "gpt-4o-mini",
-        "reason": "gpt-4o daily cap reached ($5 of $5); gpt-4o-mini has headroom",
+        "reason": "gpt-4o daily cap reached ($5.00 of $5.00); gpt-4o-mini has headroom",
         "retry_after_s": 0,
     }
     assert costs.status(s=s, now=NOON)["models"]["gpt-4o"]["action"] == "switch"
@@ -277,7 +277,7 @@ def test_switch_to_fallback_with_headroom_then_throttle_when_none(log_dir, monke
     costs.tick(s=s, now=NOON + 60)
     decision = costs.guard("gpt-4o", s=s, now=NOON + 60)
     assert decision["action"] == "throttle"
-    assert decision["reason"] == "gpt-4o daily cap reached ($5 of $5); no fallback has headroom"
+    assert decision["reason"] == "gpt-4o daily cap reached ($5.00 of $5.00); no fallback has headroom"
 
 
 def test_global_cap_throttles_every_model(log_dir, monkeypatch):
@@ -287,7 +287,7 @@ def test_global_cap_throttles_every_model(log_dir, monkeypatch):
     costs.tick(s=s, now=NOON)
     for model in ("gpt-4o", "gpt-4o-mini", "anything"):
         d = costs.guard(model, s=s, now=NOON)
-        assert (d["action"], d["reason"]) == ("throttle", "global daily AI cap reached ($1 of $1)")
+        assert (d["action"], d["reason"]) == ("throttle", "global daily AI cap reached ($1.00 of $1.00)")
     assert ("CRITICAL", "costs:throttle:global:2026-11-27") in incidents(s)
 
 
@@ -307,7 +307,7 @@ def test_day_rollover_at_utc_midnight_resets_decisions(log_dir, settings):
     assert costs.guard("gpt-4o-mini", s=settings, now=DAY + 86400 - 1) | {} == {
         "action": "throttle",
         "model": "gpt-4o-mini",
-        "reason": "gpt-4o-mini daily cap reached ($15 of $15); no fallback configured",
+        "reason": "gpt-4o-mini daily cap reached ($15.00 of $15.00); no fallback configured",
         "retry_after_s": 1,
     }
     # no tick has run since midnight: the cached decisions must not carry over
@@ -325,6 +325,45 @@ def test_forecast_warns_before_the_cap_is_near(log_dir, settings):
     assert (entry["state"], entry["forecast_usd"]) == ("ok", 21.6)
     assert ("WARNING", "costs:forecast:gpt-4o-mini:2026-11-27") in incidents(settings)
     assert [e["forecast_usd"] for e in events(settings.log_dir, "cost_forecast")] == [21.6]
+
+
+def test_money_a_person_reads_has_cents_and_events_keep_the_exact_figure(log_dir, settings):
+    from echoops.core import pager
+
+    assert [prices.usd_text(v) for v in (150.832, 7.67002, 0, 25, 1204, 0.0042, 0.00001, -3.5)] == [
+        "$150.83", "$7.67", "$0.00", "$25.00", "$1,204.00", "$0.0042", "<$0.0001", "-$3.50",
+    ]  # fmt: skip
+    write_usage(log_dir, {"ts": DAY + 3 * 3600 - 60, "model": "gpt-4o", "usd": 7.67002})
+    costs.tick(s=settings, now=DAY + 3 * 3600)  # x8 by midnight: $61.36016 over the $25 global cap
+    [msg] = [r[0] for r in pager.db(settings).execute("SELECT msg FROM pager_incidents WHERE source='costs'")]
+    assert msg == "global AI spend forecast $61.36 exceeds the $25.00 daily cap (2026-11-27)"
+    assert [e["forecast_usd"] for e in events(settings.log_dir, "cost_forecast")] == [61.36016]
+
+
+def test_spend_today_is_the_global_total_each_tick_saw(log_dir, settings):
+    from echoops.core.costs import series
+
+    assert costs.status(s=settings, now=DAY + 3600)["spend_today"] == []  # no tick yet
+    write_usage(log_dir, mini(10_000_000, ts=DAY + 3000))  # $1.50 before 01:00
+    costs.tick(s=settings, now=DAY + 3600)
+    write_usage(log_dir, mini(20_000_000, ts=DAY + 7000), mini(10_000_000, ts=DAY + 7100, model="gpt-4o"))
+    costs.tick(s=settings, now=DAY + 7200)  # + $3.00 + $25.00
+    costs.tick(s=settings, now=DAY + 7320)  # same 5-minute slot: the later point stands for it
+    assert costs.status(s=settings, now=DAY + 3 * 3600)["spend_today"] == [
+        {"ts": "2026-11-27T01:00:00.000Z", "spent_usd": 1.5},
+        {"ts": "2026-11-27T02:02:00.000Z", "spent_usd": 29.5},
+    ]
+    assert costs.status(s=settings, now=DAY + 3601)["spend_today"] == [  # a simulated past: nothing after it
+        {"ts": "2026-11-27T01:00:00.000Z", "spent_usd": 1.5},
+    ]
+    # a new UTC day starts from nothing; points older than two days are dropped
+    costs.tick(s=settings, now=DAY + 86400 + 60)
+    assert costs.status(s=settings, now=DAY + 86400 + 120)["spend_today"] == [
+        {"ts": "2026-11-28T00:01:00.000Z", "spent_usd": 0.0}
+    ]
+    costs.tick(s=settings, now=DAY + 3 * 86400)
+    days = [r[0] for r in store.db(settings).execute("SELECT DISTINCT day FROM costs_points ORDER BY day")]
+    assert days == ["2026-11-28", "2026-11-30"] and series.KEEP_DAYS == 2
 
 
 def test_cap_of_zero_closes_a_model_without_paging(log_dir, settings):

@@ -41,13 +41,13 @@ def test_check_exit_codes(cli, log_dir):
     assert orjson.loads(result.stdout) == {
         "action": "throttle",
         "model": "gpt-4o-mini",
-        "reason": "gpt-4o-mini daily cap reached ($15 of $15); no fallback configured",
+        "reason": "gpt-4o-mini daily cap reached ($15.00 of $15.00); no fallback configured",
         "retry_after_s": 43200,
     }
-    human = cli("costs", "check", "gpt-4o-mini", "--now", str(NOON))
+    human = cli("costs", "check", "gpt-4o-mini", "--now", str(NOON), env={"COLUMNS": "120"})
     assert human.exit_code == 1
     assert human.stdout == (
-        "THROTTLE: gpt-4o-mini daily cap reached ($15 of $15); no fallback configured (retry in 43200 s)\n"
+        "THROTTLE: gpt-4o-mini daily cap reached ($15.00 of $15.00); no fallback configured (retry in 43200 s)\n"
     )
     assert cli("costs", "check", "gpt-4o", "--now", str(NOON)).exit_code == 0
     # a name the endpoint refuses is bad usage here too, not a decision about model " "

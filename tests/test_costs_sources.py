@@ -29,7 +29,7 @@ def test_cost_enforce_false_turns_a_throttle_into_allow_while_status_still_shows
         "action": "allow",
         "model": "gpt-4o-mini",
         "reason": "monitoring only (COST_ENFORCE=false): would throttle: gpt-4o-mini daily cap reached "
-        "($15 of $15); no fallback configured",
+        "($15.00 of $15.00); no fallback configured",
         "would": "throttle",
         "retry_after_s": 0,
     }
@@ -58,7 +58,8 @@ def test_monitoring_only_still_warns_and_pages_and_says_it_does_not_throttle(set
     [event] = events(log_dir, "cost_throttle")
     assert event["enforced"] is False
     assert event["msg"] == (
-        "gpt-4o-mini spend $15 of $15 (100.0%): cap reached (monitoring only: AI calls not throttled) (2026-11-27)"
+        "gpt-4o-mini spend $15.00 of $15.00 (100.0%): cap reached (monitoring only: AI calls not throttled) "
+        "(2026-11-27)"
     )
     assert ("CRITICAL", "costs:throttle:gpt-4o-mini:2026-11-27") in incidents(settings, "gpt-4o-mini")
 
@@ -68,7 +69,7 @@ def test_raising_cost_cap_daily_usd_after_an_api_daily_cap_unthrottles(cli, log_
     write_usage(log_dir, {"ts": NOON - 60, **GPT4O})
     cli("costs", "tick", "--now", str(NOON))
     code, decision = check(cli, "gpt-4o", NOON)
-    assert code == 1 and decision["reason"].startswith("global daily AI cap reached ($12 of $10)")
+    assert code == 1 and decision["reason"].startswith("global daily AI cap reached ($12.00 of $10.00)")
 
     monkeypatch.setenv("COST_CAP_DAILY_USD", "1000")  # the brief's rollback: "COST_CAP_DAILY_USD high"
     cli("costs", "tick", "--now", str(NOON + 60))

@@ -88,8 +88,10 @@ def test_index_references_only_local_assets():
         assert not re.match(r"^([a-z]+:|//)", ref, re.I), ref
         assert ref.startswith("static/"), ref
         assert (DASHBOARD / ref.removeprefix("static/")).is_file(), ref
-    expected = ["static/app.js"] + [f"static/cards/{name}.js" for name in CARD_FILES]
-    assert [ref for ref in assets if ref.endswith(".js")] == expected  # app.js first, then the cards
+    expected = ["static/vendor/chart-4.6.1.umd.js", "static/app.js"] + [
+        f"static/cards/{name}.js" for name in CARD_FILES
+    ]
+    assert [ref for ref in assets if ref.endswith(".js")] == expected  # Chart.js, app.js, then the cards
     assert {f"static/cards/{name}.css" for name in CARD_FILES} <= set(assets)
     for path in [DASHBOARD / "app.js", DASHBOARD / "style.css", *sorted((DASHBOARD / "cards").iterdir())]:
         text = path.read_text()
@@ -222,6 +224,7 @@ def test_helpers(browser, server):
             (s) => [E.stateBadge(s).className, E.stateBadge(s).textContent]),
           fmt: [E.fmt.ms(85.4), E.fmt.ms(1234), E.fmt.ms(null), E.fmt.pct(92.34), E.fmt.pct(0.05), E.fmt.pct(0),
                 E.fmt.ratio(0.0123), E.fmt.usd(13.8), E.fmt.usd(0.0042), E.fmt.usd(1234.5), E.fmt.num(12345.678, 1),
+                E.fmt.usd(150.832), E.fmt.usd(7.67002), E.fmt.usd(0.00001), E.fmt.usd(-3.5),
                 E.fmt.ago("2026-01-01T00:00:00Z", "2026-01-01T00:05:00Z"), E.fmt.ago(1767225600, 1767225602),
                 E.fmt.ago("junk")],
           elText: E.el("p", {class: "x"}, "<b>not html</b>").innerHTML,
@@ -260,6 +263,10 @@ def test_helpers(browser, server):
         "$0.0042",
         "$1,234.50",
         "12,345.7",
+        "$150.83",
+        "$7.67",
+        "<$0.0001",
+        "-$3.50",
         "5 min ago",
         "just now",
         "\u2014",
@@ -267,6 +274,24 @@ def test_helpers(browser, server):
     assert out["elText"] == "&lt;b&gt;not html&lt;/b&gt;"
     assert out["apiError"] == [True, "ApiError", 400, "bad cap"]
     assert page.console_errors == []
+    page.context.close()
+
+
+@pytest.mark.browser
+@pytest.mark.parametrize(
+    "zone, expected",
+    [
+        ("Europe/Berlin", ["Mon 30 Nov, 07:51 CET (06:51 UTC)", "Tue 1 Dec, 00:30 CET (Mon 30 Nov, 23:30 UTC)"]),
+        ("UTC", ["Mon 30 Nov, 06:51 UTC", "Mon 30 Nov, 23:30 UTC"]),
+        ("America/New_York", ["Mon 30 Nov, 01:51 GMT-5 (06:51 UTC)", "Mon 30 Nov, 18:30 GMT-5 (23:30 UTC)"]),
+    ],
+)
+def test_dates_carry_the_day_and_the_time_in_the_viewers_zone_and_utc(browser, server, zone, expected):
+    page = open_dashboard(browser, server, timezone_id=zone)
+    shown = page.evaluate(
+        "() => [echoops.fmt.when('2026-11-30T06:51:42Z'), echoops.fmt.when(1796081400), echoops.fmt.when(null)]"
+    )
+    assert shown == [*expected, "\u2014"]
     page.context.close()
 
 

@@ -21,18 +21,10 @@ from echoops.core.pager import inbox
 from echoops.core.pager.channels import Page
 from echoops.core.pager.channels import email as email_channel
 from echoops.core.portal import rows
-from tests.fakes_smtp import FakeSMTP
 
 NOW = 1_795_780_800.0
 
 ONE_LINE_BREAKERS = ["\r", "\n", "\r\n", "\x00", "\x1b", "\x7f", "\x85", "\x9f", "\u2028", "\u2029", "\t"]
-
-
-@pytest.fixture
-def smtp(monkeypatch):
-    with FakeSMTP() as fake:
-        fake.configure(monkeypatch)
-        yield fake
 
 
 @pytest.mark.parametrize("char", ONE_LINE_BREAKERS)

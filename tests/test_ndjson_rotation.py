@@ -50,6 +50,18 @@ def tick(conn, path: Path, consumer: str = "test", chunk: int = ndjson.CHUNK) ->
     return [o["i"] for o in objs], reader.events, reader.bad
 
 
+def bulk_tick(conn, path: Path, processes: int, consumer: str = "test") -> tuple[list[int], Counter]:
+    """A consumer that folds the new lines in `processes` pieces (issue 20's bulk ingest, with any
+    backlog counting as bulk): pieces in file order, then the rest."""
+    if not ndjson.pending(conn, path, consumer):
+        return [], Counter()
+    with store.transaction(conn):
+        reader = ndjson.Reader(conn, path, consumer, chunk=64)
+        parts = reader.fold(lambda scan: [o["i"] for b in scan.batches() for o in b], bulk_bytes=1, processes=processes)
+        reader.commit(now=1_800_000_000)
+    return [i for ids in parts for i in ids], reader.bad
+
+
 def first_batch(conn, path: Path, consumer: str = "test", chunk: int = ndjson.CHUNK) -> tuple[list[int], Counter]:
     """A consumer that reads one batch and commits (the pager's bounded slices)."""
     if not ndjson.pending(conn, path, consumer):
@@ -255,7 +267,19 @@ def histories(draw):
     for _ in range(draw(st.integers(1, 14))):
         kind = draw(
             st.sampled_from(
-                ["append", "append", "append", "read", "read", "slice", "rename", "copytruncate", "copy", "refill"]
+                [
+                    "append",
+                    "append",
+                    "append",
+                    "read",
+                    "read",
+                    "slice",
+                    "bulk",
+                    "rename",
+                    "copytruncate",
+                    "copy",
+                    "refill",
+                ]
             )
         )
         if kind in ("append", "refill"):
@@ -273,6 +297,8 @@ def histories(draw):
             ops.append((kind, draw(st.sampled_from([7, 64, 1000, ndjson.CHUNK]))))
         elif kind == "slice":  # a consumer that stops after its first batch (the pager's slices)
             ops.append((kind, draw(st.sampled_from([7, 40, 100]))))
+        elif kind == "bulk":  # a read folded in pieces by forked processes
+            ops.append((kind, draw(st.sampled_from([2, 3]))))
         else:
             ops.append((kind,))
     return ops
@@ -326,6 +352,10 @@ def test_property_no_line_lost_or_read_twice_under_rotation(ops):
                     bad_written += sum(1 for i, _ in items if i is None)
                 elif op[0] == "read":
                     ids, _, bad = tick(conn, path, chunk=op[1])
+                    got += ids
+                    bad_read += sum(bad.values())
+                elif op[0] == "bulk":
+                    ids, bad = bulk_tick(conn, path, op[1])
                     got += ids
                     bad_read += sum(bad.values())
                 elif op[0] == "slice":

@@ -60,6 +60,9 @@ def test_document_lists_every_status_with_a_schema_and_the_auth_schemes():
             where = f"{method.upper()} {path}"
             assert op["responses"], where
             for status, response in op["responses"].items():
+                if status == "304":  # Not Modified has no body: the validator it matched is its header
+                    assert "content" not in response and "ETag" in response["headers"], where
+                    continue
                 assert response["content"], (where, status)
                 for media, body in response["content"].items():
                     assert body["schema"], (where, status, media)

@@ -16,7 +16,6 @@ from echoops.core import config, pager, signing
 from echoops.core.errors import NotFound, ValidationError
 from echoops.core.pager import buttons, presses
 from tests.conftest import wait_for
-from tests.fakes_smtp import FakeSMTP
 from tests.fakes_telegram import ALICE, BOB, DEFAULT_CHAT, FakeTelegram
 
 # the store and feature tests run on both backends (SQLite; PostgreSQL: tests/postgres_server.py)
@@ -34,17 +33,9 @@ def keys(monkeypatch):
 
 
 @pytest.fixture
-def tg(monkeypatch, keys):
-    with FakeTelegram() as fake:
-        fake.configure(monkeypatch)
-        yield fake
-
-
-@pytest.fixture
-def smtp(monkeypatch):
-    with FakeSMTP() as fake:
-        fake.configure(monkeypatch)
-        yield fake
+def tg(tg, keys):
+    """conftest's fake Bot API, with PAGER_SIGNING_SECRET set (the buttons are signed)."""
+    return tg
 
 
 def events(log_dir, *names):

@@ -15,8 +15,7 @@ import pytest
 
 from echoops.core import clock, config, pager
 from tests.conftest import wait_for
-from tests.fakes_smtp import FakeSMTP
-from tests.fakes_telegram import ALICE, FakeTelegram
+from tests.fakes_telegram import ALICE
 
 SECRET = "pager-signing-secret-0123456789abcdefghij"
 T0 = time.time()
@@ -28,17 +27,9 @@ def keys(monkeypatch):
 
 
 @pytest.fixture
-def tg(monkeypatch, keys):
-    with FakeTelegram() as fake:
-        fake.configure(monkeypatch)
-        yield fake
-
-
-@pytest.fixture
-def smtp(monkeypatch):
-    with FakeSMTP() as fake:
-        fake.configure(monkeypatch)
-        yield fake
+def tg(tg, keys):
+    """conftest's fake Bot API, with PAGER_SIGNING_SECRET set (the buttons are signed)."""
+    return tg
 
 
 def json_of(result):

@@ -73,7 +73,7 @@ def test_a_cost_throttle_incident_resolves_when_the_cap_is_raised_and_pages_agai
     costs.set_cap("model", "gpt-4o-mini", 20, s=settings, now=NOON + 60)
     [row] = incident(settings, "costs:throttle:gpt-4o-mini:2026-11-27")
     assert (row["state"], row["resolved_by"]) == ("resolved", "auto:costs")
-    assert row["resolve_note"] == "gpt-4o-mini cap raised above spend ($15 of $20)"
+    assert row["resolve_note"] == "gpt-4o-mini cap raised above spend ($15.00 of $20.00)"
     # spend crosses the new cap the same day: a new incident, paged again
     write_usage(log_dir, mini(40_000_000, ts=NOON + 100))  # +$6.00
     costs.tick(s=settings, now=NOON + 3600)

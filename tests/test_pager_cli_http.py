@@ -14,7 +14,7 @@ import pytest
 
 from echoops.core import config, pager
 from tests.fakes_smtp import PASSWORD, USER, FakeSMTP
-from tests.fakes_telegram import FakeTelegram, blocked, hang, hold, server_error
+from tests.fakes_telegram import blocked, hang, hold, server_error
 
 
 @pytest.fixture(autouse=True)
@@ -22,13 +22,6 @@ def no_escalation(monkeypatch):
     """These tests drive hours of simulated time to check the retry schedule, attempt by attempt;
     escalation (a second page after PAGER_ESCALATE_MIN) has its own tests (test_pager_answer.py)."""
     monkeypatch.setenv("PAGER_ESCALATE_MIN", "0")
-
-
-@pytest.fixture
-def tg(monkeypatch):
-    with FakeTelegram() as fake:
-        fake.configure(monkeypatch)
-        yield fake
 
 
 def test_every_page_command_has_help_and_an_example(cli):
@@ -144,7 +137,7 @@ def test_cli_summarize_table_json_and_file(cli, log_dir):
     assert table.exit_code == 0 and "db down 1" in table.stdout and "SKIPPED" in table.stdout
     body = orjson.loads(cli("page", "summarize", "--json", "--hours", "1", "--now", str(t0 + 10)).stdout)
     assert [(g["source"], g["count"], g["paged"], g["deliveries"]) for g in body["groups"]] == [
-        ("db", 2, True, {"telegram": "skipped", "email": "skipped"}),
+        ("db", 2, False, {"telegram": "skipped", "email": "skipped"}),  # raised, but no channel took it
         ("web", 1, False, {}),
     ]
     assert body["totals"]["incidents"] == 3 and body["totals"]["groups"] == 2
@@ -193,7 +186,7 @@ def test_http_raise_validates_and_summarize_groups(server):
     assert r.status_code == 400 and r.json()["field"] == "body"
     summary = c.post("/api/incidents/summarize?hours=2").json()
     [group] = summary["groups"]
-    assert (group["count"], group["source"], group["severity"], group["pages"]) == (2, "slo", "CRITICAL", 1)
+    assert (group["count"], group["source"], group["severity"], group["pages_raised"]) == (2, "slo", "CRITICAL", 1)
     assert summary["hours"] == 2
     assert c.post("/api/incidents/summarize?hours=-1").json()["field"] == "hours"
     assert server.client(None).post("/api/incidents/summarize").status_code == 401

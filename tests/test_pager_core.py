@@ -158,7 +158,9 @@ def test_warning_then_critical_still_pages(settings):
     }
     # two rows (the WARNING one, then the paged one), one group, shown at its worst severity
     [group] = pager.summarize(now=T0 + 120, s=settings)["groups"]
-    assert (group["severity"], group["count"], group["pages"]) == ("CRITICAL", 3, 1)
+    assert (group["severity"], group["count"], group["pages_raised"]) == ("CRITICAL", 3, 1)
+    # no channel is configured: the page was raised, nobody was told
+    assert (group["paged"], group["pages"], group["paged_at"]) == (False, 0, None)
 
 
 def test_explicit_fingerprint_groups_different_messages(settings):
@@ -230,11 +232,14 @@ def test_summarize_groups_by_fingerprint_over_the_window(settings, log_dir):
         0,
     )
     assert disk["deliveries"] == {} and disk["first_seen"] == "2027-01-15T07:55:00.000Z"
-    assert {k: api[k] for k in ("fingerprint", "severity", "count", "pages", "latest_id", "failed_deliveries")} == {
+    keys = ("fingerprint", "severity", "count", "paged", "pages", "pages_raised", "latest_id", "failed_deliveries")
+    assert {k: api[k] for k in keys} == {
         "fingerprint": first["fingerprint"],
         "severity": "CRITICAL",
         "count": 3,
-        "pages": 2,
+        "paged": False,  # one page failed, the other was skipped by every channel: nobody was told
+        "pages": 0,
+        "pages_raised": 2,
         "latest_id": second["id"],
         "failed_deliveries": 1,
     }
@@ -243,7 +248,8 @@ def test_summarize_groups_by_fingerprint_over_the_window(settings, log_dir):
     assert body["totals"] == {
         "groups": 2,
         "incidents": 5,
-        "pages": 2,
+        "pages": 0,
+        "pages_raised": 2,
         "by_severity": {"CRITICAL": 3, "ERROR": 2, "WARNING": 0, "INFO": 0},
         "deliveries": {"ok": 0, "failed": 1, "unconfirmed": 0, "pending": 0, "skipped": 3, "cancelled": 0},
         "by_state": {"open": 2, "acked": 0, "silenced": 0, "resolved": 0},

@@ -17,7 +17,7 @@ from echoops.core import config, pager
 from echoops.core.pager import drain as pager_drain
 from echoops.core.pager import outbox as pager_outbox
 from tests.fakes_smtp import PASSWORD, USER, FakeSMTP, make_cert
-from tests.fakes_telegram import FakeTelegram, blocked, cant_parse, server_error, too_many
+from tests.fakes_telegram import blocked, cant_parse, server_error, too_many
 
 T0 = time.time()
 
@@ -27,20 +27,6 @@ def no_escalation(monkeypatch):
     """These tests drive hours of simulated time to check the retry schedule, attempt by attempt;
     escalation (a second page after PAGER_ESCALATE_MIN) has its own tests (test_pager_answer.py)."""
     monkeypatch.setenv("PAGER_ESCALATE_MIN", "0")
-
-
-@pytest.fixture
-def tg(monkeypatch):
-    with FakeTelegram() as fake:
-        fake.configure(monkeypatch)
-        yield fake
-
-
-@pytest.fixture
-def smtp(monkeypatch):
-    with FakeSMTP() as fake:
-        fake.configure(monkeypatch)
-        yield fake
 
 
 def page_events(log_dir, channel=None):
@@ -268,6 +254,32 @@ def test_email_retries_4xx_not_5xx(smtp, log_dir):
     drive(T0 + 300, T0 + 3600)
     assert outbox_row(second["id"], "email")["state"] == "failed"
     assert [(e["status"], e["ok"]) for e in page_events(log_dir, "email")][2:] == [(554, False)]
+
+
+def test_paged_means_a_channel_took_the_page(tg, smtp, log_dir):
+    """`paged`/`pages` count pages a channel accepted; a raised page that failed, is pending or was
+    skipped by every channel told nobody, and each channel's own state is shown beside it."""
+
+    def group(source, at):
+        g = next(g for g in pager.summarize(now=at)["groups"] if g["source"] == source)
+        return g["paged"], g["pages"], g["pages_raised"], g["paged_at"], g["deliveries"]
+
+    tg.script(blocked())  # Telegram refuses (403, never retried); email takes it
+    db = pager.raise_incident("CRITICAL", "db down", "db", now=T0)
+    assert group("db", T0) == (False, 0, 1, None, {"telegram": "pending", "email": "pending"})  # not sent yet
+    pager.run(now=T0)
+    assert group("db", T0 + 1) == (True, 1, 1, pager_outbox.clock.iso(T0), {"telegram": "failed", "email": "ok"})
+    smtp.script_data("554 5.7.1 rejected")
+    tg.script(blocked())  # both refuse the next page: raised, nobody told
+    web = pager.raise_incident("CRITICAL", "web down", "web", now=T0 + 10)
+    pager.run(now=T0 + 10)
+    assert group("web", T0 + 11) == (False, 0, 1, None, {"telegram": "failed", "email": "failed"})
+    # each failure was noticed on the other channel (source "pager"): those two pages were taken
+    body = pager.summarize(now=T0 + 11)
+    notices = [g["deliveries"] for g in body["groups"] if g["source"] == "pager"]
+    assert notices == [{"telegram": "ok"}, {"email": "ok"}]
+    assert (body["totals"]["pages"], body["totals"]["pages_raised"]) == (3, 4)
+    assert db["id"] != web["id"]
 
 
 def test_email_timeout_is_retried(smtp, monkeypatch, log_dir):

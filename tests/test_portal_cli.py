@@ -52,7 +52,7 @@ def test_receipts_json_is_the_endpoint_body(seeded, cli):
 
     assert orjson.loads(result.stdout) == portal.receipts("qa@echopilot.ai", now=clock.parse_cli_time(NOW))
     human = cli("portal", "receipts", "qa@echopilot.ai", "--now", NOW)
-    assert human.exit_code == 0 and "c1 receipt: http://localhost:5000/api/portal/download?token=v1." in human.stdout
+    assert human.exit_code == 0 and "c1 receipt:\nhttp://localhost:5000/api/portal/download?token=v1." in human.stdout
 
 
 def test_receipts_bad_email_exit_2(seeded, cli):

@@ -190,3 +190,26 @@ def test_portal_routes_answer_503_without_a_strong_secret(live_server):
     d = httpx.get(server.url + "/api/portal/download", params={"token": "v1.a.b"})
     assert d.status_code == 503 and d.json()["error"] == "not_configured"
     assert "too-short" not in d.text
+
+
+def test_an_operator_resubscribes_over_http_and_it_is_audited(live_server, log_dir, cli):
+    assert cli("portal", "unsubscribe", "QA@echopilot.ai").exit_code == 0
+    server = live_server()
+    with server.client() as c:
+        r = c.post("/api/portal/resubscribe", json={"email": " QA@echopilot.ai "})
+        assert r.status_code == 200 and r.json() == {"email": "qa@echopilot.ai", "unsubscribed": False, "changed": True}
+        assert r.headers["cache-control"] == "private, no-store"
+        again = c.post("/api/portal/resubscribe", json={"email": "qa@echopilot.ai"})
+        assert again.json()["changed"] is False  # idempotent
+        for body, field in [({}, "email"), ({"email": "nope"}, "email"), ({"email": "a@b.co", "by": "x"}, "by")]:
+            bad = c.post("/api/portal/resubscribe", json=body)
+            assert (bad.status_code, bad.json()["error"], bad.json()["field"]) == (400, "invalid", field), body
+    assert httpx.post(server.url + "/api/portal/resubscribe", json={"email": "qa@echopilot.ai"}).status_code == 401
+    changes = [
+        (e["action"], e["email"], e["ip"], e["route"]) for e in _audit(log_dir) if e["resource"] == "subscription"
+    ]
+    assert changes == [
+        ("unsubscribe", "qa@echopilot.ai", "cli", "echoops portal unsubscribe"),
+        ("resubscribe", "qa@echopilot.ai", "127.0.0.1", "POST /api/portal/resubscribe"),
+        ("resubscribe", "qa@echopilot.ai", "127.0.0.1", "POST /api/portal/resubscribe"),
+    ]

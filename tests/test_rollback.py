@@ -97,7 +97,7 @@ def test_rollback_79_high_caps_then_a_tick(cli, log_dir, monkeypatch):
     summary = orjson.loads(cli("page", "summarize", "--json", "--now", str(NOON + 60)).stdout)
     notes = {g["fingerprint"]: (g["state"], g["note"]) for g in summary["groups"] if "throttle" in g["fingerprint"]}
     assert notes == {
-        "costs:throttle:global:2026-11-27": ("resolved", "global cap raised above spend ($15 of $100000)"),
+        "costs:throttle:global:2026-11-27": ("resolved", "global cap raised above spend ($15.00 of $100,000.00)"),
         "costs:throttle:gpt-4o-mini:2026-11-27": ("resolved", "gpt-4o-mini no longer has a cap"),
     }
 

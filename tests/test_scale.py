@@ -62,6 +62,33 @@ def test_status_shows_desired_above_actual_when_backlog_grows(log_dir, settings)
     assert body["forecast"]["throughput_source"] == "observed"
     assert body["samples"] == {"ingested": 31, "bad": 0, "last_sample_at": "2026-09-21T14:43:20.000Z", "age_s": 0}
     assert body["history"] == []  # status records nothing
+    # the queue over the next 30 minutes: +20/min with the 2 running, -20/min (to empty) with 4
+    assert [(p["in_min"], p["backlog_at_actual"], p["backlog_at_desired"]) for p in body["projection"]] == [
+        (0, 600, 600), (5, 700, 500), (10, 800, 400), (15, 900, 300), (20, 1000, 200), (25, 1100, 100), (30, 1200, 0),
+    ]  # fmt: skip
+    assert body["projection"][-1]["ts"] == "2026-09-21T15:13:20.000Z"  # now + 30 min
+    assert body["p95_window_min"] == 15
+
+
+def test_projected_backlog_never_goes_below_empty_nor_banks_idle_capacity():
+    from echoops.core.scale.forecast import project_backlog
+
+    steady = lambda minutes: 60.0 * minutes  # noqa: E731  (60 jobs/min)
+    assert project_backlog(100, steady, workers=10, jobs_per_worker_min=20, horizon_min=15) == [
+        (0, 100.0), (5, 0.0), (10, 0.0), (15, 0.0),
+    ]  # fmt: skip
+    # a burst after an idle spell is not absorbed by the capacity left unused before it
+    burst = lambda minutes: 0.0 if minutes <= 5 else 2000.0  # noqa: E731
+    assert project_backlog(0, burst, workers=1, jobs_per_worker_min=20, horizon_min=10) == [
+        (0, 0.0),
+        (5, 0.0),
+        (10, 1900.0),
+    ]
+    # cumulative arrivals that dip (a blended forecast) never take jobs back out of the queue
+    dip = {5: 300.0, 10: 200.0, 12: 400.0}.__getitem__
+    assert project_backlog(0, dip, workers=0, jobs_per_worker_min=20, horizon_min=12) == [
+        (0, 0.0), (5, 300.0), (10, 300.0), (12, 400.0),
+    ]  # fmt: skip
 
 
 def test_stale_samples_hold_and_p95_over_target_adds_a_worker(log_dir, settings):

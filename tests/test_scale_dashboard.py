@@ -31,13 +31,28 @@ def test_scale_card_shows_desired_vs_actual_and_records_a_dry_run(open_card, log
     )
     source = section.locator("tr", has_text="queue source").locator("td")
     expect(source).to_have_text("file (the app writes queue.ndjson)")
+    # the p95 the autoscaler reacts to is the last 15 minutes' (the SLO card's is 24 h)
+    expect(section.locator("tr", has_text="p95 last 15 min").locator("td")).to_have_text("no requests (target 800 ms)")
     expect(section).to_contain_text("No decisions recorded yet")
+    chart = section.locator("[data-chart='scale-workers']")
+    expect(chart.locator("figcaption")).to_have_text("Workers and backlog, with the 30-minute forecast")
+    labels = "ch => Chart.getChart(ch).data.datasets.map(d => [d.label, d.data.length])"
+    # now, and the queue ahead (every 5 minutes for 30): +20/min with 2 workers, down to empty with 4
+    assert chart.locator("canvas").evaluate(labels) == [
+        ["desired", 1], ["actual", 1], ["backlog", 1], ["backlog ahead, 2 workers", 7], ["backlog ahead, 4 workers", 7],
+    ]  # fmt: skip
+    ahead = "ch => Chart.getChart(ch).data.datasets.slice(3).map(d => d.data.map(p => p.y))"
+    assert chart.locator("canvas").evaluate(ahead) == [
+        [600, 700, 800, 900, 1000, 1100, 1200], [600, 500, 400, 300, 200, 100, 0],
+    ]  # fmt: skip
+    expect(chart.locator(".chart-latest")).to_have_text(
+        "now: desired 4, actual 2 workers, backlog 600 jobs; in 30 min: 1,200 with 2 workers, 0 with 4"
+    )
     section.get_by_role("button", name="Decide now (dry run)").click()
     wait_ready(page)
-    expect(section).to_contain_text("One decision so far")  # a lone point is no sparkline
-    expect(section.locator(".scale-spark svg")).to_have_count(0)
+    expect(section).to_contain_text("One decision so far")
     section.get_by_role("button", name="Decide now (dry run)").click()
     wait_ready(page)
-    expect(section.locator(".scale-spark svg")).to_have_count(3)
-    expect(section.locator("figcaption")).to_have_text(["desired workers", "actual workers", "backlog"])
+    expect(section.locator(".scale-few")).to_have_count(0)
+    assert chart.locator("canvas").evaluate(labels)[:3] == [["desired", 3], ["actual", 3], ["backlog", 3]]
     assert (log_dir / "scale.ndjson").read_text().count('"event":"scale_decision"') == 2

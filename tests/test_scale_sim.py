@@ -15,6 +15,8 @@ from pathlib import Path
 import orjson
 import pytest
 
+from echoops.core.scale import backtest
+
 T0 = 1_790_000_000
 
 
@@ -70,29 +72,29 @@ def summary_rows(stdout: str) -> dict[str, list[float]]:
     for line in stdout.splitlines():
         m = re.match(r"^\W*(reactive|holt|damped\+seas\S*|damped)\*?" + r"\W+([\d.]+)" * 5, line)
         if m:
-            rows[m.group(1).rstrip("…*")] = [float(x) for x in m.groups()[1:]]
+            rows[m.group(1).rstrip("*")] = [float(x) for x in m.groups()[1:]]
     return rows
 
 
 def test_ramp_every_method_side_by_side_and_holt_is_the_old_predictive(tmp_path, cli, monkeypatch):
     monkeypatch.setenv("SCALE_MAX", "12")
     path = write(tmp_path, "ramp.ndjson", trace(ramp_rate, 600))
-    out = cli("scale", "simulate", str(path))
+    out = cli("scale", "simulate", str(path), env={"COLUMNS": "200"})  # every reason on its row's line
     assert out.exit_code == 0
     rows = summary_rows(out.stdout)
-    assert set(rows) == {"reactive", "holt", "damped", "damped+seasona"}
+    assert set(rows) == {"reactive", "holt", "damped", "damped+seasonal"}
     # Holt is the forecast `scale tick` used before issue 18: the same numbers as then
     # (predictive 1802 backlog-min / 2369 worker-min, reactive 13305 / 2329)
     assert rows["holt"][1:3] == [1802.0, 2369.0]
     assert rows["reactive"][1:3] == [13305.0, 2329.0]
     assert rows["holt"][1] < 0.5 * rows["reactive"][1]
     # a 10-hour trace has no seasonal history: the default is the damped trend alone
-    assert rows["damped+seasona"] == rows["damped"]
+    assert rows["damped+seasonal"] == rows["damped"]
     assert rows["damped"][4] < rows["holt"][4]  # the damped forecast's MAPE
     assert "* the method scale tick uses (SCALE_FORECAST=damped+seasonal)" in out.stdout
     assert "reactive vs holt: backlog-minutes +638.3%, worker-minutes -1.7%" in out.stdout
     # the printed decisions name their numbers
-    assert re.search(r"holt\s+3 -> 5\s+backlog 29\s+backlog 29 \+ forecast 3082 in 30m needs 5 workers", out.stdout)
+    assert re.search(r"holt\s+3 -> 5\s+29\s+backlog 29 \+ forecast 3082 in 30m needs 5 workers", out.stdout)
     js = orjson.loads(cli("scale", "simulate", str(path), "--json").stdout)
     assert list(js["methods"]) == ["reactive", "holt", "damped", "damped+seasonal"]
     assert js["methods"]["holt"]["summary"]["backlog_minutes"] == 1802.0
@@ -180,3 +182,36 @@ def test_trace_without_arrivals_or_completions_is_still_replayed(tmp_path, cli):
     assert js["model"]["capacity_source"] == "SCALE_JOBS_PER_WORKER_MIN"
     assert js["trace"]["arrivals"] > 0
     assert js["methods"]["damped+seasonal"]["summary"]["changes"] > 0
+
+
+def _peak_bytes(path, settings) -> int:
+    import tracemalloc  # lazy: only this test traces allocations
+
+    tracemalloc.start()
+    try:
+        backtest.simulate(path, method="holt", s=settings)
+        return tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+
+@pytest.mark.slow
+def test_simulate_streams_the_trace_memory_does_not_grow_with_it(tmp_path, settings):
+    """Issue 20: a trace ten times longer takes no more memory (the old replay held every
+    interval and sample: 17 MB more here); the changes it lists are all that grows."""
+    small, large = tmp_path / "small.ndjson", tmp_path / "large.ndjson"
+    small.write_bytes(trace(diurnal_rate, 5_000, workers=3))
+    large.write_bytes(trace(diurnal_rate, 55_000, workers=3))
+    grown = _peak_bytes(large, settings) - _peak_bytes(small, settings)
+    assert grown < 3_000_000, grown  # the changes listed: about 25 bytes a sample here
+    assert backtest.Trace(large, 20.0).info["samples"] == 55_000
+
+
+def test_a_streamed_trace_counts_its_bad_lines(tmp_path, settings):
+    good = trace(diurnal_rate, 30, workers=2).splitlines()
+    bad = [b"", b"not json", b"[1]", b'{"ts": "yesterday", "depth": 1, "workers": 1}']
+    path = tmp_path / "t.ndjson"
+    path.write_bytes(b"\n".join(good[:10] + bad + good[10:]) + b"\n")
+    tr = backtest.Trace(path, 20.0)
+    assert (tr.info["samples"], tr.info["bad"]) == (30, 3)  # the blank line is neither
+    assert len(list(tr.intervals())) == 29 == len(list(tr.intervals()))  # read again for each replay

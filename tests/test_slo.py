@@ -724,11 +724,17 @@ def fill_30_days(settings, now: float) -> None:
     hour_sketch = sketch.encode({k: 60 for k in range(600, 720)})
     minutes = range(cur - 43_199, cur + 1)
     with store.transaction(conn):
-        conn.executemany("INSERT OR REPLACE INTO slo_minute VALUES(?,?,?,?)", ((m, 40, m % 3 == 0, 0) for m in minutes))
-        conn.executemany("INSERT OR REPLACE INTO slo_minute_sketch VALUES(?,?)", ((m, minute_sketch) for m in minutes))
+        conn.executemany(
+            "INSERT INTO slo_minute(minute, total, errors, slow) VALUES(?,?,?,?)",
+            ((m, 40, int(m % 3 == 0), 0) for m in minutes),
+        )
+        conn.executemany(
+            "INSERT INTO slo_minute_sketch(minute, sketch) VALUES(?,?)", ((m, minute_sketch) for m in minutes)
+        )
         hours = sorted({m // 60 for m in minutes})
         conn.executemany(
-            "INSERT OR REPLACE INTO slo_hour VALUES(?,?,?,?,?)", ((h, 2400, 20, 0, hour_sketch) for h in hours)
+            "INSERT INTO slo_hour(hour, total, errors, slow, sketch) VALUES(?,?,?,?,?)",
+            ((h, 2400, 20, 0, hour_sketch) for h in hours),
         )
 
 

@@ -11,7 +11,7 @@ from typing import Any
 
 import typer
 
-from echoops.commands.render import JSON_OPT, NOW_OPT, console, emit_json, state_text
+from echoops.commands.render import JSON_OPT, NOW_OPT, Col, console, emit_json, state_text, table, when
 from echoops.core import clock
 from echoops.core.errors import ValidationError
 from echoops.core.parsers import duration_s
@@ -132,7 +132,6 @@ def silences_cmd(
     """
     # lazy: rich costs ~15 ms; only human output needs it
     from rich.markup import escape
-    from rich.table import Table
 
     from echoops.core import pager  # lazy: 15-45 ms a package, off --help and other commands
 
@@ -140,21 +139,20 @@ def silences_cmd(
     if json_out:
         emit_json(body)
         return
-    table = Table(title="Silences", title_justify="left")
-    for col in ("id", "state", "match", "left", "ends (UTC)", "by", "matched", "reason"):
-        table.add_column(col, justify="right" if col == "matched" else "left", no_wrap=col in ("id", "left"))
-    for x in body["silences"]:
-        table.add_row(
-            x["id"],
-            state_text(x["state"]),
-            escape(_describe(x["match"])),
-            _left(x["left_s"]) if x["state"] == "active" else "-",
-            x["ends_at"][:16].replace("T", " "),
-            escape(x["created_by"]),
-            str(x["matched"]),
-            escape(x["reason"]),
-        )
-    console().print(table if body["silences"] else "no silences in force")
+    out = console()
+    if not body["silences"]:
+        out.print("no silences in force" + (" or ended in the last 7 days" if all_recent else ""), highlight=False)
+        return
+    rows = [
+        [
+            f"{x['id']}\n{state_text(x['state'])} [dim]by {escape(x['created_by'])}[/]",
+            (f"{_left(x['left_s'])} left\n" if x["state"] == "active" else "") + f"[dim]to[/] {when(x['ends_at'])}",
+            f"[bold]{escape(_describe(x['match']))}[/] [dim]({x['matched']:,} kept quiet)[/]\n{escape(x['reason'])}",
+        ]
+        for x in body["silences"]
+    ]
+    cols = [Col("silence"), Col("time (UTC)"), Col("match / reason", wide=True)]
+    table(cols, rows, title="Silences", out=out)
 
 
 def unsilence_cmd(

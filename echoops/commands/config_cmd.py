@@ -6,7 +6,7 @@ import sys
 
 import typer
 
-from echoops.commands.render import emit_json
+from echoops.commands.render import Col, emit_json, plain_table
 from echoops.core import config as core_config
 from echoops.core.files import dumps
 
@@ -33,21 +33,18 @@ def config(json_out: bool = typer.Option(False, "--json", help="Print JSON for j
             }
         )
         return
-    # A plain aligned table: rich's import and layout cost about 45 ms, a third of the whole
-    # start-up budget (bench/foundation_startup.py), for a dump people mostly pipe to grep.
-    rows = [("variable", "value", "unit", "meaning")]
+    # A plain table: rich's import and layout cost about 45 ms, a third of the whole start-up
+    # budget (bench/foundation_startup.py), for a dump people mostly pipe to grep. The meaning
+    # wraps beside the value, or moves under its row on a narrow terminal.
+    rows = []
     for var in core_config.VARS:
         value = values[var.env]
         shown = "-" if value is None else (dumps(value).decode() if isinstance(value, (dict, list)) else str(value))
-        rows.append((var.env, shown, var.unit, var.doc))
-    widths = [max(len(row[i]) for row in rows) for i in range(3)]
-    lines = [
-        "  ".join(cell.ljust(width) for cell, width in zip(row[:3], widths, strict=True)) + "  " + row[3]
-        for row in rows
-    ]
-    lines.insert(1, "  ".join("-" * width for width in widths) + "  " + "-" * len(rows[0][3]))
+        rows.append([var.env, shown, var.unit, var.doc])
+    cols = [Col("variable"), Col("value"), Col("unit"), Col("meaning", wide=True)]
+    head = ""
     if env_file is not None:
         shown = f"./{env_file}" if not env_file.is_absolute() else str(env_file)
-        lines.insert(0, f"settings file: {shown} (the environment wins over it)")
-    lines += [f"warning: {warning}" for warning in s.warnings]
-    sys.stdout.write("\n".join(lines) + "\n")
+        head = f"settings file: {shown} (the environment wins over it)\n"
+    text = head + plain_table(cols, rows) + "".join(f"warning: {warning}\n" for warning in s.warnings)
+    sys.stdout.write(text)

@@ -6,17 +6,21 @@ from typing import TYPE_CHECKING
 
 import typer
 
+from echoops.commands import jobs
 from echoops.commands.render import (
     JSON_OPT,
     NOW_OPT,
     STATE_STYLE,
+    Col,
     console,
     emit_json,
-    error,
-    input_errors,
+    panel,
     reading,
     state_text,
+    table,
+    when,
 )
+from echoops.commands.render import usd as dollars
 from echoops.core import clock
 
 if TYPE_CHECKING:  # the result types, for the printers (no import cost at run time)
@@ -38,24 +42,20 @@ def _bar(pct: float | None, width: int = 10) -> str:
     return "█" * filled + "░" * (width - filled)
 
 
-def _usd(value: float | None) -> str:
-    return "-" if value is None else f"${value:,.2f}"
-
-
-def _row(table, name: str, entry: Scope) -> None:
+def _row(name: str, entry: Scope) -> list[str]:
     state = entry.get("state", "ok")
     pct = entry.get("pct")
-    table.add_row(
+    used = "-" if pct is None else f"[{STATE_STYLE.get(state, 'white')}]{_bar(pct)}[/] {pct:.1f}%"
+    action = entry.get("action")
+    shown = state_text(state) + (f"\n[dim]calls: {action}[/]" if action and action != "allow" else "")
+    return [
         name,
-        _usd(entry.get("spent_usd")),
-        _usd(entry.get("cap_usd")),
-        f"[{STATE_STYLE.get(state, 'white')}]{_bar(pct)}[/]",
-        "-" if pct is None else f"{pct:.1f}%",
-        state_text(state),
-        _usd(entry.get("forecast_usd")),
-        entry.get("action", ""),
-        entry.get("cap_source") or "",
-    )
+        dollars(entry.get("spent_usd")),
+        dollars(entry.get("cap_usd")),
+        used,
+        shown,
+        dollars(entry.get("forecast_usd")),
+    ]
 
 
 def _sources(body: CostsStatus) -> str:
@@ -64,52 +64,69 @@ def _sources(body: CostsStatus) -> str:
     for name, entry in [("global", body["global"]), *body["models"].items()]:
         if entry.get("cap_source"):
             since = entry.get("cap_since")
-            parts.append(f"{name} {entry['cap_source']}" + (f" since {since}" if since else ""))
-    return ", ".join(parts)
+            parts.append(f"{name} {entry['cap_source']}" + (f" since {when(since, zone=True)}" if since else ""))
+    return ", ".join(parts) or "no caps"
+
+
+RANK = {"ok": 0, "warn": 1, "throttle": 2}
 
 
 def _show(body: CostsStatus) -> None:
     # lazy: rich costs ~15 ms; only human output needs it
     from rich.markup import escape
-    from rich.table import Table
 
-    table = Table(title=f"AI spend on {body['day']} (UTC)")
-    for col in ("scope", "spent", "cap", "used", "pct", "state", "forecast", "action", "from"):
-        table.add_column(col, no_wrap=col in ("scope", "used"))
-    _row(table, "global", body["global"])
-    for name, entry in body["models"].items():
-        _row(table, escape(name), entry)
-    out = console()
+    g = body["global"]
+    worst = max([g["state"], *(m["state"] for m in body["models"].values())], key=lambda st: RANK.get(st, 0))
+    lines = []
     if body.get("mode") == "monitor":
-        out.print(
+        lines.append(
             "[bold yellow]MONITORING ONLY[/] (COST_ENFORCE=false): caps are measured and alert; "
             "AI calls are never throttled"
         )
-    out.print(table)
-    fees = body["stripe_fees"]
-    cap = f" of {_usd(fees['cap_usd'])} ({fees.get('state', 'ok').upper()})" if "cap_usd" in fees else ""
-    when = f", fetched {fees['fetched_at']}" if fees.get("fetched_at") else ""
-    out.print(
-        f"Stripe fees today: {_usd(fees['spent_usd'])}{cap} (source: {fees.get('source') or 'none'}{when})",
-        highlight=False,
-        markup=False,
+    cap = (
+        f" of {dollars(g['cap_usd'])} ({g['pct']:.1f}%)"
+        if g.get("cap_usd") is not None and g.get("pct") is not None
+        else ""
     )
+    forecast = dollars(g["forecast_usd"])
+    lines.append(f"global {dollars(g['spent_usd'])}{cap} {state_text(g['state'])}; forecast {forecast} by midnight UTC")
+    fees = body["stripe_fees"]
+    fee_cap = f" of {dollars(fees['cap_usd'])} ({fees.get('state', 'ok').upper()})" if "cap_usd" in fees else ""
+    fetched = f", fetched {when(fees['fetched_at'], zone=True)}" if fees.get("fetched_at") else ""
+    source = escape(fees.get("source") or "none")
+    lines.append(f"Stripe fees today: {dollars(fees['spent_usd'])}{fee_cap} (source: {source}{fetched})")
     if fees.get("error"):
-        failed = f"[bold red]Stripe fee read failed[/] at {fees['error_at']}: {escape(fees['error'])}"
-        out.print(failed, highlight=False, soft_wrap=True)
+        lines.append(
+            f"[bold red]Stripe fee read failed[/] at {when(fees['error_at'], zone=True)}: {escape(fees['error'])}"
+        )
     if body["unpriced"]:
-        out.print(f"[yellow]unpriced models (counted at the default price):[/] {escape(', '.join(body['unpriced']))}")
+        lines.append(
+            f"[yellow]unpriced models (counted at the default price):[/] {escape(', '.join(body['unpriced']))}"
+        )
     calls = body["calls"]
     expired = f", {calls['expired']} expired (settled at their estimate by the next tick)" if calls["expired"] else ""
-    out.print(
-        f"per call: {calls['in_flight']} in flight ({_usd(calls['reserved_usd'])} reserved){expired}; "
+    lines.append(
+        f"per call: {calls['in_flight']} in flight ({dollars(calls['reserved_usd'])} reserved){expired}; "
         f"{calls['per_min']:g} calls/min recorded one by one (last 5 min); "
-        f"unsettled reservations settle at their estimate after {calls['ttl_s']} s",
-        highlight=False,
-        markup=False,
+        f"unsettled reservations settle at their estimate after {calls['ttl_s']} s"
     )
-    out.print(f"caps from: {_sources(body)}", highlight=False, markup=False)
-    out.print(f"updated {body['updated_at'] or 'never (run: echoops costs tick)'}", highlight=False)
+    lines.append(f"caps from: {escape(_sources(body))}")
+    updated = body["updated_at"]
+    lines.append(
+        f"[dim]updated {when(updated, seconds=True, zone=True) if updated else 'never (run: echoops costs tick)'}[/]"
+    )
+    out = console()
+    panel(f"AI spend on {body['day']} (UTC)", lines, state=worst, out=out)
+    rows = [_row("global", g)] + [_row(escape(name), entry) for name, entry in body["models"].items()]
+    cols = [
+        Col("scope"),
+        Col("spent", "right"),
+        Col("cap", "right"),
+        Col("used"),
+        Col("state"),
+        Col("forecast", "right"),
+    ]
+    table(cols, rows, out=out)
 
 
 @app.command("status")
@@ -137,24 +154,9 @@ def tick_cmd(json_out: bool = JSON_OPT, now: str | None = NOW_OPT) -> None:
 
     Example: echoops costs tick   (schedule.cron: 0 * * * * echoops costs tick)
     """
-    from echoops.core import costs  # lazy: 15-45 ms a package, off --help and other commands
-
-    body = costs.tick(now=clock.parse_cli_time(now))
-    if json_out:
-        emit_json(body)
-    else:
-        input_errors(body["input_errors"])
-        g = body["global"]
-        console().print(
-            f"{body['day']}: {body['lines']} new lines, {body['calls']} calls; global {_usd(g['spent_usd'])} of "
-            f"{_usd(g['cap_usd'])} ({g['state'].upper()}); alerts: {len(body['alerts'])}",
-            highlight=False,
-            markup=False,
-        )
-    failure = body["stripe_fees"].get("error")
-    if failure:
-        error(f"Stripe fees could not be read: {failure}")
-        raise typer.Exit(1)
+    code = jobs.costs_tick(now, json_out)  # the same body `echoops costs tick` runs without Typer
+    if code:
+        raise typer.Exit(code)
 
 
 @app.command("set-cap")
@@ -177,7 +179,7 @@ def set_cap_cmd(
     cap = body["cap"]
     what = "global daily" if cap["scope"] == "daily" else f"{cap['key']}"
     console().print(
-        f"{what} cap: {_usd(cap['old_usd_cap'])} ({cap['old_source'] or 'unset'}) -> {_usd(cap['usd_cap'])}",
+        f"{what} cap: {dollars(cap['old_usd_cap'])} ({cap['old_source'] or 'unset'}) -> {dollars(cap['usd_cap'])}",
         highlight=False,
         markup=False,
     )
@@ -240,8 +242,6 @@ def check_cmd(
         action = decision["action"]
         target = f" -> {decision['model']}" if action == "switch" else ""
         retry = f" (retry in {decision['retry_after_s']} s)" if action == "throttle" else ""
-        console().print(
-            f"{action.upper()}{target}: {decision['reason']}{retry}", highlight=False, markup=False, soft_wrap=True
-        )
+        console().print(f"{action.upper()}{target}: {decision['reason']}{retry}", highlight=False, markup=False)
     if decision["action"] == "throttle":
         raise typer.Exit(1)

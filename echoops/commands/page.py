@@ -8,7 +8,19 @@ import orjson
 import typer
 
 from echoops.commands import answer
-from echoops.commands.render import JSON_OPT, NOW_OPT, console, emit_json, input_errors, reading, state_text
+from echoops.commands.render import (
+    JSON_OPT,
+    NOW_OPT,
+    Col,
+    console,
+    emit_json,
+    input_errors,
+    panel,
+    reading,
+    state_text,
+    table,
+    when,
+)
 from echoops.core import clock
 from echoops.core.errors import ValidationError
 
@@ -203,10 +215,6 @@ def summarize_cmd(
     them. The 24h summary is also written to logs/incident_summary.json.
     Example: echoops page summarize --hours 6 --json | jq .totals
     """
-    # lazy: rich costs ~15 ms; only human output needs it
-    from rich.markup import escape
-    from rich.table import Table
-
     from echoops.core import pager  # lazy: 15-45 ms a package, off --help and other commands
 
     with reading():
@@ -214,47 +222,79 @@ def summarize_cmd(
     if json_out:
         emit_json(body)
         return
-    table = Table(title=f"Incidents, last {body['hours']:g}h", title_justify="left")
-    for col in ("last seen", "state", "sev", "source", "msg", "count", "pages", "telegram", "email"):
-        table.add_column(col, justify="right" if col in ("count", "pages") else "left")
-    for g in body["groups"]:
-        d = g["deliveries"]
-        who = g["acked_by"] if g["state"] == "acked" else g["resolved_by"] if g["state"] == "resolved" else None
-        table.add_row(
-            g["last_seen"][:19].replace("T", " "),
-            state_text(g["state"]) + (f" {escape(who)}" if who else ""),
-            g["severity"],
-            escape(g["source"]),
-            escape(g["msg"][:60]),
-            str(g["count"]),
-            str(g["pages"]),
-            state_text(d["telegram"]) if "telegram" in d else "-",
-            state_text(d["email"]) if "email" in d else "-",
-        )
-    out = console()
-    out.print(table)
-    for g in body["groups"]:
-        if g["paged"] and g["state"] in ("open", "acked"):  # what a person can still answer, and how
-            verb = "resolve" if g["state"] == "acked" else "ack"
-            out.print(
-                f"{state_text(g['state'])} {escape(g['source'])}: {escape(g['msg'][:50])}  ->  "
-                f"echoops page {verb} {g['latest_id']}",
-                highlight=False,
-                soft_wrap=True,
-            )
+    _summary(body)
+
+
+MSG_SHOWN = 300  # characters of a message the table shows (--json has all of it)
+SEV_STYLE = {"CRITICAL": "bold red", "ERROR": "red", "WARNING": "yellow", "INFO": "blue"}
+
+
+def _msg(text: str) -> str:
+    # lazy: rich costs ~15 ms; only human output needs it
+    from rich.markup import escape
+
+    if len(text) <= MSG_SHOWN:
+        return escape(text)
+    return f"{escape(text[:MSG_SHOWN])} [dim](+{len(text) - MSG_SHOWN} characters: --json has them)[/]"
+
+
+def worst_open(groups: list[dict[str, Any]]) -> str | None:
+    """The worst severity among groups still open (not acked, silenced or resolved), or None."""
+    from echoops.core.pager.model import SEVERITIES  # lazy: only the summary needs the order
+
+    open_ = [g["severity"] for g in groups if g["state"] == "open"]
+    return min(open_, key=SEVERITIES.index) if open_ else None
+
+
+def _summary(body: dict[str, Any]) -> None:
+    # lazy: rich costs ~15 ms; only human output needs it
+    from rich.markup import escape
+
+    t = body["totals"]
+    worst = worst_open(body["groups"])
+    states = ", ".join(f"{n} {state}" for state, n in t["by_state"].items() if n) or "none"
+    sent = ", ".join(f"{n} {state_text(state)}" for state, n in t["deliveries"].items() if n) or "none"
+    lines = [
+        (f"worst open: [{SEV_STYLE[worst]}]{worst}[/]" if worst else "[green]nothing open[/]")
+        + f"   {t['groups']} groups, {t['incidents']} incidents ({states})",
+        f"pages: {t['pages_raised']} raised, {t['pages']} taken by a channel; deliveries: {sent}",
+    ]
     for a in body["attention"]:
         error = escape(str(a["last_error"] or a["last_status"]))
-        out.print(
+        lines.append(
             f"[red]{a['state'].upper()}[/] {a['channel']} delivery of {a['severity']} {escape(a['source'])}: "
-            f"{escape(a['msg'][:60])} after {a['attempts']} attempt(s): {error}  ->  echoops page retry {a['id']}",
-            highlight=False,
+            f"{_msg(a['msg'])} after {a['attempts']} attempt(s): {error}  ->  echoops page retry {a['id']}"
         )
-    t = body["totals"]
-    out.print(
-        f"{t['groups']} groups, {t['incidents']} incidents, {t['pages']} pages; deliveries "
-        + ", ".join(f"{k} {v}" for k, v in t["deliveries"].items()),
-        highlight=False,
-    )
+    out = console()
+    panel_state = "red" if worst in ("CRITICAL", "ERROR") or body["attention"] else "yellow" if worst else "green"
+    panel(f"Incidents, last {body['hours']:g}h", lines, state=panel_state, out=out)
+    if not body["groups"]:
+        return
+    rows = []
+    for g in body["groups"]:
+        who = g["acked_by"] if g["state"] == "acked" else g["resolved_by"] if g["state"] == "resolved" else None
+        what = f"[dim]{escape(g['source'])}[/] {_msg(g['msg'])}" + (
+            f"\n[dim]{g['state']} by {escape(who)}[/]" if who else ""
+        )
+        d = g["deliveries"]
+        delivery = "\n".join(f"{c} {state_text(st)}" for c, st in d.items()) or "[dim]not paged[/]"
+        if g["pages_raised"] > 1:
+            delivery += f"\n{g['pages']} of {g['pages_raised']} pages taken"
+        rows.append([
+            when(g["last_seen"], zone=True).replace(" ", "\n", 1),
+            f"{state_text(g['state'])}\n[{SEV_STYLE.get(g['severity'], 'white')}]{g['severity']}[/]",
+            what,
+            f"{g['count']:,}",
+            delivery,
+        ])  # fmt: skip
+    cols = [Col("last seen"), Col("state"), Col("incident", wide=True), Col("count", justify="right"), Col("delivery")]
+    table(cols, rows, out=out)
+    for g in body["groups"]:
+        if g["pages_raised"] and g["state"] in ("open", "acked"):  # what a person can still answer, and how
+            verb = "resolve" if g["state"] == "acked" else "ack"
+            out.print(
+                f"{state_text(g['state'])} {escape(g['source'])}: echoops page {verb} {g['latest_id']}", highlight=False
+            )
 
 
 @app.command("test")

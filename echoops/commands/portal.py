@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 
 import typer
 
-from echoops.commands.render import JSON_OPT, NOW_OPT, console, emit_json, reading
+from echoops.commands.render import JSON_OPT, NOW_OPT, Col, console, emit_json, panel, reading, table, when
 from echoops.core import clock
 from echoops.core.errors import ValidationError
 
@@ -35,7 +35,6 @@ def receipts_cmd(
     """
     # lazy: rich costs ~15 ms; only human output needs it
     from rich.markup import escape
-    from rich.table import Table
 
     from echoops.core import portal  # lazy: 15-45 ms a package, off --help and other commands
 
@@ -46,26 +45,36 @@ def receipts_cmd(
         emit_json(body)
         return
     out = console()
-    state = "[bold red]UNSUBSCRIBED[/]" if body["unsubscribed"] else "[green]subscribed[/]"
-    out.print(f"{escape(body['email'])}: {len(body['purchases'])} purchase(s), {state}", highlight=False)
-    table = Table(show_lines=False)
-    for col in ("created", "id", "amount", "description", "invoice", "expires"):
-        table.add_column(col)
-    for p in body["purchases"]:
-        table.add_row(
-            p["created"][:16].replace("T", " "),
-            escape(p["id"]),
-            p["amount_display"],
-            escape(p["description"] or ""),
-            escape(p["invoice_number"] or ("yes" if p["invoice_url"] else "-")),
-            p["expires_at"][:16].replace("T", " "),
-        )
-    out.print(table)
-    for p in body["purchases"]:
-        out.print(f"{escape(p['id'])} receipt: {p['receipt_url']}", soft_wrap=True, highlight=False)
+    purchases = body["purchases"]
+    lines = [
+        f"{len(purchases)} purchase(s), "
+        + ("[bold red]UNSUBSCRIBED[/] (echoops portal resubscribe)" if body["unsubscribed"] else "[green]subscribed[/]")
+    ]
+    if purchases:
+        lines.append(f"links valid until {when(purchases[0]['expires_at'], zone=True)}")
+    panel(f"Customer {body['email']}", lines, state="warn" if body["unsubscribed"] else "ok", out=out)
+    rows = [
+        [
+            when(p["created"]),
+            escape(p["id"]) + (f"\n[dim]{escape(p['invoice_number'])}[/]" if p["invoice_number"] else ""),
+            p["amount_display"] + (f"\n[dim]refunded {p['refunded_display']}[/]" if p.get("refunded") else ""),
+            escape(p["description"] or "") + ("\n[dim]invoice link below[/]" if p["invoice_url"] else ""),
+        ]
+        for p in purchases
+    ]
+    if rows:
+        cols = [Col("created (UTC)"), Col("id / invoice"), Col("amount", "right"), Col("description", wide=True)]
+        table(cols, rows, out=out)
+    # Each link alone on its line, never wrapped, so it can be copied whole.
+    for p in purchases:
+        out.print(f"{escape(p['id'])} receipt:", highlight=False)
+        out.print(p["receipt_url"], soft_wrap=True, highlight=False, markup=False)
         if p["invoice_url"]:
-            out.print(f"{escape(p['id'])} invoice: {p['invoice_url']}", soft_wrap=True, highlight=False)
-    out.print(f"unsubscribe: {body['unsubscribe_url']}", soft_wrap=True, highlight=False)
+            out.print(f"{escape(p['id'])} invoice:", highlight=False)
+            out.print(p["invoice_url"], soft_wrap=True, highlight=False, markup=False)
+    if body["unsubscribe_url"]:
+        out.print("unsubscribe:", highlight=False)
+        out.print(body["unsubscribe_url"], soft_wrap=True, highlight=False, markup=False)
 
 
 @app.command("link")
@@ -206,7 +215,6 @@ def audit_cmd(
     """
     # lazy: rich costs ~15 ms; only human output needs it
     from rich.markup import escape
-    from rich.table import Table
 
     from echoops.core import portal  # lazy: 15-45 ms a package, off --help and other commands
 
@@ -214,22 +222,26 @@ def audit_cmd(
     if json_out:
         emit_json(body)
         return
-    table = Table(title="Portal access (newest first)")
-    for col in ("ts", "status", "action", "email", "resource", "ip", "reason"):
-        table.add_column(col)
+    out = console()
+    title = f"Portal access, {body['email']}" if body.get("email") else "Portal access"
+    if not body["entries"]:
+        panel(title, ["no access attempts recorded"], out=out)
+        return
+    rows = []
     for e in body["entries"]:
         status = e.get("status")
         style = "green" if status in (200, 302) else "bold red"
-        table.add_row(
-            str(e.get("ts", ""))[:19].replace("T", " "),
+        what = escape(f"{e.get('action') or ''} {e.get('resource') or ''}".strip() or "-")
+        if e.get("reason"):
+            what += f"\n[red]{escape(str(e['reason']))}[/]"
+        rows.append([
+            when(e.get("ts"), seconds=True).replace(" ", "\n", 1),
             f"[{style}]{status}[/]",
-            escape(str(e.get("action") or "")),
-            escape(str(e.get("email") or "-")),
-            escape(str(e.get("resource") or "-")),
-            escape(str(e.get("ip") or "-")),
-            escape(str(e.get("reason") or "")),
-        )
-    console().print(table)
+            escape(str(e.get("email") or "-")) + f"\n[dim]{escape(str(e.get('ip') or '-'))}[/]",
+            what,
+        ])  # fmt: skip
+    cols = [Col("time (UTC)"), Col("status", "right"), Col("who"), Col("what", wide=True)]
+    table(cols, rows, title=f"{title} (newest first)", out=out)
 
 
 @app.command("unsubscribe")
@@ -243,7 +255,7 @@ def unsubscribe_cmd(
     """
     from echoops.core import portal  # lazy: 15-45 ms a package, off --help and other commands
 
-    body = portal.set_subscription(email, True)
+    body = portal.set_subscription(email, True, ip="cli", route="echoops portal unsubscribe")
     if json_out:
         emit_json(body)
     else:
@@ -261,7 +273,7 @@ def resubscribe_cmd(
     """
     from echoops.core import portal  # lazy: 15-45 ms a package, off --help and other commands
 
-    body = portal.set_subscription(email, False)
+    body = portal.set_subscription(email, False, ip="cli", route="echoops portal resubscribe")
     if json_out:
         emit_json(body)
     else:

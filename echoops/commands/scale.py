@@ -8,7 +8,20 @@ from typing import TYPE_CHECKING
 
 import typer
 
-from echoops.commands.render import JSON_OPT, NOW_OPT, console, emit_json, input_errors, reading
+from echoops.commands import jobs
+from echoops.commands.render import (
+    JSON_OPT,
+    NOW_OPT,
+    Col,
+    console,
+    emit_json,
+    input_errors,
+    panel,
+    plain_table,
+    reading,
+    table,
+    when,
+)
 from echoops.core import clock
 
 if TYPE_CHECKING:  # the result types, for the printers (no import cost at run time)
@@ -23,37 +36,50 @@ app = typer.Typer(
 
 
 def _emit(body: ScaleStatus, json_out: bool) -> None:
-    """status, tick and apply print the same document: JSON for jq or the human summary."""
+    """status, tick and apply print the same document: JSON for jq or the human panel."""
     if json_out:
         emit_json(body)
         return
+    # lazy: rich costs ~15 ms; only human output needs it
+    from rich.markup import escape
+
     input_errors(body.get("input_errors", []))
-    out = console()
     mode = "[yellow]DRY RUN[/]" if body["dry_run"] else "[green]LIVE[/]"
     f = body["forecast"]
-    out.print(f"{mode}  desired [bold]{body['desired']}[/]  actual [bold]{body['actual']}[/]  ({body['action']})")
-    out.print(f"reason: {body['reason']}", highlight=False, markup=False)
-    out.print(
-        f"backlog {f['backlog']}, arrivals {f['rate_now_per_min']}/min now -> {f['rate_in_horizon_per_min']}/min "
-        f"in {f['horizon_min']}m, {f['jobs_per_worker_min']} jobs/min per worker ({f['throughput_source']})",
-        highlight=False,
-    )
-    out.print(f"forecast: {f['method_reason']}", highlight=False, markup=False)
+    gate = body["gate"]
+    lines = [
+        f"{mode}  desired [bold]{body['desired']}[/]  actual [bold]{body['actual']}[/]  "
+        f"({body['action'].replace('_', ' ')})",
+        f"reason: {escape(body['reason'])}",
+        f"backlog {f['backlog']:,g} jobs; arrivals {f['rate_now_per_min']:g}/min now -> "
+        f"{f['rate_in_horizon_per_min']:g}/min in {f['horizon_min']} min",
+        f"throughput {f['jobs_per_worker_min']:g} jobs/min per worker ({f['throughput_source']})",
+        f"forecast: {escape(f['method_reason'])}",
+    ]
+    projection = body.get("projection") or []
+    if projection:
+        end = projection[-1]
+        lines.append(
+            f"queue in {end['in_min']} min: {end['backlog_at_actual']:,.0f} with {body['actual']} workers, "
+            f"{end['backlog_at_desired']:,.0f} with {body['desired']}"
+        )
     src = body["source"]
     if src["kind"] != "file":
         health = "ok" if not src["missed_in_row"] else f"{src['missed_in_row']} missed in a row: {src['last_error']}"
-        out.print(f"queue source {src['kind']}: {health}", highlight=False, markup=False)
+        lines.append(f"queue source {src['kind']}: {escape(health)}")
     p95 = "no data" if body["p95_ms"] is None else f"{body['p95_ms']:g} ms"
-    out.print(f"p95 {p95} (target {body['p95_target_ms']:g} ms)", highlight=False)
-    gate = body["gate"]
-    out.print(
-        f"cooldown {body['cooldown_remaining_s']}s left, gate {'SET' if gate['set'] else 'clear'}, "
-        f"bounds {body['bounds']['min']}..{body['bounds']['max']}, last change {body['last_change_at'] or 'never'}",
-        highlight=False,
+    lines.append(f"p95 last {body['p95_window_min']} min: {p95} (target {body['p95_target_ms']:g} ms)")
+    lines.append(
+        f"cooldown {body['cooldown_remaining_s']}s left, deploy gate "
+        + (f"[bold red]SET[/]: no scale-up ({escape(gate['reason'] or 'no reason')})" if gate["set"] else "clear")
     )
+    changed = when(body["last_change_at"], zone=True) if body["last_change_at"] else "never"
+    lines.append(f"bounds {body['bounds']['min']}..{body['bounds']['max']} workers, last change {changed}")
     if body.get("actuator"):
         a = body["actuator"]
-        out.print(f"actuator: {' '.join(a['argv'])} -> rc {a['rc']}", highlight=False, markup=False)
+        lines.append(f"actuator: {escape(' '.join(a['argv']))} -> rc {a['rc']}")
+    state = "yellow" if gate["set"] or body["desired"] != body["actual"] else "green"
+    panel("Autoscale", lines, state=state)
 
 
 @app.command("status")
@@ -78,24 +104,7 @@ def sample_cmd(json_out: bool = JSON_OPT, now: str | None = NOW_OPT) -> None:
 
     Example: SCALE_QUEUE_SOURCE=rq SCALE_REDIS_URL=redis://localhost:6379/0 echoops scale sample --json
     """
-    from echoops.core import scale  # lazy: 15-45 ms a package, off --help and other commands
-
-    body = scale.sample(now=clock.parse_cli_time(now))
-    if json_out:
-        emit_json(body)
-        return
-    line = body["sample"]
-    if line is None:
-        sys.stdout.write(body["detail"] + "\n")
-        return
-    parts = [
-        f"depth {line['depth']}",
-        f"workers {line['workers']}" + ("" if line.get("workers_known", True) else " (known to echoops)"),
-    ]
-    parts += [f"{k} {line[k]}" for k in ("busy", "idle", "arrivals", "completed") if line.get(k) is not None]
-    sys.stdout.write(f"{body['source']} sample at {line['ts']}: " + ", ".join(parts) + "\n")
-    if line.get("estimate"):
-        sys.stdout.write(f"estimate: {line['estimate']}\n")
+    jobs.scale_sample(now, json_out)  # the same body `echoops scale sample` runs without Typer
 
 
 @app.command("tick")
@@ -104,9 +113,7 @@ def tick_cmd(json_out: bool = JSON_OPT, now: str | None = NOW_OPT) -> None:
 
     Example: echoops scale tick   (schedule.cron: */10 * * * * echoops scale tick)
     """
-    from echoops.core import scale  # lazy: 15-45 ms a package, off --help and other commands
-
-    _emit(scale.tick(now=clock.parse_cli_time(now)), json_out)
+    jobs.scale_tick(now, json_out)  # the same body `echoops scale tick` runs without Typer
 
 
 @app.command("apply")
@@ -189,33 +196,32 @@ def simulate_cmd(
     if json_out:
         emit_json(result)
         return
-    write = sys.stdout.write
-    for e in backtest.timeline(result):
-        write(
-            f"{e['ts']}  {e['method']:<15}  {e['from']:>3} -> {e['to']:<3}  backlog {e['backlog']:<6}  {e['reason']}\n"
-        )
+    changes = [
+        [when(e["ts"]), e["method"], f"{e['from']} -> {e['to']}", f"{e['backlog']:,}", e["reason"]]
+        for e in backtest.timeline(result)
+    ]
+    what = "every decision" if all_decisions else "changes"
+    cols = [Col("time (UTC)"), Col("method"), Col("workers"), Col("backlog", "right"), Col("reason", wide=True)]
+    sys.stdout.write(plain_table(cols, changes, title=f"{what} ({len(changes)})"))
     m, t = result["model"], result["trace"]
-    write(
-        f"\ntrace {t['samples']} samples ({t['bad']} bad), {t['minutes']:g} min, {t['arrivals']:g} arrivals; "
+    out = console()
+    out.print(
+        f"\ntrace {t['samples']:,} samples ({t['bad']} bad), {t['minutes']:g} min, {t['arrivals']:g} arrivals; "
         f"{m['jobs_per_worker_min']:g} jobs/min per worker ({m['capacity_source']}), decision every "
-        f"{m['tick_min']:g} min" + (f", mean of {m['phases']} phases" if m["phases"] > 1 else "") + "\n"
+        f"{m['tick_min']:g} min" + (f", mean of {m['phases']} phases" if m["phases"] > 1 else ""),
+        highlight=False,
     )
-    # lazy: rich costs ~15 ms; only human output needs it
-    from rich.table import Table
-
-    table = Table(title="summary")
-    for col in ("method", "changes", "backlog-min", "worker-min", "peak backlog", "MAPE %"):
-        table.add_column(col, justify="right" if col != "method" else "left")
+    rows = []
     for name, part in result["methods"].items():
         s = part["summary"]
         label = name + ("*" if name == m["production_method"] else "")
         mape = "n/a" if s["mape_pct"] is None else f"{s['mape_pct']:g}"
-        table.add_row(
+        rows.append([
             label, f"{s['changes']:g}", f"{s['backlog_minutes']:g}", f"{s['worker_minutes']:g}",
             f"{s['peak_backlog']:g}", mape,
-        )  # fmt: skip
-    out = console()
-    out.print(table)
+        ])  # fmt: skip
+    names = ("changes", "backlog-min", "worker-min", "peak backlog", "MAPE %")
+    table([Col("method"), *(Col(n, "right") for n in names)], rows, title="summary", out=out)
     out.print(f"* the method scale tick uses (SCALE_FORECAST={m['production_method']})", highlight=False)
     for name, c in result.get("comparison", {}).items():
         out.print(

@@ -79,7 +79,6 @@ def list_(
         return
     # lazy: rich costs ~15 ms; only human output needs it
     from rich.markup import escape
-    from rich.table import Table
 
     origin = " (packaged default: no schedule file found)" if result["source"] == "default" else ""
     leader = result["leader"]
@@ -87,10 +86,8 @@ def list_(
         lead = "leader: none (no scheduler holds the lease)"
     else:
         me = " (this instance)" if result["is_leader"] else ""
-        lead = f"leader: {escape(leader['instance'])}{me}, lease until {leader['until']}"
-    table = Table(title=f"{escape(result['schedule'])}{origin}\n{lead}", title_justify="left")
-    for col in ("job", "schedule", "state", "last result", "next run (UTC)"):
-        table.add_column(col)
+        lead = f"leader: {leader['instance']}{me}, lease until {leader['until']}"
+    rows = []
     for job in result["jobs"]:
         last = job["last"]
         if last is None:
@@ -98,12 +95,19 @@ def list_(
         else:
             style = {"ok": "green", "running": "yellow"}.get(last["status"], "bold red")
             rc = "" if last["rc"] is None else f" rc={last['rc']}"
-            last_text = f"[{style}]{last['status']}[/]{rc} {last['ended'] or last['started']}"
+            last_text = f"[{style}]{last['status']}[/]{rc}\n{render.when(last['ended'] or last['started'])}"
         state = "enabled" if job["enabled"] else "[dim]disabled[/]"
         if job["local"]:
             state += " @local"
-        table.add_row(escape(job["name"]), job["schedule"], state, last_text, job["next_run"] or "-")
-    render.console().print(table)
+        rows.append([escape(job["name"]), job["schedule"], state, last_text, render.when(job["next_run"])])
+    cols = [
+        render.Col("job", wide=True),
+        render.Col("schedule"),
+        render.Col("state"),
+        render.Col("last result (UTC)"),
+        render.Col("next run (UTC)"),
+    ]
+    render.table(cols, rows, title=f"{result['schedule']}{origin}\n{lead}")
 
 
 @app.command("check")

@@ -14,6 +14,7 @@
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import math
 import threading
@@ -66,8 +67,10 @@ def client_address(remote_addr: str | None, forwarded_for: str | None, s: Settin
     return hops[0] if hops else remote_addr
 
 
+@functools.lru_cache(maxsize=4096)
 def client_key(address: str | None) -> str:
-    """What failures count against: the IPv4 address, the IPv6 /64, or the raw text."""
+    """What failures count against: the IPv4 address, the IPv6 /64, or the raw text (memoised:
+    every /api request asks, for the few addresses a dashboard is used from)."""
     if not address:
         return "?"
     try:

@@ -102,18 +102,22 @@ class Stamps:
     holding now + MAX_SKEW_S are learnt, so no stamp the fast path takes is in the future;
     the boundary minute always takes `careful`.
 
+    An epoch number is valid when it is in `epoch_range` (int or float: a bool is neither).
+
     Hot loops (slo.aggregates._fold, costs.ingest.aggregate) check the rest on every line and
     the seconds and minute only when the line is not in the last line's second (`lo <= stamp
     < hi` from `second_bounds(stamp[:19])`, no slicing); anything that misses goes to
     `careful`. tests/test_fast_paths.py holds the fast answers to the careful ones.
     """
 
-    __slots__ = ("cut_minute", "minutes", "now")
+    __slots__ = ("cut_minute", "epoch_range", "minutes", "now")
 
     def __init__(self, now: float):
         self.now = now
         self.cut_minute = int((now + MAX_SKEW_S) // 60)
         self.minutes: dict[str, int] = {}  # "2026-11-27T10:00" -> minute number
+        # An epoch number (int or float, never a bool) `line_ts` accepts: lo <= ts <= hi.
+        self.epoch_range = (_MIN_EPOCH, min(_MAX_EPOCH, now + MAX_SKEW_S))
 
     def careful(self, value: object) -> float | str:
         """`line_ts(value, now)`; an accepted `...Z` stamp teaches the cache its minute."""

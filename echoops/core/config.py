@@ -141,6 +141,22 @@ VARS: tuple[Var, ...] = (
         "s",
         "Scheduler leader lease: another instance takes over within this after the leader dies",
     ),
+    Var(
+        "ECHOOPS_INGEST_BULK_MB",
+        "ingest_bulk_mb",
+        parsers.number(0, 1_000_000, lo_open=True),
+        "32",
+        "MiB",
+        "New input per tick above which the SLO/costs ingest parses in parallel processes",
+    ),
+    Var(
+        "ECHOOPS_INGEST_PROCESSES",
+        "ingest_processes",
+        parsers.int_range(0, 256),
+        "0",
+        "count",
+        "Processes for a bulk ingest (0: every CPU available; 1: never fork)",
+    ),
     # 76 SLO
     Var(
         "SLO_LAT_P95_MS",
@@ -644,6 +660,8 @@ class Settings:
     db_pool_max: int
     db_timeout_ms: int
     lease_s: int
+    ingest_bulk_mb: float
+    ingest_processes: int
     slo_lat_p95_ms: float
     slo_err_budget_pct: float
     slo_window_days: int
@@ -719,6 +737,11 @@ class Settings:
     def smtp_tls_mode(self) -> str:
         """Effective SMTP TLS mode: the configured one, else ssl on port 465, else starttls."""
         return self.smtp_tls or ("ssl" if self.smtp_port == 465 else "starttls")
+
+    @property
+    def ingest_bulk_bytes(self) -> int:
+        """ECHOOPS_INGEST_BULK_MB in bytes."""
+        return int(self.ingest_bulk_mb * 1024 * 1024)
 
     def log_path(self, name: str) -> Path:
         """A file in the log dir (outputs and inputs by their DESIGN.md names)."""

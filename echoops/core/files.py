@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import fcntl
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -39,7 +38,7 @@ def write_bytes(path: Path, data: bytes, *, mode: int = 0o644) -> None:
     on the way: the temp file starts at 0600)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp = _temp_beside(path)
     try:
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
@@ -54,6 +53,17 @@ def write_bytes(path: Path, data: bytes, *, mode: int = 0o644) -> None:
             pass
         raise
     _fsync_dir(path.parent)
+
+
+def _temp_beside(path: Path) -> tuple[int, str]:
+    """A new file `.<name>.<random>.tmp` beside `path`, opened for writing (tempfile.mkstemp's
+    guarantees: created here, by us, mode 0600; without importing tempfile, ~13 ms a tick)."""
+    while True:
+        tmp = os.path.join(path.parent, f".{path.name}.{os.urandom(6).hex()}.tmp")
+        try:
+            return os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600), tmp
+        except FileExistsError:  # pragma: no cover - 48 random bits
+            continue
 
 
 def _fsync_dir(directory: Path) -> None:

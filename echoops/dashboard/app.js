@@ -1,8 +1,9 @@
 /*
  * echoops dashboard shell. Defines window.echoops (see CONTRIBUTING.md "Dashboard cards"):
  *
- *   echoops.registerCard({id, title, order, wide?, render: async (body, ctx) => {}})
+ *   echoops.registerCard({id, title, order, span?, wide?, render: async (body, ctx) => {}})
  *   echoops.api(path, {method, body}) -> parsed JSON; throws echoops.ApiError {status, body}
+ *                                             (a GET answered with an ETag is re-asked conditionally)
  *   echoops.el(tag, attrs, ...children)       DOM builder; text goes in as textContent only
  *   echoops.sparkline(values, {width, height, label, target})  -> <svg>
  *   echoops.stateBadge(state)                 colour AND the word (green/yellow/red/ok/warn/...)
@@ -105,12 +106,14 @@
     },
     /** A ratio (0-1) shown as percent: fmt.ratio(0.0123) -> "1.23%". */
     ratio: function (v, digits) { return isNum(v) ? fmt.pct(v * 100, digits) : DASH; },
-    /** US dollars: "$13.80"; sub-cent amounts keep 4 decimals ("$0.0042"). */
+    /** US dollars as people read them (the CLI's and the incident messages' rule): "$13.80",
+     *  "$150.83" (never "$150.832"); sub-cent amounts keep 4 decimals ("$0.0042"), "<$0.0001" below. */
     usd: function (v) {
       if (!isNum(v)) return DASH;
-      var abs = Math.abs(v);
+      var abs = Math.abs(v), sign = v < 0 ? "-" : "";
+      if (abs !== 0 && abs < 0.0001) return sign + "<$0.0001";
       var s = abs !== 0 && abs < 0.01 ? abs.toFixed(4) : abs.toLocaleString("en-US", {minimumFractionDigits: 2, maximumFractionDigits: 2});
-      return (v < 0 ? "-$" : "$") + s;
+      return sign + "$" + s;
     },
     /** Relative time of an ISO string, epoch seconds or Date: "just now", "5 min ago", "in 2 h". */
     ago: function (ts, now) {
@@ -128,12 +131,54 @@
       if (!isNum(v)) return DASH;
       return v.toLocaleString("en-US", {maximumFractionDigits: digits === undefined ? 2 : digits});
     },
-    /** UTC clock time "14:05:09 UTC" (echoops works in UTC). */
+    /** UTC clock time "14:05:09 UTC" (echoops works in UTC); for a moment a person acts on, use `when`. */
     time: function (ts) {
       var d = toDate(ts);
       return d ? d.toISOString().slice(11, 19) + " UTC" : DASH;
     },
+    /**
+     * Day and time in the viewer's zone, then UTC: "Mon 30 Nov, 07:51 CET (06:51 UTC)"; the UTC
+     * day is named too when it differs ("Tue 1 Dec, 00:30 CET (Mon 30 Nov, 23:30 UTC)"). A viewer
+     * in UTC sees "Mon 30 Nov, 06:51 UTC". A link valid "until 02:59" never reads as expired.
+     */
+    when: function (ts) {
+      var d = toDate(ts);
+      if (!d) return DASH;
+      var local = dayTime(d, undefined);
+      var utc = dayTime(d, "UTC");
+      if (isUtcZone()) return utc.day + ", " + utc.time + " UTC";
+      return local.day + ", " + local.time + " " + local.zone + " (" +
+        (utc.day === local.day ? "" : utc.day + ", ") + utc.time + " UTC)";
+    },
+    /** Clock time in the viewer's zone for chart axes: "07:51" (with the day when `withDay`). */
+    clock: function (ts, withDay) {
+      var d = toDate(ts);
+      if (!d) return DASH;
+      var parts = dayTime(d, undefined);
+      return withDay ? parts.day + " " + parts.time : parts.time;
+    },
   };
+
+  var utcZone = null;
+  function isUtcZone() {
+    if (utcZone === null) {
+      var zone = new Intl.DateTimeFormat().resolvedOptions().timeZone || "UTC";
+      utcZone = /^(Etc\/)?(UTC|GMT|UCT|Universal|Zulu)$/.test(zone);
+    }
+    return utcZone;
+  }
+
+  var dayFormats = {};
+  /** {day: "Mon 30 Nov", time: "07:51", zone: "CET"} of `d` in `timeZone` (undefined: the viewer's). */
+  function dayTime(d, timeZone) {
+    var key = timeZone || "local";
+    var f = dayFormats[key] || (dayFormats[key] = new Intl.DateTimeFormat("en-GB", {
+      timeZone: timeZone, weekday: "short", day: "numeric", month: "short",
+      hour: "2-digit", minute: "2-digit", hourCycle: "h23", timeZoneName: "short"}));
+    var p = {};
+    f.formatToParts(d).forEach(function (part) { p[part.type] = part.value; });
+    return {day: p.weekday + " " + p.day + " " + p.month, time: p.hour + ":" + p.minute, zone: p.timeZoneName || ""};
+  }
 
   // ---- state badge, meter, sparkline -------------------------------------------------
 
@@ -144,6 +189,7 @@
     pending: "info",
     skipped: "muted",
     open: "bad", acked: "warn", silenced: "muted", resolved: "good", cancelled: "muted", active: "info",
+    critical: "bad", error: "bad", warning: "warn", info: "info",
   };
   var TONE_ICON = {good: "\u2713", warn: "!", bad: "\u2715", info: "\u2026", muted: "\u2013"};
 
@@ -216,6 +262,112 @@
     return root;
   }
 
+  // ---- time-series charts (Chart.js 4, vendored in static/vendor/) ---------------------
+
+  var charts = {}; // chart id -> Chart: a re-render replaces the canvas, the old chart is destroyed
+  var MIN = 60000;
+  var STEPS_MIN = [5, 10, 15, 30, 60, 120, 180, 240, 360, 720, 1440];
+  var TONE_VAR = {bad: "--bad-fill", warn: "--warn-fill", good: "--good-fill", info: "--info-fill", muted: "--neutral-fill"};
+
+  function cssVar(name) {
+    return getComputedStyle(document.documentElement).getPropertyValue(name).trim() || "#64748b";
+  }
+
+  function toMs(ts) {
+    var d = toDate(ts);
+    return d ? d.getTime() : null;
+  }
+
+  /** Ticks every 5 min .. 1 day, about six across [min, max] (ms), on whole steps. */
+  function timeTicks(min, max) {
+    var span = (max - min) / MIN, step = STEPS_MIN[STEPS_MIN.length - 1];
+    for (var i = 0; i < STEPS_MIN.length; i++) { if (span / STEPS_MIN[i] <= 7) { step = STEPS_MIN[i]; break; } }
+    var ms = step * MIN, out = [];
+    for (var t = Math.ceil(min / ms) * ms; t <= max; t += ms) out.push({value: t});
+    return out;
+  }
+
+  /**
+   * A time-series chart with axes, time labels and hover values, captioned above, with a text
+   * fallback under it (the latest values; also the canvas' accessible name):
+   *
+   *   timeChart({id, caption, latest, x: {min, max}, y: {title, min, max, format}, y2?: {...},
+   *     series: [{label, points: [[ts, value], ...], color: "--chart-1", dashed?, step?, axis?: "y2", fill?}],
+   *     refs: [{label, value, tone: "bad" | "warn" | "muted", axis?}]})   -> <figure class="chart">
+   *
+   * `ts` is an ISO string, epoch seconds or a Date; `refs` are horizontal lines across the x range
+   * (a target, a cap). Without Chart.js (a failed load) the caption and the text remain.
+   */
+  function timeChart(o) {
+    var canvas = el("canvas", {role: "img", "aria-label": o.caption + ": " + o.latest}, o.latest);
+    var fig = el("figure", {class: "chart", dataset: {chart: o.id}},
+      el("figcaption", {class: "chart-caption"}, o.caption),
+      el("div", {class: "chart-box"}, canvas),
+      el("p", {class: "chart-latest muted"}, o.latest));
+    if (charts[o.id]) { charts[o.id].destroy(); delete charts[o.id]; }
+    if (!window.Chart) {
+      fig.appendChild(el("p", {class: "muted chart-missing"}, "The chart library did not load; the figures above are current."));
+      return fig;
+    }
+    var xmin = toMs(o.x.min), xmax = toMs(o.x.max);
+    var spanDays = (xmax - xmin) > 36 * 3600 * 1000;
+    var datasets = o.series.map(function (sr) {
+      var color = cssVar(sr.color || "--chart-1");
+      return {
+        label: sr.label, yAxisID: sr.axis || "y", stepped: sr.step ? "before" : false,
+        data: sr.points.map(function (p) { return {x: toMs(p[0]), y: isNum(p[1]) ? p[1] : null}; }),
+        borderColor: color, backgroundColor: color, borderWidth: 2, borderDash: sr.dashed ? [6, 4] : [],
+        pointRadius: sr.points.length > 40 ? 0 : 2, pointHoverRadius: 4, fill: sr.fill ? "origin" : false,
+        spanGaps: false, tension: 0, format: sr.format,
+      };
+    });
+    (o.refs || []).forEach(function (ref) {
+      var color = cssVar(TONE_VAR[ref.tone] || TONE_VAR.muted);
+      datasets.push({
+        label: ref.label, yAxisID: ref.axis || "y", data: [{x: xmin, y: ref.value}, {x: xmax, y: ref.value}],
+        borderColor: color, backgroundColor: color, borderWidth: 1.5, borderDash: [3, 3], pointRadius: 0,
+        pointHoverRadius: 0, fill: false, format: ref.format,
+      });
+    });
+    var text = cssVar("--muted"), grid = cssVar("--border");
+    function axis(a, position, drawGrid) {
+      return {type: "linear", position: position, min: a.min, max: a.max, suggestedMax: a.suggestedMax,
+        title: {display: !!a.title, text: a.title, color: text},
+        grid: {color: grid, drawOnChartArea: drawGrid}, border: {color: grid},
+        ticks: {color: text, maxTicksLimit: 6, callback: function (v) { return a.format ? a.format(v) : fmt.num(v); }}};
+    }
+    var scales = {
+      x: {type: "linear", min: xmin, max: xmax, grid: {color: grid}, border: {color: grid},
+        afterBuildTicks: function (scale) { scale.ticks = timeTicks(scale.min, scale.max); },
+        ticks: {color: text, maxRotation: 0, autoSkip: true, callback: function (v) { return fmt.clock(v / 1000, spanDays); }}},
+      y: axis(o.y, "left", true),
+    };
+    if (o.y2) scales.y2 = axis(o.y2, "right", false);
+    var formats = {y: o.y.format, y2: o.y2 && o.y2.format};
+    charts[o.id] = new window.Chart(canvas, {
+      type: "line",
+      data: {datasets: datasets},
+      options: {
+        responsive: true, maintainAspectRatio: false, animation: false, normalized: true,
+        interaction: {mode: "nearest", axis: "x", intersect: false},
+        scales: scales,
+        plugins: {
+          legend: {position: "top", align: "start", labels: {color: text, boxWidth: 12, boxHeight: 2, padding: 8}},
+          tooltip: {
+            callbacks: {
+              title: function (items) { return items.length ? fmt.when(items[0].parsed.x / 1000) : ""; },
+              label: function (item) {
+                var f = item.dataset.format || formats[item.dataset.yAxisID];
+                return item.dataset.label + ": " + (f ? f(item.parsed.y) : fmt.num(item.parsed.y));
+              },
+            },
+          },
+        },
+      },
+    });
+    return fig;
+  }
+
   // ---- API ---------------------------------------------------------------------------
 
   /** A non-2xx answer: `status` (HTTP) and `body` (the parsed `{error, detail}` JSON, or null). */
@@ -238,19 +390,31 @@
     return null;
   }
 
+  // The last answer to each GET that came with an ETag: the next GET of that path is conditional
+  // (If-None-Match) and a 304 reuses the body held here. The status routes change on a tick, the
+  // dashboard refreshes every 30 s: most refreshes move no document at all.
+  var held = {};
+
   function request(path, opts, withKey) {
     opts = opts || {};
+    var method = opts.method || "GET";
     var headers = {"Accept": "application/json", "X-Dash-Key": withKey};
-    var init = {method: opts.method || "GET", headers: headers, cache: "no-store", credentials: "same-origin"};
+    var init = {method: method, headers: headers, cache: "no-store", credentials: "same-origin"};
     if (opts.body !== undefined) {
       headers["Content-Type"] = "application/json";
       init.body = typeof opts.body === "string" ? opts.body : JSON.stringify(opts.body);
     }
+    var last = method === "GET" ? held[path] : undefined;
+    if (last) headers["If-None-Match"] = last.etag;
     return fetch(path, init).then(function (resp) {
+      if (resp.status === 304 && last) return JSON.parse(last.text);
       return resp.text().then(function (text) {
         var body = null;
         if (text) { try { body = JSON.parse(text); } catch (e) { body = {error: "bad_json", detail: text.slice(0, 200)}; } }
         if (!resp.ok) throw new ApiError(resp.status, body);
+        var etag = resp.headers.get("ETag");
+        if (method === "GET" && etag) held[path] = {etag: etag, text: text};
+        else if (method === "GET") delete held[path];
         return body;
       });
     });
@@ -291,7 +455,7 @@
     var body = card.body;
     card.section.setAttribute("aria-busy", "true");
     var ctx = {
-      api: api, el: el, fmt: fmt, sparkline: sparkline, stateBadge: stateBadge, meter: meter,
+      api: api, el: el, fmt: fmt, sparkline: sparkline, timeChart: timeChart, stateBadge: stateBadge, meter: meter,
       now: new Date(), card: {id: card.def.id, title: card.def.title},
       /** Show a state badge next to the card title (null clears it). */
       setState: function (state) {
@@ -321,7 +485,7 @@
       Element.prototype.replaceChildren.call(this);
       appendChildren(this, Array.prototype.slice.call(arguments));
     };
-    var section = el("section", {class: ["card", def.wide ? "card-wide" : null, "card-" + def.id],
+    var section = el("section", {class: ["card", def.wide ? "card-wide" : null, "card-span-" + def.span, "card-" + def.id],
       id: "card-" + def.id, "aria-labelledby": titleId},
       el("header", {class: "card-head"}, el("h2", {id: titleId, class: "card-title"}, def.title), headState),
       body);
@@ -334,8 +498,11 @@
       throw new TypeError("registerCard: id must be a short identifier");
     }
     if (typeof def.render !== "function") throw new TypeError("registerCard(" + def.id + "): render must be a function");
+    // span: the columns a card takes on a wide screen (3 across from 80rem, 2 from 48rem, else 1);
+    // `wide: true` is span 2. A card wider than the columns there takes the whole row.
+    var span = [1, 2, 3].indexOf(def.span) >= 0 ? def.span : def.wide ? 2 : 1;
     var card = {def: {id: def.id, title: String(def.title || def.id), order: isNum(def.order) ? def.order : 100,
-      wide: !!def.wide, render: def.render}, seq: seq++};
+      wide: span > 1, span: span, render: def.render}, seq: seq++};
     var parts = makeSection(card.def);
     card.section = parts.section; card.body = parts.body; card.headState = parts.headState;
     var old = cards.findIndex(function (c) { return c.def.id === def.id; });
@@ -499,6 +666,7 @@
     ApiError: ApiError,
     el: el,
     sparkline: sparkline,
+    timeChart: timeChart,
     stateBadge: stateBadge,
     meter: meter,
     metric: metric,

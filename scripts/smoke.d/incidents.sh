@@ -11,7 +11,7 @@ expect POST /api/incidents/raise 400 '{"severity":"CRITICAL","source":"slo"}' '.
 expect POST /api/incidents/summarize 200 '' \
   '.groups | type == "array"' \
   '[.groups[] | select(.source == "slo" and .msg == "SLO burn")] | length == 1' \
-  '.groups[] | select(.source == "slo") | .count == 2 and .paged == true and .deliveries.telegram == "skipped"' \
+  '.groups[] | select(.source == "slo") | .count == 2 and .paged == false and .pages_raised == 1 and .deliveries.telegram == "skipped"' \
   '.totals.groups >= 1' '.totals.deliveries | has("failed")'
 expect POST '/api/incidents/summarize?hours=1' 200 '' '.hours == 1'
 expect POST '/api/incidents/summarize?hours=abc' 400 '' '.field == "hours"'

@@ -50,13 +50,19 @@ expect GET '/api/portal/receipts?email=qa@echopilot.ai' 200 "" '.unsubscribed ==
 portal_check "POST one-click unsubscribe" 200 "application/json" -X POST -d 'List-Unsubscribe=One-Click' "$BASE$unsubscribe"
 portal_check "POST one-click unsubscribe again" 200 "application/json" -X POST -d 'List-Unsubscribe=One-Click' "$BASE$unsubscribe"
 expect GET '/api/portal/receipts?email=qa@echopilot.ai' 200 "" '.unsubscribed == true'
+# an operator takes the customer back (the portal card's Resubscribe): audited below
+expect POST /api/portal/resubscribe 200 '{"email":"QA@echopilot.ai"}' '.email == "qa@echopilot.ai"' \
+  '.unsubscribed == false' '.changed == true'
+expect POST /api/portal/resubscribe 400 '{"email":"qa@echopilot.ai","by":"x"}' '.field == "by"'
+expect GET '/api/portal/receipts?email=qa@echopilot.ai' 200 "" '.unsubscribed == false'
 
 # every attempt above is in the audit, the 403s with a reason, never the token
 expect GET '/api/portal/audit?limit=50' 200 "" \
   '[.entries[] | select(.status == 403)] | length >= 2' \
   '[.entries[] | select(.status == 403 and .reason)] | length >= 2' \
   '[.entries[] | select(.status == 200 and .email == "qa@echopilot.ai")] | length >= 3' \
-  '[.entries[] | select(.resource == "receipts" and .route == "GET /api/portal/receipts")] | length >= 2'
+  '[.entries[] | select(.resource == "receipts" and .route == "GET /api/portal/receipts")] | length >= 2' \
+  '[.entries[] | select(.action == "resubscribe" and .route == "POST /api/portal/resubscribe")] | length == 1'
 checks=$((checks + 1))
 if grep -q "${receipt#*token=}" "$ECHOOPS_LOG_DIR/portal_access.ndjson"; then
   echo "FAIL portal_access.ndjson contains a token"; failures=$((failures + 1))

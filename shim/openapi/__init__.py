@@ -79,6 +79,10 @@ class Operation:
     body_required: bool = True
     form: dict[str, Any] | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    # A GET answered with an ETag (and `Last-Modified` when `last_modified`), and 304 to a
+    # conditional request for the same document (shim.http.conditional).
+    conditional: bool = False
+    last_modified: bool = False
 
     @property
     def key(self) -> tuple[str, str]:
@@ -184,8 +188,40 @@ def _responses(op: Operation) -> dict[str, Any]:
         }
         if status == 429 or (status == 401 and op.auth == "key"):
             entry["headers"] = RETRY_AFTER
+        if status == 200 and op.conditional:
+            entry["headers"] = _validators(op)
         out[str(status)] = entry
+    if op.conditional:
+        out["304"] = {
+            "description": "Not Modified: the document the request's validator names",
+            "headers": _validators(op),
+        }
     return out
+
+
+def _validators(op: Operation) -> dict[str, Any]:
+    out = {"ETag": {"description": "the document's version (strong, quoted)", "schema": {"type": "string"}}}
+    if op.last_modified:
+        out["Last-Modified"] = {"description": "when its state last changed (HTTP date)", "schema": {"type": "string"}}
+    return out
+
+
+CONDITIONAL_HEADERS = (
+    {
+        "name": "If-None-Match",
+        "in": "header",
+        "required": False,
+        "description": "ETags the client holds: 304 when the document is one of them",
+        "schema": {"type": "string"},
+    },
+    {
+        "name": "If-Modified-Since",
+        "in": "header",
+        "required": False,
+        "description": "HTTP date (used without If-None-Match): 304 when nothing changed since",
+        "schema": {"type": "string"},
+    },
+)
 
 
 def _operation(op: Operation) -> dict[str, Any]:
@@ -198,6 +234,8 @@ def _operation(op: Operation) -> dict[str, Any]:
     if op.description:
         out["description"] = op.description
     params = list(op.query)
+    if op.conditional:
+        params += CONDITIONAL_HEADERS if op.last_modified else CONDITIONAL_HEADERS[:1]
     for name in _path_params(op.path):
         params.append({"name": name, "in": "path", "required": True, "schema": {"type": "string"}})
     if params:

@@ -29,7 +29,10 @@ STATUS = obj(
         "unpriced": {"type": "array"},
         "calls": CALLS,
     },
-    {"updated_at": nullable(TS)},
+    {
+        "updated_at": nullable(TS),
+        "spend_today": {"type": "array", "items": obj({"ts": TS, "spent_usd": NUM})},
+    },
 )
 # printable ASCII without surrounding spaces (the server takes any printable name)
 MODEL = {"type": "string", "pattern": "^[!-~]([ -~]*[!-~])?$", "maxLength": MAX_KEY_CHARS}
@@ -59,7 +62,15 @@ RESERVATION = obj(
 RECORDED = obj({"recorded_usd": NUM, "decision": DECISION})
 
 OPERATIONS = (
-    Operation("GET", "/api/costs/status", "Today's AI spend against the caps", "key", {200: STATUS}, "costs"),
+    Operation(
+        "GET",
+        "/api/costs/status",
+        "Today's AI spend against the caps",
+        "key",
+        {200: STATUS},
+        "costs",
+        conditional=True,
+    ),
     Operation(
         "POST",
         "/api/costs/set-cap",

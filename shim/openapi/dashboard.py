@@ -7,7 +7,7 @@ OPERATIONS = (
     Operation(
         "GET",
         "/static/{filepath}",
-        "Dashboard scripts, styles and images",
+        "Dashboard scripts, styles and images (vendor/: versioned third-party files, cached for a year)",
         "public",
         {200: ("*/*", {"type": "string"}), 403: ERROR, 404: ERROR},
         "dashboard",

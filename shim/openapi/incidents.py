@@ -50,6 +50,7 @@ GROUP = obj(
         "pages": INT,
     },
     {
+        "pages_raised": INT,
         "latest_id": STR,
         "deliveries": CHANNEL_STATES,
         "failed_deliveries": INT,

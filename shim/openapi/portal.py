@@ -44,6 +44,15 @@ OPERATIONS = (
         ),
     ),
     Operation(
+        "POST",
+        "/api/portal/resubscribe",
+        "Take a customer off the suppression list (an operator's resubscribe; audited)",
+        "key",
+        {200: UNSUBSCRIBED, 400: ERROR},
+        "portal",
+        body=obj({"email": EMAIL}, closed=True),
+    ),
+    Operation(
         "GET",
         "/api/portal/audit",
         "Recent link and lookup attempts",

@@ -34,7 +34,18 @@ STATUS = obj(
 )
 
 OPERATIONS = (
-    Operation("GET", "/api/slo/status", "p95/p99, error rate, burn, state, deploy gate", "key", {200: STATUS}, "slo"),
+    Operation(
+        "GET",
+        "/api/slo/status",
+        "p95/p99, error rate, burn, state, deploy gate",
+        "key",
+        {200: STATUS},
+        "slo",
+        description="The document of the last tick with the gate and history as they stand, served from a "
+        "cache until one of them changes; send If-None-Match (or If-Modified-Since) for a 304.",
+        conditional=True,
+        last_modified=True,
+    ),
     Operation(
         "POST",
         "/api/slo/rebaseline",

@@ -7,15 +7,20 @@ of /api/costs/check and /api/costs/reserve, which the app asks before an AI call
 
 from __future__ import annotations
 
+from bottle import HTTPResponse
+
 from echoops.core import costs
-from echoops.core.costs.types import CapSet, CostsStatus, Decision, Recorded, Released, Reservation
-from shim.http import json_body, query
+from echoops.core.costs.types import CapSet, Decision, Recorded, Released, Reservation
+from echoops.core.files import dumps
+from shim.http import conditional, etag_of, json_body, query
 
 
 def install(app) -> None:
     @app.get("/api/costs/status")
-    def costs_status() -> CostsStatus:
-        return costs.status()
+    def costs_status() -> HTTPResponse:
+        # computed for now (the forecast moves with the clock); an unchanged body answers 304
+        body = dumps(costs.status())
+        return conditional(body, etag_of(body))
 
     @app.post("/api/costs/set-cap")
     def costs_set_cap() -> CapSet:

@@ -1,6 +1,7 @@
 """Customer portal routes.
 
-Admin (X-Dash-Key): GET /api/portal/receipts?email=…, GET /api/portal/audit?email=…&limit=…
+Admin (X-Dash-Key): GET /api/portal/receipts?email=…, GET /api/portal/audit?email=…&limit=…,
+POST /api/portal/resubscribe {email}
 Public (the signed token is the credential): GET /api/portal/download?token=…,
 GET and POST /api/portal/unsubscribe?token=… (RFC 8058 one-click on POST).
 Every public answer, errors included, carries `Cache-Control: private, no-store` and
@@ -13,7 +14,7 @@ from bottle import HTTPResponse, request
 
 from echoops.core import config, portal
 from echoops.core.errors import EchoopsError, ValidationError
-from shim.http import client_ip, form_value, from_domain, json_response, query
+from shim.http import client_ip, form_value, from_domain, json_body, json_response, query
 
 # Token-authenticated paths (shim.app.PUBLIC_API): the signed token is the credential.
 PUBLIC = (portal.DOWNLOAD_PATH, portal.UNSUBSCRIBE_PATH)
@@ -79,6 +80,18 @@ def receipts():
     return json_response(body, headers=dict(PRIVATE))
 
 
+def resubscribe():
+    """An operator takes a customer off the suppression list (the card's Resubscribe button)."""
+    body = json_body()
+    unknown = sorted(set(body) - {"email"})
+    if unknown:
+        raise ValidationError(f"unknown field {unknown[0]!r}", field=unknown[0])
+    if "email" not in body:
+        raise ValidationError("email is required", field="email")
+    result = portal.set_subscription(body["email"], False, ip=_client_ip(), route="POST /api/portal/resubscribe")
+    return json_response(result, headers=dict(PRIVATE))
+
+
 def audit():
     email = query("email") or None
     return json_response(portal.audit(email=email, limit=_int_param("limit", 50)), headers=dict(PRIVATE))
@@ -107,6 +120,7 @@ def unsubscribe_post():
 def install(app) -> None:
     app.route("/api/portal/receipts", "GET", receipts)
     app.route("/api/portal/audit", "GET", audit)
+    app.route("/api/portal/resubscribe", "POST", resubscribe)
     app.route(portal.DOWNLOAD_PATH, "GET", download)
     app.route(portal.UNSUBSCRIBE_PATH, "GET", unsubscribe_view)
     app.route(portal.UNSUBSCRIBE_PATH, "POST", unsubscribe_post)

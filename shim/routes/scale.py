@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+from bottle import HTTPResponse
+
 from echoops.core import scale
-from echoops.core.scale.types import ScaleApplied, ScaleStatus
-from shim.http import json_body
+from echoops.core.files import dumps
+from echoops.core.scale.types import ScaleApplied
+from shim.http import conditional, etag_of, json_body
 
 
 def install(app) -> None:
     @app.get("/api/scale/status")
-    def scale_status() -> ScaleStatus:
-        return scale.status()
+    def scale_status() -> HTTPResponse:
+        # decided for now (cooldown and forecast move with the clock); an unchanged body answers 304
+        body = dumps(scale.status())
+        return conditional(body, etag_of(body))
 
     @app.post("/api/scale/apply")
     def scale_apply() -> ScaleApplied:

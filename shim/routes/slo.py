@@ -1,14 +1,22 @@
-"""GET /api/slo/status and POST /api/slo/rebaseline (parse, one core call, return)."""
+"""GET /api/slo/status and POST /api/slo/rebaseline (parse, one core call, return).
+
+The status is served from the snapshot computed when its state last changed (a tick, the
+gate's override, the flag file), with an ETag and Last-Modified; a conditional request for the
+same document gets 304.
+"""
 
 from __future__ import annotations
 
+from bottle import HTTPResponse
+
 from echoops.core import slo
-from echoops.core.slo.types import Rebaselined, SloStatus
-from shim.http import json_body
+from echoops.core.slo.types import Rebaselined
+from shim.http import conditional, json_body
 
 
-def slo_status() -> SloStatus:
-    return slo.status()
+def slo_status() -> HTTPResponse:
+    snap = slo.status_snapshot()
+    return conditional(snap.body, snap.etag, snap.modified)
 
 
 def slo_rebaseline() -> Rebaselined:

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any, cast
 
 from echoops.core import clock, config, files, ndjson, store
 from echoops.core.config import Settings
-from echoops.core.costs import admission, cap_sources, prices, reservations
+from echoops.core.costs import admission, cap_sources, prices, reservations, series
 from echoops.core.costs import fees as stripe_fees
 from echoops.core.costs.cap_sources import effective_caps, model_name, validate_cap
 from echoops.core.costs.guardrail import STATE_FILE, decide, guard, known_models
@@ -31,7 +31,17 @@ from echoops.core.costs.ingest import ingest_usage
 from echoops.core.errors import EchoopsError
 
 if TYPE_CHECKING:  # annotations only: `costs check` and guard() start-up skip building the TypedDicts
-    from echoops.core.costs.types import Alert, Calls, CapChange, CapSet, CostsStatus, CostsTick, Decision, Scope
+    from echoops.core.costs.types import (
+        Alert,
+        Calls,
+        CapChange,
+        CapSet,
+        CostsStatus,
+        CostsTick,
+        Decision,
+        Scope,
+        SpendPoint,
+    )
 
 __all__ = ["SCHEMA", "calls_status", "check", "guard", "republish", "set_cap", "status", "tick", "state_document"]
 
@@ -125,7 +135,7 @@ def set_cap(
     doc = _publish(conn, s, now)
     _alert(conn, s, doc, now)
     resolve_cleared(conn, s, doc, now)
-    return {"cap": cap, "status": _public(doc)}
+    return {"cap": cap, "status": _public(doc, series.points(conn, now))}
 
 
 # --- the status document -----------------------------------------------------------------
@@ -222,8 +232,8 @@ def check(model: object, *, s: Settings | None = None, now: float | None = None)
     return guard(model_name(model, "model"), s=s, now=now)
 
 
-def _public(doc: dict[str, Any]) -> CostsStatus:
-    """The /api/costs/status body: the state document without its lookup tables."""
+def _public(doc: dict[str, Any], spend_today: list[SpendPoint]) -> CostsStatus:
+    """The /api/costs/status body: the state document without its lookup tables, and today's points."""
 
     def scope(entry: dict[str, Any]) -> Scope:
         return cast("Scope", {k: v for k, v in entry.items() if k != "forecast_over"})
@@ -237,6 +247,7 @@ def _public(doc: dict[str, Any]) -> CostsStatus:
         "unpriced": doc["unpriced"],
         "updated_at": doc["updated_at"],
         "calls": doc["calls"],
+        "spend_today": spend_today,
     }
 
 
@@ -245,7 +256,7 @@ def status(*, s: Settings | None = None, now: float | None = None) -> CostsStatu
     s = s or config.settings()
     conn, t = db(s), clock.now_s(now)
     cap_sources.observe(conn, s, t)
-    return _public(state_document(conn, s, t))
+    return _public(state_document(conn, s, t), series.points(conn, t))
 
 
 def calls_status(*, s: Settings | None = None, now: float | None = None) -> Calls:
@@ -310,14 +321,16 @@ def _candidates(doc: dict[str, Any]) -> list[tuple[str, str, str, str, dict[str,
 def _message(scope: str, kind: str, entry: dict[str, Any], day: str, enforce: bool = True) -> str:
     what = "global AI spend" if scope == "global" else ("Stripe fees" if scope == "stripe_fees" else f"{scope} spend")
     if kind == "forecast":
-        return f"{what} forecast ${entry['forecast_usd']:g} exceeds the ${entry['cap_usd']:g} daily cap ({day})"
+        forecast, cap = prices.usd_text(entry["forecast_usd"]), prices.usd_text(entry["cap_usd"])
+        return f"{what} forecast {forecast} exceeds the {cap} daily cap ({day})"
     if kind == "unpriced":
         return f"model {scope} has no price: counted at the conservative default ({day})"
     if kind == "fee_error":
         return stripe_fees.error_message(entry, day)
     throttle = "cap reached: AI calls throttled" if enforce else "cap reached (monitoring only: AI calls not throttled)"
     action = {"throttle": throttle, "fee_over": "cap reached (no throttling)"}.get(kind, "near its daily cap")
-    return f"{what} ${entry['spent_usd']:g} of ${entry['cap_usd']:g} ({entry['pct']}%): {action} ({day})"
+    spent, cap = prices.usd_text(entry["spent_usd"]), prices.usd_text(entry["cap_usd"])
+    return f"{what} {spent} of {cap} ({entry['pct']}%): {action} ({day})"
 
 
 def _alert(conn: store.Conn, s: Settings, doc: dict[str, Any], now: float) -> list[Alert]:
@@ -399,7 +412,8 @@ def resolve_cleared(conn: store.Conn, s: Settings, doc: dict[str, Any], now: flo
             if entry.get("cap_usd") is None:
                 note = f"{r['scope']} no longer has a cap"
             else:
-                note = f"{r['scope']} cap raised above spend (${entry['spent_usd']:g} of ${entry['cap_usd']:g})"
+                spent, cap = prices.usd_text(entry["spent_usd"]), prices.usd_text(entry["cap_usd"])
+                note = f"{r['scope']} cap raised above spend ({spent} of {cap})"
         elif r["day"] > doc["day"]:
             continue
         else:
@@ -431,6 +445,7 @@ def tick(*, s: Settings | None = None, now: float | None = None) -> CostsTick:
         conn.execute(
             "INSERT INTO costs_meta(k, v) VALUES('last_tick', ?) ON CONFLICT(k) DO UPDATE SET v=excluded.v", (now,)
         )
+        series.record(conn, now)
     doc = _publish(conn, s, now)
     alerts = _alert(conn, s, doc, now)
     resolve_cleared(conn, s, doc, now)

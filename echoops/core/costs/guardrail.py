@@ -114,10 +114,10 @@ def _usage(entry: dict[str, Any]) -> str:
     cap = entry.get("cap_usd")
     spent = entry.get("spent_usd", 0)
     if cap is None:
-        return f"${spent:g} spent, no cap"
+        return f"{prices.usd_text(spent)} spent, no cap"
     if not cap:
         return "cap is $0"
-    return f"${spent:g} of ${cap:g}"
+    return f"{prices.usd_text(spent)} of {prices.usd_text(cap)}"
 
 
 def reset_for_new_day(doc: dict[str, Any], day: str) -> dict[str, Any]:

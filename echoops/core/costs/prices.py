@@ -86,6 +86,17 @@ def pico_to_usd(pico: int) -> float:
     return ((pico + PICO_PER_MICRO // 2) // PICO_PER_MICRO) / MICRO_PER_USD
 
 
+def usd_text(usd: float) -> str:
+    """A USD amount for people (messages, reasons): `$150.83`, `$1,204.00`; a non-zero amount under
+    a cent keeps four decimals (`$0.0042`), one under $0.0001 reads `<$0.0001`. Events and JSON
+    bodies keep the exact figure; only the words a person reads are rounded."""
+    amount = abs(usd)
+    sign = "-" if usd < 0 else ""
+    if amount == 0 or amount >= 0.01:
+        return f"{sign}${amount:,.2f}"
+    return f"{sign}${amount:.4f}" if amount >= 0.0001 else f"{sign}<$0.0001"
+
+
 def micro_to_usd(micro: int) -> float:
     """Micro-dollars (a cap) -> USD float (the JSON edge only)."""
     return micro / MICRO_PER_USD

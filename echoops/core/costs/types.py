@@ -52,6 +52,13 @@ class Calls(TypedDict):
     ttl_s: int  # COST_RESERVATION_TTL_S
 
 
+class SpendPoint(TypedDict):
+    """Today's global AI spend as one tick saw it (the Costs chart)."""
+
+    ts: str
+    spent_usd: float
+
+
 # `GET /api/costs/status`, `echoops costs status --json`.
 CostsStatus = TypedDict(
     "CostsStatus",
@@ -64,6 +71,7 @@ CostsStatus = TypedDict(
         "unpriced": list[str],  # models counted at the conservative default price
         "updated_at": str | None,  # the last tick; None before the first
         "calls": Calls,
+        "spend_today": list[SpendPoint],  # global spend at each tick today (at most one per 5 min), oldest first
     },
 )
 

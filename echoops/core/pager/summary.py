@@ -74,11 +74,14 @@ def summarize(*, hours: float | str = 24, s: Settings | None = None, now: float 
         "groups": 0,
         "incidents": 0,
         "pages": 0,
+        "pages_raised": 0,
         "by_severity": {name: 0 for name in SEVERITIES},
         "deliveries": {state: 0 for state in DELIVERY_STATES},
         "by_state": {state: 0 for state in STATES},
     }
     latest_paged: dict[str, str] = {}
+    raised_at: dict[str, float] = {}  # a page's incident id -> when it was raised
+    accepted: set[str] = set()  # pages some channel took (delivery state ok)
     group_of: dict[str, str] = {}
     groups: dict[str, SummaryGroup] = {}
     last_seen: dict[str, float] = {}  # epoch s per group (the group holds it as ISO text)
@@ -96,6 +99,7 @@ def summarize(*, hours: float | str = 24, s: Settings | None = None, now: float 
                 "last_seen": "",
                 "paged": False,
                 "pages": 0,
+                "pages_raised": 0,
                 "latest_id": r["id"],
                 "deliveries": {},
                 "failed_deliveries": 0,
@@ -121,11 +125,10 @@ def summarize(*, hours: float | str = 24, s: Settings | None = None, now: float 
         g["severity"] = min(g["severity"], r["severity"], key=SEVERITIES.index)  # the worst (most severe first)
         totals["by_severity"][r["severity"]] += r["count"]
         if r["paged"]:
-            g["paged"] = True
-            g["pages"] += 1
-            g["paged_at"] = clock.iso(r["first_seen"])
+            g["pages_raised"] += 1
             latest_paged[r["fingerprint"]] = r["id"]
             group_of[r["id"]] = r["fingerprint"]
+            raised_at[r["id"]] = r["first_seen"]
     # Every delivery of every page in the window counts in the totals (an older page of a
     # group can still be failing); a group shows the states of its latest page.
     for d in conn.execute(
@@ -139,12 +142,22 @@ def summarize(*, hours: float | str = 24, s: Settings | None = None, now: float 
         totals["deliveries"][d["state"]] = totals["deliveries"].get(d["state"], 0) + 1
         if d["state"] in ATTENTION_STATES:
             groups[fp]["failed_deliveries"] += 1
+        if d["state"] == "ok":
+            accepted.add(d["incident_id"])
         if latest_paged[fp] == d["incident_id"]:
             groups[fp]["deliveries"][d["channel"]] = d["state"]
+    # Paged means a channel took the page: a page every channel skipped (none configured), or
+    # one still pending or failed, told nobody yet.
+    for incident_id in sorted(accepted, key=raised_at.__getitem__):
+        g = groups[group_of[incident_id]]
+        g["paged"] = True
+        g["pages"] += 1
+        g["paged_at"] = clock.iso(raised_at[incident_id])
     for fp, g in groups.items():
         totals["groups"] += 1
         totals["incidents"] += g["count"]
         totals["pages"] += g["pages"]
+        totals["pages_raised"] += g["pages_raised"]
         totals["by_state"][g["state"]] += 1
         g["last_seen"] = clock.iso(last_seen[fp])
     ordered = sorted(groups.values(), key=lambda g: g["last_seen"], reverse=True)

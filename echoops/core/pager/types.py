@@ -93,13 +93,14 @@ class SummaryGroup(TypedDict):
     count: int
     first_seen: str
     last_seen: str
-    paged: bool
-    pages: int
+    paged: bool  # a channel took one of its pages (delivery ok); not when every channel skipped or failed
+    pages: int  # its pages some channel took
+    pages_raised: int  # its pages raised (CRITICAL, not deduped, held or silenced), whatever the channels did
     latest_id: str
     deliveries: dict[str, str]  # channel -> state of the group's latest page
     failed_deliveries: int
     state: str  # open | acked | silenced | resolved (the state of the latest incident)
-    paged_at: str | None  # when the group's latest page was raised
+    paged_at: str | None  # when the latest page a channel took was raised
     acked_by: str | None
     acked_at: str | None
     ack_until: str | None  # repeats are held until then, unless resolved first
@@ -113,7 +114,8 @@ class SummaryGroup(TypedDict):
 class SummaryTotals(TypedDict):
     groups: int
     incidents: int
-    pages: int
+    pages: int  # pages some channel took
+    pages_raised: int  # pages raised, whatever the channels did
     by_severity: dict[str, int]
     deliveries: dict[str, int]  # state -> deliveries of pages in the window
     by_state: dict[str, int]  # incident state -> groups

@@ -406,15 +406,25 @@ def unsubscribed_page(email: str, *, s: Settings | None = None) -> Document:
 
 
 def set_subscription(
-    email: str, unsubscribed: bool, *, s: Settings | None = None, now: float | None = None
+    email: str,
+    unsubscribed: bool,
+    *,
+    ip: str | None = None,
+    route: str | None = None,
+    s: Settings | None = None,
+    now: float | None = None,
 ) -> Subscription:
-    """Operator unsubscribe/resubscribe: `{email, unsubscribed, changed}`."""
+    """Operator unsubscribe/resubscribe: `{email, unsubscribed, changed}`. ValidationError on a bad
+    email. Audited in portal_access.ndjson (action `unsubscribe` or `resubscribe`, resource
+    `subscription`, the caller's `ip`, "cli" for the CLI, and `route`), changed or not."""
     s = s or config.settings()
     email = rows.normalize_email(email)
     if unsubscribed:
         changed = ledger.unsubscribe(email, source="operator", s=s, now=now)
     else:
         changed = ledger.resubscribe(email, s=s)
+    action = "unsubscribe" if unsubscribed else "resubscribe"
+    _audit(s, email=email, ip=ip, resource="subscription", status=200, action=action, route=route, now=now)
     return {"email": email, "unsubscribed": unsubscribed, "changed": changed}
 
 

@@ -25,19 +25,18 @@ import orjson
 from echoops.core import clock, config, files, ndjson, parsers, store
 from echoops.core.config import Settings
 from echoops.core.errors import EchoopsError, NotConfigured, ValidationError
-from echoops.core.pager import raise_incident
-from echoops.core.scale.forecast import Forecaster, parse_sample
+from echoops.core.scale.forecast import Forecaster, parse_sample, project_backlog
 from echoops.core.scale.policy import Decision, PolicyConfig, decide
 from echoops.core.scale.types import (
     Actuator,
     Context,
     HistoryPoint,
+    ProjectionPoint,
     QueueIngest,
     ScaleApplied,
     ScaleStatus,
     SourceHealth,
 )
-from echoops.core.slo import recent_p95_ms
 from echoops.core.types import UnreadableInput
 
 SCHEMA = store.Schema(
@@ -83,6 +82,7 @@ SCHEMA = store.Schema(
 
 CONSUMER = "scale"
 HISTORY = 48  # decisions in status (8 hours at the scheduler's 10 minutes)
+P95_WINDOW_MIN = 15  # the latency the policy reacts to: the last 15 minutes (the SLO card shows 24 h)
 
 
 class ActuatorFailed(EchoopsError):
@@ -205,7 +205,9 @@ def _evaluate(conn, s: Settings, now: float) -> tuple[Decision, Context]:
     window_start = now - cfg.cooldown_s
     recent = conn.execute("SELECT ts, recommended FROM scale_decisions WHERE ts>=?", (window_start,)).fetchall()
     gate = files.read_flag(s.log_path("deploy_gate.flag"))
-    p95 = recent_p95_ms(s=s, now=now)
+    from echoops.core.slo import recent_p95_ms  # lazy: 25 ms, not for `scale sample`, which imports this module
+
+    p95 = recent_p95_ms(s=s, now=now, minutes=P95_WINDOW_MIN)
     source = source_health(conn, s)
     decision = decide(
         backlog=fc.depth,
@@ -242,6 +244,7 @@ def _evaluate(conn, s: Settings, now: float) -> tuple[Decision, Context]:
         },
         "gate": {"set": gate is not None, "reason": (gate or {}).get("reason")},
         "p95_ms": None if p95 is None else round(p95, 1),
+        "p95_window_min": P95_WINDOW_MIN,
         "p95_target_ms": s.slo_lat_p95_ms,
         "last_change_at": None if applied_at is None else clock.iso(applied_at),
         "samples": {
@@ -253,8 +256,26 @@ def _evaluate(conn, s: Settings, now: float) -> tuple[Decision, Context]:
         "bounds": {"min": s.scale_min, "max": s.scale_max},
         "cooldown_min": s.scale_cooldown_min,
         "source": source,
+        "projection": _projection(fc, decision, tpw, horizon, now),
     }
     return decision, context
+
+
+def _projection(fc: Forecaster, decision: Decision, tpw: float, horizon: int, now: float) -> list[ProjectionPoint]:
+    """The queue every 5 minutes over the horizon, with the actual and with the desired workers."""
+    paths = [
+        project_backlog(fc.depth, fc.arrivals_over, workers, tpw, horizon)
+        for workers in (decision.actual, decision.desired)
+    ]
+    return [
+        {
+            "in_min": minute,
+            "ts": clock.iso(now + minute * 60),
+            "backlog_at_actual": round(at_actual, 1),
+            "backlog_at_desired": round(at_desired, 1),
+        }
+        for (minute, at_actual), (_, at_desired) in zip(*paths, strict=True)
+    ]
 
 
 def _history(conn, limit: int = HISTORY) -> list[HistoryPoint]:
@@ -433,6 +454,8 @@ def apply(dry_run: bool | None = None, *, s: Settings | None = None, now: float 
         event["actuator"] = {"rc": actuator["rc"], "ok": actuator["ok"]}
     ndjson.append(s.log_path("scale.ndjson"), "scale_decision", now=now, **event)
     if actuator is not None and not applied:
+        from echoops.core.pager import raise_incident  # lazy: 40 ms, only when the actuator fails
+
         incident = raise_incident(
             "WARNING",
             f"scale actuator failed setting {decision.target} workers: {actuator['error']}",

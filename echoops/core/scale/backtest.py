@@ -18,13 +18,18 @@ forecast, under the same tolerance, bounds, stabilisation and cooldown.
 
 Summary per policy: changes, backlog-minutes (sum of backlog x minutes: job-minutes spent
 waiting beyond each interval), worker-minutes, peak backlog.
+
+The trace is streamed (`Trace`): read once for its summary and observed capacity, then once per
+replay (every method in one pass, each phase a pass), so memory does not grow with its length
+(432,000 samples under 60 MB; bench/scale_simulate.py).
 """
 
 from __future__ import annotations
 
 import statistics
+from array import array
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -40,62 +45,89 @@ from echoops.core.scale.policy import PolicyConfig, decide
 METHODS = ("reactive", "holt", "damped", "damped+seasonal")
 
 
-def load_trace(
-    path: Path, fallback_tpw: float
-) -> tuple[list[tuple[float, float, float]], dict[str, Any], float | None]:
-    """(intervals [(ts, dt_min, arrivals)], trace info, observed capacity per worker or None)."""
-    path = Path(path)
-    try:
-        raw = path.read_bytes()
-    except FileNotFoundError:
-        raise ValidationError(f"trace {path} does not exist", field="file") from None  # bad usage: exit 2
-    except (IsADirectoryError, PermissionError) as exc:
-        raise ValidationError(f"cannot read trace {path}: {exc.strerror}", field="file") from None
-    fc = Forecaster(seasonal=False)
-    intervals: list[tuple[float, float, float]] = []
-    caps: list[float] = []
-    bad = 0
-    first: tuple | None = None
-    loads = orjson.loads
-    for line in raw.split(b"\n"):
-        if not line.strip():
-            continue
+class Trace:
+    """A queue history in queue.ndjson format, read as a stream: memory stays O(1) in its length.
+
+    Reading it once (at construction) gives `info` (samples, bad lines, span, first depth and
+    workers, arrivals) and `observed`, the capacity per worker the trace shows (the median of
+    completed/(workers x min) over intervals that ended with a backlog, kept as 8-byte floats);
+    `intervals()` reads the file again, once per replay, as (ts, dt_min, arrivals).
+    """
+
+    def __init__(self, path: Path, fallback_tpw: float):
+        self.path = Path(path)
+        self.fallback_tpw = fallback_tpw
+        caps = array("d")
+        arrived = 0.0
+        last: tuple[float, float, float] | None = None
+        for ts, dt, arrivals, depth, workers, completed in self._walk():
+            last = (ts, dt, arrivals)
+            arrived += arrivals
+            if completed is not None and workers > 0 and depth > 0:
+                caps.append(completed / (workers * dt))
+        first = self._first
+        if first is None or last is None:
+            raise ValidationError(f"trace {path} has fewer than two usable samples", field="file")
+        self.info: dict[str, Any] = {
+            "file": str(path),
+            "samples": self._samples,
+            "bad": self._bad,
+            "start": clock.iso(first[0]),
+            "end": clock.iso(last[0]),
+            "minutes": round((last[0] - first[0]) / 60.0, 1),
+            "first_depth": first[1],
+            "first_workers": first[2],
+            "arrivals": round(arrived, 1),
+        }
+        self.start_ts: float = first[0]
+        self.observed: float | None = statistics.median(caps) if caps else None
+
+    def _lines(self) -> Iterator[bytes]:
         try:
-            obj = loads(line)
-        except orjson.JSONDecodeError:
-            bad += 1
-            continue
-        parsed = parse_sample(obj) if type(obj) is dict else "not_object"
-        if isinstance(parsed, str):
-            bad += 1
-            continue
-        ts, depth, workers, _arrivals, completed = parsed
-        prev_ts = fc.last_ts
-        if not fc.observe(*parsed, fallback_tpw):
-            bad += 1
-            continue
-        if prev_ts is None:
-            first = parsed
-            continue
-        dt = (ts - prev_ts) / 60.0
-        rate = fc.last_rate
-        intervals.append((ts, dt, 0.0 if rate is None else rate * dt))
-        if completed is not None and workers > 0 and depth > 0:
-            caps.append(completed / (workers * dt))
-    if first is None or not intervals:
-        raise ValidationError(f"trace {path} has fewer than two usable samples", field="file")
-    info = {
-        "file": str(path),
-        "samples": len(intervals) + 1,
-        "bad": bad,
-        "start": clock.iso(first[0]),
-        "end": clock.iso(intervals[-1][0]),
-        "minutes": round((intervals[-1][0] - first[0]) / 60.0, 1),
-        "first_depth": first[1],
-        "first_workers": first[2],
-        "arrivals": round(sum(a for _, _, a in intervals), 1),
-    }
-    return intervals, info, (statistics.median(caps) if caps else None)
+            fh = open(self.path, "rb")
+        except FileNotFoundError:
+            raise ValidationError(f"trace {self.path} does not exist", field="file") from None  # bad usage: exit 2
+        except (IsADirectoryError, PermissionError) as exc:
+            raise ValidationError(f"cannot read trace {self.path}: {exc.strerror}", field="file") from None
+        with fh:
+            yield from fh
+
+    def _walk(self) -> Iterator[tuple[float, float, float, float, int, float | None]]:
+        """(ts, dt_min, arrivals, depth, workers, completed) per interval after the first usable
+        sample, the arrivals derived as `scale tick` derives them (core/scale/forecast.py)."""
+        fc = Forecaster(seasonal=False)
+        self._first: tuple | None = None
+        self._bad = self._samples = 0
+        loads, decode_error = orjson.loads, orjson.JSONDecodeError
+        for line in self._lines():
+            if not line.strip():
+                continue
+            try:
+                obj = loads(line)
+            except decode_error:
+                self._bad += 1
+                continue
+            parsed = parse_sample(obj) if type(obj) is dict else "not_object"
+            if isinstance(parsed, str):
+                self._bad += 1
+                continue
+            ts, depth, workers, _arrivals, completed = parsed
+            prev_ts = fc.last_ts
+            if not fc.observe(*parsed, self.fallback_tpw):
+                self._bad += 1
+                continue
+            self._samples += 1
+            if prev_ts is None:
+                self._first = parsed
+                continue
+            dt = (ts - prev_ts) / 60.0
+            rate = fc.last_rate
+            yield ts, dt, 0.0 if rate is None else rate * dt, depth, workers, completed
+
+    def intervals(self) -> Iterator[tuple[float, float, float]]:
+        """(ts, dt_min, arrivals) per interval, read from the file again."""
+        for ts, dt, arrivals, _, _, _ in self._walk():
+            yield ts, dt, arrivals
 
 
 @dataclass
@@ -286,16 +318,18 @@ def simulate(
     if method is not None and method not in METHODS:
         raise ValidationError(f"method must be one of {', '.join(METHODS)}", field="method")
     fallback = s.scale_jobs_per_worker_min
-    intervals, info, observed = load_trace(path, fallback)
+    trace = Trace(path, fallback)
+    info, observed, start_ts = trace.info, trace.observed, trace.start_ts
     capacity = jobs_per_worker or observed or fallback
     cfg = replace(PolicyConfig.from_settings(s), p95_target_ms=None)  # a trace has no latency signal
-    start_ts = intervals[0][0] - intervals[0][1] * 60.0
     chosen = METHODS if method is None else (method,)
     tick_s = tick_min * 60.0
-    results = replay(chosen, intervals, info, capacity, cfg, fallback, tick_s, start_ts, all_decisions)
+    results = replay(chosen, trace.intervals(), info, capacity, cfg, fallback, tick_s, start_ts, all_decisions)
     if phases > 1:
         runs = [results] + [
-            replay(chosen, intervals, info, capacity, cfg, fallback, tick_s, start_ts, phase_s=k * tick_s / phases)
+            replay(
+                chosen, trace.intervals(), info, capacity, cfg, fallback, tick_s, start_ts, phase_s=k * tick_s / phases
+            )
             for k in range(1, phases)
         ]
         for name in chosen:

@@ -39,6 +39,7 @@ capacity). With no such interval yet, SCALE_JOBS_PER_WORKER_MIN is used.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -55,6 +56,30 @@ METHODS = ("holt", "damped", "damped+seasonal")
 DEFAULT_METHOD = "damped+seasonal"
 _FIELDS = ("depth", "workers", "arrivals", "completed")
 _REQUIRED = ("depth", "workers")
+
+
+def project_backlog(
+    backlog: float,
+    arrivals_over: Callable[[float], float],
+    workers: int,
+    jobs_per_worker_min: float,
+    horizon_min: int,
+    step_min: int = 5,
+) -> list[tuple[int, float]]:
+    """(minutes ahead, jobs waiting) every `step_min` minutes from 0 to `horizon_min`: the queue
+    when `workers` each finish `jobs_per_worker_min` while the forecast arrivals come in
+    (`arrivals_over(m)`: jobs over the next m minutes). The queue never goes below empty; an idle
+    worker's capacity is not saved for later."""
+    out = [(0, float(backlog))]
+    queue, arrived, minute = float(backlog), 0.0, 0
+    capacity = max(0, workers) * max(0.0, jobs_per_worker_min)
+    while minute < horizon_min:
+        step = min(step_min, horizon_min - minute)
+        total = max(arrived, arrivals_over(minute + step))  # cumulative arrivals never shrink
+        queue = max(0.0, queue + (total - arrived) - capacity * step)
+        arrived, minute = total, minute + step
+        out.append((minute, queue))
+    return out
 
 
 def parse_sample(obj: dict[str, Any], now: float | None = None) -> tuple[float, int, int, int | None, int | None] | str:

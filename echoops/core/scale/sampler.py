@@ -24,7 +24,6 @@ import orjson
 
 from echoops.core import clock, config, ndjson, store
 from echoops.core.config import Settings
-from echoops.core.pager import raise_incident
 from echoops.core.scale import autoscaler
 from echoops.core.scale.sources import SourceUnavailable, safe_url
 from echoops.core.scale.types import ScaleSample
@@ -81,6 +80,8 @@ def sample(*, s: Settings | None = None, now: float | None = None) -> ScaleSampl
         events = s.log_path("scale.ndjson")
         ndjson.append(events, "scale_sample_missed", now=now, source=kind, error=exc.detail, missed_in_row=missed)
         if missed == MISSES_TO_PAGE:
+            from echoops.core.pager import raise_incident  # lazy: 40 ms, only on the third miss in a row
+
             incident = raise_incident(
                 "WARNING",
                 f"queue source {kind} unreadable: {missed} samples missed in a row; the autoscaler holds its workers",

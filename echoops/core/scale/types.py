@@ -68,6 +68,16 @@ class HistoryPoint(TypedDict):
     applied: bool
 
 
+class ProjectionPoint(TypedDict):
+    """The queue `in_min` minutes ahead by the forecast arrivals, with the actual workers and
+    with the desired ones (the chart's dashed lines)."""
+
+    in_min: int
+    ts: str
+    backlog_at_actual: float
+    backlog_at_desired: float
+
+
 class Actuator(TypedDict):
     """How SCALE_CMD ran."""
 
@@ -84,12 +94,14 @@ class Context(TypedDict):
     forecast: Forecast
     gate: GateHold
     p95_ms: float | None
+    p95_window_min: int  # p95_ms is over this many minutes (the SLO's own p95 is over 24 h)
     p95_target_ms: float
     last_change_at: str | None
     samples: Samples
     bounds: Bounds
     cooldown_min: int
     source: SourceHealth
+    projection: list[ProjectionPoint]
 
 
 class ScaleStatus(TypedDict):
@@ -109,12 +121,14 @@ class ScaleStatus(TypedDict):
     forecast: Forecast
     gate: GateHold
     p95_ms: float | None
+    p95_window_min: int  # p95_ms is over this many minutes (the SLO's own p95 is over 24 h)
     p95_target_ms: float
     last_change_at: str | None
     samples: Samples
     bounds: Bounds
     cooldown_min: int
     source: SourceHealth
+    projection: list[ProjectionPoint]  # the queue over the forecast horizon, every 5 minutes
     history: list[HistoryPoint]
     input_errors: list[UnreadableInput]  # queue.ndjson could not be read: the decision uses the stored state
 

@@ -9,12 +9,23 @@ writes `slo_status.json`, and sets the deploy gate after a full 2h of burn over 
 tick (keeping the last good status, marked stale, when the source cannot answer) and serves
 status.
 
-Interface to the other controls: `tick`, `status`, `rebaseline`, `recent_p95_ms` (the
+Interface to the other controls: `tick`, `status` (`status_snapshot`: the same, cached per
+process until what it is made of changes, with an ETag), `rebaseline`, `recent_p95_ms` (the
 autoscaler's latency signal) and the deploy gate (`gate`, `clear_gate`, `require_gate_open`,
 `gate_path`): the autoscaler refuses to scale up while the gate is set.
 """
 
-from echoops.core.slo.budget import STATUS_FILE, compute, ingest, rebaseline, recent_p95_ms, status, tick
+from echoops.core.slo.budget import (
+    STATUS_FILE,
+    StatusSnapshot,
+    compute,
+    ingest,
+    rebaseline,
+    recent_p95_ms,
+    status,
+    status_snapshot,
+    tick,
+)
 from echoops.core.slo.deploy_gate import (
     BUDGET_LOG,
     GATE_FLAG,
@@ -34,6 +45,7 @@ __all__ = [
     "STATUS_FILE",
     "DeployGateSet",
     "SourceUnavailable",
+    "StatusSnapshot",
     "clear_gate",
     "compute",
     "gate",
@@ -44,6 +56,7 @@ __all__ = [
     "require_gate_open",
     "set_gate",
     "status",
+    "status_snapshot",
     "tick",
     "validate_reason",
 ]

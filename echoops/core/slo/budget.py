@@ -16,7 +16,11 @@ one CRITICAL incident. A transition into red raises a CRITICAL incident (the pag
 
 from __future__ import annotations
 
+import hashlib
 import math
+import os
+import threading
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import orjson
@@ -50,6 +54,7 @@ __all__ = [
     "recent_p95_ms",
     "require_gate_open",
     "status",
+    "status_snapshot",
     "tick",
 ]
 
@@ -200,6 +205,67 @@ def ingest(*, s: Settings | None = None, now: float | None = None) -> RequestIng
     return sources.for_settings(s).ingest(s, now=clock.now_s(now))
 
 
+@dataclass(frozen=True)
+class StatusSnapshot:
+    """The status document as served over HTTP, computed once per change of what it is made of."""
+
+    doc: SloStatus
+    body: bytes  # the JSON `GET /api/slo/status` sends
+    etag: str  # quoted, a hash of `body`: the same in every process for the same document
+    modified: float  # epoch seconds: the last tick, override or change of the flag file
+
+
+# per log dir, in this process: (the flag file's path, the key the snapshot was made at, it)
+_snapshots: dict[Any, tuple[str, tuple | None, StatusSnapshot | None]] = {}
+_snapshot_lock = threading.Lock()
+_KEY_SQL = (
+    "SELECT (SELECT value FROM slo_meta WHERE key='status_version'), "
+    "(SELECT value FROM slo_meta WHERE key='gate_override'), (SELECT value FROM slo_meta WHERE key='gate_flag')"
+)
+
+
+def _status_key(conn: store.Conn, flag_path: str) -> tuple | None:
+    """What the status document is made of, cheaply: the tick's version (the stored document and
+    the history), the operator's override, the flag this process wrote and the flag file's
+    identity; None before the first tick (the document is then computed for `now`)."""
+    row = tuple(conn.execute(_KEY_SQL).fetchone())
+    if row[0] is None:
+        return None
+    try:
+        st = os.stat(flag_path)
+        flag: tuple | None = (st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+    except FileNotFoundError:
+        flag = None
+    return (*row, flag)
+
+
+def status_snapshot(*, s: Settings | None = None, now: float | None = None) -> StatusSnapshot:
+    """`status()`, served from this process's cache while nothing it is made of has changed
+    (one indexed query and a stat a request; `GET /api/slo/status` sends its body, ETag and
+    Last-Modified). Before the first tick it is computed each time."""
+    s = s or config.settings()
+    conn = aggregates.db(s)
+    entry = _snapshots.get(s.log_dir)
+    flag_path = entry[0] if entry is not None else str(gate_path(s))
+    key = _status_key(conn, flag_path)
+    if key is not None and entry is not None and entry[1] == key and entry[2] is not None:
+        return entry[2]
+    doc = status(s=s, now=now)
+    body = files.dumps(doc)
+    override = doc["gate"]["override"]
+    modified = max(
+        clock.parse_ts(doc["updated_at"]) or 0.0,
+        (clock.parse_ts(override["since"]) or 0.0) if override else 0.0,
+        key[3][2] / 1e9 if key is not None and key[3] is not None else 0.0,
+    )
+    snap = StatusSnapshot(doc, body, f'"{hashlib.blake2b(body, digest_size=12).hexdigest()}"', modified)
+    # Kept only when nothing changed while it was computed (status() may itself record an override).
+    kept = snap if key is not None and _status_key(conn, flag_path) == key else None
+    with _snapshot_lock:
+        _snapshots[s.log_dir] = (flag_path, key, kept)
+    return snap
+
+
 def tick(*, s: Settings | None = None, now: float | None = None) -> SloTick:
     """Ingest new request lines, recompute every window, update state/gate, write the outputs.
 
@@ -227,6 +293,11 @@ def tick(*, s: Settings | None = None, now: float | None = None) -> SloTick:
         previous = _meta(conn, "state")
         _set_meta(conn, "state", doc["state"])
         _set_meta(conn, "status", orjson.dumps(doc).decode())
+        # a new version of the status document for `status_snapshot` (the history changed too)
+        # ("<n>:<now>", n counting up; read and written under the transaction's lock)
+        version = _meta(conn, "status_version")
+        count = int(version.split(":", 1)[0]) + 1 if version and version.split(":", 1)[0].isdigit() else 1
+        _set_meta(conn, "status_version", f"{count}:{now!r}")
         conn.execute(_INSERT_TICK, _tick_row(now, doc, False))
     incident = None
     meta = {k: doc[k] for k in ("state", "p95_ms", "error_rate", "burn", "remaining_budget_pct", "burn_alert")}

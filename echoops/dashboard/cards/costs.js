@@ -1,7 +1,8 @@
-// Cost Guardrails card (Phase 79): today's AI spend per scope (global and each capped model)
-// as utilisation bars with state colours, where each cap comes from (environment or API, since
-// when), the end-of-day forecast, per-call enforcement (reservations in flight, USD held, calls
-// recorded one by one per minute), Stripe fees (which never throttle AI), unpriced models,
+// Cost Guardrails card (Phase 79): a chart of today's spend through the UTC day against the
+// global cap with the forecast to midnight, today's AI spend per scope (global and each capped
+// model) as utilisation bars with state colours, where each cap comes from (environment or API,
+// since when), the end-of-day forecast, per-call enforcement (reservations in flight, USD held,
+// calls recorded one by one per minute), Stripe fees (which never throttle AI), unpriced models,
 // monitoring-only mode (COST_ENFORCE=false), and a form to set a cap (POST /api/costs/set-cap).
 (function () {
   "use strict";
@@ -14,7 +15,7 @@
     if (!entry.cap_source) return null;
     var what = entry.cap_source === "api" ? "cap set through the API" : "cap from the environment";
     return E.el("p", {class: "muted costs-cap-source", dataset: {source: entry.cap_source}},
-      what + (entry.cap_since ? " since " + E.fmt.time(entry.cap_since) : ""));
+      what + (entry.cap_since ? " since " + E.fmt.when(entry.cap_since) : ""));
   }
 
   function scopeRow(name, entry, monitor) {
@@ -72,6 +73,28 @@
         calls.per_min + " calls/min recorded (last 5 min)", expired,
       E.el("span", {class: "muted costs-calls-note"},
         " Unsettled reservations settle at their estimate after " + calls.ttl_s + " s."));
+  }
+
+  /** Spend through the UTC day (from $0 at midnight) with the cap and the forecast to midnight. */
+  function spendChart(s) {
+    var g = s.global;
+    var midnight = Date.parse(s.day + "T00:00:00Z"), end = midnight + 86400 * 1000;
+    var points = [[new Date(midnight), 0]].concat((s.spend_today || []).map(function (p) { return [p.ts, p.spent_usd]; }));
+    if (points.length === 1) return null; // no tick today yet: nothing but the midnight zero to draw
+    var last = points[points.length - 1];
+    var usd = function (v) { return E.fmt.usd(v); };
+    var capped = typeof g.cap_usd === "number";
+    return E.timeChart({
+      id: "costs-spend", caption: "AI spend today (UTC day) vs the global cap",
+      latest: "spent " + E.fmt.usd(last[1]) + " by " + E.fmt.when(last[0]) + "; forecast " + E.fmt.usd(g.forecast_usd) +
+        " by midnight UTC" + (capped ? "; cap " + E.fmt.usd(g.cap_usd) : "; no global cap"),
+      x: {min: new Date(midnight), max: new Date(end)}, y: {min: 0, format: usd},
+      series: [
+        {label: "spent", color: "--chart-1", points: points, fill: false},
+        {label: "forecast to midnight", color: "--chart-3", dashed: true, points: [last, [new Date(end), g.forecast_usd]]},
+      ],
+      refs: capped ? [{label: "cap " + E.fmt.usd(g.cap_usd), value: g.cap_usd, tone: "bad"}] : [],
+    });
   }
 
   // The outcome of the last set-cap survives the re-render that shows its effect.
@@ -147,6 +170,7 @@
         metric("AI calls in flight", String(s.calls.in_flight), "in-flight"),
         metric("recorded per call / min", String(s.calls.per_min), "per-min"),
         metric("Stripe fees today", E.fmt.usd(s.stripe_fees.spent_usd), "fees")),
+      spendChart(s),
       forecastOver ? E.el("p", {class: "costs-forecast-warn"}, E.stateBadge("warn"),
         " At today's rate spend reaches " + E.fmt.usd(g.forecast_usd) + ", over the " + E.fmt.usd(g.cap_usd) + " cap.") : null,
       scopes,
@@ -159,5 +183,6 @@
         " (echoops costs tick, hourly); calls recorded one by one count at once."));
   }
 
-  E.registerCard({id: "costs", title: "AI cost guardrails", order: 40, render: render});
+  // order 15: in the page's order it sits beside the SLO card, where the grid shows it
+  E.registerCard({id: "costs", title: "AI cost guardrails", order: 15, render: render});
 })();

@@ -9,6 +9,7 @@
   var E = window.echoops;
   var CHANNELS = ["telegram", "email"];
   var SEV_TONE = {CRITICAL: "bad", ERROR: "bad", WARNING: "warn", INFO: "info"};
+  var SEVERITIES = ["CRITICAL", "ERROR", "WARNING", "INFO"]; // worst first
   var BY = "dashboard";
 
   // The outcome of the last action survives the re-render that shows its effect, and what is
@@ -43,12 +44,15 @@
 
   function since(g) {
     var parts = [];
-    if (g.paged_at) parts.push(E.el("span", {title: g.paged_at}, "paged " + E.fmt.ago(g.paged_at)));
+    // paged_at is set only when a channel took a page; a page every channel refused or skipped
+    // told nobody, and says so.
+    if (g.paged_at) parts.push(E.el("span", {title: E.fmt.when(g.paged_at)}, "paged " + E.fmt.ago(g.paged_at)));
+    else if (g.pages_raised) parts.push(E.el("span", {class: "inc-unpaged"}, "page raised, no channel took it"));
     if (g.acked_at && g.state !== "open") {
-      parts.push(E.el("span", {title: g.acked_at}, "acked " + E.fmt.ago(g.acked_at) + " by " + g.acked_by));
+      parts.push(E.el("span", {title: E.fmt.when(g.acked_at)}, "acked " + E.fmt.ago(g.acked_at) + " by " + g.acked_by));
     }
     if (g.resolved_at) {
-      parts.push(E.el("span", {title: g.resolved_at + (g.note ? ": " + g.note : "")},
+      parts.push(E.el("span", {title: E.fmt.when(g.resolved_at) + (g.note ? ": " + g.note : "")},
         "resolved " + E.fmt.ago(g.resolved_at) + " by " + g.resolved_by));
     }
     if (g.state === "silenced" && g.silence) parts.push(E.el("span", null, "silenced by " + g.silence));
@@ -60,7 +64,7 @@
     if (g.state === "resolved") return null;
     var ack = g.state === "acked" ? null : E.el("button", {class: "btn inc-ack", type: "button", onclick: function () {
       act(ctx, ack, "/api/incidents/ack", {method: "POST", body: {id: g.latest_id, by: BY}}, function (out) {
-        return out.changed ? "Acked " + out.id + " (repeats held until " + E.fmt.time(out.ack_until) + ")"
+        return out.changed ? "Acked " + out.id + " (repeats held until " + E.fmt.when(out.ack_until) + ")"
           : out.id + " was already " + out.state;
       });
     }}, "Ack");
@@ -74,21 +78,29 @@
     return E.el("div", {class: "inc-actions"}, ack, resolve);
   }
 
+  // Each cell carries its column's name (data-label): on a phone the rows stack and show it.
+  function cell(label, attrs, content) {
+    return E.el("td", Object.assign({role: "cell", dataset: {label: label}}, attrs), content);
+  }
+
   function groupRow(g, ctx) {
     var failed = hasFailed(g);
-    return E.el("tr", {class: ["inc-row", failed ? "inc-failed" : null, "inc-state-" + g.state],
+    return E.el("tr", {class: ["inc-row", failed ? "inc-failed" : null, "inc-state-" + g.state], role: "row",
       dataset: {fingerprint: g.fingerprint, id: g.latest_id}},
-      E.el("td", {class: "inc-when", title: g.last_seen}, E.fmt.ago(g.last_seen)),
-      E.el("td", {class: "inc-state"}, E.el("div", {class: "inc-badges"}, E.stateBadge(g.state),
+      cell("last seen", {class: "inc-when", title: E.fmt.when(g.last_seen)}, E.fmt.ago(g.last_seen)),
+      cell("state", {class: "inc-state"}, E.el("div", {class: "inc-badges"}, E.stateBadge(g.state),
         E.el("span", {class: ["badge", "badge-" + (SEV_TONE[g.severity] || "muted"), "inc-sev"]}, g.severity))),
-      E.el("td", null, E.el("div", {class: "inc-what"},
+      cell("incident", {class: "inc-incident"}, E.el("div", {class: "inc-what"},
         E.el("span", {class: "inc-source"}, g.source),
         E.el("span", {class: "inc-msg", title: g.msg}, g.msg),
         since(g),
         actions(g, ctx))),
-      E.el("td", {class: "num", title: "first seen " + g.first_seen}, E.fmt.num(g.count, 0)),
-      E.el("td", {class: "num"}, String(g.pages)),
-      CHANNELS.map(function (c) { return E.el("td", {class: "inc-delivery", dataset: {channel: c}}, delivery(g, c)); }));
+      cell("count", {class: "num inc-count", title: "first seen " + E.fmt.when(g.first_seen)}, E.fmt.num(g.count, 0)),
+      cell("pages", {class: "num inc-pages", title: "pages a channel took, of those raised"},
+        g.pages_raised ? g.pages + " of " + g.pages_raised : "0"),
+      CHANNELS.map(function (c) {
+        return cell(c, {class: "inc-delivery", dataset: {label: c, channel: c}}, delivery(g, c));
+      }));
   }
 
   function attentionItem(a) {
@@ -100,7 +112,7 @@
       E.el("strong", null, a.channel), a.kind && a.kind !== "page" ? " " + a.kind : "", " delivery of ",
       E.el("span", {class: "inc-attention-what"}, a.severity + " " + a.source + ": " + a.msg), " ",
       E.el("span", {class: "inc-attention-error"}, what), " ",
-      E.el("span", {class: "muted", title: a.at}, E.fmt.ago(a.at)), " ",
+      E.el("span", {class: "muted", title: E.fmt.when(a.at)}, E.fmt.ago(a.at)), " ",
       E.el("code", {class: "inc-attention-cmd"}, "echoops page retry " + a.id));
   }
 
@@ -120,7 +132,7 @@
     }}, "Remove");
     return E.el("li", {class: "inc-silence", dataset: {id: x.id}},
       E.el("code", {class: "inc-silence-match"}, describe(x.match)), " ",
-      E.el("span", {class: "inc-silence-left", title: "until " + x.ends_at}, left(x.left_s)), " ",
+      E.el("span", {class: "inc-silence-left", title: "until " + E.fmt.when(x.ends_at)}, left(x.left_s)), " ",
       E.el("span", {class: "inc-silence-reason"}, x.reason), " ",
       E.el("span", {class: "muted"}, "by " + x.created_by + ", " + x.matched + " kept quiet"), " ",
       remove);
@@ -157,7 +169,7 @@
       var body = {match: match, for_min: Number(duration.value), reason: reason.value, by: BY};
       act(ctx, submit, "/api/incidents/silence", {method: "POST", body: body}, function (out) {
         draft = {};
-        return "Silenced " + describe(out.match) + " until " + E.fmt.time(out.ends_at) + " (" + out.id + ")";
+        return "Silenced " + describe(out.match) + " until " + E.fmt.when(out.ends_at) + " (" + out.id + ")";
       });
     }},
     E.el("fieldset", {class: "inc-fieldset"},
@@ -176,22 +188,25 @@
     var t = s.totals || {};
     var d = t.deliveries || {};
     var by = t.by_state || {};
-    // Pages that reached no channel at all (none configured) must not read as "ok".
-    var unrouted = (t.pages || 0) > 0 && !d.ok && !d.failed && !d.pending && d.skipped > 0;
     var attention = s.attention || [];
-    ctx.setState(d.failed || d.unconfirmed || attention.length ? "failed" : d.pending ? "pending" : unrouted ? "skipped" : "ok");
+    // The badge is the worst incident still open (not acked, silenced or resolved): CRITICAL
+    // while one is listed open, whatever its deliveries did (they have their own column and box).
+    var open = (s.groups || []).filter(function (g) { return g.state === "open"; });
+    var worst = SEVERITIES.filter(function (sev) { return open.some(function (g) { return g.severity === sev; }); })[0];
+    ctx.setState(worst ? worst.toLowerCase() : by.acked ? "acked" : attention.length ? "failed" : "ok");
     var rank = {open: 0, acked: 1, silenced: 2, resolved: 3};
     var groups = (s.groups || []).slice().sort(function (a, b) {
       // failures first, then what still needs a person; stable: newest first within each
       return ((hasFailed(b) ? 1 : 0) - (hasFailed(a) ? 1 : 0)) || (rank[a.state] - rank[b.state]);
     });
+    // role attributes keep the table a table for screen readers when a phone stacks its rows
     var table = groups.length
-      ? E.el("div", {class: "table-scroll"}, E.el("table", {class: ["kv", "inc-table"]},
-          E.el("thead", null, E.el("tr", null,
+      ? E.el("div", {class: "inc-table-wrap"}, E.el("table", {class: ["kv", "inc-table"], role: "table"},
+          E.el("thead", {role: "rowgroup"}, E.el("tr", {role: "row"},
             ["last seen", "state", "incident", "count", "pages", "telegram", "email"].map(function (h) {
-              return E.el("th", {scope: "col", class: h === "count" || h === "pages" ? "num" : null}, h);
+              return E.el("th", {scope: "col", role: "columnheader", class: h === "count" || h === "pages" ? "num" : null}, h);
             }))),
-          E.el("tbody", null, groups.map(function (g) { return groupRow(g, ctx); }))))
+          E.el("tbody", {role: "rowgroup"}, groups.map(function (g) { return groupRow(g, ctx); }))))
       : E.el("p", {class: "muted inc-empty"}, "No incidents in the last 24 h. Raise one with `echoops page raise` or POST /api/incidents/raise.");
     var note = flash ? E.el("p", {class: ["inc-flash", "tone-" + flash.tone], role: "status"}, flash.text) : null;
     flash = null;
@@ -200,7 +215,8 @@
         metric("incidents (24 h)", E.fmt.num(t.incidents || 0, 0), "incidents"),
         metric("open", E.fmt.num(by.open || 0, 0), "open", by.open ? "bad" : null),
         metric("acked", E.fmt.num(by.acked || 0, 0), "acked", by.acked ? "warn" : null),
-        metric("pages", E.fmt.num(t.pages || 0, 0), "pages"),
+        metric("pages delivered (of " + E.fmt.num(t.pages_raised || 0, 0) + " raised)", E.fmt.num(t.pages || 0, 0), "pages",
+          (t.pages_raised || 0) > (t.pages || 0) ? "warn" : null),
         metric("failed deliveries", E.fmt.num(d.failed || 0, 0), "failed", d.failed ? "bad" : null),
         metric("pending", E.fmt.num(d.pending || 0, 0), "pending", d.pending ? "warn" : null)),
       note,
@@ -221,5 +237,5 @@
         silenceForm(ctx)));
   }
 
-  E.registerCard({id: "incidents", title: "Incidents", order: 20, wide: true, render: render});
+  E.registerCard({id: "incidents", title: "Incidents", order: 20, span: 3, render: render});
 })();

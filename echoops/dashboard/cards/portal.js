@@ -1,6 +1,7 @@
 // Customer Portal card (Phase 78): look up a customer by email, list purchases with a copy-link
-// button per receipt and invoice (signed links from GET /api/portal/receipts), the unsubscribed
-// badge, and recent access attempts (GET /api/portal/audit). Every lookup is audited, so the card
+// button per receipt and invoice (signed links from GET /api/portal/receipts, valid until a day
+// and time shown in the viewer's zone and UTC), the unsubscribed badge with a Resubscribe button
+// (POST /api/portal/resubscribe), and recent access attempts (GET /api/portal/audit). Every lookup is audited, so the card
 // looks a customer up when asked (and again after LOOKUP_TTL_MS, before its links age), not on
 // every 30 s refresh.
 (function () {
@@ -35,7 +36,7 @@
     btn.addEventListener("click", function () {
       copyText(url).then(function () {
         btn.dataset.copied = url;
-        status.textContent = label + " copied (valid until " + E.fmt.time(btn.dataset.expires) + ")";
+        status.textContent = label + " copied (valid until " + E.fmt.when(btn.dataset.expires) + ")";
         status.className = "portal-status tone-good";
       }, function (err) {
         status.textContent = "Could not copy: " + err.message + ". Link: " + url;
@@ -69,7 +70,7 @@
       var invoice = p.invoice_url
         ? copyButton("Invoice link for " + p.id, p.invoice_url, p.expires_at, "invoice", status) : null;
       return E.el("tr", {dataset: {purchase: p.id}},
-        E.el("td", {class: "portal-date"}, String(p.created).slice(0, 10)),
+        E.el("td", {class: "portal-date", title: E.fmt.when(p.created)}, String(p.created).slice(0, 10)),
         E.el("td", null, E.el("span", {class: "portal-desc"}, p.description || "Purchase"),
           E.el("span", {class: "muted portal-ref"}, p.invoice_number ? p.invoice_number + " \u00b7 " + p.id : p.id)),
         E.el("td", {class: "num portal-amount"}, p.amount_display, refundNote(p)),
@@ -95,11 +96,30 @@
     }));
   }
 
+  /** Unsubscribed customers can be put back on the list by an operator (audited server-side). */
+  function resubscribeButton(data, ctx) {
+    if (!data.unsubscribed) return null;
+    var btn = E.el("button", {type: "button", class: "btn portal-resubscribe"}, "Resubscribe");
+    btn.addEventListener("click", async function () {
+      btn.disabled = true;
+      try {
+        var out = await ctx.api("/api/portal/resubscribe", {method: "POST", body: {email: data.email}});
+        state.message = {tone: "good", text: out.email + (out.changed ? " is subscribed again" : " was already subscribed")};
+      } catch (err) {
+        state.message = {tone: "bad", text: "Not resubscribed: " + err.message};
+      }
+      state.at = 0; // look the customer up again: the badge shows the new state
+      await ctx.refresh();
+    });
+    return btn;
+  }
+
   async function render(body, ctx) {
     var input = E.el("input", {type: "email", id: "portal-email", name: "email", required: true,
       placeholder: "customer@example.com", autocomplete: "off", spellcheck: "false", "aria-label": "customer email"});
     input.value = state.email;
-    var status = E.el("p", {class: "portal-status", role: "status", "aria-live": "polite"});
+    var status = E.el("p", {class: ["portal-status", state.message ? "tone-" + state.message.tone : null],
+      role: "status", "aria-live": "polite"}, state.message ? state.message.text : "");
     var form = E.el("form", {class: "portal-form", novalidate: true, onsubmit: function (ev) {
       ev.preventDefault();
       state.email = input.value.trim();
@@ -124,8 +144,12 @@
       var data = state.data;
       result = E.el("div", {class: "portal-result", dataset: {email: data.email}},
         E.el("div", {class: "portal-who"}, E.el("strong", null, data.email), subscriptionBadge(data.unsubscribed),
+          resubscribeButton(data, ctx),
           E.el("span", {class: "muted"}, data.purchases.length + " purchase" + (data.purchases.length === 1 ? "" : "s")),
           E.el("span", {class: "muted portal-looked"}, "looked up " + E.fmt.ago(new Date(state.at).toISOString()))),
+        data.purchases.length
+          ? E.el("p", {class: "muted portal-valid"}, "Links valid until " + E.fmt.when(data.purchases[0].expires_at))
+          : null,
         purchasesTable(data, status));
     } else if (state.email && state.error) {
       result = E.el("p", {class: "portal-error tone-bad", role: "alert"}, state.error);

@@ -1,0 +1,112 @@
+#!/usr/bin/env python3
+"""GET /api/slo/status under 32 connections vs a bare Bottle route on the same gunicorn (issue 20).
+
+Target: >= 0.7x the requests/s of `bench/baselines/one_line_bottle.py` (served through the same
+Bottle gunicorn adapter with the same `shim.server.gunicorn_options`), 0 errors, same run,
+`wrk -t2 -c32`. The status comes from the snapshot of the last tick (a log dir holding a day of
+requests, ticked once); every request carries X-Dash-Key and passes the auth hook. Also
+measured: conditional requests (`If-None-Match` with the current ETag: 304s), what the
+dashboard sends on a refresh. Rounds alternate baseline, status, conditional after a warm-up.
+
+    .venv/bin/python bench/slo_status_http.py [--rounds 3] [--duration 10]
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import urllib.request
+from pathlib import Path
+
+from foundation_healthz import BASELINE, tree_cpu
+from harness import ROOT, Option, bench_env, echoops_serve, free_port, main, running
+
+TARGET = 0.7
+KEY = "bench-key-0123456789abcdef"
+
+
+def wrk(url: str, duration: int, headers: list[str]) -> tuple[float, int, int]:
+    """(requests/s, requests, errors) from `wrk -t2 -c32` (a 304 is not an error)."""
+    argv = ["wrk", "-t2", "-c32", f"-d{duration}s", "--latency"]
+    for h in headers:
+        argv += ["-H", h]
+    out = subprocess.run([*argv, url], capture_output=True, text=True, check=True).stdout
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+    total = int(re.search(r"(\d+) requests in", out).group(1))
+    errors = 0
+    m = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    if m:
+        errors += int(m.group(1))
+    m = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
+    if m:
+        errors += sum(int(x) for x in m.groups())
+    return rps, total, errors
+
+
+def measure(args: argparse.Namespace, tmp: Path) -> bool:
+    if not shutil.which("wrk"):
+        raise SystemExit("wrk not found (Debian: apt-get install wrk)")
+    from slo_ingest import END, generate
+
+    from echoops.core import slo
+    from echoops.core.config import load_settings
+
+    logs = tmp / "logs"
+    logs.mkdir()
+    env = bench_env(logs, DASHBOARD_KEY=KEY)
+    generate(logs / "requests.ndjson", 1440 * 40, per_minute=40)
+    slo.tick(s=load_settings(env), now=END)
+    bport = free_port()
+    base_url = f"http://127.0.0.1:{bport}/"
+    code = BASELINE.format(root=str(ROOT), baselines=str(ROOT / "bench" / "baselines"), port=bport)
+    with running([sys.executable, "-c", code], env, base_url) as bproc, echoops_serve(env) as server:
+        url = server.url + "/api/slo/status"
+        req = urllib.request.Request(url, headers={"X-Dash-Key": KEY})
+        with urllib.request.urlopen(req) as r:
+            body, etag = r.read(), r.headers["ETag"]
+        print(f"GET /api/slo/status: {len(body)} bytes, ETag {etag}")
+        plans = {
+            "baseline": (base_url, [], bproc),
+            "status": (url, [f"X-Dash-Key: {KEY}"], server.proc),
+            "conditional": (url, [f"X-Dash-Key: {KEY}", f"If-None-Match: {etag}"], server.proc),
+        }
+        for target, headers, _ in plans.values():
+            wrk(target, 2, headers)  # warm-up
+        rows: dict[str, list[tuple[float, int, int]]] = {name: [] for name in plans}
+        per_cpu: dict[str, list[float]] = {name: [] for name in plans}
+        for _ in range(args.rounds):
+            for name, (target, headers, proc) in plans.items():
+                c0 = tree_cpu(proc.pid)
+                rows[name].append(wrk(target, args.duration, headers))
+                per_cpu[name].append(rows[name][-1][1] / max(tree_cpu(proc.pid) - c0, 1e-9))
+    print(f"wrk -t2 -c32 -d{args.duration}s, {args.rounds} alternating rounds, 2 gunicorn workers each\n")
+    print("| server | requests/s per round | median | errors | requests per server CPU-second (median) |")
+    print("|---|---|---|---|---|")
+    med = {}
+    errors = 0
+    labels = {
+        "baseline": "one-line Bottle route `/`",
+        "status": "GET /api/slo/status (200, full body)",
+        "conditional": "GET /api/slo/status, If-None-Match (304)",
+    }
+    for name, label in labels.items():
+        rates = [r[0] for r in rows[name]]
+        med[name] = statistics.median(rates)
+        errs = sum(r[2] for r in rows[name])
+        errors += errs
+        cpu = statistics.median(per_cpu[name])
+        print(f"| {label} | {', '.join(f'{x:,.0f}' for x in rates)} | {med[name]:,.0f} | {errs} | {cpu:,.0f} |")
+    ratio = med["status"] / med["baseline"]
+    print(f"\nconditional (304): {med['conditional'] / med['baseline']:.2f}x the bare route")
+    ok = ratio >= TARGET and errors == 0
+    verdict = "PASS" if ok else "FAIL"
+    print(f"{verdict}: GET /api/slo/status at {ratio:.2f}x the bare route, {errors} errors (>= {TARGET}x, 0)")
+    return ok
+
+
+if __name__ == "__main__":
+    sys.exit(main(__doc__, measure, Option("--rounds", 3), Option("--duration", 10), tmp_prefix="slo-http"))
