@@ -35,6 +35,7 @@ OVERRIDE_MAX_S = 7 * 86400
 REARM_S = rules.WINDOWS[rules.GATE_WINDOW] * 60  # a fresh full 2h of burn after the drop
 HAND_REMOVED = "deploy_gate.flag removed by hand"
 _OURS = "gate_flag"  # slo_meta: set_at of the flag this tick wrote (so a hand removal is noticed)
+_OURS_HOST = "gate_flag_host"  # slo_meta: the instance whose log dir holds that flag (shared stores)
 _OVERRIDE = "gate_override"  # slo_meta: the operator's override, JSON
 
 
@@ -105,8 +106,11 @@ def _record_override(
 
 
 def notice_hand_removal(conn: store.Conn, s: Settings, now: float) -> bool:
-    """When the flag this tick wrote is gone, an operator removed it: record the override once."""
+    """When the flag this tick wrote is gone, an operator removed it: record the override once.
+    On a store shared by several hosts only the host whose log dir holds the flag can tell."""
     if aggregates.meta(conn, _OURS) is None or gate_path(s).exists():
+        return False
+    if store.shared(conn) and aggregates.meta(conn, _OURS_HOST) != s.instance:
         return False
     with store.transaction(conn):  # only one process records it
         ours = aggregates.meta(conn, _OURS)
@@ -139,6 +143,11 @@ def gate(*, s: Settings | None = None, now: float | None = None) -> GateFlag:
     conn = aggregates.db(s)
     notice_hand_removal(conn, s, clock.now_s(now))
     flag = files.read_flag(gate_path(s))
+    if flag is None and store.shared(conn):
+        # several hosts on one PostgreSQL store: the flag the leader's tick set is in the
+        # database too (its file is in the leader's log dir); every instance reports it
+        ours = aggregates.meta(conn, _OURS)
+        flag = orjson.loads(ours) if ours else None
     f = flag or {}
     reason = f.get("reason")
     if flag is not None and not reason:
@@ -189,7 +198,8 @@ def clear_gate(
     conn = aggregates.db(s)
     notice_hand_removal(conn, s, now)
     before = gate(s=s, now=now)
-    cleared = files.clear_flag(gate_path(s))
+    # (on a shared store the flag may be another host's file: its record here is what clears it)
+    cleared = files.clear_flag(gate_path(s)) or before["set"]
     override = _record_override(conn, s, by="command", reason=text, for_s=duration, now=now, before=before)
     from echoops.core.pager import auto_resolve  # lazy: ~20 ms that `slo gate` without --clear never needs
 
@@ -236,7 +246,17 @@ def set_gate(s: Settings, doc: SloDocument, now: float) -> dict[str, Any]:
     conn = aggregates.db(s)
     with store.transaction(conn):
         aggregates.set_meta(conn, _OURS, orjson.dumps(info).decode())
+        aggregates.set_meta(conn, _OURS_HOST, s.instance)
     return info
+
+
+def _follow_clear(conn: store.Conn, s: Settings) -> None:
+    """Shared store: the flag this host wrote was cleared from another instance (the database's
+    record is gone): remove this host's copy of it too."""
+    if store.shared(conn) and aggregates.meta(conn, _OURS) is None and aggregates.meta(conn, _OURS_HOST) == s.instance:
+        files.clear_flag(gate_path(s))
+        with store.transaction(conn):
+            aggregates.set_meta(conn, _OURS_HOST, None)
 
 
 def apply(s: Settings, doc: SloDocument, now: float) -> dict[str, Any] | None:
@@ -244,6 +264,7 @@ def apply(s: Settings, doc: SloDocument, now: float) -> dict[str, Any] | None:
     condition holds and no override stands. Returns the flag written, or None."""
     conn = aggregates.db(s)
     notice_hand_removal(conn, s, now)
+    _follow_clear(conn, s)
     ov = _load_override(conn)
     if ov is not None:
         if now >= ov["until"]:
