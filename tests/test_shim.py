@@ -21,6 +21,7 @@ import httpx
 import pytest
 
 import echoops
+from echoops.core import config
 from echoops.core.config import VARS
 from echoops.core.errors import NotFound, ValidationError
 from shim import app as shim_app
@@ -256,7 +257,16 @@ def test_healthz_fields(keyed, keyless):
     for srv in (keyed, keyless):
         r = srv.client(None).get("/healthz")
         assert r.status_code == 200
-        assert r.json() == {"ok": True, "version": echoops.__version__, "log_dir_writable": True, "db_ok": True}
+        # and who leads the schedule (no scheduler runs here: nobody), as this instance sees it
+        assert r.json() == {
+            "ok": True,
+            "version": echoops.__version__,
+            "log_dir_writable": True,
+            "db_ok": True,
+            "instance": config.settings().instance,
+            "leader": None,
+            "is_leader": False,
+        }
         assert r.headers["cache-control"] == "no-store"
         assert r.headers["server"].startswith("gunicorn")  # never wsgiref
     assert (keyed.log_dir / "echoops.db").exists()

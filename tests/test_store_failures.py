@@ -203,11 +203,11 @@ def test_db_briefly_read_only_answers_503_then_recovers(can_mount, live_server, 
 
 def _fill(directory: Path) -> Path:
     filler = directory / "filler.bin"
-    with open(filler, "wb") as f:
+    # unbuffered: a write the file system refuses leaves nothing behind for close() to retry
+    with open(filler, "wb", buffering=0) as f:
         try:
             while True:
                 f.write(b"\0" * 65536)
-                f.flush()
         except OSError as exc:
             assert exc.errno == errno.ENOSPC
     try:  # the last partial block too

@@ -188,8 +188,12 @@ def run(argv: Sequence[str]) -> int | None:
 def store_failure(exc: BaseException) -> int | None:
     """A full disk, a read-only or vanished store: `Error: the store is unavailable: ...`; its exit
     code, or None when `exc` is not a store failure."""
-    if not isinstance(exc, OSError) and type(exc).__module__ != "sqlite3":
-        return None
+    if not isinstance(exc, OSError) and type(exc).__module__.split(".")[0] not in (
+        "sqlite3",
+        "psycopg",
+        "psycopg_pool",
+    ):
+        return None  # (psycopg's errors: ECHOOPS_DB_URL's database down, unreachable or refusing)
     from echoops.core import store  # lazy: only a failing command pays for the store module
 
     found = store.unavailable(exc)

@@ -50,7 +50,9 @@ def points(conn: store.Conn, now: float) -> list[SpendPoint]:
     each SLOT_S, in USD."""
     store.ensure(conn, SCHEMA)
     rows = conn.execute(
-        "SELECT max(ts), spent_p FROM costs_points WHERE day=? AND ts <= ? GROUP BY CAST(ts / ? AS INTEGER) ORDER BY 1",
-        (clock.day_iso(now), now, SLOT_S),
+        "SELECT ts, spent_p FROM costs_points WHERE day=? AND ts <= ? ORDER BY ts", (clock.day_iso(now), now)
     ).fetchall()
-    return [{"ts": clock.iso(ts), "spent_usd": prices.pico_to_usd(spent)} for ts, spent in rows]
+    latest: dict[int, tuple[float, int]] = {}  # slot -> its latest point (a day holds a few hundred)
+    for ts, spent in rows:
+        latest[int(ts // SLOT_S)] = (ts, spent)
+    return [{"ts": clock.iso(ts), "spent_usd": prices.pico_to_usd(spent)} for ts, spent in latest.values()]
