@@ -149,3 +149,50 @@ def test_a_shown_url_keeps_everything_but_the_passwords():
     )
     assert parsers.db_url_passwords(url) == ["p%40ss", "p@ss", "q"]
     assert parsers.shown_db_url("postgresql://db/echoops") == "postgresql://db/echoops"
+
+
+# Four instances start at once on an empty database; the migration takes a while (pg_sleep),
+# so without the advisory lock the others would run it too (and fail on "already exists").
+STARTER = r"""
+import os, sys, time
+from echoops.core import store
+from echoops.core.config import load_settings
+
+go = sys.argv[1]
+SLOW = store.Schema("slowfeat", (
+    "CREATE TABLE slow_log (step TEXT NOT NULL, pid INTEGER NOT NULL);"
+    "SELECT pg_sleep(0.4);"
+    "INSERT INTO slow_log VALUES ('v1', " + str(os.getpid()) + ")",
+))
+s = load_settings({"ECHOOPS_LOG_DIR": sys.argv[2], "ECHOOPS_DB_URL": os.environ["ECHOOPS_DB_URL"]})
+open(f"{go}.{os.getpid()}", "w").close()
+while not os.path.exists(go):
+    time.sleep(0.001)
+store.db(s, SLOW)
+print("ok")
+"""
+
+
+@pytest.mark.slow
+def test_instances_starting_together_migrate_once_under_the_advisory_lock(tmp_path, log_dir, settings):
+    import subprocess
+    import sys
+    import time
+
+    go = tmp_path / "go"
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", STARTER, str(go), str(log_dir)], stdout=subprocess.PIPE, stderr=subprocess.PIPE
+        )
+        for _ in range(4)
+    ]
+    deadline = time.monotonic() + 60
+    while len(list(tmp_path.glob("go.*"))) < 4 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    go.touch()
+    for proc in procs:
+        out, err = proc.communicate(timeout=120)
+        assert proc.returncode == 0 and out == b"ok\n", err.decode()
+    conn = store.connect(settings)
+    assert [r[0] for r in conn.execute("SELECT step FROM slow_log")] == ["v1"]  # one process ran it
+    assert conn.execute("SELECT version FROM schema_versions WHERE feature='slowfeat'").fetchone()[0] == 1
