@@ -183,10 +183,13 @@ class Server:
 
 
 @contextlib.contextmanager
-def echoops_serve(env: dict[str, str], workers: int = 2) -> Iterator[Server]:
-    """`python -m echoops serve --workers N` on a free loopback port with `env`, from /healthz answering to stopped."""
+def echoops_serve(env: dict[str, str], workers: int = 2, *, access_log: bool = False) -> Iterator[Server]:
+    """`python -m echoops serve --workers N` on a free loopback port with `env`, from /healthz
+    answering to stopped. Without its access log unless asked: the baselines have none, and a
+    line per request (gunicorn's logging) costs about as much as a small route."""
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     argv = [*PYTHON_M_ECHOOPS, "serve", "--port", str(port), "--workers", str(workers)]
+    argv.append("--access-log" if access_log else "--no-access-log")
     with running(argv, env, url + "/healthz") as proc:
         yield Server(url, proc)
