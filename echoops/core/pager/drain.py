@@ -71,10 +71,10 @@ def drain(
     counts.update(outbox.resolve_unrecorded(conn, s, current()))
     while not (stop is not None and stop.is_set()):
         t = current()
-        row = outbox.claim(conn, s, t, owner)
-        if row is not None:
-            state = outbox.attempt(conn, row, s, t, owner)["state"]
-            counts[f"edit_{state}" if row["kind"].startswith("edit_") else state] += 1
+        claimed = outbox.claim(conn, s, t, owner)
+        if claimed is not None:
+            state = outbox.attempt(conn, claimed, s, t, owner)["state"]
+            counts[f"edit_{state}" if claimed[0]["kind"].startswith("edit_") else state] += 1
             continue
         nxt = conn.execute(
             "SELECT min(next_attempt_at) FROM pager_outbox WHERE state='pending' AND next_attempt_at IS NOT NULL "

@@ -111,9 +111,18 @@ _DUE = (
 )
 
 
-def claim(conn: store.Conn, s: Settings, now: float, owner: str, *, incident_id: str | None = None) -> store.Row | None:
-    """Lease the most overdue delivery (of `incident_id`, when given) to `owner` and record the
-    attempt about to be made; None when nothing is due."""
+Claimed = tuple[Any, Page | None]  # (the outbox row joined with its incident, the page to send)
+
+
+def claim(conn: store.Conn, s: Settings, now: float, owner: str, *, incident_id: str | None = None) -> Claimed | None:
+    """Lease the most overdue delivery (of `incident_id`, when given) to `owner`, record the
+    attempt about to be made and build its page, in one transaction: once the attempt is marked
+    in flight nothing but the send stands between it and the request (a store failure while
+    building rolls the claim back, rather than leaving an attempt that was never made to end
+    `unconfirmed`). None when nothing is due. The page is None for an edit of a message that was
+    never delivered."""
+    from echoops.core.pager import messages  # lazy: signing and the button/link builders, ~6 ms; only a sender pays
+
     where, args = _DUE, list[object]([now, now])
     if incident_id is not None:
         where, args = where + " AND o.incident_id=?", [*args, incident_id]
@@ -131,7 +140,10 @@ def claim(conn: store.Conn, s: Settings, now: float, owner: str, *, incident_id:
             f"WHERE {_KEY} AND sending_attempt IS NULL",
             (owner, now + lease_s(s), row["attempts"] + 1, now, now, *_key(row)),
         ).rowcount
-    return row if claimed else None  # another drainer's attempt is in flight (never expected under the lock)
+        if not claimed:  # another drainer's attempt is in flight (never expected under the lock)
+            return None
+        page = messages.build(conn, s, row, now)
+    return row, page
 
 
 def send_once(channel: str, page: Page, s: Settings) -> Outcome:
@@ -167,14 +179,12 @@ def _next_state(outcome: Outcome, series_attempts: int, now: float) -> tuple[str
     return "failed", None
 
 
-def attempt(conn: store.Conn, row: store.Row, s: Settings, now: float, owner: str) -> dict[str, Any]:
+def attempt(conn: store.Conn, claimed: Claimed, s: Settings, now: float, owner: str) -> dict[str, Any]:
     """Deliver one claimed row once, record the result (store first), log each request, and send
     the notice when the delivery ends failed. A failure to record propagates: the attempt stays
     marked as in flight and is resolved when its lease runs out."""
-    from echoops.core.pager import messages  # lazy: signing and the button/link builders, ~6 ms; only a sender pays
-
+    row, page = claimed
     started = time.monotonic()
-    page: Page | None = messages.build(conn, s, row, now)
     if page is None:  # an edit of a message that was never delivered: nothing to do
         outcomes = [Outcome(False, "nothing_to_edit", False, detail="the message to edit was never delivered")]
     else:
@@ -327,8 +337,8 @@ def attempt_now(s: Settings, incident_id: str, *, now: float | None = None) -> d
     t = clock.now_s(now)
     owner = owner_id()
     out: dict[str, str] = {}
-    while (row := claim(conn, s, t, owner, incident_id=incident_id)) is not None:
-        out[row["channel"]] = attempt(conn, row, s, t, owner)["state"]
+    while (claimed := claim(conn, s, t, owner, incident_id=incident_id)) is not None:
+        out[claimed[0]["channel"]] = attempt(conn, claimed, s, t, owner)["state"]
     return out
 
 
