@@ -196,3 +196,33 @@ def test_instances_starting_together_migrate_once_under_the_advisory_lock(tmp_pa
     conn = store.connect(settings)
     assert [r[0] for r in conn.execute("SELECT step FROM slow_log")] == ["v1"]  # one process ran it
     assert conn.execute("SELECT version FROM schema_versions WHERE feature='slowfeat'").fetchone()[0] == 1
+
+
+def test_executemany_alone_is_one_transaction_and_a_dropped_session_is_replaced(settings, postgres_server):
+    conn = store.db(settings, SCHEMA)
+    conn.executemany("INSERT INTO pg_t(id, v) VALUES (?, ?)", [(1, "a"), (2, "b")])
+    assert conn.executemany("INSERT INTO pg_t(id, v) VALUES (?, ?)", []).rowcount == 0
+    with pytest.raises(Exception) as info:  # the third row collides: none of the three is kept
+        conn.executemany("INSERT INTO pg_t(id, v) VALUES (?, ?)", [(3, "c"), (4, "d"), (1, "again")])
+    assert store.unavailable(info.value) is None  # a query error, not an unavailable store
+    assert [r[0] for r in conn.execute("SELECT id FROM pg_t ORDER BY id")] == [1, 2]
+    # a session the server drops mid-transaction (an admin, a failover): the transaction fails as
+    # unavailable, nothing of it is kept, and the next transaction gets a working connection
+    admin = postgres_server.admin_for(settings.db_url)
+    try:
+        with pytest.raises(Exception) as info, store.transaction(conn):
+            conn.execute("INSERT INTO pg_t(id, v) VALUES (5, 'e')")
+            pid = conn.execute("SELECT pg_backend_pid()").fetchone()[0]
+            admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
+            conn.execute("INSERT INTO pg_t(id, v) VALUES (6, 'f')")
+    finally:
+        admin.close()
+    assert store.unavailable(info.value) is not None and not conn.in_transaction
+    with store.transaction(conn):
+        conn.execute("INSERT INTO pg_t(id, v) VALUES (7, 'g')")
+    assert [r[0] for r in conn.execute("SELECT id FROM pg_t ORDER BY id")] == [1, 2, 7]
+    # a thread's connection closed mid-transaction gives its pooled session back, rolled back
+    store.begin(conn)
+    conn.execute("INSERT INTO pg_t(id, v) VALUES (8, 'h')")
+    store.close_all()
+    assert [r[0] for r in store.db(settings, SCHEMA).execute("SELECT id FROM pg_t ORDER BY id")] == [1, 2, 7]
