@@ -17,7 +17,6 @@ Outside CI a missing localstripe skips the test with the reason; with `CI=true` 
 
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
 import sys
@@ -26,9 +25,9 @@ import time
 from pathlib import Path
 
 import httpx
-import pytest
 
 from tests.conftest import free_port
+from tests.needs import module, need
 
 KEY = "sk_test_localstripe_0123456789abcdef"  # localstripe accepts any sk_… key
 
@@ -39,22 +38,12 @@ def executable() -> str:
     found = str(here) if here.exists() else shutil.which("localstripe")
     if found:
         return found
-    reason = "localstripe is not installed (pip install -e '.[test]')"
-    if os.environ.get("CI") == "true":
-        pytest.fail(reason + ": CI must install it")
-    pytest.skip(reason)
+    need("localstripe is not installed (pip install -e '.[test]')")
 
 
 def stripe_module():
     """The official stripe client (a test extra); skip/fail like executable()."""
-    try:
-        import stripe
-    except ImportError:
-        reason = "the stripe client is not installed (pip install -e '.[test]')"
-        if os.environ.get("CI") == "true":
-            pytest.fail(reason + ": CI must install it")
-        pytest.skip(reason)
-    return stripe
+    return module("stripe")
 
 
 class LocalStripe:

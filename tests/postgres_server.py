@@ -28,16 +28,11 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import free_port
+from tests.needs import need
 
 PASSWORD = "pg-test-secret-4b7e1d"  # noqa: S105 - a throwaway for a loopback test server
 USER = "echoops"
 _counter = itertools.count(1)
-
-
-def _need(reason: str) -> None:
-    if os.environ.get("CI") == "true":
-        pytest.fail(reason + ": CI must install it")
-    pytest.skip(reason)
 
 
 def bindir() -> Path | None:
@@ -148,9 +143,9 @@ def start_server() -> PostgresServer:
     """initdb + start; skips (fails in CI) without PostgreSQL or psycopg."""
     found = bindir()
     if found is None:
-        _need("PostgreSQL is not installed (apt-get install postgresql)")
+        need("PostgreSQL is not installed (apt-get install postgresql)")
     if not psycopg_available():
-        _need("psycopg is not installed (pip install -e '.[test]')")
+        need("psycopg is not installed (pip install -e '.[test]')")
     root = Path(tempfile.mkdtemp(prefix="echoops-pg-"))
     data = root / "data"
     pwfile = root / "pw"

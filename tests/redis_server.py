@@ -12,7 +12,6 @@ Outside CI a missing redis-server or redis client skips the test with the reason
 
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
 import time
@@ -23,22 +22,13 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import free_port
+from tests.needs import module, need
 
 PASSWORD = "redis-test-secret-7f3a9c"  # noqa: S105 - a throwaway for a loopback test server
 
 
-def _need(reason: str) -> None:
-    if os.environ.get("CI") == "true":
-        pytest.fail(reason + ": CI must install it")
-    pytest.skip(reason)
-
-
 def redis_module():
-    try:
-        import redis
-    except ImportError:
-        _need("the redis client is not installed (pip install -e '.[test]')")
-    return redis
+    return module("redis")
 
 
 @dataclass
@@ -63,7 +53,7 @@ class RedisServer:
 def start(tmp: Path) -> RedisServer:
     exe = shutil.which("redis-server") or ("/usr/bin/redis-server" if Path("/usr/bin/redis-server").exists() else None)
     if exe is None:
-        _need("redis-server is not installed (apt-get install redis-server)")
+        need("redis-server is not installed (apt-get install redis-server)")
     redis = redis_module()
     port = free_port()
     proc = subprocess.Popen(

@@ -4,23 +4,17 @@ from the responses' usage (streamed too), and a failed call's hold released."""
 
 from __future__ import annotations
 
-import os
-
 import pytest
 
+from echoops.api import CostThrottled, guard_openai
 from echoops.core import config, costs
 from echoops.core.costs.clients.openai import estimate_tokens
 from echoops.core.errors import ValidationError
 from tests.fakes_openai import API_KEY, FakeOpenAI
+from tests.needs import module
 
-try:
-    import openai
-except ImportError:  # pragma: no cover - CI installs it (the test extra)
-    if os.environ.get("CI") == "true":
-        raise
-    pytest.skip("the openai package is not installed (pip install -e '.[test]')", allow_module_level=True)
+openai = module("openai", module_level=True)
 
-from echoops.api import CostThrottled, guard_openai
 
 # $/Mtok: gpt-4o 2.50/10.00, gpt-4o-mini 0.15/0.60, so one token is p$ = µ$/Mtok
 PRICE = {"gpt-4o": (2_500_000, 10_000_000), "gpt-4o-mini": (150_000, 600_000)}

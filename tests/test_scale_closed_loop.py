@@ -23,6 +23,7 @@ import pytest
 
 from echoops.core import scale
 from tests.conftest import alive
+from tests.needs import module
 
 ROOT = Path(__file__).resolve().parent.parent
 MINUTE = 60.0
@@ -48,12 +49,7 @@ def live_workers(state: Path) -> int:
 @pytest.fixture
 def rq_pool(tmp_path, redis_server, monkeypatch):
     """SCALE_CMD and the env for an RQ pool on `redis_server`; kills every worker it started at the end."""
-    try:
-        import rq
-    except ImportError:
-        if os.environ.get("CI") == "true":
-            pytest.fail("rq is not installed: CI must install it (pip install -e '.[test]')")
-        pytest.skip("rq is not installed (pip install -e '.[test]')")
+    rq = module("rq")
     state = tmp_path / "pool"
     cmd = [sys.executable, str(ROOT / "tests" / "scale_workers.py"), str(state), "loop", "{n}"]
     env = {

@@ -11,6 +11,7 @@ import pytest
 from echoops.core import scale
 from echoops.core.errors import NotConfigured
 from echoops.core.scale.sources import safe_url
+from tests.needs import module
 from tests.redis_server import PASSWORD
 from tests.test_scale import T0, actuator, growing_backlog, write_queue  # noqa: F401 (fixture)
 
@@ -163,14 +164,8 @@ def test_safe_url_drops_the_credentials():
 
 
 def rq_or_skip():
-    import os
 
-    try:
-        import rq
-    except ImportError:
-        if os.environ.get("CI") == "true":
-            pytest.fail("rq is not installed: CI must install it (pip install -e '.[test]')")
-        pytest.skip("rq is not installed (pip install -e '.[test]')")
+    rq = module("rq")
     return rq
 
 
@@ -210,14 +205,8 @@ def test_rq_depth_completions_and_arrivals_through_rq_itself(redis_server, log_d
 def test_celery_depth_counts_kombus_priority_sub_queues_and_says_when_it_estimates(redis_server, log_dir, monkeypatch):
     """Messages published by Celery itself (kombu's Redis transport) with priorities land in
     `celery`, `celery\\x06\\x163`, ...; no worker answers inspect, so the sample says it estimates."""
-    import os
 
-    try:
-        from celery import Celery
-    except ImportError:
-        if os.environ.get("CI") == "true":
-            pytest.fail("celery is not installed: CI must install it (pip install -e '.[test]')")
-        pytest.skip("celery is not installed (pip install -e '.[test]')")
+    Celery = module("celery").Celery
     app = Celery("producer", broker=redis_server.url, set_as_current=False)
     for priority in (0, 0, 3, 5, 9, 9, 9):
         app.send_task("tests.celery_app.work", args=(0.0,), queue="celery", priority=priority)
