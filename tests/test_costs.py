@@ -14,6 +14,9 @@ from echoops.core import clock, config, costs, files, store
 from echoops.core.costs import guardrail, prices
 from echoops.core.errors import ValidationError
 
+# the store and feature tests run on both backends (SQLite; PostgreSQL: tests/postgres_server.py)
+pytestmark = pytest.mark.backends
+
 DAY = 1795737600  # 2026-11-27T00:00:00Z
 NOON = DAY + 12 * 3600
 

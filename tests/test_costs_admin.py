@@ -10,6 +10,9 @@ import pytest
 
 from echoops.core import costs
 
+# the store and feature tests run on both backends (SQLite; PostgreSQL: tests/postgres_server.py)
+pytestmark = pytest.mark.backends
+
 SECRET = "costs-admin-test-signing-secret-0123456789"
 
 

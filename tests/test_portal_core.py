@@ -14,6 +14,9 @@ from echoops.core import portal, signing
 from echoops.core.errors import NotConfigured, NotFound, ValidationError
 from echoops.core.portal import ledger
 
+# the store and feature tests run on both backends (SQLite; PostgreSQL: tests/postgres_server.py)
+pytestmark = pytest.mark.backends
+
 SECRET = "portal-test-signing-key-0123456789abcdef"
 T0 = 1_795_000_000.0  # 2026-11-18T11:06:40Z
 

@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import orjson
+import pytest
 
 from echoops.core import files, slo
 from echoops.core.clock import iso
 from tests.test_slo import T0, events, history
+
+# the store and feature tests run on both backends (SQLite; PostgreSQL: tests/postgres_server.py)
+pytestmark = pytest.mark.backends
 
 FLAG = "deploy_gate.flag"
 
