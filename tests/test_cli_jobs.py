@@ -60,6 +60,8 @@ def _both(tmp_path, argv: list[str], **extra) -> tuple:
     [
         ["slo", "tick", "--now", NOW],
         ["slo", "tick", "--json", f"--now={NOW}"],
+        ["slo", "ingest", "--now", NOW],
+        ["slo", "ingest", "--json", "--now", NOW],
         ["costs", "tick", "--now", NOW],
         ["costs", "tick", "--json", "--now", NOW],
         ["scale", "tick", "--now", NOW],
@@ -83,6 +85,8 @@ def test_a_job_prints_and_exits_as_through_typer(tmp_path, argv):
             "remaining -6566.7%\n"
         )
         assert err == "Warning: requests-gone.ndjson: vanished (symlink to a missing file); skipped\n"
+    elif argv[:2] == ["slo", "ingest"] and "--json" not in argv:
+        assert (code, out) == (0, "slo ingest: 61 new lines (1 bad, 0 too old) from 2 sources, 60 minutes updated\n")
     elif argv[-1] == "-5":  # not a job's command line as it stands: Typer parses and refuses it
         assert (code, out, err) == (2, "", "Error: --now: '-5' is not an ISO-8601 time or epoch seconds\n")
     elif argv[:2] == ["costs", "tick"] and "--json" not in argv:

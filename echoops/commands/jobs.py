@@ -1,4 +1,4 @@
-"""The scheduler's frequent jobs (`slo tick`, `costs tick`, `scale tick`, `scale sample`) run
+"""The scheduler's frequent jobs (`slo tick`, `slo ingest`, `costs tick`, `scale tick`, `scale sample`) run
 without building the Typer app.
 
 `echoops` and `python -m echoops` look here first (echoops/__main__.py): a command line that is
@@ -36,6 +36,22 @@ def slo_tick(now: str | None, json_out: bool) -> int:
     )
     if result["gate_set"]:
         say(("deploy gate set:", "bold red"), f" {doc['gate']['reason']}")
+    return 0
+
+
+def slo_ingest(now: str | None, json_out: bool) -> int:
+    """`echoops slo ingest`: this host's new request lines into its minute rows (the @local job)."""
+    from echoops.core import slo  # lazy: the job's own work, off `--help`
+
+    ing = slo.ingest(now=clock.parse_cli_time(now))
+    if json_out:
+        emit_json(ing)
+        return 0
+    input_errors(ing["errors"])
+    say(
+        f"slo ingest: {ing['lines']} new lines ({ing['bad']} bad, {ing['too_old']} too old) "
+        f"from {len(ing['sources'])} sources, {ing['minutes_touched']} minutes updated"
+    )
     return 0
 
 
@@ -138,6 +154,7 @@ def scale_sample(now: str | None, json_out: bool) -> int:
 
 JOBS: dict[tuple[str, str], Callable[[str | None, bool], int]] = {
     ("slo", "tick"): slo_tick,
+    ("slo", "ingest"): slo_ingest,
     ("costs", "tick"): costs_tick,
     ("scale", "tick"): scale_tick,
     ("scale", "sample"): scale_sample,
