@@ -256,13 +256,18 @@ def _evaluate(conn, s: Settings, now: float) -> tuple[Decision, Context]:
         "bounds": {"min": s.scale_min, "max": s.scale_max},
         "cooldown_min": s.scale_cooldown_min,
         "source": source,
-        "projection": _projection(fc, decision, tpw, horizon, now),
+        "projection": _projection(fc, decision, tpw, horizon),
     }
     return decision, context
 
 
-def _projection(fc: Forecaster, decision: Decision, tpw: float, horizon: int, now: float) -> list[ProjectionPoint]:
-    """The queue every 5 minutes over the horizon, with the actual and with the desired workers."""
+def _projection(fc: Forecaster, decision: Decision, tpw: float, horizon: int) -> list[ProjectionPoint]:
+    """The queue every 5 minutes over the horizon, with the actual and with the desired workers,
+    from the last sample (when the backlog was measured); none before the first sample. Anchored
+    to the sample, not to `now`, so an unchanged queue gives an unchanged document (ETag/304)."""
+    if fc.last_ts is None:
+        return []
+    start = fc.last_ts
     paths = [
         project_backlog(fc.depth, fc.arrivals_over, workers, tpw, horizon)
         for workers in (decision.actual, decision.desired)
@@ -270,7 +275,7 @@ def _projection(fc: Forecaster, decision: Decision, tpw: float, horizon: int, no
     return [
         {
             "in_min": minute,
-            "ts": clock.iso(now + minute * 60),
+            "ts": clock.iso(start + minute * 60),
             "backlog_at_actual": round(at_actual, 1),
             "backlog_at_desired": round(at_desired, 1),
         }
