@@ -74,8 +74,8 @@ def test_eight_processes_spending_against_a_one_dollar_cap_make_exactly_20_calls
     mini = orjson.loads(status.stdout)["models"]["gpt-4o-mini"]
     assert (mini["spent_usd"], mini["reserved_usd"], mini["state"]) == (1.0, 0.0, "throttle")
     table = cli("costs", "status", env={"COLUMNS": "200"})
-    row = next(line for line in table.stdout.splitlines() if "gpt-4o-mini" in line)
-    assert [cell.strip() for cell in row.split("│")[1:4]] == ["gpt-4o-mini", "$1.00", "$1.00"]  # scope, spent, cap
+    row = next(line for line in table.stdout.splitlines() if line.startswith("gpt-4o-mini "))
+    assert row.split()[:3] == ["gpt-4o-mini", "$1.00", "$1.00"]  # scope, spent, cap
     assert "THROTTLE" in row
     assert "per call: 0 in flight ($0.00 reserved)" in table.stdout
 
@@ -199,7 +199,7 @@ def test_a_throttled_call_reserves_nothing_and_cannot_be_recorded(capped):
     record_usage("gpt-4o-mini", usd=1.0, s=capped, now=NOON)
     with spend("gpt-4o-mini", estimate_usd=0.01, s=capped, now=NOON) as held:
         assert (held.action, held.reservation, held.estimate_usd, held.retry_after_s) == ("throttle", None, 0.0, 43200)
-        assert held.reason == "gpt-4o-mini daily cap reached ($1 of $1); no fallback configured"
+        assert held.reason == "gpt-4o-mini daily cap reached ($1.00 of $1.00); no fallback configured"
         with pytest.raises(CostThrottled) as err:
             held.record(usd=0.01)
         assert err.value.retry_after_s == 43200
@@ -207,7 +207,7 @@ def test_a_throttled_call_reserves_nothing_and_cannot_be_recorded(capped):
         "reservation": None,
         "action": "throttle",
         "model": "gpt-4o-mini",
-        "reason": "gpt-4o-mini daily cap reached ($1 of $1); no fallback configured",
+        "reason": "gpt-4o-mini daily cap reached ($1.00 of $1.00); no fallback configured",
         "estimate_usd": 0.0,
         "expires_at": None,
         "retry_after_s": 43200,
@@ -220,7 +220,7 @@ def test_an_estimate_that_does_not_fit_is_throttled_before_the_cap_is_reached(ca
     with spend("gpt-4o-mini", estimate_usd=0.05, s=capped, now=NOON) as held:
         assert held.action == "throttle"
         assert held.reason == (
-            "gpt-4o-mini daily cap: $0.97 spent + $0 reserved + $0.05 for this call > $1; no fallback configured"
+            "gpt-4o-mini daily cap: $0.97 spent + $0.00 reserved + $0.05 for this call > $1.00; no fallback configured"
         )
     with spend("gpt-4o-mini", estimate_usd=0.03, s=capped, now=NOON) as held:
         assert (held.action, held.reason) == ("allow", "gpt-4o-mini near its daily cap")
@@ -235,7 +235,7 @@ def test_switch_reserves_against_the_fallbacks_cap(monkeypatch):
         assert (first.action, first.model) == ("switch", "gpt-4o-mini")
         assert (
             first.reason
-            == "gpt-4o daily cap: $0.9 spent + $0 reserved + $0.3 for this call > $1; gpt-4o-mini has headroom"
+            == "gpt-4o daily cap: $0.90 spent + $0.00 reserved + $0.30 for this call > $1.00; gpt-4o-mini has headroom"
         )
         status = costs.status(s=s, now=NOON)
         assert status["models"]["gpt-4o-mini"]["reserved_usd"] == 0.3
@@ -251,7 +251,7 @@ def test_the_global_cap_throttles_every_model(monkeypatch):
     s = config.settings()
     with spend("gpt-4o", estimate_usd=0.6, s=s, now=NOON) as a, spend("o3", estimate_usd=0.6, s=s, now=NOON) as b:
         assert (a.action, b.action) == ("allow", "throttle")
-        assert b.reason == "global daily AI cap: $0 spent + $0.6 reserved + $0.6 for this call > $1"
+        assert b.reason == "global daily AI cap: $0.00 spent + $0.60 reserved + $0.60 for this call > $1.00"
 
 
 def test_monitoring_only_allows_but_still_reserves_and_records(capped, monkeypatch):
@@ -407,7 +407,7 @@ def test_an_app_without_the_cost_variables_uses_the_published_configuration(monk
     assert orjson.loads(decision) == {
         "action": "switch",
         "model": "gpt-4o-mini",
-        "reason": "gpt-4o daily cap reached ($1 of $1); gpt-4o-mini has headroom",
+        "reason": "gpt-4o daily cap reached ($1.00 of $1.00); gpt-4o-mini has headroom",
         "retry_after_s": orjson.loads(decision)["retry_after_s"],
     }
     assert held == "switch gpt-4o-mini"  # the published fallback, the noted $1 cap

@@ -39,7 +39,7 @@ def test_a_usage_post_that_crosses_the_global_cap_makes_the_next_check_throttle(
         assert crossing.json()["decision"]["action"] == "throttle"
         for model in ("o3", "gpt-4o-mini", "gpt-4o"):  # whichever worker answers: the file was rewritten
             check = c.get("/api/costs/check", params={"model": model}).json()
-            assert (check["action"], check["reason"]) == ("throttle", "global daily AI cap reached ($1.05 of $1)")
+            assert (check["action"], check["reason"]) == ("throttle", "global daily AI cap reached ($1.05 of $1.00)")
         status = c.get("/api/costs/status").json()
         assert (status["global"]["spent_usd"], status["calls"]["recorded_5m"]) == (1.05, 2)
     assert not (log_dir / "ai_usage.ndjson").exists()

@@ -22,7 +22,17 @@ def test_status_shows_caps_and_utilisation_and_check_throttles_at_the_cap(server
         r = c.get("/api/costs/status")
         assert r.status_code == 200
         body = r.json()
-        assert set(body) == {"day", "mode", "global", "models", "stripe_fees", "unpriced", "updated_at", "calls"}
+        assert set(body) == {
+            "day",
+            "mode",
+            "global",
+            "models",
+            "stripe_fees",
+            "unpriced",
+            "updated_at",
+            "calls",
+            "spend_today",
+        }
         assert body["mode"] == "enforce" and body["global"]["cap_source"] == "env"
         assert body["day"] == clock.day_iso(time.time())
         assert body["global"]["spent_usd"] == 15.0

@@ -78,7 +78,7 @@ def test_throttle_raises_before_anything_is_sent(client, api, monkeypatch):
     with pytest.raises(CostThrottled) as err:
         client.responses.create(model="gpt-4o-mini", input="hello")
     assert err.value.retry_after_s > 0 and err.value.model == "gpt-4o-mini"
-    assert err.value.detail == "AI call throttled: global daily AI cap reached ($0.001 of $0.001)"
+    assert err.value.detail == "AI call throttled: global daily AI cap reached ($0.0010 of $0.0010)"
     assert api.requests == []
     assert costs.calls_status()["in_flight"] == 0
 

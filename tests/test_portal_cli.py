@@ -118,10 +118,13 @@ def test_unsubscribe_resubscribe_audit(seeded, cli):
         (403, "192.0.2.2", "download"),
         (200, "192.0.2.1", "download:rendered"),
         (200, None, "link"),  # portal.link() called in process: no ip
+        (200, "cli", "resubscribe"),  # subscription changes from the CLI are audited too
         (200, "cli", "lookup"),  # `portal receipts` above
+        (200, "cli", "unsubscribe"),  # the second one changed nothing, and is audited as asked
+        (200, "cli", "unsubscribe"),
     ]
     only = orjson.loads(cli("portal", "audit", "--email", "qa@echopilot.ai", "--json").stdout)
-    assert [e["status"] for e in only["entries"]] == [200, 200, 200]
+    assert [e["status"] for e in only["entries"]] == [200] * 6
     table = cli("portal", "audit")
     assert table.exit_code == 0 and "403" in table.stdout
 

@@ -51,8 +51,8 @@ class Caps:
 
 
 def _usd(pico: int) -> str:
-    text = f"{prices.pico_to_usd(pico):,.6f}".rstrip("0").rstrip(".")
-    return f"${text}"
+    """Money in a reason a person reads, as everywhere else (`$1.00`, `$0.0042`)."""
+    return prices.usd_text(prices.pico_to_usd(pico))
 
 
 class Used:
