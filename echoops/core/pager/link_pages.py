@@ -13,7 +13,7 @@ import hashlib
 from dataclasses import dataclass
 from html import escape
 
-from echoops.core import clock, config, signing
+from echoops.core import clock, config, signing, webpage
 from echoops.core.config import Settings
 from echoops.core.errors import ValidationError
 from echoops.core.pager import silences, states
@@ -50,13 +50,7 @@ def _claims(action: str, token: str, s: Settings, now: float | None) -> str:
 
 
 def _html(title: str, body: str) -> bytes:
-    return (
-        "<!doctype html>\n<html lang=en><head><meta charset=utf-8>"
-        '<meta name=viewport content="width=device-width,initial-scale=1">'
-        '<meta name=referrer content="no-referrer">'
-        f"<title>{escape(title)}</title><style>{STYLE}</style></head>"
-        f"<body><main>{body}</main></body></html>\n"
-    ).encode()
+    return webpage.page(title, body, STYLE)
 
 
 def _facts(rows: list) -> str:

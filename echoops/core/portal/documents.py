@@ -12,7 +12,7 @@ import hashlib
 from html import escape
 from typing import Any
 
-from echoops.core import clock
+from echoops.core import clock, webpage
 
 # Currencies whose minor unit is the major unit (Stripe's zero-decimal list).
 ZERO_DECIMAL = frozenset(
@@ -60,13 +60,7 @@ def format_amount(cents: int, currency: str) -> str:
 
 
 def _page(title: str, body: str) -> bytes:
-    return (
-        "<!doctype html>\n<html lang=en><head><meta charset=utf-8>"
-        '<meta name=viewport content="width=device-width,initial-scale=1">'
-        '<meta name=referrer content="no-referrer">'
-        f"<title>{escape(title)}</title><style>{STYLE}</style></head>"
-        f"<body><main>{body}</main></body></html>\n"
-    ).encode()
+    return webpage.page(title, body, STYLE)
 
 
 def render_document(row: Any, kind: str, *, seller: str, unsubscribe_url: str) -> bytes:
