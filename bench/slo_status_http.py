@@ -14,37 +14,18 @@ dashboard sends on a refresh. Rounds alternate baseline, status, conditional aft
 from __future__ import annotations
 
 import argparse
-import re
 import shutil
 import statistics
-import subprocess
 import sys
 import urllib.request
 from pathlib import Path
 
-from foundation_healthz import BASELINE, tree_cpu
+from foundation_healthz import BASELINE, tree_cpu, wrk
 from harness import ROOT, Option, bench_env, echoops_serve, free_port, main, running
 
 TARGET = 0.7
+CONNECTIONS = 32
 KEY = "bench-key-0123456789abcdef"
-
-
-def wrk(url: str, duration: int, headers: list[str]) -> tuple[float, int, int]:
-    """(requests/s, requests, errors) from `wrk -t2 -c32` (a 304 is not an error)."""
-    argv = ["wrk", "-t2", "-c32", f"-d{duration}s", "--latency"]
-    for h in headers:
-        argv += ["-H", h]
-    out = subprocess.run([*argv, url], capture_output=True, text=True, check=True).stdout
-    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
-    total = int(re.search(r"(\d+) requests in", out).group(1))
-    errors = 0
-    m = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
-    if m:
-        errors += int(m.group(1))
-    m = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
-    if m:
-        errors += sum(int(x) for x in m.groups())
-    return rps, total, errors
 
 
 def measure(args: argparse.Namespace, tmp: Path) -> bool:
@@ -70,20 +51,20 @@ def measure(args: argparse.Namespace, tmp: Path) -> bool:
             body, etag = r.read(), r.headers["ETag"]
         print(f"GET /api/slo/status: {len(body)} bytes, ETag {etag}")
         plans = {
-            "baseline": (base_url, [], bproc),
-            "status": (url, [f"X-Dash-Key: {KEY}"], server.proc),
-            "conditional": (url, [f"X-Dash-Key: {KEY}", f"If-None-Match: {etag}"], server.proc),
+            "baseline": (base_url, {}, bproc),
+            "status": (url, {"X-Dash-Key": KEY}, server.proc),
+            "conditional": (url, {"X-Dash-Key": KEY, "If-None-Match": etag}, server.proc),
         }
         for target, headers, _ in plans.values():
-            wrk(target, 2, headers)  # warm-up
+            wrk(target, 2, headers, CONNECTIONS)  # warm-up
         rows: dict[str, list[tuple[float, int, int]]] = {name: [] for name in plans}
         per_cpu: dict[str, list[float]] = {name: [] for name in plans}
         for _ in range(args.rounds):
             for name, (target, headers, proc) in plans.items():
                 c0 = tree_cpu(proc.pid)
-                rows[name].append(wrk(target, args.duration, headers))
+                rows[name].append(wrk(target, args.duration, headers, CONNECTIONS))
                 per_cpu[name].append(rows[name][-1][1] / max(tree_cpu(proc.pid) - c0, 1e-9))
-    print(f"wrk -t2 -c32 -d{args.duration}s, {args.rounds} alternating rounds, 2 gunicorn workers each\n")
+    print(f"wrk -t2 -c{CONNECTIONS} -d{args.duration}s, {args.rounds} alternating rounds, 2 gunicorn workers each\n")
     print("| server | requests/s per round | median | errors | requests per server CPU-second (median) |")
     print("|---|---|---|---|---|")
     med = {}
