@@ -55,13 +55,15 @@ def test_cli_raise_makes_the_first_attempt_and_leaves_the_retries_to_the_outbox(
     t0 = 1_800_000_000
     tg.script(server_error())
     args = ("page", "raise", "--severity", "CRITICAL", "--msg", "db down", "--source", "db", "--now", str(t0))
+    started = time.monotonic()
     result = cli(*args)
+    took = time.monotonic() - started  # the backoff counts from the answer: --now plus the send's duration
     assert result.exit_code == 1  # the first attempt failed; it is retried
     assert len(tg.requests) == 1  # no waiting for the backoff in the CLI
     body = orjson.loads(cli(*args, "--json").stdout)  # deduped: nothing attempted again
     assert body["deduped"] is True and len(tg.requests) == 1
     row = pager.db(config.settings()).execute("SELECT state, attempts, next_attempt_at FROM pager_outbox").fetchone()
-    assert (row["state"], row["attempts"]) == ("pending", 1) and t0 + 10 <= row["next_attempt_at"] <= t0 + 11
+    assert (row["state"], row["attempts"]) == ("pending", 1) and t0 + 10 <= row["next_attempt_at"] <= t0 + 11 + took
     assert f"telegram PENDING (attempt 1: 500; retry at {iso(row['next_attempt_at'])})" in " ".join(
         result.stdout.split()
     )
