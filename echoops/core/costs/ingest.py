@@ -23,7 +23,7 @@ from collections.abc import Iterable
 from functools import cache
 from typing import Any
 
-from echoops.core import bulk, clock, ndjson, store
+from echoops.core import bulk, clock, native, ndjson, store
 from echoops.core.config import Settings
 from echoops.core.costs import prices, reservations
 
@@ -222,7 +222,26 @@ def _fold(batch: list[dict[str, Any]], per_day: PerDay, stamps: clock.Stamps, ba
 
 def _fold_typed(batch: list[Any], per_day: PerDay, stamps: clock.Stamps, bad: Counter) -> None:
     """The fast path over `usage_lines()` structs: the types are checked (model a string, tokens
-    whole numbers or None, usd a number or None), the ranges and the stamp here."""
+    whole numbers or None, usd a number or None), the ranges and the stamp here. Its compiled
+    twin (`native.fold_usage`) runs instead when it is built."""
+    if native.fold_usage is None:
+        return _fold_typed_py(batch, per_day, stamps, bad)
+
+    def careful(o: Any) -> None:
+        obj = {"ts": o.ts, "model": o.model, "input_tokens": o.input_tokens, "output_tokens": o.output_tokens}
+        obj["usd"] = o.usd
+        _careful(obj, per_day, stamps, bad)
+
+    lo, hi = stamps.epoch_range
+    refused = native.fold_usage(
+        batch, per_day, stamps.minutes, lo, hi, _BAD_MODEL, prices.usd_to_pico, careful, (MAX_TOKENS, MAX_USD)
+    )
+    if refused:
+        bad["bad_model"] += refused
+
+
+def _fold_typed_py(batch: list[Any], per_day: PerDay, stamps: clock.Stamps, bad: Counter) -> None:
+    """`_fold_typed` in Python: the definition `native.fold_usage` is held equal to."""
     minutes = stamps.minutes
     seconds_ok, rests, digits_z = clock.SECONDS, clock.RESTS, clock.digits_z
     after_seconds, next_digit = clock.AFTER_SECONDS, clock.NEXT_DIGIT

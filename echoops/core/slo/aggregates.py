@@ -36,7 +36,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-from echoops.core import bulk, clock, ndjson, store
+from echoops.core import bulk, clock, native, ndjson, store
 from echoops.core.config import Settings
 from echoops.core.slo import sketch
 from echoops.core.slo.types import RequestIngest
@@ -297,7 +297,23 @@ def _fold(batch: list, agg: _Agg, stamps: clock.Stamps, bcache: dict, target: fl
 
 def _fold_typed(batch: list, agg: _Agg, stamps: clock.Stamps, bcache: dict, target: float, oldest: int, reader) -> None:
     """`_fold` for `request_lines()` structs: the types are checked already (status an int,
-    latency a float, ts a string or a float), the ranges and the stamp here."""
+    latency a float, ts a string or a float), the ranges and the stamp here. Its compiled twin
+    (`native.fold_requests`, 4-5x faster) runs instead when it is built."""
+    if native.fold_requests is not None:
+
+        def careful(ts: Any, st: Any, lat: Any) -> None:
+            _careful({"ts": ts, "status": st, "latency_ms": lat}, agg, stamps, target, oldest, reader)
+
+        native.fold_requests(
+            batch, agg.per, bcache, stamps.minutes, oldest, *stamps.epoch_range,
+            lambda lat: _key(lat, target), careful, (STATUS_MAX, ERROR_STATUS, ERROR_FLAG),
+        )  # fmt: skip
+        return
+    return _fold_typed_py(batch, agg, stamps, bcache, target, oldest, reader)
+
+
+def _fold_typed_py(batch: list, agg: _Agg, stamps: clock.Stamps, bcache: dict, target: float, oldest: int, reader):
+    """`_fold_typed` in Python: the definition `native.fold_requests` is held equal to."""
     per = agg.per
     bget = bcache.get
     minutes = stamps.minutes

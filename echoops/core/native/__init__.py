@@ -1,0 +1,27 @@
+"""Compiled twins of the ingest hot loops (optional).
+
+`_ingest.c` is built by the package's build hook (`hatch_build.py`) when a C compiler and the
+Python headers are there, as `pip install` does; without them echoops installs and runs the same,
+on the Python loops. Each C function is a line-for-line twin of a Python function that stays the
+definition (tests/test_native.py holds each pair equal on generated batches), and hands every line
+it is not sure of to the careful path.
+
+`fold_requests` and `fold_usage` are None when the extension is not built (`echoops config` says which is in use).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+fold_requests: Callable[..., None] | None
+fold_usage: Callable[..., int] | None
+try:
+    from echoops.core.native._ingest import fold_requests, fold_usage
+except ImportError:  # not built: the Python loops
+    fold_requests = fold_usage = None
+
+
+def status() -> dict[str, Any]:
+    """Which ingest loops this install runs: {"compiled": bool}."""
+    return {"compiled": fold_requests is not None}
