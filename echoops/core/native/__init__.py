@@ -11,15 +11,15 @@ it is not sure of to the careful path.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
-fold_requests: Callable[..., None] | None
-fold_usage: Callable[..., int] | None
 try:
-    from echoops.core.native._ingest import fold_requests, fold_usage
+    from echoops.core.native import _ingest
 except ImportError:  # not built: the Python loops
-    fold_requests = fold_usage = None
+    _ingest = None  # type: ignore[assignment]
+
+fold_requests = None if _ingest is None else _ingest.fold_requests
+fold_usage = None if _ingest is None else _ingest.fold_usage
 
 
 def status() -> dict[str, Any]:
