@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from echoops.core import config
+from echoops.core import config, native
 from echoops.core.config import VARS, check_number, describe, load_settings
 from echoops.core.errors import ConfigError
 
@@ -288,7 +288,8 @@ def test_config_json_exact_keys_and_masking(cli, monkeypatch, log_dir):
     result = cli("config", "--json")
     assert result.exit_code == 0, result.output
     doc = json.loads(result.stdout)
-    assert set(doc) == {"settings", "warnings", "env_file", "sources"}
+    assert set(doc) == {"settings", "warnings", "env_file", "sources", "ingest_loops"}
+    assert doc["ingest_loops"] == ("compiled" if native.fold_requests else "python")
     assert doc["env_file"] is None and set(doc["sources"].values()) == {"env", "default"}
     assert list(doc["settings"]) == [v.env for v in VARS]
     assert doc["settings"]["ECHOOPS_LOG_DIR"] == str(log_dir)

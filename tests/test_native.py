@@ -13,6 +13,7 @@ careful path's answer is checked against the C loop directly too.
 from __future__ import annotations
 
 import math
+import os
 import subprocess
 import sys
 from collections import Counter
@@ -237,3 +238,14 @@ def test_without_the_extension_echoops_runs_the_python_loops(tmp_path):
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "{'compiled': False}"
+    config = (
+        "import sys; sys.modules['echoops.core.native._ingest'] = None; sys.argv = ['echoops', 'config']\n"
+        "from echoops.__main__ import main; main()"
+    )
+    env = {**os.environ, "ECHOOPS_LOG_DIR": str(tmp_path), "ECHOOPS_ENV_FILE": str(tmp_path / "none.env")}
+    shown = subprocess.run([sys.executable, "-c", config], capture_output=True, text=True, env=env, check=True).stdout
+    assert "ingest loops: python (the compiled twin is not built" in shown
+
+
+def test_echoops_config_says_the_compiled_loops_run(cli):
+    assert "ingest loops: compiled (echoops.core.native)" in cli("config").stdout

@@ -8,6 +8,7 @@ import typer
 
 from echoops.commands.render import Col, emit_json, plain_table
 from echoops.core import config as core_config
+from echoops.core import native
 from echoops.core.files import dumps
 
 
@@ -15,7 +16,8 @@ def config(json_out: bool = typer.Option(False, "--json", help="Print JSON for j
     """Show the effective settings (secrets masked) and where each comes from. Exits 2 on invalid config.
 
     Values come from the environment, else from ./echoops.env (what `echoops up --demo`
-    writes), else the defaults; --json lists each one's source.
+    writes), else the defaults; --json lists each one's source, and whether the ingest runs
+    its compiled loops (`ingest_loops`: compiled | python).
 
     Example: ECHOOPS_PORT=8080 echoops config --json | jq .ECHOOPS_PORT
     """
@@ -30,6 +32,7 @@ def config(json_out: bool = typer.Option(False, "--json", help="Print JSON for j
                 "warnings": list(s.warnings),
                 "env_file": None if env_file is None else str(env_file),
                 "sources": sources,  # "env" | "file" (echoops.env) | "default"
+                "ingest_loops": "compiled" if native.status()["compiled"] else "python",
             }
         )
         return
@@ -46,5 +49,10 @@ def config(json_out: bool = typer.Option(False, "--json", help="Print JSON for j
     if env_file is not None:
         shown = f"./{env_file}" if not env_file.is_absolute() else str(env_file)
         head = f"settings file: {shown} (the environment wins over it)\n"
-    text = head + plain_table(cols, rows) + "".join(f"warning: {warning}\n" for warning in s.warnings)
+    loops = (
+        "ingest loops: compiled (echoops.core.native)\n"
+        if native.status()["compiled"]
+        else "ingest loops: python (the compiled twin is not built: reinstall with gcc and the Python headers)\n"
+    )
+    text = head + plain_table(cols, rows) + loops + "".join(f"warning: {warning}\n" for warning in s.warnings)
     sys.stdout.write(text)
