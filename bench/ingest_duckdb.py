@@ -11,7 +11,8 @@ stamps, ~700 requests a minute, log-normal latencies, ~1% 5xx), then, in interle
 - the naive script: `json.loads` per line, `datetime.fromisoformat`, per-minute lists, one sort.
 
 Each is reported as its median wall time (min..max) and peak RSS: of the largest process
-(`wait4`'s ru_maxrss) and of the whole process tree (sampled every 20 ms: the tick's bulk
+(`wait4`'s ru_maxrss) and of the whole process tree (sampled every 10 ms in one more, untimed
+run of each: the sampling thread takes CPU, so timed runs are never sampled; the tick's bulk
 workers are forked children). Beside them, the in-process figure: `aggregates.ingest` alone,
 in this process. Accuracy: the counts the tick stored equal DuckDB's, p95/p99 from the merged
 sketches are within 1% of `quantile_disc`.
@@ -123,9 +124,11 @@ def tree_kb(pid: int, peaks: dict[int, int]) -> int:
     return total
 
 
-def run(argv: list[str], env: dict[str, str]) -> dict:
-    """One whole process: wall seconds, peak RSS (of its largest process, and of the process tree
-    at once; sampled every 10 ms), stdout.
+def run(argv: list[str], env: dict[str, str], *, sample: bool = False) -> dict:
+    """One whole process: wall seconds, peak RSS of its largest process (`wait4`'s ru_maxrss:
+    the process or the largest of its children), stdout; with `sample`, also the peak RSS of the
+    whole process tree at once (sampled every 10 ms from /proc, by a thread of this process:
+    CPU the measured process would otherwise have, so a sampled run is never a timed one).
 
     It runs in the temp dir, so `python -m echoops` finds the checkout PYTHONPATH names, not
     the one in the current directory."""
@@ -136,24 +139,26 @@ def run(argv: list[str], env: dict[str, str]) -> dict:
     peaks: dict[int, int] = {}
     done = threading.Event()
 
-    def sample() -> None:
+    def sampler() -> None:
         while not done.is_set():
             tree[0] = max(tree[0], tree_kb(proc.pid, peaks))
             done.wait(0.01)
 
-    sampler = threading.Thread(target=sample, daemon=True)
-    sampler.start()
-    _, status, _ = os.wait4(proc.pid, 0)
+    thread = threading.Thread(target=sampler, daemon=True)
+    if sample:
+        thread.start()
+    _, status, usage = os.wait4(proc.pid, 0)
     wall = time.perf_counter() - t0
     done.set()
-    sampler.join()
+    if sample:
+        thread.join()
     proc.returncode = os.waitstatus_to_exitcode(status)
     err = proc.stderr.read().decode() if proc.stderr else ""
     if proc.returncode != 0:
         raise SystemExit(f"{' '.join(argv[:4])} exited {proc.returncode}: {err[-2000:]}")
     out.seek(0)
-    rss = max(peaks.values(), default=0) / 1024
-    return {"wall": wall, "rss_mb": rss, "tree_mb": tree[0] / 1024, "stdout": out.read()}
+    rss = max(max(peaks.values(), default=0), 0 if sample else usage.ru_maxrss) / 1024
+    return {"wall": wall, "rss_mb": rss, "tree_mb": tree[0] / 1024 if sample else None, "stdout": out.read()}
 
 
 def fresh_log_dir(work: Path, name: str, files: dict[str, Path]) -> Path:
@@ -221,6 +226,15 @@ def fmt(xs: list[float]) -> str:
     return f"{statistics.median(xs):.3f} s ({min(xs):.3f}..{max(xs):.3f})"
 
 
+def memory_run(name: str, work: Path, src: Path, cmd: list[str], extra: dict) -> dict:
+    """One more, untimed run of `name` on `src` with the process tree's RSS sampled."""
+    if name == "echoops":
+        d = fresh_log_dir(work, "tick", {"requests.ndjson": src})
+        return run([*cmd, "slo", "tick", "--now", END_ISO], {**bench_env(d), **extra}, sample=True)
+    script = DUCK_SLO if name == "duckdb" else NAIVE
+    return run([sys.executable, "-c", script, str(src)], dict(os.environ), sample=True)
+
+
 def slo_size(args: argparse.Namespace, work: Path, n: int, cmd: list[str], extra: dict) -> dict:
     from slo_ingest import generate
 
@@ -243,6 +257,7 @@ def slo_size(args: argparse.Namespace, work: Path, n: int, cmd: list[str], extra
                 r = run([sys.executable, "-c", NAIVE, str(src)], dict(os.environ))
             runs[name].append(r)
         inproc.append(in_process_slo(work, src, args.code))
+    memory = {name: memory_run(name, work, src, cmd, extra) for name in names}  # untimed, sampled
     duck = orjson.loads(runs["duckdb"][0]["stdout"].strip().splitlines()[-1])
     total, errors, slow, p95, p99 = runs["echoops"][0]["stored"]
     exact = (total, errors, slow) == tuple(duck[:3])
@@ -254,9 +269,8 @@ def slo_size(args: argparse.Namespace, work: Path, n: int, cmd: list[str], extra
     print("|---|---|---|---|")
     for name, label in (("echoops", "`echoops slo tick`"), ("duckdb", "DuckDB read_ndjson"), ("naive", "naive")):
         if name in runs:
-            rss = max(r["rss_mb"] for r in runs[name])
-            tree = max(r["tree_mb"] for r in runs[name])
-            print(f"| {label} | {fmt(walls[name])} | {rss:.1f} MB | {tree:.1f} MB |")
+            rss = max(r["rss_mb"] for r in [*runs[name], memory[name]])
+            print(f"| {label} | {fmt(walls[name])} | {rss:.1f} MB | {memory[name]['tree_mb']:.1f} MB |")
     print(f"| echoops in process (`aggregates.ingest`) | {fmt(inproc)} | | |")
     print(
         f"\nechoops / DuckDB: {ratio:.2f}x"
@@ -275,8 +289,8 @@ def slo_size(args: argparse.Namespace, work: Path, n: int, cmd: list[str], extra
         "n": n,
         "ratio": ratio,
         "exact": exact and close,
-        "rss": max(r["rss_mb"] for r in runs["echoops"]),
-        "tree": max(r["tree_mb"] for r in runs["echoops"]),
+        "rss": max(r["rss_mb"] for r in [*runs["echoops"], memory["echoops"]]),
+        "tree": memory["echoops"]["tree_mb"],
         "vs_naive": (statistics.median(walls["echoops"]) / statistics.median(walls["naive"]))
         if "naive" in walls
         else None,
@@ -328,10 +342,17 @@ def costs_run(args: argparse.Namespace, work: Path, cmd: list[str], extra: dict)
     print(f"\n### costs: {args.costs_lines:,} AI-usage lines ({size / 1e6:.0f} MB), load {load()}\n")
     print("| process | wall, median (min..max) | peak RSS, largest process | peak RSS, process tree |")
     print("|---|---|---|---|")
+    memory = {
+        "echoops": run(
+            [*cmd, "costs", "tick", "--now", now_iso],
+            {**bench_env(fresh_log_dir(work, "costs", {"ai_usage.ndjson": src})), **extra},
+            sample=True,
+        ),
+        "duckdb": run([sys.executable, "-c", DUCK_COSTS, str(src)], dict(os.environ), sample=True),
+    }  # untimed, the process tree's RSS sampled
     for name, label in (("echoops", "`echoops costs tick`"), ("duckdb", "DuckDB SUM ... GROUP BY model")):
-        rss = max(r["rss_mb"] for r in runs[name])
-        tree = max(r["tree_mb"] for r in runs[name])
-        print(f"| {label} | {fmt(walls[name])} | {rss:.1f} MB | {tree:.1f} MB |")
+        rss = max(r["rss_mb"] for r in [*runs[name], memory[name]])
+        print(f"| {label} | {fmt(walls[name])} | {rss:.1f} MB | {memory[name]['tree_mb']:.1f} MB |")
     verdict = "EQUAL" if exact else "DIFFER"
     print(f"\nechoops / DuckDB: {ratio:.2f}x; calls, tokens and pico-dollars per model {verdict}")
     if not exact:
