@@ -58,6 +58,10 @@ def test_the_wheel_ships_the_vendored_files(tmp_path):
     for name in (CHART_JS, "chart.js.LICENSE.md", "kurkle-color.LICENSE.md"):
         assert f"echoops/dashboard/vendor/{name}" in names
     assert "echoops/dashboard/index.html" in names and "echoops/dashboard/cards/scale.js" in names
+    # the build hook compiles the ingest loops into it (a platform wheel), with their stub
+    assert {"echoops/core/native/_ingest.c", "echoops/core/native/_ingest.pyi"} <= names
+    assert any(n.startswith("echoops/core/native/_ingest.") and n.endswith(".so") for n in names)
+    assert not Path(wheel).name.endswith("-py3-none-any.whl")
 
 
 def _seed(cli) -> None:

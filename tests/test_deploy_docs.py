@@ -393,7 +393,8 @@ def test_the_image_installs_this_checkout_as_an_unprivileged_user():
     copied = [src for op, arg in instructions if op == "COPY" and not arg.startswith("--") for src in arg.split()[:-1]]
     pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text())
     packages = pyproject["tool"]["hatch"]["build"]["targets"]["wheel"]["packages"]
-    assert set(copied) >= {"pyproject.toml", "README.md", *packages}
+    hook = pyproject["tool"]["hatch"]["build"]["hooks"]["custom"].get("path", "hatch_build.py")
+    assert set(copied) >= {"pyproject.toml", "README.md", hook, *packages}, "what the build reads"
     for source in copied:
         assert (ROOT / source).exists(), source
     install = next(arg for op, arg in instructions if op == "RUN" and "pip install" in arg)
