@@ -48,7 +48,7 @@ from decimal import Decimal
 from pathlib import Path
 
 import orjson
-from harness import ROOT, Option, bench_env, main
+from harness import ROOT, Option, bench_env, main, precompile
 
 END = 1795780800.0  # 2026-11-27T12:00:00Z, just after the generated lines
 END_ISO = "2026-11-27T12:00:00Z"
@@ -125,10 +125,11 @@ def tree_kb(pid: int, peaks: dict[int, int]) -> int:
 
 
 def run(argv: list[str], env: dict[str, str], *, sample: bool = False) -> dict:
-    """One whole process: wall seconds, peak RSS of its largest process (`wait4`'s ru_maxrss:
-    the process or the largest of its children), stdout; with `sample`, also the peak RSS of the
-    whole process tree at once (sampled every 10 ms from /proc, by a thread of this process:
-    CPU the measured process would otherwise have, so a sampled run is never a timed one).
+    """One whole process: wall seconds and stdout; with `sample`, also the peak RSS of its
+    largest process (each one's VmHWM: ru_maxrss would carry this forking process's over the
+    exec) and of the whole process tree at once, sampled every 10 ms from /proc by a thread of
+    this process: CPU the measured process would otherwise have, so a sampled run is never a
+    timed one.
 
     It runs in the temp dir, so `python -m echoops` finds the checkout PYTHONPATH names, not
     the one in the current directory."""
@@ -147,7 +148,7 @@ def run(argv: list[str], env: dict[str, str], *, sample: bool = False) -> dict:
     thread = threading.Thread(target=sampler, daemon=True)
     if sample:
         thread.start()
-    _, status, usage = os.wait4(proc.pid, 0)
+    _, status, _ = os.wait4(proc.pid, 0)
     wall = time.perf_counter() - t0
     done.set()
     if sample:
@@ -157,7 +158,7 @@ def run(argv: list[str], env: dict[str, str], *, sample: bool = False) -> dict:
     if proc.returncode != 0:
         raise SystemExit(f"{' '.join(argv[:4])} exited {proc.returncode}: {err[-2000:]}")
     out.seek(0)
-    rss = max(max(peaks.values(), default=0), 0 if sample else usage.ru_maxrss) / 1024
+    rss = max(peaks.values(), default=0) / 1024 if sample else None
     return {"wall": wall, "rss_mb": rss, "tree_mb": tree[0] / 1024 if sample else None, "stdout": out.read()}
 
 
@@ -269,8 +270,8 @@ def slo_size(args: argparse.Namespace, work: Path, n: int, cmd: list[str], extra
     print("|---|---|---|---|")
     for name, label in (("echoops", "`echoops slo tick`"), ("duckdb", "DuckDB read_ndjson"), ("naive", "naive")):
         if name in runs:
-            rss = max(r["rss_mb"] for r in [*runs[name], memory[name]])
-            print(f"| {label} | {fmt(walls[name])} | {rss:.1f} MB | {memory[name]['tree_mb']:.1f} MB |")
+            mem = memory[name]
+            print(f"| {label} | {fmt(walls[name])} | {mem['rss_mb']:.1f} MB | {mem['tree_mb']:.1f} MB |")
     print(f"| echoops in process (`aggregates.ingest`) | {fmt(inproc)} | | |")
     print(
         f"\nechoops / DuckDB: {ratio:.2f}x"
@@ -289,7 +290,7 @@ def slo_size(args: argparse.Namespace, work: Path, n: int, cmd: list[str], extra
         "n": n,
         "ratio": ratio,
         "exact": exact and close,
-        "rss": max(r["rss_mb"] for r in [*runs["echoops"], memory["echoops"]]),
+        "rss": memory["echoops"]["rss_mb"],
         "tree": memory["echoops"]["tree_mb"],
         "vs_naive": (statistics.median(walls["echoops"]) / statistics.median(walls["naive"]))
         if "naive" in walls
@@ -351,8 +352,8 @@ def costs_run(args: argparse.Namespace, work: Path, cmd: list[str], extra: dict)
         "duckdb": run([sys.executable, "-c", DUCK_COSTS, str(src)], dict(os.environ), sample=True),
     }  # untimed, the process tree's RSS sampled
     for name, label in (("echoops", "`echoops costs tick`"), ("duckdb", "DuckDB SUM ... GROUP BY model")):
-        rss = max(r["rss_mb"] for r in [*runs[name], memory[name]])
-        print(f"| {label} | {fmt(walls[name])} | {rss:.1f} MB | {memory[name]['tree_mb']:.1f} MB |")
+        mem = memory[name]
+        print(f"| {label} | {fmt(walls[name])} | {mem['rss_mb']:.1f} MB | {mem['tree_mb']:.1f} MB |")
     verdict = "EQUAL" if exact else "DIFFER"
     print(f"\nechoops / DuckDB: {ratio:.2f}x; calls, tokens and pico-dollars per model {verdict}")
     if not exact:
@@ -398,6 +399,8 @@ def measure(args: argparse.Namespace, work: Path) -> bool:
         raise SystemExit("duckdb is not installed: pip install -e '.[bench]'")
     cmd, extra = echoops_cmd(Path(args.code) if args.code else None)
     args.code = Path(args.code).resolve() if args.code else None
+    if args.code:
+        precompile(args.code)  # like this checkout (harness.main): an A/B of code, not of bytecode
     print(f"DuckDB {found.stdout.decode().strip()}, orjson {orjson.__version__}; echoops from {args.code or ROOT}")
     from slo_ingest import generate
 
