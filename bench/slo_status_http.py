@@ -6,9 +6,11 @@ Bottle gunicorn adapter with the same `shim.server.gunicorn_options`), 0 errors,
 `wrk -t2 -c32`. The status comes from the snapshot of the last tick (a log dir holding a day of
 requests, ticked once); every request carries X-Dash-Key and passes the auth hook. Also
 measured: conditional requests (`If-None-Match` with the current ETag: 304s), what the
-dashboard sends on a refresh. Rounds alternate baseline, status, conditional after a warm-up.
+dashboard sends on a refresh. Rounds alternate baseline, status, conditional after a warm-up;
+the verdict is the median over rounds of status / baseline within a round (robust to the shared
+machine's swings, which move every server's requests/s together).
 
-    .venv/bin/python bench/slo_status_http.py [--rounds 3] [--duration 10]
+    .venv/bin/python bench/slo_status_http.py [--rounds 7] [--duration 5]
 """
 
 from __future__ import annotations
@@ -81,8 +83,16 @@ def measure(args: argparse.Namespace, tmp: Path) -> bool:
         errors += errs
         cpu = statistics.median(per_cpu[name])
         print(f"| {label} | {', '.join(f'{x:,.0f}' for x in rates)} | {med[name]:,.0f} | {errs} | {cpu:,.0f} |")
-    ratio = med["status"] / med["baseline"]
-    print(f"\nconditional (304): {med['conditional'] / med['baseline']:.2f}x the bare route")
+    # Each round runs the three back to back: the ratio within a round cancels what the shared
+    # machine did that minute (steal swings requests/s 3x here); the verdict is their median.
+    paired = {
+        name: statistics.median(r[0] / b[0] for r, b in zip(rows[name], rows["baseline"], strict=True))
+        for name in ("status", "conditional")
+    }
+    ratio = paired["status"]
+    whole = {name: med[name] / med["baseline"] for name in ("status", "conditional")}
+    print(f"\nratio of medians: status {whole['status']:.2f}x, conditional {whole['conditional']:.2f}x")
+    print(f"median of per-round ratios: status {ratio:.2f}x, conditional (304) {paired['conditional']:.2f}x")
     ok = ratio >= TARGET and errors == 0
     verdict = "PASS" if ok else "FAIL"
     print(f"{verdict}: GET /api/slo/status at {ratio:.2f}x the bare route, {errors} errors (>= {TARGET}x, 0)")
@@ -90,4 +100,4 @@ def measure(args: argparse.Namespace, tmp: Path) -> bool:
 
 
 if __name__ == "__main__":
-    sys.exit(main(__doc__, measure, Option("--rounds", 3), Option("--duration", 10), tmp_prefix="slo-http"))
+    sys.exit(main(__doc__, measure, Option("--rounds", 7), Option("--duration", 5), tmp_prefix="slo-http"))
