@@ -104,6 +104,60 @@ rest_ok(const char *rest, Py_ssize_t n)
     return 1;
 }
 
+/* The last fast line's stamp: its second "YYYY-MM-DDTHH:MM:SS" and minute prefix "YYYY-MM-DDTHH:MM"
+ * (clock.Stamps' fast path, as the Python loops keep it in `lo`/`hi` and `cur_q`). */
+typedef struct {
+    char second[19];
+    int have_second;
+    char q[16];
+    int have_q;
+} Stamp;
+
+static inline void
+stamp_forget(Stamp *c)
+{
+    c->have_second = 0;
+    c->have_q = 0;
+}
+
+/* An ISO `...Z` stamp on the fast path: 1 when it is in the last line's minute (its second
+ * checked), 2 when it names another minute `minutes` knows (`*minute` set; the caller moves to
+ * it, or sends the line careful and forgets), 0 when the line goes careful, -1 on an error. */
+static int
+stamp_minute(Stamp *c, PyObject *ts, PyObject *minutes, long long *minute)
+{
+    if (!PyUnicode_IS_COMPACT_ASCII(ts))
+        return 0;
+    Py_ssize_t len = PyUnicode_GET_LENGTH(ts);
+    const char *s = (const char *)PyUnicode_DATA(ts);
+    if (len < 20 || !rest_ok(s + 19, len - 19))
+        return 0;
+    if (c->have_second && memcmp(s, c->second, 19) == 0)
+        return 1;
+    if (s[16] != ':' || s[17] < '0' || s[17] > '5' || s[18] < '0' || s[18] > '9')
+        return 0; /* clock.SECONDS: ":00" .. ":59" */
+    int fresh = 0;
+    if (!(c->have_q && memcmp(s, c->q, 16) == 0)) {
+        PyObject *q = PyUnicode_FromStringAndSize(s, 16);
+        if (q == NULL)
+            return -1;
+        PyObject *mobj = PyDict_GetItemWithError(minutes, q); /* borrowed */
+        Py_DECREF(q);
+        if (mobj == NULL)
+            return PyErr_Occurred() ? -1 : 0;
+        long long m = PyLong_AsLongLong(mobj);
+        if (m == -1 && PyErr_Occurred())
+            return -1;
+        *minute = m;
+        memcpy(c->q, s, 16);
+        c->have_q = 1;
+        fresh = 1;
+    }
+    memcpy(c->second, s, 19);
+    c->have_second = 1;
+    return fresh ? 2 : 1;
+}
+
 /* Is the pending exception one the Python loop's `except` takes (the line goes careful)?
  * The request loop takes ValueError too, the usage loop does not. */
 static int
@@ -165,12 +219,9 @@ fold_requests(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nar
         field_init(&f_lat, type, "latency_ms") < 0)
         return NULL; /* the interned names live for the interpreter's life */
 
-    PyObject *cur = NULL;      /* the list of the current minute (a new reference) */
+    PyObject *cur = NULL;        /* the list of the current minute (a new reference) */
     long long cur_m = LLONG_MIN; /* its minute; LLONG_MIN: none */
-    char cur_q[16];            /* its "YYYY-MM-DDTHH:MM" when it came from a stamp */
-    int have_q = 0;
-    char second[19];           /* the last fast line's second "YYYY-MM-DDTHH:MM:SS" */
-    int have_second = 0;
+    Stamp stamp = {.have_second = 0, .have_q = 0};
 
     for (Py_ssize_t i = 0; i < PyList_GET_SIZE(batch); i++) {
         PyObject *o = PyList_GET_ITEM(batch, i);
@@ -225,40 +276,19 @@ fold_requests(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nar
 
         /* the stamp: a `...Z` ISO string clock.Stamps knows, or an epoch number in range */
         if (PyUnicode_CheckExact(ts)) {
-            if (!PyUnicode_IS_COMPACT_ASCII(ts))
+            long long m = 0;
+            int found = stamp_minute(&stamp, ts, minutes, &m);
+            if (found < 0)
+                goto fail;
+            if (found == 0)
                 goto careful;
-            Py_ssize_t len = PyUnicode_GET_LENGTH(ts);
-            const char *s = (const char *)PyUnicode_DATA(ts);
-            if (len < 20 || !rest_ok(s + 19, len - 19))
-                goto careful;
-            if (!(have_second && memcmp(s, second, 19) == 0)) {
-                if (s[16] != ':' || s[17] < '0' || s[17] > '5' || s[18] < '0' || s[18] > '9')
+            if (found == 2) {
+                if (m < oldest)
                     goto careful;
-                if (!(have_q && memcmp(s, cur_q, 16) == 0)) {
-                    PyObject *q = PyUnicode_FromStringAndSize(s, 16);
-                    if (q == NULL)
-                        goto fail;
-                    PyObject *mobj = PyDict_GetItemWithError(minutes, q); /* borrowed */
-                    Py_DECREF(q);
-                    if (mobj == NULL) {
-                        if (PyErr_Occurred())
-                            goto fail;
-                        goto careful;
-                    }
-                    long long m = PyLong_AsLongLong(mobj);
-                    if (m == -1 && PyErr_Occurred())
-                        goto fail;
-                    if (m < oldest)
-                        goto careful;
-                    Py_XSETREF(cur, minute_list(per, m));
-                    if (cur == NULL)
-                        goto fail;
-                    memcpy(cur_q, s, 16);
-                    have_q = 1;
-                    cur_m = m;
-                }
-                memcpy(second, s, 19);
-                have_second = 1;
+                Py_XSETREF(cur, minute_list(per, m));
+                if (cur == NULL)
+                    goto fail;
+                cur_m = m;
             }
         }
         else if (PyFloat_CheckExact(ts)) {
@@ -273,8 +303,7 @@ fold_requests(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nar
                 if (cur == NULL)
                     goto fail;
                 cur_m = m;
-                have_q = 0;
-                have_second = 0;
+                stamp_forget(&stamp);
             }
         }
         else {
@@ -292,8 +321,7 @@ fold_requests(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nar
             if (r == NULL)
                 goto fail;
             Py_DECREF(r);
-            have_second = 0; /* the careful path may have added the minute this line named */
-            have_q = 0;
+            stamp_forget(&stamp); /* the careful path may have added the minute this line named */
             cur_m = LLONG_MIN;
             Py_CLEAR(cur);
         }
@@ -394,12 +422,9 @@ fold_usage(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs)
         field_init(&f_usd, type, "usd") < 0)
         return NULL;
 
-    PyObject *models = NULL;     /* per_day[cur_day] (a new reference) */
+    PyObject *models = NULL;       /* per_day[cur_day] (a new reference) */
     long long cur_day = LLONG_MIN; /* LLONG_MIN: none */
-    char cur_q[16];
-    int have_q = 0;
-    char second[19];
-    int have_second = 0;
+    Stamp stamp = {.have_second = 0, .have_q = 0};
 
     for (Py_ssize_t i = 0; i < PyList_GET_SIZE(batch); i++) {
         PyObject *o = PyList_GET_ITEM(batch, i);
@@ -411,41 +436,20 @@ fold_usage(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs)
             goto fail;
 
         if (PyUnicode_CheckExact(ts)) {
-            if (!PyUnicode_IS_COMPACT_ASCII(ts))
+            long long m = 0;
+            int found = stamp_minute(&stamp, ts, minutes, &m);
+            if (found < 0)
+                goto fail;
+            if (found == 0)
                 goto careful;
-            Py_ssize_t len = PyUnicode_GET_LENGTH(ts);
-            const char *s = (const char *)PyUnicode_DATA(ts);
-            if (len < 20 || !rest_ok(s + 19, len - 19))
-                goto careful;
-            if (!(have_second && memcmp(s, second, 19) == 0)) {
-                if (s[16] != ':' || s[17] < '0' || s[17] > '5' || s[18] < '0' || s[18] > '9')
-                    goto careful;
-                if (!(have_q && memcmp(s, cur_q, 16) == 0)) {
-                    PyObject *q = PyUnicode_FromStringAndSize(s, 16);
-                    if (q == NULL)
+            if (found == 2) {
+                long long day = m >= 0 ? m / 1440 : -((-m + 1439) / 1440); /* m // 1440 */
+                if (day != cur_day) {
+                    Py_XSETREF(models, day_models(per_day, day));
+                    if (models == NULL)
                         goto fail;
-                    PyObject *mobj = PyDict_GetItemWithError(minutes, q); /* borrowed */
-                    Py_DECREF(q);
-                    if (mobj == NULL) {
-                        if (PyErr_Occurred())
-                            goto fail;
-                        goto careful;
-                    }
-                    long long m = PyLong_AsLongLong(mobj);
-                    if (m == -1 && PyErr_Occurred())
-                        goto fail;
-                    long long day = m >= 0 ? m / 1440 : -((-m + 1439) / 1440); /* m // 1440 */
-                    if (day != cur_day) {
-                        Py_XSETREF(models, day_models(per_day, day));
-                        if (models == NULL)
-                            goto fail;
-                        cur_day = day;
-                    }
-                    memcpy(cur_q, s, 16);
-                    have_q = 1;
+                    cur_day = day;
                 }
-                memcpy(second, s, 19);
-                have_second = 1;
             }
         }
         else if (PyFloat_CheckExact(ts) && epoch_lo <= PyFloat_AS_DOUBLE(ts) &&
@@ -456,8 +460,7 @@ fold_usage(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs)
                 if (models == NULL)
                     goto fail;
                 cur_day = day;
-                have_q = 0;
-                have_second = 0;
+                stamp_forget(&stamp);
             }
         }
         else {
@@ -528,8 +531,7 @@ fold_usage(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs)
             if (r == NULL)
                 goto fail;
             Py_DECREF(r);
-            have_second = 0; /* the careful path may teach the cache the minute this line named */
-            have_q = 0;
+            stamp_forget(&stamp); /* the careful path may teach the cache the minute this line named */
             cur_day = LLONG_MIN;
             Py_CLEAR(models);
         }
