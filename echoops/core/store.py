@@ -368,6 +368,31 @@ def _statements(script: str) -> list[str]:
     return [s.strip() for s in script.split(";") if s.strip()]
 
 
+# A `-wal` whose mtime is this old gets a newer one from any later commit, even on a file
+# system that keeps whole seconds (file times tick coarsely; 2 s covers 1 s granularity).
+QUIET_S = 2.0
+
+
+def change_stamp(conn: Conn) -> tuple | None:
+    """A stamp of everything committed to the store, read without a query: two equal stamps
+    mean nothing was committed between them, by any process. Per-request readers keep what they
+    read beside the stamp taken *before* reading it and read again only when it moves.
+
+    SQLite in WAL mode: every commit writes the `-wal` file, so its identity, size and mtime
+    are the stamp, trusted only once the mtime is QUIET_S old (a commit after that moves it).
+    None when it cannot tell: PostgreSQL, no `-wal` yet, a commit in the last QUIET_S, a clock
+    that went back; read the store then."""
+    if getattr(conn, "backend", "sqlite") != "sqlite":
+        return None
+    try:
+        st = os.stat(cast(Connection, conn).path + "-wal")
+    except (OSError, AttributeError):
+        return None
+    if time.time() - st.st_mtime < QUIET_S:  # a recent commit, or a clock that went back
+        return None
+    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+
+
 def host(conn: Conn) -> str:
     """The host key of this connection's cursors and per-host rows: ECHOOPS_INSTANCE on a shared
     (PostgreSQL) store, '' on SQLite (the store is the host's own, whatever its name becomes)."""

@@ -215,8 +215,9 @@ class StatusSnapshot:
     modified: float  # epoch seconds: the last tick, override or change of the flag file
 
 
-# per log dir, in this process: (the flag file's path, the key the snapshot was made at, it)
-_snapshots: dict[Any, tuple[str, tuple | None, StatusSnapshot | None]] = {}
+# per log dir, in this process: (the flag file's path, the key the snapshot was made at, it,
+# the store's change stamp taken before that key was read)
+_snapshots: dict[Any, tuple[str, tuple | None, StatusSnapshot | None, tuple | None]] = {}
 _snapshot_lock = threading.Lock()
 _KEY_SQL = (
     "SELECT (SELECT value FROM slo_meta WHERE key='status_version'), "
@@ -231,24 +232,37 @@ def _status_key(conn: store.Conn, flag_path: str) -> tuple | None:
     row = tuple(conn.execute(_KEY_SQL).fetchone())
     if row[0] is None:
         return None
+    return (*row, _flag_id(flag_path))
+
+
+def _flag_id(flag_path: str) -> tuple | None:
+    """The flag file's identity (None when there is none): an operator may touch it by hand."""
     try:
         st = os.stat(flag_path)
-        flag: tuple | None = (st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
     except FileNotFoundError:
-        flag = None
-    return (*row, flag)
+        return None
+    return (st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
 
 
 def status_snapshot(*, s: Settings | None = None, now: float | None = None) -> StatusSnapshot:
     """`status()`, served from this process's cache while nothing it is made of has changed
-    (one indexed query and a stat a request; `GET /api/slo/status` sends its body, ETag and
-    Last-Modified). Before the first tick it is computed each time."""
+    (`GET /api/slo/status` sends its body, ETag and Last-Modified): two stats a request while
+    nothing was committed to the store (store.change_stamp), else one indexed query and a stat.
+    Before the first tick it is computed each time."""
     s = s or config.settings()
     conn = aggregates.db(s)
     entry = _snapshots.get(s.log_dir)
     flag_path = entry[0] if entry is not None else str(gate_path(s))
+    stamp = store.change_stamp(conn)  # before the key is read: a later commit moves it
+    if entry is not None and stamp is not None and entry[3] == stamp:
+        _, made_at, cached, _ = entry
+        if cached is not None and made_at is not None and made_at[-1] == _flag_id(flag_path):
+            return cached  # nothing committed since its key was read, and the flag file unmoved
     key = _status_key(conn, flag_path)
     if key is not None and entry is not None and entry[1] == key and entry[2] is not None:
+        if stamp != entry[3]:
+            with _snapshot_lock:
+                _snapshots[s.log_dir] = (flag_path, key, entry[2], stamp)
         return entry[2]
     doc = status(s=s, now=now)
     body = files.dumps(doc)
@@ -262,7 +276,7 @@ def status_snapshot(*, s: Settings | None = None, now: float | None = None) -> S
     # Kept only when nothing changed while it was computed (status() may itself record an override).
     kept = snap if key is not None and _status_key(conn, flag_path) == key else None
     with _snapshot_lock:
-        _snapshots[s.log_dir] = (flag_path, key, kept)
+        _snapshots[s.log_dir] = (flag_path, key, kept, stamp)
     return snap
 
 
