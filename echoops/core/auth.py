@@ -90,9 +90,10 @@ def _wait(start: float, failures: int, now: float, limit: int) -> int:
     return max(1, math.ceil(start + WINDOW_S - now))
 
 
-# client -> (store.change_stamp before the read, its auth_failures row): every admin request
-# asks, and a query a request cost ~30% of a cached route's throughput (bench/slo_status_http.py)
-_seen: dict[str, tuple[tuple, tuple | None]] = {}
+# (store, client) -> (store.change_stamp before the read, its auth_failures row): every admin
+# request asks, and a query a request cost ~30% of a cached route's throughput
+# (bench/slo_status_http.py)
+_seen: dict[tuple[str, str], tuple[tuple, tuple | None]] = {}
 _SEEN_MAX = 10_000
 
 
@@ -104,7 +105,8 @@ def retry_after(address: str | None, *, s: Settings, now: float | None = None) -
     try:
         conn = store.db(s, SCHEMA)
         stamp = store.change_stamp(conn)
-        seen = _seen.get(key) if stamp is not None else None
+        slot = (str(s.db_path), key)
+        seen = _seen.get(slot) if stamp is not None else None
         if seen is not None and seen[0] == stamp:
             row = seen[1]
         else:
@@ -113,7 +115,7 @@ def retry_after(address: str | None, *, s: Settings, now: float | None = None) -
             if stamp is not None:
                 if len(_seen) >= _SEEN_MAX:
                     _seen.clear()
-                _seen[key] = (stamp, row)
+                _seen[slot] = (stamp, row)
     except Exception as exc:
         if store.unavailable(exc) is None:
             raise
