@@ -25,6 +25,7 @@ from echoops.core import auth, config, store
 from echoops.core.errors import EchoopsError
 from echoops.core.files import dumps
 from shim.http import MAX_BODY, HTTPTooLarge, client_ip, from_domain, json_error, json_response
+from shim.http import settings as request_settings
 from shim.routes import costs, dashboard, health, incidents, metrics, openapi, portal, scale, slo
 from shim.worker import WATCHDOG
 
@@ -109,7 +110,7 @@ def _access_check(public: frozenset[str], keyed: frozenset[str] = KEYED) -> Call
             if bad_header:
                 raise json_error(400, "bad_request", f"header {bad_header} is not valid UTF-8")
             return
-        s = config.settings()
+        s = request_settings()
         key = s.dashboard_key
         if not key:
             raise json_error(503, "not_configured", "DASHBOARD_KEY is not set on the server; admin routes are off")

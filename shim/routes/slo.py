@@ -11,11 +11,11 @@ from bottle import HTTPResponse
 
 from echoops.core import slo
 from echoops.core.slo.types import Rebaselined
-from shim.http import conditional, json_body
+from shim.http import conditional, json_body, settings
 
 
 def slo_status() -> HTTPResponse:
-    snap = slo.status_snapshot()
+    snap = slo.status_snapshot(s=settings())
     return conditional(snap.body, snap.etag, snap.modified)
 
 
