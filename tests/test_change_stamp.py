@@ -5,7 +5,7 @@ The wrong-key throttle lookup (every admin request) and the SLO status snapshot 
 last read it. The property that matters: after a commit by any process, the next request reads
 again, so a throttled client is refused and a new tick is served. Commits come from real
 separate processes here; the `-wal` is made quiet by setting its mtime back (what two seconds
-without a commit do), never by sleeping.
+without a commit do) instead of waiting for it.
 """
 
 from __future__ import annotations
@@ -21,10 +21,12 @@ from tests.test_slo import history
 
 
 def quiet(settings) -> None:
-    """The -wal as it is once no commit has touched it for a while."""
+    """The -wal as it is once no commit has touched it for a while (and past the millisecond in
+    which a connection's last stamp stands for a new one)."""
     wal = str(settings.db_path) + "-wal"
     old = time.time() - store.QUIET_S - 5
     os.utime(wal, (old, old))
+    time.sleep(2 * store.RECHECK_S)
 
 
 def in_another_process(settings, code: str) -> None:
@@ -105,3 +107,15 @@ def test_the_status_snapshot_is_served_without_a_query_until_a_tick_or_the_flag_
     in_another_process(settings, f"from echoops.core import slo, clock; slo.tick(now=clock.parse_ts('{later}'))")
     ticked = slo.status_snapshot(s=settings)
     assert ticked is not settled and ticked.doc["updated_at"] == later
+
+
+def test_a_statement_on_the_connection_drops_its_remembered_stamp(settings):
+    """One request asks for the stamp twice and gets the first answer back (no second stat),
+    but never across its own write: its next reader must not trust a stamp from before it."""
+    conn = store.db(settings, auth.SCHEMA)
+    auth.record_failure("192.0.2.1", s=settings)
+    quiet(settings)
+    first = store.change_stamp(conn)
+    assert first is not None and store.change_stamp(conn) == first
+    auth.record_failure("192.0.2.1", s=settings)  # a commit on this very connection, at once
+    assert store.change_stamp(conn) is None  # read afresh: the -wal was just written

@@ -206,11 +206,14 @@ class Connection(sqlite3.Connection):
     ident: tuple[int, int] | None
     wal_ident: tuple[int, int] | None
     broken: bool
+    checked_at = -1.0  # time.monotonic() of the last check that the file is still ours
+    stamp_memo: tuple[float, tuple | None] | None = None  # (time.monotonic(), change_stamp)
 
     backend = "sqlite"
     host = ""  # an SQLite store is one host's: its cursors and rows need no host key
 
     def execute(self, sql, *args):
+        self.stamp_memo = None  # whatever this statement does, the next stamp is read afresh
         if "FOR " in sql:  # a row-locking SELECT: the write lock covers it (dialect.for_sqlite)
             sql = for_sqlite(sql)
         try:
@@ -251,10 +254,25 @@ def _ident(path: str) -> tuple[int, int] | None:
     return (st.st_dev, st.st_ino)
 
 
+# Checks a connection (one thread's) made this recently stand for new ones: the per-request
+# readers (the auth hook, the status route) ask twice within one request, and each stat hands
+# the GIL to another thread of the worker.
+RECHECK_S = 0.001
+
+
 def _usable(conn: sqlite3.Connection) -> bool:
-    """False when `conn` hit a store failure or its file was deleted or replaced since it opened."""
+    """False when `conn` hit a store failure or its file was deleted or replaced since it opened
+    (looked at once per RECHECK_S; a write re-checks before it commits)."""
     c = cast(Connection, conn)
-    return not getattr(c, "broken", False) and _ident(c.path) == c.ident
+    if getattr(c, "broken", False):
+        return False
+    now = time.monotonic()
+    if now - c.checked_at < RECHECK_S:
+        return True
+    if _ident(c.path) != c.ident:
+        return False
+    c.checked_at = now
+    return True
 
 
 def _open(path: Path, stale_wal: tuple[int, int] | None = None) -> sqlite3.Connection:
@@ -381,16 +399,25 @@ def change_stamp(conn: Conn) -> tuple | None:
     SQLite in WAL mode: every commit writes the `-wal` file, so its identity, size and mtime
     are the stamp, trusted only once the mtime is QUIET_S old (a commit after that moves it).
     None when it cannot tell: PostgreSQL, no `-wal` yet, a commit in the last QUIET_S, a clock
-    that went back; read the store then."""
+    that went back; read the store then. A stamp this connection took within RECHECK_S, with no
+    statement run on it since, stands for a new one (one request asks twice)."""
     if getattr(conn, "backend", "sqlite") != "sqlite":
         return None
+    c = cast(Connection, conn)
+    now = time.monotonic()
+    memo = c.stamp_memo  # taken within RECHECK_S, and no statement ran on `c` since
+    if memo is not None and now - memo[0] < RECHECK_S:
+        return memo[1]
     try:
-        st = os.stat(cast(Connection, conn).path + "-wal")
-    except (OSError, AttributeError):
-        return None
-    if time.time() - st.st_mtime < QUIET_S:  # a recent commit, or a clock that went back
-        return None
-    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+        st = os.stat(c.path + "-wal")
+    except OSError:
+        stamp = None
+    else:
+        # a recent commit, or a clock that went back: not trusted
+        quiet = time.time() - st.st_mtime >= QUIET_S
+        stamp = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns) if quiet else None
+    c.stamp_memo = (now, stamp)
+    return stamp
 
 
 def host(conn: Conn) -> str:
