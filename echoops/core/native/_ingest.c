@@ -167,24 +167,31 @@ careful_error(int value_error)
            (value_error && PyErr_ExceptionMatches(PyExc_ValueError)) || PyErr_ExceptionMatches(PyExc_IndexError);
 }
 
-/* per[m], created empty when missing: a new reference. */
 static PyObject *
-minute_list(PyObject *per, long long m)
+new_list(void)
 {
-    PyObject *key = PyLong_FromLongLong(m);
+    return PyList_New(0);
+}
+
+/* d[k], made by `make()` when missing (`d.get(k) or d.setdefault(k, make())`; the loops'
+ * `per[m]` lists and `per_day[day]` dicts): a new reference. */
+static PyObject *
+entry(PyObject *d, long long k, PyObject *(*make)(void))
+{
+    PyObject *key = PyLong_FromLongLong(k);
     if (key == NULL)
         return NULL;
-    PyObject *list = PyDict_GetItemWithError(per, key); /* borrowed */
-    if (list != NULL) {
-        Py_INCREF(list);
+    PyObject *v = PyDict_GetItemWithError(d, key); /* borrowed */
+    if (v != NULL) {
+        Py_INCREF(v);
     }
     else if (!PyErr_Occurred()) {
-        list = PyList_New(0);
-        if (list != NULL && PyDict_SetItem(per, key, list) < 0)
-            Py_CLEAR(list);
+        v = make();
+        if (v != NULL && PyDict_SetItem(d, key, v) < 0)
+            Py_CLEAR(v);
     }
     Py_DECREF(key);
-    return list;
+    return v;
 }
 
 static PyObject *
@@ -275,39 +282,34 @@ fold_requests(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nar
         }
 
         /* the stamp: a `...Z` ISO string clock.Stamps knows, or an epoch number in range */
+        long long m = cur_m;
+        int epoch = 0;
         if (PyUnicode_CheckExact(ts)) {
-            long long m = 0;
             int found = stamp_minute(&stamp, ts, minutes, &m);
             if (found < 0)
                 goto fail;
             if (found == 0)
                 goto careful;
-            if (found == 2) {
-                if (m < oldest)
-                    goto careful;
-                Py_XSETREF(cur, minute_list(per, m));
-                if (cur == NULL)
-                    goto fail;
-                cur_m = m;
-            }
         }
         else if (PyFloat_CheckExact(ts)) {
             double v = PyFloat_AS_DOUBLE(ts);
             if (!(epoch_lo <= v && v <= epoch_hi))
                 goto careful;
-            long long m = (long long)floor_div(v, 60.0);
-            if (m != cur_m) {
-                if (m < oldest)
-                    goto careful;
-                Py_XSETREF(cur, minute_list(per, m));
-                if (cur == NULL)
-                    goto fail;
-                cur_m = m;
-                stamp_forget(&stamp);
-            }
+            m = (long long)floor_div(v, 60.0);
+            epoch = 1;
         }
         else {
             goto careful;
+        }
+        if (m != cur_m) { /* another minute: its list (cur_m passed the oldest check) */
+            if (m < oldest)
+                goto careful;
+            Py_XSETREF(cur, entry(per, m, new_list));
+            if (cur == NULL)
+                goto fail;
+            cur_m = m;
+            if (epoch)
+                stamp_forget(&stamp);
         }
         ok = 1;
 
@@ -343,27 +345,6 @@ fold_requests(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nar
     Py_RETURN_NONE;
 }
 
-
-/* per_day[day], created empty when missing (`per_day.get(day) or per_day.setdefault(day, {})`):
- * a new reference. */
-static PyObject *
-day_models(PyObject *per_day, long long day)
-{
-    PyObject *key = PyLong_FromLongLong(day);
-    if (key == NULL)
-        return NULL;
-    PyObject *models = PyDict_GetItemWithError(per_day, key); /* borrowed */
-    if (models != NULL) {
-        Py_INCREF(models);
-    }
-    else if (!PyErr_Occurred()) {
-        models = PyDict_New();
-        if (models != NULL && PyDict_SetItem(per_day, key, models) < 0)
-            Py_CLEAR(models);
-    }
-    Py_DECREF(key);
-    return models;
-}
 
 /* acc[i] += v (v a new reference, consumed); -1 on error. */
 static inline int
@@ -435,6 +416,8 @@ fold_usage(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs)
         if (ts == NULL)
             goto fail;
 
+        long long day = cur_day;
+        int epoch = 0;
         if (PyUnicode_CheckExact(ts)) {
             long long m = 0;
             int found = stamp_minute(&stamp, ts, minutes, &m);
@@ -442,29 +425,24 @@ fold_usage(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs)
                 goto fail;
             if (found == 0)
                 goto careful;
-            if (found == 2) {
-                long long day = m >= 0 ? m / 1440 : -((-m + 1439) / 1440); /* m // 1440 */
-                if (day != cur_day) {
-                    Py_XSETREF(models, day_models(per_day, day));
-                    if (models == NULL)
-                        goto fail;
-                    cur_day = day;
-                }
-            }
+            if (found == 2)
+                day = m >= 0 ? m / 1440 : -((-m + 1439) / 1440); /* m // 1440 */
         }
         else if (PyFloat_CheckExact(ts) && epoch_lo <= PyFloat_AS_DOUBLE(ts) &&
                  PyFloat_AS_DOUBLE(ts) <= epoch_hi) {
-            long long day = (long long)floor_div(PyFloat_AS_DOUBLE(ts), 86400.0);
-            if (day != cur_day) {
-                Py_XSETREF(models, day_models(per_day, day));
-                if (models == NULL)
-                    goto fail;
-                cur_day = day;
-                stamp_forget(&stamp);
-            }
+            day = (long long)floor_div(PyFloat_AS_DOUBLE(ts), 86400.0);
+            epoch = 1;
         }
         else {
             goto careful;
+        }
+        if (day != cur_day) {
+            Py_XSETREF(models, entry(per_day, day, PyDict_New));
+            if (models == NULL)
+                goto fail;
+            cur_day = day;
+            if (epoch)
+                stamp_forget(&stamp);
         }
 
         model = field_get(&f_model, o, type);
