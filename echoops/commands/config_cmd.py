@@ -32,7 +32,7 @@ def config(json_out: bool = typer.Option(False, "--json", help="Print JSON for j
                 "warnings": list(s.warnings),
                 "env_file": None if env_file is None else str(env_file),
                 "sources": sources,  # "env" | "file" (echoops.env) | "default"
-                "ingest_loops": "compiled" if native.status()["compiled"] else "python",
+                "ingest_loops": native.loops(),
             }
         )
         return
@@ -51,7 +51,7 @@ def config(json_out: bool = typer.Option(False, "--json", help="Print JSON for j
         head = f"settings file: {shown} (the environment wins over it)\n"
     loops = (
         "ingest loops: compiled (echoops.core.native)\n"
-        if native.status()["compiled"]
+        if native.loops() == "compiled"
         else "ingest loops: python (the compiled twin is not built: reinstall with gcc and the Python headers)\n"
     )
     text = head + plain_table(cols, rows) + loops + "".join(f"warning: {warning}\n" for warning in s.warnings)

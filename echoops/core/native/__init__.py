@@ -6,12 +6,11 @@ on the Python loops. Each C function is a line-for-line twin of a Python functio
 definition (tests/test_native.py holds each pair equal on generated batches), and hands every line
 it is not sure of to the careful path.
 
-`fold_requests` and `fold_usage` are None when the extension is not built (`echoops config` says which is in use).
+`fold_requests` and `fold_usage` are None when the extension is not built; `loops()` says
+which run (`echoops config` prints it).
 """
 
 from __future__ import annotations
-
-from typing import Any
 
 try:
     from echoops.core.native import _ingest
@@ -22,6 +21,6 @@ fold_requests = None if _ingest is None else _ingest.fold_requests
 fold_usage = None if _ingest is None else _ingest.fold_usage
 
 
-def status() -> dict[str, Any]:
-    """Which ingest loops this install runs: {"compiled": bool}."""
-    return {"compiled": fold_requests is not None}
+def loops() -> str:
+    """Which ingest loops this install runs: "compiled" or "python"."""
+    return "compiled" if _ingest is not None else "python"
