@@ -148,7 +148,7 @@ def _domain_errors(callback):
             return callback(*args, **kwargs)
         except EchoopsError as exc:
             return from_domain(exc)
-        except (*store.Error, OSError) as exc:
+        except store.errors(OSError) as exc:
             found = store.unavailable(exc)
             if found is None:
                 raise

@@ -17,22 +17,12 @@ from echoops.core import clock, config, files, store
 from echoops.core.config import Settings
 from echoops.core.errors import Conflict, ValidationError
 from echoops.core.scheduler import crontab, lease
-from echoops.core.scheduler.loop import DEFAULT_GRACE_S, LOG_NAME, SCHEMA, Scheduler
+from echoops.core.scheduler.loop import DEFAULT_GRACE_S, SCHEMA, Scheduler
 from echoops.core.scheduler.types import Leadership
 
 ERROR_BACKOFF_S = 5.0
 
-__all__ = [
-    "DEFAULT_GRACE_S",
-    "LOG_NAME",
-    "SCHEMA",
-    "Scheduler",
-    "check",
-    "leadership",
-    "list_jobs",
-    "run",
-    "run_once",
-]
+__all__ = ["check", "last_successes", "leadership", "list_jobs", "run", "run_once"]
 
 
 def run(
