@@ -9,7 +9,9 @@ from __future__ import annotations
 import os
 import time
 from pathlib import Path
+from typing import Any
 
+from echoops import __version__
 from echoops.core import store
 from echoops.core.config import Settings
 from echoops.core.errors import EchoopsError
@@ -78,3 +80,27 @@ def probe(s: Settings, *, max_age_s: float = 0.0) -> str | None:
 def healthy(s: Settings) -> bool:
     """True when the store takes a write now (see `probe` for the reason when not)."""
     return probe(s) is None
+
+
+def report(s: Settings, *, max_age_s: float = 0.0) -> dict[str, Any]:
+    """GET /healthz's body: `ok` when the log dir is writable and the store takes a write
+    (`probe`), with `detail` saying why not, else who leads the schedule (`instance`, `leader`,
+    `is_leader`; left out when the store cannot say)."""
+    log_dir_ok = s.log_dir.is_dir() and os.access(s.log_dir, os.W_OK)
+    problem = probe(s, max_age_s=max_age_s) if log_dir_ok else f"log dir {s.log_dir} is not a writable directory"
+    body: dict[str, Any] = {
+        "ok": problem is None,
+        "version": __version__,
+        "log_dir_writable": log_dir_ok,
+        "db_ok": problem is None,
+    }
+    if problem is not None:
+        body["detail"] = problem
+        return body
+    from echoops.core import scheduler  # lazy: the scheduler package only for this read
+
+    try:
+        body.update(scheduler.leadership(s=s))
+    except store.errors(OSError):
+        pass
+    return body
