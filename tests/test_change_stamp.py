@@ -10,12 +10,13 @@ without a commit do) instead of waiting for it.
 
 from __future__ import annotations
 
+import io
 import os
 import subprocess
 import sys
 import time
 
-from echoops.core import auth, clock, slo, store
+from echoops.core import auth, clock, config, slo, store
 from echoops.core.slo import budget
 from tests.test_slo import history
 
@@ -119,3 +120,46 @@ def test_a_statement_on_the_connection_drops_its_remembered_stamp(settings):
     assert first is not None and store.change_stamp(conn) == first
     auth.record_failure("192.0.2.1", s=settings)  # a commit on this very connection, at once
     assert store.change_stamp(conn) is None  # read afresh: the -wal was just written
+
+
+def test_a_status_request_on_a_quiet_store_runs_no_sql_and_reads_each_thing_once(settings, log_dir, monkeypatch):
+    """GET /api/slo/status through the whole WSGI app, as gunicorn calls it: with nothing
+    committed since, no statement runs, the settings are read once, the store file is checked
+    once (not once per reader) and the answer is the snapshot."""
+    from shim.app import app
+
+    key = "k" * 32
+    monkeypatch.setenv("DASHBOARD_KEY", key)
+    now = clock.now_s()
+    history(log_dir, end=now, minutes=30, per_minute=10, err_pct=0)
+    slo.tick(s=settings, now=now)
+
+    def get() -> tuple[str, bytes]:
+        environ = {
+            "REQUEST_METHOD": "GET",
+            "PATH_INFO": "/api/slo/status",
+            "SERVER_NAME": "test",
+            "SERVER_PORT": "80",
+            "SERVER_PROTOCOL": "HTTP/1.1",
+            "REMOTE_ADDR": "127.0.0.1",
+            "HTTP_X_DASH_KEY": key,
+            "wsgi.input": io.BytesIO(),
+            "wsgi.url_scheme": "http",
+        }
+        status = []
+        body = b"".join(app(environ, lambda s, _h, _e=None: status.append(s)))
+        return status[0], body
+
+    assert get()[0].startswith("200")
+    quiet(settings)
+    get()  # reads the store once more and keeps the stamp beside what it read
+    time.sleep(2 * store.RECHECK_S)
+    statements = counting(monkeypatch, "")
+    reads, checks = [], []
+    real_settings, real_ident = config.settings, store._ident
+    monkeypatch.setattr(config, "settings", lambda: reads.append(1) or real_settings())
+    monkeypatch.setattr(store, "_ident", lambda path: checks.append(path) or real_ident(path))
+    status, body = get()
+    counted = (list(statements), len(reads), len(checks))
+    assert status.startswith("200") and body == slo.status_snapshot(s=settings).body
+    assert counted == ([], 1, 1)
