@@ -70,11 +70,10 @@ def _undecodable_header(environ: dict) -> str | None:
     host, whatever port set it, so another local app's cookie must not break the dashboard.
     """
     for name, value in environ.items():
-        if name == "HTTP_COOKIE":
+        # the value first: nearly every value is ASCII text, and the name checks are the cost
+        if not isinstance(value, str) or value.isascii() or name == "HTTP_COOKIE":
             continue
-        if (name.startswith("HTTP_") or name in ("CONTENT_TYPE", "CONTENT_LENGTH")) and isinstance(value, str):
-            if value.isascii():
-                continue
+        if name.startswith("HTTP_") or name in ("CONTENT_TYPE", "CONTENT_LENGTH"):
             try:
                 value.encode("latin-1").decode("utf-8")  # PEP 3333: header bytes arrive as latin-1
             except UnicodeError:

@@ -7,7 +7,7 @@ import hashlib
 from typing import Any
 
 import orjson
-from bottle import HTTPError, HTTPResponse, http_date, parse_date, request
+from bottle import HTTPError, HTTPResponse, http_date, parse_date, request, response
 
 from echoops.core import auth, config
 from echoops.core.errors import EchoopsError, ValidationError
@@ -40,24 +40,29 @@ def _http_date(ts: float) -> str:
     return http_date(ts)
 
 
-def conditional(body: bytes, etag: str, modified: float | None = None) -> HTTPResponse:
+def conditional(body: bytes, etag: str, modified: float | None = None) -> bytes:
     """A JSON body with its ETag (and Last-Modified when `modified` is known), or `304 Not
     Modified` (no body) when the request's If-None-Match names it, or, without If-None-Match,
-    when If-Modified-Since is not before `modified`."""
-    headers = {"ETag": etag}
+    when If-Modified-Since is not before `modified`. Sets the status and headers on Bottle's
+    response and returns the body to send: no second response object to build and copy on the
+    status routes, which every dashboard refresh asks for."""
+    headers = response.headers
+    headers["ETag"] = etag
     if modified:
         headers["Last-Modified"] = _http_date(modified)
-    none_match = request.environ.get("HTTP_IF_NONE_MATCH")
+    environ = request.environ
+    none_match = environ.get("HTTP_IF_NONE_MATCH")
     if none_match is not None:
         fresh = _matches(none_match, etag)
     else:
-        since = parse_date(request.environ.get("HTTP_IF_MODIFIED_SINCE", "")) if modified else None
+        header = environ.get("HTTP_IF_MODIFIED_SINCE") if modified else None
+        since = parse_date(header) if header else None
         fresh = since is not None and int(modified or 0) <= since
     if fresh:
-        return HTTPResponse(status=304, headers=headers)
-    resp = HTTPResponse(body, status=200, headers=headers)
-    resp.content_type = "application/json"
-    return resp
+        response.status = 304
+        return b""
+    headers["Content-Type"] = "application/json"
+    return body
 
 
 def json_error(status: int, code: str, detail: str) -> HTTPResponse:

@@ -105,7 +105,7 @@ def retry_after(address: str | None, *, s: Settings, now: float | None = None) -
     try:
         conn = store.db(s, SCHEMA)
         stamp = store.change_stamp(conn)
-        slot = (str(s.db_path), key)
+        slot = (getattr(conn, "path", "?"), key)  # its file: the same store under any path spelling
         seen = _seen.get(slot) if stamp is not None else None
         if seen is not None and seen[0] == stamp:
             row = seen[1]

@@ -7,8 +7,6 @@ of /api/costs/check and /api/costs/reserve, which the app asks before an AI call
 
 from __future__ import annotations
 
-from bottle import HTTPResponse
-
 from echoops.core import costs
 from echoops.core.costs.types import CapSet, Decision, Recorded, Released, Reservation
 from echoops.core.files import dumps
@@ -17,7 +15,7 @@ from shim.http import conditional, etag_of, json_body, query
 
 def install(app) -> None:
     @app.get("/api/costs/status")
-    def costs_status() -> HTTPResponse:
+    def costs_status() -> bytes:
         # computed for now (the forecast moves with the clock); an unchanged body answers 304
         body = dumps(costs.status())
         return conditional(body, etag_of(body))

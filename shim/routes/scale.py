@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from bottle import HTTPResponse
-
 from echoops.core import scale
 from echoops.core.files import dumps
 from echoops.core.scale.types import ScaleApplied
@@ -12,7 +10,7 @@ from shim.http import conditional, etag_of, json_body
 
 def install(app) -> None:
     @app.get("/api/scale/status")
-    def scale_status() -> HTTPResponse:
+    def scale_status() -> bytes:
         # decided for now (cooldown and forecast move with the clock); an unchanged body answers 304
         body = dumps(scale.status())
         return conditional(body, etag_of(body))

@@ -7,14 +7,12 @@ same document gets 304.
 
 from __future__ import annotations
 
-from bottle import HTTPResponse
-
 from echoops.core import slo
 from echoops.core.slo.types import Rebaselined
 from shim.http import conditional, json_body, settings
 
 
-def slo_status() -> HTTPResponse:
+def slo_status() -> bytes:
     snap = slo.status_snapshot(s=settings())
     return conditional(snap.body, snap.etag, snap.modified)
 
