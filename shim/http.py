@@ -115,7 +115,8 @@ def query(name: str, default: str | None = None) -> str | None:
 
 def settings() -> config.Settings:
     """This request's settings, read once per request: the auth hook, the client's address and a
-    route share them (config.settings() checks the environment on each call, ~3 us)."""
+    route share them (config.settings() checks the environment on each call, ~3 us, unless a
+    served worker pinned them)."""
     env = request.environ
     s = env.get("echoops.settings")
     if s is None:

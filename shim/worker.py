@@ -86,7 +86,12 @@ def read_timeout_s() -> float:
 
 
 class ReadDeadlineWorker(ThreadWorker):
-    """gunicorn's gthread worker with a per-request read deadline (see the module docstring)."""
+    """gunicorn's gthread worker with a per-request read deadline (see the module docstring),
+    serving with the settings it was forked with (config.pin)."""
+
+    def init_process(self):
+        config.pin(config.settings())  # this worker's environment no longer changes
+        super().init_process()
 
     def handle(self, conn):
         sock = conn.sock

@@ -279,6 +279,34 @@ def test_settings_cache_follows_environment(monkeypatch):
     assert config.settings() is config.settings()
 
 
+def test_pinned_settings_stand_until_unpinned(monkeypatch):
+    monkeypatch.setenv("ECHOOPS_PORT", "6001")
+    pinned = config.settings()
+    config.pin(pinned)
+    try:
+        monkeypatch.setenv("ECHOOPS_PORT", "6002")
+        assert config.settings() is pinned and config.settings().port == 6001
+    finally:
+        config.pin(None)
+    assert config.settings().port == 6002
+
+
+def test_a_served_worker_pins_the_settings_it_was_forked_with(monkeypatch):
+    from gunicorn.workers.gthread import ThreadWorker
+
+    from shim.worker import ReadDeadlineWorker
+
+    started = []
+    monkeypatch.setattr(ThreadWorker, "init_process", lambda _self: started.append(config.settings()))
+    monkeypatch.setenv("ECHOOPS_PORT", "6003")
+    try:
+        ReadDeadlineWorker.init_process(object.__new__(ReadDeadlineWorker))
+        monkeypatch.setenv("ECHOOPS_PORT", "6004")
+        assert started[0].port == 6003 and config.settings() is started[0]
+    finally:
+        config.pin(None)
+
+
 # --- echoops config ------------------------------------------------------------------------
 
 

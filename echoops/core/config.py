@@ -919,9 +919,25 @@ def _env_snapshot() -> tuple:
     return tuple(map(os.environ.get, _ENV_NAMES))
 
 
+_pinned: Settings | None = None
+
+
+def pin(s: Settings | None) -> None:
+    """Make settings() return `s` without looking at the environment again (None: look again).
+
+    For a served worker, after fork: nothing outside a running process changes its environment,
+    and the look at every variable on each request was a tenth of a cached status route's cost
+    (bench/slo_status_http.py). Tests and the CLI never pin: they set variables and read again."""
+    global _pinned
+    _pinned = s
+
+
 def settings() -> Settings:
-    """Settings for the current process environment, re-read when a relevant variable changes."""
+    """Settings for the current process environment, re-read when a relevant variable changes
+    (or the settings a served worker pinned)."""
     global _cache
+    if _pinned is not None:
+        return _pinned
     key = _env_snapshot()
     if _cache is None or _cache[0] != key or _cache[2] is not _ENV_FILE:
         _cache = (key, load_settings(), _ENV_FILE)
