@@ -46,10 +46,10 @@ def conditional(body: bytes, etag: str, modified: float | None = None) -> bytes:
     when If-Modified-Since is not before `modified`. Sets the status and headers on Bottle's
     response and returns the body to send: no second response object to build and copy on the
     status routes, which every dashboard refresh asks for."""
-    headers = response.headers
-    headers["ETag"] = etag
+    set_header = response.set_header
+    set_header("ETag", etag)
     if modified:
-        headers["Last-Modified"] = _http_date(modified)
+        set_header("Last-Modified", _http_date(modified))
     environ = request.environ
     none_match = environ.get("HTTP_IF_NONE_MATCH")
     if none_match is not None:
@@ -61,7 +61,7 @@ def conditional(body: bytes, etag: str, modified: float | None = None) -> bytes:
     if fresh:
         response.status = 304
         return b""
-    headers["Content-Type"] = "application/json"
+    set_header("Content-Type", "application/json")
     return body
 
 

@@ -101,6 +101,7 @@ def test_the_status_snapshot_is_served_without_a_query_until_a_tick_or_the_flag_
     by_hand = slo.status_snapshot(s=settings)
     assert by_hand is not first and by_hand.doc["gate"]["reason"] == "by hand"
     (log_dir / "deploy_gate.flag").unlink()
+    assert slo.status_snapshot(s=settings).doc["gate"]["reason"] is None  # and gone again
     # a tick in another process (the scheduler's): the next request serves it
     quiet(settings)
     settled = slo.status_snapshot(s=settings)

@@ -237,6 +237,8 @@ def _status_key(conn: store.Conn, flag_path: str) -> tuple | None:
 
 def _flag_id(flag_path: str) -> tuple | None:
     """The flag file's identity (None when there is none): an operator may touch it by hand."""
+    if not os.access(flag_path, os.F_OK):  # the usual answer, without an exception to build
+        return None
     try:
         st = os.stat(flag_path)
     except FileNotFoundError:
