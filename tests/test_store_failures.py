@@ -10,6 +10,7 @@ tmpfs is what fills up). Without permission to mount they skip, except in CI whe
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import errno
 import os
 import sqlite3
@@ -142,6 +143,32 @@ def test_probe_writes_at_most_once_per_max_age_until_a_failure(settings):
     store.note_failure()  # a store failure anywhere in the process
     assert health.probe(settings, max_age_s=60) is None
     assert probed_at() > second
+
+
+def test_a_healthy_report_stands_for_max_age_until_a_failure_or_the_lease_it_names_ends(settings, monkeypatch):
+    """/healthz under a flood of probes: the lease and the log dir are read once per max_age_s,
+    not per request; a store failure, the end of the named lease or a full disk (the real
+    mount test below) make the next probe look again."""
+    from echoops.core import scheduler
+    from echoops.core.scheduler import lease
+
+    now = 1_800_000_000.0
+    holder = dataclasses.replace(settings, instance="host-a")
+    lease.Lease(conn=store.db(holder, scheduler.SCHEMA), instance="host-a", lease_s=30).hold(now)
+    reads = []
+    real = scheduler.leadership
+    monkeypatch.setattr(scheduler, "leadership", lambda **kw: reads.append(kw) or real(**kw))
+    first = health.report(settings, max_age_s=60, now=now)
+    assert first["ok"] is True and first["leader"]["instance"] == "host-a"
+    assert health.report(settings, max_age_s=60, now=now + 5) == first
+    assert len(reads) == 1  # the second answer came from the first
+    assert health.report(settings, now=now + 5) == first and len(reads) == 2  # max_age_s=0: always read
+    store.note_failure()
+    assert health.report(settings, max_age_s=60, now=now + 6) == first and len(reads) == 3
+    ended = health.report(settings, max_age_s=60, now=now + 31)  # host-a's lease ran out at +30
+    assert len(reads) == 4 and ended["leader"] is None and ended["is_leader"] is False
+    other = dataclasses.replace(settings, instance="web-2")  # another instance's body is its own
+    assert health.report(other, max_age_s=60, now=now + 31)["instance"] == "web-2" and len(reads) == 5
 
 
 # --- real mounts: a read-only log dir, a full file system ---------------------------------------------
