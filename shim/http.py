@@ -23,6 +23,16 @@ def json_response(obj: Any, status: int = 200, headers: dict[str, str] | None = 
     return resp
 
 
+def json_answer(obj: Any, status: int = 200, headers: dict[str, str] | None = None) -> bytes:
+    """Like json_response for a route's return value, set on Bottle's own response (a route
+    that answers a flood of requests, /healthz, builds no second response to copy)."""
+    response.status = status
+    for name, value in (headers or {}).items():
+        response.set_header(name, value)
+    response.set_header("Content-Type", "application/json")
+    return dumps(obj)
+
+
 def etag_of(body: bytes) -> str:
     """A strong ETag for a response body (quoted): the same bytes give the same tag in every worker."""
     return f'"{hashlib.blake2b(body, digest_size=12).hexdigest()}"'
