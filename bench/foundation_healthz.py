@@ -14,6 +14,7 @@ wrk runs on the same 2 cores as the servers, for both alike.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import re
 import shutil
@@ -21,6 +22,7 @@ import statistics
 import subprocess
 import sys
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 
 from harness import ROOT, Option, bench_env, echoops_serve, free_port, machine_line, main, running
@@ -77,15 +79,24 @@ def wrk(
     return rps, total, errors
 
 
+@contextlib.contextmanager
+def bare_route(env: dict[str, str]) -> Iterator[tuple[str, subprocess.Popen]]:
+    """The baseline every HTTP benchmark compares with: `bench/baselines/one_line_bottle.py`
+    on a free loopback port, through the same gunicorn adapter and options as `echoops serve`
+    (this checkout's); its URL and process while the block runs."""
+    port = free_port()
+    url = f"http://127.0.0.1:{port}/"
+    code = BASELINE.format(root=str(ROOT), baselines=str(ROOT / "bench" / "baselines"), port=port)
+    with running([sys.executable, "-c", code], env, url) as proc:
+        yield url, proc
+
+
 def measure(args: argparse.Namespace, tmp: Path) -> bool:
     if not shutil.which("wrk"):
         raise SystemExit("wrk not found (Debian: apt-get install wrk)")
     (tmp / "logs").mkdir()
     env = bench_env(tmp / "logs", DASHBOARD_KEY="bench-key-0123456789abcdef")
-    bport = free_port()
-    base_url = f"http://127.0.0.1:{bport}/"
-    code = BASELINE.format(root=str(ROOT), baselines=str(ROOT / "bench" / "baselines"), port=bport)
-    with running([sys.executable, "-c", code], env, base_url) as bproc, echoops_serve(env) as server:
+    with bare_route(env) as (base_url, bproc), echoops_serve(env) as server:
         echo_url = server.url + "/healthz"
         with urllib.request.urlopen(echo_url) as r:
             print("healthz:", r.read().decode())

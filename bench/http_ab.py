@@ -24,11 +24,9 @@ import sys
 import tarfile
 from pathlib import Path
 
-from foundation_healthz import BASELINE, tree_cpu, wrk
-from harness import ROOT, Option, bench_env, echoops_serve, free_port, main, running
-
-KEY = "bench-key-0123456789abcdef"
-CONNECTIONS = 32
+from foundation_healthz import bare_route, tree_cpu, wrk
+from harness import ROOT, Option, echoops_serve, main
+from slo_status_http import CONNECTIONS, KEY, status_logs
 
 
 def earlier_tree(rev: str, into: Path) -> Path:
@@ -57,22 +55,10 @@ def measure(args: argparse.Namespace, tmp: Path) -> bool:
 
 
 def _measure(args: argparse.Namespace, tmp: Path, before: Path) -> bool:
-    from slo_ingest import END, generate
-
-    from echoops.core import slo
-    from echoops.core.config import load_settings
-
-    logs = tmp / "logs"
-    logs.mkdir()
-    env = bench_env(logs, DASHBOARD_KEY=KEY)
-    generate(logs / "requests.ndjson", 1440 * 40, per_minute=40)
-    slo.tick(s=load_settings(env), now=END)
-    port = free_port()
-    bare_url = f"http://127.0.0.1:{port}/"
-    code = BASELINE.format(root=str(ROOT), baselines=str(ROOT / "bench" / "baselines"), port=port)
+    env = status_logs(tmp)
     headers = {"X-Dash-Key": KEY}
     with (
-        running([sys.executable, "-c", code], env, bare_url) as bare,
+        bare_route(env) as (bare_url, bare),
         echoops_serve({**env, "PYTHONPATH": str(before)}) as old,
         echoops_serve({**env, "PYTHONPATH": str(ROOT)}) as new,
     ):

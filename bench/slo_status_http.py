@@ -22,17 +22,17 @@ import sys
 import urllib.request
 from pathlib import Path
 
-from foundation_healthz import BASELINE, tree_cpu, wrk
-from harness import ROOT, Option, bench_env, echoops_serve, free_port, main, running
+from foundation_healthz import bare_route, tree_cpu, wrk
+from harness import Option, bench_env, echoops_serve, main
 
 TARGET = 0.7
 CONNECTIONS = 32
 KEY = "bench-key-0123456789abcdef"
 
 
-def measure(args: argparse.Namespace, tmp: Path) -> bool:
-    if not shutil.which("wrk"):
-        raise SystemExit("wrk not found (Debian: apt-get install wrk)")
+def status_logs(tmp: Path) -> dict[str, str]:
+    """A log dir under `tmp` holding a day of requests (40 a minute), ticked once: what the
+    status routes serve in the HTTP benchmarks. The environment of servers that use it."""
     from slo_ingest import END, generate
 
     from echoops.core import slo
@@ -43,10 +43,14 @@ def measure(args: argparse.Namespace, tmp: Path) -> bool:
     env = bench_env(logs, DASHBOARD_KEY=KEY)
     generate(logs / "requests.ndjson", 1440 * 40, per_minute=40)
     slo.tick(s=load_settings(env), now=END)
-    bport = free_port()
-    base_url = f"http://127.0.0.1:{bport}/"
-    code = BASELINE.format(root=str(ROOT), baselines=str(ROOT / "bench" / "baselines"), port=bport)
-    with running([sys.executable, "-c", code], env, base_url) as bproc, echoops_serve(env) as server:
+    return env
+
+
+def measure(args: argparse.Namespace, tmp: Path) -> bool:
+    if not shutil.which("wrk"):
+        raise SystemExit("wrk not found (Debian: apt-get install wrk)")
+    env = status_logs(tmp)
+    with bare_route(env) as (base_url, bproc), echoops_serve(env) as server:
         url = server.url + "/api/slo/status"
         req = urllib.request.Request(url, headers={"X-Dash-Key": KEY})
         with urllib.request.urlopen(req) as r:
