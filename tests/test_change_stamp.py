@@ -121,6 +121,11 @@ def test_a_statement_on_the_connection_drops_its_remembered_stamp(settings):
     assert first is not None and store.change_stamp(conn) == first
     auth.record_failure("192.0.2.1", s=settings)  # a commit on this very connection, at once
     assert store.change_stamp(conn) is None  # read afresh: the -wal was just written
+    quiet(settings)
+    assert store.change_stamp(conn) is not None
+    # an autocommit executemany writes too (no transaction's COMMIT to drop the stamp)
+    conn.executemany("DELETE FROM auth_failures WHERE client=?", [("192.0.2.1",)])
+    assert store.change_stamp(conn) is None
 
 
 def test_a_status_request_on_a_quiet_store_runs_no_sql_and_reads_each_thing_once(settings, log_dir, monkeypatch):

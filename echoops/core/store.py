@@ -223,6 +223,7 @@ class Connection(sqlite3.Connection):
             raise
 
     def executemany(self, *args):
+        self.stamp_memo = None
         try:
             return super().executemany(*args)
         except sqlite3.Error as exc:
