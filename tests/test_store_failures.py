@@ -259,6 +259,24 @@ def test_log_dir_read_only_is_503_not_500(can_mount, live_server, log_dir):
     assert _raise(srv.url, 2).status_code == 200
 
 
+def test_a_reused_healthy_report_still_sees_a_disk_that_filled_since(can_mount, tmp_path):
+    """/healthz's 1 s reuse of a healthy report never hides a full disk (a real 4 MB tmpfs)."""
+    logs = tmp_path / "small"
+    logs.mkdir()
+    _mount("-t", "tmpfs", "-o", "size=4m", "tmpfs", str(logs))
+    try:
+        s = config.load_settings({"ECHOOPS_LOG_DIR": str(logs)})
+        assert health.report(s, max_age_s=60)["ok"] is True
+        filler = _fill(logs)
+        full = health.report(s, max_age_s=60)
+        assert full["ok"] is False and "No space left on device" in full["detail"]
+        filler.unlink()
+        assert health.report(s, max_age_s=60)["ok"] is True
+    finally:
+        store.close_all()
+        _umount(logs)
+
+
 def test_full_file_system_answers_503_never_500_and_recovers(can_mount, live_server, log_dir):
     _mount("-t", "tmpfs", "-o", "size=4m", "tmpfs", str(log_dir))
     try:
