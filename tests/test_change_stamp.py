@@ -84,6 +84,19 @@ def test_a_throttle_another_process_records_is_seen_by_the_next_request(settings
     assert len(queries) == 2
 
 
+def test_a_throttle_in_one_store_is_not_served_from_the_cache_for_another(settings, tmp_path):
+    """One process, two log dirs: the cached throttle row of a client is its store's alone."""
+    other = config.load_settings({"ECHOOPS_LOG_DIR": str(tmp_path / "other")})
+    for _ in range(settings.auth_failures_per_min):
+        auth.record_failure("192.0.2.1", s=settings)
+    auth.record_failure("192.0.2.9", s=other)  # the other store's table and -wal exist
+    quiet(settings)
+    quiet(other)
+    assert auth.retry_after("192.0.2.1", s=settings) > 0
+    assert auth.retry_after("192.0.2.1", s=other) == 0
+    assert auth.retry_after("192.0.2.1", s=settings) > 0
+
+
 def test_the_status_snapshot_is_served_without_a_query_until_a_tick_or_the_flag_moves(settings, log_dir, monkeypatch):
     now = clock.now_s()
     history(log_dir, end=now, minutes=30, per_minute=10, err_pct=0)

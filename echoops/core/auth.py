@@ -90,10 +90,10 @@ def _wait(start: float, failures: int, now: float, limit: int) -> int:
     return max(1, math.ceil(start + WINDOW_S - now))
 
 
-# (store, client) -> (store.change_stamp before the read, its auth_failures row): every admin
-# request asks, and a query a request cost ~30% of a cached route's throughput
-# (bench/slo_status_http.py)
-_seen: dict[tuple[str, str], tuple[tuple, tuple | None]] = {}
+# client -> (store.change_stamp before the read, its auth_failures row): every admin request
+# asks, and a query a request cost ~30% of a cached route's throughput (bench/slo_status_http.py).
+# The stamp names the store's file (device, inode), so another store never matches it.
+_seen: dict[str, tuple[tuple, tuple | None]] = {}
 _SEEN_MAX = 10_000
 
 
@@ -105,8 +105,7 @@ def retry_after(address: str | None, *, s: Settings, now: float | None = None) -
     try:
         conn = store.db(s, SCHEMA)
         stamp = store.change_stamp(conn)
-        slot = (getattr(conn, "path", "?"), key)  # its file: the same store under any path spelling
-        seen = _seen.get(slot) if stamp is not None else None
+        seen = _seen.get(key) if stamp is not None else None
         if seen is not None and seen[0] == stamp:
             row = seen[1]
         else:
@@ -115,7 +114,7 @@ def retry_after(address: str | None, *, s: Settings, now: float | None = None) -
             if stamp is not None:
                 if len(_seen) >= _SEEN_MAX:
                     _seen.clear()
-                _seen[slot] = (stamp, row)
+                _seen[key] = (stamp, row)
     except Exception as exc:
         if store.unavailable(exc) is None:
             raise
